@@ -1,0 +1,5 @@
+import sys
+
+from vqalib.cli import main
+
+sys.exit(main())
