@@ -1,0 +1,106 @@
+"""Notebook hygiene and the headless smoke chain.
+
+Hygiene (fast): every numbered notebook is a stripped ``.ipynb`` in sync with its jupytext
+``py:percent`` pair, has exactly one cell tagged ``parameters`` holding only typed literal
+assignments with a comment each (so ``papermill --help-notebook`` documents it), and a smoke
+parameter file whose keys are real parameters.
+
+Execution (marker ``notebooks``): all notebooks run in order in smoke mode through the runner.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+
+import jupytext
+import nbformat
+import pytest
+import yaml
+
+from vqalib.notebook_runner import list_notebooks, params_file
+
+NOTEBOOKS = list_notebooks()
+IDS = [nb.stem for nb in NOTEBOOKS]
+
+
+def _code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def _param_cell(nb):
+    tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"expected exactly one cell tagged 'parameters', found {len(tagged)}"
+    return tagged[0]
+
+
+def test_there_are_numbered_notebooks():
+    assert NOTEBOOKS, "no notebooks/NN_name.ipynb found"
+    numbers = [nb.name[:2] for nb in NOTEBOOKS]
+    assert len(set(numbers)) == len(numbers), f"two notebooks share a number: {numbers}"
+
+
+@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=IDS)
+def test_committed_notebook_has_no_outputs(nb_path):
+    nb = nbformat.read(nb_path, as_version=4)
+    dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
+    assert not dirty, f"{nb_path.name}: cells {dirty} hold outputs; run `make sync-notebooks` after clearing outputs"
+
+
+@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=IDS)
+def test_ipynb_and_py_pair_in_sync(nb_path):
+    py = nb_path.with_suffix(".py")
+    assert py.is_file(), f"{nb_path.name} has no jupytext pair {py.name}"
+    from_py = jupytext.read(py)
+    from_ipynb = nbformat.read(nb_path, as_version=4)
+    a = [(c.cell_type, c.source.strip()) for c in from_py.cells]
+    b = [(c.cell_type, c.source.strip()) for c in from_ipynb.cells]
+    assert a == b, f"{nb_path.name} and {py.name} differ; run `make sync-notebooks`"
+    assert _param_cell(from_py).source.strip() == _param_cell(from_ipynb).source.strip()
+
+
+@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=IDS)
+def test_parameters_cell_is_plain_typed_values_with_comments(nb_path):
+    nb = nbformat.read(nb_path, as_version=4)
+    cell = _param_cell(nb)
+    assert nb.cells.index(cell) == nb.cells.index(_code_cells(nb)[0]), "the parameters cell must be the first code cell"
+    tree = ast.parse(cell.source)
+    lines = cell.source.splitlines()
+    for node in tree.body:
+        assert isinstance(node, ast.AnnAssign), f"{nb_path.name} line {node.lineno}: only `NAME: type = value` allowed"
+        ast.literal_eval(node.value)  # raises for anything computed
+        assert "#" in lines[node.lineno - 1], f"{nb_path.name} line {node.lineno}: add a comment saying what it is"
+
+
+@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=IDS)
+def test_smoke_parameters_exist_and_are_parameters(nb_path):
+    import papermill as pm
+
+    declared = pm.inspect_notebook(str(nb_path))
+    smoke = params_file(nb_path, "smoke")
+    assert smoke.is_file(), f"missing {smoke}"
+    values = yaml.safe_load(smoke.read_text()) or {}
+    unknown = set(values) - set(declared)
+    assert not unknown, f"{smoke.name} sets {sorted(unknown)} which {nb_path.name} does not declare"
+    assert "RUN_DIR" in declared, f"{nb_path.name} must take RUN_DIR"
+
+
+def test_help_notebook_documents_parameters():
+    nb = NOTEBOOKS[0]
+    out = subprocess.run([sys.executable, "-m", "papermill", "--help-notebook", str(nb)],
+                         capture_output=True, text=True, check=True).stdout
+    assert "RUN_DIR" in out and "(str)" in out, out
+
+
+@pytest.mark.notebooks
+def test_smoke_chain_runs_every_notebook(smoke_run):
+    assert smoke_run.error is None, f"smoke chain failed: {smoke_run.error}"
+    ran = [e["notebook"] for e in smoke_run.manifest["notebooks"]]
+    assert ran == [nb.name for nb in NOTEBOOKS]
+    assert all(e["status"] == "ok" for e in smoke_run.manifest["notebooks"])
+    for nb in NOTEBOOKS:
+        executed = smoke_run.root / "notebooks" / nb.name
+        assert executed.is_file()
+        figs = list((smoke_run.root / nb.stem / "figures").glob("*.png"))
+        assert figs, f"{nb.stem} saved no figure in the run folder"
