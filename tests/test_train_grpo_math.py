@@ -1,0 +1,68 @@
+"""GRPO maths on hand-computed numbers: advantages, the clipped objective, rewards of parsed answers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from vqalib.levels import DIMENSION_KEYS
+from vqalib.train.grpo_math import grpo_loss, group_advantages, k3_kl, score_rewards
+
+
+def test_group_advantages_hand_computed():
+    # group 1: rewards 1, 2, 3, 6 -> mean 3, sample std sqrt(((4+1+0+9)/3)) = sqrt(14/3)
+    # group 2: all equal -> advantage 0 (no signal, no NaN)
+    r = torch.tensor([1.0, 2.0, 3.0, 6.0, 5.0, 5.0, 5.0, 5.0])
+    adv = group_advantages(r, group_size=4, eps=0.0 + 1e-12)
+    s = math.sqrt(14 / 3)
+    expected = torch.tensor([-2 / s, -1 / s, 0.0, 3 / s, 0, 0, 0, 0])
+    assert torch.allclose(adv, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="multiple of the group size"):
+        group_advantages(torch.ones(7), group_size=4)
+
+
+def test_grpo_loss_on_policy_gradient_is_advantage_weighted_logprob():
+    # with old = current (one update per rollout), ratio = 1, the clip is inactive and
+    # d loss / d logp_t = -A_i / |o_i| / N for every real token (KL off)
+    logp = torch.tensor([[-1.0, -2.0, -0.5], [-0.3, -0.7, -9.0]], requires_grad=True)
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    adv = torch.tensor([2.0, -1.0])
+    loss, stats = grpo_loss(logp, logp.detach(), None, adv, mask, clip_eps=0.2, kl_coef=0.0)
+    loss.backward()
+    expected = torch.tensor([[-2 / 3 / 2] * 3, [1 / 2 / 2, 1 / 2 / 2, 0.0]])
+    assert torch.allclose(logp.grad, expected, atol=1e-7)
+    assert loss.item() == pytest.approx(-(2.0 + -1.0) / 2)  # -mean_i A_i * 1
+    assert stats["clip_frac"] == 0.0
+
+
+def test_grpo_loss_clips_ratio_and_adds_kl():
+    old = torch.log(torch.tensor([[0.5]]))
+    new = torch.log(torch.tensor([[0.9]])).requires_grad_(True)  # ratio 1.8 > 1.2
+    adv = torch.tensor([1.0])
+    loss, stats = grpo_loss(new, old, None, adv, torch.ones(1, 1), clip_eps=0.2, kl_coef=0.0)
+    assert loss.item() == pytest.approx(-1.2)  # min(1.8 * 1, 1.2 * 1)
+    loss.backward()
+    assert new.grad.abs().item() == 0.0  # clipped: no gradient
+    assert stats["clip_frac"] == 1.0
+    ref = torch.log(torch.tensor([[0.3]]))
+    loss_kl, _ = grpo_loss(new.detach(), old, ref, adv, torch.ones(1, 1), clip_eps=0.2, kl_coef=0.1)
+    d = math.log(0.3) - math.log(0.9)
+    assert loss_kl.item() == pytest.approx(-1.2 + 0.1 * (math.exp(d) - d - 1))
+    assert k3_kl(torch.tensor(0.0), torch.tensor(0.0)).item() == 0.0
+
+
+def test_score_rewards_paper_terms_and_unparsable_counted():
+    targets = np.array([[3.0] * 5, [3.0] * 5])
+    good = {k: 3.5 for k in DIMENSION_KEYS}  # round(3.5)=4 != 3 -> R_acc 0, R_dist 4.5, format 1
+    bad = {k: 3.0 for k in DIMENSION_KEYS}
+    bad["clarity_quality"] = None  # missing -> 0 reward for that dimension, counted
+    out = score_rewards([good, bad], targets, raw_texts=["ok", "garbled text"])
+    assert out.total[0] == pytest.approx(0 + 4.5 + 1)
+    assert out.total[1] == pytest.approx((4 * (1 + 5 + 1) + 0) / 5)
+    assert out.n_unparsable == 1 and out.n_dims_missing == 1
+    assert out.examples == ["garbled text"]
+    off_grid = {k: 3.25 for k in DIMENSION_KEYS}
+    assert score_rewards([off_grid], targets[:1]).fmt.sum() == 0

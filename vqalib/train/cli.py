@@ -1,0 +1,61 @@
+"""``python -m vqalib train sft|grpo|aso --config FILE [--set key=value ...]``.
+
+The same functions notebooks 04-06 call (:func:`vqalib.train.sft.train_sft`, ``train_grpo``,
+``train_aso``), so ``accelerate launch -m vqalib train sft --config env/train_configs/sft_7b.yaml``
+runs them on several GPUs (configs in ``env/accelerate_*.yaml``). Example, one step of each on CPU::
+
+    python -m vqalib train sft --config env/train_configs/sft_tiny.yaml --set max_steps=1
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from typing import Sequence
+
+from vqalib.train.common import STAGES, load_config
+
+
+def run_config(cfg):
+    """Dispatch a loaded config to its stage's training function."""
+    if cfg.stage == "sft":
+        from vqalib.train.sft import train_sft
+
+        return train_sft(cfg)
+    if cfg.stage == "grpo":
+        from vqalib.train.grpo import train_grpo
+
+        return train_grpo(cfg)
+    from vqalib.train.aso_trainer import train_aso
+
+    return train_aso(cfg)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m vqalib train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("stage", choices=STAGES, help="training stage")
+    ap.add_argument("--config", default=None, help="YAML config (see env/train_configs/); omitted = the tiny defaults")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one config key (repeatable), e.g. --set max_steps=10")
+    ap.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    args = ap.parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        cfg = load_config(args.stage, args.config, args.overrides)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(json.dumps(dataclasses.asdict(cfg), indent=2))
+        return 0
+    result = run_config(cfg)
+    losses = result.losses()
+    last = float(losses["loss"].iloc[-1]) if len(losses) else float("nan")
+    print(f"{cfg.stage}: saved to {result.output_dir} after {result.wall_s:.1f} s; last logged loss {last:.4f}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

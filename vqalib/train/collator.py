@@ -1,0 +1,226 @@
+"""Training examples, a frame cache and the video collator shared by SFT, GRPO and ASO.
+
+Decoding video is the slow part of a CPU step, so every clip is sampled **once** per sampling
+setting (fps / max frames / max pixels) and kept in memory and, optionally, on disk under
+``vqalib.runs.cache_dir() / "frames"`` (keyed by the file's path, size, mtime and the sampling
+settings), so notebooks 04, 05 and 06 decode each clip once between them.
+
+Every sample carries exactly one video. That keeps the number of vision-tower calls per step the
+same on every rank, which DeepSpeed ZeRO-3 / FSDP need (a rank that runs the vision tower a
+different number of times waits forever for the others' parameter all-gathers).
+
+Augmentation (train only, optional): a random 180-degree rotation, horizontal / vertical flips
+and time reversal of the cached frames. None of these changes any of the five labels of the
+sample dataset (blur, noise, exposure, colour, motion amount/shake/flicker are invariant); a
+real dataset with text overlays or directional motion may prefer ``augment: false``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from vqalib.levels import DIMENSION_KEYS
+
+
+@dataclass
+class ClipExample:
+    """One training clip: where its video is, its five target levels and its rationales."""
+
+    video_id: str
+    path: Path
+    scores: dict[str, float]
+    rationales: dict[str, str]
+
+    def targets(self) -> list[float]:
+        return [float(self.scores[k]) for k in DIMENSION_KEYS]
+
+
+def shorten_rationale(text: str, max_words: int = 6) -> str:
+    """The first clause of a rationale, at most ``max_words`` words (the tiny demo's short answers)."""
+    first = text.strip().split(".")[0].split(";")[0]
+    words = first.split()
+    return " ".join(words[:max_words])
+
+
+def load_examples(data_dir: str = "", split: str = "train", sample_size: str = "default", data_seed: int = 0,
+                  max_clips: int = 0, phase: str = "final") -> list[ClipExample]:
+    """The clips of one split with their aggregated labels (``vqalib.data.aggregate``) and rationales.
+
+    ``data_dir`` empty -> the embedded sample dataset (``vqalib.synth.ensure_sample_dataset``).
+    A clip without a label for some dimension raises naming the clip and the dimension."""
+    from vqalib.data import aggregate, labels_wide, load_dataset
+    from vqalib.runs import resolve_path
+
+    if data_dir:
+        root = resolve_path(data_dir)
+    else:
+        from vqalib.synth import ensure_sample_dataset
+
+        root = Path(ensure_sample_dataset(size=sample_size, seed=data_seed))
+    ds = load_dataset(root)
+    wide = labels_wide(aggregate(ds, phase=phase))
+    if "video_id" in wide.columns:
+        wide = wide.set_index("video_id")
+    videos = ds.videos
+    if split:
+        if split not in set(videos["split"]):
+            raise ValueError(f"{root}: no clip has split {split!r}; splits present: {sorted(set(videos['split']))}")
+        videos = videos[videos["split"] == split]
+    rat: dict[str, dict[str, str]] = {}
+    if ds.rationales is not None and len(ds.rationales):
+        for row in ds.rationales.itertuples(index=False):
+            rat.setdefault(str(row.video_id), {})[str(row.dimension)] = str(row.rationale)
+    out: list[ClipExample] = []
+    for vid in videos["video_id"].astype(str):
+        if vid not in wide.index:
+            raise ValueError(f"{root}: clip {vid!r} (split {split}) has no aggregated label; check its ratings")
+        row = wide.loc[vid]
+        scores = {}
+        for key in DIMENSION_KEYS:
+            value = row.get(key)
+            if value is None or not np.isfinite(float(value)):
+                raise ValueError(f"{root}: clip {vid!r} has no label for {key!r}; fix its ratings or drop the clip")
+            scores[key] = float(value)
+        out.append(ClipExample(vid, ds.video_path(vid), scores, rat.get(vid, {})))
+        if max_clips and len(out) >= max_clips:
+            break
+    if not out:
+        raise ValueError(f"{root}: split {split!r} has no clips")
+    return out
+
+
+class FrameCache:
+    """Samples each clip's frames once (``vqalib.video.sample_video``) and keeps them.
+
+    ``disk=True`` also stores them as ``.npz`` under ``cache_dir()/frames`` so later processes
+    (the next notebook) skip decoding. A clip that fails to decode raises ``VideoDecodeError``
+    naming the file: training never substitutes another clip."""
+
+    def __init__(self, sampling: Any, disk: bool = True):
+        self.sampling = sampling
+        self.disk = disk
+        self._mem: dict[str, Any] = {}
+        self.n_decoded = 0
+        self.n_from_disk = 0
+
+    def _key(self, path: Path) -> str:
+        st = path.stat()
+        cfg = self.sampling.to_dict() if hasattr(self.sampling, "to_dict") else dataclasses.asdict(self.sampling)
+        raw = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{sorted(cfg.items())}"
+        return hashlib.sha1(raw.encode()).hexdigest()[:20]
+
+    def get(self, path: str | os.PathLike):
+        from vqalib.video import SampledVideo, sample_video
+
+        path = Path(path)
+        key = str(path)
+        if key in self._mem:
+            return self._mem[key]
+        video = None
+        disk_path = None
+        if self.disk:
+            from vqalib.runs import cache_dir
+
+            disk_path = cache_dir() / "frames" / f"{self._key(path)}.npz"
+            if disk_path.is_file():
+                try:
+                    with np.load(disk_path, allow_pickle=False) as z:
+                        meta = json.loads(str(z["meta"]))
+                        meta["indices"] = np.asarray(meta["indices"], dtype=np.int64)
+                        meta["timestamps"] = np.asarray(meta["timestamps"], dtype=np.float64)
+                        video = SampledVideo(frames=z["frames"], **meta)
+                    self.n_from_disk += 1
+                except Exception:  # noqa: BLE001 - a damaged cache entry is re-decoded, not trusted
+                    video = None
+        if video is None:
+            video = sample_video(path, self.sampling)
+            self.n_decoded += 1
+            if disk_path is not None:
+                disk_path.parent.mkdir(parents=True, exist_ok=True)
+                meta = {f.name: getattr(video, f.name) for f in dataclasses.fields(video) if f.name != "frames"}
+                meta = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in meta.items()}
+                meta["path"] = str(meta["path"])
+                tmp = disk_path.with_name(disk_path.stem + f".{os.getpid()}.tmp.npz")
+                np.savez(tmp, frames=video.frames, meta=np.asarray(json.dumps(meta)))
+                os.replace(tmp, disk_path)
+        self._mem[key] = video
+        return video
+
+
+def augment_video(video: Any, rng: np.random.Generator):
+    """Random 180-degree rotation, flips and time reversal of a sampled clip (labels unchanged)."""
+    frames = video.frames
+    if rng.random() < 0.5:
+        frames = frames[:, :, ::-1]
+    if rng.random() < 0.5:
+        frames = frames[:, ::-1]
+    if rng.random() < 0.5:
+        frames = frames[::-1]
+    return dataclasses.replace(video, frames=np.ascontiguousarray(frames))
+
+
+def answer_text(example: ClipExample, rationale: str = "short") -> str:
+    """The target answer for a clip (``vqalib.prompts.format_answer``), with full, short or no rationales."""
+    from vqalib.prompts import format_answer
+
+    if rationale == "none" or not example.rationales:
+        return format_answer(example.scores, None)
+    if rationale == "short":
+        return format_answer(example.scores, {k: shorten_rationale(v) for k, v in example.rationales.items()})
+    return format_answer(example.scores, example.rationales)
+
+
+class VideoCollator:
+    """Turns a list of :class:`ClipExample` into a model batch via ``vqalib.inputs.build_batch``.
+
+    ``with_answers=True`` (SFT, ASO): the target answer is appended and ``labels`` mark its tokens.
+    ``with_answers=False`` (GRPO): prompt only, ready for ``generate``; ``repeat`` copies each clip
+    that many times (the G completions of a group are adjacent, prompt-major).
+    Extra keys: ``targets`` [B, 5] float, ``video_ids`` list[str] (removed before the model call)."""
+
+    def __init__(self, processor: Any, cache: FrameCache, *, with_answers: bool = True, augment: bool = False,
+                 rationale: str = "short", repeat: int = 1, seed: int = 0):
+        self.processor = processor
+        self.cache = cache
+        self.with_answers = with_answers
+        self.augment = augment
+        self.rationale = rationale
+        self.repeat = repeat
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, examples: Sequence[ClipExample]) -> dict[str, Any]:
+        from vqalib.inputs import build_batch
+
+        videos, answers, ids, targets = [], [], [], []
+        for ex in examples:
+            video = self.cache.get(ex.path)
+            if self.augment:
+                video = augment_video(video, self.rng)
+            for _ in range(self.repeat):
+                videos.append(video)
+                ids.append(ex.video_id)
+                targets.append(ex.targets())
+                if self.with_answers:
+                    answers.append(answer_text(ex, self.rationale))
+        batch = dict(build_batch(self.processor, videos, answers if self.with_answers else None))
+        batch["targets"] = torch.tensor(targets, dtype=torch.float32)
+        batch["video_ids"] = ids
+        return batch
+
+
+#: Keys the collator adds that the model must not receive.
+NON_MODEL_KEYS: tuple[str, ...] = ("targets", "video_ids", "labels", "answer_mask", "score_positions")
+
+
+def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
+    """The part of a collated batch the model's forward takes."""
+    return {k: v for k, v in batch.items() if k not in NON_MODEL_KEYS}

@@ -1,0 +1,313 @@
+"""What the three trainers share: configs (dataclasses loadable from YAML), seeds, run manifests,
+``TrainingArguments`` and the policy/reference loading.
+
+A config is a flat dataclass so that every field can be overridden the same way from a YAML file,
+from ``--set key=value`` on the command line, or from a notebook's parameters::
+
+    cfg = load_config("sft", "env/train_configs/sft_tiny.yaml", overrides=["max_steps=10"])
+
+Paper defaults (Stage I SFT: lr 1e-6 full, cosine, weight decay 0.01, 1 epoch, global batch 32,
+bf16; Stage II GRPO: 8 rollouts, KL 0.1; Stage III ASO: AdamW lr 5e-6, batch 32, lambda = beta = 1)
+live in ``env/train_configs/*_7b.yaml``; the dataclass defaults are the *tiny demo* values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from vqalib.runs import environment_info, resolve_path, write_json
+
+STAGES: tuple[str, ...] = ("sft", "grpo", "aso")
+FINETUNE_MODES: tuple[str, ...] = ("full", "lora", "qlora")
+MANIFEST_NAME = "vqalib_train_manifest.json"
+
+
+@dataclass
+class CommonConfig:
+    """Fields every stage has. Paths are resolved against the project root."""
+
+    model: str = "tiny"  # "tiny" preset, a hub id, or a local checkpoint folder
+    init_from: str = ""  # checkpoint folder to start from (GRPO/ASO: the SFT checkpoint); overrides `model`
+    data_dir: str = ""  # dataset folder; empty -> the embedded sample dataset
+    sample_size: str = "default"  # sample dataset size when data_dir is empty: smoke | default | large
+    data_seed: int = 0  # seed of the embedded sample dataset
+    split: str = "train"  # which split to train on
+    output_dir: str = "runs/demo/checkpoints/sft"  # checkpoints, final model, manifest, TensorBoard logs
+    finetune: str = "full"  # full | lora | qlora (4-bit base via bitsandbytes, CUDA only)
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    freeze_vision: bool = False  # keep the vision tower frozen
+    max_steps: int = 300  # optimisation steps (-1: use num_epochs)
+    num_epochs: float = 1.0
+    batch_size: int = 16  # per device
+    grad_accum: int = 1  # global batch = batch_size * grad_accum * n_devices
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 20
+    lr_scheduler: str = "cosine"
+    max_grad_norm: float = 1.0
+    bf16: bool = False
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    fps: float = 2.0  # video sampling: frames per second
+    max_frames: int = 8  # video sampling: at most this many frames
+    max_pixels: int = 112 * 112  # video sampling: pixels per frame
+    augment: bool = True  # random rot90 / flips / time reversal of the cached frames (train only)
+    rationale: str = "short"  # rationale in the target answer: full | short | none
+    logging_steps: int = 10
+    save_steps: int = 0  # 0: save only at the end
+    report_to: str = "tensorboard"  # tensorboard | none | wandb ...
+    num_workers: int = 0
+    gradient_checkpointing: bool = False
+    resume: str = ""  # "" | "last" | a checkpoint folder to resume from
+    max_clips: int = 0  # use only the first N training clips (0: all); for smoke runs
+
+
+@dataclass
+class SFTConfig(CommonConfig):
+    """Stage I: cross-entropy on the assistant answer (rationale + five scores) only."""
+
+    stage: str = "sft"
+
+
+@dataclass
+class GRPOConfig(CommonConfig):
+    """Stage II (the paper's baseline): group-relative policy optimisation on sampled answers."""
+
+    stage: str = "grpo"
+    output_dir: str = "runs/demo/checkpoints/grpo"
+    init_from: str = "runs/demo/checkpoints/sft"
+    num_generations: int = 8  # G completions per prompt
+    kl_coef: float = 0.1  # paper: 0.1
+    clip_eps: float = 0.2  # PPO clip range of the ratio
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 96
+    format_weight: float = 1.0  # weight of the per-dimension format reward
+    batch_size: int = 2  # prompts per device step (each expanded to G completions)
+    lr: float = 2e-4
+    max_steps: int = 30
+    warmup_steps: int = 2
+
+
+@dataclass
+class ASOConfig(CommonConfig):
+    """Stage III (the method): soft-target cross-entropy against pi* = pi_ref exp(R/lambda) / Z."""
+
+    stage: str = "aso"
+    output_dir: str = "runs/demo/checkpoints/aso"
+    init_from: str = "runs/demo/checkpoints/sft"
+    lam: float = 1.0  # KL strength lambda of the closed form
+    beta: float = 1.0  # reward scale: R(s, s*) = -beta |s - s*|
+    rationale_loss: str = "ce"  # ce (on the reference rationale) | kl (to pi_ref on rationale tokens) | none
+    rationale_weight: float = 1.0
+    on_policy: bool = False  # sample the rationale from the current policy and score there
+    max_new_tokens: int = 96  # on-policy sampling length
+    temperature: float = 1.0  # on-policy sampling temperature
+    lr: float = 5e-4
+    max_steps: int = 60
+    warmup_steps: int = 5
+
+
+CONFIG_CLASSES: dict[str, type[CommonConfig]] = {"sft": SFTConfig, "grpo": GRPOConfig, "aso": ASOConfig}
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    """Turn a YAML/CLI value into the field's type; raise naming ``where`` on failure."""
+    typ_name = typ if isinstance(typ, str) else getattr(typ, "__name__", str(typ))
+    try:
+        if typ_name == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(text)
+        if typ_name == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if typ_name == "float":
+            return float(value)
+        if typ_name == "str":
+            return "" if value is None else str(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: {value!r} is not a valid {typ_name}; fix the value") from None
+    return value
+
+
+def config_from_dict(stage: str, values: dict[str, Any], source: str = "<dict>") -> CommonConfig:
+    """Build the stage's config from a mapping; unknown keys raise naming ``source`` and the key."""
+    if stage not in CONFIG_CLASSES:
+        raise ValueError(f"unknown training stage {stage!r}; use one of {list(STAGES)}")
+    cls = CONFIG_CLASSES[stage]
+    known = {f.name: f for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ValueError(f"{source}: unknown {stage} config key {key!r}; valid keys: {sorted(known)}")
+        kwargs[key] = _coerce(value, known[key].type, f"{source}: key {key!r}")
+    if kwargs.get("stage", stage) != stage:
+        raise ValueError(f"{source}: file is for stage {kwargs['stage']!r} but was given to {stage!r}")
+    kwargs["stage"] = stage
+    cfg = cls(**kwargs)
+    validate_config(cfg, source)
+    return cfg
+
+
+def parse_overrides(overrides: Sequence[str] | None) -> dict[str, str]:
+    """``["lr=1e-3", "finetune=lora"]`` -> ``{"lr": "1e-3", "finetune": "lora"}``."""
+    out: dict[str, str] = {}
+    for item in overrides or ():
+        if "=" not in item:
+            raise ValueError(f"--set {item!r}: expected key=value (e.g. --set max_steps=10)")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def load_config(stage: str, path: str | os.PathLike | None = None, overrides: Sequence[str] | dict | None = None) -> CommonConfig:
+    """Load a stage config from a YAML file (optional) and apply overrides (``key=value`` or a dict)."""
+    import yaml
+
+    values: dict[str, Any] = {}
+    source = "<defaults>"
+    if path:
+        p = resolve_path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"training config {p} not found; pass an existing YAML file (see env/train_configs/)")
+        loaded = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{p}: expected a mapping of config keys, got {type(loaded).__name__}")
+        values.update(loaded)
+        source = str(p)
+    extra = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
+    values.update(extra)
+    return config_from_dict(stage, values, source + (" + overrides" if extra else ""))
+
+
+def validate_config(cfg: CommonConfig, source: str = "<config>") -> None:
+    """Check choices and ranges; raise a ValueError that names the key and the fix."""
+    if cfg.finetune not in FINETUNE_MODES:
+        raise ValueError(f"{source}: finetune={cfg.finetune!r}; use one of {list(FINETUNE_MODES)}")
+    if cfg.rationale not in {"full", "short", "none"}:
+        raise ValueError(f"{source}: rationale={cfg.rationale!r}; use full | short | none")
+    if cfg.batch_size < 1 or cfg.grad_accum < 1:
+        raise ValueError(f"{source}: batch_size and grad_accum must be >= 1")
+    if cfg.max_steps == 0:
+        raise ValueError(f"{source}: max_steps=0 trains nothing; use -1 (epochs) or a positive number")
+    if isinstance(cfg, GRPOConfig) and cfg.num_generations < 2:
+        raise ValueError(f"{source}: num_generations={cfg.num_generations}; GRPO needs >= 2 completions per prompt")
+    if isinstance(cfg, ASOConfig):
+        if cfg.lam <= 0:
+            raise ValueError(f"{source}: lam={cfg.lam}; lambda must be > 0")
+        if cfg.rationale_loss not in {"ce", "kl", "none"}:
+            raise ValueError(f"{source}: rationale_loss={cfg.rationale_loss!r}; use ce | kl | none")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available else ``cpu``; ``cuda`` without CUDA raises clearly."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device={device!r} but torch sees no CUDA device; use device=cpu (or auto)")
+    return device
+
+
+def training_arguments(cfg: CommonConfig, **extra: Any):
+    """The ``transformers.TrainingArguments`` of a config (one place, so all stages agree)."""
+    from transformers import TrainingArguments
+
+    device = resolve_device(cfg.device)
+    out = resolve_path(cfg.output_dir)
+    kwargs: dict[str, Any] = dict(
+        output_dir=str(out),
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_steps,
+        lr_scheduler_type=cfg.lr_scheduler,
+        max_grad_norm=cfg.max_grad_norm,
+        max_steps=cfg.max_steps,
+        num_train_epochs=cfg.num_epochs,
+        bf16=cfg.bf16,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        logging_dir=str(out / "tb"),
+        save_strategy="steps" if cfg.save_steps > 0 else "no",
+        save_steps=cfg.save_steps if cfg.save_steps > 0 else 500,
+        save_only_model=False,
+        report_to=[] if cfg.report_to in {"", "none"} else [cfg.report_to],
+        remove_unused_columns=False,
+        dataloader_num_workers=cfg.num_workers,
+        use_cpu=device == "cpu",
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        disable_tqdm=False,
+    )
+    kwargs.update(extra)
+    from transformers import TrainingArguments as _TA
+
+    valid = {f.name for f in dataclasses.fields(_TA)}
+    return TrainingArguments(**{k: v for k, v in kwargs.items() if k in valid})
+
+
+def write_manifest(cfg: CommonConfig, out_dir: str | os.PathLike, **extra: Any) -> Path:
+    """Save parameters, sampling settings and versions beside the checkpoints."""
+    payload = {
+        "stage": cfg.stage,
+        "config": dataclasses.asdict(cfg),
+        "sampling": {"fps": cfg.fps, "max_frames": cfg.max_frames, "max_pixels": cfg.max_pixels},
+        "environment": environment_info(),
+        "written_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    payload.update(extra)
+    return write_json(Path(out_dir) / MANIFEST_NAME, payload)
+
+
+def read_manifest(ckpt_dir: str | os.PathLike) -> dict[str, Any]:
+    """The manifest written by :func:`write_manifest` in ``ckpt_dir`` (empty dict if none)."""
+    p = Path(ckpt_dir) / MANIFEST_NAME
+    return json.loads(p.read_text()) if p.is_file() else {}
+
+
+@dataclass
+class TrainResult:
+    """What a training function returns: where the model is and how the loss went."""
+
+    output_dir: Path
+    log_history: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+    def losses(self):
+        """The logged training losses as a DataFrame (step, loss, plus any logged extras)."""
+        import pandas as pd
+
+        rows = [r for r in self.log_history if "loss" in r]
+        return pd.DataFrame(rows)
