@@ -79,6 +79,16 @@ def test_resize_to_multiples_of_28_within_budget():
     assert resized_size(540, 960, SamplingConfig(max_pixels=None)) == (540, 960)
 
 
+def test_smart_resize_copy_matches_transformers():
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize as reference
+
+    from vqalib.video import smart_resize
+
+    for h, w in [(540, 960), (144, 176), (720, 1280), (272, 640), (30, 40), (1080, 1920), (50, 4000)]:
+        for lo, hi in [(3136, 200704), (56 * 56, 28 * 28 * 16), (28 * 28 * 64, 28 * 28 * 768)]:
+            assert smart_resize(h, w, 28, lo, hi) == reference(h, w, factor=28, min_pixels=lo, max_pixels=hi)
+
+
 # ----------------------------------------------------------------- real clips
 
 

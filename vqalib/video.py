@@ -230,9 +230,28 @@ def resized_size(height: int, width: int, cfg: SamplingConfig) -> tuple[int, int
     """
     if cfg.max_pixels is None:
         return height, width
-    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
-
     return smart_resize(height, width, factor=PATCH_FACTOR, min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels)
+
+
+def smart_resize(height: int, width: int, factor: int = PATCH_FACTOR, min_pixels: int = 56 * 56,
+                 max_pixels: int = 14 * 14 * 4 * 1280) -> tuple[int, int]:
+    """transformers' Qwen2-VL ``smart_resize`` (copied so this module does not import transformers;
+    a test checks they agree): round each side to a multiple of ``factor``; if the area exceeds
+    ``max_pixels`` scale by ``beta = sqrt(h*w / max_pixels)`` and floor, if below ``min_pixels``
+    scale up and ceil."""
+    if max(height, width) / min(height, width) > 200:
+        raise ValueError(f"aspect ratio {max(height, width) / min(height, width):.1f} above 200 is not supported")
+    h_bar = round(height / factor) * factor
+    w_bar = round(width / factor) * factor
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
 
 
 def _resize_frames(frames: np.ndarray, cfg: SamplingConfig) -> np.ndarray:
