@@ -1,0 +1,272 @@
+"""Loading a video VLM + processor (hub id, local folder or the ``tiny`` preset), QLoRA and LoRA.
+
+One code path for tiny and real: ``load_model_and_processor("tiny")`` builds (once, cached) a
+local folder holding a randomly initialised ``Qwen2_5_VLForConditionalGeneration``, the
+project's own tokenizer (:mod:`vqalib.tokenizer`) and the real transformers
+``Qwen2_5_VLProcessor`` configured for 112 x 112 frames, then loads that folder exactly like
+``load_model_and_processor("Qwen/Qwen2.5-VL-7B-Instruct")`` loads a hub id:
+``AutoProcessor.from_pretrained`` and ``AutoModelForImageTextToText.from_pretrained``.
+
+Tiny preset (see ``../shared/design/TINY_MODEL_NOTES.md`` for the measurements behind it): text
+hidden 64, 2 layers, 4 heads / 2 KV heads (head_dim 16, so ``mrope_section`` [2, 3, 3] sums to
+8 = head_dim / 2), intermediate 192; vision depth 2, hidden 64, 4 heads, patch 14, temporal
+patch 2, merge 2, ``tokens_per_second`` 2; ``initializer_range`` 0.1 (with the default 0.02 the
+tiny model learns the answer format and the marginal score distribution, then stalls).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .runs import cache_dir
+
+TINY = "tiny"
+#: The size of the frames the tiny preset's processor is configured for (pixels per frame).
+TINY_FRAME_PIXELS = 112 * 112
+
+#: LoRA targets: the language model's attention and MLP projections only. The Qwen2.5-VL vision
+#: tower also has ``*_proj`` modules (its MLP), so the pattern is anchored on ``language_model``.
+DEFAULT_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+
+TINY_TEXT_DEFAULTS: dict[str, Any] = dict(
+    hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+    intermediate_size=192, max_position_embeddings=4096, rms_norm_eps=1e-6,
+    rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}, rope_theta=10000.0,
+    initializer_range=0.1, use_sliding_window=False, max_window_layers=2, attention_dropout=0.0,
+)
+TINY_VISION_DEFAULTS: dict[str, Any] = dict(
+    depth=2, hidden_size=64, num_heads=4, intermediate_size=128, patch_size=14,
+    temporal_patch_size=2, spatial_merge_size=2, window_size=112, fullatt_block_indexes=[1],
+    tokens_per_second=2, in_channels=3, out_hidden_size=64, initializer_range=0.1,
+)
+
+
+@dataclass
+class LoraSettings:
+    """LoRA adapter settings (peft ``LoraConfig``).
+
+    ``target_modules`` is a regex (matched against full module names) or a list of module-name
+    suffixes; the default adapts the language model's attention and MLP projections.
+    """
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: str | list[str] = DEFAULT_LORA_TARGETS
+    bias: str = "none"
+
+    def to_peft(self):
+        from peft import LoraConfig
+
+        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
+                          target_modules=self.target_modules, bias=self.bias, task_type="CAUSAL_LM")
+
+
+def tiny_config(vocab_size: int, special_ids: dict[str, int] | None = None,
+                text: dict[str, Any] | None = None, vision: dict[str, Any] | None = None):
+    """A ``Qwen2_5_VLConfig`` of the tiny preset; ``text`` / ``vision`` override its fields.
+
+    ``special_ids`` maps the Qwen special tokens to the tokenizer's ids (``<|video_pad|>`` ...).
+    Raises when ``mrope_section`` does not sum to head_dim / 2 (the model would misbehave silently).
+    """
+    from transformers import Qwen2_5_VLConfig
+
+    t = {**TINY_TEXT_DEFAULTS, **(text or {})}
+    v = {**TINY_VISION_DEFAULTS, **(vision or {})}
+    v.setdefault("out_hidden_size", t["hidden_size"])
+    v["out_hidden_size"] = t["hidden_size"]
+    head_dim = t["hidden_size"] // t["num_attention_heads"]
+    section = t["rope_scaling"]["mrope_section"]
+    if sum(section) * 2 != head_dim:
+        raise ValueError(f"mrope_section {section} sums to {sum(section)}, must be head_dim/2 = {head_dim // 2} "
+                         f"(hidden_size {t['hidden_size']} / {t['num_attention_heads']} heads)")
+    ids = special_ids or {}
+    t.update(vocab_size=vocab_size, bos_token_id=ids.get("<|endoftext|>"), eos_token_id=ids.get("<|im_end|>"),
+             pad_token_id=ids.get("<|endoftext|>"))
+    cfg = Qwen2_5_VLConfig(
+        text_config=t, vision_config=v,
+        image_token_id=ids.get("<|image_pad|>", 0), video_token_id=ids.get("<|video_pad|>", 0),
+        vision_start_token_id=ids.get("<|vision_start|>", 0), vision_end_token_id=ids.get("<|vision_end|>", 0),
+        tie_word_embeddings=False,
+    )
+    cfg.architectures = ["Qwen2_5_VLForConditionalGeneration"]
+    return cfg
+
+
+def build_processor(tokenizer, frame_pixels: int = TINY_FRAME_PIXELS):
+    """The real ``Qwen2_5_VLProcessor`` around ``tokenizer``, with image/video processors whose
+    pixel range is fixed at ``frame_pixels`` (so 112 x 112 frames are not upscaled)."""
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+
+    size = {"shortest_edge": frame_pixels, "longest_edge": frame_pixels}
+    image_processor = Qwen2VLImageProcessor(size=size, patch_size=14, temporal_patch_size=2, merge_size=2)
+    video_processor = Qwen2VLVideoProcessor(size=size, patch_size=14, temporal_patch_size=2, merge_size=2,
+                                            cap_pixels_per_frame=False, do_sample_frames=False)
+    return Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                               video_processor=video_processor, chat_template=tokenizer.chat_template)
+
+
+def _tiny_key(seed: int, vocab_size: int, text: dict | None, vision: dict | None) -> str:
+    from . import tokenizer as tk
+
+    blob = json.dumps({"seed": seed, "vocab": vocab_size, "text": text, "vision": vision,
+                       "corpus": tk.training_corpus(), "template": tk.CHAT_TEMPLATE, "v": 1}, sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()[:10]
+
+
+def build_tiny(path: str | os.PathLike | None = None, *, seed: int = 0, vocab_size: int = 768,
+               text: dict[str, Any] | None = None, vision: dict[str, Any] | None = None,
+               overwrite: bool = False) -> Path:
+    """Write the tiny preset folder (config, random weights, tokenizer, processor) and return it.
+
+    Default location: ``<cache>/models/tiny-<hash of settings and tokenizer corpus>``, reused when
+    it already holds a complete build. Weights are drawn with ``torch.manual_seed(seed)``.
+    """
+    from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
+
+    from . import tokenizer as tk
+
+    out = Path(path) if path is not None else cache_dir() / "models" / f"tiny-{_tiny_key(seed, vocab_size, text, vision)}"
+    done = out / ".complete"
+    if done.is_file() and not overwrite:
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    tok = tk.build_tokenizer(vocab_size)
+    ids = {t: tok.convert_tokens_to_ids(t) for t in tk.SPECIAL_TOKENS}
+    cfg = tiny_config(len(tok), ids, text, vision)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Qwen2_5_VLForConditionalGeneration(cfg)
+    model.generation_config = GenerationConfig(
+        eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]], pad_token_id=ids["<|endoftext|>"],
+        bos_token_id=ids["<|endoftext|>"], do_sample=False)
+    model.save_pretrained(str(out))
+    build_processor(tok).save_pretrained(str(out))
+    (out / "vqalib_tiny.json").write_text(json.dumps(
+        {"seed": seed, "vocab_size": vocab_size, "text": text, "vision": vision,
+         "n_params": sum(p.numel() for p in model.parameters())}, indent=2))
+    done.write_text("ok\n")
+    return out
+
+
+def resolve_model_path(model: str | os.PathLike) -> str:
+    """``"tiny"`` -> the built tiny folder; an existing folder -> its path; anything else is a hub id."""
+    if str(model) == TINY:
+        return str(build_tiny())
+    p = Path(os.path.expanduser(str(model)))
+    return str(p) if p.exists() else str(model)
+
+
+def _dtype(dtype: str | torch.dtype | None):
+    if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    try:
+        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+                "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}[dtype]
+    except KeyError:
+        raise ValueError(f"dtype {dtype!r} not understood; use float32, bfloat16, float16 or auto") from None
+
+
+def quantization_config(quantization: str | None, compute_dtype: torch.dtype = torch.bfloat16):
+    """``BitsAndBytesConfig`` for ``"4bit"`` (NF4, double quantisation) or ``"8bit"``; None for None.
+
+    bitsandbytes needs a CUDA device: on a machine without one this raises a ``RuntimeError``
+    that says so, instead of failing later inside the loader.
+    """
+    if quantization is None:
+        return None
+    if quantization not in ("4bit", "8bit"):
+        raise ValueError(f"quantization={quantization!r}; use None, '4bit' or '8bit'")
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"quantization={quantization!r} needs a CUDA GPU (bitsandbytes), and none is visible "
+                           "here; load with quantization=None on CPU")
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=compute_dtype)
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
+def load_model_and_processor(model: str | os.PathLike = TINY, *, dtype: str | torch.dtype | None = "float32",
+                             device_map: str | dict | None = None, attn_implementation: str | None = "sdpa",
+                             quantization: str | None = None, lora: LoraSettings | None = None,
+                             freeze_vision: bool = False, gradient_checkpointing: bool = False):
+    """Load a video VLM and its processor by hub id, local folder or ``"tiny"``.
+
+    The model class comes from ``AutoModelForImageTextToText`` (Qwen2.5-VL and other video
+    VLMs whose processor accepts ``videos=``). ``quantization`` loads 4-/8-bit weights through
+    bitsandbytes (CUDA only) and prepares them for k-bit training when ``lora`` is given;
+    ``lora`` wraps the model in a peft LoRA adapter (only adapter weights train);
+    ``freeze_vision`` stops gradients into the vision tower (useful for full fine-tuning).
+    ``attn_implementation`` 'sdpa' or 'eager' is needed for :func:`vqalib.scoring.level_logprobs`
+    (it uses a tree attention mask); 'flash_attention_2' loads but cannot be scored that way.
+    Returns ``(model, processor)``.
+    """
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    path = resolve_model_path(model)
+    torch_dtype = _dtype(dtype)
+    qcfg = quantization_config(quantization, torch_dtype if isinstance(torch_dtype, torch.dtype)
+                               and torch_dtype != torch.float32 else torch.bfloat16)
+    processor = AutoProcessor.from_pretrained(path)
+    kwargs: dict[str, Any] = {"dtype": torch_dtype}
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
+    if qcfg is not None:
+        kwargs["quantization_config"] = qcfg
+    net = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
+    net.vqalib_source = str(model)
+    if freeze_vision:
+        visual = vision_tower(net)
+        for p in visual.parameters():
+            p.requires_grad_(False)
+    if gradient_checkpointing:
+        net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if lora is not None:
+        from peft import get_peft_model, prepare_model_for_kbit_training
+
+        if qcfg is not None:
+            net = prepare_model_for_kbit_training(net, use_gradient_checkpointing=gradient_checkpointing)
+        net = get_peft_model(net, lora.to_peft())
+    return net, processor
+
+
+def base_model(model):
+    """The transformers model under a peft wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def vision_tower(model) -> torch.nn.Module:
+    """The vision encoder module (``model.model.visual`` for Qwen2.5-VL)."""
+    base = base_model(model)
+    for attr in ("visual", "vision_tower", "vision_model"):
+        for owner in (getattr(base, "model", None), base):
+            if owner is not None and isinstance(getattr(owner, attr, None), torch.nn.Module):
+                return getattr(owner, attr)
+    raise AttributeError(f"{type(base).__name__} has no vision tower attribute (visual / vision_tower / vision_model)")
+
+
+def describe_model(model) -> dict[str, Any]:
+    """Name, class, parameter counts and dtype, for manifests and checkpoints."""
+    base = base_model(model)
+    params = list(model.parameters())
+    return {
+        "source": getattr(base, "vqalib_source", getattr(base.config, "_name_or_path", None)),
+        "class": type(base).__name__,
+        "peft": hasattr(model, "get_base_model"),
+        "n_params": int(sum(p.numel() for p in params)),
+        "n_trainable": int(sum(p.numel() for p in params if p.requires_grad)),
+        "dtype": str(next(iter(params)).dtype).replace("torch.", ""),
+        "attn_implementation": getattr(base.config, "_attn_implementation", None),
+    }
