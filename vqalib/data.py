@@ -1,0 +1,560 @@
+"""UltraVQA-style dataset: schema, JSONL/Parquet IO, validation, aggregation, splits, CSV adapter.
+
+A dataset is a folder with three tables (each as ``NAME.jsonl`` or ``NAME.parquet``)::
+
+    videos      video_id, path, duration, fps, width, height, category, source, split
+    ratings     video_id, rater, phase ('pilot' | 'final'), dimension, score, tags (list[str]), comment
+    rationales  video_id, dimension, rationale                    (optional table)
+
+``path`` is relative to the folder (or absolute). ``dimension`` holds the keys of
+:data:`vqalib.levels.DIMENSION_KEYS` (display names such as "Motion Quality" are accepted on
+input and converted). ``score`` must lie on the 9-level grid 1.0..5.0 (steps of 0.5).
+
+Validation (``load_dataset`` / ``validate``) checks every row and names file, line, field and the
+fix. ``strict=True`` raises :class:`DataValidationError` listing all problems; ``strict=False``
+returns the clean data and a :class:`ValidationReport` of every rejected row. Nothing is silently
+dropped: a row removed because its video was rejected is reported too.
+
+Labels (``aggregate``): per video and dimension the mean of the valid ratings of one phase,
+snapped to the grid (round half up), with the spread and a high-variance flag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import levels as L
+
+VIDEO_COLUMNS = ("video_id", "path", "duration", "fps", "width", "height", "category", "source", "split")
+RATING_COLUMNS = ("video_id", "rater", "phase", "dimension", "score", "tags", "comment")
+RATIONALE_COLUMNS = ("video_id", "dimension", "rationale")
+PHASES = ("pilot", "final")
+SPLITS = ("train", "test", "val")
+TABLES = ("videos", "ratings", "rationales")
+
+#: A (video, dimension) label is high-variance when the sample std (ddof=1) of its ratings exceeds this.
+HIGH_VARIANCE_STD = 1.0
+
+
+# ----------------------------------------------------------------------------------------------
+# the dataset object
+
+
+@dataclass
+class VQADataset:
+    """Videos, ratings and rationales of one dataset; ``root`` is the folder paths are relative to."""
+
+    root: Path
+    videos: pd.DataFrame
+    ratings: pd.DataFrame
+    rationales: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(RATIONALE_COLUMNS)))
+    info: dict[str, Any] = field(default_factory=dict)  # dataset.json when present
+
+    def video_path(self, video_id: str) -> Path:
+        """Absolute path of a video's file."""
+        rows = self.videos.loc[self.videos["video_id"] == video_id, "path"]
+        if rows.empty:
+            raise KeyError(f"video_id {video_id!r} is not in this dataset ({len(self.videos)} videos under {self.root})")
+        p = Path(str(rows.iloc[0]))
+        return p if p.is_absolute() else (Path(self.root) / p).resolve()
+
+    def split_ids(self, split: str) -> list[str]:
+        """Video ids of one split (``'train'``, ``'test'``), in file order."""
+        return self.videos.loc[self.videos["split"] == split, "video_id"].tolist()
+
+    def subset(self, video_ids: Iterable[str]) -> "VQADataset":
+        """A dataset restricted to some videos (all three tables filtered)."""
+        keep = set(video_ids)
+        return VQADataset(self.root, self.videos[self.videos.video_id.isin(keep)].reset_index(drop=True),
+                          self.ratings[self.ratings.video_id.isin(keep)].reset_index(drop=True),
+                          self.rationales[self.rationales.video_id.isin(keep)].reset_index(drop=True), dict(self.info))
+
+    def __repr__(self) -> str:
+        return (f"VQADataset(root={str(self.root)!r}, videos={len(self.videos)}, ratings={len(self.ratings)}, "
+                f"rationales={len(self.rationales)})")
+
+
+# ----------------------------------------------------------------------------------------------
+# validation report
+
+
+@dataclass
+class Issue:
+    """One rejected row (or video) and why."""
+
+    kind: str  # error class, e.g. 'off_grid', 'duplicate'
+    file: str
+    line: int | None  # 1-based line (JSONL) or row (Parquet / CSV data row)
+    field: str
+    message: str
+    fix: str
+    video_id: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file} line {self.line}" if self.line is not None else self.file
+        return f"{where}: field '{self.field}': {self.message}. Fix: {self.fix}"
+
+
+@dataclass
+class ValidationReport:
+    """Everything validation rejected. ``report.ok`` is True when nothing was rejected."""
+
+    issues: list[Issue] = field(default_factory=list)
+    n_rows: dict[str, int] = field(default_factory=dict)  # rows read per table
+    n_kept: dict[str, int] = field(default_factory=dict)  # rows kept per table
+
+    @property
+    def ok(self) -> bool:
+        return not self.issues
+
+    def counts(self) -> dict[str, int]:
+        """Number of issues per error class."""
+        return dict(Counter(i.kind for i in self.issues))
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([i.__dict__ for i in self.issues],
+                            columns=["kind", "file", "line", "field", "message", "fix", "video_id"])
+
+    def summary(self, max_lines: int = 20) -> str:
+        head = (f"{len(self.issues)} problem(s): " + ", ".join(f"{k}={v}" for k, v in sorted(self.counts().items()))
+                if self.issues else "no problems")
+        rows = "; ".join(f"{t}: kept {self.n_kept.get(t, 0)} of {n}" for t, n in self.n_rows.items())
+        lines = [head + (f" ({rows})" if rows else "")]
+        lines += [f"  {i}" for i in self.issues[:max_lines]]
+        if len(self.issues) > max_lines:
+            lines.append(f"  ... and {len(self.issues) - max_lines} more (report.to_frame() lists all)")
+        return "\n".join(lines)
+
+    __str__ = summary
+
+
+class DataValidationError(ValueError):
+    """Raised in strict mode; ``.report`` holds every problem found."""
+
+    def __init__(self, report: ValidationReport):
+        self.report = report
+        super().__init__("dataset failed validation: " + report.summary())
+
+
+# ----------------------------------------------------------------------------------------------
+# reading tables
+
+
+def _table_file(folder: Path, name: str) -> Path | None:
+    for ext in (".jsonl", ".parquet"):
+        p = folder / f"{name}{ext}"
+        if p.is_file():
+            return p
+    return None
+
+
+def read_table(path: str | os.PathLike, issues: list[Issue] | None = None) -> pd.DataFrame:
+    """Read a JSONL or Parquet table; adds a ``_line`` column (1-based line/row number).
+
+    A JSONL line that is not valid JSON (or not an object) is an issue of kind ``bad_json``
+    (raised at once when ``issues`` is None).
+    """
+    path = Path(path)
+    if path.suffix == ".parquet":
+        df = pd.read_parquet(path)
+        df["_line"] = np.arange(1, len(df) + 1)
+        return df
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for n, text in enumerate(fh, start=1):
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+                if not isinstance(obj, dict):
+                    raise ValueError("not a JSON object")
+            except ValueError as exc:
+                issue = Issue("bad_json", path.name, n, "(line)", f"not a JSON object ({exc})",
+                              "write one JSON object per line")
+                if issues is None:
+                    raise DataValidationError(ValidationReport([issue])) from exc
+                issues.append(issue)
+                continue
+            obj["_line"] = n
+            rows.append(obj)
+    return pd.DataFrame(rows)
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write a table as JSONL (one object per line) or Parquet, by the file's suffix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df = df.drop(columns=[c for c in df.columns if c == "_line"])
+    if path.suffix == ".parquet":
+        df.to_parquet(path, index=False)
+    else:
+        with open(path, "w", encoding="utf-8") as fh:
+            for rec in df.to_dict(orient="records"):
+                fh.write(json.dumps(_plain(rec)) + "\n")
+    return path
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def save_dataset(ds: VQADataset, folder: str | os.PathLike, fmt: str = "jsonl") -> Path:
+    """Write a dataset's tables into ``folder`` as ``jsonl`` or ``parquet`` (video paths unchanged)."""
+    if fmt not in ("jsonl", "parquet"):
+        raise ValueError(f"fmt must be 'jsonl' or 'parquet', not {fmt!r}")
+    folder = Path(folder)
+    for name in TABLES:
+        write_table(getattr(ds, name), folder / f"{name}.{fmt}")
+    return folder
+
+
+# ----------------------------------------------------------------------------------------------
+# loading + validation
+
+
+def load_dataset(path: str | os.PathLike, strict: bool = True, min_raters: int = 3, check_files: bool = True,
+                 min_raters_phase: str = "final"):
+    """Load and validate a dataset folder (tables as JSONL or Parquet).
+
+    Returns the :class:`VQADataset` (``strict=True``; raises :class:`DataValidationError` on any
+    problem) or ``(dataset, ValidationReport)`` with the rejected rows removed (``strict=False``).
+    ``min_raters`` applies per (video, dimension) in phase ``min_raters_phase``.
+    """
+    from .runs import resolve_path
+
+    root = resolve_path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset folder {root} does not exist; pass DATA_DIR pointing at a folder "
+                                f"with videos.jsonl and ratings.jsonl, or leave it empty for the sample dataset")
+    issues: list[Issue] = []
+    tables: dict[str, pd.DataFrame] = {}
+    files: dict[str, str] = {}
+    for name in TABLES:
+        f = _table_file(root, name)
+        if f is None:
+            if name == "rationales":
+                tables[name] = pd.DataFrame(columns=[*RATIONALE_COLUMNS, "_line"])
+                files[name] = "rationales.jsonl"
+                continue
+            raise FileNotFoundError(f"{root} has no {name}.jsonl or {name}.parquet; every dataset needs "
+                                    f"videos and ratings tables (see data_cards/ultravqa_format.md)")
+        tables[name] = read_table(f, issues)
+        files[name] = f.name
+    info = {}
+    if (root / "dataset.json").is_file():
+        info = json.loads((root / "dataset.json").read_text())
+    ds, report = validate(root, tables["videos"], tables["ratings"], tables["rationales"], files=files,
+                          min_raters=min_raters, check_files=check_files, min_raters_phase=min_raters_phase,
+                          issues=issues)
+    ds.info = info
+    if strict:
+        if not report.ok:
+            raise DataValidationError(report)
+        return ds
+    return ds, report
+
+
+def _missing(v: Any) -> bool:
+    if v is None:
+        return True
+    if isinstance(v, float) and math.isnan(v):
+        return True
+    return isinstance(v, str) and not v.strip()
+
+
+def validate(root: str | os.PathLike, videos: pd.DataFrame, ratings: pd.DataFrame,
+             rationales: pd.DataFrame | None = None, files: Mapping[str, str] | None = None, min_raters: int = 3,
+             check_files: bool = True, min_raters_phase: str = "final",
+             issues: list[Issue] | None = None) -> tuple[VQADataset, ValidationReport]:
+    """Check every row; return the clean dataset and the report of every rejected row.
+
+    Error classes: ``missing_field``, ``bad_value``, ``duplicate_video``, ``missing_video_file``,
+    ``unknown_video``, ``bad_phase``, ``unknown_dimension``, ``out_of_range``, ``off_grid``,
+    ``unknown_tag``, ``duplicate``, ``too_few_raters``, ``video_rejected`` (a row removed because
+    its video was rejected), ``empty_rationale``, ``duplicate_rationale``, ``bad_json``.
+    """
+    root = Path(root)
+    files = dict(files or {})
+    fv, fr, fx = files.get("videos", "videos.jsonl"), files.get("ratings", "ratings.jsonl"), \
+        files.get("rationales", "rationales.jsonl")
+    issues = issues if issues is not None else []
+    rationales = rationales if rationales is not None else pd.DataFrame(columns=list(RATIONALE_COLUMNS))
+    for df in (videos, ratings, rationales):
+        if "_line" not in df.columns:
+            df["_line"] = np.arange(1, len(df) + 1)
+    n_rows = {"videos": len(videos), "ratings": len(ratings), "rationales": len(rationales)}
+
+    def add(kind, file, line, fld, msg, fix, vid=None):
+        issues.append(Issue(kind, file, None if line is None else int(line), fld, msg, fix,
+                            None if vid is None else str(vid)))
+
+    # ---- videos ----
+    for col in ("video_id", "path"):
+        if col not in videos.columns:
+            raise DataValidationError(ValidationReport([Issue(
+                "missing_field", fv, None, col, f"the videos table has no '{col}' column",
+                f"add a '{col}' column (columns: {', '.join(VIDEO_COLUMNS)})")]))
+    for col in VIDEO_COLUMNS:
+        if col not in videos.columns:
+            videos[col] = np.nan if col in ("duration", "fps", "width", "height") else ""
+    good_videos: dict[str, int] = {}
+    vid_rows = []
+    for rec in videos.to_dict(orient="records"):
+        line, vid = rec["_line"], rec.get("video_id")
+        if _missing(vid):
+            add("missing_field", fv, line, "video_id", "empty video_id", "give every video a unique id")
+            continue
+        vid = str(vid)
+        if vid in good_videos:
+            add("duplicate_video", fv, line, "video_id", f"video_id {vid!r} already used on line {good_videos[vid]}",
+                "give every video a unique id", vid)
+            continue
+        if _missing(rec.get("path")):
+            add("missing_field", fv, line, "path", f"video {vid!r} has no path", "set path (relative to the dataset folder)", vid)
+            continue
+        bad = None
+        for col in ("duration", "fps", "width", "height"):
+            v = rec.get(col)
+            if _missing(v):
+                continue
+            try:
+                if float(v) <= 0:
+                    raise ValueError
+            except (TypeError, ValueError):
+                bad = col
+                add("bad_value", fv, line, col, f"{col}={v!r} is not a positive number",
+                    f"write {col} as a positive number or leave it empty", vid)
+                break
+        if bad:
+            continue
+        if not _missing(rec.get("split")) and str(rec["split"]) not in SPLITS:
+            add("bad_value", fv, line, "split", f"split {rec['split']!r} is not one of {SPLITS}",
+                "use 'train', 'val' or 'test' (or leave empty and call assign_splits)", vid)
+            continue
+        p = Path(str(rec["path"]))
+        full = p if p.is_absolute() else root / p
+        if check_files and not full.is_file():
+            add("missing_video_file", fv, line, "path", f"video file {full} does not exist",
+                "fix the path (relative to the dataset folder) or remove the video", vid)
+            continue
+        good_videos[vid] = line
+        vid_rows.append(rec)
+
+    # ---- ratings ----
+    for col in ("video_id", "rater", "phase", "dimension", "score"):
+        if col not in ratings.columns:
+            raise DataValidationError(ValidationReport([Issue(
+                "missing_field", fr, None, col, f"the ratings table has no '{col}' column",
+                f"add a '{col}' column (columns: {', '.join(RATING_COLUMNS)})")]))
+    known_ids = set(videos["video_id"].astype(str))
+    seen: dict[tuple, int] = {}
+    rat_rows = []
+    for rec in ratings.to_dict(orient="records"):
+        line, vid = rec["_line"], str(rec.get("video_id"))
+        if _missing(rec.get("video_id")) or vid not in known_ids:
+            add("unknown_video", fr, line, "video_id", f"video_id {rec.get('video_id')!r} is not in {fv}",
+                f"add the video to {fv} or fix the id", vid)
+            continue
+        if vid not in good_videos:
+            add("video_rejected", fr, line, "video_id", f"video {vid!r} was rejected in {fv} (see its issue)",
+                f"fix the video's row in {fv}", vid)
+            continue
+        if _missing(rec.get("rater")):
+            add("missing_field", fr, line, "rater", "empty rater id", "give every rating a rater id", vid)
+            continue
+        phase = rec.get("phase")
+        if phase not in PHASES:
+            add("bad_phase", fr, line, "phase", f"phase {phase!r} is not 'pilot' or 'final'",
+                "set phase to 'pilot' or 'final'", vid)
+            continue
+        try:
+            dim = L.dimension_key(rec.get("dimension"))
+        except ValueError:
+            add("unknown_dimension", fr, line, "dimension", f"unknown dimension {rec.get('dimension')!r}",
+                f"use one of {list(L.DIMENSION_KEYS)}", vid)
+            continue
+        try:
+            score = float(rec.get("score"))
+            if math.isnan(score):
+                raise ValueError
+        except (TypeError, ValueError):
+            add("bad_value", fr, line, "score", f"score {rec.get('score')!r} is not a number",
+                "write the score as a number on the grid 1.0-5.0 (steps of 0.5)", vid)
+            continue
+        if not (L.SCORE_MIN <= score <= L.SCORE_MAX):
+            add("out_of_range", fr, line, "score", f"score {score:g} is outside 1.0-5.0",
+                "map the scale to 1-5 first (from_ratings_csv(scale=...) does this)", vid)
+            continue
+        if not L.is_on_grid(score):
+            add("off_grid", fr, line, "score", f"score {score:g} is not on the 0.5 grid (1.0-5.0)",
+                f"snap it (levels.snap_to_grid({score:g}) = {L.snap_to_grid(score):.1f}) or fix the value", vid)
+            continue
+        tags = rec.get("tags")
+        if _missing(tags) if not isinstance(tags, (list, tuple, np.ndarray)) else False:
+            tags = []
+        if isinstance(tags, str):
+            tags = [t.strip() for t in tags.split(",") if t.strip()] if tags.strip() else []
+        tags = [str(t) for t in tags]
+        bad_tags = L.check_tags(dim, tags)
+        if bad_tags:
+            add("unknown_tag", fr, line, "tags", f"tag(s) {bad_tags} are not tags of {dim}",
+                f"use tags from {list(L.TAGS[dim])}", vid)
+            continue
+        key = (vid, str(rec["rater"]), phase, dim)
+        if key in seen:
+            add("duplicate", fr, line, "rater", f"rater {rec['rater']!r} already rated {vid!r} / {dim} in the "
+                f"{phase} phase on line {seen[key]}", "keep one rating per (video, rater, phase, dimension)", vid)
+            continue
+        seen[key] = line
+        comment = rec.get("comment")
+        rat_rows.append({"video_id": vid, "rater": str(rec["rater"]), "phase": phase, "dimension": dim,
+                         "score": score, "tags": tags, "comment": "" if _missing(comment) else str(comment),
+                         "_line": line, **{k: v for k, v in rec.items() if k not in RATING_COLUMNS and k != "_line"}})
+    rat = pd.DataFrame(rat_rows, columns=None if rat_rows else [*RATING_COLUMNS, "_line"])
+
+    # ---- minimum raters per (video, dimension) in the chosen phase ----
+    rejected_vd: set[tuple[str, str]] = set()
+    if min_raters > 0:
+        ph = rat[rat["phase"] == min_raters_phase] if len(rat) else rat
+        counts = ph.groupby(["video_id", "dimension"])["rater"].nunique().to_dict() if len(ph) else {}
+        present_dims = sorted(set(rat["dimension"])) if len(rat) else []
+        for vid, vline in good_videos.items():
+            for dim in present_dims:
+                n = counts.get((vid, dim), 0)
+                if n < min_raters:
+                    rejected_vd.add((vid, dim))
+                    add("too_few_raters", fv, vline, "video_id",
+                        f"video {vid!r} has {n} valid {min_raters_phase}-phase rater(s) for {dim}, fewer than "
+                        f"min_raters={min_raters}", "collect more ratings or lower min_raters", vid)
+        if rejected_vd and len(rat):
+            drop = rat.apply(lambda r: (r["video_id"], r["dimension"]) in rejected_vd, axis=1)
+            for rec in rat[drop].to_dict(orient="records"):
+                add("video_rejected", fr, rec["_line"], "video_id",
+                    f"rating of {rec['video_id']!r} / {rec['dimension']} removed: too few raters for this video and dimension",
+                    "collect more ratings or lower min_raters", rec["video_id"])
+            rat = rat[~drop]
+
+    # ---- rationales ----
+    rx_rows = []
+    seen_x: dict[tuple, int] = {}
+    if len(rationales):
+        for rec in rationales.to_dict(orient="records"):
+            line, vid = rec["_line"], str(rec.get("video_id"))
+            if vid not in known_ids:
+                add("unknown_video", fx, line, "video_id", f"video_id {rec.get('video_id')!r} is not in {fv}",
+                    f"add the video to {fv} or fix the id", vid)
+                continue
+            if vid not in good_videos:
+                add("video_rejected", fx, line, "video_id", f"video {vid!r} was rejected in {fv}",
+                    f"fix the video's row in {fv}", vid)
+                continue
+            try:
+                dim = L.dimension_key(rec.get("dimension"))
+            except ValueError:
+                add("unknown_dimension", fx, line, "dimension", f"unknown dimension {rec.get('dimension')!r}",
+                    f"use one of {list(L.DIMENSION_KEYS)}", vid)
+                continue
+            text = rec.get("rationale")
+            if _missing(text):
+                add("empty_rationale", fx, line, "rationale", "empty rationale", "write the rationale text or drop the row", vid)
+                continue
+            if (vid, dim) in seen_x:
+                add("duplicate_rationale", fx, line, "dimension",
+                    f"a rationale for {vid!r} / {dim} is already on line {seen_x[(vid, dim)]}",
+                    "keep one rationale per (video, dimension)", vid)
+                continue
+            seen_x[(vid, dim)] = line
+            rx_rows.append({"video_id": vid, "dimension": dim, "rationale": str(text)})
+    rx = pd.DataFrame(rx_rows, columns=list(RATIONALE_COLUMNS))
+
+    vdf = pd.DataFrame(vid_rows)
+    if len(vdf) == 0:
+        vdf = pd.DataFrame(columns=list(VIDEO_COLUMNS))
+    vdf = vdf[[*VIDEO_COLUMNS, *[c for c in vdf.columns if c not in VIDEO_COLUMNS and c != "_line"]]]
+    vdf["video_id"] = vdf["video_id"].astype(str)
+    rat = rat.drop(columns=["_line"]).reset_index(drop=True) if "_line" in rat.columns else rat.reset_index(drop=True)
+    report = ValidationReport(issues, n_rows, {"videos": len(vdf), "ratings": len(rat), "rationales": len(rx)})
+    return VQADataset(root, vdf.reset_index(drop=True), rat, rx), report
+
+
+# ----------------------------------------------------------------------------------------------
+# aggregation and splits
+
+
+def aggregate(ds: VQADataset | pd.DataFrame, phase: str = "final", high_variance_std: float = HIGH_VARIANCE_STD,
+              exclude_high_variance: bool = False) -> pd.DataFrame:
+    """Labels per (video, dimension): ``score`` = mean of the phase's ratings snapped to the grid.
+
+    Columns ``video_id, dimension, score, mean, std, n_raters, high_variance``. ``std`` is the
+    sample std (ddof=1; 0 for a single rating); ``high_variance`` is ``std > high_variance_std``
+    (paper: items with large rater disagreement are flagged). With ``exclude_high_variance`` the
+    flagged rows are left out (the flag column stays, all False). Accepts a dataset or a ratings frame.
+    """
+    ratings = ds.ratings if isinstance(ds, VQADataset) else ds
+    if phase not in PHASES:
+        raise ValueError(f"phase must be one of {PHASES}, not {phase!r}")
+    r = ratings[ratings["phase"] == phase]
+    cols = ["video_id", "dimension", "score", "mean", "std", "n_raters", "high_variance"]
+    if r.empty:
+        return pd.DataFrame(columns=cols)
+    g = r.groupby(["video_id", "dimension"], sort=False)["score"]
+    out = g.agg(mean="mean", std=lambda s: float(np.std(s, ddof=1)) if len(s) > 1 else 0.0, n_raters="count")
+    out = out.reset_index()
+    out["score"] = L.snap_to_grid(out["mean"].to_numpy())
+    out["high_variance"] = out["std"] > high_variance_std
+    order = {k: i for i, k in enumerate(L.DIMENSION_KEYS)}
+    out = out.sort_values(["video_id", "dimension"], key=lambda s: s.map(order) if s.name == "dimension" else s)
+    if exclude_high_variance:
+        out = out[~out["high_variance"]]
+    return out[cols].reset_index(drop=True)
+
+
+def labels_wide(labels: pd.DataFrame, value: str = "score") -> pd.DataFrame:
+    """One row per video (index ``video_id``), one column per dimension key, holding ``value``."""
+    wide = labels.pivot(index="video_id", columns="dimension", values=value)
+    return wide.reindex(columns=[k for k in L.DIMENSION_KEYS if k in wide.columns])
+
+
+def split_of(video_id: str, test_fraction: float = 0.2, salt: str = "vqalib-split") -> str:
+    """Deterministic hash split: ``'test'`` when ``sha256(salt + ':' + id)`` as a fraction of 2^64
+    is below ``test_fraction``. Stable across machines and when videos are added or removed."""
+    h = int.from_bytes(hashlib.sha256(f"{salt}:{video_id}".encode()).digest()[:8], "big")
+    return "test" if h / 2**64 < test_fraction else "train"
+
+
+def assign_splits(videos: pd.DataFrame, test_fraction: float = 0.2, overwrite: bool = False) -> pd.DataFrame:
+    """Fill the ``split`` column with :func:`split_of` (only empty cells unless ``overwrite``)."""
+    out = videos.copy()
+    if "split" not in out.columns:
+        out["split"] = ""
+    empty = out["split"].isna() | (out["split"].astype(str).str.strip() == "")
+    sel = slice(None) if overwrite else empty
+    out.loc[sel, "split"] = [split_of(v, test_fraction) for v in out.loc[sel, "video_id"].astype(str)]
+    return out
+
+
+def labelled_items(ds: VQADataset, split: str | None = None, phase: str = "final") -> pd.DataFrame:
+    """One row per video with its absolute path, split and the five labels (wide): what trainers read."""
+    wide = labels_wide(aggregate(ds, phase)).reset_index()
+    v = ds.videos[["video_id", "split"]].copy()
+    v["path"] = [str(ds.video_path(i)) for i in v["video_id"]]
+    out = v.merge(wide, on="video_id", how="inner")
+    return out if split is None else out[out["split"] == split].reset_index(drop=True)
