@@ -134,6 +134,15 @@ def test_closed_form_maximises_objective_vs_scipy_on_simplex():
         assert j_star == pytest.approx(lam * logz, abs=1e-10)
 
 
+def test_stationarity_gap_zero_at_pi_star_only():
+    gen = np.random.default_rng(7)
+    pi_ref, other = random_pi(gen), random_pi(gen)
+    R, lam = aso.reward_abs(2.0), 0.6
+    pstar = aso.optimal_policy(pi_ref, R, lam, probs=True)
+    assert float(aso.stationarity_gap(pstar, R, pi_ref, lam)) == pytest.approx(0.0, abs=1e-10)
+    assert float(aso.stationarity_gap(other, R, pi_ref, lam)) > 0.1
+
+
 def test_objective_equals_lambda_logz_minus_lambda_kl_to_pistar():
     """(A5) J(π) = λ log Z − λ KL(π ‖ π*) for any π."""
     gen = np.random.default_rng(3)

@@ -82,6 +82,18 @@ def test_gradient_variance_shrinks_with_group_size(items):
         bandit.gradient_variance(items, group_sizes=(1,), n_rep=2)
 
 
+def test_numerical_solver_agrees_with_closed_form_including_zero_mass():
+    gen = np.random.default_rng(2)
+    for zeros in (0, 2):
+        pi_ref = gen.dirichlet(np.ones(9))
+        if zeros:
+            pi_ref[[1, 4]] = 0
+            pi_ref /= pi_ref.sum()
+        R = aso.reward_abs(3.0, beta=2.0).numpy()
+        num = bandit.solve_objective_numerically(pi_ref, R, 0.7)
+        np.testing.assert_allclose(num, aso.optimal_policy(pi_ref, R, 0.7, probs=True).numpy(), atol=2e-3)
+
+
 def test_items_from_labels_frame_and_errors():
     labels = pd.DataFrame({"video_id": ["a", "b", "c", "a"], "dimension": ["clarity_quality"] * 3 + ["motion_quality"],
                            "score": [2.0, 3.0, 3.0, 4.5]})

@@ -253,6 +253,20 @@ def objective(pi, R, pi_ref, lam: float) -> torch.Tensor:
     return expected_reward(pi, R) - lam * kl(_t(pi), _t(pi_ref))
 
 
+def stationarity_gap(pi, R, pi_ref, lam: float) -> torch.Tensor:
+    """(A2) Spread (max − min over the support of π) of ``∂J/∂π(s) = R(s) − λ (log π(s)/π_ref(s) + 1)``.
+
+    At the constrained optimum all these derivatives equal the same ``−μ`` (Lagrange multiplier),
+    so the gap is 0 for π* and positive for any other interior π.
+    """
+    pi, R, pi_ref = _t(pi), _t(R), _t(pi_ref)
+    d = R - lam * (pi.log() - pi_ref.log() + 1)
+    on = pi > 0
+    hi = torch.where(on, d, torch.full_like(d, -math.inf)).max(-1).values
+    lo = torch.where(on, d, torch.full_like(d, math.inf)).min(-1).values
+    return hi - lo
+
+
 def expected_score(pi) -> torch.Tensor:
     """Expected score ``Σ_s s π(s)`` (the soft readout)."""
     pi = _t(pi)

@@ -196,6 +196,29 @@ def gradient_variance(items: BanditItems, group_sizes=(2, 4, 8, 16, 32), n_rep: 
     return pd.DataFrame(rows)
 
 
+def solve_objective_numerically(pi_ref, R, lam: float) -> np.ndarray:
+    """Maximise (A1) ``Σ π R − λ KL(π‖π_ref)`` over the simplex with a generic solver (scipy SLSQP).
+
+    An independent check of the closed form (A3); one item, probabilities in, probabilities out.
+    Raises ``RuntimeError`` if the solver does not converge.
+    """
+    from scipy.optimize import minimize
+
+    pi_ref, R = np.asarray(pi_ref, dtype=float), np.asarray(R, dtype=float)
+
+    def neg_j(p: np.ndarray) -> float:
+        p = np.clip(p, 1e-300, None)
+        on = pi_ref > 0
+        return -(p @ np.where(on, R, 0.0) - lam * np.sum(np.where(on, p * np.log(p / np.where(on, pi_ref, 1.0)), 0.0)))
+
+    bounds = [(0.0, 1.0) if q > 0 else (0.0, 0.0) for q in pi_ref]
+    res = minimize(neg_j, np.where(pi_ref > 0, 1.0, 0.0) / (pi_ref > 0).sum(), method="SLSQP", bounds=bounds,
+                   constraints=[{"type": "eq", "fun": lambda p: p.sum() - 1}], options={"ftol": 1e-12, "maxiter": 500})
+    if not res.success:
+        raise RuntimeError(f"scipy could not solve the bandit objective: {res.message}")
+    return np.clip(res.x, 0.0, None)
+
+
 def final_summary(history: pd.DataFrame) -> pd.DataFrame:
     """Last-step metrics per method, plus the first step at which TV to π* drops below 0.05 (NaN = never)."""
     def first_below(df: pd.DataFrame) -> float:
