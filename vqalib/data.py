@@ -558,3 +558,165 @@ def labelled_items(ds: VQADataset, split: str | None = None, phase: str = "final
     v["path"] = [str(ds.video_path(i)) for i in v["video_id"]]
     out = v.merge(wide, on="video_id", how="inner")
     return out if split is None else out[out["split"] == split].reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# bring your own data: a CSV of per-rater scores
+
+
+def probe_video(path: str | os.PathLike) -> dict[str, float]:
+    """``duration`` (s), ``fps``, ``width``, ``height`` of a video file read with PyAV."""
+    import av
+
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        fps = float(s.average_rate) if s.average_rate else float("nan")
+        if s.duration is not None and s.time_base is not None:
+            dur = float(s.duration * s.time_base)
+        elif c.duration is not None:
+            dur = c.duration / 1e6
+        else:
+            dur = float("nan")
+        return {"duration": dur, "fps": fps, "width": int(s.codec_context.width), "height": int(s.codec_context.height)}
+
+
+def map_scale(x: float | np.ndarray, lo: float, hi: float):
+    """Linear map of a score on the scale ``[lo, hi]`` to 1-5: ``1 + 4 (x - lo) / (hi - lo)``.
+
+    ``lo`` may be larger than ``hi`` for scales where smaller is better (e.g. rank 1 = best)."""
+    return L.SCORE_MIN + (L.SCORE_MAX - L.SCORE_MIN) * (np.asarray(x, dtype=float) - lo) / (hi - lo)
+
+
+def from_ratings_csv(csv_path: str | os.PathLike, *, video_col: str = "video",
+                     score_columns: Mapping[str, tuple[str, str]] | None = None,
+                     column_pattern: str | None = None,
+                     rater_col: str | None = None, dimension_col: str | None = None, score_col: str | None = None,
+                     dimension_map: Mapping[str, str] | None = None,
+                     scale: tuple[float, float] = (1.0, 5.0), snap: bool = True,
+                     phase: str = "final", phase_col: str | None = None,
+                     video_dir: str | os.PathLike | None = None, path_template: str = "{video}",
+                     category_col: str | None = None, test_fraction: float = 0.2,
+                     min_raters: int = 3, check_files: bool = True, strict: bool = True):
+    """Load a CSV of per-rater scores (any subset of dimensions, any numeric scale) as a dataset.
+
+    Three ways to say where the scores are (pick one):
+
+    * **long** (one row per rating): ``rater_col``, ``dimension_col``, ``score_col``.
+    * **wide, explicit**: ``score_columns={"r1_sharpness": ("clarity_quality", "r1"), ...}``
+      (column -> (dimension, rater)).
+    * **wide, by pattern**: ``column_pattern=r"(?P<rater>r\\d+)_(?P<dimension>\\w+)"``: every column
+      whose full name matches is a score column.
+
+    Dimension names pass through ``dimension_map`` first (e.g. ``{"sharpness": "clarity_quality"}``),
+    then :func:`vqalib.levels.dimension_key` (keys or display names). Scores are mapped linearly from
+    ``scale=(lo, hi)`` to 1-5 (:func:`map_scale`); a value outside ``[lo, hi]`` is an ``out_of_range``
+    error, never clipped. With ``snap=True`` (default) the mapped score is put on the 9-level grid
+    with :func:`vqalib.levels.snap_to_grid` (round half up), and the original value is kept in the
+    ``raw_score`` column, so nothing is lost; with ``snap=False`` a mapped value off the grid is an
+    ``off_grid`` error (use this when the data is already meant to be on the half-step grid).
+    Empty cells are not ratings and are skipped (their number is in ``ds.info['empty_cells']``).
+
+    Videos: ``video_dir / path_template.format(video=<id>)``; duration, fps and size are read from
+    the file when it exists (``check_files=False`` allows absent files, leaving them empty). Splits
+    come from :func:`split_of`. Returns like :func:`load_dataset`.
+    """
+    import re
+
+    csv_path = Path(csv_path)
+    df = pd.read_csv(csv_path, dtype={video_col: str} if video_col else None)
+    fname = csv_path.name
+    if video_col not in df.columns:
+        raise ValueError(f"{fname}: no column {video_col!r} (columns: {list(df.columns)}); pass video_col=")
+    dimension_map = dict(dimension_map or {})
+    modes = [score_columns is not None, column_pattern is not None, score_col is not None]
+    if sum(modes) != 1:
+        raise ValueError("give exactly one of score_columns=, column_pattern= or (rater_col=, dimension_col=, score_col=)")
+    lo, hi = float(scale[0]), float(scale[1])
+    if lo == hi:
+        raise ValueError(f"scale {scale} has zero width")
+    issues: list[Issue] = []
+    rows: list[dict] = []
+    empty = 0
+
+    def add_rating(line: int, vid: Any, rater: Any, dim_raw: Any, value: Any, ph: str) -> None:
+        nonlocal empty
+        if _missing(value):
+            empty += 1
+            return
+        dim = dimension_map.get(str(dim_raw), str(dim_raw))
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            issues.append(Issue("bad_value", fname, line, "score", f"score {value!r} is not a number",
+                                "write scores as numbers", str(vid)))
+            return
+        if not (min(lo, hi) <= x <= max(lo, hi)):
+            issues.append(Issue("out_of_range", fname, line, "score",
+                                f"score {x:g} ({rater}, {dim_raw}) is outside the declared scale {scale}",
+                                "fix the value or pass the right scale=(lo, hi)", str(vid)))
+            return
+        mapped = float(map_scale(x, lo, hi))
+        score = float(L.snap_to_grid(mapped)) if snap else mapped
+        rows.append({"video_id": str(vid), "rater": str(rater), "phase": ph, "dimension": dim, "score": score,
+                     "tags": [], "comment": "", "raw_score": x, "_line": line})
+
+    records = df.to_dict(orient="records")
+    if score_col is not None:
+        for col in (rater_col, dimension_col, score_col):
+            if col is None or col not in df.columns:
+                raise ValueError(f"{fname}: long format needs rater_col, dimension_col and score_col that exist "
+                                 f"(columns: {list(df.columns)})")
+        for i, rec in enumerate(records):
+            add_rating(i + 2, rec[video_col], rec[rater_col], rec[dimension_col], rec[score_col],
+                       str(rec[phase_col]) if phase_col else phase)
+    else:
+        if column_pattern is not None:
+            pat = re.compile(column_pattern)
+            score_columns = {}
+            for c in df.columns:
+                m = pat.fullmatch(str(c))
+                if m:
+                    score_columns[c] = (m.group("dimension"), m.group("rater"))
+            if not score_columns:
+                raise ValueError(f"{fname}: no column matches column_pattern {column_pattern!r} (columns: {list(df.columns)})")
+        missing = [c for c in score_columns if c not in df.columns]
+        if missing:
+            raise ValueError(f"{fname}: score_columns {missing} are not columns of the CSV ({list(df.columns)})")
+        for i, rec in enumerate(records):
+            for col, (dim_raw, rater) in score_columns.items():
+                add_rating(i + 2, rec[video_col], rater, dim_raw, rec[col], str(rec[phase_col]) if phase_col else phase)
+
+    root = Path(video_dir) if video_dir is not None else csv_path.parent
+    vids = list(dict.fromkeys(str(v) for v in df[video_col]))
+    cats = {}
+    if category_col:
+        cats = {str(r[video_col]): r[category_col] for r in records}
+    first_line = {}
+    for i, rec in enumerate(records):
+        first_line.setdefault(str(rec[video_col]), i + 2)
+    vrows = []
+    for vid in vids:
+        rel = path_template.format(video=vid)
+        full = Path(rel) if Path(rel).is_absolute() else root / rel
+        meta = {"duration": np.nan, "fps": np.nan, "width": np.nan, "height": np.nan}
+        if full.is_file():
+            try:
+                meta = probe_video(full)
+            except Exception as exc:  # noqa: BLE001 - reported, the video is rejected
+                issues.append(Issue("bad_value", fname, first_line[vid], video_col,
+                                    f"video file {full} could not be read ({type(exc).__name__}: {exc})",
+                                    "replace the file or remove the video", vid))
+                continue
+        vrows.append({"video_id": vid, "path": rel, **meta, "category": cats.get(vid, ""), "source": fname,
+                      "split": split_of(vid, test_fraction), "_line": first_line[vid]})
+    videos = pd.DataFrame(vrows, columns=[*VIDEO_COLUMNS, "_line"])
+    ratings = pd.DataFrame(rows, columns=[*RATING_COLUMNS, "raw_score", "_line"])
+    ds, report = validate(root, videos, ratings, None, files={"videos": f"{fname} (videos)", "ratings": fname},
+                          min_raters=min_raters, check_files=check_files, issues=issues)
+    report.n_rows["ratings"] = len(rows) + sum(1 for i in issues if i.file == fname and i.kind in ("bad_value", "out_of_range"))
+    ds.info = {"source": str(csv_path), "scale": [lo, hi], "snap": snap, "empty_cells": empty}
+    if strict:
+        if not report.ok:
+            raise DataValidationError(report)
+        return ds
+    return ds, report
