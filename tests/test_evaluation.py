@@ -1,0 +1,111 @@
+"""Table 1, confusion matrices, calibration and the cross-benchmark section from prediction rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np
+import pandas as pd
+import pytest
+
+from vqalib.evaluation import (
+    calibration_table,
+    confusion,
+    cross_benchmark_table,
+    flat_metrics,
+    parse_failure_table,
+    plot_confusions,
+    plot_reliability,
+    table1,
+)
+from vqalib.levels import DIMENSION_KEYS, LEVELS
+from vqalib.predictions import rows_from_distributions
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def simulated(n: int, skill: float, seed: int, fail_every: int = 0, ids=None) -> pd.DataFrame:
+    """Prediction rows whose distributions put weight ``skill`` near the target level (0 = uniform noise)."""
+    rng = np.random.default_rng(seed)
+    ids = ids or [f"v{i:03d}" for i in range(n)]
+    parts = []
+    for k, dim in enumerate(DIMENSION_KEYS):
+        target = rng.choice(LEVELS, n)
+        logits = rng.normal(0, 1, (n, 9)) - skill * np.abs(LEVELS[None, :] - target[:, None])
+        d = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+        parsed = LEVELS[d.argmax(1)].astype(float)
+        status = ["ok"] * n
+        if fail_every:
+            for i in range(k, n, fail_every):
+                parsed[i] = np.nan
+                status[i] = "unparsable"
+        parts.append(rows_from_distributions(ids, dim, d, targets=target, parsed_scores=parsed, parse_status=status,
+                                             raw_texts=["..."] * n))
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_table1_layout_and_a_skilled_model_wins():
+    preds = {"base": simulated(80, 0.0, 1), "aso": simulated(80, 4.0, 2, fail_every=10)}
+    wide, long = table1(preds, "parsed_score", n_boot=50)
+    assert list(wide.index) == ["base", "aso"]
+    assert list(wide.columns[:4]) == [("Motion Quality", m) for m in ("Acc@0.5", "MAE", "SRCC", "PLCC")]
+    assert wide.shape == (2, 20)
+    for dim in ("Motion Quality", "Clarity Quality"):
+        assert wide.loc["aso", (dim, "SRCC")] > 0.8 > abs(wide.loc["base", (dim, "SRCC")]) + 0.5
+        assert wide.loc["aso", (dim, "Acc@0.5")] > wide.loc["base", (dim, "Acc@0.5")] + 0.3
+    row = long[(long.model == "aso") & (long.dimension == "motion_quality") & (long.metric == "srcc")].iloc[0]
+    assert row.n_items == 80 and row.n_failed == 8 and row.n == 72 and row.coverage == pytest.approx(0.9)
+    assert row.ci_low < row.value < row.ci_high
+    flat = flat_metrics(long, "table1_parsed")
+    assert flat["table1_parsed/aso/motion_quality/n_failed"] == 8
+
+
+def test_table1_all_failed_gives_nan_with_reason():
+    df = simulated(10, 1.0, 0)
+    df["parsed_score"] = np.nan
+    df["parse_status"] = "missing"
+    wide, long = table1({"tiny": df}, "parsed_score")
+    assert wide.isna().all().all()
+    assert (long["reason"] == "no items").all() and (long["n_failed"] == 10).all()
+    # The expected-score readout still exists for the same rows.
+    wide_e, _ = table1({"tiny": df}, "expected_score")
+    assert wide_e.notna().all().all()
+
+
+def test_confusion_counts_and_parse_failures():
+    df = simulated(40, 8.0, 3, fail_every=5)
+    cm = confusion(df, "clarity_quality", "parsed_score")
+    sub = df[df.dimension == "clarity_quality"]
+    assert cm.to_numpy().sum() == sub["parsed_score"].notna().sum() == 32
+    assert np.trace(cm.to_numpy()) >= 28  # a sharp model sits on the diagonal
+    fails = parse_failure_table({"m": df})
+    assert fails.loc["m", "Clarity Quality"] == 8 and fails.loc["m", "total"] == 40 and fails.loc["m", "rows"] == 200
+    plot_confusions(df, "m", "argmax_score")
+
+
+def test_calibration_table_and_reliability_plot():
+    preds = {"random": simulated(200, 0.0, 4), "sharp": simulated(200, 6.0, 5)}
+    cal = calibration_table(preds).set_index(["model", "dimension"])
+    assert (cal["n"] == 200).all()
+    # Random logits: confidence well above the ~1/9 accuracy -> large ECE; sharp model: accurate.
+    assert cal.loc[("sharp", "motion_quality"), "accuracy"] > 0.8
+    assert cal.loc[("random", "motion_quality"), "nll"] > cal.loc[("sharp", "motion_quality"), "nll"]
+    fig = plot_reliability(preds)
+    assert len(fig.axes) == 5
+
+
+def test_cross_benchmark_table_on_real_konvid_labels():
+    labels = SHARED / "labels"
+    if not labels.is_dir():
+        pytest.skip(f"label files not found in {labels}")
+    from vqalib.mos import load_benchmark
+
+    bench = load_benchmark("KoNViD", SHARED / "videos" / "konvid", labels_root=labels)
+    preds = {"base": simulated(2, 1.0, 0, ids=["10053703034", "5115335471"])}
+    tab, infos = cross_benchmark_table(bench, preds, ["mean_quality", "clarity_quality"])
+    assert tab["n"].tolist() == [2, 2] and (tab["n_missing_videos"] == 1198).all()
+    assert tab["SRCC"].isna().all() and "fewer than 3 items (n=2)" in tab["reason"].iloc[0]
+    assert not np.isnan(tab["MAE"].iloc[0])

@@ -1,0 +1,221 @@
+"""Evaluation tables and figures of notebook 07, built only from predictions files.
+
+- :func:`table1`: the paper's Table 1 layout, rows = models, column groups = dimensions x
+  (Acc@0.5, MAE, SRCC, PLCC), for a chosen readout (``parsed_score`` = the generated answer,
+  ``expected_score`` = ``sum_s s pi(s)``, ``argmax_score``), plus a long table with bootstrap CIs,
+  the number of items used, the number of parse failures and the reason of every NaN.
+- :func:`confusion` / :func:`plot_confusions`: target level x predicted level counts per dimension.
+- :func:`calibration_table` / :func:`plot_reliability`: ECE, NLL, Brier and reliability diagrams from
+  the saved 9-level distributions.
+- :func:`parse_failure_table`: per model and dimension, how many answers did not parse.
+- :func:`cross_benchmark_table`: the Table 2-style section (public MOS benchmarks, ``vqalib.mos``).
+
+Items enter a metric when they have a target and a value for the readout. A parse failure is not
+replaced by anything: it is left out of the ``parsed_score`` metrics and counted in ``n_failed``
+(compare ``n`` with ``n_items``); ``coverage = n / n_items``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from vqalib.levels import DIMENSION_KEYS, LEVEL_STRINGS, N_LEVELS, NAME_OF, level_index, snap_to_grid
+from vqalib.metrics import METRIC_LABELS, bootstrap_ci, calibration, score_metrics
+
+READOUTS: tuple[str, ...] = ("parsed_score", "expected_score", "argmax_score")
+TABLE1_METRICS: tuple[str, ...] = ("acc", "mae", "srcc", "plcc")
+
+
+def _check_readout(readout: str) -> None:
+    if readout not in READOUTS:
+        raise ValueError(f"readout={readout!r}; choose one of {list(READOUTS)}")
+
+
+def _dims(preds: Mapping[str, pd.DataFrame]) -> list[str]:
+    present = set().union(*(set(df["dimension"]) for df in preds.values())) if preds else set()
+    return [d for d in DIMENSION_KEYS if d in present]
+
+
+def metrics_long(preds: Mapping[str, pd.DataFrame], readout: str = "parsed_score",
+                 metrics: Iterable[str] = ("acc", "mae", "rmse", "srcc", "krcc", "plcc", "plcc_fit"),
+                 n_boot: int = 0, seed: int = 0) -> pd.DataFrame:
+    """One row per (model, dimension, metric): ``value, ci_low, ci_high, n, n_items, n_failed, coverage, reason``.
+
+    ``n_boot > 0`` adds percentile bootstrap CIs (items resampled, seeded with ``seed``).
+    """
+    _check_readout(readout)
+    metrics = list(metrics)
+    rows = []
+    for model, df in preds.items():
+        for dim in _dims(preds):
+            sub = df[(df["dimension"] == dim) & df["target"].notna()]
+            ok = sub[readout].notna()
+            y, p = sub.loc[ok, "target"].to_numpy(float), sub.loc[ok, readout].to_numpy(float)
+            n_failed = int((sub["parse_status"] != "ok").sum()) if readout == "parsed_score" else int((~ok).sum())
+            res = score_metrics(y, p, metrics) if len(sub) else {m: None for m in metrics}
+            for m in metrics:
+                r = res[m]
+                value = np.nan if r is None else r.value
+                reason = "model has no rows for this dimension" if r is None else r.reason
+                lo = hi = np.nan
+                if n_boot and r is not None and r.defined:
+                    ci = bootstrap_ci(m, y, p, n_boot=n_boot, seed=seed)
+                    lo, hi = ci.low, ci.high
+                rows.append({"model": model, "dimension": dim, "metric": m, "value": value, "ci_low": lo, "ci_high": hi,
+                             "n": int(ok.sum()), "n_items": len(sub), "n_failed": n_failed,
+                             "coverage": ok.mean() if len(sub) else np.nan, "reason": reason})
+    return pd.DataFrame(rows)
+
+
+def table1(preds: Mapping[str, pd.DataFrame], readout: str = "parsed_score",
+           metrics: Iterable[str] = TABLE1_METRICS, n_boot: int = 0, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The paper's Table 1: rows = models, columns = (dimension display name, metric label).
+
+    Returns ``(wide, long)``; ``long`` is :func:`metrics_long` (CIs, counts, NaN reasons).
+    """
+    long = metrics_long(preds, readout, metrics, n_boot=n_boot, seed=seed)
+    if long.empty:
+        return pd.DataFrame(), long
+    wide = long.pivot_table(index="model", columns=["dimension", "metric"], values="value", dropna=False, sort=False)
+    cols = [(d, m) for d in _dims(preds) for m in metrics]
+    wide = wide.reindex(index=list(preds), columns=pd.MultiIndex.from_tuples(cols))
+    wide.columns = pd.MultiIndex.from_tuples([(NAME_OF[d], METRIC_LABELS[m]) for d, m in cols])
+    wide.index.name = "model"
+    return wide, long
+
+
+def flat_metrics(long: pd.DataFrame, prefix: str) -> dict[str, Any]:
+    """``{prefix/model/dimension/metric: value}`` (plus ``/n`` and ``/n_failed`` per dimension) for ``Run.log_metrics``."""
+    out: dict[str, Any] = {}
+    for r in long.itertuples():
+        out[f"{prefix}/{r.model}/{r.dimension}/{r.metric}"] = r.value
+        out[f"{prefix}/{r.model}/{r.dimension}/n"] = r.n
+        out[f"{prefix}/{r.model}/{r.dimension}/n_failed"] = r.n_failed
+    return out
+
+
+def parse_failure_table(preds: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Rows = models, columns = dimensions (+ total): number of answers that did not parse (missing + unparsable)."""
+    data = {}
+    for model, df in preds.items():
+        bad = df[df["parse_status"] != "ok"].groupby("dimension").size()
+        data[model] = {NAME_OF[d]: int(bad.get(d, 0)) for d in _dims(preds)}
+        data[model]["total"] = int((df["parse_status"] != "ok").sum())
+        data[model]["rows"] = len(df)
+    return pd.DataFrame.from_dict(data, orient="index").rename_axis("model")
+
+
+def confusion(df: pd.DataFrame, dimension: str, readout: str = "argmax_score") -> pd.DataFrame:
+    """9 x 9 counts: rows = target level, columns = predicted level (both snapped to the grid).
+
+    Items without a target or a readout value are left out (see ``parse_failure_table``).
+    """
+    _check_readout(readout)
+    sub = df[(df["dimension"] == dimension) & df["target"].notna() & df[readout].notna()]
+    t = np.atleast_1d(level_index(snap_to_grid(sub["target"].to_numpy(float)))) if len(sub) else np.array([], int)
+    p = np.atleast_1d(level_index(snap_to_grid(sub[readout].to_numpy(float)))) if len(sub) else np.array([], int)
+    m = np.zeros((N_LEVELS, N_LEVELS), dtype=int)
+    np.add.at(m, (t, p), 1)
+    return pd.DataFrame(m, index=pd.Index(LEVEL_STRINGS, name="target"), columns=pd.Index(LEVEL_STRINGS, name="predicted"))
+
+
+def plot_confusions(df: pd.DataFrame, model: str, readout: str = "argmax_score"):
+    """One heat map per dimension (row-normalised colour, counts written in the cells)."""
+    import matplotlib.pyplot as plt
+
+    dims = [d for d in DIMENSION_KEYS if d in set(df["dimension"])]
+    fig, axes = plt.subplots(1, len(dims), figsize=(3.4 * len(dims), 3.4), squeeze=False)
+    for ax, dim in zip(axes[0], dims):
+        cm = confusion(df, dim, readout)
+        rows = cm.to_numpy().sum(axis=1, keepdims=True)
+        norm = np.divide(cm.to_numpy(), rows, out=np.zeros(cm.shape), where=rows > 0)
+        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1, origin="lower")
+        for (i, j), v in np.ndenumerate(cm.to_numpy()):
+            if v:
+                ax.text(j, i, str(v), ha="center", va="center", fontsize=6,
+                        color="white" if norm[i, j] > 0.6 else "black")
+        ax.plot([-0.5, 8.5], [-0.5, 8.5], color="grey", lw=0.5)
+        ax.set_xticks(range(N_LEVELS), LEVEL_STRINGS, rotation=90, fontsize=7)
+        ax.set_yticks(range(N_LEVELS), LEVEL_STRINGS, fontsize=7)
+        ax.set_title(f"{NAME_OF[dim]}\n(n={int(cm.to_numpy().sum())})", fontsize=9)
+        ax.set_xlabel(f"predicted ({readout})", fontsize=8)
+        ax.set_ylabel("human", fontsize=8)
+    fig.suptitle(f"{model}: confusion matrices (row-normalised colour, counts in cells)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _dists(sub: pd.DataFrame) -> np.ndarray:
+    return np.stack(sub["dist"].to_numpy()) if len(sub) else np.zeros((0, N_LEVELS))
+
+
+def calibration_table(preds: Mapping[str, pd.DataFrame], n_bins: int = 10) -> pd.DataFrame:
+    """Per model and dimension: ECE, NLL, Brier, exact-level accuracy, mean confidence, n, NaN reason.
+
+    Uses rows with a distribution and a target on the 9-level grid (targets are snapped with
+    ``snap_to_grid``; off-grid targets such as mapped MOS belong in the benchmark section instead).
+    """
+    rows = []
+    for model, df in preds.items():
+        for dim in _dims(preds):
+            sub = df[(df["dimension"] == dim) & df["target"].notna() & df["dist"].notna()]
+            no_dist = int(((df["dimension"] == dim) & df["dist"].isna()).sum())
+            cal = calibration(_dists(sub), snap_to_grid(sub["target"].to_numpy(float)), n_bins=n_bins)
+            rows.append({"model": model, "dimension": dim, "ece": cal.ece.value, "nll": cal.nll.value,
+                         "brier": cal.brier.value, "accuracy": cal.accuracy, "confidence": cal.mean_confidence,
+                         "n": len(sub), "n_without_dist": no_dist, "reason": cal.ece.reason})
+    return pd.DataFrame(rows)
+
+
+def plot_reliability(preds: Mapping[str, pd.DataFrame], n_bins: int = 10):
+    """Reliability diagrams: one panel per dimension, one line per model; marker area ~ items in the bin."""
+    import matplotlib.pyplot as plt
+
+    dims = _dims(preds)
+    fig, axes = plt.subplots(1, len(dims), figsize=(3.2 * len(dims), 3.3), squeeze=False, sharey=True)
+    for ax, dim in zip(axes[0], dims):
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+        for model, df in preds.items():
+            sub = df[(df["dimension"] == dim) & df["target"].notna() & df["dist"].notna()]
+            if not len(sub):
+                continue
+            cal = calibration(_dists(sub), snap_to_grid(sub["target"].to_numpy(float)), n_bins=n_bins)
+            rel = cal.reliability[cal.reliability["n"] > 0]
+            ax.plot(rel["confidence"], rel["accuracy"], marker="o", ms=3, lw=1,
+                    label=f"{model} (ECE {cal.ece.value:.2f})")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_title(NAME_OF[dim], fontsize=9)
+        ax.set_xlabel("confidence (max level prob.)", fontsize=8)
+        ax.legend(fontsize=6, loc="upper left")
+    axes[0][0].set_ylabel("accuracy (argmax = human level)", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def cross_benchmark_table(bench, preds: Mapping[str, pd.DataFrame], combinations: Iterable[str] = ("mean_quality",),
+                          readout: str = "expected_score") -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Table 2-style rows (model, combination): SRCC, PLCC, PLCC (logistic), KRCC, MAE on the 1-5 map, counts.
+
+    ``bench`` is a ``vqalib.mos.BenchmarkSet``; ``preds`` hold predictions on its videos.
+    Returns ``(table, infos)`` where ``infos`` lists the per-row counts (videos missing, without prediction).
+    """
+    from vqalib.mos import benchmark_scores
+
+    rows, infos = [], []
+    for model, df in preds.items():
+        for how in combinations:
+            joined, info = benchmark_scores(bench, df, how, readout)
+            ok = joined["score"].notna()
+            res = score_metrics(joined.loc[ok, "mos_1to5"], joined.loc[ok, "score"], ["srcc", "plcc", "plcc_fit", "krcc", "mae"])
+            row = {"model": model, "combination": how}
+            row.update({METRIC_LABELS[k]: r.value for k, r in res.items()})
+            row.update({"n": int(ok.sum()), "n_no_prediction": info["n_no_prediction"],
+                        "n_missing_videos": info["n_missing_videos"],
+                        "reason": next((r.reason for r in res.values() if r.reason), None)})
+            rows.append(row)
+            infos.append({"model": model, **info})
+    return pd.DataFrame(rows), infos
