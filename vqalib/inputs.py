@@ -33,6 +33,7 @@ from typing import Any, Sequence
 import torch
 
 from . import prompts
+from .scoring import level_token_ids
 from .levels import DIMENSION_KEYS
 
 #: Keys of a :class:`Batch` that the model's forward accepts.
@@ -49,6 +50,7 @@ class Batch(dict):
     parses: list[prompts.ParseResult] | None
     sampling: list[dict[str, Any]]
     padding_side: str
+    level_ids: list[tuple[int, ...]]
 
     def to(self, device) -> "Batch":
         """Move the tensors to ``device`` (in place) and return self."""
@@ -180,4 +182,5 @@ def build_batch(processor, videos: Sequence, answers: Sequence[str] | None = Non
     batch.parses = parses if answers is not None else None
     batch.sampling = sampling
     batch.padding_side = padding_side
+    batch.level_ids = level_token_ids(tok)
     return batch

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,40 @@ def tiny_config(vocab_size: int, special_ids: dict[str, int] | None = None,
     return cfg
 
 
+def shrink_config(config, text: dict[str, Any] | None = None, vision: dict[str, Any] | None = None):
+    """A real architecture's config (``config.json`` path, dict or config) with its sizes shrunk.
+
+    Keeps everything else of the real file (vocabulary size, special token ids, rope theta,
+    ``tokens_per_second``, patch/merge sizes, window size), so a randomly initialised model built
+    from it exercises the real shapes of the token/vision plumbing on CPU. Default sizes: text
+    hidden 64, 2 layers, 4 heads / 2 KV heads, mrope [2, 3, 3]; vision depth 2, hidden 32.
+    """
+    from transformers import AutoConfig, PretrainedConfig
+
+    if isinstance(config, (str, os.PathLike)):
+        p = Path(config)
+        config = AutoConfig.from_pretrained(str(p.parent if p.is_file() else p))
+    elif isinstance(config, dict):
+        config = AutoConfig.for_model(**config)
+    assert isinstance(config, PretrainedConfig)
+    d = config.to_dict()
+    t = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+             intermediate_size=128, max_window_layers=2, **(text or {}))
+    v = dict(depth=2, hidden_size=32, num_heads=2, intermediate_size=64, fullatt_block_indexes=[1], **(vision or {}))
+    d["text_config"].update(t)
+    d["text_config"].pop("layer_types", None)  # re-derived for the new layer count
+    rope = dict(d["text_config"].get("rope_parameters") or {})
+    head_dim = t["hidden_size"] // t["num_attention_heads"]
+    rope["mrope_section"] = (text or {}).get("mrope_section", [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16])
+    if sum(rope["mrope_section"]) * 2 != head_dim:
+        raise ValueError(f"mrope_section {rope['mrope_section']} must sum to head_dim/2 = {head_dim // 2}")
+    d["text_config"]["rope_parameters"] = rope
+    d["text_config"].pop("mrope_section", None)
+    d["vision_config"].update(v)
+    d["vision_config"]["out_hidden_size"] = t["hidden_size"]
+    return type(config).from_dict(d)
+
+
 def build_processor(tokenizer, frame_pixels: int = TINY_FRAME_PIXELS):
     """The real ``Qwen2_5_VLProcessor`` around ``tokenizer``, with image/video processors whose
     pixel range is fixed at ``frame_pixels`` (so 112 x 112 frames are not upscaled)."""
@@ -138,6 +173,9 @@ def build_tiny(path: str | os.PathLike | None = None, *, seed: int = 0, vocab_si
     done = out / ".complete"
     if done.is_file() and not overwrite:
         return out
+    final = out
+    out = out.parent / f".{out.name}.tmp-{os.getpid()}"  # build aside, then move into place
+    shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     tok = tk.build_tokenizer(vocab_size)
     ids = {t: tok.convert_tokens_to_ids(t) for t in tk.SPECIAL_TOKENS}
@@ -153,8 +191,14 @@ def build_tiny(path: str | os.PathLike | None = None, *, seed: int = 0, vocab_si
     (out / "vqalib_tiny.json").write_text(json.dumps(
         {"seed": seed, "vocab_size": vocab_size, "text": text, "vision": vision,
          "n_params": sum(p.numel() for p in model.parameters())}, indent=2))
-    done.write_text("ok\n")
-    return out
+    (out / ".complete").write_text("ok\n")
+    if final.exists():
+        if (final / ".complete").is_file() and not overwrite:  # another process finished first
+            shutil.rmtree(out, ignore_errors=True)
+            return final
+        shutil.rmtree(final)
+    os.replace(out, final)
+    return final
 
 
 def resolve_model_path(model: str | os.PathLike) -> str:

@@ -68,16 +68,21 @@ def training_corpus() -> list[str]:
     return texts
 
 
-def build_tokenizer_object(vocab_size: int = 768) -> Tokenizer:
-    """Train the byte-level BPE (``vocab_size`` includes the 256 byte symbols, not the specials)."""
-    tok = Tokenizer(BPE(unk_token=None, continuing_subword_prefix="", end_of_word_suffix="",
-                        fuse_unk=False, byte_fallback=False))
+def _set_qwen_pipeline(tok: Tokenizer) -> None:
+    """Normaliser, pre-tokenizer and decoder as Qwen2.5's (what ``Qwen2Tokenizer`` itself sets up)."""
     tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
     tok.decoder = decoders.ByteLevel()
+
+
+def build_tokenizer_object(vocab_size: int = 768) -> Tokenizer:
+    """Train the byte-level BPE (``vocab_size`` includes the 256 byte symbols, not the specials)."""
+    tok = Tokenizer(BPE(unk_token=None, continuing_subword_prefix="", end_of_word_suffix="",
+                        fuse_unk=False, byte_fallback=False))
+    _set_qwen_pipeline(tok)
     trainer = BpeTrainer(vocab_size=vocab_size, min_frequency=1, show_progress=False,
                          initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=[])
     tok.train_from_iterator(training_corpus(), trainer=trainer)
