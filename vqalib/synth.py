@@ -8,6 +8,7 @@
     ratings.jsonl       one row per (video, rater, phase, dimension): score on the 9-level grid + tags
     rationales.jsonl    one row per (video, dimension): a short rationale in the paper's template style
     latent.jsonl        the generator's ground truth (latent levels, applied degradations); not part of the schema
+    raters.jsonl        the generator's rater pool (bias, noise sd per phase); not part of the schema
     clips/*.mp4         H.264, 112x112, 8 fps, 4 s (32 frames): 2 fps sampling gives 8 frames
 
 How a clip is made (formulas in ``data_cards/sample_dataset.md``): a photograph from
@@ -42,7 +43,7 @@ from . import levels as L
 from .runs import cache_dir
 
 #: Bump when the generator's output changes for the same settings (part of the cache key).
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 
 SIZES = ("smoke", "default", "large")
 
@@ -119,8 +120,8 @@ class SynthConfig:
     rater_bias_sd: float = 0.2  # per-rater bias (all dimensions)
     rater_dim_bias_sd: float = 0.1  # extra per-rater, per-dimension bias
     rater_noise: tuple[float, float] = (0.25, 0.45)  # per-rater noise sd range, final phase
-    pilot_noise_factor: float = 1.8  # pilot phase: noise sd x this
-    pilot_bias_factor: float = 1.5  # pilot phase: biases x this
+    pilot_noise_factor: float = 2.2  # pilot phase: noise sd x this
+    pilot_bias_factor: float = 2.0  # pilot phase: biases x this
     careless_rate: dict[str, float] = field(default_factory=lambda: {"pilot": 0.06, "final": 0.02})
     tag_hit: dict[str, float] = field(default_factory=lambda: {"pilot": 0.7, "final": 0.9})
     tag_false: dict[str, float] = field(default_factory=lambda: {"pilot": 0.12, "final": 0.05})
@@ -223,13 +224,14 @@ def generate_dataset(out: str | os.PathLike, size: str = "default", seed: int = 
     bar.close()
 
     pilot_ids = set(np.sort(rng.choice(n, size=n_pilot, replace=False)).tolist()) if n_pilot else set()
-    ratings = simulate_ratings(latent_rows, pilot_ids, cfg, np.random.default_rng([seed, 3]))
+    ratings, raters = simulate_ratings(latent_rows, pilot_ids, cfg, np.random.default_rng([seed, 3]))
     rationales = write_rationales(latent_rows, ratings, np.random.default_rng([seed, 4]))
 
     _write_jsonl(out / "videos.jsonl", video_rows)
     _write_jsonl(out / "ratings.jsonl", ratings)
     _write_jsonl(out / "rationales.jsonl", rationales)
     _write_jsonl(out / "latent.jsonl", latent_rows)
+    _write_jsonl(out / "raters.jsonl", raters)
     meta = {
         "name": f"vqalib sample dataset ({size})",
         "generator": "vqalib.synth", "generator_version": GENERATOR_VERSION,
@@ -536,7 +538,7 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = FPS, crf: 
 
 
 def simulate_ratings(latent_rows: list[dict], pilot_ids: set[int], cfg: SynthConfig,
-                     rng: np.random.Generator) -> list[dict]:
+                     rng: np.random.Generator) -> tuple[list[dict], list[dict]]:
     """Ratings rows for every clip (final phase) and the pilot clips (pilot phase).
 
     Rater ``r`` has a bias ``b_r ~ N(0, rater_bias_sd)``, a per-dimension bias
@@ -572,7 +574,11 @@ def simulate_ratings(latent_rows: list[dict], pilot_ids: set[int], cfg: SynthCon
                     tags = _rater_tags(dim, lat["applied"][dim], score, phase, cfg, rng)
                     rows.append({"video_id": lat["video_id"], "rater": f"r{r:02d}", "phase": phase,
                                  "dimension": dim, "score": score, "tags": tags, "comment": ""})
-    return rows
+    raters_truth = [{"rater": f"r{r:02d}", "bias": round(float(bias[r]), 4),
+                     "dimension_bias": {d: round(float(dim_bias[r, j]), 4) for j, d in enumerate(keys)},
+                     "noise_sd_final": round(float(noise_sd[r]), 4),
+                     "noise_sd_pilot": round(float(noise_sd[r] * cfg.pilot_noise_factor), 4)} for r in range(R)]
+    return rows, raters_truth
 
 
 def _rater_tags(dim: str, applied: list[str], score: float, phase: str, cfg: SynthConfig,

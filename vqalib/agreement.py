@@ -1,0 +1,208 @@
+"""Inter-annotator agreement (the paper's Table 3): Relaxed Match, Krippendorff's alpha, bootstrap
+CIs, per-rater bias and leniency, and the effect of the high-variance filter.
+
+* **Relaxed Match** (RM): over all pairs of raters who rated the same unit (video x dimension),
+  the share whose scores differ by at most ``tol`` (1.0 by default, inclusive):
+  ``RM = sum_u #{(i<j): |s_ui - s_uj| <= tol} / sum_u C(n_u, 2)``.
+* **Krippendorff's alpha** ``1 - D_o / D_e`` comes from the ``krippendorff`` package (never
+  hand-written here), computed from per-unit value counts over the 9 grid levels, with the
+  ``interval`` or ``ordinal`` difference function.
+* **Bootstrap CIs** resample *units* (videos) with replacement, keeping each unit's ratings
+  together, and report percentile intervals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+import krippendorff
+import numpy as np
+import pandas as pd
+
+from . import levels as L
+
+#: Levels of measurement accepted by :func:`krippendorff_alpha`.
+ALPHA_LEVELS = ("nominal", "ordinal", "interval", "ratio")
+
+
+def krippendorff_alpha(reliability_data=None, level: str = "interval", value_counts=None,
+                       value_domain: Sequence | None = None) -> float:
+    """Krippendorff's alpha through the ``krippendorff`` package.
+
+    ``reliability_data``: raters x units (NaN = missing), or ``value_counts``: units x values (how many
+    raters gave each value). ``value_domain`` is the ordered list of possible values (defaults: the
+    values seen, for ``reliability_data``). Returns NaN (not an error) when there is no pairable
+    unit or no variation (``D_e = 0``), because alpha is undefined there.
+    """
+    if level not in ALPHA_LEVELS:
+        raise ValueError(f"level must be one of {ALPHA_LEVELS}, not {level!r}")
+    try:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a = krippendorff.alpha(reliability_data=reliability_data, value_counts=value_counts,
+                                   value_domain=value_domain, level_of_measurement=level)
+    except ValueError as exc:  # the package raises when there is fewer than 2 distinct values
+        if "more than one value" in str(exc) or "one value" in str(exc):
+            return float("nan")
+        raise
+    return float(a)
+
+
+def value_counts_matrix(ratings: pd.DataFrame, dimension: str, phase: str = "final") -> tuple[np.ndarray, list[str]]:
+    """Units x 9 matrix: how many raters gave each grid level to each video (one dimension, one phase)."""
+    r = ratings[(ratings["dimension"] == dimension) & (ratings["phase"] == phase)]
+    idx = L.level_index(r["score"].to_numpy(dtype=float))
+    units = pd.Index(sorted(r["video_id"].unique()))
+    counts = np.zeros((len(units), L.N_LEVELS), dtype=float)
+    np.add.at(counts, (units.get_indexer(r["video_id"]), idx), 1.0)
+    return counts, units.tolist()
+
+
+def reliability_matrix(ratings: pd.DataFrame, dimension: str, phase: str = "final") -> pd.DataFrame:
+    """Raters x videos table of scores (NaN where a rater did not rate the video)."""
+    r = ratings[(ratings["dimension"] == dimension) & (ratings["phase"] == phase)]
+    return r.pivot(index="rater", columns="video_id", values="score")
+
+
+def relaxed_match_counts(value_counts: np.ndarray, tol: float = 1.0) -> tuple[float, float]:
+    """(pairs within ``tol``, all pairs) from a units x 9 value-count matrix.
+
+    Pairs of raters on the same unit: same level gives ``c (c - 1) / 2`` pairs, levels ``a < b``
+    give ``c_a c_b`` pairs, within tolerance when ``|level_a - level_b| <= tol``."""
+    c = np.asarray(value_counts, dtype=float)
+    diff = np.abs(L.LEVELS[:, None] - L.LEVELS[None, :])
+    close = (diff <= tol + 1e-9).astype(float)
+    # sum over ordered pairs of levels (a, b) of c_a c_b, minus same-rater pairs, halved
+    within = (np.einsum("ua,ab,ub->u", c, close, c) - c.sum(1)) / 2
+    n = c.sum(1)
+    total = n * (n - 1) / 2
+    return float(within.sum()), float(total.sum())
+
+
+def relaxed_match(scores, tol: float = 1.0) -> float:
+    """Relaxed Match of a raters x units array of scores (NaN = missing): share of rater pairs on the
+    same unit whose scores differ by at most ``tol``. NaN when no unit has two ratings.
+    (For value-count matrices use :func:`relaxed_match_counts`.)"""
+    a = np.asarray(scores, dtype=float)
+    within = total = 0.0
+    for col in a.T:
+        v = col[~np.isnan(col)]
+        if len(v) < 2:
+            continue
+        d = np.abs(v[:, None] - v[None, :])[np.triu_indices(len(v), 1)]
+        within += float((d <= tol + 1e-9).sum())
+        total += len(d)
+    return within / total if total else float("nan")
+
+
+def _rm_from_counts(c: np.ndarray, tol: float = 1.0) -> float:
+    w, t = relaxed_match_counts(c, tol)
+    return w / t if t else float("nan")
+
+
+def _alpha_from_counts(c: np.ndarray, level: str) -> float:
+    keep = c.sum(1) >= 2  # unpairable units carry no information
+    return krippendorff_alpha(value_counts=c[keep], level=level, value_domain=list(L.LEVELS))
+
+
+def bootstrap_ci(value_counts: np.ndarray, stat: Callable[[np.ndarray], float], n_boot: int = 200,
+                 ci: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of ``stat(value_counts)``, resampling units (rows) with replacement."""
+    c = np.asarray(value_counts, dtype=float)
+    if n_boot <= 0 or len(c) < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    vals = np.array([stat(c[rng.integers(0, len(c), size=len(c))]) for _ in range(n_boot)])
+    vals = vals[np.isfinite(vals)]
+    if not len(vals):
+        return float("nan"), float("nan")
+    lo, hi = np.quantile(vals, [(1 - ci) / 2, 1 - (1 - ci) / 2])
+    return float(lo), float(hi)
+
+
+def agreement_table(ratings: pd.DataFrame, phases: Iterable[str] = ("pilot", "final"),
+                    dimensions: Iterable[str] = L.DIMENSION_KEYS, n_boot: int = 200, ci: float = 0.95,
+                    tol: float = 1.0, seed: int = 0) -> pd.DataFrame:
+    """Table 3 of the paper: per dimension and phase, Relaxed Match and alpha (interval, ordinal)
+    with bootstrap CIs (units resampled). Columns: ``dimension, phase, n_videos, n_ratings,
+    relaxed_match(_lo/_hi), alpha_interval(_lo/_hi), alpha_ordinal(_lo/_hi)``."""
+    rows = []
+    for phase in phases:
+        for k, dim in enumerate(dimensions):
+            c, units = value_counts_matrix(ratings, dim, phase)
+            row = {"dimension": dim, "phase": phase, "n_videos": len(units), "n_ratings": int(c.sum())}
+            stats = {"relaxed_match": lambda x: _rm_from_counts(x, tol),
+                     "alpha_interval": lambda x: _alpha_from_counts(x, "interval"),
+                     "alpha_ordinal": lambda x: _alpha_from_counts(x, "ordinal")}
+            for j, (name, fn) in enumerate(stats.items()):
+                row[name] = fn(c) if len(c) else float("nan")
+                row[f"{name}_lo"], row[f"{name}_hi"] = bootstrap_ci(c, fn, n_boot, ci, seed=seed + 100 * k + j)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def rater_bias(ratings: pd.DataFrame, phase: str = "final", by_dimension: bool = False) -> pd.DataFrame:
+    """Per-rater bias and leniency against the other raters of the same video and dimension.
+
+    For each rating ``s`` the reference is the mean of the *other* raters' scores on that unit
+    (leave-one-out; units with one rating are skipped). ``bias`` = mean ``s - ref`` (positive =
+    lenient), ``leniency`` = share of ratings above ``ref`` minus share below (in [-1, 1]),
+    ``mad`` = mean ``|s - ref|`` (lower = more consistent), ``n`` = ratings used.
+    """
+    r = ratings[ratings["phase"] == phase].copy()
+    g = r.groupby(["video_id", "dimension"])["score"]
+    n = g.transform("count")
+    r = r[n >= 2].copy()
+    n = n[n >= 2]
+    r["ref"] = (g.transform("sum")[r.index] - r["score"]) / (n - 1)
+    r["dev"] = r["score"] - r["ref"]
+    keys = ["rater", "dimension"] if by_dimension else ["rater"]
+    out = r.groupby(keys).agg(bias=("dev", "mean"), leniency=("dev", lambda d: float((d > 0).mean() - (d < 0).mean())),
+                              mad=("dev", lambda d: float(d.abs().mean())), n=("dev", "size"))
+    return out.reset_index()
+
+
+def high_variance_effect(ratings: pd.DataFrame, phase: str = "final", high_variance_std: float | None = None,
+                         dimensions: Iterable[str] = L.DIMENSION_KEYS, tol: float = 1.0) -> pd.DataFrame:
+    """Agreement before and after removing high-variance items (see :func:`vqalib.data.aggregate`).
+
+    Per dimension: ``n_videos``, ``n_flagged``, ``share_flagged``, and Relaxed Match and alpha
+    (interval) on all items and on the kept items. Filtering removes disagreement by construction,
+    so the "after" numbers are an upper bound on the data's reliability, not a new measurement.
+    """
+    from .data import HIGH_VARIANCE_STD, aggregate
+
+    thr = HIGH_VARIANCE_STD if high_variance_std is None else high_variance_std
+    labels = aggregate(ratings, phase=phase, high_variance_std=thr)
+    rows = []
+    for dim in dimensions:
+        c, units = value_counts_matrix(ratings, dim, phase)
+        flagged = set(labels.loc[(labels.dimension == dim) & labels.high_variance, "video_id"])
+        keep = np.array([u not in flagged for u in units], dtype=bool)
+        rows.append({"dimension": dim, "n_videos": len(units), "n_flagged": int((~keep).sum()),
+                     "share_flagged": float((~keep).mean()) if len(units) else float("nan"),
+                     "relaxed_match_all": _rm_from_counts(c, tol), "relaxed_match_kept": _rm_from_counts(c[keep], tol),
+                     "alpha_interval_all": _alpha_from_counts(c, "interval"),
+                     "alpha_interval_kept": _alpha_from_counts(c[keep], "interval")})
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class PhaseComparison:
+    """Whether final-phase alpha beats pilot-phase alpha on every dimension (``column`` of the table)."""
+
+    column: str
+    final_higher: dict[str, bool]
+
+    @property
+    def all_higher(self) -> bool:
+        return bool(self.final_higher) and all(self.final_higher.values())
+
+
+def compare_phases(table: pd.DataFrame, column: str = "alpha_interval") -> PhaseComparison:
+    """From :func:`agreement_table`, which dimensions have final ``column`` > pilot ``column``."""
+    w = table.pivot(index="dimension", columns="phase", values=column)
+    missing = {"pilot", "final"} - set(w.columns)
+    if missing:
+        raise ValueError(f"the agreement table has no {sorted(missing)} phase rows; cannot compare phases")
+    return PhaseComparison(column, {d: bool(w.loc[d, "final"] > w.loc[d, "pilot"]) for d in w.index})
