@@ -36,14 +36,6 @@ def sampling_config(cfg: CommonConfig):
                           max_pixels=cfg.max_pixels, min_pixels=min(4 * 28 * 28, cfg.max_pixels))
 
 
-def vision_tower(model: torch.nn.Module) -> torch.nn.Module:
-    """The vision encoder (``.visual``) of a Qwen2.5-VL model, also inside peft wrappers."""
-    for name, module in model.named_modules():
-        if name.split(".")[-1] == "visual":
-            return module
-    raise AttributeError(f"{type(model).__name__} has no `visual` submodule; is it a Qwen2.5-VL model?")
-
-
 def is_peft(model: torch.nn.Module) -> bool:
     return hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
 
@@ -75,11 +67,8 @@ def load_policy(cfg: CommonConfig):
         lora = LoraSettings(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)
     model, processor = load_model_and_processor(
         source, dtype=dtype, quantization="4bit" if cfg.finetune == "qlora" else None, lora=lora,
-        device_map=None if device == "cpu" else None,
+        freeze_vision=cfg.freeze_vision, gradient_checkpointing=cfg.gradient_checkpointing,
     )
-    if cfg.freeze_vision:
-        for p in vision_tower(model).parameters():
-            p.requires_grad_(False)
     return model, processor
 
 
@@ -181,7 +170,8 @@ def save_final(trainer: Trainer, model: torch.nn.Module, processor: Any, cfg: Co
 
 def run_stage(cfg: CommonConfig, trainer_cls: type[VQATrainer], *, with_answers: bool, repeat: int = 1,
               progress: bool = True, on_step: Callable[[Any], None] | None = None,
-              prepare: Callable[..., dict[str, Any]] | None = None) -> TrainResult:
+              prepare: Callable[..., dict[str, Any]] | None = None,
+              collator_factory: Callable[[Any, Any], Any] | None = None) -> TrainResult:
     """Train one stage end to end: seed, load the policy, examples, frame cache, collator, Trainer.
 
     ``prepare(model, processor, examples, cache)`` may return extra keyword arguments for the
@@ -195,8 +185,9 @@ def run_stage(cfg: CommonConfig, trainer_cls: type[VQATrainer], *, with_answers:
     examples = load_examples(cfg.data_dir, cfg.split, cfg.sample_size, cfg.data_seed, cfg.max_clips)
     sampling = sampling_config(cfg)
     cache = FrameCache(sampling)
-    collator = VideoCollator(processor, cache, with_answers=with_answers, augment=cfg.augment,
-                             rationale=cfg.rationale, repeat=repeat, seed=cfg.seed)
+    collator = collator_factory(processor, cache) if collator_factory else VideoCollator(
+        processor, cache, with_answers=with_answers, augment=cfg.augment, rationale=cfg.rationale, repeat=repeat,
+        seed=cfg.seed)
     args = training_arguments(cfg, disable_tqdm=not progress)
     extra = prepare(model, processor, examples, cache) if prepare else {}
     callbacks = [_Tick(on_step)] if on_step else []

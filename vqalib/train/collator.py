@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from vqalib.levels import DIMENSION_KEYS
+from vqalib.levels import DIMENSION_KEYS, TAG_TEXT
 
 
 @dataclass
@@ -39,16 +39,20 @@ class ClipExample:
     path: Path
     scores: dict[str, float]
     rationales: dict[str, str]
+    tags: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # majority tags per dimension (final phase)
 
     def targets(self) -> list[float]:
         return [float(self.scores[k]) for k in DIMENSION_KEYS]
 
 
-def shorten_rationale(text: str, max_words: int = 6) -> str:
-    """The first clause of a rationale, at most ``max_words`` words (the tiny demo's short answers)."""
-    first = text.strip().split(".")[0].split(";")[0]
-    words = first.split()
-    return " ".join(words[:max_words])
+def short_rationale(tags: dict[str, list[str]]) -> str:
+    """The tiny demo's short rationale: the defects the raters saw, e.g. ``"Seen: blur, camera shake."``.
+
+    Built from the majority tags of the final-phase raters (motion-amplitude tags, which name an
+    amount rather than a defect, are left out). It never contains a score or a level keyword, so a
+    teacher-forced rationale does not give the score away (which matters for ASO's pi_ref)."""
+    seen = [TAG_TEXT[t] for k in DIMENSION_KEYS if k != "motion_amplitude" for t in tags.get(k, [])]
+    return "Seen: " + (", ".join(seen) if seen else "no defects") + "."
 
 
 def load_examples(data_dir: str = "", split: str = "train", sample_size: str = "default", data_seed: int = 0,
@@ -79,6 +83,15 @@ def load_examples(data_dir: str = "", split: str = "train", sample_size: str = "
     if ds.rationales is not None and len(ds.rationales):
         for row in ds.rationales.itertuples(index=False):
             rat.setdefault(str(row.video_id), {})[str(row.dimension)] = str(row.rationale)
+    tag_votes: dict[tuple[str, str], dict[str, int]] = {}
+    n_raters: dict[tuple[str, str], int] = {}
+    final = ds.ratings[ds.ratings["phase"] == phase]
+    for row in final.itertuples(index=False):
+        key = (str(row.video_id), str(row.dimension))
+        n_raters[key] = n_raters.get(key, 0) + 1
+        votes = tag_votes.setdefault(key, {})
+        for t in (row.tags if isinstance(row.tags, (list, tuple, np.ndarray)) else []):
+            votes[str(t)] = votes.get(str(t), 0) + 1
     out: list[ClipExample] = []
     for vid in videos["video_id"].astype(str):
         if vid not in wide.index:
@@ -90,7 +103,9 @@ def load_examples(data_dir: str = "", split: str = "train", sample_size: str = "
             if value is None or not np.isfinite(float(value)):
                 raise ValueError(f"{root}: clip {vid!r} has no label for {key!r}; fix its ratings or drop the clip")
             scores[key] = float(value)
-        out.append(ClipExample(vid, ds.video_path(vid), scores, rat.get(vid, {})))
+        tags = {k: sorted(t for t, n in tag_votes.get((vid, k), {}).items() if 2 * n >= n_raters[(vid, k)])
+                for k in DIMENSION_KEYS}
+        out.append(ClipExample(vid, ds.video_path(vid), scores, rat.get(vid, {}), tags))
         if max_clips and len(out) >= max_clips:
             break
     if not out:
@@ -172,10 +187,13 @@ def answer_text(example: ClipExample, rationale: str = "short") -> str:
     """The target answer for a clip (``vqalib.prompts.format_answer``), with full, short or no rationales."""
     from vqalib.prompts import format_answer
 
-    if rationale == "none" or not example.rationales:
+    if rationale == "none":
         return format_answer(example.scores, None)
     if rationale == "short":
-        return format_answer(example.scores, {k: shorten_rationale(v) for k, v in example.rationales.items()})
+        return format_answer(example.scores, short_rationale(example.tags))
+    if not example.rationales:
+        raise ValueError(f"clip {example.video_id!r} has no rationales but rationale='full' was asked; "
+                         f"add them to rationales.jsonl or use rationale=short|none")
     return format_answer(example.scores, example.rationales)
 
 
@@ -195,23 +213,28 @@ class VideoCollator:
         self.augment = augment
         self.rationale = rationale
         self.repeat = repeat
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
 
     def __call__(self, examples: Sequence[ClipExample]) -> dict[str, Any]:
         from vqalib.inputs import build_batch
 
         videos, answers, ids, targets = [], [], [], []
+        # augmentation randomness is drawn from torch's RNG, which the Trainer saves in checkpoints and
+        # restores on resume, so a resumed run sees the same augmentations as an uninterrupted one
+        rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,)).item())) if self.augment else None
         for ex in examples:
             video = self.cache.get(ex.path)
             if self.augment:
-                video = augment_video(video, self.rng)
+                video = augment_video(video, rng)
             for _ in range(self.repeat):
                 videos.append(video)
                 ids.append(ex.video_id)
                 targets.append(ex.targets())
                 if self.with_answers:
                     answers.append(answer_text(ex, self.rationale))
-        batch = dict(build_batch(self.processor, videos, answers if self.with_answers else None))
+        built = build_batch(self.processor, videos, answers if self.with_answers else None)
+        batch = dict(built)
+        batch["score_positions"] = built.score_positions  # [B, 5] first digit of each score, -1 if none
         batch["targets"] = torch.tensor(targets, dtype=torch.float32)
         batch["video_ids"] = ids
         return batch

@@ -267,7 +267,6 @@ def training_arguments(cfg: CommonConfig, **extra: Any):
         remove_unused_columns=False,
         dataloader_num_workers=cfg.num_workers,
         use_cpu=device == "cpu",
-        gradient_checkpointing=cfg.gradient_checkpointing,
         disable_tqdm=False,
     )
     kwargs.update(extra)

@@ -1,0 +1,145 @@
+"""Stage II (the paper's baseline): GRPO with the video in every rollout.
+
+Per optimisation step and prompt (one clip), G completions are sampled from the current policy
+*with the video inputs* (``pixel_values_videos``, ``video_grid_thw``, ``second_per_grid_ts`` and
+``mm_token_type_ids``, without which Qwen2.5-VL silently drops M-RoPE). Vision special tokens
+(``<|video_pad|>``, ``<|image_pad|>``, ``<|vision_start|>``, ...) are suppressed during sampling: a
+sampled ``<|video_pad|>`` would make the next forward count more video placeholders than video
+features and fail (or, worse, misalign). Each completion is parsed
+(:func:`vqalib.prompts.parse_answer`) and rewarded per dimension with the paper's ``R_acc + R_dist``
+plus a format reward (:mod:`vqalib.train.grpo_math`); an unparsable dimension earns 0 and is counted
+in the logs (``n_unparsable``), never given a random score. Advantages are normalised within each
+group and the loss is the clipped ratio objective with a k3 KL penalty to the reference policy
+(coefficient 0.1, paper). One gradient step is taken per batch of rollouts, so the ratio is 1 at
+the step (the clip matters only if rollouts are reused; the code keeps the general form).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from vqalib.train.base import VQATrainer, make_reference, reference_mode, run_stage
+from vqalib.train.collator import model_inputs
+from vqalib.train.common import GRPOConfig, TrainResult
+from vqalib.train.grpo_math import group_advantages, grpo_loss, score_rewards
+
+VISION_TOKENS: tuple[str, ...] = ("<|video_pad|>", "<|image_pad|>", "<|vision_start|>", "<|vision_end|>",
+                                  "<|vision_pad|>", "<|box_start|>", "<|box_end|>", "<|quad_start|>",
+                                  "<|quad_end|>", "<|object_ref_start|>", "<|object_ref_end|>")
+
+
+def vision_token_ids(processor: Any, model: Any | None = None) -> list[int]:
+    """Ids that must never be sampled: the vision placeholders/markers of the tokenizer and config."""
+    tok = getattr(processor, "tokenizer", processor)
+    ids = set()
+    vocab = tok.get_vocab()
+    for t in VISION_TOKENS:
+        if t in vocab:
+            ids.add(int(vocab[t]))
+    cfg = getattr(model, "config", None)
+    for name in ("video_token_id", "image_token_id", "vision_start_token_id", "vision_end_token_id"):
+        v = getattr(cfg, name, None) if cfg is not None else None
+        if isinstance(v, int):
+            ids.add(v)
+    return sorted(ids)
+
+
+def completion_mask(completion: torch.Tensor, eos_ids: list[int]) -> torch.Tensor:
+    """1 up to and including the first end-of-sequence token of each row, 0 after it."""
+    is_eos = torch.zeros_like(completion, dtype=torch.bool)
+    for e in eos_ids:
+        is_eos |= completion == e
+    after = torch.cumsum(is_eos.int(), dim=1) - is_eos.int()  # number of eos strictly before t
+    return (after == 0).long()
+
+
+@torch.no_grad()
+def sample_completions(model: Any, processor: Any, prompt: dict[str, torch.Tensor], *, max_new_tokens: int,
+                       temperature: float = 1.0, top_p: float = 1.0, do_sample: bool = True) -> dict[str, Any]:
+    """Sample one completion per row of ``prompt`` (a prompt-only batch from the collator) with the video.
+
+    Returns ``completion`` ids [N, L], ``mask`` [N, L] (through the first eos), decoded ``texts``."""
+    tok = getattr(processor, "tokenizer", processor)
+    gen_cfg = getattr(model, "generation_config", None)
+    eos = getattr(gen_cfg, "eos_token_id", None) or tok.eos_token_id
+    eos_ids = list(eos) if isinstance(eos, (list, tuple)) else [int(eos)]
+    pad = getattr(gen_cfg, "pad_token_id", None)
+    pad = tok.pad_token_id if pad is None else pad
+    was_training = model.training
+    model.eval()
+    try:
+        out = model.generate(**prompt, do_sample=do_sample, temperature=temperature if do_sample else None,
+                             top_p=top_p if do_sample else None, top_k=None, max_new_tokens=max_new_tokens,
+                             suppress_tokens=vision_token_ids(processor, model), eos_token_id=eos_ids,
+                             pad_token_id=pad)
+    finally:
+        model.train(was_training)
+    completion = out[:, prompt["input_ids"].shape[1]:]
+    mask = completion_mask(completion, eos_ids)
+    texts = tok.batch_decode(completion * mask + pad * (1 - mask), skip_special_tokens=True)
+    return {"completion": completion, "mask": mask, "texts": texts}
+
+
+def completion_logprobs(model: Any, prompt: dict[str, torch.Tensor], completion: torch.Tensor,
+                        mask: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log pi(o_t | x, o_<t) of each completion token [N, L], the video passed again."""
+    P = prompt["input_ids"].shape[1]
+    ids = torch.cat([prompt["input_ids"], completion], dim=1)
+    attn = torch.cat([prompt["attention_mask"], mask.to(prompt["attention_mask"].dtype)], dim=1)
+    extra = {k: v for k, v in prompt.items() if k not in {"input_ids", "attention_mask", "mm_token_type_ids"}}
+    if "mm_token_type_ids" in prompt:
+        mm = prompt["mm_token_type_ids"]
+        extra["mm_token_type_ids"] = torch.cat([mm, torch.zeros_like(completion, dtype=mm.dtype)], dim=1)
+    logits = model(input_ids=ids, attention_mask=attn, **extra).logits[:, P - 1:-1].float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    return torch.gather(F.log_softmax(logits, dim=-1), 2, completion[..., None]).squeeze(-1)
+
+
+class GRPOTrainer(VQATrainer):
+    """GRPO: rollouts, rewards, group advantages and the clipped KL-regularised objective per batch."""
+
+    def __init__(self, *args: Any, ref_model: torch.nn.Module | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.ref_model = ref_model
+        if ref_model is not None:
+            self.ref_model.to(self.args.device)
+
+    def compute_loss(self, model, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch=None):
+        cfg: GRPOConfig = self.cfg  # type: ignore[assignment]
+        G = cfg.num_generations
+        prompt = model_inputs(inputs)
+        unwrapped = self.accelerator.unwrap_model(model)
+        roll = sample_completions(unwrapped, self.processing_class, prompt, max_new_tokens=cfg.max_new_tokens,
+                                  temperature=cfg.temperature, top_p=cfg.top_p)
+        from vqalib.prompts import parse_answer
+
+        parsed = [parse_answer(t) for t in roll["texts"]]
+        rewards = score_rewards([p.scores for p in parsed], inputs["targets"].cpu().numpy(), cfg.format_weight,
+                                raw_texts=roll["texts"])
+        r = torch.as_tensor(rewards.total, dtype=torch.float32, device=prompt["input_ids"].device)
+        adv = group_advantages(r, G)
+        logp = completion_logprobs(model, prompt, roll["completion"], roll["mask"], cfg.temperature)
+        ref_logp = None
+        if cfg.kl_coef:
+            with torch.no_grad(), reference_mode(unwrapped, self.ref_model) as ref:
+                ref_logp = completion_logprobs(ref, prompt, roll["completion"], roll["mask"], cfg.temperature)
+        loss, stats = grpo_loss(logp, logp.detach(), ref_logp, adv, roll["mask"], cfg.clip_eps, cfg.kl_coef)
+        self.record(reward=float(r.mean()), reward_acc=float(rewards.acc.mean()), reward_dist=float(rewards.dist.mean()),
+                    reward_format=float(rewards.fmt.mean()), reward_std=float(r.reshape(-1, G).std(1).mean()),
+                    kl=stats["kl"], completion_len=float(roll["mask"].sum(1).float().mean()),
+                    n_unparsable=rewards.n_unparsable, n_completions=len(parsed))
+        return (loss, roll) if return_outputs else loss
+
+
+def train_grpo(cfg: GRPOConfig, progress: bool = True, on_step=None) -> TrainResult:
+    """Run Stage II from a config (the CLI and notebook 05 both call this). Starts from ``init_from``."""
+
+    def prepare(model, processor, examples, cache):
+        return {"ref_model": make_reference(model) if cfg.kl_coef else None}
+
+    return run_stage(cfg, GRPOTrainer, with_answers=False, repeat=cfg.num_generations, progress=progress,
+                     on_step=on_step, prepare=prepare)
