@@ -30,7 +30,7 @@ sync-notebooks: venv
 	$(PY) -m jupytext --sync notebooks/[0-9][0-9]_*.py
 
 bench: venv
-	$(PY) -m vqalib.bench
+	@set -e; for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f; done
 
 clean-runs:
 	rm -rf runs
