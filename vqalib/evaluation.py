@@ -219,3 +219,26 @@ def cross_benchmark_table(bench, preds: Mapping[str, pd.DataFrame], combinations
             rows.append(row)
             infos.append({"model": model, **info})
     return pd.DataFrame(rows), infos
+
+
+def ensure_base_predictions(run_dir: str, data_dir: str = "", sample_size: str = "default", seed: int = 0,
+                            model: str = "tiny", split: str = "test", device: str = "cpu",
+                            max_videos: int = 0) -> tuple[Any, bool]:
+    """``RUN_DIR/predictions/base.jsonl``: returned as is when it exists, else created by running
+    the (untrained) model through ``vqalib.predict.predict`` on the ``split`` videos of the dataset.
+
+    Returns ``(path, created)``. Needs ``vqalib.predict`` (model half of issue 4); raises a clear
+    error naming the missing piece otherwise, never writes a placeholder.
+    """
+    from vqalib.runs import resolve_path
+
+    path = resolve_path(run_dir) / "predictions" / "base.jsonl"
+    if path.is_file():
+        return path, False
+    try:
+        from vqalib import predict as predict_mod
+    except ImportError as e:
+        raise RuntimeError(f"{path} does not exist and vqalib.predict is not available ({e}); "
+                           "write predictions files with vqalib.predictions.write_predictions, or update vqalib") from e
+    return predict_mod.predict_to_file(path, model=model, data_dir=data_dir, sample_size=sample_size, seed=seed,
+                                       split=split, device=device, max_videos=max_videos), True
