@@ -43,7 +43,7 @@ from . import levels as L
 from .runs import cache_dir
 
 #: Bump when the generator's output changes for the same settings (part of the cache key).
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 
 SIZES = ("smoke", "default", "large")
 
@@ -515,18 +515,46 @@ def _overlay_text(frames: np.ndarray, s_k: float, cfg: SynthConfig, rng: np.rand
     return (out + 0.5).clip(0, 255).astype(np.uint8)
 
 
+def rgb_to_yuv420p(img: np.ndarray) -> np.ndarray:
+    """BT.601 limited-range RGB -> planar YUV 4:2:0 as PyAV's ``yuv420p`` array ``[H * 3/2, W]``.
+
+    Done here in numpy (chroma = mean of each 2x2 block) rather than by swscale, whose first call in
+    a process can round differently from later calls, which made clips not byte-reproducible.
+    """
+    x = img.astype(np.float64) / 255.0
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    y = 16 + 65.481 * r + 128.553 * g + 24.966 * b
+    cb = 128 - 37.797 * r - 74.203 * g + 112.0 * b
+    cr = 128 + 112.0 * r - 93.786 * g - 18.214 * b
+    h, w = y.shape
+
+    def sub(c):
+        return c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+
+    planes = [np.rint(y), np.rint(sub(cb)).reshape(h // 4, w), np.rint(sub(cr)).reshape(h // 4, w)]
+    return np.clip(np.concatenate(planes, axis=0), 0, 255).astype(np.uint8)
+
+
 def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = FPS, crf: int = 20) -> Path:
-    """Encode ``uint8 [T, H, W, 3]`` frames as H.264 (yuv420p) mp4 with PyAV (single thread: reproducible)."""
+    """Encode ``uint8 [T, H, W, 3]`` frames (H, W multiples of 4) as H.264 yuv420p mp4 with PyAV.
+
+    Colour conversion in numpy (:func:`rgb_to_yuv420p`) and a single-threaded encoder keep the
+    output byte-identical for identical frames.
+    """
     import av
 
     path = Path(path)
+    t, h, w = frames.shape[:3]
+    if h % 4 or w % 4:
+        raise ValueError(f"{path}: frame size {w}x{h} must be a multiple of 4 for yuv420p")
     with av.open(str(path), "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.width, stream.height = w, h
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": str(int(crf)), "preset": "veryfast", "threads": "1"}
         for img in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
+            frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(img), format="yuv420p")
+            for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
