@@ -1,0 +1,81 @@
+"""Sampling at 2 fps on the real clips: decord seek vs PyAV keyframe seek vs decode-all.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_video.py [--repeats 3] [--fps 2] [--clips DIR]
+
+For every clip the same frame indices (``vqalib.video.frame_indices``) are decoded three ways, full
+size, RGB, without the resize:
+  decord   ``VideoReader.get_batch(indices)`` (1 decoding thread)
+  pyav     seek to the keyframe before each needed frame, decode forward only as needed
+  all      decode every frame with PyAV and convert it to RGB, keep the needed ones (the naive loader)
+Time includes opening the file (and decord's index build) but not the PyAV probe. Reported:
+median seconds, sampled frames per second, and the speed-up over decode-all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from vqalib.video import SamplingConfig, _read_decord, _read_pyav, decord_available, frame_indices, probe
+
+
+def decode_all(info, indices):
+    """Decode every frame (RGB), then index: what a loader without seeking does."""
+    import av
+
+    with av.open(info.path) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]
+    return np.stack(frames)[indices]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    here = Path(__file__).resolve().parents[1]
+    ap.add_argument("--clips", default=str(here.parent / "shared" / "data" / "videos"), help="folder searched for *.mp4")
+    ap.add_argument("--fps", type=float, default=2.0)
+    ap.add_argument("--max-frames", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    clips = sorted(Path(args.clips).rglob("*.mp4"))
+    if not clips:
+        raise SystemExit(f"no .mp4 files under {args.clips}")
+    cfg = SamplingConfig(fps=args.fps, max_frames=args.max_frames, max_pixels=None)
+    methods = {"pyav": _read_pyav, "all": lambda i, x: (decode_all(i, x), [])}
+    if decord_available():
+        methods = {"decord": _read_decord, **methods}
+    print(f"{'clip':28s} {'size':>9s} {'N':>4s} {'T':>3s} " + " ".join(f"{m + ' s':>9s} {m + ' f/s':>10s}" for m in methods)
+          + "  " + " ".join(f"{m + '/all':>10s}" for m in methods if m != "all"))
+    totals = {m: [0.0, 0] for m in methods}
+    for clip in clips:
+        info = probe(clip)
+        idx = frame_indices(info.n_frames, info.fps, cfg)
+        ref = None
+        res = {}
+        for name, fn in methods.items():
+            ts = []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                frames, _ = fn(info, idx)
+                ts.append(time.perf_counter() - t0)
+            if ref is None:
+                ref = frames
+            elif not np.array_equal(ref, frames):
+                print(f"  note: {name} frames differ from the first method on {clip.name} "
+                      f"(max |diff| {np.abs(ref.astype(int) - frames.astype(int)).max()})")
+            res[name] = statistics.median(ts)
+            totals[name][0] += res[name]
+            totals[name][1] += len(idx)
+        print(f"{clip.name[:28]:28s} {f'{info.width}x{info.height}':>9s} {info.n_frames:4d} {len(idx):3d} "
+              + " ".join(f"{res[m]:9.3f} {len(idx) / res[m]:10.1f}" for m in methods) + "  "
+              + " ".join(f"{res['all'] / res[m]:9.1f}x" for m in methods if m != "all"))
+    print("total: " + ", ".join(f"{m} {n / s:.1f} frames/s ({s:.2f} s)" for m, (s, n) in totals.items())
+          + "; speed-up over decode-all: "
+          + ", ".join(f"{m} {totals['all'][0] / totals[m][0]:.1f}x" for m in methods if m != "all"))
+
+
+if __name__ == "__main__":
+    main()
