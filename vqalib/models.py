@@ -130,6 +130,10 @@ def shrink_config(config, text: dict[str, Any] | None = None, vision: dict[str, 
         raise ValueError(f"mrope_section {rope['mrope_section']} must sum to head_dim/2 = {head_dim // 2}")
     d["text_config"]["rope_parameters"] = rope
     d["text_config"].pop("mrope_section", None)
+    for sub in (d, d["text_config"], d["vision_config"]):  # random weights are built in float32
+        for key in ("dtype", "torch_dtype"):
+            if key in sub:
+                sub[key] = "float32"
     d["vision_config"].update(v)
     d["vision_config"]["out_hidden_size"] = t["hidden_size"]
     return type(config).from_dict(d)

@@ -143,6 +143,11 @@ def _tree_inputs(batch, positions: torch.Tensor, score_positions: torch.Tensor, 
     three_d = positions.ndim == 3
     ext_pos = torch.zeros(*(positions.shape[:-1]), E, dtype=positions.dtype, device=dev)
     ar = torch.arange(L, device=dev)
+    inner = torch.zeros(blk, blk, dtype=torch.bool, device=dev)  # tree token -> its trie ancestors
+    for n in range(trie.n_nodes):
+        for a in trie.ancestors(n):
+            inner[1 + n, 1 + a] = True
+    inner |= torch.eye(blk, dtype=torch.bool, device=dev)
     for d in range(N_DIMS):
         base = L + d * blk
         for b in range(B):
@@ -154,9 +159,7 @@ def _tree_inputs(batch, positions: torch.Tensor, score_positions: torch.Tensor, 
             ext_ids[b, d * blk + 1: (d + 1) * blk] = node_tok
             allow[b, base, :L] = seen & (ar < p - 1)
             allow[b, base + 1: base + blk, :L] = seen[None, :]
-            for n in range(trie.n_nodes):
-                for a in trie.ancestors(n):
-                    allow[b, base + 1 + n, base + 1 + a] = True
+            allow[b, base: base + blk, base: base + blk] = inner
             if three_d:
                 last = positions[:, b, p - 1]
                 ext_pos[:, b, d * blk] = last
@@ -299,11 +302,12 @@ def level_logprobs_independent(model, batch, level_ids: Sequence[Sequence[int]] 
                                                          torch.zeros(n, ids.shape[1] - p, dtype=torch.long, device=ids.device)], 1),
                             pixel_values_videos=ex["pixel_values_videos"].repeat(n, 1),
                             video_grid_thw=ex["video_grid_thw"].repeat(n, 1),
-                            second_per_grid_ts=ex["second_per_grid_ts"].repeat(n), use_cache=False)
+                            second_per_grid_ts=ex["second_per_grid_ts"].repeat(n), use_cache=False,
+                            logits_to_keep=ids.shape[1] - p + 1)  # logits from position p - 1 on
                 lp = torch.log_softmax(res.logits.float(), dim=-1)
                 for row, i in enumerate(g):
                     s = level_ids[i]
-                    out[b][d][i] = sum(lp[row, p - 1 + k, s[k]] for k in range(len(s)))
+                    out[b][d][i] = sum(lp[row, k, s[k]] for k in range(len(s)))
     return torch.stack([torch.stack([torch.stack(r) for r in rows]) for rows in out])
 
 
