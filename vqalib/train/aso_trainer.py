@@ -188,11 +188,11 @@ class ASOTrainer(VQATrainer):
         if cfg.rationale_loss == "ce" and cfg.rationale_weight:
             l_rat = rationale_ce(out.logits, batch["labels"], smask)
             loss = loss + cfg.rationale_weight * l_rat
-            self.record(loss_rationale=float(l_rat))
+            self.record(loss_rationale=float(l_rat.detach()))
         elif cfg.rationale_loss == "kl" and cfg.rationale_weight:
             l_rat = rationale_kl(out.logits, ref_logits, batch["labels"], smask)
             loss = loss + cfg.rationale_weight * l_rat
-            self.record(loss_rationale=float(l_rat))
+            self.record(loss_rationale=float(l_rat.detach()))
         with torch.no_grad():
             p_theta = logp_theta.exp()
             levels = torch.linspace(1.0, 5.0, 9, device=p_theta.device)

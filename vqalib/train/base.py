@@ -112,6 +112,26 @@ class VQATrainer(Trainer):
         self.loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean
         self._extra: dict[str, list[float]] = defaultdict(list)
 
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:
+        """Resume the weights through ``from_pretrained`` so transformers' key conversion applies.
+
+        transformers 5.23 saves Qwen2.5-VL checkpoints with the legacy key layout (``model.layers...``,
+        ``visual...``) but ``Trainer`` reloads them with a plain ``load_state_dict`` on the new layout
+        (``model.language_model...``), which silently leaves every weight at its initial value
+        (only a warning). Full models are therefore reloaded with ``from_pretrained``; adapters
+        (peft) and sharded FSDP/DeepSpeed states go through the Trainer's own path."""
+        model = self.model if model is None else model
+        inner = self.accelerator.unwrap_model(model)
+        is_full = os.path.isfile(os.path.join(resume_from_checkpoint, "config.json")) and not is_peft(inner)
+        if not is_full or self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        loaded = type(inner).from_pretrained(resume_from_checkpoint, dtype=next(inner.parameters()).dtype)
+        missing, unexpected = inner.load_state_dict(loaded.state_dict(), strict=False)
+        if missing or unexpected:
+            raise RuntimeError(f"{resume_from_checkpoint}: checkpoint does not match the model "
+                               f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        del loaded
+
     def record(self, **values: float) -> None:
         for k, v in values.items():
             self._extra[k].append(float(v))
@@ -199,7 +219,7 @@ def run_stage(cfg: CommonConfig, trainer_cls: type[VQATrainer], *, with_answers:
     metrics = dict(train_out.metrics)
     save_final(trainer, trainer.model, processor, cfg, out, sampling_config=sampling.to_dict(),
                n_train_clips=len(examples), status="done", wall_s=wall, train_metrics=metrics,
-               frames_decoded=cache.n_decoded, frames_from_disk_cache=cache.n_from_disk,
+               log_history=list(trainer.state.log_history), frames_decoded=cache.n_decoded, frames_from_disk_cache=cache.n_from_disk,
                base_model=read_manifest(resolve_path(cfg.init_from)).get("config", {}).get("model", cfg.model)
                if cfg.init_from else cfg.model)
     return TrainResult(output_dir=out, log_history=list(trainer.state.log_history), metrics=metrics, wall_s=wall)

@@ -45,6 +45,8 @@ class SFTTrainer(VQATrainer):
         return (loss, outputs) if return_outputs else loss
 
 
-def train_sft(cfg: SFTConfig, progress: bool = True) -> TrainResult:
-    """Run Stage I from a config (the CLI and notebook 04 both call this)."""
-    return run_stage(cfg, SFTTrainer, with_answers=True, progress=progress)
+def train_sft(cfg: SFTConfig, progress: bool = True, on_step=None) -> TrainResult:
+    """Run Stage I from a config (the CLI and notebook 04 both call this).
+
+    ``on_step(state)`` is called after every optimisation step (``transformers.TrainerState``)."""
+    return run_stage(cfg, SFTTrainer, with_answers=True, progress=progress, on_step=on_step)
