@@ -86,11 +86,16 @@ def test_smoke_parameters_exist_and_are_parameters(nb_path):
     assert "RUN_DIR" in declared, f"{nb_path.name} must take RUN_DIR"
 
 
-def test_help_notebook_documents_parameters():
-    nb = NOTEBOOKS[0]
-    out = subprocess.run([sys.executable, "-m", "papermill", "--help-notebook", str(nb)],
+@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=IDS)
+def test_help_notebook_documents_every_parameter(nb_path):
+    import papermill as pm
+
+    declared = pm.inspect_notebook(str(nb_path))
+    undocumented = [n for n, p in declared.items() if not p["help"].strip() or p["inferred_type_name"] == "None"]
+    assert not undocumented, f"{nb_path.name}: parameters without a type or a comment: {undocumented}"
+    out = subprocess.run([sys.executable, "-m", "papermill", "--help-notebook", str(nb_path)],
                          capture_output=True, text=True, check=True).stdout
-    assert "RUN_DIR" in out and "(str)" in out, out
+    assert "RUN_DIR: str" in out, out
 
 
 @pytest.mark.notebooks
