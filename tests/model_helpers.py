@@ -36,3 +36,23 @@ def shrunk_real_model(seed: int = 0):
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(cfg).eval()
     return model, AutoProcessor.from_pretrained(str(QWEN_DIR))
+
+
+def write_clip(path, n_frames: int = 16, size: int = 112, fps: int = 8, seed: int = 0):
+    """Write a small real H.264 mp4 with PyAV (moving gradient + noise); returns the path."""
+    import av
+
+    rng = np.random.default_rng(seed)
+    container = av.open(str(path), mode="w")
+    stream = container.add_stream("libx264", rate=fps)
+    stream.width = stream.height = size
+    stream.pix_fmt = "yuv420p"
+    base = np.linspace(0, 255, size, dtype=np.float32)[None, :, None].repeat(size, 0).repeat(3, 2)
+    for i in range(n_frames):
+        img = np.clip(np.roll(base, 4 * i, axis=1) + rng.normal(0, 10, base.shape), 0, 255).astype(np.uint8)
+        for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    return path
