@@ -156,7 +156,8 @@ def build_processor(tokenizer, frame_pixels: int = TINY_FRAME_PIXELS):
 def _tiny_key(seed: int, vocab_size: int, text: dict | None, vision: dict | None) -> str:
     from . import tokenizer as tk
 
-    blob = json.dumps({"seed": seed, "vocab": vocab_size, "text": text, "vision": vision,
+    blob = json.dumps({"seed": seed, "vocab": vocab_size, "text": {**TINY_TEXT_DEFAULTS, **(text or {})},
+                       "vision": {**TINY_VISION_DEFAULTS, **(vision or {})}, "frame_pixels": TINY_FRAME_PIXELS,
                        "corpus": tk.training_corpus(), "template": tk.CHAT_TEMPLATE, "v": 1}, sort_keys=True)
     return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
