@@ -13,8 +13,6 @@
 #     name: python3
 # ---
 
-# %%
-
 # %% [markdown]
 # # 01 · Data statistics (the paper's Fig. 1)
 #
