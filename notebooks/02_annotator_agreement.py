@@ -1,0 +1,142 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · Inter-annotator agreement (the paper's Table 3)
+#
+# How much do raters agree, per dimension and per phase (pilot, then final after rater training)?
+#
+# * **Relaxed Match**: share of rater pairs on the same video whose scores differ by at most 1.0.
+# * **Krippendorff's α** (interval and ordinal), from the `krippendorff` package: 1 − observed /
+#   expected disagreement; 1 = perfect agreement, 0 = chance.
+# * 95 % **bootstrap CIs** resample videos (a video keeps all its ratings).
+# * **Per-rater bias and leniency** against the other raters of the same video, and the effect of the
+#   **high-variance filter** (labels whose rater std exceeds 1.0).
+#
+# Code: `vqalib.agreement`, `vqalib.stats` (tests: `tests/test_agreement.py`).
+
+# %% tags=["parameters"]
+RUN_DIR: str = "runs/demo"  # run folder for figures, tables and metrics
+DATA_DIR: str = ""  # dataset folder (videos/ratings/rationales .jsonl or .parquet); empty means the embedded sample dataset
+SAMPLE_SIZE: str = "default"  # sample dataset size when DATA_DIR is empty: smoke | default | large
+SEED: int = 0  # seed of the sample dataset and of the bootstrap
+MIN_RATERS: int = 3  # minimum final-phase raters per video and dimension; fewer is a validation error
+STRICT: bool = True  # True: stop on any invalid row; False: drop invalid rows and show the report
+N_BOOT: int = 300  # bootstrap resamples for the confidence intervals (0 for none)
+TOLERANCE: float = 1.0  # Relaxed Match: largest score difference that still counts as a match
+HIGH_VARIANCE_STD: float = 1.0  # a label is high-variance when the sample std of its ratings exceeds this
+
+# %%
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import display
+
+from vqalib import agreement, stats
+from vqalib.data import load_dataset
+from vqalib.runs import Run, resolve_path
+from vqalib.synth import ensure_sample_dataset
+
+run = Run(RUN_DIR, "02_annotator_agreement")
+pd.set_option("display.precision", 3)
+data_dir = resolve_path(DATA_DIR) if DATA_DIR else ensure_sample_dataset(SAMPLE_SIZE, seed=SEED)
+loaded = load_dataset(data_dir, strict=STRICT, min_raters=MIN_RATERS)
+ds, report = (loaded, None) if STRICT else loaded
+print(ds)
+print("validation:", "strict, no problems" if report is None else report.summary(max_lines=10))
+phases = [p for p in ("pilot", "final") if (ds.ratings["phase"] == p).any()]
+print("phases present:", phases)
+
+# %% [markdown]
+# ## Table 3: agreement per dimension and phase
+
+# %%
+table = agreement.agreement_table(ds.ratings, phases=phases, n_boot=N_BOOT, tol=TOLERANCE, seed=SEED)
+run.save_table(table, "agreement", index=False)
+fig = stats.plot_agreement(table)
+run.save_fig(fig, "agreement")
+plt.show()
+for row in table.itertuples():
+    run.log_metrics({f"{row.phase}_{row.dimension}_{k}": getattr(row, k)
+                     for k in ("relaxed_match", "alpha_interval", "alpha_ordinal")})
+show = table.copy()
+for k in ("relaxed_match", "alpha_interval", "alpha_ordinal"):
+    show[k] = [f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in zip(table[k], table[f"{k}_lo"], table[f"{k}_hi"])]
+display(show[["phase", "dimension", "n_videos", "n_ratings", "relaxed_match", "alpha_interval", "alpha_ordinal"]])
+
+# %% [markdown]
+# ## Did agreement improve from the pilot to the final phase?
+
+# %%
+if {"pilot", "final"} <= set(phases):
+    comparisons = {col: agreement.compare_phases(table, col) for col in ("alpha_interval", "alpha_ordinal")}
+    for col, cmp in comparisons.items():
+        worse = [d for d, ok in cmp.final_higher.items() if not ok]
+        print(f"{col}: final > pilot on {sum(cmp.final_higher.values())} of {len(cmp.final_higher)} dimensions"
+              + ("" if not worse else f"; NOT on {worse}"))
+    run.log_metrics(final_alpha_interval_above_pilot_all=comparisons["alpha_interval"].all_higher,
+                    final_alpha_ordinal_above_pilot_all=comparisons["alpha_ordinal"].all_higher,
+                    final_alpha_interval_above_pilot=comparisons["alpha_interval"].final_higher)
+    verdict = ("Final-phase α is higher than pilot-phase α on every dimension (interval and ordinal)."
+               if all(c.all_higher for c in comparisons.values())
+               else "Final-phase α is NOT higher than pilot-phase α on every dimension; see the lines above.")
+    print(verdict)
+else:
+    print("only one phase in this dataset: no pilot/final comparison")
+
+# %% [markdown]
+# ## Per-rater bias and leniency
+# `bias`: mean of (rater's score − mean of the other raters on the same video and dimension), in score
+# points; `leniency`: share of ratings above the co-raters minus share below; `mad`: mean absolute
+# deviation from the co-raters (lower = more consistent). On the sample dataset the generator's true
+# bias of each rater is known (`raters.jsonl`) and is plotted against the estimate.
+
+# %%
+bias = agreement.rater_bias(ds.ratings, phase="final")
+truth = stats.load_rater_truth(ds.root)
+fig = stats.plot_rater_bias(bias, truth)
+run.save_fig(fig, "rater_bias")
+plt.show()
+run.save_table(bias, "rater_bias", index=False)
+run.log_metrics(rater_bias_range=float(bias["bias"].max() - bias["bias"].min()))
+if truth is not None:
+    m = bias.merge(truth, on="rater", suffixes=("", "_true"))
+    r = float(m["bias"].corr(m["bias_true"]))
+    run.log_metrics(rater_bias_corr_with_truth=r)
+    print(f"correlation of estimated with true rater bias: {r:.2f}")
+display(bias.sort_values("bias"))
+
+# %% [markdown]
+# ## Effect of the high-variance filter
+# Leaving out high-variance labels removes disagreement by construction, so the "kept" numbers are an
+# optimistic view of the remaining data, not a new measurement of rater reliability.
+
+# %%
+effect = agreement.high_variance_effect(ds.ratings, phase="final", high_variance_std=HIGH_VARIANCE_STD, tol=TOLERANCE)
+run.save_table(effect, "high_variance_effect", index=False)
+run.log_metrics(high_variance_share={r.dimension: r.share_flagged for r in effect.itertuples()},
+                alpha_interval_gain_from_filter={r.dimension: r.alpha_interval_kept - r.alpha_interval_all
+                                                 for r in effect.itertuples()})
+display(effect)
+print(f"flagged {int(effect['n_flagged'].sum())} of {int(effect['n_videos'].sum())} labels "
+      f"({effect['n_flagged'].sum() / effect['n_videos'].sum():.1%}); α (interval) rises by "
+      f"{(effect['alpha_interval_kept'] - effect['alpha_interval_all']).mean():.3f} on average when they are left out.")
+
+# %% [markdown]
+# ## What the numbers show
+# The verdict above is computed, not written by hand. On the embedded sample dataset the simulated
+# pilot raters have about twice the noise and bias of the final raters, so final-phase α should be
+# clearly higher on every dimension; with the 32-clip smoke size the CIs are wide. The sample
+# dataset's α values (≈0.85-0.9 final) are a property of the simulation settings
+# (`vqalib.synth.SynthConfig`), not an estimate of UltraVQA's agreement.
