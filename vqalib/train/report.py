@@ -1,0 +1,162 @@
+"""What notebooks 04-06 show after training: predictions files for notebook 07, loss / reward
+curves, per-dimension changes with bootstrap intervals, and ASO's pi_ref -> pi* -> pi_theta.
+
+Pure functions over checkpoints and logs; the notebooks only choose what to draw.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from vqalib.levels import DIMENSION_KEYS, LEVELS, NAME_OF
+from vqalib.runs import resolve_path
+from vqalib.train.common import CommonConfig, read_manifest
+
+
+def write_stage_predictions(run_dir: str, name: str, checkpoint: str | Path, cfg: CommonConfig, split: str = "test",
+                            limit: int = 0, max_new_tokens: int = 96, batch_size: int = 16,
+                            progress: bool = True) -> tuple[Path, pd.DataFrame]:
+    """Run ``vqalib.predict.predict`` with a trained checkpoint (or ``"tiny"`` / a hub id, for the untrained
+    base model) on ``split`` and write
+    ``RUN_DIR/predictions/<name>.jsonl`` (+ manifest holding the training manifest). Returns (path, rows)."""
+    from vqalib.data import load_dataset
+    from vqalib.models import load_model_and_processor
+    from vqalib.predict import predict
+    from vqalib.predictions import make_manifest, write_predictions
+    from vqalib.train.base import sampling_config
+
+    ckpt = resolve_path(checkpoint) if resolve_path(checkpoint).exists() else checkpoint  # else "tiny" / a hub id
+    model, processor = load_model_and_processor(str(ckpt))
+    if cfg.data_dir:
+        root = resolve_path(cfg.data_dir)
+    else:
+        from vqalib.synth import ensure_sample_dataset
+
+        root = Path(ensure_sample_dataset(size=cfg.sample_size, seed=cfg.data_seed))
+    sampling = sampling_config(cfg)
+    res = predict(model, processor, load_dataset(root), split=split, sampling=sampling, max_new_tokens=max_new_tokens,
+                  batch_size=batch_size, progress=progress, limit=limit or None)
+    manifest = make_manifest(str(ckpt), sampling, {"split": split, "max_new_tokens": max_new_tokens, "stage": name},
+                             training=read_manifest(ckpt) if isinstance(ckpt, Path) else {},
+                             predict=res.manifest, dataset=str(root))
+    path = write_predictions(resolve_path(run_dir) / "predictions" / f"{name}.jsonl", res.rows, manifest)
+    return path, res.rows
+
+
+def log_frame(log_history: Sequence[dict[str, Any]], keys: Sequence[str] = ("loss",)) -> pd.DataFrame:
+    """The logged training rows (step + the requested keys that were logged) as a DataFrame."""
+    rows = [{"step": r["step"], **{k: r[k] for k in keys if k in r}} for r in log_history
+            if "step" in r and any(k in r for k in keys)]
+    return pd.DataFrame(rows)
+
+
+def plot_curves(frame: pd.DataFrame, keys: Sequence[str], title: str = ""):
+    """One panel per key against the optimisation step."""
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in keys if k in frame.columns]
+    fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(4 * max(len(keys), 1), 3), squeeze=False)
+    for ax, k in zip(axes[0], keys):
+        ax.plot(frame["step"], frame[k], marker=".")
+        ax.set_xlabel("step")
+        ax.set_title(k)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def compare_stages(preds: dict[str, pd.DataFrame], readout: str = "parsed_score", n_boot: int = 300,
+                   seed: int = 0, metrics: Sequence[str] = ("srcc", "acc", "mae")) -> pd.DataFrame:
+    """Per dimension and metric, each model's value with its 95 % bootstrap interval (``vqalib.evaluation``)."""
+    from vqalib.evaluation import metrics_long
+
+    long = metrics_long(preds, readout, metrics=list(metrics), n_boot=n_boot, seed=seed)
+    return long[["model", "dimension", "metric", "value", "ci_low", "ci_high", "n", "n_failed", "reason"]]
+
+
+def paired_change(a: pd.DataFrame, b: pd.DataFrame, readout: str = "parsed_score", n_boot: int = 300,
+                  seed: int = 0) -> pd.DataFrame:
+    """SRCC(b) - SRCC(a) per dimension on the clips both scored, with a paired bootstrap 95 % interval
+    (the same resampled clips for both models), so "what changed" is read with its uncertainty."""
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for dim in DIMENSION_KEYS:
+        x = a[a["dimension"] == dim].set_index("video_id")
+        y = b[b["dimension"] == dim].set_index("video_id")
+        common = x.index.intersection(y.index)
+        x, y = x.loc[common], y.loc[common]
+        ok = (x[readout].notna() & y[readout].notna() & x["target"].notna()).to_numpy()
+        t, px, py = x["target"].to_numpy(float)[ok], x[readout].to_numpy(float)[ok], y[readout].to_numpy(float)[ok]
+
+        def srcc(tt, pp):
+            return np.nan if np.ptp(pp) == 0 or np.ptp(tt) == 0 else spearmanr(tt, pp)[0]
+
+        delta = srcc(t, py) - srcc(t, px)
+        boots = []
+        for _ in range(n_boot if len(t) > 3 else 0):
+            i = rng.integers(0, len(t), len(t))
+            boots.append(srcc(t[i], py[i]) - srcc(t[i], px[i]))
+        boots = np.asarray([v for v in boots if np.isfinite(v)])
+        lo, hi = (np.percentile(boots, [2.5, 97.5]) if len(boots) else (np.nan, np.nan))
+        rows.append({"dimension": dim, "srcc_before": srcc(t, px), "srcc_after": srcc(t, py), "delta": delta,
+                     "ci_low": lo, "ci_high": hi, "n": int(ok.sum())})
+    return pd.DataFrame(rows)
+
+
+@torch.no_grad()
+def aso_distributions(pi_ref_path: str | Path, aso_checkpoint: str | Path, cfg: Any, video_ids: Sequence[str],
+                      lam: float, beta: float) -> dict[str, dict[str, np.ndarray]]:
+    """For a few training clips: pi_ref (cached SFT distribution), pi* (closed form) and pi_theta
+    (the trained ASO model, same teacher-forced answer) per dimension, as probabilities [5, 9]."""
+    from vqalib.aso import optimal_policy, reward_abs
+    from vqalib.models import load_model_and_processor
+    from vqalib.train.aso_trainer import level_logprobs
+    from vqalib.train.base import sampling_config
+    from vqalib.train.collator import FrameCache, VideoCollator, load_examples
+
+    cached = torch.load(resolve_path(pi_ref_path), weights_only=True)["pi_ref"]
+    model, processor = load_model_and_processor(str(resolve_path(aso_checkpoint)))
+    model.eval()
+    examples = {e.video_id: e for e in load_examples(cfg.data_dir, cfg.split, cfg.sample_size, cfg.data_seed)}
+    chosen = [examples[v] for v in video_ids]
+    batch = VideoCollator(processor, FrameCache(sampling_config(cfg)), rationale=cfg.rationale)(chosen)
+    logp_theta, _ = level_logprobs(model, batch, processor.tokenizer)
+    out = {}
+    for i, ex in enumerate(chosen):
+        lr = cached[ex.video_id].double()
+        target = optimal_policy(lr, reward_abs(torch.tensor(ex.targets(), dtype=torch.float64), beta), lam)
+        out[ex.video_id] = {"pi_ref": lr.exp().numpy(), "pi_star": target.numpy(),
+                            "pi_theta": logp_theta[i].double().exp().numpy(), "target": np.asarray(ex.targets())}
+    return out
+
+
+def plot_aso_distributions(dists: dict[str, dict[str, np.ndarray]], dims: Sequence[str] = DIMENSION_KEYS):
+    """Grid: rows = clips, columns = dimensions; bars pi_ref, pi*, pi_theta over the 9 levels, target marked."""
+    import matplotlib.pyplot as plt
+
+    n = len(dists)
+    fig, axes = plt.subplots(n, len(dims), figsize=(3 * len(dims), 2.2 * n), squeeze=False, sharey=True)
+    w = 0.14
+    for r, (vid, d) in enumerate(dists.items()):
+        for c, dim in enumerate(dims):
+            j = DIMENSION_KEYS.index(dim)
+            ax = axes[r][c]
+            for k, (key, col) in enumerate((("pi_ref", "tab:gray"), ("pi_star", "tab:orange"), ("pi_theta", "tab:blue"))):
+                ax.bar(LEVELS + (k - 1) * w, d[key][j], width=w, color=col, label=key if r == c == 0 else None)
+            ax.axvline(d["target"][j], color="k", ls="--", lw=1)
+            if r == 0:
+                ax.set_title(NAME_OF[dim], fontsize=9)
+            if c == 0:
+                ax.set_ylabel(vid, fontsize=8)
+    fig.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    return fig
