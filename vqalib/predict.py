@@ -212,3 +212,37 @@ def predict(model, processor, data, split: str | None = "test", sampling=None, m
     }
     return Predictions(df, failures, manifest)
 
+
+
+def predict_to_file(path, *, model: str = "tiny", data_dir: str = "", sample_size: str = "default", seed: int = 0,
+                    split: str | None = "test", device: str = "cpu", max_videos: int = 0, sampling=None,
+                    max_new_tokens: int = 96, batch_size: int = 8, progress: bool = True,
+                    extra_manifest: dict[str, Any] | None = None):
+    """Load ``model`` ("tiny", a hub id or a checkpoint folder), predict a dataset split and write
+    ``path`` (JSONL rows) plus its manifest with :func:`vqalib.predictions.write_predictions`.
+
+    ``data_dir`` empty means the embedded sample dataset (``sample_size``, ``seed``); ``max_videos``
+    > 0 limits the clips (0 = all). Returns the JSONL path. Decode failures and parse failures are
+    recorded in the manifest (``predict.failures``, ``predict.parse_status_counts``).
+    """
+    from .data import load_dataset
+    from .models import load_model_and_processor
+    from .predictions import make_manifest, write_predictions
+    from .runs import resolve_path
+    from .video import SamplingConfig
+
+    if data_dir:
+        root = resolve_path(data_dir)
+    else:
+        from .synth import ensure_sample_dataset
+
+        root = ensure_sample_dataset(size=sample_size, seed=seed)
+    model_path = resolve_path(model) if resolve_path(model).exists() else model  # else "tiny" / a hub id
+    net, processor = load_model_and_processor(str(model_path), device_map=None if device == "cpu" else device)
+    sampling = sampling or SamplingConfig()
+    res = predict(net, processor, load_dataset(root), split=split, sampling=sampling, max_new_tokens=max_new_tokens,
+                  batch_size=batch_size, progress=progress, limit=max_videos or None)
+    params = {"split": split, "max_new_tokens": max_new_tokens, "batch_size": batch_size, "device": device}
+    manifest = make_manifest(str(model_path), sampling, params, predict=res.manifest, dataset=str(root),
+                             **(extra_manifest or {}))
+    return write_predictions(path, res.rows, manifest)
