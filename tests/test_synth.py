@@ -162,3 +162,22 @@ def test_rationale_names_dimension_keyword_and_tags():
     assert "Clarity Quality" in text and "poor" in text and "blur" in text and "low resolution" in text
     assert "perfect" in S.rationale_text("content_quality", 5.0, []).lower()
     assert "moves fast" in S.rationale_text("motion_amplitude", 5.0, ["large_motion"])
+
+
+def test_concurrent_callers_generate_once(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setenv("VQALIB_CACHE", str(tmp_path))
+    calls = []
+    real = S.generate_dataset
+
+    def counting(*a, **kw):
+        calls.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(S, "generate_dataset", counting)
+    cfg = S.SynthConfig(n_clips={"smoke": 2, "default": 2, "large": 2}, n_pilot_clips={"smoke": 1, "default": 1, "large": 1})
+    with ThreadPoolExecutor(3) as pool:
+        paths = list(pool.map(lambda _: S.ensure_sample_dataset("smoke", config=cfg, progress=False), range(3)))
+    assert len(set(paths)) == 1 and len(calls) == 1
+    assert not [p for p in paths[0].parent.iterdir() if p.name.startswith(".tmp-")]

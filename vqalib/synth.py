@@ -32,6 +32,7 @@ import os
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -157,20 +158,36 @@ def ensure_sample_dataset(size: str = "default", seed: int = 0, root: str | os.P
     if _is_complete(target, key):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
-    try:
-        generate_dataset(tmp, size=size, seed=seed, config=cfg, progress=progress)
-        tmp.chmod(0o755)  # mkdtemp makes it private
-        if target.exists():
-            if _is_complete(target, key):  # another process finished first
-                shutil.rmtree(tmp, ignore_errors=True)
-                return target
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with _lock(target.parent / f".{target.name}.lock"):  # a second process waits instead of generating too
+        if _is_complete(target, key):
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+        try:
+            generate_dataset(tmp, size=size, seed=seed, config=cfg, progress=progress)
+            tmp.chmod(0o755)  # mkdtemp makes it private
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return target
+
+
+@contextmanager
+def _lock(path: Path):
+    """An exclusive advisory file lock (POSIX ``flock``; no-op where ``fcntl`` is unavailable)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _is_complete(path: Path, key: str) -> bool:
