@@ -98,7 +98,9 @@ def paired_change(a: pd.DataFrame, b: pd.DataFrame, readout: str = "parsed_score
         t, px, py = x["target"].to_numpy(float)[ok], x[readout].to_numpy(float)[ok], y[readout].to_numpy(float)[ok]
 
         def srcc(tt, pp):
-            return np.nan if np.ptp(pp) == 0 or np.ptp(tt) == 0 else spearmanr(tt, pp)[0]
+            if len(tt) < 3 or np.ptp(pp) == 0 or np.ptp(tt) == 0:
+                return np.nan  # undefined: too few clips or a constant prediction
+            return spearmanr(tt, pp)[0]
 
         delta = srcc(t, py) - srcc(t, px)
         boots = []
