@@ -242,3 +242,10 @@ def test_csv_adapter_long_format_reports_out_of_scale_and_missing_file(tmp_path)
     assert len(bad) == 1 and bad[0].file == "long.csv" and bad[0].line == 4 and "outside the declared scale" in bad[0].message
     assert ds.ratings.score.tolist() == [1.0, 3.5]  # 1 -> 1.0, 7 -> 3.67 -> 3.5
     assert "b.mp4" in str(err.value)
+
+
+def test_videos_without_any_valid_rating_are_reported(tiny):
+    _write_jsonl(tiny / "ratings.jsonl", [])
+    with pytest.raises(DataValidationError) as err:
+        load_dataset(tiny)
+    assert err.value.report.counts()["too_few_raters"] == 2 * 5

@@ -297,6 +297,13 @@ def validate(root: str | os.PathLike, videos: pd.DataFrame, ratings: pd.DataFram
         files.get("rationales", "rationales.jsonl")
     issues = issues if issues is not None else []
     rationales = rationales if rationales is not None else pd.DataFrame(columns=list(RATIONALE_COLUMNS))
+    # an empty file has no columns: give it the schema's, so the checks below report what is missing
+    if len(videos) == 0:
+        videos = pd.DataFrame(columns=[*VIDEO_COLUMNS, "_line"])
+    if len(ratings) == 0:
+        ratings = pd.DataFrame(columns=[*RATING_COLUMNS, "_line"])
+    if len(rationales) == 0:
+        rationales = pd.DataFrame(columns=[*RATIONALE_COLUMNS, "_line"])
     for df in (videos, ratings, rationales):
         if "_line" not in df.columns:
             df["_line"] = np.arange(1, len(df) + 1)
@@ -435,7 +442,9 @@ def validate(root: str | os.PathLike, videos: pd.DataFrame, ratings: pd.DataFram
     if min_raters > 0:
         ph = rat[rat["phase"] == min_raters_phase] if len(rat) else rat
         counts = ph.groupby(["video_id", "dimension"])["rater"].nunique().to_dict() if len(ph) else {}
-        present_dims = sorted(set(rat["dimension"])) if len(rat) else []
+        # a dataset may rate a subset of the dimensions (bring-your-own data); with no valid rating
+        # at all, every video lacks raters on every dimension
+        present_dims = [d for d in L.DIMENSION_KEYS if d in set(rat["dimension"])] if len(rat) else list(L.DIMENSION_KEYS)
         for vid, vline in good_videos.items():
             for dim in present_dims:
                 n = counts.get((vid, dim), 0)
