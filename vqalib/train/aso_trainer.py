@@ -82,6 +82,7 @@ def pi_ref_key(cfg: ASOConfig, video_ids: Sequence[str]) -> str:
     ref = resolve_path(cfg.init_from) if cfg.init_from else cfg.model
     man = read_manifest(ref) if cfg.init_from else {}
     blob = json.dumps({"ref": str(ref), "written_at": man.get("written_at"), "rationale": cfg.rationale,
+                       "instruction": cfg.instruction,
                        "fps": cfg.fps, "frames": cfg.max_frames, "pixels": cfg.max_pixels,
                        "ids": hashlib.sha1("|".join(video_ids).encode()).hexdigest()}, sort_keys=True)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
@@ -90,13 +91,14 @@ def pi_ref_key(cfg: ASOConfig, video_ids: Sequence[str]) -> str:
 @torch.no_grad()
 def precompute_pi_ref(model: Any, processor: Any, examples: Sequence[ClipExample], cache: FrameCache,
                       rationale: str = "short", batch_size: int = 32, device: str = "cpu",
-                      progress: bool = True) -> dict[str, torch.Tensor]:
+                      progress: bool = True, instruction: str = "") -> dict[str, torch.Tensor]:
     """pi_ref (log-probs [5, 9]) of each clip under ``model`` with the reference answer teacher-forced.
 
     Runs once before training (no augmentation). A clip whose answer has no score position raises."""
     from tqdm.auto import tqdm
 
-    collator = VideoCollator(processor, cache, with_answers=True, augment=False, rationale=rationale)
+    collator = VideoCollator(processor, cache, with_answers=True, augment=False, rationale=rationale,
+                             instruction=instruction)
     was = model.training
     model.eval()
     out: dict[str, torch.Tensor] = {}
@@ -148,7 +150,7 @@ class ASOTrainer(VQATrainer):
                                   max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature)
         rationales = [parse_answer(t).rationale for t in roll["texts"]]
         answers = [format_answer(ex.scores, r or None) for ex, r in zip(examples, rationales)]
-        built = build_batch(self.processing_class, inputs["videos"], answers)
+        built = build_batch(self.processing_class, inputs["videos"], answers, instruction=cfg.instruction or None)
         batch = {k: v.to(self.args.device) for k, v in built.items()}
         batch["score_positions"] = built.score_positions.to(self.args.device)
         batch["targets"] = inputs["targets"]
@@ -205,8 +207,9 @@ class OnPolicyCollator:
     """Collator for on-policy ASO: prompt-only batch + the clips' frames, so the trainer can sample
     a rationale and rebuild the teacher-forced batch around it."""
 
-    def __init__(self, processor: Any, cache: FrameCache, augment: bool = False, seed: int = 0):
-        self.inner = VideoCollator(processor, cache, with_answers=False, augment=False, seed=seed)
+    def __init__(self, processor: Any, cache: FrameCache, augment: bool = False, seed: int = 0, instruction: str = ""):
+        self.inner = VideoCollator(processor, cache, with_answers=False, augment=False, seed=seed,
+                                   instruction=instruction)
         self.cache = cache
 
     def __call__(self, examples: Sequence[ClipExample]) -> dict[str, Any]:
@@ -236,7 +239,7 @@ def train_aso(cfg: ASOConfig, progress: bool = True, on_step=None) -> TrainResul
                 device = resolve_device(cfg.device)
                 model.to(device)
                 pi = precompute_pi_ref(model, processor, examples, cache, cfg.rationale, device=device,
-                                       progress=progress)
+                                       progress=progress, instruction=cfg.instruction)
                 out.mkdir(parents=True, exist_ok=True)
                 torch.save({"key": key, "pi_ref": pi}, path)
                 extra["pi_ref"] = pi
@@ -245,7 +248,7 @@ def train_aso(cfg: ASOConfig, progress: bool = True, on_step=None) -> TrainResul
     collator_factory = None
     if cfg.on_policy:
         def collator_factory(processor, cache):  # noqa: E306
-            return OnPolicyCollator(processor, cache, seed=cfg.seed)
+            return OnPolicyCollator(processor, cache, seed=cfg.seed, instruction=cfg.instruction)
 
     return run_stage(cfg, ASOTrainer, with_answers=True, progress=progress, on_step=on_step, prepare=prepare,
                      collator_factory=collator_factory)

@@ -207,7 +207,7 @@ def run_stage(cfg: CommonConfig, trainer_cls: type[VQATrainer], *, with_answers:
     cache = FrameCache(sampling)
     collator = collator_factory(processor, cache) if collator_factory else VideoCollator(
         processor, cache, with_answers=with_answers, augment=cfg.augment, rationale=cfg.rationale, repeat=repeat,
-        seed=cfg.seed)
+        seed=cfg.seed, instruction=cfg.instruction)
     args = training_arguments(cfg, disable_tqdm=not progress)
     extra = prepare(model, processor, examples, cache) if prepare else {}
     callbacks = [_Tick(on_step)] if on_step else []

@@ -206,7 +206,7 @@ class VideoCollator:
     Extra keys: ``targets`` [B, 5] float, ``video_ids`` list[str] (removed before the model call)."""
 
     def __init__(self, processor: Any, cache: FrameCache, *, with_answers: bool = True, augment: bool = False,
-                 rationale: str = "short", repeat: int = 1, seed: int = 0):
+                 rationale: str = "short", repeat: int = 1, seed: int = 0, instruction: str = ""):
         self.processor = processor
         self.cache = cache
         self.with_answers = with_answers
@@ -214,6 +214,7 @@ class VideoCollator:
         self.rationale = rationale
         self.repeat = repeat
         self.seed = seed
+        self.instruction = instruction or None
 
     def __call__(self, examples: Sequence[ClipExample]) -> dict[str, Any]:
         from vqalib.inputs import build_batch
@@ -232,7 +233,8 @@ class VideoCollator:
                 targets.append(ex.targets())
                 if self.with_answers:
                     answers.append(answer_text(ex, self.rationale))
-        built = build_batch(self.processor, videos, answers if self.with_answers else None)
+        built = build_batch(self.processor, videos, answers if self.with_answers else None,
+                            instruction=self.instruction)
         batch = dict(built)
         batch["score_positions"] = built.score_positions  # [B, 5] first digit of each score, -1 if none
         batch["targets"] = torch.tensor(targets, dtype=torch.float32)

@@ -64,6 +64,7 @@ class CommonConfig:
     max_pixels: int = 112 * 112  # video sampling: pixels per frame
     augment: bool = True  # random rot90 / flips / time reversal of the cached frames (train only)
     rationale: str = "short"  # rationale in the target answer: full | short | none
+    instruction: str = ""  # user instruction after the video; empty -> vqalib.prompts.INSTRUCTION (the paper-style one)
     logging_steps: int = 10
     save_steps: int = 0  # 0: save only at the end
     report_to: str = "tensorboard"  # tensorboard | none | wandb ...

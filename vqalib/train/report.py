@@ -40,7 +40,7 @@ def write_stage_predictions(run_dir: str, name: str, checkpoint: str | Path, cfg
         root = Path(ensure_sample_dataset(size=cfg.sample_size, seed=cfg.data_seed))
     sampling = sampling_config(cfg)
     res = predict(model, processor, load_dataset(root), split=split, sampling=sampling, max_new_tokens=max_new_tokens,
-                  batch_size=batch_size, progress=progress, limit=limit or None)
+                  batch_size=batch_size, progress=progress, limit=limit or None, instruction=cfg.instruction or None)
     manifest = make_manifest(str(ckpt), sampling, {"split": split, "max_new_tokens": max_new_tokens, "stage": name},
                              training=read_manifest(ckpt) if isinstance(ckpt, Path) else {},
                              predict=res.manifest, dataset=str(root))
@@ -114,6 +114,11 @@ def paired_change(a: pd.DataFrame, b: pd.DataFrame, readout: str = "parsed_score
     return pd.DataFrame(rows)
 
 
+def load_pi_ref(path: str | Path) -> dict[str, torch.Tensor]:
+    """The cached pi_ref of an ASO run: ``{video_id: log-probs [5, 9]}``."""
+    return torch.load(resolve_path(path), weights_only=True)["pi_ref"]
+
+
 @torch.no_grad()
 def aso_distributions(pi_ref_path: str | Path, aso_checkpoint: str | Path, cfg: Any, video_ids: Sequence[str],
                       lam: float, beta: float) -> dict[str, dict[str, np.ndarray]]:
@@ -130,7 +135,8 @@ def aso_distributions(pi_ref_path: str | Path, aso_checkpoint: str | Path, cfg: 
     model.eval()
     examples = {e.video_id: e for e in load_examples(cfg.data_dir, cfg.split, cfg.sample_size, cfg.data_seed)}
     chosen = [examples[v] for v in video_ids]
-    batch = VideoCollator(processor, FrameCache(sampling_config(cfg)), rationale=cfg.rationale)(chosen)
+    batch = VideoCollator(processor, FrameCache(sampling_config(cfg)), rationale=cfg.rationale,
+                          instruction=cfg.instruction)(chosen)
     logp_theta, _ = level_logprobs(model, batch, processor.tokenizer)
     out = {}
     for i, ex in enumerate(chosen):
