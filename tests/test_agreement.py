@@ -124,3 +124,12 @@ def test_compare_phases_and_sample_dataset_final_beats_pilot():
         assert cmp.all_higher, f"{col}: final not above pilot on {cmp.final_higher}"
     with pytest.raises(ValueError, match="no \\['pilot'\\] phase"):
         A.compare_phases(table[table.phase == "final"])
+
+
+def test_only_rated_dimensions_are_tabulated_and_unpairable_data_gives_nan():
+    rows = [(f"v{u}", r, "final", "clarity_quality", s) for u in range(6) for r, s in zip("ab", (1.0 + u * 0.5, 1.5 + u * 0.5))]
+    table = A.agreement_table(_ratings(rows), phases=["final"], n_boot=10)
+    assert table.dimension.tolist() == ["clarity_quality"]
+    assert table.relaxed_match[0] == 1.0 and table.alpha_interval[0] > 0.8
+    single = _ratings([("v1", "a", "final", "clarity_quality", 2.0), ("v2", "b", "final", "clarity_quality", 4.0)])
+    assert np.isnan(A.agreement_table(single, phases=["final"], n_boot=0).alpha_interval[0])

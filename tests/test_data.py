@@ -249,3 +249,10 @@ def test_videos_without_any_valid_rating_are_reported(tiny):
     with pytest.raises(DataValidationError) as err:
         load_dataset(tiny)
     assert err.value.report.counts()["too_few_raters"] == 2 * 5
+
+
+def test_save_dataset_elsewhere_keeps_videos_reachable(tiny, tmp_path_factory):
+    ds = load_dataset(tiny)
+    out = save_dataset(ds, tmp_path_factory.mktemp("elsewhere") / "copy")
+    back = load_dataset(out)  # strict: the video files must be found from the new folder
+    assert back.video_path("v1") == ds.video_path("v1")

@@ -41,8 +41,8 @@ def krippendorff_alpha(reliability_data=None, level: str = "interval", value_cou
         with np.errstate(divide="ignore", invalid="ignore"):
             a = krippendorff.alpha(reliability_data=reliability_data, value_counts=value_counts,
                                    value_domain=value_domain, level_of_measurement=level)
-    except ValueError as exc:  # the package raises when there is fewer than 2 distinct values
-        if "more than one value" in str(exc) or "one value" in str(exc):
+    except ValueError as exc:  # fewer than 2 distinct values, or no unit with 2 ratings: undefined
+        if "more than one value" in str(exc) or "at least two coders" in str(exc):
             return float("nan")
         raise
     return float(a)
@@ -102,6 +102,8 @@ def _rm_from_counts(c: np.ndarray, tol: float = 1.0) -> float:
 
 def _alpha_from_counts(c: np.ndarray, level: str) -> float:
     keep = c.sum(1) >= 2  # unpairable units carry no information
+    if not keep.any():
+        return float("nan")
     return krippendorff_alpha(value_counts=c[keep], level=level, value_domain=list(L.LEVELS))
 
 
@@ -120,13 +122,23 @@ def bootstrap_ci(value_counts: np.ndarray, stat: Callable[[np.ndarray], float], 
     return float(lo), float(hi)
 
 
+def _present(ratings: pd.DataFrame, dimensions: Iterable[str] | None) -> list[str]:
+    """The given dimensions, or those that have ratings (in the canonical order)."""
+    if dimensions is not None:
+        return list(dimensions)
+    have = set(ratings["dimension"])
+    return [d for d in L.DIMENSION_KEYS if d in have]
+
+
 def agreement_table(ratings: pd.DataFrame, phases: Iterable[str] = ("pilot", "final"),
-                    dimensions: Iterable[str] = L.DIMENSION_KEYS, n_boot: int = 200, ci: float = 0.95,
+                    dimensions: Iterable[str] | None = None, n_boot: int = 200, ci: float = 0.95,
                     tol: float = 1.0, seed: int = 0) -> pd.DataFrame:
     """Table 3 of the paper: per dimension and phase, Relaxed Match and alpha (interval, ordinal)
     with bootstrap CIs (units resampled). Columns: ``dimension, phase, n_videos, n_ratings,
-    relaxed_match(_lo/_hi), alpha_interval(_lo/_hi), alpha_ordinal(_lo/_hi)``."""
+    relaxed_match(_lo/_hi), alpha_interval(_lo/_hi), alpha_ordinal(_lo/_hi)``. ``dimensions=None``:
+    those with ratings."""
     rows = []
+    dimensions = _present(ratings, dimensions)
     for phase in phases:
         for k, dim in enumerate(dimensions):
             c, units = value_counts_matrix(ratings, dim, phase)
@@ -163,7 +175,7 @@ def rater_bias(ratings: pd.DataFrame, phase: str = "final", by_dimension: bool =
 
 
 def high_variance_effect(ratings: pd.DataFrame, phase: str = "final", high_variance_std: float | None = None,
-                         dimensions: Iterable[str] = L.DIMENSION_KEYS, tol: float = 1.0) -> pd.DataFrame:
+                         dimensions: Iterable[str] | None = None, tol: float = 1.0) -> pd.DataFrame:
     """Agreement before and after removing high-variance items (see :func:`vqalib.data.aggregate`).
 
     Per dimension: ``n_videos``, ``n_flagged``, ``share_flagged``, and Relaxed Match and alpha
@@ -175,7 +187,7 @@ def high_variance_effect(ratings: pd.DataFrame, phase: str = "final", high_varia
     thr = HIGH_VARIANCE_STD if high_variance_std is None else high_variance_std
     labels = aggregate(ratings, phase=phase, high_variance_std=thr)
     rows = []
-    for dim in dimensions:
+    for dim in _present(ratings, dimensions):
         c, units = value_counts_matrix(ratings, dim, phase)
         flagged = set(labels.loc[(labels.dimension == dim) & labels.high_variance, "video_id"])
         keep = np.array([u not in flagged for u in units], dtype=bool)

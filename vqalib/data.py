@@ -217,12 +217,19 @@ def _plain(obj: Any) -> Any:
 
 
 def save_dataset(ds: VQADataset, folder: str | os.PathLike, fmt: str = "jsonl") -> Path:
-    """Write a dataset's tables into ``folder`` as ``jsonl`` or ``parquet`` (video paths unchanged)."""
+    """Write a dataset's tables into ``folder`` as ``jsonl`` or ``parquet``.
+
+    Video paths are rewritten relative to ``folder`` (so the saved dataset finds its videos from
+    its new place); the video files themselves are not copied.
+    """
     if fmt not in ("jsonl", "parquet"):
         raise ValueError(f"fmt must be 'jsonl' or 'parquet', not {fmt!r}")
     folder = Path(folder)
-    for name in TABLES:
-        write_table(getattr(ds, name), folder / f"{name}.{fmt}")
+    folder.mkdir(parents=True, exist_ok=True)
+    videos = ds.videos.copy()
+    videos["path"] = [os.path.relpath(ds.video_path(v), folder.resolve()) for v in videos["video_id"]]
+    for name, df in (("videos", videos), ("ratings", ds.ratings), ("rationales", ds.rationales)):
+        write_table(df, folder / f"{name}.{fmt}")
     return folder
 
 
