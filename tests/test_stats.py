@@ -96,3 +96,20 @@ def test_notebooks_01_02_run_on_a_csv_dataset_with_two_dimensions_and_one_phase(
     assert m1["n_videos"] == 12 and set(m1["levels_used"]) == {"aesthetic_quality", "clarity_quality"}
     m2 = json.loads((run_dir / "02_annotator_agreement" / "metrics.json").read_text())
     assert "final_clarity_quality_alpha_interval" in m2 and not any(k.startswith("pilot_") for k in m2)
+
+
+@pytest.mark.notebooks
+def test_smoke_chain_notebook_01_metrics(smoke_run):
+    m = smoke_run.metrics("01_data_statistics")
+    assert m["n_videos"] == 32 and m["n_raters"] == 12 and m["ratings_per_video_dimension"] >= 3
+    assert set(m["levels_used"]) == set(L.DIMENSION_KEYS) and min(m["levels_used"].values()) >= 7
+    assert 0 < m["rationale_words_mean"] < m["rationale_tokens_mean"]
+
+
+@pytest.mark.notebooks
+def test_smoke_chain_notebook_02_final_alpha_above_pilot(smoke_run):
+    m = smoke_run.metrics("02_annotator_agreement")
+    assert m["final_alpha_interval_above_pilot_all"] is True and m["final_alpha_ordinal_above_pilot_all"] is True
+    for dim in L.DIMENSION_KEYS:
+        assert m[f"final_{dim}_alpha_interval"] > m[f"pilot_{dim}_alpha_interval"]
+    assert m["rater_bias_corr_with_truth"] > 0.5
