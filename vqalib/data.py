@@ -571,7 +571,8 @@ def labelled_items(ds: VQADataset, split: str | None = None, phase: str = "final
     """One row per video with its absolute path, split and the five labels (wide): what trainers read."""
     wide = labels_wide(aggregate(ds, phase)).reset_index()
     v = ds.videos[["video_id", "split"]].copy()
-    v["path"] = [str(ds.video_path(i)) for i in v["video_id"]]
+    root = Path(ds.root)
+    v["path"] = [str(q if q.is_absolute() else (root / q).resolve()) for q in map(Path, ds.videos["path"].astype(str))]
     out = v.merge(wide, on="video_id", how="inner")
     return out if split is None else out[out["split"] == split].reset_index(drop=True)
 
