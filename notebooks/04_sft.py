@@ -38,12 +38,13 @@ CONFIG: str = ""  # optional YAML training config (env/train_configs/*.yaml); th
 MODEL: str = "tiny"  # "tiny", a hub id (Qwen/Qwen2.5-VL-7B-Instruct) or a local folder
 FINETUNE: str = "full"  # full | lora | qlora (qlora needs a CUDA GPU)
 FREEZE_VISION: bool = False  # keep the vision tower frozen
-STEPS: int = 600  # optimisation steps
+STEPS: int = 1000  # optimisation steps
 BATCH_SIZE: int = 16  # clips per device step
 GRAD_ACCUM: int = 1  # gradient accumulation steps; global batch is BATCH_SIZE x GRAD_ACCUM x devices
 LR: float = 2e-3  # peak learning rate (cosine decay after warm-up); paper, full 7B: 1e-6
 WARMUP_STEPS: int = 20  # linear warm-up steps
-RATIONALE: str = "short"  # rationale in the target answer: short (defects seen) | full | none
+RATIONALE: str = "none"  # rationale in the target answer: none (scores only) | short (defects seen) | full
+INSTRUCTION: str = "Rate the video quality."  # user instruction; empty means the full vqalib.prompts.INSTRUCTION
 AUGMENT: bool = True  # random flips / time reversal of the cached frames
 DEVICE: str = "cpu"  # cpu | cuda | auto
 BF16: bool = False  # bfloat16 training (GPU)
@@ -69,7 +70,7 @@ run = Run(RUN_DIR, "04_sft")
 cfg = load_config("sft", CONFIG or None, {
     "model": MODEL, "data_dir": DATA_DIR, "sample_size": SAMPLE_SIZE, "seed": SEED, "finetune": FINETUNE,
     "freeze_vision": FREEZE_VISION, "max_steps": STEPS, "batch_size": BATCH_SIZE, "grad_accum": GRAD_ACCUM,
-    "lr": LR, "warmup_steps": WARMUP_STEPS, "rationale": RATIONALE, "augment": AUGMENT, "device": DEVICE,
+    "lr": LR, "warmup_steps": WARMUP_STEPS, "rationale": RATIONALE, "instruction": INSTRUCTION, "augment": AUGMENT, "device": DEVICE,
     "bf16": BF16, "num_workers": NUM_WORKERS, "output_dir": f"{RUN_DIR}/checkpoints/sft",
     "logging_steps": max(1, min(20, STEPS // 10)),
 })

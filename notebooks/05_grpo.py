@@ -40,7 +40,8 @@ KL_COEF: float = 0.1  # KL penalty to the SFT reference (paper: 0.1)
 TEMPERATURE: float = 1.0  # sampling temperature of the rollouts
 MAX_NEW_TOKENS: int = 64  # longest sampled answer
 LR: float = 2e-4  # peak learning rate
-RATIONALE: str = "short"  # answer format the SFT stage used: short | full | none
+RATIONALE: str = "none"  # answer format the SFT stage used: none | short | full
+INSTRUCTION: str = "Rate the video quality."  # instruction the SFT stage used; empty means vqalib.prompts.INSTRUCTION
 DEVICE: str = "cpu"  # cpu | cuda | auto
 BF16: bool = False  # bfloat16 training (GPU)
 EVAL_SPLIT: str = "test"  # held-out split for the predictions file
@@ -65,7 +66,7 @@ cfg = load_config("grpo", CONFIG or None, {
     "init_from": f"{RUN_DIR}/checkpoints/sft", "output_dir": f"{RUN_DIR}/checkpoints/grpo",
     "data_dir": DATA_DIR, "sample_size": SAMPLE_SIZE, "seed": SEED, "finetune": FINETUNE, "max_steps": STEPS,
     "batch_size": BATCH_SIZE, "num_generations": NUM_GENERATIONS, "kl_coef": KL_COEF, "temperature": TEMPERATURE,
-    "max_new_tokens": MAX_NEW_TOKENS, "lr": LR, "rationale": RATIONALE, "device": DEVICE, "bf16": BF16,
+    "max_new_tokens": MAX_NEW_TOKENS, "lr": LR, "rationale": RATIONALE, "instruction": INSTRUCTION, "device": DEVICE, "bf16": BF16,
     "augment": False, "warmup_steps": min(2, STEPS - 1), "logging_steps": max(1, min(5, STEPS // 6)),
 })
 pd.Series(vars(cfg), name="value").to_frame()
