@@ -23,7 +23,7 @@ from transformers import Trainer, TrainerCallback
 
 from vqalib.runs import resolve_path
 from vqalib.train.common import (
-    CommonConfig, TrainResult, read_manifest, resolve_device, seed_everything, training_arguments, write_manifest,
+    CommonConfig, TrainResult, cpu_threads, read_manifest, resolve_device, seed_everything, training_arguments, write_manifest,
 )
 
 
@@ -200,6 +200,7 @@ def run_stage(cfg: CommonConfig, trainer_cls: type[VQATrainer], *, with_answers:
 
     t0 = time.time()
     seed_everything(cfg.seed)
+    threads = cpu_threads(cfg)
     out = resolve_path(cfg.output_dir)
     model, processor = load_policy(cfg)
     examples = load_examples(cfg.data_dir, cfg.split, cfg.sample_size, cfg.data_seed, cfg.max_clips)
@@ -218,7 +219,7 @@ def run_stage(cfg: CommonConfig, trainer_cls: type[VQATrainer], *, with_answers:
     wall = time.time() - t0
     metrics = dict(train_out.metrics)
     save_final(trainer, trainer.model, processor, cfg, out, sampling_config=sampling.to_dict(),
-               n_train_clips=len(examples), status="done", wall_s=wall, train_metrics=metrics,
+               n_train_clips=len(examples), status="done", wall_s=wall, torch_threads=threads, train_metrics=metrics,
                log_history=list(trainer.state.log_history), frames_decoded=cache.n_decoded, frames_from_disk_cache=cache.n_from_disk,
                base_model=read_manifest(resolve_path(cfg.init_from)).get("config", {}).get("model", cfg.model)
                if cfg.init_from else cfg.model)
