@@ -144,3 +144,20 @@ def test_readouts():
     assert scoring.argmax_score(lp).tolist() == [3.0, 1.0]
     nan = torch.full((1, 9), float("nan"))
     assert np.isnan(scoring.argmax_score(nan)).all() and np.isnan(scoring.expected_score(nan)).all()
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_returned_sequence_logits_equal_a_plain_forward(tiny, side):
+    """return_logits=True: the sequence part of the tree-masked pass is a plain teacher-forced pass,
+    so a loss on the answer's other tokens needs no second forward (ASO's rationale term)."""
+    model, proc = tiny
+    b = _batch(proc, side)
+    with torch.no_grad():
+        logp, outside, logits = scoring.level_logprobs(model, b, return_logits=True)
+        plain = model(**b.model_inputs(False)).logits
+        logp_only, outside_only = scoring.level_logprobs(model, b)
+    real = b["attention_mask"].bool()
+    assert logits.shape == plain.shape
+    torch.testing.assert_close(logits[real], plain[real], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logp, logp_only)
+    torch.testing.assert_close(outside, outside_only)

@@ -203,11 +203,13 @@ def _model_dtype(model) -> torch.dtype:
 
 
 def level_logprobs_raw(model, batch, level_ids: Sequence[Sequence[int]] | None = None,
-                       score_positions: torch.Tensor | None = None) -> torch.Tensor:
+                       score_positions: torch.Tensor | None = None, return_logits: bool = False):
     """Unnormalised ``log pi(s | x)`` [B, 5, 9] in one tree-masked pass (NaN where no position).
 
     ``score_positions`` [B, 5] default to ``batch.score_positions`` (from :func:`vqalib.inputs.build_batch`);
-    ``level_ids`` default to ``batch.level_ids``.
+    ``level_ids`` default to ``batch.level_ids``. With ``return_logits=True`` also returns the
+    teacher-forced logits of the sequence itself [B, L, V] from the same pass (the sequence's
+    tokens attend causally, exactly as in a plain forward), for a loss on the other answer tokens.
     """
     level_ids, sp = _levels_and_positions(batch, level_ids, score_positions)
     attn = getattr(_unwrap(model).config, "_attn_implementation", "sdpa")
@@ -220,8 +222,10 @@ def level_logprobs_raw(model, batch, level_ids: Sequence[Sequence[int]] | None =
     ids, pos_all, mm, mask, E = _tree_inputs(batch, pos, sp, trie, dtype)
     out = model(input_ids=ids, attention_mask=mask, position_ids=pos_all, mm_token_type_ids=mm,
                 pixel_values_videos=batch["pixel_values_videos"], video_grid_thw=batch["video_grid_thw"],
-                second_per_grid_ts=batch.get("second_per_grid_ts"), logits_to_keep=E, use_cache=False)
-    logp_tok = torch.log_softmax(out.logits.float(), dim=-1)  # [B, E, V]
+                second_per_grid_ts=batch.get("second_per_grid_ts"), logits_to_keep=0 if return_logits else E,
+                use_cache=False)
+    L = batch["input_ids"].shape[1]
+    logp_tok = torch.log_softmax(out.logits[:, -E:].float(), dim=-1)  # [B, E, V]
     blk = 1 + trie.n_nodes
     B = ids.shape[0]
     logp_tok = logp_tok.view(B, N_DIMS, blk, -1)
@@ -233,7 +237,8 @@ def level_logprobs_raw(model, batch, level_ids: Sequence[Sequence[int]] | None =
         cols.append(total)
     raw = torch.stack(cols, dim=-1)  # [B, 5, 9]
     missing = (sp <= 0)[:, :, None].expand_as(raw)
-    return raw.masked_fill(missing, float("nan"))
+    raw = raw.masked_fill(missing, float("nan"))
+    return (raw, out.logits[:, :L]) if return_logits else raw
 
 
 def normalise(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -244,10 +249,15 @@ def normalise(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def level_logprobs(model, batch, level_ids: Sequence[Sequence[int]] | None = None,
-                   score_positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   score_positions: torch.Tensor | None = None, return_logits: bool = False):
     """``(logp [B, 5, 9], outside_mass [B, 5])``: log pi over the 9 levels, renormalised, and the
     probability mass outside them, per clip and dimension (NaN where the dimension has no score
-    position). Differentiable when grad is enabled; see the module docstring for the method."""
+    position). Differentiable when grad is enabled; see the module docstring for the method.
+    ``return_logits=True`` appends the sequence's own teacher-forced logits [B, L, V] from the
+    same pass: ``(logp, outside, logits)`` (ASO's rationale term needs no second forward)."""
+    if return_logits:
+        raw, logits = level_logprobs_raw(model, batch, level_ids, score_positions, return_logits=True)
+        return (*normalise(raw), logits)
     return normalise(level_logprobs_raw(model, batch, level_ids, score_positions))
 
 
