@@ -38,11 +38,12 @@ CONFIG: str = ""  # optional YAML training config (env/train_configs/*.yaml); th
 MODEL: str = "tiny"  # "tiny", a hub id (Qwen/Qwen2.5-VL-7B-Instruct) or a local folder
 FINETUNE: str = "full"  # full | lora | qlora (qlora needs a CUDA GPU)
 FREEZE_VISION: bool = False  # keep the vision tower frozen
-STEPS: int = 1000  # optimisation steps
+STEPS: int = 1200  # optimisation steps
 BATCH_SIZE: int = 16  # clips per device step
 GRAD_ACCUM: int = 1  # gradient accumulation steps; global batch is BATCH_SIZE x GRAD_ACCUM x devices
 LR: float = 2e-3  # peak learning rate (cosine decay after warm-up); paper, full 7B: 1e-6
 WARMUP_STEPS: int = 20  # linear warm-up steps
+WEIGHT_DECAY: float = 0.1  # AdamW weight decay; paper: 0.01 for the 7B model
 RATIONALE: str = "none"  # rationale in the target answer: none (scores only) | short (defects seen) | full
 INSTRUCTION: str = "Rate the video quality."  # user instruction; empty means the full vqalib.prompts.INSTRUCTION
 AUGMENT: bool = True  # random flips / time reversal of the cached frames
@@ -70,7 +71,7 @@ run = Run(RUN_DIR, "04_sft")
 cfg = load_config("sft", CONFIG or None, {
     "model": MODEL, "data_dir": DATA_DIR, "sample_size": SAMPLE_SIZE, "seed": SEED, "finetune": FINETUNE,
     "freeze_vision": FREEZE_VISION, "max_steps": STEPS, "batch_size": BATCH_SIZE, "grad_accum": GRAD_ACCUM,
-    "lr": LR, "warmup_steps": WARMUP_STEPS, "rationale": RATIONALE, "instruction": INSTRUCTION, "augment": AUGMENT, "device": DEVICE,
+    "lr": LR, "warmup_steps": WARMUP_STEPS, "weight_decay": WEIGHT_DECAY, "rationale": RATIONALE, "instruction": INSTRUCTION, "augment": AUGMENT, "device": DEVICE,
     "bf16": BF16, "num_workers": NUM_WORKERS, "output_dir": f"{RUN_DIR}/checkpoints/sft",
     "logging_steps": max(1, min(20, STEPS // 10)),
 })
@@ -139,8 +140,12 @@ print(f"held-out SRCC >= 0.5 on {n_learned} of 5 dimensions")
 # ## What this shows, and what it cannot
 #
 # The numbers above are measured on held-out clips the model never saw, each with a bootstrap
-# interval; with ~160 test clips an SRCC interval is roughly ±0.1 wide, so small differences
-# between dimensions are noise. A tiny model trained for minutes on a CPU learns the degradations
+# interval; with the ~130–160 test clips of the sample dataset an SRCC interval is roughly ±0.1
+# wide, so small differences between dimensions are noise. The embedded default trains on scores
+# only (`RATIONALE="none"`) with a one-line instruction: shorter sequences mean about twice the
+# optimisation steps in the same minutes, which is what lets a model trained from scratch reach
+# SRCC ≥ 0.5 on the salient dimensions; motion quality (shake, stutter, flicker seen through 8
+# frames at 2 fps) is typically not learned in this budget, and the table says so when it is not. A tiny model trained for minutes on a CPU learns the degradations
 # the sample generator makes *salient* (borders, overlays, exposure, camera speed); it does not
 # learn what a 7B model knows about real video, and its numbers say nothing about Qwen2.5-VL-7B on
 # UltraVQA. What it does show is that the full pipeline (video sampling, the processor, answer-only

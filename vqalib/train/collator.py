@@ -9,8 +9,8 @@ Every sample carries exactly one video. That keeps the number of vision-tower ca
 same on every rank, which DeepSpeed ZeRO-3 / FSDP need (a rank that runs the vision tower a
 different number of times waits forever for the others' parameter all-gathers).
 
-Augmentation (train only, optional): a random 180-degree rotation, horizontal / vertical flips
-and time reversal of the cached frames. None of these changes any of the five labels of the
+Augmentation (train only, optional): random horizontal / vertical flips, transposition and time
+reversal of the cached frames. None of these changes any of the five labels of the
 sample dataset (blur, noise, exposure, colour, motion amount/shake/flicker are invariant); a
 real dataset with text overlays or directional motion may prefer ``augment: false``.
 """
@@ -172,7 +172,8 @@ class FrameCache:
 
 
 def augment_video(video: Any, rng: np.random.Generator):
-    """Random 180-degree rotation, flips and time reversal of a sampled clip (labels unchanged)."""
+    """Random flips, transposition (together: any of the 8 rotations/reflections) and time reversal of
+    a sampled clip; none changes a label of the sample dataset."""
     frames = video.frames
     if rng.random() < 0.5:
         frames = frames[:, :, ::-1]
@@ -180,6 +181,8 @@ def augment_video(video: Any, rng: np.random.Generator):
         frames = frames[:, ::-1]
     if rng.random() < 0.5:
         frames = frames[::-1]
+    if rng.random() < 0.5:  # transpose (with the flips: all 8 rotations/reflections of the square)
+        frames = frames.transpose(0, 2, 1, 3)
     return dataclasses.replace(video, frames=np.ascontiguousarray(frames))
 
 
