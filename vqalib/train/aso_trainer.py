@@ -38,14 +38,16 @@ from vqalib.train.collator import ClipExample, FrameCache, VideoCollator, model_
 from vqalib.train.common import ASOConfig, TrainResult, read_manifest
 
 
-def level_logprobs(model: Any, batch: dict[str, Any], tokenizer: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def level_logprobs(model: Any, batch: dict[str, Any], tokenizer: Any, return_logits: bool = False):
     """log pi over the 9 levels at each dimension's score position: ([B, 5, 9], outside mass [B, 5]).
 
-    Thin wrapper over :func:`vqalib.scoring.level_logprobs` (one tree-masked pass) taking a collated batch."""
+    Thin wrapper over :func:`vqalib.scoring.level_logprobs` (one tree-masked pass) taking a collated batch;
+    ``return_logits=True`` adds the sequence's teacher-forced logits [B, L, V] from the same pass."""
     from vqalib.scoring import level_logprobs as _llp
     from vqalib.scoring import level_token_ids
 
-    return _llp(model, model_inputs(batch), level_token_ids(tokenizer), batch["score_positions"])
+    return _llp(model, model_inputs(batch), level_token_ids(tokenizer), batch["score_positions"],
+                return_logits=return_logits)
 
 
 def score_token_mask(labels: torch.Tensor, score_positions: torch.Tensor, n_tokens: int = 3) -> torch.Tensor:
@@ -166,10 +168,12 @@ class ASOTrainer(VQATrainer):
         targets_scores = batch["targets"]
         need_ref_logits = cfg.rationale_loss == "kl"
         tok = self.processing_class.tokenizer
-        # TODO(request train-1 in docs/dev/requests.md): one pass for both once scoring can return the
-        # teacher-forced logits too; today the rationale term needs a second, plain forward.
-        logp_theta, outside = level_logprobs(model, batch, tok)
-        out = model(**model_inputs(batch)) if cfg.rationale_loss != "none" and cfg.rationale_weight else None
+        # one tree-masked pass gives both the level distributions and, when the rationale term needs
+        # them, the sequence's teacher-forced logits (no second forward)
+        if cfg.rationale_loss != "none" and cfg.rationale_weight:
+            logp_theta, outside, seq_logits = level_logprobs(model, batch, tok, return_logits=True)
+        else:
+            (logp_theta, outside), seq_logits = level_logprobs(model, batch, tok), None
         ref_logits = None
         if need_ref_logits or cfg.on_policy:
             unwrapped = self.accelerator.unwrap_model(model)
@@ -188,11 +192,11 @@ class ASOTrainer(VQATrainer):
         loss = loss_score
         smask = score_token_mask(batch["labels"], batch["score_positions"])
         if cfg.rationale_loss == "ce" and cfg.rationale_weight:
-            l_rat = rationale_ce(out.logits, batch["labels"], smask)
+            l_rat = rationale_ce(seq_logits, batch["labels"], smask)
             loss = loss + cfg.rationale_weight * l_rat
             self.record(loss_rationale=float(l_rat.detach()))
         elif cfg.rationale_loss == "kl" and cfg.rationale_weight:
-            l_rat = rationale_kl(out.logits, ref_logits, batch["labels"], smask)
+            l_rat = rationale_kl(seq_logits, ref_logits, batch["labels"], smask)
             loss = loss + cfg.rationale_weight * l_rat
             self.record(loss_rationale=float(l_rat.detach()))
         with torch.no_grad():
@@ -200,7 +204,7 @@ class ASOTrainer(VQATrainer):
             levels = torch.linspace(1.0, 5.0, 9, device=p_theta.device)
             self.record(loss_score=float(loss_score), outside_mass=float(outside.mean()),
                         mae_expected=float(((p_theta * levels).sum(-1) - targets_scores).abs().mean()))
-        return (loss, out) if return_outputs else loss
+        return (loss, {"logits": seq_logits}) if return_outputs else loss
 
 
 class OnPolicyCollator:
