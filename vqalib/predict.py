@@ -217,12 +217,13 @@ def predict(model, processor, data, split: str | None = "test", sampling=None, m
 def predict_to_file(path, *, model: str = "tiny", data_dir: str = "", sample_size: str = "default", seed: int = 0,
                     split: str | None = "test", device: str = "cpu", max_videos: int = 0, sampling=None,
                     max_new_tokens: int = 96, batch_size: int = 8, progress: bool = True,
-                    extra_manifest: dict[str, Any] | None = None):
+                    instruction: str | None = None, extra_manifest: dict[str, Any] | None = None):
     """Load ``model`` ("tiny", a hub id or a checkpoint folder), predict a dataset split and write
     ``path`` (JSONL rows) plus its manifest with :func:`vqalib.predictions.write_predictions`.
 
     ``data_dir`` empty means the embedded sample dataset (``sample_size``, ``seed``); ``max_videos``
-    > 0 limits the clips (0 = all). Returns the JSONL path. Decode failures and parse failures are
+    > 0 limits the clips (0 = all). ``instruction`` must be the one the model was trained with
+    (default: :data:`vqalib.prompts.INSTRUCTION`). Returns the JSONL path. Decode failures and parse failures are
     recorded in the manifest (``predict.failures``, ``predict.parse_status_counts``).
     """
     from .data import load_dataset
@@ -241,7 +242,7 @@ def predict_to_file(path, *, model: str = "tiny", data_dir: str = "", sample_siz
     net, processor = load_model_and_processor(str(model_path), device_map=None if device == "cpu" else device)
     sampling = sampling or SamplingConfig()
     res = predict(net, processor, load_dataset(root), split=split, sampling=sampling, max_new_tokens=max_new_tokens,
-                  batch_size=batch_size, progress=progress, limit=max_videos or None)
+                  batch_size=batch_size, progress=progress, limit=max_videos or None, instruction=instruction)
     params = {"split": split, "max_new_tokens": max_new_tokens, "batch_size": batch_size, "device": device}
     manifest = make_manifest(str(model_path), sampling, params, predict=res.manifest, dataset=str(root),
                              **(extra_manifest or {}))

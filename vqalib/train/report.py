@@ -21,31 +21,24 @@ from vqalib.train.common import CommonConfig, read_manifest
 def write_stage_predictions(run_dir: str, name: str, checkpoint: str | Path, cfg: CommonConfig, split: str = "test",
                             limit: int = 0, max_new_tokens: int = 96, batch_size: int = 16,
                             progress: bool = True) -> tuple[Path, pd.DataFrame]:
-    """Run ``vqalib.predict.predict`` with a trained checkpoint (or ``"tiny"`` / a hub id, for the untrained
-    base model) on ``split`` and write
-    ``RUN_DIR/predictions/<name>.jsonl`` (+ manifest holding the training manifest). Returns (path, rows)."""
-    from vqalib.data import load_dataset
-    from vqalib.models import load_model_and_processor
-    from vqalib.predict import predict
-    from vqalib.predictions import make_manifest, write_predictions
+    """Predict ``split`` with a trained checkpoint (or ``"tiny"`` / a hub id, for the untrained base
+    model) through :func:`vqalib.predict.predict_to_file`, with the data, sampling settings and
+    instruction of ``cfg``, into ``RUN_DIR/predictions/<name>.jsonl`` (its manifest also holds the
+    checkpoint's training manifest). Returns (path, rows as written)."""
+    from vqalib.predict import predict_to_file
+    from vqalib.predictions import read_predictions
     from vqalib.train.base import sampling_config
+    from vqalib.train.common import resolve_device
 
-    ckpt = resolve_path(checkpoint) if resolve_path(checkpoint).exists() else checkpoint  # else "tiny" / a hub id
-    model, processor = load_model_and_processor(str(ckpt))
-    if cfg.data_dir:
-        root = resolve_path(cfg.data_dir)
-    else:
-        from vqalib.synth import ensure_sample_dataset
-
-        root = Path(ensure_sample_dataset(size=cfg.sample_size, seed=cfg.data_seed))
-    sampling = sampling_config(cfg)
-    res = predict(model, processor, load_dataset(root), split=split, sampling=sampling, max_new_tokens=max_new_tokens,
-                  batch_size=batch_size, progress=progress, limit=limit or None, instruction=cfg.instruction or None)
-    manifest = make_manifest(str(ckpt), sampling, {"split": split, "max_new_tokens": max_new_tokens, "stage": name},
-                             training=read_manifest(ckpt) if isinstance(ckpt, Path) else {},
-                             predict=res.manifest, dataset=str(root))
-    path = write_predictions(resolve_path(run_dir) / "predictions" / f"{name}.jsonl", res.rows, manifest)
-    return path, res.rows
+    ckpt = resolve_path(checkpoint)
+    path = predict_to_file(
+        resolve_path(run_dir) / "predictions" / f"{name}.jsonl", model=str(checkpoint), data_dir=cfg.data_dir,
+        sample_size=cfg.sample_size, seed=cfg.data_seed, split=split, device=resolve_device(cfg.device), max_videos=limit,
+        sampling=sampling_config(cfg),
+        max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress, instruction=cfg.instruction or None,
+        extra_manifest={"stage": name, "training": read_manifest(ckpt) if ckpt.exists() else {}})
+    rows, _ = read_predictions(path)
+    return path, rows
 
 
 def log_frame(log_history: Sequence[dict[str, Any]], keys: Sequence[str] = ("loss",)) -> pd.DataFrame:
