@@ -109,3 +109,49 @@ def test_smoke_chain_runs_every_notebook(smoke_run):
         assert executed.is_file()
         figs = list((smoke_run.root / nb.stem / "figures").glob("*.png"))
         assert figs, f"{nb.stem} saved no figure in the run folder"
+
+
+# ----------------------------------------------------------------------------- smoke-chain metrics
+# What notebooks 04-07 logged in the smoke chain (tiny model, a few steps: the numbers check the
+# plumbing, not learning; learning is measured on the default run, see docs/training.md).
+
+SMOKE_EVAL_CLIPS = 6  # EVAL_LIMIT in notebooks/params/0[4-6]_*.smoke.yaml
+
+
+@pytest.mark.notebooks
+def test_smoke_sft_trains_and_predicts_the_held_out_clips(smoke_run):
+    m = smoke_run.metrics("04_sft")
+    assert m["sft/steps"] == 3
+    assert m["sft/final_loss"] < m["sft/first_loss"], "3 SFT steps at lr 2e-3 must lower the answer loss"
+    assert m["sft/n_test_clips"] == SMOKE_EVAL_CLIPS
+    assert 0 <= m["sft/parse_failures"] <= 5 * SMOKE_EVAL_CLIPS
+
+
+@pytest.mark.notebooks
+def test_smoke_grpo_counts_every_completion(smoke_run):
+    m = smoke_run.metrics("05_grpo")
+    # STEPS 2 x BATCH_SIZE 1 prompt x NUM_GENERATIONS 2 completions
+    assert m["grpo/steps"] == 2 and m["grpo/completions"] == 4
+    assert 0 <= m["grpo/unparsable_completions"] <= m["grpo/completions"]
+
+
+@pytest.mark.notebooks
+def test_smoke_aso_trains_on_soft_targets(smoke_run):
+    m = smoke_run.metrics("06_aso")
+    assert m["aso/steps"] == 2
+    # soft-target cross-entropy over 9 levels is positive and below log 9 plus the reference's spread
+    assert 0 < m["aso/final_loss_score"] < 10
+
+
+@pytest.mark.notebooks
+def test_smoke_table1_has_every_stage(smoke_run):
+    m = smoke_run.metrics("07_evaluation")
+    models = {k.split("/")[1] for k in m if k.startswith("table1_parsed/")}
+    assert models == {"base", "sft", "grpo", "aso"}, models
+    for model in models:
+        for dim in ("motion_quality", "clarity_quality"):
+            parsed, failed = m[f"table1_parsed/{model}/{dim}/n"], m[f"table1_parsed/{model}/{dim}/n_failed"]
+            assert parsed + failed == SMOKE_EVAL_CLIPS, (model, dim, parsed, failed)  # failures counted, not dropped
+            assert m[f"table1_expected/{model}/{dim}/n"] == SMOKE_EVAL_CLIPS  # every clip has a distribution
+    for f in ("predictions/base.jsonl", "predictions/sft.jsonl", "predictions/grpo.jsonl", "predictions/aso.jsonl"):
+        assert (smoke_run.root / f).is_file(), f
