@@ -73,16 +73,31 @@ def test_parameters_cell_is_plain_typed_values_with_comments(nb_path):
         assert "#" in lines[node.lineno - 1], f"{nb_path.name} line {node.lineno}: add a comment saying what it is"
 
 
+PARAM_SETS = sorted({p.name.split(".")[1] for p in (NOTEBOOKS[0].parent / "params").glob("*.yaml")}) if NOTEBOOKS else []
+
+
+def test_parameter_sets_include_smoke():
+    assert "smoke" in PARAM_SETS, PARAM_SETS
+
+
+@pytest.mark.parametrize("param_set", PARAM_SETS)
 @pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=IDS)
-def test_smoke_parameters_exist_and_are_parameters(nb_path):
+def test_parameter_set_exists_and_names_only_parameters(nb_path, param_set):
+    """Every named set (smoke, qwen7b_lora, ...) has a file for every notebook (the runner needs one per
+    notebook) and sets only parameters the notebook declares, with values of the declared type."""
     import papermill as pm
 
     declared = pm.inspect_notebook(str(nb_path))
-    smoke = params_file(nb_path, "smoke")
-    assert smoke.is_file(), f"missing {smoke}"
-    values = yaml.safe_load(smoke.read_text()) or {}
+    path = params_file(nb_path, param_set)
+    assert path.is_file(), f"missing {path}"
+    values = yaml.safe_load(path.read_text()) or {}
     unknown = set(values) - set(declared)
-    assert not unknown, f"{smoke.name} sets {sorted(unknown)} which {nb_path.name} does not declare"
+    assert not unknown, f"{path.name} sets {sorted(unknown)} which {nb_path.name} does not declare"
+    for name, value in values.items():
+        typ = declared[name]["inferred_type_name"]
+        ok = {"str": str, "int": int, "float": (int, float), "bool": bool}.get(typ, object)
+        assert isinstance(value, ok) and not (typ == "int" and isinstance(value, bool)), \
+            f"{path.name}: {name}={value!r} is not a {typ}"
     assert "RUN_DIR" in declared, f"{nb_path.name} must take RUN_DIR"
 
 
