@@ -209,14 +209,15 @@ def main(argv=None) -> int:
 
     def step_aso_cached():
         b = batch_with({k: v for k, v in tf_in.items()}, tf_sp)
-        logp, _ = level_logprobs(model, b, tok)
+        # as ASOTrainer.compute_loss: one tree-masked pass gives the level distributions and the
+        # sequence logits of the rationale term
+        logp, _, seq_logits = level_logprobs(model, b, tok, return_logits=True)
         target = optimal_policy(logp_ref_cached, reward_abs(targets.to(dev)), 1.0).float()
         loss = aso_loss(logp, target)
-        out = model(**{k: v for k, v in tf_in.items() if k != "labels"})
-        loss = loss + rationale_ce(out.logits, tf_in["labels"], score_token_mask(tf_in["labels"], tf_sp))
+        loss = loss + rationale_ce(seq_logits, tf_in["labels"], score_token_mask(tf_in["labels"], tf_sp))
         loss.backward()
-        tokens["aso_cached"] = 2 * n_tf
-        flops["aso_cached"] = k_train * 2 * (n_lm * n_tf + n_vis * n_vis_patches)
+        tokens["aso_cached"] = n_tf
+        flops["aso_cached"] = k_train * (n_lm * n_tf + n_vis * n_vis_patches)
 
     def step_aso_on_policy():
         from vqalib.prompts import parse_answer
