@@ -7,3 +7,10 @@ so that ``import vqalib`` stays cheap.
 """
 
 __version__ = "0.1.0"
+
+import logging as _logging
+
+# bitsandbytes' CPU backend warns at import that an optional 4-bit CPU kernel (fetched from a hub by
+# the `kernels` package) is missing. vqalib never runs 4-bit on CPU (QLoRA raises a clear error
+# without CUDA), so this one logger is quieted; every other bitsandbytes message is kept.
+_logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(_logging.ERROR)
