@@ -42,12 +42,12 @@ from IPython.display import display
 
 from vqalib import stats
 from vqalib.data import aggregate, load_dataset
-from vqalib.runs import Run, resolve_path
-from vqalib.synth import ensure_sample_dataset
+from vqalib.runs import Run
+from vqalib.synth import dataset_root
 
 run = Run(RUN_DIR, "01_data_statistics")
 pd.set_option("display.precision", 3)
-data_dir = resolve_path(DATA_DIR) if DATA_DIR else ensure_sample_dataset(SAMPLE_SIZE, seed=SEED)
+data_dir = dataset_root(DATA_DIR, SAMPLE_SIZE, SEED)
 loaded = load_dataset(data_dir, strict=STRICT, min_raters=MIN_RATERS)
 ds, report = (loaded, None) if STRICT else loaded
 labels = aggregate(ds, phase=PHASE)

@@ -54,11 +54,11 @@ from matplotlib.figure import Figure
 from vqalib import aso, bandit, widgets
 from vqalib.data import aggregate, load_dataset
 from vqalib.levels import LEVEL_STRINGS, level_index, snap_to_grid
-from vqalib.runs import Run, resolve_path
-from vqalib.synth import ensure_sample_dataset
+from vqalib.runs import Run
+from vqalib.synth import dataset_root
 
 run = Run(RUN_DIR, "03_aso_derivation")
-data_path = resolve_path(DATA_DIR) if DATA_DIR else ensure_sample_dataset(SAMPLE_SIZE, seed=0)
+data_path = dataset_root(DATA_DIR, SAMPLE_SIZE, seed=0)
 torch.manual_seed(SEED)
 pi_ref = torch.as_tensor(widgets.reference_policy(REF_SHAPE, S_STAR))
 R = aso.reward(REWARD, S_STAR, BETA)

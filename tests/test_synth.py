@@ -219,3 +219,12 @@ def test_default_labels_are_predictable_from_frames_at_2fps():
         w = np.linalg.solve(Z[tr].T @ Z[tr] + np.eye(Z.shape[1]), Z[tr].T @ y[tr])
         rho = spearmanr(Z[~tr] @ w, y[~tr])[0]
         assert rho > 0.35, f"{dim}: test SRCC {rho:.2f} from 2-fps frame features"
+
+
+def test_dataset_root_is_data_dir_or_the_sample_dataset(tmp_path):
+    from vqalib.runs import project_root
+    from vqalib.synth import dataset_root, ensure_sample_dataset
+
+    assert dataset_root("", "smoke", 0) == ensure_sample_dataset("smoke", seed=0)
+    assert dataset_root(str(tmp_path)) == tmp_path
+    assert dataset_root("data/mine") == project_root() / "data" / "mine"  # relative: from the project root

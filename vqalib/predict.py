@@ -230,14 +230,10 @@ def predict_to_file(path, *, model: str = "tiny", data_dir: str = "", sample_siz
     from .models import load_model_and_processor
     from .predictions import make_manifest, write_predictions
     from .runs import resolve_path
+    from .synth import dataset_root
     from .video import SamplingConfig
 
-    if data_dir:
-        root = resolve_path(data_dir)
-    else:
-        from .synth import ensure_sample_dataset
-
-        root = ensure_sample_dataset(size=sample_size, seed=seed)
+    root = dataset_root(data_dir, sample_size, seed)
     model_path = resolve_path(model) if resolve_path(model).exists() else model  # else "tiny" / a hub id
     net, processor = load_model_and_processor(str(model_path), device_map=None if device == "cpu" else device)
     sampling = sampling or SamplingConfig()

@@ -174,6 +174,16 @@ def ensure_sample_dataset(size: str = "default", seed: int = 0, root: str | os.P
     return target
 
 
+def dataset_root(data_dir: str | os.PathLike = "", size: str = "default", seed: int = 0) -> Path:
+    """The dataset folder a notebook or trainer works on: ``data_dir`` (relative paths from the project
+    root) when given, else the embedded sample dataset of ``size`` and ``seed`` (generated on first use)."""
+    if data_dir:
+        from vqalib.runs import resolve_path
+
+        return resolve_path(data_dir)
+    return Path(ensure_sample_dataset(size=size, seed=seed))
+
+
 @contextmanager
 def _lock(path: Path):
     """An exclusive advisory file lock (POSIX ``flock``; no-op where ``fcntl`` is unavailable)."""

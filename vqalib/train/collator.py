@@ -62,14 +62,9 @@ def load_examples(data_dir: str = "", split: str = "train", sample_size: str = "
     ``data_dir`` empty -> the embedded sample dataset (``vqalib.synth.ensure_sample_dataset``).
     A clip without a label for some dimension raises naming the clip and the dimension."""
     from vqalib.data import aggregate, labels_wide, load_dataset
-    from vqalib.runs import resolve_path
+    from vqalib.synth import dataset_root
 
-    if data_dir:
-        root = resolve_path(data_dir)
-    else:
-        from vqalib.synth import ensure_sample_dataset
-
-        root = Path(ensure_sample_dataset(size=sample_size, seed=data_seed))
+    root = dataset_root(data_dir, sample_size, data_seed)
     ds = load_dataset(root)
     wide = labels_wide(aggregate(ds, phase=phase))
     if "video_id" in wide.columns:
