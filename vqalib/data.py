@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from . import levels as L
+from .runs import jsonable
 
 VIDEO_COLUMNS = ("video_id", "path", "duration", "fps", "width", "height", "category", "source", "split")
 RATING_COLUMNS = ("video_id", "rater", "phase", "dimension", "score", "tags", "comment")
@@ -200,20 +201,8 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     else:
         with open(path, "w", encoding="utf-8") as fh:
             for rec in df.to_dict(orient="records"):
-                fh.write(json.dumps(_plain(rec)) + "\n")
+                fh.write(json.dumps(jsonable(rec)) + "\n")
     return path
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, np.ndarray)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def save_dataset(ds: VQADataset, folder: str | os.PathLike, fmt: str = "jsonl") -> Path:

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from vqalib.levels import DIMENSION_KEYS, LEVELS, N_LEVELS, SCORE_MAX, SCORE_MIN, is_on_grid, level_index
-from vqalib.runs import _jsonable, environment_info, write_json
+from vqalib.runs import environment_info, jsonable, write_json
 
 SCHEMA_VERSION = 1
 COLUMNS: tuple[str, ...] = (
@@ -183,7 +183,7 @@ def write_predictions(path: str | os.PathLike, df: pd.DataFrame, manifest: dict[
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w") as fh:
         for row in clean.to_dict("records"):
-            fh.write(json.dumps(_jsonable(row), allow_nan=False) + "\n")
+            fh.write(json.dumps(jsonable(row), allow_nan=False) + "\n")
     os.replace(tmp, path)
     counts = {s: int((clean["parse_status"] == s).sum()) for s in PARSE_STATUSES}
     full = {"schema_version": SCHEMA_VERSION, **manifest, "environment": manifest.get("environment") or environment_info(),

@@ -85,21 +85,21 @@ def environment_info() -> dict[str, Any]:
     return info
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     """Turn numpy scalars/arrays, paths and NaN into plain JSON (NaN -> null)."""
     try:
         import numpy as np
     except ImportError:  # pragma: no cover
         np = None
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, Path):
         return str(obj)
     if np is not None:
         if isinstance(obj, np.ndarray):
-            return _jsonable(obj.tolist())
+            return jsonable(obj.tolist())
         if isinstance(obj, np.generic):
             obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
@@ -111,7 +111,7 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON (numpy values and NaN handled), creating parent folders."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n")
+    path.write_text(json.dumps(jsonable(obj), indent=2, sort_keys=False) + "\n")
     return path
 
 
@@ -172,7 +172,7 @@ class Run:
     def log_metrics(self, _metrics: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
         """Merge metrics into ``metrics.json`` (NaN written as null) and return the full dict."""
         current = self.metrics()
-        current.update(_jsonable(dict(_metrics or {}, **kwargs)))
+        current.update(jsonable(dict(_metrics or {}, **kwargs)))
         write_json(self.metrics_path, current)
         return current
 
