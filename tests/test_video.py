@@ -54,7 +54,9 @@ def test_frame_count_rules():
     assert num_sampled_frames(132, 25.0, cfg) == 10  # 5.28 s -> 10.56 -> floored to even 10
     assert num_sampled_frames(30, 30.0, cfg) == 4  # 1 s -> 2, raised to min_frames
     assert num_sampled_frames(3000, 30.0, cfg) == 32  # 100 s -> 200, capped at max_frames
-    assert num_sampled_frames(5, 30.0, SamplingConfig(min_frames=4, max_frames=32)) == 4  # never above N
+    assert num_sampled_frames(5, 30.0, SamplingConfig(min_frames=4, max_frames=32, tokens_per_second=None)) == 4  # <= N
+    # 5 frames = 0.17 s: 4 frames would be 24 fps, two temporal patches at one M-RoPE position -> one patch
+    assert num_sampled_frames(5, 30.0, SamplingConfig(min_frames=4, max_frames=32)) == 2
     with pytest.raises(ValueError, match="fewer than min_frames"):
         frame_indices(3, 30.0, cfg)
 

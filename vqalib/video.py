@@ -6,32 +6,56 @@ size). ``SampledVideo.metadata()`` is the ``video_metadata`` dict the transforme
 Qwen2.5-VL processor takes next to pre-sampled frames, so that ``second_per_grid_ts`` (the
 seconds between two temporal patches, used by M-RoPE) matches the real sampling.
 
-How frames are chosen (identical for both backends, a pure function of the frame count ``N``,
-the source fps and the config; see :func:`frame_indices`):
+How frames are chosen (identical for both backends, a pure function of the probe's frame count
+``N``, presentation timestamps and the config; see :func:`select_frames`):
 
-1. ``n = duration * fps`` with ``duration = N / source_fps`` (the paper samples at 2 fps),
-   clamped to ``[min_frames, max_frames]`` and to ``N``, then rounded *down* to a multiple of
-   ``frame_multiple`` (Qwen's temporal patch is 2 frames). This is the count transformers'
-   ``Qwen2VLVideoProcessor.sample_frames`` would pick for the same video.
-2. The duration is cut into ``n`` equal bins and the frame at the centre of each bin is taken:
-   ``index_i = floor((i + 0.5) * N / n)``. The sampling is even over the whole clip, so the
-   effective rate ``n / duration`` is exactly what the processor computes from the metadata
-   (``len(frames_indices) / total_num_frames * fps``). Because ``n`` is rounded down, the
-   effective rate is at most ``fps`` and at least ``fps * (1 - frame_multiple / (duration * fps))``
-   when no clamp applies (e.g. 1.89 fps for a 5.3 s clip at 2 fps).
-3. Timestamps are ``index / source_fps`` (what ``VideoMetadata.timestamps`` computes).
+1. ``n = duration * fps`` (the paper samples at 2 fps), clamped to ``[min_frames, max_frames]``
+   and to ``N``, then rounded *down* to a multiple of ``frame_multiple`` (Qwen's temporal patch
+   is 2 frames). This is the count transformers' ``Qwen2VLVideoProcessor.sample_frames`` would
+   pick for the same video. ``duration`` is the presentation time the frames cover: last pts
+   minus first pts plus the last frame's duration (``N / fps`` on a constant-rate clip).
+2. **Short clips** (see :func:`num_sampled_frames`): Qwen2.5-VL places temporal patch ``t`` at
+   M-RoPE position ``floor(t * tokens_per_second * second_per_grid_t)`` with
+   ``second_per_grid_t = 2 / sampled_fps``; above ``2 * tokens_per_second`` = 4 sampled frames
+   per second two patches share a position and frame order is lost. When ``min_frames`` would
+   push a short clip (under about 1 s at the defaults) past that rate, ``n`` is lowered to the
+   largest count that keeps every position distinct (at least one temporal patch), and the
+   change is recorded in ``SampledVideo.notes``. ``tokens_per_second=None`` turns the rule off.
+3. The duration is cut into ``n`` equal bins and the frame **on screen at the centre of each bin**
+   (presentation time, from the pts the probe reads) is taken. On a constant-rate clip (pts on a
+   regular grid up to the container's timestamp rounding) this is
+   ``index_i = floor((i + 0.5) * N / n)`` exactly, so constant-rate clips sample as before. On a
+   variable-frame-rate clip (phones) the frames are even in time, not in index, and a frame
+   held longer than a bin may be taken twice (what a player shows at those times; noted).
+   The effective rate ``n / duration`` is exactly what the processor computes from
+   :meth:`SampledVideo.metadata` (``len(frames_indices) / total_num_frames * fps``; ``fps`` is
+   ``N / duration``, the mean rate, on a variable-rate clip), so ``second_per_grid_ts`` is the
+   mean time between temporal patches.
+4. Timestamps are the frames' pts in seconds, relative to the first frame (``index / fps`` on a
+   constant-rate clip, up to the container's timestamp rounding).
 
-Frame size: with ``max_pixels`` set, each frame is resized keeping its aspect ratio so that
-height and width are multiples of 28 (Qwen2.5-VL's 14-pixel patch times the 2x2 spatial merge)
-and ``height * width <= max_pixels`` (the same rule as transformers' ``smart_resize``, bicubic
-as in the Qwen processor). Give the processor ``size={"shortest_edge": cfg.min_pixels,
+Geometry (see :func:`probe`): frames come out **as a player shows them**. The display matrix
+(phone rotation: 90/180/270 degrees, and mirroring) is applied losslessly, identically for both
+backends; other angles are refused. A non-square sample aspect ratio (SAR, anamorphic video) is
+corrected: the displayed size is ``(round(coded_width * SAR), coded_height)``, swapped by a 90 or
+270 degree rotation, and frames are resized to it (or, with ``max_pixels``, straight to the
+28-multiple size of that aspect). ``SampledVideo.width``/``height`` are this displayed size;
+``coded_width``/``coded_height``, ``rotation``, ``mirrored`` and ``sample_aspect_ratio`` record
+what the file stores.
+
+Frame size: with ``max_pixels`` set, each frame is resized keeping its displayed aspect ratio so
+that height and width are multiples of 28 (Qwen2.5-VL's 14-pixel patch times the 2x2 spatial
+merge) and ``height * width <= max_pixels`` (the same rule as transformers' ``smart_resize``,
+bicubic as in the Qwen processor). Give the processor ``size={"shortest_edge": cfg.min_pixels,
 "longest_edge": cfg.max_pixels}`` and it keeps these frames as they are.
 
 Backends: decord (primary; random access with ``get_batch(indices)``) and PyAV (fallback and
 selectable; seeks to the keyframe before each needed frame and decodes forward only as far as
-needed). Every file is first probed with PyAV without decoding (container opens, a video stream
-exists, the packet count matches the header's frame count): decord can hang or crash on broken
-files, so it only sees files that passed. A broken file raises :class:`VideoDecodeError` naming
+needed). Every file is first probed with PyAV (container opens, a video stream exists, the
+packet count matches the header's frame count, the first frame decodes and gives the display
+matrix): decord can hang or crash on broken files, so it only sees files that passed. decord
+0.6 applies the matrix's rotation itself but ignores mirroring and the SAR; :func:`read_frames`
+undoes its rotation and applies the full matrix, so both backends give the same pixels. A broken file raises :class:`VideoDecodeError` naming
 the file; :func:`sample_many` and :func:`preflight` collect such failures into a report and never
 substitute a frame, a video or a score.
 """
@@ -42,6 +66,7 @@ import bisect
 import math
 import os
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
@@ -51,6 +76,8 @@ Backend = Literal["auto", "decord", "pyav"]
 
 #: Qwen2.5-VL: 14-pixel patches merged 2x2 -> frame sides must be multiples of 28.
 PATCH_FACTOR: int = 28
+#: Frames per temporal patch of the Qwen2-VL / Qwen2.5-VL video processor (``temporal_patch_size``).
+TEMPORAL_PATCH: int = 2
 
 
 class VideoDecodeError(RuntimeError):
@@ -86,6 +113,12 @@ class SamplingConfig:
         visual tokens per pair of frames.
     min_pixels: lower bound of the same resize (upscales tiny frames), as in ``smart_resize``.
     frame_multiple: the frame count is rounded down to a multiple of this (Qwen temporal patch 2).
+        ``min_frames=1, frame_multiple=1`` samples a one-frame clip (the processor repeats the
+        frame to fill its 2-frame temporal patch).
+    tokens_per_second: the model's temporal M-RoPE positions per second (Qwen2.5-VL
+        ``vision_config.tokens_per_second``, 2). A short clip is sampled with fewer frames than
+        ``min_frames`` when more would give two temporal patches the same position (module
+        docstring, rule 2); ``None`` turns this off (other models, or to keep ``min_frames``).
     backend: ``"auto"`` (decord if installed, PyAV if decord is missing or fails on a file),
         ``"decord"`` or ``"pyav"``.
     """
@@ -97,6 +130,7 @@ class SamplingConfig:
     min_pixels: int = 4 * 28 * 28
     frame_multiple: int = 2
     backend: Backend = "auto"
+    tokens_per_second: float | None = 2.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -117,6 +151,10 @@ class SamplingConfig:
             problems.append(f"min_pixels={self.min_pixels!r} must be a positive int")
         elif self.max_pixels is not None and isinstance(self.max_pixels, int) and self.min_pixels > self.max_pixels:
             problems.append(f"min_pixels={self.min_pixels} > max_pixels={self.max_pixels}")
+        if self.tokens_per_second is not None and not (
+                isinstance(self.tokens_per_second, (int, float)) and self.tokens_per_second > 0
+                and math.isfinite(self.tokens_per_second)):
+            problems.append(f"tokens_per_second={self.tokens_per_second!r} must be None or a positive number")
         if self.backend not in ("auto", "decord", "pyav"):
             problems.append(f"backend={self.backend!r} must be 'auto', 'decord' or 'pyav'")
         if problems:
@@ -138,21 +176,43 @@ class SamplingConfig:
 
 @dataclass
 class VideoInfo:
-    """What the PyAV probe learned about a file without decoding it."""
+    """What the PyAV probe learned about a file (packets demuxed, only the first frame decoded).
+
+    ``width``/``height`` are the **displayed** size (SAR-corrected, rotated); ``fps`` is the
+    header's rate on a constant-rate clip and ``n_frames / duration`` (the mean rate from the
+    pts) on a variable-rate one, so ``n_frames / fps`` is the presentation duration either way.
+    """
 
     path: str
     n_frames: int
     fps: float
-    width: int
-    height: int
+    width: int  # displayed width (after SAR and rotation)
+    height: int  # displayed height
     codec: str
     pts: list[int] = field(repr=False)  # presentation timestamps of the frames, sorted (stream time base)
     keyframes: list[int] = field(repr=False)  # frame indices of keyframes, sorted
+    time_base: Fraction = Fraction(0)  # seconds per pts tick (0: unknown, times are index / fps)
+    end_pts: int | None = None  # pts where the last frame ends (last pts + its duration)
+    variable_frame_rate: bool = False  # pts not on a regular grid: frames are chosen in presentation time
+    coded_width: int = 0  # size stored in the file (0: same as width)
+    coded_height: int = 0
+    sample_aspect_ratio: Fraction = Fraction(1)  # pixel width / pixel height (anamorphic video != 1)
+    rotation: int = 0  # display rotation, degrees counter-clockwise, 0/90/180/270 (ffprobe side data, mod 360)
+    mirrored: bool = False  # the display matrix also mirrors the picture
+    display_matrix: tuple[int, ...] | None = field(default=None, repr=False)  # 3x3 16.16 (FFmpeg layout)
+    notes: list[str] = field(default_factory=list)  # what the probe noticed (rotation, SAR, VFR, header fps)
 
     @property
     def duration(self) -> float:
-        """``n_frames / fps`` in seconds (the convention of ``VideoMetadata``)."""
+        """``n_frames / fps`` in seconds (the convention of ``VideoMetadata``): the time the frames cover."""
         return self.n_frames / self.fps
+
+    def times(self) -> np.ndarray:
+        """float64 [N] presentation time of every frame in seconds, relative to the first frame."""
+        if not self.time_base:
+            return np.arange(self.n_frames) / self.fps
+        pts = np.asarray(self.pts, dtype=np.int64)
+        return (pts - pts[0]) * float(self.time_base)
 
 
 @dataclass
@@ -161,14 +221,20 @@ class SampledVideo:
 
     frames: np.ndarray  # uint8 [T, H, W, 3] (RGB), after the resize
     indices: np.ndarray  # int64 [T] source frame indices
-    timestamps: np.ndarray  # float64 [T] seconds, index / source_fps
-    source_fps: float
-    width: int  # source frame width
-    height: int  # source frame height
+    timestamps: np.ndarray  # float64 [T] seconds from the first frame: the frames' pts (index / fps if CFR)
+    source_fps: float  # header rate (constant-rate) or n_source_frames / duration (variable-rate)
+    width: int  # displayed width of the source (SAR-corrected, rotated): what a player shows
+    height: int  # displayed height of the source
     n_source_frames: int
     backend: str  # "decord" or "pyav": the one that decoded these frames
     path: str
     notes: list[str] = field(default_factory=list)  # e.g. "decord failed (...), decoded with PyAV"
+    rotation: int = 0  # display rotation applied, degrees counter-clockwise (0/90/180/270)
+    mirrored: bool = False  # the display matrix's mirroring was applied too
+    coded_width: int = 0  # size stored in the file (0: unknown / same as width)
+    coded_height: int = 0
+    sample_aspect_ratio: float = 1.0  # stored pixel aspect; frames were resized to correct it
+    variable_frame_rate: bool = False  # frames chosen evenly in presentation time (pts), not index
 
     @property
     def duration(self) -> float:
@@ -183,7 +249,10 @@ class SampledVideo:
         """``video_metadata`` for the transformers video processor (fields of ``VideoMetadata``).
 
         The processor derives ``sampled_fps = len(frames_indices) / total_num_frames * fps`` and
-        from it ``second_per_grid_ts = temporal_patch_size / sampled_fps``.
+        from it ``second_per_grid_ts = temporal_patch_size / sampled_fps``: with ``fps =
+        n_source_frames / duration`` this is the mean time between temporal patches, also on a
+        variable-rate clip (where ``VideoMetadata.timestamps``, ``index / fps``, are only
+        approximate: use :attr:`timestamps`). ``width``/``height`` are the displayed size.
         """
         return {
             "total_num_frames": int(self.n_source_frames),
@@ -199,27 +268,101 @@ class SampledVideo:
 # --------------------------------------------------------------------------- index selection
 
 
-def num_sampled_frames(n_frames: int, source_fps: float, cfg: SamplingConfig) -> int:
-    """How many frames to take: ``duration * fps`` clamped to [min, max] and N, floored to the multiple."""
+def temporal_positions_distinct(n: int, n_frames: int, source_fps: float, tokens_per_second: float | None) -> bool:
+    """Would ``n`` frames give every Qwen2.5-VL temporal patch its own M-RoPE position?
+
+    The processor computes ``second_per_grid_t = 2 / (n / n_frames * source_fps)`` (a float32
+    tensor in the batch) and the model ``floor(t * tokens_per_second * second_per_grid_t)`` for
+    patch ``t`` (transformers ``Qwen2_5_VLModel.get_vision_position_ids``); the positions are
+    distinct iff ``tokens_per_second * second_per_grid_t >= 1`` in float32, or there is one patch.
+    """
+    if tokens_per_second is None or n <= TEMPORAL_PATCH:
+        return True
+    spg = np.float32(TEMPORAL_PATCH / (n / n_frames * source_fps))
+    return bool(np.float32(tokens_per_second) * spg >= 1.0)
+
+
+def _frame_counts(n_frames: int, source_fps: float, cfg: SamplingConfig) -> tuple[int, int]:
+    """``(n, n before the short-clip rule)``; see :func:`num_sampled_frames`."""
     m = cfg.frame_multiple
     n = n_frames / source_fps * cfg.fps
     n = min(max(n, cfg.min_frames), cfg.max_frames, n_frames)
-    return int(math.floor(n / m + 1e-9) * m)
+    n0 = n = int(math.floor(n / m + 1e-9) * m)
+    while n > m and not temporal_positions_distinct(n, n_frames, source_fps, cfg.tokens_per_second):
+        n -= m
+    return n, n0
+
+
+def num_sampled_frames(n_frames: int, source_fps: float, cfg: SamplingConfig) -> int:
+    """How many frames to take: ``duration * fps`` clamped to [min, max] and N, floored to the multiple,
+    then lowered (by multiples, to one temporal patch at least) while two Qwen2.5-VL temporal patches
+    would share an M-RoPE position (:func:`temporal_positions_distinct`; ``cfg.tokens_per_second``).
+    ``duration = n_frames / source_fps``."""
+    return _frame_counts(n_frames, source_fps, cfg)[0]
+
+
+def _too_few_frames(n_frames: int, cfg: SamplingConfig) -> str | None:
+    """The error for a clip shorter than ``cfg.min_frames`` frames, naming the setting to change."""
+    if n_frames >= cfg.min_frames:
+        return None
+    if n_frames < cfg.frame_multiple or n_frames == 1:
+        what = "1 frame (a still image)" if n_frames == 1 else f"{n_frames} frames"
+        return (f"video has {what}, fewer than min_frames={cfg.min_frames}; to sample it set "
+                f"SamplingConfig(min_frames={n_frames}, frame_multiple=1) (the Qwen processor repeats the last "
+                f"frame to fill its {TEMPORAL_PATCH}-frame temporal patch), or remove the clip")
+    fix = n_frames - n_frames % cfg.frame_multiple
+    return (f"video has {n_frames} frames, fewer than min_frames={cfg.min_frames}; set "
+            f"SamplingConfig(min_frames={fix}) (a multiple of frame_multiple={cfg.frame_multiple}) to sample it")
 
 
 def frame_indices(n_frames: int, source_fps: float, cfg: SamplingConfig) -> np.ndarray:
-    """Source frame indices to sample: the centres of ``n`` equal bins over the clip.
+    """Source frame indices of a constant-rate clip: the centres of ``n`` equal bins over the clip.
 
-    ``index_i = floor((i + 0.5) * N / n)`` for ``i = 0 .. n-1`` (see the module docstring).
-    Raises ``ValueError`` when the clip has fewer frames than ``cfg.min_frames``.
+    ``index_i = floor((i + 0.5) * N / n)`` for ``i = 0 .. n-1`` (see the module docstring;
+    :func:`select_frames` uses the pts and equals this on a constant-rate clip).
+    Raises ``ValueError`` naming the setting to change when the clip has fewer than
+    ``cfg.min_frames`` frames.
     """
-    if n_frames < cfg.min_frames:
-        raise ValueError(
-            f"video has {n_frames} frames, fewer than min_frames={cfg.min_frames}; lower min_frames to sample it"
-        )
+    problem = _too_few_frames(n_frames, cfg)
+    if problem:
+        raise ValueError(problem)
     n = num_sampled_frames(n_frames, source_fps, cfg)
     idx = np.floor((np.arange(n) + 0.5) * n_frames / n).astype(np.int64)
     return np.clip(idx, 0, n_frames - 1)
+
+
+def select_frames(info: VideoInfo, cfg: SamplingConfig) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``(indices int64 [T], timestamps float64 [T] seconds, notes)`` for a probed clip.
+
+    The frame on screen at the centre of each of ``n`` equal bins of presentation time (module
+    docstring, rules 1-4): on a constant-rate clip exactly :func:`frame_indices`; on a
+    variable-rate one the bins are cut in pts (integer arithmetic, no rounding) and a frame may
+    be chosen twice when it stays on screen longer than a bin. Raises ``ValueError`` as
+    :func:`frame_indices` does.
+    """
+    problem = _too_few_frames(info.n_frames, cfg)
+    if problem:
+        raise ValueError(problem)
+    N = info.n_frames
+    n, n0 = _frame_counts(N, info.fps, cfg)
+    notes: list[str] = []
+    if n < n0:
+        notes.append(f"short clip ({info.duration:.2f} s): {n} frames instead of {n0}, so that Qwen2.5-VL temporal "
+                     f"positions stay distinct (at most {TEMPORAL_PATCH * cfg.tokens_per_second:g} frames/s with "
+                     f"tokens_per_second={cfg.tokens_per_second:g}; SamplingConfig(tokens_per_second=None) keeps {n0})")
+    if info.variable_frame_rate and info.time_base and info.end_pts is not None:
+        rel = np.asarray(info.pts, dtype=np.int64) - info.pts[0]
+        span = int(info.end_pts - info.pts[0])
+        # frame k is on screen during [rel_k, rel_k+1); bin centre c_i = (2i+1) * span / (2n)
+        idx = np.searchsorted(2 * n * rel, (2 * np.arange(n, dtype=np.int64) + 1) * span, side="right") - 1
+        idx = np.clip(idx, 0, N - 1).astype(np.int64)
+        dup = n - len(np.unique(idx))
+        if dup:
+            notes.append(f"variable frame rate: {dup} of {n} sampled times fall on a frame already taken "
+                         "(it stays on screen longer than the sampling interval); it is repeated, as a player shows it")
+    else:
+        idx = frame_indices(N, info.fps, cfg)
+    return idx, info.times()[idx], notes
 
 
 def resized_size(height: int, width: int, cfg: SamplingConfig) -> tuple[int, int]:
@@ -254,11 +397,12 @@ def smart_resize(height: int, width: int, factor: int = PATCH_FACTOR, min_pixels
     return h_bar, w_bar
 
 
-def _resize_frames(frames: np.ndarray, cfg: SamplingConfig) -> np.ndarray:
-    """Resize every frame (bicubic, like the Qwen processor) to :func:`resized_size`."""
-    h, w = frames.shape[1:3]
+def _resize_frames(frames: np.ndarray, cfg: SamplingConfig, display_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """Resize every frame (bicubic, like the Qwen processor) to :func:`resized_size` of the
+    displayed size ``display_hw`` (default: the frames' own size; differs for a non-square SAR)."""
+    h, w = display_hw or frames.shape[1:3]
     th, tw = resized_size(h, w, cfg)
-    if (th, tw) == (h, w):
+    if (th, tw) == frames.shape[1:3]:
         return frames
     from PIL import Image
 
@@ -268,14 +412,110 @@ def _resize_frames(frames: np.ndarray, cfg: SamplingConfig) -> np.ndarray:
     return out
 
 
-# --------------------------------------------------------------------------- probe (PyAV, no decoding)
+# --------------------------------------------------------------------------- display geometry
+
+
+def display_rotation(matrix: Iterable[int]) -> tuple[float, bool]:
+    """``(degrees counter-clockwise, mirrored)`` of an FFmpeg display matrix (9 int32, 16.16).
+
+    Degrees as ``av_display_rotation_get`` (what ffprobe prints as the side data's ``rotation``
+    and PyAV as ``VideoFrame.rotation``); ``mirrored`` when the 2x2 part has a negative determinant.
+    """
+    m = np.asarray(list(matrix), dtype=np.float64)
+    s0, s1 = math.hypot(m[0], m[3]), math.hypot(m[1], m[4])
+    if s0 == 0 or s1 == 0:
+        return float("nan"), False
+    return -math.degrees(math.atan2(m[1] / s1, m[0] / s0)), (m[0] * m[4] - m[1] * m[3]) < 0
+
+
+def _orientation_ops(matrix: Iterable[int] | None) -> tuple[bool, bool, bool] | None:
+    """``(transpose, flip_rows, flip_cols)`` that turn stored frames into displayed ones, or None
+    when the matrix is not a multiple of 90 degrees (optionally mirrored).
+
+    FFmpeg's display matrix maps a stored pixel ``(x, y)`` to ``(a x + c y, b x + d y)`` plus a
+    translation (``libavutil/display.h``; ``[a b u; c d v; tx ty w]``, row-major). With entries
+    in {0, +-1} this is a transpose (``a = d = 0``) followed by flips of the displayed rows (sign
+    of ``b`` or ``d``) and columns (sign of ``a`` or ``c``).
+    """
+    if matrix is None:
+        return False, False, False
+    m = np.asarray(list(matrix), dtype=np.float64)
+    a, b, c, d = (m[[0, 1, 3, 4]] / 65536.0)
+    r = np.round([a, b, c, d])
+    if np.abs(np.array([a, b, c, d]) - r).max() > 0.02 or not set(r.tolist()) <= {-1.0, 0.0, 1.0}:
+        return None
+    ra, rb, rc, rd = r
+    if ra == 0 and rd == 0 and rb != 0 and rc != 0:
+        return True, rb < 0, rc < 0
+    if rb == 0 and rc == 0 and ra != 0 and rd != 0:
+        return False, rd < 0, ra < 0
+    return None
+
+
+def _apply_ops(frames: np.ndarray, ops: tuple[bool, bool, bool]) -> np.ndarray:
+    """Apply ``(transpose, flip_rows, flip_cols)`` to uint8 ``[T, H, W, 3]`` (lossless)."""
+    transpose, flip_rows, flip_cols = ops
+    if transpose:
+        frames = frames.transpose(0, 2, 1, 3)
+    if flip_rows:
+        frames = frames[:, ::-1]
+    if flip_cols:
+        frames = frames[:, :, ::-1]
+    return np.ascontiguousarray(frames)
+
+
+def _display_matrix_of(frame) -> tuple[int, ...] | None:
+    """The ``DISPLAYMATRIX`` side data of a decoded PyAV frame (FFmpeg copies the stream's to it)."""
+    for sd in getattr(frame, "side_data", ()) or ():
+        kind = getattr(getattr(sd, "type", None), "name", str(getattr(sd, "type", "")))
+        if kind.endswith("DISPLAYMATRIX"):
+            raw = bytes(sd)
+            if len(raw) >= 36:
+                return tuple(int(v) for v in np.frombuffer(raw[:36], dtype=np.int32))
+    return None
+
+
+def _sample_aspect_ratio(stream) -> Fraction:
+    """Container SAR if set, else the codec's (FFmpeg's ``av_guess_sample_aspect_ratio`` order); 1 if none."""
+    for src in (stream, stream.codec_context):
+        sar = getattr(src, "sample_aspect_ratio", None)
+        if sar is not None and sar.numerator > 0 and sar.denominator > 0:
+            return Fraction(sar.numerator, sar.denominator)
+    return Fraction(1)
+
+
+def display_size(coded_width: int, coded_height: int, sar: Fraction = Fraction(1),
+                 transpose: bool = False) -> tuple[int, int]:
+    """``(width, height)`` a player shows: ``(round(coded_width * sar), coded_height)``, swapped when
+    the display matrix turns the picture by 90 or 270 degrees."""
+    w = max(1, int(round(coded_width * sar))) if sar != 1 else coded_width
+    return (coded_height, w) if transpose else (w, coded_height)
+
+
+# --------------------------------------------------------------------------- probe (PyAV)
+
+
+def _regular_grid(pts: list[int], time_base: Fraction) -> bool:
+    """True when the pts lie on a constant-rate grid up to the container's rounding: every pts within
+    ``min(1.5 ticks, a quarter frame)`` of the line through the first and last (webm's 1 ms ticks give
+    33/34 ms steps at 30 fps; a dropped or held frame moves a pts by a whole frame)."""
+    if len(pts) < 3:
+        return True
+    p = np.asarray(pts, dtype=np.float64) - pts[0]
+    step = p[-1] / (len(p) - 1)
+    dev = np.abs(p - step * np.arange(len(p))).max()
+    return bool(dev <= min(1.5, 0.25 * step) + 1e-9)
 
 
 def probe(path: str | os.PathLike) -> VideoInfo:
-    """Check the container with PyAV and read frame count, fps, size and keyframes, decoding nothing.
+    """Check the container with PyAV and read frame count, pts, fps, geometry and keyframes.
 
     Demuxes every packet of the first video stream (I/O only) so that the frame count is exact
-    and a file cut short (fewer packets than the header announces) is caught here.
+    and a file cut short (fewer packets than the header announces) is caught here; decodes only
+    the first frame, which carries the display matrix (phone rotation). Records the displayed
+    size (SAR and rotation applied), whether the frame rate is variable, and notes on each.
+    Raises :class:`VideoDecodeError` naming the file and the fix (also for a display rotation
+    that is not a multiple of 90 degrees, and a first frame that does not decode).
     """
     import av
 
@@ -302,11 +542,21 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         header_frames = int(stream.frames or 0)
         pts: list[int] = []
         key_pts: list[int] = []
+        durations: dict[int, int] = {}
+        first = None  # the first decoded frame (for its display matrix)
+        decode_error: Exception | None = None
         try:
             for packet in container.demux(stream):
+                if first is None and decode_error is None:
+                    try:  # feed packets until the decoder gives its first frame (B-frame delay)
+                        got = ctx.decode(packet if packet.size else None)
+                        first = got[0] if got else None
+                    except Exception as e:  # noqa: BLE001
+                        decode_error = e
                 if packet.pts is None or packet.size == 0:
                     continue
                 pts.append(int(packet.pts))
+                durations[int(packet.pts)] = int(packet.duration or 0)
                 if packet.is_keyframe:
                     key_pts.append(int(packet.pts))
         except Exception as e:  # noqa: BLE001
@@ -321,16 +571,67 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         if len(set(pts)) != len(pts):
             raise VideoDecodeError(p, "duplicate frame timestamps (pts); frame indices would be ambiguous",
                                    "re-encode the video, e.g. ffmpeg -i in.mp4 -c:v libx264 out.mp4")
-        rate = stream.average_rate or stream.guessed_rate
-        fps = float(rate) if rate else 0.0
+        if first is None and decode_error is None:
+            try:
+                got = ctx.decode(None)  # flush: a clip shorter than the decoder's delay
+                first = got[0] if got else None
+            except Exception as e:  # noqa: BLE001
+                decode_error = e
+        if first is None:
+            why = f"{type(decode_error).__name__}: {decode_error}" if decode_error else "the decoder returned no frame"
+            raise VideoDecodeError(p, f"the first frame does not decode ({why})", "the file is corrupt; re-encode it")
+        notes: list[str] = []
+        header_rate = stream.average_rate or stream.guessed_rate
+        fps = float(header_rate) if header_rate else 0.0
+        tb = Fraction(stream.time_base) if stream.time_base else Fraction(0)
+        end_pts = None
+        regular = True
+        if tb and len(pts) >= 2:
+            steps = np.diff(np.asarray(pts, dtype=np.int64))
+            last = durations.get(pts[-1], 0) or int(steps[-1])
+            end_pts = pts[-1] + last
+            regular = _regular_grid(pts, tb)
+            pts_fps = len(pts) / float((end_pts - pts[0]) * tb)
+            if not regular:
+                fps = pts_fps
+                notes.append(f"variable frame rate: frame durations {float(steps.min() * tb):.3f}-"
+                             f"{float(steps.max() * tb):.3f} s, mean {pts_fps:.3f} fps; frames chosen evenly in "
+                             "presentation time")
+            elif not (fps > 0 and math.isfinite(fps)) or abs(fps / pts_fps - 1) > max(1e-3, 2 / (end_pts - pts[0])):
+                if fps > 0 and math.isfinite(fps):
+                    notes.append(f"header frame rate {fps:.3f} fps disagrees with the timestamps "
+                                 f"({pts_fps:.3f} fps); using the timestamps")
+                fps = pts_fps
         if not (fps > 0 and math.isfinite(fps)):
             if stream.duration and stream.time_base:
                 fps = len(pts) / float(stream.duration * stream.time_base)
             else:
                 raise VideoDecodeError(p, "frame rate unknown (no average rate and no duration)", "re-encode the video")
+        matrix = _display_matrix_of(first)
+        rotation, mirrored = 0, False
+        ops = (False, False, False)
+        if matrix is not None:
+            deg, mirrored = display_rotation(matrix)
+            ops = _orientation_ops(matrix)
+            if ops is None:
+                raise VideoDecodeError(p, f"display matrix rotates by {deg:.1f} degrees, not a multiple of 90; frames "
+                                       "cannot be shown without resampling",
+                                       "re-encode with the rotation applied, e.g. ffmpeg -i in.mp4 -c:v libx264 out.mp4")
+            rotation = int(round(deg)) % 360
+            if rotation or mirrored:
+                notes.append(f"display matrix: rotated {rotation} degrees counter-clockwise"
+                             + (", mirrored" if mirrored else "") + "; frames are returned as displayed")
+        sar = _sample_aspect_ratio(stream)
+        dw, dh = display_size(width, height, sar, ops[0])
+        if sar != 1:
+            notes.append(f"sample aspect ratio {sar.numerator}:{sar.denominator}: stored {width}x{height}, "
+                         f"displayed {dw}x{dh}; frames are resized to the displayed aspect")
         where = {v: i for i, v in enumerate(pts)}
         keyframes = sorted(where[k] for k in key_pts) or [0]
-        return VideoInfo(str(p), len(pts), fps, width, height, ctx.name, pts, keyframes)
+        return VideoInfo(str(p), len(pts), fps, dw, dh, ctx.name, pts, keyframes, time_base=tb, end_pts=end_pts,
+                         variable_frame_rate=not regular, coded_width=width, coded_height=height,
+                         sample_aspect_ratio=sar, rotation=rotation, mirrored=bool(mirrored),
+                         display_matrix=matrix, notes=notes)
     finally:
         container.close()
 
@@ -338,8 +639,17 @@ def probe(path: str | os.PathLike) -> VideoInfo:
 # --------------------------------------------------------------------------- backends
 
 
+def _display_ops(info: VideoInfo) -> tuple[bool, bool, bool]:
+    ops = _orientation_ops(info.display_matrix)
+    assert ops is not None, "probe refuses other display matrices"
+    return ops
+
+
 def _read_decord(info: VideoInfo, indices: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Random access with decord ``get_batch`` (decodes from the keyframe before each index only)."""
+    """Random access with decord ``get_batch`` (decodes from the keyframe before each index only).
+
+    decord 0.6 rotates by the display matrix's angle itself (``av_display_rotation_get``) but
+    ignores mirroring: its rotation is undone (lossless) and the full matrix applied, as for PyAV."""
     import decord
 
     notes: list[str] = []
@@ -354,7 +664,19 @@ def _read_decord(info: VideoInfo, indices: np.ndarray) -> tuple[np.ndarray, list
     except Exception as e:  # noqa: BLE001
         raise VideoDecodeError(info.path, f"decord failed: {type(e).__name__}: {str(e)[:300]}",
                                "try backend='pyav' or re-encode the video") from e
-    return np.ascontiguousarray(frames, dtype=np.uint8), notes
+    quarter_turns = 0
+    if info.display_matrix is not None:
+        deg = display_rotation(info.display_matrix)[0]
+        quarter_turns = int(round(deg / 90)) % 4
+    cw, ch = info.coded_width or frames.shape[2], info.coded_height or frames.shape[1]
+    expect = (cw, ch) if quarter_turns % 2 else (ch, cw)
+    if frames.shape[1:3] != expect:
+        raise VideoDecodeError(info.path, f"decord returned {frames.shape[2]}x{frames.shape[1]} frames, expected "
+                               f"{expect[1]}x{expect[0]} (stored {cw}x{ch}, rotated {info.rotation} degrees)",
+                               "use backend='pyav' for this file")
+    if quarter_turns:
+        frames = np.rot90(frames, k=-quarter_turns, axes=(1, 2))  # back to the stored orientation
+    return _apply_ops(np.asarray(frames, dtype=np.uint8), _display_ops(info)), notes
 
 
 def _read_pyav(info: VideoInfo, indices: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -410,12 +732,15 @@ def _read_pyav(info: VideoInfo, indices: np.ndarray) -> tuple[np.ndarray, list[s
                                "the file is corrupt; re-download or re-encode it") from e
     finally:
         container.close()
-    return np.stack([got[int(i)] for i in indices]).astype(np.uint8, copy=False), []
+    frames = np.stack([got[int(i)] for i in indices]).astype(np.uint8, copy=False)
+    return _apply_ops(frames, _display_ops(info)), []
 
 
 def read_frames(path: str | os.PathLike, indices: Iterable[int], backend: Backend = "auto",
                 info: VideoInfo | None = None) -> tuple[np.ndarray, str, list[str]]:
-    """Decode the given source frames (full size, RGB uint8). Returns ``(frames, backend used, notes)``.
+    """Decode the given source frames, RGB uint8 ``[T, H, W, 3]`` at the coded resolution with the
+    display matrix applied (rotated/mirrored as a player shows them; the SAR is corrected later, by
+    the resize in :func:`sample_video`). Returns ``(frames, backend used, notes)``.
 
     ``backend="auto"`` uses decord when installed and falls back to PyAV when decord fails on the
     file (the fallback is recorded in the notes, not hidden).
@@ -453,28 +778,36 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int], backend: Backen
 def sample_video(path: str | os.PathLike, cfg: SamplingConfig | None = None) -> SampledVideo:
     """Sample frames from one video per ``cfg`` (see the module docstring for the rules).
 
+    Frames are as a player shows them (display matrix and SAR applied, module docstring);
+    ``notes`` records the rotation, SAR, variable frame rate, short-clip rule and backend fallback.
     Raises :class:`VideoDecodeError` naming the file when it is missing, empty, truncated,
-    corrupt, or shorter than ``cfg.min_frames`` frames.
+    corrupt, or shorter than ``cfg.min_frames`` frames (the message names the setting to change).
     """
     cfg = cfg or SamplingConfig()
     info = probe(path)
     try:
-        idx = frame_indices(info.n_frames, info.fps, cfg)
+        idx, ts, select_notes = select_frames(info, cfg)
     except ValueError as e:
         raise VideoDecodeError(path, str(e)) from e
     frames, used, notes = read_frames(path, idx, cfg.backend, info=info)
-    frames = _resize_frames(frames, cfg)
+    frames = _resize_frames(frames, cfg, (info.height, info.width))
     return SampledVideo(
         frames=frames,
         indices=idx,
-        timestamps=idx / info.fps,
+        timestamps=ts,
         source_fps=info.fps,
         width=info.width,
         height=info.height,
         n_source_frames=info.n_frames,
         backend=used,
         path=str(path),
-        notes=notes,
+        notes=info.notes + select_notes + notes,
+        rotation=info.rotation,
+        mirrored=info.mirrored,
+        coded_width=info.coded_width,
+        coded_height=info.coded_height,
+        sample_aspect_ratio=float(info.sample_aspect_ratio),
+        variable_frame_rate=info.variable_frame_rate,
     )
 
 
@@ -527,8 +860,10 @@ def preflight(dataset_or_paths: Any, cfg: SamplingConfig | None = None, decode: 
     Each file is probed (container, stream, packet count vs header); with ``decode=True`` the
     frames ``cfg`` would sample are decoded too (with ``cfg.backend``). Returns a DataFrame with one
     row per video: ``video_id`` (when a dataset is given), ``path``, ``ok``, ``error``,
-    ``n_frames``, ``fps``, ``duration``, ``width``, ``height``, ``n_sampled``. Filter
-    ``df[~df.ok]`` for the unreadable ones.
+    ``n_frames``, ``fps``, ``duration``, ``width``, ``height`` (displayed size), ``n_sampled``,
+    ``rotation`` (degrees counter-clockwise), ``mirrored``, ``coded_width``, ``coded_height``,
+    ``sample_aspect_ratio``, ``variable_frame_rate`` and ``notes`` (``"; "``-joined: rotation, SAR,
+    VFR, short-clip rule). Filter ``df[~df.ok]`` for the unreadable ones.
     """
     import pandas as pd
 
@@ -546,17 +881,24 @@ def preflight(dataset_or_paths: Any, cfg: SamplingConfig | None = None, decode: 
     rows = []
     for vid, p in it:
         row: dict[str, Any] = {"video_id": vid, "path": p, "ok": False, "error": None, "n_frames": None, "fps": None,
-                               "duration": None, "width": None, "height": None, "n_sampled": None}
+                               "duration": None, "width": None, "height": None, "n_sampled": None, "rotation": None,
+                               "mirrored": None, "coded_width": None, "coded_height": None,
+                               "sample_aspect_ratio": None, "variable_frame_rate": None, "notes": ""}
         try:
             info = probe(p)
-            row.update(n_frames=info.n_frames, fps=info.fps, duration=info.duration, width=info.width, height=info.height)
+            row.update(n_frames=info.n_frames, fps=info.fps, duration=info.duration, width=info.width, height=info.height,
+                       rotation=info.rotation, mirrored=info.mirrored, coded_width=info.coded_width,
+                       coded_height=info.coded_height, sample_aspect_ratio=float(info.sample_aspect_ratio),
+                       variable_frame_rate=info.variable_frame_rate, notes="; ".join(info.notes))
             try:
-                idx = frame_indices(info.n_frames, info.fps, cfg)
+                idx, _, select_notes = select_frames(info, cfg)
             except ValueError as e:
                 raise VideoDecodeError(p, str(e)) from e
             row["n_sampled"] = len(idx)
+            row["notes"] = "; ".join(info.notes + select_notes)
             if decode:
-                read_frames(p, idx, cfg.backend, info=info)
+                _, _, read_notes = read_frames(p, idx, cfg.backend, info=info)
+                row["notes"] = "; ".join(info.notes + select_notes + read_notes)
             row["ok"] = True
         except VideoDecodeError as e:
             row["error"] = str(e)
