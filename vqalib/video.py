@@ -201,6 +201,15 @@ class VideoInfo:
     mirrored: bool = False  # the display matrix also mirrors the picture
     display_matrix: tuple[int, ...] | None = field(default=None, repr=False)  # 3x3 16.16 (FFmpeg layout)
     notes: list[str] = field(default_factory=list)  # what the probe noticed (rotation, SAR, VFR, header fps)
+    pix_fmt: str = ""  # decoded pixel format, e.g. "yuv420p"
+
+    @property
+    def odd_subsampled(self) -> bool:
+        """An odd coded side with subsampled chroma (e.g. 127x95 yuv420p): decord 0.6's bundled
+        swscale upsamples the chroma differently from PyAV's there (up to ~40 grey levels at colour
+        edges; identical on even sizes), so ``backend="auto"`` decodes such files with PyAV."""
+        odd = (self.coded_width or self.width) % 2 or (self.coded_height or self.height) % 2
+        return bool(odd) and any(k in self.pix_fmt for k in ("420", "422", "411", "410", "nv12", "nv21", "nv16"))
 
     @property
     def duration(self) -> float:
@@ -631,7 +640,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         return VideoInfo(str(p), len(pts), fps, dw, dh, ctx.name, pts, keyframes, time_base=tb, end_pts=end_pts,
                          variable_frame_rate=not regular, coded_width=width, coded_height=height,
                          sample_aspect_ratio=sar, rotation=rotation, mirrored=bool(mirrored),
-                         display_matrix=matrix, notes=notes)
+                         display_matrix=matrix, notes=notes, pix_fmt=str(getattr(first.format, "name", "")))
     finally:
         container.close()
 
@@ -743,7 +752,9 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int], backend: Backen
     the resize in :func:`sample_video`). Returns ``(frames, backend used, notes)``.
 
     ``backend="auto"`` uses decord when installed and falls back to PyAV when decord fails on the
-    file (the fallback is recorded in the notes, not hidden).
+    file (the fallback is recorded in the notes, not hidden); odd-size files with subsampled chroma
+    go to PyAV (:attr:`VideoInfo.odd_subsampled`), so ``auto`` gives the same pixels with or
+    without decord.
     """
     info = info or probe(path)
     idx = np.asarray(list(indices), dtype=np.int64)
@@ -761,6 +772,10 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int], backend: Backen
         return frames, "pyav", notes
     if backend != "auto":
         raise ValueError(f"backend={backend!r} must be 'auto', 'decord' or 'pyav'")
+    if info.odd_subsampled:
+        frames, notes = _read_pyav(info, idx)
+        return frames, "pyav", [f"odd size {info.coded_width}x{info.coded_height} with {info.pix_fmt} chroma: decoded "
+                                "with PyAV (decord's chroma upsampling differs at colour edges)"] + notes
     if decord_available():
         try:
             frames, notes = _read_decord(info, idx)
