@@ -14,6 +14,7 @@ the displayed size, the frames a player shows, the right source frames and pts t
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from vqalib.video import (
     preflight,
     probe,
     sample_video,
+    select_frames,
     temporal_positions_distinct,
 )
 
@@ -336,9 +338,34 @@ def test_real_clips_constant_rate_indices_unchanged(clip):
     cfg = SamplingConfig(fps=2.0, max_frames=32, max_pixels=None, backend="pyav")
     v = sample_video(clip, cfg)
     np.testing.assert_array_equal(v.indices, frame_indices(info.n_frames, header_fps, cfg))  # the rule before
+    # the presentation-time path (used for VFR clips) picks the very same frames on a constant-rate clip
+    forced = select_frames(dataclasses.replace(info, variable_frame_rate=True), cfg)
+    np.testing.assert_array_equal(forced[0], v.indices)
     np.testing.assert_allclose(v.timestamps, v.indices / header_fps, atol=1e-9)
     sar = info.sample_aspect_ratio
     assert (v.width, v.height) == (round(info.coded_width * sar), info.coded_height)
     assert v.frames.shape[1:3] == (v.height, v.width)
     if clip.name.startswith("carphone"):  # QCIF 176x144 stored with SAR 128:117: shown 193x144
         assert (sar, v.width) == (Fraction(128, 117), 193) and any("128:117" in n for n in v.notes)
+
+
+def test_constant_rate_selection_is_the_index_rule_for_any_length_and_time_base():
+    """Pure check over many clip lengths/rates: exact pts grids (forced through the presentation-time
+    path) and millisecond-rounded grids (webm) both give ``floor((i + 0.5) * N / n)``."""
+    from vqalib.video import VideoInfo, _regular_grid
+
+    cfg = SamplingConfig(fps=2.0, min_frames=4, max_frames=32)
+    checked = 0
+    for fps, tb, step in [(25.0, Fraction(1, 12800), 512), (30000 / 1001, Fraction(1, 30000), 1001),
+                          (29.97, Fraction(1, 11988), 400), (30.0, Fraction(1, 15360), 512), (8.0, Fraction(1, 8), 1)]:
+        for n_frames in range(4, 400, 7):
+            pts = [k * step for k in range(n_frames)]
+            info = VideoInfo("x.mp4", n_frames, fps, 64, 64, "h264", pts, [0], time_base=tb,
+                             end_pts=n_frames * step, variable_frame_rate=True)
+            np.testing.assert_array_equal(select_frames(info, cfg)[0], frame_indices(n_frames, fps, cfg))
+            ms = [round(k * 1000 / fps) for k in range(n_frames)]  # webm: 1 ms ticks
+            assert _regular_grid(ms, Fraction(1, 1000))
+            checked += 1
+    assert checked == 5 * len(range(4, 400, 7))
+    # a dropped frame (one pts jumps by a whole frame) is not rounding: the clip is variable-rate
+    assert not _regular_grid([0, 1, 2, 4, 5, 6, 7], Fraction(1, 30))
