@@ -15,6 +15,9 @@ the displayed size, the frames a player shows, the right source frames and pts t
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -57,7 +60,18 @@ def write_clip(path: Path, *, n: int = 20, w: int = 128, h: int = 96, fps: int =
                time_base: Fraction | None = None, codec: str = "libx264", pix_fmt: str = "yuv420p",
                rotation: int | None = None, hflip: bool = False, vflip: bool = False, sar: Fraction | None = None,
                options: dict | None = None) -> Path:
-    """Encode ``pattern(0..n-1)`` with PyAV; ``pts`` in ``time_base`` units gives a variable frame rate."""
+    """Encode ``pattern(0..n-1)`` with PyAV; ``pts`` in ``time_base`` units gives a variable frame rate.
+
+    VP9 is encoded in a fresh interpreter: once decord is imported, its bundled FFmpeg 4 exports an
+    old libvpx whose symbols PyAV's encoder then binds to ("Failed to initialize encoder: ABI version
+    mismatch"). Decoding is not affected (FFmpeg's own vp9 decoder)."""
+    if codec == "libvpx-vp9" and "decord" in sys.modules and not os.environ.get("VQALIB_TEST_CHILD"):
+        kw = dict(n=n, w=w, h=h, fps=fps, codec=codec, pix_fmt=pix_fmt, rotation=rotation, hflip=hflip, vflip=vflip)
+        code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+                f"from test_video_geometry import write_clip; write_clip({str(path)!r}, **{kw!r})")
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=300, capture_output=True,
+                       env={**os.environ, "VQALIB_TEST_CHILD": "1"})  # the child imports av before decord
+        return Path(path)
     c = av.open(str(path), "w")
     s = c.add_stream(codec, rate=fps, options=options or {})
     s.width, s.height, s.pix_fmt = w, h, pix_fmt
