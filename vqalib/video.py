@@ -556,11 +556,11 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         decode_error: Exception | None = None
         try:
             for packet in container.demux(stream):
-                if first is None and decode_error is None:
-                    try:  # feed packets until the decoder gives its first frame (B-frame delay)
+                if first is None:
+                    try:  # feed packets until the decoder gives its first frame (B-frame delay, a bad packet)
                         got = ctx.decode(packet if packet.size else None)
                         first = got[0] if got else None
-                    except Exception as e:  # noqa: BLE001
+                    except Exception as e:  # noqa: BLE001 - kept; only "no frame at all" is an error
                         decode_error = e
                 if packet.pts is None or packet.size == 0:
                     continue
@@ -580,7 +580,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         if len(set(pts)) != len(pts):
             raise VideoDecodeError(p, "duplicate frame timestamps (pts); frame indices would be ambiguous",
                                    "re-encode the video, e.g. ffmpeg -i in.mp4 -c:v libx264 out.mp4")
-        if first is None and decode_error is None:
+        if first is None:
             try:
                 got = ctx.decode(None)  # flush: a clip shorter than the decoder's delay
                 first = got[0] if got else None
