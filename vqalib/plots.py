@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 import numpy as np
 import pandas as pd
 
-from .levels import DIMENSION_KEYS, LEVEL_STRINGS, NAME_OF
+from .levels import DIMENSION_KEYS, NAME_OF
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -106,12 +106,6 @@ def bars_with_intervals(ax, data: pd.DataFrame, x: str, y: str, hue: str, lo: st
         ax.errorbar(np.asarray(centers)[ok], v, yerr=np.vstack([v - l, h - v]).clip(min=0), fmt="none",
                     ecolor="0.2", elinewidth=1, capsize=3, gid="interval")
     return ax
-
-
-def level_axis(ax, axis: str = "x") -> None:
-    """Label a categorical axis of the 9 grid levels ``1.0 ... 5.0`` (every level ticked)."""
-    setter = ax.set_xticks if axis == "x" else ax.set_yticks
-    setter(range(len(LEVEL_STRINGS)), LEVEL_STRINGS)
 
 
 def dimension_palette() -> dict[str, Any]:

@@ -47,8 +47,12 @@ def video_summary(videos: pd.DataFrame) -> pd.DataFrame:
 
 def resolution_counts(videos: pd.DataFrame) -> pd.Series:
     """Number of videos per resolution ``WxH``."""
-    res = videos["width"].astype("Int64").astype(str) + "x" + videos["height"].astype("Int64").astype(str)
-    return res.value_counts().rename("videos")
+    return _resolutions(videos).value_counts().rename("videos")
+
+
+def _resolutions(videos: pd.DataFrame) -> pd.Series:
+    """``WxH`` of each video (``<NA>`` where a size is missing)."""
+    return videos["width"].astype("Int64").astype(str) + "x" + videos["height"].astype("Int64").astype(str)
 
 
 def category_counts(videos: pd.DataFrame) -> pd.DataFrame:
@@ -176,8 +180,7 @@ def plot_video_properties(videos: pd.DataFrame):
     """Resolution, frame rate and duration of the videos, and videos per category and split."""
     import seaborn as sns
 
-    v = videos.assign(resolution=videos["width"].astype("Int64").astype(str) + "x"
-                      + videos["height"].astype("Int64").astype(str),
+    v = videos.assign(resolution=_resolutions(videos),
                       category=videos["category"].replace("", "(none)"),
                       split=videos["split"].replace("", "(none)"),
                       fps=pd.to_numeric(videos["fps"], errors="coerce"),
@@ -262,7 +265,8 @@ def plot_rater_bias(bias: pd.DataFrame, truth: pd.DataFrame | None = None):
     ``hue`` = lenient / strict; beside it the estimate against the generator's true bias when known."""
     import seaborn as sns
 
-    b = bias.sort_values("bias").assign(direction=np.where(bias.sort_values("bias")["bias"] > 0, "lenient", "strict"))
+    b = bias.sort_values("bias")
+    b = b.assign(direction=np.where(b["bias"] > 0, "lenient", "strict"))
     n = 2 if truth is not None else 1
     fig, axes = P.subplots(1, n, figsize=(5.2 * n, max(3.0, 0.16 * len(b) + 1)))
     ax = axes[0][0]
