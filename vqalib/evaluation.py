@@ -132,17 +132,16 @@ def plot_confusions(df: pd.DataFrame, model: str, readout: str = "argmax_score")
 
     with plots.theme():
         dims = [d for d in DIMENSION_KEYS if d in set(df["dimension"])]
-        fig, axes = plots.subplots(1, len(dims), figsize=(3.3 * len(dims) + 0.8, 3.6))
+        # no layout engine while seaborn.heatmap draws the figure once per call (to check tick overlap)
+        fig, axes = plots.subplots(1, len(dims), figsize=(3.5 * len(dims) + 1.2, 3.8), layout=None)
         for k, (ax, dim) in enumerate(zip(axes[0], dims)):
             cm = confusion(df, dim, readout)
             counts = cm.to_numpy()
             rows = counts.sum(axis=1, keepdims=True)
             norm = pd.DataFrame(np.divide(counts, rows, out=np.zeros(cm.shape), where=rows > 0), index=cm.index,
                                 columns=cm.columns)
-            last = k == len(dims) - 1
             sns.heatmap(norm, annot=np.where(counts > 0, counts.astype(str), ""), fmt="", cmap="Blues", vmin=0, vmax=1,
-                        square=True, linewidths=0.3, linecolor="0.9", cbar=last, annot_kws={"fontsize": 6}, ax=ax,
-                        cbar_kws={"label": "share of the human level's items", "shrink": 0.8} if last else None)
+                        square=True, linewidths=0.3, linecolor="0.9", cbar=False, annot_kws={"fontsize": 6}, ax=ax)
             ax.invert_yaxis()
             ax.plot([0, N_LEVELS], [0, N_LEVELS], color="grey", lw=0.6)
             ax.set_title(f"{NAME_OF[dim]} (n={int(counts.sum())})")
@@ -151,6 +150,8 @@ def plot_confusions(df: pd.DataFrame, model: str, readout: str = "argmax_score")
             ax.tick_params(axis="x", rotation=90)
             ax.tick_params(axis="y", rotation=0)
         fig.suptitle(f"{model}: confusion matrices")
+        fig.set_layout_engine("constrained")
+        fig.colorbar(axes[0][0].collections[0], ax=list(axes[0]), shrink=0.8, label="share of the human level's items")
     return fig
 
 
