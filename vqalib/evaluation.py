@@ -123,28 +123,35 @@ def confusion(df: pd.DataFrame, dimension: str, readout: str = "argmax_score") -
 
 
 def plot_confusions(df: pd.DataFrame, model: str, readout: str = "argmax_score"):
-    """One heat map per dimension (row-normalised colour, counts written in the cells)."""
-    import matplotlib.pyplot as plt
+    """One ``seaborn.heatmap`` per dimension of :func:`confusion`: colour = share of the human
+    level's items (row-normalised, 0 ... 1), counts written in the non-empty cells, human level
+    1.0 at the bottom, the diagonal (prediction = human) drawn in grey."""
+    import seaborn as sns
 
-    dims = [d for d in DIMENSION_KEYS if d in set(df["dimension"])]
-    fig, axes = plt.subplots(1, len(dims), figsize=(3.4 * len(dims), 3.4), squeeze=False)
-    for ax, dim in zip(axes[0], dims):
-        cm = confusion(df, dim, readout)
-        rows = cm.to_numpy().sum(axis=1, keepdims=True)
-        norm = np.divide(cm.to_numpy(), rows, out=np.zeros(cm.shape), where=rows > 0)
-        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1, origin="lower")
-        for (i, j), v in np.ndenumerate(cm.to_numpy()):
-            if v:
-                ax.text(j, i, str(v), ha="center", va="center", fontsize=6,
-                        color="white" if norm[i, j] > 0.6 else "black")
-        ax.plot([-0.5, 8.5], [-0.5, 8.5], color="grey", lw=0.5)
-        ax.set_xticks(range(N_LEVELS), LEVEL_STRINGS, rotation=90, fontsize=7)
-        ax.set_yticks(range(N_LEVELS), LEVEL_STRINGS, fontsize=7)
-        ax.set_title(f"{NAME_OF[dim]}\n(n={int(cm.to_numpy().sum())})", fontsize=9)
-        ax.set_xlabel(f"predicted ({readout})", fontsize=8)
-        ax.set_ylabel("human", fontsize=8)
-    fig.suptitle(f"{model}: confusion matrices (row-normalised colour, counts in cells)", fontsize=10)
-    fig.tight_layout()
+    from vqalib import plots
+
+    with plots.theme():
+        dims = [d for d in DIMENSION_KEYS if d in set(df["dimension"])]
+        # no layout engine while seaborn.heatmap draws the figure once per call (to check tick overlap)
+        fig, axes = plots.subplots(1, len(dims), figsize=(3.5 * len(dims) + 1.2, 3.8), layout=None)
+        for k, (ax, dim) in enumerate(zip(axes[0], dims)):
+            cm = confusion(df, dim, readout)
+            counts = cm.to_numpy()
+            rows = counts.sum(axis=1, keepdims=True)
+            norm = pd.DataFrame(np.divide(counts, rows, out=np.zeros(cm.shape), where=rows > 0), index=cm.index,
+                                columns=cm.columns)
+            sns.heatmap(norm, annot=np.where(counts > 0, counts.astype(str), ""), fmt="", cmap="Blues", vmin=0, vmax=1,
+                        square=True, linewidths=0.3, linecolor="0.9", cbar=False, annot_kws={"fontsize": 6}, ax=ax)
+            ax.invert_yaxis()
+            ax.plot([0, N_LEVELS], [0, N_LEVELS], color="grey", lw=0.6)
+            ax.set_title(f"{NAME_OF[dim]} (n={int(counts.sum())})")
+            ax.set_xlabel(f"predicted level ({readout})")
+            ax.set_ylabel("human level" if k == 0 else "")
+            ax.tick_params(axis="x", rotation=90)
+            ax.tick_params(axis="y", rotation=0)
+        fig.suptitle(f"{model}: confusion matrices")
+        fig.set_layout_engine("constrained")
+        fig.colorbar(axes[0][0].collections[0], ax=list(axes[0]), shrink=0.8, label="share of the human level's items")
     return fig
 
 
@@ -170,29 +177,59 @@ def calibration_table(preds: Mapping[str, pd.DataFrame], n_bins: int = 10) -> pd
     return pd.DataFrame(rows)
 
 
-def plot_reliability(preds: Mapping[str, pd.DataFrame], n_bins: int = 10):
-    """Reliability diagrams: one panel per dimension, one line per model; marker area ~ items in the bin."""
-    import matplotlib.pyplot as plt
+def reliability_long(preds: Mapping[str, pd.DataFrame], n_bins: int = 10, ci: float = 0.95) -> pd.DataFrame:
+    """The reliability-diagram points in long form: one row per model, dimension and non-empty
+    confidence bin with ``confidence`` (mean max level probability), ``accuracy`` (share of argmax =
+    human level), ``n``, the Wilson ``ci`` interval of the accuracy (``acc_lo``, ``acc_hi``;
+    ``scipy.stats.binomtest``) and the dimension's ``ece``."""
+    from scipy.stats import binomtest
 
-    dims = _dims(preds)
-    fig, axes = plt.subplots(1, len(dims), figsize=(3.2 * len(dims), 3.3), squeeze=False, sharey=True)
-    for ax, dim in zip(axes[0], dims):
-        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
-        for model, df in preds.items():
+    rows = []
+    for model, df in preds.items():
+        for dim in _dims(preds):
             sub = df[(df["dimension"] == dim) & df["target"].notna() & df["dist"].notna()]
             if not len(sub):
                 continue
             cal = calibration(_dists(sub), snap_to_grid(sub["target"].to_numpy(float)), n_bins=n_bins)
-            rel = cal.reliability[cal.reliability["n"] > 0]
-            ax.plot(rel["confidence"], rel["accuracy"], marker="o", ms=3, lw=1,
-                    label=f"{model} (ECE {cal.ece.value:.2f})")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.set_title(NAME_OF[dim], fontsize=9)
-        ax.set_xlabel("confidence (max level prob.)", fontsize=8)
-        ax.legend(fontsize=6, loc="upper left")
-    axes[0][0].set_ylabel("accuracy (argmax = human level)", fontsize=8)
-    fig.tight_layout()
+            for r in cal.reliability[cal.reliability["n"] > 0].itertuples():
+                lo, hi = binomtest(int(round(r.accuracy * r.n)), int(r.n)).proportion_ci(ci, method="wilson")
+                rows.append({"model": model, "dimension": dim, "confidence": r.confidence, "accuracy": r.accuracy,
+                             "n": int(r.n), "acc_lo": lo, "acc_hi": hi, "ece": cal.ece.value})
+    return pd.DataFrame(rows, columns=["model", "dimension", "confidence", "accuracy", "n", "acc_lo", "acc_hi", "ece"])
+
+
+def plot_reliability(preds: Mapping[str, pd.DataFrame], n_bins: int = 10):
+    """Reliability diagrams (``seaborn.lineplot`` of :func:`reliability_long`): one panel per
+    dimension, ``hue`` = model, 95 % Wilson intervals of each bin's accuracy as error bars, the
+    model's ECE in the legend; the dashed diagonal is perfect calibration."""
+    import seaborn as sns
+
+    from vqalib import plots
+
+    with plots.theme():
+        dims = _dims(preds)
+        long = reliability_long(preds, n_bins)
+        models = list(preds)
+        palette = dict(zip(models, sns.color_palette(plots.THEME["palette"], len(models))))
+        fig, axes = plots.subplots(1, len(dims), figsize=(3.2 * len(dims), 3.5), sharey=True)
+        for ax, dim in zip(axes[0], dims):
+            ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+            sub = long[long["dimension"] == dim]
+            present = [m for m in models if m in set(sub["model"])]
+            if present:
+                sns.lineplot(data=sub, x="confidence", y="accuracy", hue="model", hue_order=present, palette=palette,
+                             marker="o", errorbar=None, ax=ax)
+                for m in present:
+                    s = sub[sub["model"] == m]
+                    ax.errorbar(s["confidence"], s["accuracy"], yerr=np.vstack([s["accuracy"] - s["acc_lo"],
+                                                                                s["acc_hi"] - s["accuracy"]]),
+                                fmt="none", ecolor=palette[m], elinewidth=0.8, capsize=2, gid="interval")
+                ece = sub.groupby("model")["ece"].first()
+                handles, labels = ax.get_legend_handles_labels()
+                ax.legend(handles, [f"{m} (ECE {ece[m]:.2f})" for m in labels], loc="upper left", fontsize=7)
+            ax.set(xlim=(0, 1), ylim=(0, 1), title=NAME_OF[dim], xlabel="confidence (max level probability)",
+                   ylabel="accuracy (argmax = human level)")
+        fig.suptitle("Reliability: accuracy per confidence bin (bars: 95 % Wilson interval)")
     return fig
 
 

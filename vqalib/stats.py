@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from . import levels as L
+from . import plots as P
 
 
 # ----------------------------------------------------------------------------------------------
@@ -46,8 +47,12 @@ def video_summary(videos: pd.DataFrame) -> pd.DataFrame:
 
 def resolution_counts(videos: pd.DataFrame) -> pd.Series:
     """Number of videos per resolution ``WxH``."""
-    res = videos["width"].astype("Int64").astype(str) + "x" + videos["height"].astype("Int64").astype(str)
-    return res.value_counts().rename("videos")
+    return _resolutions(videos).value_counts().rename("videos")
+
+
+def _resolutions(videos: pd.DataFrame) -> pd.Series:
+    """``WxH`` of each video (``<NA>`` where a size is missing)."""
+    return videos["width"].astype("Int64").astype(str) + "x" + videos["height"].astype("Int64").astype(str)
 
 
 def category_counts(videos: pd.DataFrame) -> pd.DataFrame:
@@ -124,134 +129,159 @@ def load_rater_truth(root: str | Path) -> pd.DataFrame | None:
 
 
 # ----------------------------------------------------------------------------------------------
-# plots (each returns a new figure)
+# plots (each returns a new figure, drawn with seaborn in the shared theme of ``vqalib.plots``)
 
 
-def _plt():
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
+@P.themed
 def plot_score_distributions(dist: pd.DataFrame):
-    """One bar chart per dimension: videos per grid level (paper Fig. 1, score distributions)."""
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(dist), figsize=(3.2 * len(dist), 2.8), sharey=True)
-    for ax, (dim, row) in zip(np.atleast_1d(axes), dist.iterrows()):
-        ax.bar(range(L.N_LEVELS), row.values, color="tab:blue")
-        ax.set_xticks(range(L.N_LEVELS), L.LEVEL_STRINGS, rotation=90, fontsize=8)
-        ax.set_title(L.NAME_OF[dim], fontsize=10)
-        ax.set_xlabel("label (mean of raters, snapped)")
-    np.atleast_1d(axes)[0].set_ylabel("videos")
-    fig.tight_layout()
+    """One bar chart per dimension: videos per grid level (paper Fig. 1, score distributions).
+
+    ``dist``: the wide table of :func:`score_distribution` (rows = dimension keys, columns = the
+    level strings ``"1.0"..."5.0"``); drawn from its long form ``dimension, level, videos``.
+    """
+    import seaborn as sns
+
+    long = P.long_format(dist, "dimension", "level", "videos")
+    long["level"] = long["level"].astype(str)
+    long["dimension"] = P.dimension_names(long["dimension"])
+    names = P.dimension_names(list(dist.index))
+    fig, axes = P.subplots(1, len(names), figsize=(2.7 * len(names), 2.9), sharey=True)
+    for ax, name in zip(axes[0], names):
+        sns.barplot(data=long[long["dimension"] == name], x="level", y="videos", hue="dimension",
+                    order=list(L.LEVEL_STRINGS), palette=P.dimension_palette(), legend=False, ax=ax)
+        ax.set_title(name)
+        ax.set_xlabel("label (score points)")
+        ax.tick_params(axis="x", rotation=90)
+    axes[0][0].set_ylabel("videos")
+    fig.suptitle("Label distribution per dimension (mean of raters, snapped to the 0.5 grid)")
     return fig
 
 
+@P.themed
 def plot_correlation(corr: pd.DataFrame, title: str = "Spearman correlation between dimensions"):
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5, 4.2))
-    im = ax.imshow(corr.values, vmin=-1, vmax=1, cmap="RdBu_r")
-    names = [L.NAME_OF[k] for k in corr.columns]
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(len(names)), names, fontsize=8)
-    for i in range(len(names)):
-        for j in range(len(names)):
-            ax.text(j, i, f"{corr.values[i, j]:.2f}", ha="center", va="center", fontsize=8)
-    fig.colorbar(im, ax=ax, shrink=0.8)
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
+    """Heat map of a dimension x dimension correlation table (lower triangle and diagonal, values
+    written in the cells; colour scale -1 ... 1 centred on 0)."""
+    import seaborn as sns
+
+    names = P.dimension_names(list(corr.columns))
+    mask = np.triu(np.ones(corr.shape, dtype=bool), k=1)
+    fig, axes = P.subplots(figsize=(5.4, 4.4))
+    ax = axes[0][0]
+    sns.heatmap(pd.DataFrame(corr.to_numpy(float), index=names, columns=names), mask=mask, vmin=-1, vmax=1,
+                center=0, cmap="vlag", annot=True, fmt=".2f", square=True, linewidths=0.5, ax=ax,
+                cbar_kws={"label": "correlation", "shrink": 0.8})
+    ax.tick_params(axis="x", rotation=45)
+    ax.set_title(title)
     return fig
 
 
+@P.themed
 def plot_video_properties(videos: pd.DataFrame):
-    """Resolution, fps and duration of the videos, and videos per category."""
-    plt = _plt()
-    fig, axes = plt.subplots(1, 4, figsize=(14, 2.8))
-    res = resolution_counts(videos).head(10)
-    axes[0].barh(res.index[::-1], res.values[::-1])
-    axes[0].set_title("resolution (W x H)")
-    for ax, col in zip(axes[1:3], ("fps", "duration")):
-        v = pd.to_numeric(videos[col], errors="coerce").dropna()
-        ax.hist(v, bins=min(20, max(1, v.nunique())))
-        ax.set_title(col + (" (s)" if col == "duration" else ""))
-    cats = videos["category"].replace("", "(none)").value_counts()
-    axes[3].barh(cats.index[::-1], cats.values[::-1], color="tab:green")
-    axes[3].set_title("category")
-    for ax in axes:
-        ax.tick_params(labelsize=8)
-    fig.tight_layout()
+    """Resolution, frame rate and duration of the videos, and videos per category and split."""
+    import seaborn as sns
+
+    v = videos.assign(resolution=_resolutions(videos),
+                      category=videos["category"].replace("", "(none)"),
+                      split=videos["split"].replace("", "(none)"),
+                      fps=pd.to_numeric(videos["fps"], errors="coerce"),
+                      duration=pd.to_numeric(videos["duration"], errors="coerce"))
+    fig, axes = P.subplots(1, 4, figsize=(15, 3.0))
+    res_order = resolution_counts(videos).head(10).index.tolist()
+    sns.countplot(data=v[v["resolution"].isin(res_order)], y="resolution", order=res_order, ax=axes[0][0],
+                  color="C0")
+    axes[0][0].set(title="Resolution (top 10)", xlabel="videos", ylabel="width x height (px)")
+    for ax, col, unit in ((axes[0][1], "fps", "frames/s"), (axes[0][2], "duration", "s")):
+        x = v[col].dropna()
+        sns.histplot(x=x, bins=min(20, max(1, x.nunique())), ax=ax, color="C0")
+        ax.set(title=f"{col.capitalize()} (n={len(x)})", xlabel=f"{col} ({unit})", ylabel="videos")
+    cat_order = v["category"].value_counts().index.tolist()
+    sns.countplot(data=v, y="category", hue="split", order=cat_order, ax=axes[0][3])
+    axes[0][3].set(title="Category", xlabel="videos", ylabel="")
     return fig
 
 
+@P.themed
 def plot_tag_frequencies(tags: pd.DataFrame):
-    """Share of ratings carrying each tag, one panel per dimension."""
-    plt = _plt()
-    dims = [d for d in L.DIMENSION_KEYS if d in set(tags["dimension"])]
-    fig, axes = plt.subplots(1, len(dims), figsize=(3.2 * len(dims), 2.8), sharex=True)
-    for ax, dim in zip(np.atleast_1d(axes), dims):
-        t = tags[tags["dimension"] == dim]
-        ax.barh(t["tag"][::-1], t["share"][::-1], color="tab:orange")
-        ax.set_title(L.NAME_OF[dim], fontsize=10)
-        ax.tick_params(labelsize=8)
-        ax.set_xlabel("share of ratings")
-    fig.tight_layout()
+    """Share of ratings carrying each tag, one panel per dimension (``tags``: the long table of
+    :func:`tag_frequencies`)."""
+    import seaborn as sns
+
+    dims = P.dimension_order(tags["dimension"])
+    t = tags.assign(dimension=P.dimension_names(tags["dimension"]))
+    fig, axes = P.subplots(1, len(dims), figsize=(3.0 * len(dims), 2.9), sharex=True)
+    for ax, name in zip(axes[0], P.dimension_names(dims)):
+        sns.barplot(data=t[t["dimension"] == name], x="share", y="tag", hue="dimension",
+                    palette=P.dimension_palette(), legend=False, ax=ax)
+        ax.set(title=name, xlabel="share of ratings", ylabel="")
+    fig.suptitle("Tags ticked per dimension")
     return fig
 
 
+@P.themed
 def plot_rationale_lengths(lengths: pd.DataFrame):
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 2.8))
-    for ax, col in zip(axes, ("words", "tokens")):
-        for dim in L.DIMENSION_KEYS:
-            v = lengths.loc[lengths["dimension"] == dim, col]
-            if len(v):
-                ax.hist(v, bins=range(int(lengths[col].min()), int(lengths[col].max()) + 2), histtype="step",
-                        label=L.NAME_OF[dim])
-        ax.set_xlabel(f"rationale length ({col})")
-        ax.set_ylabel("rationales")
-    axes[1].legend(fontsize=7)
-    fig.tight_layout()
+    """Empirical CDFs of rationale length in words and tokens, one line per dimension (``hue``);
+    ``lengths``: the long table of :func:`rationale_lengths`."""
+    import seaborn as sns
+
+    d = lengths.assign(dimension=P.dimension_names(lengths["dimension"]))
+    order = P.dimension_names(P.dimension_order(lengths["dimension"]))
+    fig, axes = P.subplots(1, 2, figsize=(10, 3.2), sharey=True)
+    for ax, col in zip(axes[0], ("words", "tokens")):
+        sns.ecdfplot(data=d, x=col, hue="dimension", hue_order=order, palette=P.dimension_palette(), ax=ax,
+                     legend=col == "tokens")
+        ax.set(title=f"Rationale length in {col}", xlabel=f"length ({col})")
+    axes[0][0].set_ylabel("share of rationales ≤ length")
     return fig
 
 
+@P.themed
 def plot_agreement(table: pd.DataFrame, columns: tuple[str, ...] = ("relaxed_match", "alpha_interval", "alpha_ordinal")):
-    """Bars per dimension and phase with bootstrap CIs as error bars (paper Table 3 as a figure)."""
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(columns), figsize=(4.5 * len(columns), 3), sharey=True)
-    dims = [d for d in L.DIMENSION_KEYS if d in set(table["dimension"])]
+    """Bars per dimension, ``hue`` = phase, with the table's bootstrap CIs (``<column>_lo``,
+    ``<column>_hi`` of :func:`vqalib.agreement.agreement_table`) as error bars; one panel per
+    column (paper Table 3 as a figure)."""
+    dims = P.dimension_order(table["dimension"])
     phases = [p for p in ("pilot", "final") if p in set(table["phase"])]
-    x = np.arange(len(dims))
-    for ax, col in zip(np.atleast_1d(axes), columns):
-        for k, ph in enumerate(phases):
-            t = table[table["phase"] == ph].set_index("dimension").reindex(dims)
-            err = np.vstack([t[col] - t[f"{col}_lo"], t[f"{col}_hi"] - t[col]]).clip(min=0)
-            ax.bar(x + (k - 0.5) * 0.38, t[col], width=0.38, label=ph,
-                   yerr=None if np.isnan(err).all() else err, capsize=2)
-        ax.set_xticks(x, [L.NAME_OF[d].replace(" ", "\n") for d in dims], fontsize=7)
-        ax.set_title(col.replace("_", " "), fontsize=10)
-        ax.set_ylim(0, 1)
-    np.atleast_1d(axes)[0].legend(fontsize=8)
-    fig.tight_layout()
+    long = P.interval_long(table, columns, ["phase", "dimension"])
+    long["dimension"] = P.dimension_names(long["dimension"])
+    order = P.dimension_names(dims)
+    titles = {"relaxed_match": "relaxed match", "alpha_interval": "Krippendorff α (interval)",
+              "alpha_ordinal": "Krippendorff α (ordinal)"}
+    fig, axes = P.subplots(1, len(columns), figsize=(4.6 * len(columns), 3.4), sharey=True)
+    for ax, col in zip(axes[0], columns):
+        P.bars_with_intervals(ax, long[long["metric"] == col], x="dimension", y="value", hue="phase", lo="lo",
+                              hi="hi", order=order, hue_order=phases)
+        ax.set(title=titles.get(col, col.replace("_", " ")), xlabel="", ylim=(min(0, np.nanmin(long["lo"])), 1))
+        ax.set_xticks(range(len(order)), [n.replace(" ", "\n") for n in order])
+        handles, labels = ax.get_legend_handles_labels()
+        ax.get_legend().remove()
+    fig.legend(handles, labels, title="phase", loc="outside right upper")
+    axes[0][0].set_ylabel("agreement (bars: bootstrap CI)")
     return fig
 
 
+@P.themed
 def plot_rater_bias(bias: pd.DataFrame, truth: pd.DataFrame | None = None):
-    """Per-rater bias (leave-one-out) with leniency; against the generator's true bias when known."""
-    plt = _plt()
-    n = 2 if truth is not None else 1
-    fig, axes = plt.subplots(1, n, figsize=(5 * n, 3))
-    axes = np.atleast_1d(axes)
+    """Per-rater bias against the co-raters (leave-one-out, :func:`vqalib.agreement.rater_bias`),
+    ``hue`` = lenient / strict; beside it the estimate against the generator's true bias when known."""
+    import seaborn as sns
+
     b = bias.sort_values("bias")
-    axes[0].barh(b["rater"], b["bias"], color=np.where(b["bias"] > 0, "tab:red", "tab:blue"))
-    axes[0].axvline(0, color="k", lw=0.8)
-    axes[0].set_xlabel("bias vs co-raters (score points)")
-    axes[0].tick_params(labelsize=7)
+    b = b.assign(direction=np.where(b["bias"] > 0, "lenient", "strict"))
+    n = 2 if truth is not None else 1
+    fig, axes = P.subplots(1, n, figsize=(5.2 * n, max(3.0, 0.16 * len(b) + 1)))
+    ax = axes[0][0]
+    sns.barplot(data=b, x="bias", y="rater", hue="direction", hue_order=["strict", "lenient"],
+                palette={"strict": "C0", "lenient": "C3"}, order=b["rater"].tolist(), ax=ax)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set(title="Rater bias vs co-raters", xlabel="bias (score points)", ylabel="rater")
+    ax.tick_params(axis="y", labelsize=7)
     if truth is not None:
+        ax = axes[0][1]
         m = bias.merge(truth, on="rater", suffixes=("", "_true"))
-        axes[1].scatter(m["bias_true"], m["bias"])
+        sns.regplot(data=m, x="bias_true", y="bias", ax=ax, ci=95, scatter_kws={"s": 18})
         lim = float(np.abs(m[["bias", "bias_true"]].to_numpy()).max()) * 1.1 + 1e-6
-        axes[1].plot([-lim, lim], [-lim, lim], "k--", lw=0.8)
-        axes[1].set_xlabel("true bias (generator)")
-        axes[1].set_ylabel("estimated bias")
-    fig.tight_layout()
+        ax.plot([-lim, lim], [-lim, lim], "k--", lw=0.8, label="y = x")
+        ax.set(title="Estimated vs true bias", xlabel="true bias (generator, score points)",
+               ylabel="estimated bias (score points)", xlim=(-lim, lim), ylim=(-lim, lim))
+        ax.legend(loc="upper left")
     return fig

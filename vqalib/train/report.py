@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from vqalib.levels import DIMENSION_KEYS, LEVELS, NAME_OF
+from vqalib.levels import DIMENSION_KEYS, LEVEL_STRINGS, LEVELS, NAME_OF, level_index
 from vqalib.runs import resolve_path
 from vqalib.train.common import CommonConfig, read_manifest
 
@@ -48,20 +48,32 @@ def log_frame(log_history: Sequence[dict[str, Any]], keys: Sequence[str] = ("los
     return pd.DataFrame(rows)
 
 
-def plot_curves(frame: pd.DataFrame, keys: Sequence[str], title: str = ""):
-    """One panel per key against the optimisation step."""
-    import matplotlib.pyplot as plt
+def plot_curves(frame: pd.DataFrame, keys: Sequence[str], title: str = "", x: str = "step", hue: str | None = None,
+                errorbar: Any = ("ci", 95), xlabel: str = ""):
+    """One ``seaborn.lineplot`` panel per key (the long form ``x, [hue], metric, value`` of
+    ``frame``) against ``x`` (default the optimisation step; e.g. ``"seconds"`` for wall clock).
+
+    ``hue``: a column to compare (``"method"``, ``"seed"``); several rows with the same ``x`` and
+    ``hue`` (seeds) are drawn as their mean with a ``errorbar`` band (seaborn's bootstrap 95 % CI
+    by default; ``None`` for no band). Keys missing from ``frame`` are skipped.
+    """
+    import seaborn as sns
+
+    from vqalib import plots
 
     keys = [k for k in keys if k in frame.columns]
-    fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(4 * max(len(keys), 1), 3), squeeze=False)
-    for ax, k in zip(axes[0], keys):
-        ax.plot(frame["step"], frame[k], marker=".")
-        ax.set_xlabel("step")
-        ax.set_title(k)
-        ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+    ids = [x] + ([hue] if hue else [])
+    long = frame.melt(id_vars=ids, value_vars=keys, var_name="metric", value_name="value").dropna(subset=["value"])
+    with plots.theme():
+        fig, axes = plots.subplots(1, max(len(keys), 1), figsize=(3.6 * max(len(keys), 1), 3.1))
+        for i, (ax, k) in enumerate(zip(axes[0], keys)):
+            sns.lineplot(data=long[long["metric"] == k], x=x, y="value", hue=hue, marker="." if not hue else None,
+                         errorbar=errorbar, legend=bool(hue) and i == len(keys) - 1, ax=ax)
+            ax.set(title=k, xlabel=xlabel or x, ylabel="")
+        if hue and keys:
+            sns.move_legend(axes[0][len(keys) - 1], "upper left", bbox_to_anchor=(1.02, 1))
+        if title:
+            fig.suptitle(title)
     return fig
 
 
@@ -141,23 +153,34 @@ def aso_distributions(pi_ref_path: str | Path, aso_checkpoint: str | Path, cfg: 
 
 
 def plot_aso_distributions(dists: dict[str, dict[str, np.ndarray]], dims: Sequence[str] = DIMENSION_KEYS):
-    """Grid: rows = clips, columns = dimensions; bars pi_ref, pi*, pi_theta over the 9 levels, target marked."""
-    import matplotlib.pyplot as plt
+    """Grid of ``seaborn.barplot`` panels: rows = clips, columns = dimensions; probability per
+    level with ``hue`` = pi_ref / pi* / pi_theta (long form ``clip, dimension, level, policy,
+    probability``), the human level marked by a dashed line."""
+    import seaborn as sns
 
-    n = len(dists)
-    fig, axes = plt.subplots(n, len(dims), figsize=(3 * len(dims), 2.2 * n), squeeze=False, sharey=True)
-    w = 0.14
-    for r, (vid, d) in enumerate(dists.items()):
-        for c, dim in enumerate(dims):
-            j = DIMENSION_KEYS.index(dim)
-            ax = axes[r][c]
-            for k, (key, col) in enumerate((("pi_ref", "tab:gray"), ("pi_star", "tab:orange"), ("pi_theta", "tab:blue"))):
-                ax.bar(LEVELS + (k - 1) * w, d[key][j], width=w, color=col, label=key if r == c == 0 else None)
-            ax.axvline(d["target"][j], color="k", ls="--", lw=1)
-            if r == 0:
-                ax.set_title(NAME_OF[dim], fontsize=9)
-            if c == 0:
-                ax.set_ylabel(vid, fontsize=8)
-    fig.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
+    from vqalib import plots
+
+    names = {"pi_ref": "π_ref (SFT)", "pi_star": "π* (target)", "pi_theta": "π_θ (ASO)"}
+    long = pd.DataFrame([{"clip": vid, "dimension": dim, "level": LEVEL_STRINGS[i], "policy": names[key],
+                          "probability": float(d[key][DIMENSION_KEYS.index(dim)][i])}
+                         for vid, d in dists.items() for dim in dims for key in names for i in range(len(LEVELS))])
+    palette = dict(zip(names.values(), ("0.6", "C1", "C0")))
+    with plots.theme():
+        n = len(dists)
+        fig, axes = plots.subplots(n, len(dims), figsize=(3.1 * len(dims), 2.3 * n + 0.4), sharey=True)
+        for r, (vid, d) in enumerate(dists.items()):
+            for c, dim in enumerate(dims):
+                ax = axes[r][c]
+                sub = long[(long["clip"] == vid) & (long["dimension"] == dim)]
+                sns.barplot(data=sub, x="level", y="probability", hue="policy", order=list(LEVEL_STRINGS),
+                            hue_order=list(names.values()), palette=palette, errorbar=None, legend=r == c == 0, ax=ax)
+                target = float(d["target"][DIMENSION_KEYS.index(dim)])
+                ax.axvline(int(level_index(target)), color="k", ls="--", lw=1,
+                           label="human level" if r == c == 0 else None)
+                ax.set(title=NAME_OF[dim] if r == 0 else "", xlabel="level (score points)" if r == n - 1 else "",
+                       ylabel=f"{vid}\nprobability" if c == 0 else "")
+                ax.tick_params(axis="x", rotation=90)
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        axes[0][0].get_legend().remove()
+        fig.legend(handles, labels, loc="outside right upper")
     return fig
