@@ -140,3 +140,25 @@ def test_benchmark_cli(konvid_like, tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "SRCC" in out.stdout and "found 5/6" in out.stdout
+
+
+@pytest.mark.notebooks
+def test_notebook07_cross_benchmark_section(tmp_path):
+    """Notebook 07's Table 2 section runs the same code on the real KoNViD clips (skips without them)."""
+    import json
+
+    import papermill as pm
+    import yaml
+
+    konvid = ROOT.parent / "shared" / "data" / "videos" / "konvid"
+    if not konvid.is_dir():
+        pytest.skip(f"real clips not found at {konvid}")
+    params = yaml.safe_load((ROOT / "notebooks" / "params" / "07_evaluation.smoke.yaml").read_text())
+    params.update(RUN_DIR=str(tmp_path / "run"), BENCHMARK_DIR=str(konvid), BENCHMARK="KoNViD")
+    pm.execute_notebook(str(ROOT / "notebooks" / "07_evaluation.ipynb"), str(tmp_path / "07.ipynb"),
+                        parameters=params, cwd=str(ROOT), progress_bar=False, execution_timeout=900)
+    metrics = json.loads((tmp_path / "run" / "07_evaluation" / "metrics.json").read_text())
+    assert metrics["table2/KoNViD/tiny/mean_quality/n_found"] == 2
+    assert metrics["table2/KoNViD/tiny/mean_quality/n_missing"] == 1198
+    table = pd.read_csv(tmp_path / "run" / "07_evaluation" / "tables" / "table2_KoNViD.csv")
+    assert set(table["combination"]) >= {"mean_quality", "mean5", "clarity_quality"}

@@ -59,10 +59,8 @@ def _make_scorer(args):
     over = {k: v for k, v in (("fps", args.fps), ("max_frames", args.max_frames), ("max_pixels", args.max_pixels))
             if v is not None}
     sampling = dataclasses.replace(sampling, **over)
-    scorer = Scorer(net, processor=processor, mode=args.mode, sampling=sampling, batch_size=args.batch_size,
-                    num_workers=args.num_workers, max_new_tokens=args.max_new_tokens)
-    scorer.info.update(info)
-    return scorer
+    return Scorer(net, processor=processor, mode=args.mode, sampling=sampling, batch_size=args.batch_size,
+                  num_workers=args.num_workers, max_new_tokens=args.max_new_tokens)
 
 
 def _score(argv: Sequence[str]) -> int:

@@ -97,18 +97,19 @@ def run_benchmark(name: str, videos: str | os.PathLike, model: Any = "tiny", *, 
                   split: str | None = None, output: str | os.PathLike | None = None, mode: str = "fast",
                   combinations: Iterable[str] = ("mean_quality",), readout: str = "expected_score",
                   n_boot: int = 1000, seed: int = 0, scale: str = "nominal", limit: int | None = None,
+                  labels_root: str | os.PathLike | None = None,
                   progress: bool = False, scorer=None, **scorer_kwargs: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Score the benchmark videos found under ``videos`` and return ``(table2 rows, info)``.
 
     ``info`` holds the :class:`vqalib.mos.BenchmarkSet` (``bench``), the scorer run (``run``) and
-    the output path. ``limit`` scores only the first N found videos (a quick check; the counts
+    the output path. ``labels_root``: where FAST-VQA lists are looked for without ``labels``. ``limit`` scores only the first N found videos (a quick check; the counts
     say so). ``scorer`` reuses a :class:`~vqalib.inference.scorer.Scorer`; else one is built from
     ``model``, ``mode`` and ``scorer_kwargs`` (``batch_size``, ``device``, ``num_workers`` ...).
     """
     from vqalib.inference.scorer import Scorer, to_prediction_rows
     from vqalib.mos import load_benchmark
 
-    bench = load_benchmark(name, videos, split=split, label_file=labels, scale=scale)
+    bench = load_benchmark(name, videos, split=split, label_file=labels, scale=scale, labels_root=labels_root)
     if scorer is None:
         scorer = Scorer(model, mode=mode, **scorer_kwargs)
     out = Path(output) if output else default_output(name, str(scorer.info.get("model")), scorer.mode)

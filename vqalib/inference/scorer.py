@@ -34,7 +34,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -180,6 +180,7 @@ def load_scoring_model(model: str | os.PathLike, device: str = "auto", dtype: st
         sampling = {k: v for k, v in manifest["sampling"].items() if k in ("fps", "max_frames", "max_pixels")}
     info = {"model": str(model), "resolved": str(src), "adapter": str(adapter) if adapter else None,
             "device": device, "dtype": dtype, "checkpoint_sampling": sampling, "tiny": str(model) == TINY}
+    net.vqalib_scoring_info = info  # a Scorer given this loaded model records the same source
     return net, processor, info
 
 
@@ -323,8 +324,9 @@ class Scorer:
                 raise ValueError("Scorer(model=<loaded model>) needs processor=")
             self.model, self.processor = model.eval(), processor
             dev = str(next(model.parameters()).device)
-            self.info = {"model": getattr(model, "vqalib_source", type(model).__name__), "device": dev,
-                         "dtype": str(next(model.parameters()).dtype).replace("torch.", ""), "tiny": False}
+            self.info = dict(getattr(model, "vqalib_scoring_info", None) or {
+                "model": getattr(model, "vqalib_source", type(model).__name__), "device": dev,
+                "dtype": str(next(model.parameters()).dtype).replace("torch.", ""), "tiny": False})
         else:
             self.model, self.processor, self.info = load_scoring_model(model, device, dtype)
         self.device = torch.device(self.info["device"] if self.info["device"] != "auto" else "cpu")
