@@ -438,11 +438,29 @@ class Scorer:
             collate_fn=_Collate(self.processor, FAST_ANSWER if self.mode == "fast" else None, self.instruction),
             worker_init_fn=_worker_init if self.num_workers else None,
             persistent_workers=False, prefetch_factor=2 if self.num_workers else None)
+        threads = torch.get_num_threads()
+        if self.device.type == "cpu" and self.num_workers and todo:
+            # one thread per free core: workers and torch threads on the same cores slow both down
+            # (the same rule as the trainers' vqalib.train.common.cpu_threads)
+            torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - self.num_workers)))
+        try:
+            new_rows, failures = self._loop(loader, store, done, len(todo), progress)
+        finally:
+            torch.set_num_threads(threads)
+        if store:
+            store.close()
+        frames = [f for f in (done, pd.DataFrame(new_rows, columns=self.columns)) if len(f)]
+        all_rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=self.columns)
+        return ScoreRun(all_rows, Path(output) if output else None, len(items), len(items) - len(todo),
+                        len(new_rows) - len(failures), len(failures), failures, time.perf_counter() - t_start)
+
+    def _loop(self, loader, store, done: pd.DataFrame, total: int, progress: bool):
+        """Score every batch the loader yields, appending rows to ``store`` after each batch."""
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(todo), desc=f"score ({self.mode})", unit="video")
+            bar = tqdm(total=total, desc=f"score ({self.mode})", unit="video")
         new_rows: list[dict[str, Any]] = []
         failures: list[dict[str, str]] = []
         batch_no = int(done["batch"].max()) + 1 if len(done) and done["batch"].notna().any() else 0
@@ -466,9 +484,4 @@ class Scorer:
                 bar.update(len(rows))
         if bar is not None:
             bar.close()
-        if store:
-            store.close()
-        frames = [f for f in (done, pd.DataFrame(new_rows, columns=self.columns)) if len(f)]
-        all_rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=self.columns)
-        return ScoreRun(all_rows, Path(output) if output else None, len(items), len(items) - len(todo),
-                        len(new_rows) - len(failures), len(failures), failures, time.perf_counter() - t_start)
+        return new_rows, failures
