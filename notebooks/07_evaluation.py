@@ -43,6 +43,9 @@ BENCHMARK_DIR: str = ""  # folder with a public MOS benchmark's videos; empty sk
 BENCHMARK: str = "KoNViD"  # KoNViD | LIVE_VQC | YouTubeUGC | LSVQ
 BENCHMARK_SPLIT: str = ""  # label split; empty means the benchmark's first (all, or test for LSVQ)
 LABELS_DIR: str = ""  # folder with the FAST-VQA label files; empty means ../shared/data/labels beside the checkout
+BENCHMARK_LABELS: str = ""  # the benchmark's label file as distributed (KoNViD_1k_mos.csv, data.mat, ...); empty: look beside the videos, then LABELS_DIR
+BENCHMARK_MODEL: str = "tiny"  # model that scores the benchmark videos: "tiny", a hub id or a checkpoint folder
+BENCHMARK_MODE: str = "fast"  # scorer readout for the benchmark: fast (one pass, no generation) | generate
 
 # %%
 import matplotlib.pyplot as plt
@@ -145,30 +148,42 @@ cal
 # %% [markdown]
 # ## Cross-benchmark (Table 2 style)
 #
-# Runs when `BENCHMARK_DIR` points at a folder with a public MOS dataset's videos. The MOS are
-# mapped to 1–5 over the dataset's nominal scale, and compared with the mean of the four quality
-# dimensions (and, for sensitivity, with each dimension); see `data_cards/public_mos_benchmarks.md`.
-# It needs predictions on the benchmark's videos in `RUN_DIR/predictions/<model>@<benchmark>.jsonl`.
+# Runs when `BENCHMARK_DIR` points at a folder with a public MOS dataset's videos, with the same
+# code as `python -m vqalib benchmark` (`vqalib.inference.benchmark`): the label file as its
+# authors distribute it (`BENCHMARK_LABELS`, or found beside the videos, or the FAST-VQA list in
+# `LABELS_DIR`), the videos present scored by `BENCHMARK_MODEL` into a resumable file under
+# `RUN_DIR/benchmarks/`, and one row per combination of dimensions: SRCC, PLCC, PLCC after the
+# logistic fit and KRCC against the MOS (mapped to 1–5 over the dataset's nominal scale), each with
+# a 95 % bootstrap CI, and the counts found / missing / failed. Predictions files named
+# `RUN_DIR/predictions/<model>@<benchmark>.jsonl` are added as further rows.
+# See `data_cards/public_mos_benchmarks.md`.
 
 # %%
 if not BENCHMARK_DIR:
     print("BENCHMARK_DIR is empty: cross-benchmark section skipped")
 else:
-    from vqalib.mos import COMBINATIONS, load_benchmark
+    from vqalib.inference.benchmark import format_row, run_benchmark, table2
+    from vqalib.mos import COMBINATIONS
 
-    bench = load_benchmark(BENCHMARK, BENCHMARK_DIR, split=BENCHMARK_SPLIT or None, labels_root=LABELS_DIR or None)
+    table2_rows, binfo = run_benchmark(
+        BENCHMARK, BENCHMARK_DIR, BENCHMARK_MODEL, labels=BENCHMARK_LABELS or None, split=BENCHMARK_SPLIT or None,
+        labels_root=LABELS_DIR or None, mode=BENCHMARK_MODE, combinations=list(COMBINATIONS), n_boot=N_BOOT,
+        seed=SEED, device=DEVICE, output=resolve_path(RUN_DIR) / "benchmarks" / BENCHMARK / f"{BENCHMARK_MODE}.csv")
+    bench = binfo["bench"]
     print(bench.summary())
+    print(binfo["run"].summary())
     tag = f"@{BENCHMARK.lower()}"
     bfiles = {n.split("@")[0]: p for n, p in prediction_files(RUN_DIR).items() if n.lower().endswith(tag)}
-    if not bfiles:
-        print(f"no predictions on {bench.name} in {resolve_path(RUN_DIR) / 'predictions'} (<model>{tag}.jsonl): "
-              "section skipped")
-    else:
+    if bfiles:
         bpreds = {n: read_predictions(p)[0] for n, p in bfiles.items()}
-        table2, infos = ev.cross_benchmark_table(bench, bpreds, list(COMBINATIONS))
-        run.save_table(table2, f"table2_{BENCHMARK}", index=False)
-        run.log_metrics({f"table2/{BENCHMARK}/{r.model}/{r.combination}/srcc": r.SRCC for r in table2.itertuples()})
-        display(table2)
+        table2_rows = pd.concat([table2_rows, table2(bench, bpreds, list(COMBINATIONS), n_boot=N_BOOT, seed=SEED)],
+                                ignore_index=True)
+    run.save_table(table2_rows, f"table2_{BENCHMARK}", index=False)
+    run.log_metrics({f"table2/{BENCHMARK}/{r['model']}/{r['combination']}/{k}": r[k]
+                     for r in table2_rows.to_dict("records") for k in ("SRCC", "PLCC", "n", "n_found", "n_missing")})
+    for r in table2_rows.to_dict("records"):
+        print(format_row(r))
+    display(table2_rows)
 
 # %% [markdown]
 # ## What these numbers mean

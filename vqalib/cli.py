@@ -6,6 +6,10 @@ Commands
                   the same functions the notebooks call, so ``accelerate launch -m vqalib train ...``
                   runs them on several GPUs
   sample-data     generate (or find in the cache) the embedded sample dataset and print its path
+  score           score your videos: one row per video (five scores, 5 x 9 level distributions),
+                  resumable (``python -m vqalib score VIDEOS --model M --output scores.csv``)
+  benchmark       a Table 2 row on a public MOS benchmark (``python -m vqalib benchmark KoNViD
+                  --videos DIR [--labels FILE] --model M``)
 """
 
 from __future__ import annotations
@@ -28,6 +32,92 @@ def _sample_data(argv: Sequence[str]) -> int:
     return 0
 
 
+def _scorer_args(ap) -> None:
+    ap.add_argument("--model", default="tiny", help="hub id, local folder, run checkpoint (LoRA adapters too) or 'tiny'")
+    ap.add_argument("--mode", default="fast", choices=["fast", "generate"],
+                    help="fast: level distributions only, one pass; generate: rationale + parsed scores + distributions")
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--num-workers", type=int, default=2, help="DataLoader processes decoding videos (0 = none)")
+    ap.add_argument("--device", default="auto", help="auto (CUDA if visible), cpu, cuda, cuda:1 ...")
+    ap.add_argument("--dtype", default=None, help="default: bfloat16 on a GPU, float32 on the CPU")
+    ap.add_argument("--max-new-tokens", type=int, default=256, help="generate mode: answer length limit")
+    ap.add_argument("--fps", type=float, default=None, help="sampling fps (default: the checkpoint's, else 2.0)")
+    ap.add_argument("--max-frames", type=int, default=None)
+    ap.add_argument("--max-pixels", type=int, default=None, help="pixels per frame")
+    ap.add_argument("--limit", type=int, default=0, help="score only the first N videos (0 = all)")
+    ap.add_argument("--overwrite", action="store_true", help="start the output again instead of resuming")
+    ap.add_argument("--no-progress", action="store_true")
+
+
+def _make_scorer(args):
+    import dataclasses
+
+    from vqalib.inference.scorer import Scorer, default_sampling, load_scoring_model
+
+    net, processor, info = load_scoring_model(args.model, args.device, args.dtype)
+    sampling = default_sampling(info)
+    over = {k: v for k, v in (("fps", args.fps), ("max_frames", args.max_frames), ("max_pixels", args.max_pixels))
+            if v is not None}
+    sampling = dataclasses.replace(sampling, **over)
+    return Scorer(net, processor=processor, mode=args.mode, sampling=sampling, batch_size=args.batch_size,
+                  num_workers=args.num_workers, max_new_tokens=args.max_new_tokens)
+
+
+def _score(argv: Sequence[str]) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m vqalib score",
+                                 description="Score videos: one row per video in a CSV / JSONL / Parquet file; "
+                                             "rerunning resumes (videos already in the output are skipped).")
+    ap.add_argument("videos", help="a folder, a glob ('clips/*.mp4'), a .txt list or a .csv with a 'path' column")
+    ap.add_argument("--output", "-o", required=True, help="scores.csv, scores.jsonl or scores.parquet")
+    _scorer_args(ap)
+    args = ap.parse_args(argv)
+    scorer = _make_scorer(args)
+    run = scorer.score(args.videos, args.output, progress=not args.no_progress, overwrite=args.overwrite,
+                       limit=args.limit or None)
+    print(run.summary())
+    return 0
+
+
+def _benchmark(argv: Sequence[str]) -> int:
+    import argparse
+
+    import pandas as pd
+
+    from vqalib.inference.benchmark import format_row, run_benchmark
+    from vqalib.mos import BENCHMARKS, COMBINATIONS
+
+    ap = argparse.ArgumentParser(prog="python -m vqalib benchmark",
+                                 description="Score a public MOS benchmark's videos and print a Table 2 row.")
+    ap.add_argument("name", help=f"one of {list(BENCHMARKS)}")
+    ap.add_argument("--videos", required=True, help="folder holding the benchmark's videos (any subset)")
+    ap.add_argument("--labels", default=None, help="label file as distributed (KoNViD_1k_mos.csv, data.mat, "
+                    "MOS_for_YouTube_UGC_dataset.xlsx, labels_test_1080p.csv) or a FAST-VQA labels.txt")
+    ap.add_argument("--split", default=None, help="LSVQ: test | 1080p | train (FAST-VQA lists) or test | train")
+    ap.add_argument("--output", "-o", default=None, help="scores file (default runs/benchmarks/NAME/MODEL.MODE.csv)")
+    ap.add_argument("--combination", default="mean_quality", help=f"one of {list(COMBINATIONS)}, or 'all'")
+    ap.add_argument("--readout", default="expected_score", choices=["expected_score", "argmax_score", "parsed_score"])
+    ap.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of the CIs")
+    ap.add_argument("--table", default=None, help="also write the rows to this CSV")
+    _scorer_args(ap)
+    args = ap.parse_args(argv)
+    combos = list(COMBINATIONS) if args.combination == "all" else [args.combination]
+    scorer = _make_scorer(args)
+    table, info = run_benchmark(args.name, args.videos, labels=args.labels, split=args.split, output=args.output,
+                                combinations=combos, readout=args.readout, n_boot=args.n_boot,
+                                limit=args.limit or None, progress=not args.no_progress, scorer=scorer)
+    print(info["bench"].summary())
+    print(info["run"].summary())
+    for row in table.to_dict("records"):
+        print(format_row(row))
+    if args.table:
+        table.to_csv(args.table, index=False)
+    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 3):
+        print(table.drop(columns=["benchmark", "split"]).to_string(index=False))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help", "help"}:
@@ -44,6 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return train_main(rest)
     if cmd == "sample-data":
         return _sample_data(rest)
+    if cmd == "score":
+        return _score(rest)
+    if cmd == "benchmark":
+        return _benchmark(rest)
     print(f"unknown command {cmd!r}\n{__doc__}", file=sys.stderr)
     return 2
 

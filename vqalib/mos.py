@@ -1,7 +1,12 @@
 """Cross-benchmark adapters for public MOS datasets (the paper's Table 2 style evaluation).
 
 Reads the label files distributed with FAST-VQA (``relative_path, duration_s, fps, MOS``, -1 =
-unknown) for KoNViD-1k, LIVE-VQC, YouTube-UGC and LSVQ, and the VIDEVAL metadata CSVs, given the
+unknown) for KoNViD-1k, LIVE-VQC, YouTube-UGC and LSVQ, the VIDEVAL metadata CSVs, and the
+**official files as each dataset's authors distribute them** (:func:`read_label_file`):
+KoNViD-1k's ``KoNViD_1k_mos.csv`` (``flickr_id, mos``) or ``KoNViD_1k_attributes.csv``
+(``file_name, MOS``), LIVE-VQC's ``data.mat`` (``video_list``, ``mos``), YouTube-UGC's
+``MOS_for_YouTube_UGC_dataset.xlsx`` (sheet ``MOS``: ``vid``, ``MOS full``; or that sheet saved as
+CSV), and LSVQ's release CSVs (``name, ..., height, width, ..., mos, frame_number, ...``), given the
 user's local video folder. Listed videos that are not found locally are reported (count and list),
 never dropped silently.
 
@@ -21,6 +26,7 @@ not how good the video is, so it is left out); ``"mean5"`` or any single dimensi
 
 from __future__ import annotations
 
+import bisect
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,18 +50,33 @@ class BenchmarkSpec:
     label_files: dict[str, str]  # split -> path relative to the labels root
     scale: tuple[float, float]  # nominal MOS scale (lo, hi)
     note: str = ""
+    official_files: tuple[str, ...] = ()  # the authors' label file names, looked for beside the videos
+    download: str = ""  # where the official label file comes from
 
 
 BENCHMARKS: dict[str, BenchmarkSpec] = {
     "KoNViD": BenchmarkSpec("KoNViD-1k", {"all": "fastvqa/KoNViD/labels.txt"}, (1.0, 5.0),
-                            "1,200 Flickr videos, 5-point ACR, 8 s, 540p"),
+                            "1,200 Flickr videos, 5-point ACR, 8 s, 540p",
+                            ("KoNViD_1k_mos.csv", "KoNViD_1k_attributes.csv"),
+                            "KoNViD_1k_metadata.zip from https://database.mmsp-kn.de/konvid-1k-database.html "
+                            "(holds KoNViD_1k_mos.csv)"),
     "LIVE_VQC": BenchmarkSpec("LIVE-VQC", {"all": "fastvqa/LIVE_VQC/labels.txt"}, (0.0, 100.0),
-                              "585 smartphone videos, continuous 0-100 slider"),
+                              "585 smartphone videos, continuous 0-100 slider", ("data.mat",),
+                              "the LIVE-VQC database from https://live.ece.utexas.edu/research/LIVEVQC/ "
+                              "(data.mat sits beside the Video/ folder)"),
     "YouTubeUGC": BenchmarkSpec("YouTube-UGC", {"all": "fastvqa/YouTubeUGC/labels.txt"}, (1.0, 5.0),
-                                "1,147 YouTube UGC clips (20 s), 1-5"),
+                                "1,147 YouTube UGC clips (20 s), 1-5",
+                                ("original_videos_MOS_for_YouTube_UGC_dataset.xlsx", "MOS_for_YouTube_UGC_dataset.xlsx",
+                                 "original_videos_MOS_for_YouTube_UGC_dataset.csv", "MOS_for_YouTube_UGC_dataset.csv"),
+                                "MOS_for_YouTube_UGC_dataset.xlsx from https://media.withyoutube.com/ "
+                                "(storage.googleapis.com/ugc-dataset/original_videos/)"),
     "LSVQ": BenchmarkSpec("LSVQ", {"test": "fastvqa/LSVQ/labels_test.txt", "1080p": "fastvqa/LSVQ/labels_1080p.txt",
                                    "train": "fastvqa/LSVQ/labels.txt"}, (0.0, 100.0),
-                          "39k UGC videos, 0-100; test (7,186) and test-1080p (3,573) splits"),
+                          "39k UGC videos, 0-100; test (7,186) and test-1080p (3,573) splits",
+                          ("labels_test_1080p.csv", "LSVQ_whole_test_1080p.csv", "labels_train_test.csv",
+                           "LSVQ_whole_test.csv"),
+                          "the LSVQ label CSVs (labels_train_test.csv, labels_test_1080p.csv) from "
+                          "https://github.com/baidut/PatchVQ"),
 }
 
 #: How the five predicted dimensions become one score to compare with an overall MOS.
@@ -132,6 +153,156 @@ def read_fastvqa_labels(path: str | os.PathLike) -> pd.DataFrame:
     return df
 
 
+def _norm(col: str) -> str:
+    """Column name compared without case, spaces and underscores (``MOS full`` == ``MOSFull``)."""
+    return "".join(ch for ch in str(col).lower() if ch.isalnum())
+
+
+def _label_frame(path: Path, ids: list[str], rel: list[str], mos, fmt: str, benchmark: str, lines: list[int],
+                 extra: dict[str, Any] | None = None) -> pd.DataFrame:
+    """The common frame of every reader, with the MOS checked (line numbers name bad values)."""
+    mos = pd.to_numeric(pd.Series(list(mos)), errors="coerce").to_numpy(float)
+    bad = ~np.isfinite(mos)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise LabelFileError(f"{path} {'line' if fmt != 'live_vqc_mat' else 'entry'} {lines[i]}: MOS is missing or "
+                             "not a number")
+    df = pd.DataFrame({"video_id": ids, "relative_path": rel, "mos": mos, "line": lines, **(extra or {})})
+    df.attrs.update(format=fmt, benchmark=benchmark)
+    dup = df["video_id"].duplicated(keep=False)
+    if dup.any():
+        d = df[dup].head(2)
+        raise LabelFileError(f"{path} lines {d['line'].tolist()}: duplicate video {d['video_id'].iloc[0]!r}")
+    if df.empty:
+        raise LabelFileError(f"{path}: no label rows")
+    return df
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    if path.suffix.lower() in (".xlsx", ".xls"):
+        try:
+            import openpyxl  # noqa: F401
+        except ImportError:
+            raise LabelFileError(f"{path}: reading .xlsx needs openpyxl (pip install openpyxl), or save the sheet "
+                                 "'MOS' as CSV and pass that file") from None
+        sheets = pd.read_excel(path, sheet_name=None)
+        name = next((n for n in sheets if _norm(n) == "mos"), next(iter(sheets)))
+        return sheets[name]
+    return pd.read_csv(path)
+
+
+def read_label_file(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a benchmark label file in the format its authors distribute, detected from its content.
+
+    Formats (``df.attrs["format"]`` / ``["benchmark"]`` say which was read):
+
+    - FAST-VQA list (``.txt``): :func:`read_fastvqa_labels`;
+    - KoNViD-1k ``KoNViD_1k_mos.csv`` (``flickr_id, mos, ...``) and VIDEVAL's ``KONVID_1K_metadata.csv``
+      (same columns): file ``<flickr_id>.mp4``; ``KoNViD_1k_attributes.csv`` (``file_name, MOS``);
+    - LIVE-VQC ``data.mat`` (MATLAB, variables ``video_list`` (cell of ``A001.mp4`` ...) and ``mos``,
+      read with ``scipy.io.loadmat``); VIDEVAL's ``LIVE_VQC_metadata.csv`` (``File, MOS``);
+    - YouTube-UGC ``MOS_for_YouTube_UGC_dataset.xlsx`` (sheet ``MOS``, columns ``vid``, ``MOS full``;
+      needs openpyxl) or that sheet as CSV, and VIDEVAL's ``YOUTUBE_UGC_metadata.csv`` (``vid, MOSFull``):
+      ``relative_path`` is the id without extension, matched to ``<vid>.mkv``, ``<vid>.mp4`` or the
+      transcoded ``<vid>_crf_10_ss_00_t_20.0.mp4`` by :func:`load_benchmark`;
+    - LSVQ release CSVs (``labels_train_test.csv``, ``labels_test_1080p.csv``; columns ``name, p1, p2,
+      p3, height, width, mos_p1, ..., mos, frame_number, ...``): file ``<name>.mp4``
+      (``name`` = ``yfcc-batch1/747``). ``height``, ``width``, ``frame_number`` are kept.
+
+    Returns ``video_id, relative_path, mos, line`` (+ kept extras). Raises :class:`LabelFileError`
+    naming the file and line for a missing MOS, a duplicate video or an unknown layout.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LabelFileError(f"{path}: label file not found")
+    suffix = path.suffix.lower()
+    if suffix in (".txt", ".lst"):
+        df = read_fastvqa_labels(path)
+        df.attrs.update(format="fastvqa", benchmark=None)
+        return df
+    if suffix == ".mat":
+        from scipy.io import loadmat
+
+        try:
+            mat = loadmat(str(path))
+        except (NotImplementedError, ValueError) as e:  # v7.3 files are HDF5
+            raise LabelFileError(f"{path}: cannot read this MATLAB file ({e}); LIVE-VQC's data.mat is a v5 file, "
+                                 "re-download it") from e
+        if "video_list" not in mat or "mos" not in mat:
+            raise LabelFileError(f"{path}: expected the LIVE-VQC variables 'video_list' and 'mos', found "
+                                 f"{sorted(k for k in mat if not k.startswith('__'))}")
+        names = [str(np.asarray(v).ravel()[0]) if np.asarray(v).size else "" for v in np.asarray(mat["video_list"]).ravel()]
+        mos = np.asarray(mat["mos"], dtype=float).ravel()
+        if len(names) != len(mos):
+            raise LabelFileError(f"{path}: video_list has {len(names)} entries but mos has {len(mos)}")
+        return _label_frame(path, [Path(n).stem for n in names], names, mos, "live_vqc_mat", "LIVE_VQC",
+                            list(range(1, len(names) + 1)))
+    if suffix not in (".csv", ".xlsx", ".xls"):
+        raise LabelFileError(f"{path}: unknown label file type {suffix!r}; give a .txt (FAST-VQA), .csv, .xlsx or .mat")
+    raw = _read_table(path)
+    cols = {_norm(c): c for c in raw.columns}
+    lines = list(range(2, len(raw) + 2))
+
+    def col(*names: str) -> str | None:
+        return next((cols[n] for n in names if n in cols), None)
+
+    if col("name") and col("mos") and (col("framenumber") or col("height")):  # LSVQ release CSV
+        names = [str(n).strip() for n in raw[col("name")]]
+        rel = [n if Path(n).suffix else n + ".mp4" for n in names]
+        extra = {k: raw[c].to_numpy() for k, c in (("height", col("height")), ("width", col("width")),
+                                                   ("frame_number", col("framenumber"))) if c}
+        if col("istest"):
+            extra["is_test"] = raw[col("istest")].astype(bool).to_numpy()
+        return _label_frame(path, [str(Path(r).with_suffix("")) for r in rel], rel, raw[col("mos")], "lsvq_csv",
+                            "LSVQ", lines, extra)
+    if col("flickrid") and col("mos"):  # KoNViD_1k_mos.csv, KONVID_1K_metadata.csv
+        ids = [str(int(float(v))) if str(v).replace(".", "", 1).isdigit() else str(v) for v in raw[col("flickrid")]]
+        return _label_frame(path, ids, [f"{i}.mp4" for i in ids], raw[col("mos")], "konvid_csv", "KoNViD", lines)
+    if col("filename") and col("mos"):  # KoNViD_1k_attributes.csv
+        names = [str(v).strip() for v in raw[col("filename")]]
+        return _label_frame(path, [Path(n).stem for n in names], names, raw[col("mos")], "konvid_attributes_csv",
+                            "KoNViD", lines)
+    if col("file") and col("mos"):  # VIDEVAL LIVE_VQC_metadata.csv
+        names = [str(v).strip() for v in raw[col("file")]]
+        return _label_frame(path, [Path(n).stem for n in names], names, raw[col("mos")], "live_vqc_csv", "LIVE_VQC",
+                            lines)
+    if col("vid") and col("mosfull"):  # YouTube-UGC MOS sheet, VIDEVAL YOUTUBE_UGC_metadata.csv
+        ids = [str(v).strip() for v in raw[col("vid")]]
+        extra = {k: raw[c].to_numpy() for k, c in (("mos_std", col("stdfull", "sdfull")), ("category", col("category")))
+                 if c}
+        return _label_frame(path, ids, ids, raw[col("mosfull")], "youtube_ugc", "YouTubeUGC", lines, extra)
+    raise LabelFileError(f"{path}: columns {list(raw.columns)} match no known label layout (KoNViD flickr_id/mos, "
+                         "LIVE-VQC File/MOS, YouTube-UGC vid/MOS full, LSVQ name/mos/frame_number)")
+
+
+def find_label_file(name: str, video_root: str | os.PathLike | None = None, split: str | None = None,
+                    labels_root: str | os.PathLike | None = None) -> Path:
+    """The label file to use when none is given: an official file (:attr:`BenchmarkSpec.official_files`)
+    in ``video_root`` or its parent, else the FAST-VQA list under ``labels_root`` (default
+    ``../shared/data/labels``). Raises ``FileNotFoundError`` saying what to download and where to
+    point ``--labels`` when there is none."""
+    s = spec(name)
+    looked = []
+    if video_root is not None:
+        root = Path(video_root).expanduser()
+        for d in (root, root.parent):
+            for f in s.official_files:
+                looked.append(str(d / f))
+                if (d / f).is_file():
+                    return d / f
+    key = next(k for k, v in BENCHMARKS.items() if v is s)
+    split = split or next(iter(s.label_files))
+    if split in s.label_files:
+        lr = Path(labels_root) if labels_root else default_labels_root()
+        looked.append(str(lr / s.label_files[split]))
+        if (lr / s.label_files[split]).is_file():
+            return lr / s.label_files[split]
+    raise FileNotFoundError(
+        f"no {s.name} label file found (looked for {', '.join(looked)}). Download {s.download}, then pass "
+        f"--labels /path/to/{s.official_files[0]} (in Python: label_file=...). FAST-VQA's list "
+        f"examplar_data_labels/{key}/labels.txt works too.")
+
+
 #: VIDEVAL metadata: id column, MOS column, optional extra columns kept.
 _VIDEVAL_COLUMNS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "KONVID_1K": ("flickr_id", "mos", ()),
@@ -194,23 +365,71 @@ class BenchmarkSet:
         return "\n".join(lines)
 
 
+#: File extensions treated as videos when a folder is searched (here and by ``vqalib.inference.sources``).
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts",
+                    ".yuv")
+
+
+def _file_index(root: Path) -> dict[str, list[Path]]:
+    """Video files below ``root`` by stem (one walk), for label ids without a usable path."""
+    index: dict[str, list[Path]] = {}
+    for p in root.rglob("*"):
+        if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file():
+            index.setdefault(p.stem, []).append(p)
+    return index
+
+
+def _locate(root: Path, rel: str, index_fn) -> Path | None:
+    """``root/rel``, else ``root/<file name>``, else the one file whose stem is the id (or starts
+    with ``<id>_``, YouTube-UGC's transcoded names); None when absent or ambiguous."""
+    p = root / rel
+    if p.is_file():
+        return p
+    alt = root / Path(rel).name
+    if alt.is_file():
+        return alt
+    index, stems = index_fn()
+    stem = Path(rel).stem if Path(rel).suffix else Path(rel).name
+    hits = list(index.get(stem, []))
+    if not hits:
+        i = bisect.bisect_left(stems, stem + "_")
+        while i < len(stems) and stems[i].startswith(stem + "_"):
+            hits += index[stems[i]]
+            i += 1
+    return hits[0] if len(hits) == 1 else None
+
+
 def load_benchmark(name: str, video_root: str | os.PathLike, split: str | None = None,
                    labels_root: str | os.PathLike | None = None, scale: str = "nominal",
-                   strict: bool = False) -> BenchmarkSet:
+                   strict: bool = False, label_file: str | os.PathLike | None = None) -> BenchmarkSet:
     """Match a benchmark's label file against ``video_root``.
 
-    A video is found at ``video_root/relative_path`` or, failing that, ``video_root/<file name>``
-    (folders are often flattened). Missing ones go to ``.missing`` (``strict=True`` raises instead).
-    ``scale="nominal"`` (default) maps MOS with the dataset's rating scale; ``"observed"`` uses
-    the min/max of the listed MOS.
+    ``label_file`` is any file :func:`read_label_file` reads (an official file or a FAST-VQA list);
+    without it, :func:`find_label_file` looks beside the videos, then under ``labels_root``.
+    A video is found at ``video_root/relative_path``, ``video_root/<file name>`` (folders are often
+    flattened), or as the single file below ``video_root`` whose stem is the label id. Missing
+    ones go to ``.missing`` (``strict=True`` raises instead). ``scale="nominal"`` (default) maps
+    MOS with the dataset's rating scale; ``"observed"`` uses the min/max of the listed MOS.
     """
     s = spec(name)
-    split = split or next(iter(s.label_files))
-    if split not in s.label_files:
-        raise ValueError(f"{s.name}: unknown split {split!r}; choose one of {list(s.label_files)}")
-    labels_root = Path(labels_root) if labels_root else default_labels_root()
-    label_file = labels_root / s.label_files[split]
-    df = read_fastvqa_labels(label_file)
+    key = next(k for k, v in BENCHMARKS.items() if v is s)
+    if label_file is None:
+        split = split or next(iter(s.label_files))
+        if split not in s.label_files:
+            raise ValueError(f"{s.name}: unknown split {split!r}; choose one of {list(s.label_files)}")
+        label_file = find_label_file(name, video_root, split, labels_root)
+    label_file = Path(label_file)
+    df = read_label_file(label_file)
+    found_for = df.attrs.get("benchmark")
+    if found_for is not None and found_for != key:
+        raise LabelFileError(f"{label_file} is a {BENCHMARKS[found_for].name} label file "
+                             f"({df.attrs['format']}), not {s.name}'s; pass the {s.name} labels")
+    split = split or ("test" if "is_test" in df.columns else "all")
+    if "is_test" in df.columns and split in ("test", "train"):
+        df = df[df["is_test"] == (split == "test")].reset_index(drop=True)
+    for c in ("duration_s", "fps"):
+        if c not in df.columns:
+            df[c] = np.nan
     root = Path(video_root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"video folder {root} does not exist; pass the folder holding the {s.name} videos")
@@ -224,14 +443,16 @@ def load_benchmark(name: str, video_root: str | os.PathLike, split: str | None =
     if len(off):
         r = off.iloc[0]
         raise LabelFileError(f"{label_file} line {r['line']}: MOS {r['mos']} outside the nominal scale {s.scale}")
-    paths = []
-    for rel in df["relative_path"]:
-        p = root / rel
-        if not p.is_file():
-            alt = root / Path(rel).name
-            p = alt if alt.is_file() else None
-        paths.append(str(p) if p else None)
-    df["path"] = paths
+    cache: dict[str, dict] = {}
+
+    def index():
+        if "i" not in cache:
+            idx = _file_index(root)
+            cache["i"] = (idx, sorted(idx))
+        return cache["i"]
+
+    paths = [_locate(root, rel, index) for rel in df["relative_path"]]
+    df["path"] = [str(p) if p else None for p in paths]
     df["mos_1to5"] = to_1_5(df["mos"], sc)
     found = df["path"].notna()
     bs = BenchmarkSet(s.name, split, sc, scale, root, label_file,

@@ -120,20 +120,21 @@ def score_answers(model, processor, videos: Sequence, texts: Sequence[str], inst
     outside = np.full((n, 5), np.nan)
     kinds = ["generated" if p.ok else "canonical" for p in parses]
     ok = [i for i in range(n) if parses[i].ok]
+    device = next(model.parameters()).device  # the batches are built on the CPU
     with torch.no_grad():
         if ok:
-            b = build_batch(processor, [videos[i] for i in ok], [texts[i] for i in ok], instruction=instruction)
+            b = build_batch(processor, [videos[i] for i in ok], [texts[i] for i in ok], instruction=instruction).to(device)
             lp, out = level_logprobs(model, b)
-            dist[ok], outside[ok] = lp.exp().cpu().numpy(), out.cpu().numpy()
+            dist[ok], outside[ok] = lp.float().exp().cpu().numpy(), out.float().cpu().numpy()
         bad = [i for i in range(n) if not parses[i].ok]
         values = {i: [parses[i].scores[k] if parses[i].status[k] == "ok" else None for k in DIMENSION_KEYS] for i in bad}
         for d in range(5) if bad else ():
             cano = [_canonical_text(parses[i].rationale, values[i], d) for i in bad]
-            b = build_batch(processor, [videos[i] for i in bad], cano, instruction=instruction)
+            b = build_batch(processor, [videos[i] for i in bad], cano, instruction=instruction).to(device)
             sp = torch.full_like(b.score_positions, -1)
             sp[:, d] = b.score_positions[:, d]
             lp, out = level_logprobs(model, b, score_positions=sp)
-            p = lp[:, d].exp().cpu().numpy()
+            p = lp[:, d].float().exp().cpu().numpy()
             for row, i in enumerate(bad):
                 dist[i, d], outside[i, d] = p[row], float(out[row, d])
                 if values[i][d] is None:

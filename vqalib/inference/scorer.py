@@ -1,0 +1,487 @@
+"""Score your own videos: ``Scorer(model).score(videos, output)`` and ``python -m vqalib score``.
+
+One row per video (see :data:`columns`): the five expected scores ``sum_s s pi(s)``, the argmax
+levels, the 5 x 9 level distributions pi(s | x) (``p_<dimension>_<level>``), the probability mass
+outside the nine levels, the parsed scores and rationale (``--mode generate``), status, error and
+timing. Two readouts:
+
+- ``mode="fast"`` (default): no generation. Every clip is teacher-forced with the same fixed
+  score-only answer (:data:`FAST_ANSWER`: the five score lines, earlier dimensions filled with
+  :data:`FAST_FILL`), and the distributions of all five dimensions are read in **one**
+  tree-masked forward pass (:func:`vqalib.scoring.level_logprobs`). Dimension ``d``'s
+  distribution is ``pi(s | video, prompt, "Motion Quality: 3.0 ... <Dimension d>: ")``. Like
+  Q-Align's level readout this works zero-shot on a base model: it only needs the model to put
+  mass on the level tokens after a score label.
+- ``mode="generate"``: greedy answer (rationale + scores, :func:`vqalib.predict.generate_answers`),
+  parsed (:func:`vqalib.prompts.parse_answer`), then the distributions teacher-forced on the
+  model's own answer (:func:`vqalib.predict.score_answers`, exactly what ``predict`` does).
+
+Videos are decoded (and run through the processor) in ``torch.utils.data.DataLoader`` workers
+(``num_workers``), so that decoding overlaps with the model. A video that fails to decode gets a
+row with ``status="decode_error"`` and the error, never a substitute; the run goes on and the
+failures are listed at the end. The output is resumable (:mod:`vqalib.inference.store`): rerunning
+skips the videos already in it.
+
+Batch invariance: clips are left-padded and every pass uses explicit masks and per-clip M-RoPE
+positions, so a clip's distributions (fp32, 1e-5) and greedy text do not depend on the other clips
+of its batch (``tests/test_scorer.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from vqalib import prompts
+from vqalib.levels import DIMENSION_KEYS, LEVEL_STRINGS, LEVELS
+
+MODES = ("fast", "generate")
+#: The level that fills the earlier dimensions' score lines of the fast readout's fixed answer.
+FAST_FILL = 3.0
+#: The fixed answer the fast readout teacher-forces (only the text before each score is read).
+FAST_ANSWER = "\n".join(prompts.score_line(k, FAST_FILL) for k in DIMENSION_KEYS)
+
+STATUS_OK = "ok"
+STATUS_DECODE_ERROR = "decode_error"
+
+
+def dist_column(dim: str, level: str) -> str:
+    """``p_<dimension>_<level>``, e.g. ``p_clarity_quality_3.5``."""
+    return f"p_{dim}_{level}"
+
+
+def columns(mode: str) -> list[str]:
+    """The output columns of a scorer run in ``mode`` (same order in CSV, JSONL and Parquet).
+
+    ``video_id, path, status, error, mode``; per dimension ``<dim>_expected`` (sum_s s pi(s)),
+    ``<dim>_argmax`` (most probable level), ``<dim>_outside`` (mass outside the nine levels);
+    generate mode adds ``<dim>_parsed`` (NaN when that line did not parse) and
+    ``<dim>_parse_status``, ``rationale``, ``raw_text``, ``dist_prefix``; then the 45 columns
+    ``p_<dim>_<level>``; then ``n_frames, sampled_fps, frame_height, frame_width, decode_s,
+    processor_s, model_s`` (seconds per clip; model time is the batch's share) and ``batch``.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r}; use one of {MODES}")
+    cols = ["video_id", "path", "status", "error", "mode"]
+    for k in DIMENSION_KEYS:
+        cols += [f"{k}_expected", f"{k}_argmax", f"{k}_outside"]
+        if mode == "generate":
+            cols += [f"{k}_parsed", f"{k}_parse_status"]
+    if mode == "generate":
+        cols += ["rationale", "raw_text", "dist_prefix"]
+    cols += [dist_column(k, s) for k in DIMENSION_KEYS for s in LEVEL_STRINGS]
+    cols += ["n_frames", "sampled_fps", "frame_height", "frame_width", "decode_s", "processor_s", "model_s", "batch"]
+    return cols
+
+
+def distributions(frame: pd.DataFrame) -> np.ndarray:
+    """The level distributions ``[N, 5, 9]`` of a scorer output frame (NaN rows for failures)."""
+    cols = [dist_column(k, s) for k in DIMENSION_KEYS for s in LEVEL_STRINGS]
+    return frame[cols].to_numpy(float).reshape(len(frame), len(DIMENSION_KEYS), len(LEVELS))
+
+
+def to_prediction_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Long prediction rows (``video_id, dimension, expected_score, argmax_score, parsed_score,
+    parse_status``) from a scorer output, for :mod:`vqalib.mos` / :mod:`vqalib.evaluation`.
+    Only rows with ``status == "ok"``."""
+    ok = frame[frame["status"] == STATUS_OK]
+    out = []
+    for k in DIMENSION_KEYS:
+        parsed = ok[f"{k}_parsed"] if f"{k}_parsed" in ok else pd.Series(np.nan, index=ok.index)
+        status = ok[f"{k}_parse_status"] if f"{k}_parse_status" in ok else pd.Series("not_generated", index=ok.index)
+        out.append(pd.DataFrame({"video_id": ok["video_id"].astype(str), "dimension": k,
+                                 "expected_score": ok[f"{k}_expected"].astype(float),
+                                 "argmax_score": ok[f"{k}_argmax"].astype(float),
+                                 "parsed_score": parsed.astype(float), "parse_status": status}))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
+# --------------------------------------------------------------------------- device, model, sampling
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` -> ``cuda`` when a CUDA GPU is visible, else ``cpu``; other values are passed through."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def default_dtype(device: str) -> str:
+    """bfloat16 on a GPU, float32 on the CPU."""
+    return "bfloat16" if str(device).startswith("cuda") else "float32"
+
+
+def _checkpoint_manifest(path: Path) -> dict[str, Any]:
+    from vqalib.train.common import read_manifest
+
+    for d in (path, path.parent):
+        m = read_manifest(d)
+        if m:
+            return m
+    return {}
+
+
+def load_scoring_model(model: str | os.PathLike, device: str = "auto", dtype: str | None = None):
+    """``(model, processor, info)`` for a hub id, a local folder, ``"tiny"`` or a run's checkpoint.
+
+    A folder holding ``adapter_config.json`` (a peft LoRA adapter, e.g. ``checkpoints/sft/adapter``
+    or a QLoRA checkpoint) is loaded onto its base model (``base_model_name_or_path`` of the adapter,
+    else the checkpoint manifest's ``base_model``); a checkpoint folder with both a merged model and
+    ``adapter/`` loads the merged model. ``info`` holds the source, the sampling settings saved with
+    the checkpoint (if any), the device and dtype.
+    """
+    from vqalib.models import TINY, load_model_and_processor, resolve_model_path
+
+    device = resolve_device(device)
+    dtype = dtype or default_dtype(device)
+    device_map = None if device == "cpu" else device
+    src = resolve_model_path(model)
+    p = Path(src)
+    adapter = None
+    if p.is_dir() and (p / "adapter_config.json").is_file() and not (p / "config.json").is_file():
+        adapter = p
+    elif p.is_dir() and not (p / "config.json").is_file() and (p / "adapter" / "adapter_config.json").is_file():
+        adapter = p / "adapter"
+    manifest = _checkpoint_manifest(p) if p.is_dir() else {}
+    if adapter is not None:
+        import json
+
+        from peft import PeftModel
+
+        base = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path") \
+            or manifest.get("base_model")
+        if not base:
+            raise ValueError(f"{adapter}: LoRA adapter without a base model (no base_model_name_or_path in "
+                             "adapter_config.json, no base_model in the checkpoint manifest); load the base and the "
+                             "adapter yourself and pass the model to Scorer")
+        net, processor = load_model_and_processor(base, dtype=dtype, device_map=device_map)
+        net = PeftModel.from_pretrained(net, str(adapter))
+        proc_dir = next((d for d in (adapter, adapter.parent) if (d / "preprocessor_config.json").is_file()
+                         or (d / "processor_config.json").is_file()), None)
+        if proc_dir is not None:
+            from transformers import AutoProcessor
+
+            processor = AutoProcessor.from_pretrained(str(proc_dir))
+    else:
+        net, processor = load_model_and_processor(src, dtype=dtype, device_map=device_map)
+    if device == "cpu":
+        net = net.to("cpu")
+    net.eval()
+    sampling = manifest.get("sampling_config") or None
+    if sampling is None and manifest.get("sampling"):
+        sampling = {k: v for k, v in manifest["sampling"].items() if k in ("fps", "max_frames", "max_pixels")}
+    info = {"model": str(model), "resolved": str(src), "adapter": str(adapter) if adapter else None,
+            "device": device, "dtype": dtype, "checkpoint_sampling": sampling, "tiny": str(model) == TINY}
+    net.vqalib_scoring_info = info  # a Scorer given this loaded model records the same source
+    return net, processor, info
+
+
+def default_sampling(info: dict[str, Any]):
+    """Sampling for scoring: the checkpoint's own settings when saved with it, the tiny preset's
+    frame size for ``"tiny"``, else :class:`vqalib.video.SamplingConfig` defaults (2 fps, <= 32 frames)."""
+    from vqalib.models import TINY_FRAME_PIXELS
+    from vqalib.video import SamplingConfig
+
+    saved = info.get("checkpoint_sampling")
+    if saved:
+        known = set(SamplingConfig.__dataclass_fields__)
+        return SamplingConfig(**{k: v for k, v in saved.items() if k in known})
+    if info.get("tiny"):
+        return SamplingConfig(max_pixels=TINY_FRAME_PIXELS, max_frames=8)
+    return SamplingConfig()
+
+
+# --------------------------------------------------------------------------- decoding in workers
+
+
+class _Clips(torch.utils.data.Dataset):
+    """Decodes one video per item (runs in DataLoader workers): ``(record, video or None, error, seconds)``."""
+
+    def __init__(self, records: list[dict[str, Any]], sampling):
+        self.records = records
+        self.sampling = sampling
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int):
+        from vqalib.video import VideoDecodeError, sample_video
+
+        rec = self.records[i]
+        t0 = time.perf_counter()
+        try:
+            video = sample_video(rec["path"], self.sampling)
+            return rec, video, None, time.perf_counter() - t0
+        except (VideoDecodeError, ValueError, OSError) as e:
+            return rec, None, f"{type(e).__name__}: {e}", time.perf_counter() - t0
+
+
+@dataclass
+class _Prepared:
+    records: list[dict[str, Any]]
+    videos: list[Any]
+    decode_s: list[float]
+    failures: list[tuple[dict[str, Any], str, float]]
+    batch: Any = None
+    processor_s: float = 0.0
+
+
+class _Collate:
+    """Builds the model inputs of a batch (in the worker): the processor runs beside decoding."""
+
+    def __init__(self, processor, answer: str | None, instruction: str | None):
+        self.processor = processor
+        self.answer = answer
+        self.instruction = instruction
+
+    def __call__(self, items) -> _Prepared:
+        from vqalib.inputs import build_batch
+
+        prep = _Prepared([], [], [], [])
+        for rec, video, err, sec in items:
+            if video is None:
+                prep.failures.append((rec, err, sec))
+            else:
+                prep.records.append(rec)
+                prep.videos.append(video)
+                prep.decode_s.append(sec)
+        if prep.videos:
+            t0 = time.perf_counter()
+            answers = [self.answer] * len(prep.videos) if self.answer is not None else None
+            prep.batch = build_batch(self.processor, prep.videos, answers, instruction=self.instruction)
+            prep.processor_s = time.perf_counter() - t0
+        return prep
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+# --------------------------------------------------------------------------- the scorer
+
+
+@dataclass
+class BatchResult:
+    """Model outputs for the clips of one batch."""
+
+    dist: np.ndarray  # [B, 5, 9] probabilities
+    outside: np.ndarray  # [B, 5]
+    texts: list[str] | None = None
+    parses: list[prompts.ParseResult] | None = None
+    dist_prefix: list[str] | None = None
+    model_s: float = 0.0
+
+
+@dataclass
+class ScoreRun:
+    """What :meth:`Scorer.score` returns: all rows of the output (old and new) and the counts."""
+
+    rows: pd.DataFrame
+    output: Path | None
+    n_listed: int
+    n_skipped: int  # already in the output (resumed)
+    n_scored: int
+    n_failed: int
+    failures: list[dict[str, str]] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    def summary(self) -> str:
+        lines = [f"{self.n_listed} videos listed, {self.n_skipped} already in the output, {self.n_scored} scored now, "
+                 f"{self.n_failed} failed to decode" + (f" -> {self.output}" if self.output else "")]
+        lines += [f"  FAILED {f['path']}: {f['error']}" for f in self.failures]
+        return "\n".join(lines)
+
+
+class Scorer:
+    """Score videos with a video VLM: ``Scorer("tiny").score("clips/", "scores.csv")``.
+
+    ``model``: a hub id, a local folder, ``"tiny"``, a run's checkpoint (LoRA adapters included,
+    see :func:`load_scoring_model`) or an already loaded model (then pass ``processor``).
+    ``mode``: ``"fast"`` or ``"generate"`` (module docstring). ``sampling``: a
+    :class:`vqalib.video.SamplingConfig` (default :func:`default_sampling`). ``device``: ``auto``
+    (CUDA if visible), ``cpu``, ``cuda``, ``cuda:1`` ...; ``dtype`` default bfloat16 on a GPU,
+    float32 on the CPU. ``num_workers``: DataLoader worker processes that decode videos and run the
+    processor while the model works (0 = in the main process, no overlap).
+    """
+
+    def __init__(self, model: Any = "tiny", *, processor=None, mode: str = "fast", sampling=None,
+                 device: str = "auto", dtype: str | None = None, batch_size: int = 4, num_workers: int = 0,
+                 max_new_tokens: int = 256, instruction: str | None = None):
+        if mode not in MODES:
+            raise ValueError(f"mode={mode!r}; use one of {MODES}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size}; must be >= 1")
+        if isinstance(model, torch.nn.Module):
+            if processor is None:
+                raise ValueError("Scorer(model=<loaded model>) needs processor=")
+            self.model, self.processor = model.eval(), processor
+            dev = str(next(model.parameters()).device)
+            self.info = dict(getattr(model, "vqalib_scoring_info", None) or {
+                "model": getattr(model, "vqalib_source", type(model).__name__), "device": dev,
+                "dtype": str(next(model.parameters()).dtype).replace("torch.", ""), "tiny": False})
+        else:
+            self.model, self.processor, self.info = load_scoring_model(model, device, dtype)
+        self.device = torch.device(self.info["device"] if self.info["device"] != "auto" else "cpu")
+        self.mode = mode
+        self.sampling = sampling or default_sampling(self.info)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.max_new_tokens = max_new_tokens
+        self.instruction = instruction
+        self.columns = columns(mode)
+
+    # ---------------------------------------------------------------- model side
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def fast_distributions(self, batch) -> tuple[np.ndarray, np.ndarray]:
+        """``(pi [B, 5, 9], outside [B, 5])`` from one tree-masked pass over a batch built with
+        :data:`FAST_ANSWER` (:func:`vqalib.scoring.level_logprobs`)."""
+        from vqalib.scoring import level_logprobs
+
+        with torch.no_grad():
+            lp, out = level_logprobs(self.model, batch.to(self.device))
+        return lp.float().exp().cpu().numpy().astype(float), out.float().cpu().numpy().astype(float)
+
+    def run_batch(self, videos: Sequence[Any], batch=None) -> BatchResult:
+        """Model outputs for sampled clips (:class:`vqalib.video.SampledVideo`); ``batch`` is the
+        prebuilt input (from the DataLoader), else built here."""
+        from vqalib.inputs import build_batch
+        from vqalib.predict import generate_answers, score_answers
+
+        if batch is None:
+            answers = [FAST_ANSWER] * len(videos) if self.mode == "fast" else None
+            batch = build_batch(self.processor, videos, answers, instruction=self.instruction)
+        self._sync()
+        t0 = time.perf_counter()
+        if self.mode == "fast":
+            dist, outside = self.fast_distributions(batch)
+            self._sync()
+            return BatchResult(dist, outside, model_s=time.perf_counter() - t0)
+        texts = generate_answers(self.model, self.processor, batch.to(self.device), self.max_new_tokens)
+        dist, outside, kinds, parses = score_answers(self.model, self.processor, videos, texts, self.instruction)
+        self._sync()
+        return BatchResult(dist, outside, texts, parses, kinds, model_s=time.perf_counter() - t0)
+
+    # ---------------------------------------------------------------- rows
+
+    def _row(self, rec: dict[str, Any], res: BatchResult | None, j: int, *, sampling: dict[str, Any] | None = None,
+             error: str | None = None, decode_s: float = math.nan, processor_s: float = math.nan,
+             model_s: float = math.nan, batch_no: int = -1) -> dict[str, Any]:
+        row: dict[str, Any] = {c: None for c in self.columns}
+        row.update(video_id=str(rec["video_id"]), path=str(rec["path"]), mode=self.mode, batch=batch_no,
+                   status=STATUS_OK if error is None else STATUS_DECODE_ERROR, error=error,
+                   decode_s=decode_s, processor_s=processor_s, model_s=model_s)
+        if res is None:
+            return row
+        for d, k in enumerate(DIMENSION_KEYS):
+            p = res.dist[j, d]
+            row[f"{k}_expected"] = float(p @ LEVELS)
+            row[f"{k}_argmax"] = float(LEVELS[int(np.argmax(p))])
+            row[f"{k}_outside"] = float(res.outside[j, d])
+            for s, v in zip(LEVEL_STRINGS, p):
+                row[dist_column(k, s)] = float(v)
+            if res.parses is not None:
+                parse = res.parses[j]
+                row[f"{k}_parsed"] = parse.scores[k]
+                row[f"{k}_parse_status"] = parse.status[k]
+        if res.parses is not None:
+            row["rationale"] = res.parses[j].rationale
+            row["raw_text"] = res.texts[j]
+            row["dist_prefix"] = res.dist_prefix[j]
+        if sampling:
+            row.update(n_frames=sampling["n_frames"], sampled_fps=sampling["sampled_fps"],
+                       frame_height=sampling["frame_height"], frame_width=sampling["frame_width"])
+        return row
+
+    def manifest(self) -> dict[str, Any]:
+        from vqalib.models import describe_model
+        from vqalib.runs import environment_info
+
+        return {"model": self.info.get("model"), "mode": self.mode, "sampling": self.sampling.to_dict(),
+                "instruction": self.instruction or prompts.INSTRUCTION,
+                "max_new_tokens": self.max_new_tokens if self.mode == "generate" else None,
+                "fast_answer": FAST_ANSWER if self.mode == "fast" else None,
+                "model_info": {**describe_model(self.model), **{k: v for k, v in self.info.items() if k != "model"}},
+                "environment": environment_info(), "columns": self.columns}
+
+    # ---------------------------------------------------------------- the loop
+
+    def score(self, videos: Any, output: str | os.PathLike | None = None, *, progress: bool = False,
+              overwrite: bool = False, limit: int | None = None) -> ScoreRun:
+        """Score ``videos`` (a folder, glob, .txt/.csv list, a list of paths or a DataFrame with
+        ``video_id, path``) and return all rows; with ``output`` (.csv, .jsonl or .parquet) rows are
+        appended after every batch and videos already in it are skipped (resume)."""
+        from vqalib.inference.sources import list_videos
+        from vqalib.inference.store import RowStore
+
+        t_start = time.perf_counter()
+        items = videos.copy() if isinstance(videos, pd.DataFrame) else list_videos(videos)
+        if limit:
+            items = items.head(limit)
+        store = RowStore(output, self.columns, self.manifest(), overwrite=overwrite) if output else None
+        done = store.open() if store else pd.DataFrame(columns=self.columns)
+        done_paths = set(done["path"].astype(str)) if len(done) else set()
+        todo = [r for r in items[["video_id", "path"]].to_dict("records") if str(r["path"]) not in done_paths]
+        loader = torch.utils.data.DataLoader(
+            _Clips(todo, self.sampling), batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
+            collate_fn=_Collate(self.processor, FAST_ANSWER if self.mode == "fast" else None, self.instruction),
+            worker_init_fn=_worker_init if self.num_workers else None,
+            persistent_workers=False, prefetch_factor=2 if self.num_workers else None)
+        threads = torch.get_num_threads()
+        if self.device.type == "cpu" and self.num_workers and todo:
+            # one thread per free core: workers and torch threads on the same cores slow both down
+            # (the same rule as the trainers' vqalib.train.common.cpu_threads)
+            torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - self.num_workers)))
+        try:
+            new_rows, failures = self._loop(loader, store, done, len(todo), progress)
+        finally:
+            torch.set_num_threads(threads)
+        if store:
+            store.close()
+        frames = [f for f in (done, pd.DataFrame(new_rows, columns=self.columns)) if len(f)]
+        all_rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=self.columns)
+        return ScoreRun(all_rows, Path(output) if output else None, len(items), len(items) - len(todo),
+                        len(new_rows) - len(failures), len(failures), failures, time.perf_counter() - t_start)
+
+    def _loop(self, loader, store, done: pd.DataFrame, total: int, progress: bool):
+        """Score every batch the loader yields, appending rows to ``store`` after each batch."""
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, desc=f"score ({self.mode})", unit="video")
+        new_rows: list[dict[str, Any]] = []
+        failures: list[dict[str, str]] = []
+        batch_no = int(done["batch"].max()) + 1 if len(done) and done["batch"].notna().any() else 0
+        for prep in loader:
+            rows = []
+            for rec, err, sec in prep.failures:
+                rows.append(self._row(rec, None, 0, error=err, decode_s=sec, batch_no=batch_no))
+                failures.append({"video_id": str(rec["video_id"]), "path": str(rec["path"]), "error": err})
+            if prep.videos:
+                res = self.run_batch(prep.videos, prep.batch)
+                n = len(prep.videos)
+                for j, rec in enumerate(prep.records):
+                    rows.append(self._row(rec, res, j, sampling=prep.batch.sampling[j], decode_s=prep.decode_s[j],
+                                          processor_s=prep.processor_s / n, model_s=res.model_s / n,
+                                          batch_no=batch_no))
+            if store:
+                store.append(rows)
+            new_rows += rows
+            batch_no += 1
+            if bar is not None:
+                bar.update(len(rows))
+        if bar is not None:
+            bar.close()
+        return new_rows, failures

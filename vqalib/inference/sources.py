@@ -1,0 +1,116 @@
+"""Which videos to score: a folder, a glob pattern, a text list or a CSV list -> ``video_id, path``.
+
+- a **folder**: every file with a video extension (:data:`VIDEO_EXTENSIONS`) below it, recursively,
+  in sorted order;
+- a **glob** (``"clips/*.mp4"``, ``"data/**/*.mkv"``): the matching files, sorted;
+- a **.txt / .lst** file: one path per line (blank lines and ``#`` comments skipped), relative
+  paths taken from the list file's folder;
+- a **.csv** file: a ``path`` column (relative to the CSV's folder) and an optional ``video_id``.
+
+``video_id`` is the file stem, or the path relative to the common folder without its extension
+when stems repeat (``a/clip.mp4`` and ``b/clip.mp4``). A listed path that does not exist is kept:
+the scorer reports it as a failure naming the file (nothing is dropped); a list file with a bad
+line raises naming the file and line.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import pandas as pd
+
+from vqalib.mos import VIDEO_EXTENSIONS
+
+
+class VideoListError(ValueError):
+    """A video list is malformed; the message names the file, the line and the fix."""
+
+
+def _from_txt(path: Path) -> list[Path]:
+    out = []
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        if "," in s and not Path(s).exists() and not (path.parent / s).exists():
+            raise VideoListError(f"{path} line {n}: {s!r} is not a path (a comma-separated row?); give one video "
+                                 "path per line, or a .csv with a 'path' column")
+        p = Path(os.path.expanduser(s))
+        out.append(p if p.is_absolute() else path.parent / p)
+    return out
+
+
+def _from_csv(path: Path) -> tuple[list[Path], list[str] | None]:
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if "path" not in df.columns:
+        raise VideoListError(f"{path}: no 'path' column (columns: {list(df.columns)}); add a 'path' column with "
+                             "one video file per row (optional 'video_id')")
+    paths = []
+    for i, s in enumerate(df["path"], start=2):
+        if not s.strip():
+            raise VideoListError(f"{path} line {i}: empty path")
+        p = Path(os.path.expanduser(s.strip()))
+        paths.append(p if p.is_absolute() else path.parent / p)
+    ids = None
+    if "video_id" in df.columns:
+        ids = [s.strip() for s in df["video_id"]]
+        bad = [i + 2 for i, s in enumerate(ids) if not s]
+        if bad:
+            raise VideoListError(f"{path} line {bad[0]}: empty video_id")
+    return paths, ids
+
+
+def _ids_for(paths: Sequence[Path]) -> list[str]:
+    stems = [p.stem for p in paths]
+    if len(set(stems)) == len(stems):
+        return stems
+    try:
+        common = Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
+    except ValueError:  # different drives
+        common = Path("/")
+    return [str(p.resolve().relative_to(common).with_suffix("")) for p in paths]
+
+
+def list_videos(spec: str | os.PathLike | Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """``video_id, path`` (absolute path strings) for a folder, glob, .txt/.csv list or a list of paths.
+
+    Raises :class:`VideoListError` when nothing matches (naming what was looked for) or a list
+    file is malformed, and ``ValueError`` when two entries share a video_id or a path.
+    """
+    ids: list[str] | None = None
+    if isinstance(spec, (str, os.PathLike)):
+        s = os.path.expanduser(str(spec))
+        p = Path(s)
+        if p.is_dir():
+            paths = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in VIDEO_EXTENSIONS)
+            if not paths:
+                raise VideoListError(f"{p}: no video files below this folder (extensions {', '.join(VIDEO_EXTENSIONS)})")
+        elif p.is_file() and p.suffix.lower() in (".txt", ".lst"):
+            paths = _from_txt(p)
+        elif p.is_file() and p.suffix.lower() == ".csv":
+            paths, ids = _from_csv(p)
+        elif p.is_file():
+            paths = [p]
+        elif glob.has_magic(s):
+            paths = sorted(Path(q) for q in glob.glob(s, recursive=True) if Path(q).is_file())
+            if not paths:
+                raise VideoListError(f"no file matches the pattern {s!r}")
+        else:
+            raise VideoListError(f"{s}: no such folder, file or glob pattern; give a folder of videos, a pattern "
+                                 "like 'clips/*.mp4', a .txt list (one path per line) or a .csv with a 'path' column")
+    else:
+        paths = [Path(os.path.expanduser(str(q))) for q in spec]
+    if not paths:
+        raise VideoListError(f"{spec}: the list holds no videos")
+    abs_paths = [str(q.absolute()) for q in paths]
+    dup = pd.Series(abs_paths)[pd.Series(abs_paths).duplicated()]
+    if len(dup):
+        raise ValueError(f"{spec}: video {dup.iloc[0]} is listed twice")
+    ids = ids or _ids_for([Path(q) for q in abs_paths])
+    dup_ids = pd.Series(ids)[pd.Series(ids).duplicated()]
+    if len(dup_ids):
+        raise ValueError(f"{spec}: video_id {dup_ids.iloc[0]!r} is used twice; give unique ids")
+    return pd.DataFrame({"video_id": ids, "path": abs_paths})
