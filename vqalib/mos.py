@@ -81,11 +81,15 @@ def spec(name: str) -> BenchmarkSpec:
     raise ValueError(f"unknown benchmark {name!r}; choose one of {list(BENCHMARKS)}")
 
 
-def to_1_5(mos, scale: tuple[float, float]) -> np.ndarray:
-    """``1 + 4 (mos - lo) / (hi - lo)``: map MOS on the scale ``(lo, hi)`` to 1-5."""
+def to_1_5(mos, scale: tuple[float, float], source: str | os.PathLike | None = None) -> np.ndarray:
+    """``1 + 4 (mos - lo) / (hi - lo)``: map MOS on the scale ``(lo, hi)`` to 1-5.
+
+    Raises ``ValueError`` when ``hi <= lo``, naming ``source`` (the label file) when given."""
     lo, hi = scale
     if not hi > lo:
-        raise ValueError(f"scale {scale}: hi must exceed lo")
+        where = f"{source}: " if source else ""
+        raise ValueError(f"{where}MOS scale {scale}: hi must exceed lo (an 'observed' scale whose MOS values are all "
+                         "equal has zero width); pass the dataset's nominal scale")
     return SCORE_MIN + (SCORE_MAX - SCORE_MIN) * (np.asarray(mos, dtype=float) - lo) / (hi - lo)
 
 
@@ -232,7 +236,7 @@ def load_benchmark(name: str, video_root: str | os.PathLike, split: str | None =
             p = alt if alt.is_file() else None
         paths.append(str(p) if p else None)
     df["path"] = paths
-    df["mos_1to5"] = to_1_5(df["mos"], sc)
+    df["mos_1to5"] = to_1_5(df["mos"], sc, source=f"{label_file} (scale={scale!r})")
     found = df["path"].notna()
     bs = BenchmarkSet(s.name, split, sc, scale, root, label_file,
                       df[found].drop(columns="line").reset_index(drop=True),
