@@ -166,6 +166,12 @@ def test_raw_relaxed_match_tolerance_is_in_original_units():
     assert t["relaxed_match_lo"].iloc[0] <= t["relaxed_match"].iloc[0] <= t["relaxed_match_hi"].iloc[0]
 
 
+def test_raw_tolerance_converts_grid_points_to_original_units():
+    assert A.raw_tolerance(1.0, (0, 100)) == 25.0 and A.raw_tolerance(0.5, (10, 1)) == pytest.approx(1.125)
+    with pytest.raises(ValueError, match="zero width"):
+        A.raw_tolerance(1.0, (3, 3))
+
+
 def test_raw_scale_needs_the_column_everywhere():
     r = pd.DataFrame({"video_id": ["a", "a"], "rater": ["x", "y"], "phase": "final", "dimension": "clarity_quality",
                       "score": [3.0, 3.5]})
@@ -204,3 +210,44 @@ def test_nan_alpha_is_undefined_not_lower():
     assert cmp.final_higher == {"clarity_quality": None}
     assert cmp.verdict == {"clarity_quality": "undefined"} and cmp.undefined == ["clarity_quality"]
     assert not cmp.all_higher
+
+
+# --------------------------------------------------------------------------- notebook 02 on such a table
+
+
+@pytest.mark.notebooks
+@pytest.mark.slow
+def test_notebook_02_reports_grid_and_raw_agreement_side_by_side(study, tmp_path):
+    """The user's path: convert the table once, save it, run notebook 02 on it from the command line
+    (``-p`` values converted to the declared types), read both tables it wrote."""
+    import json
+    import subprocess
+    import sys
+
+    from vqalib.runs import project_root
+
+    root, table = study
+    rng = np.random.default_rng(3)
+    pilot = table.copy()
+    cols = [c for c in table.columns if c.endswith("_sharpness")]
+    noisy = np.clip(np.round(pilot[cols].to_numpy() + rng.normal(0, 12, pilot[cols].shape), 1), 0, 100)
+    pilot[cols] = np.where(pilot[cols].to_numpy() == -1, -1, noisy)
+    both = pd.concat([pilot.assign(phase="pilot"), table.assign(phase="final")])
+    csv = root / "study_phases.csv"
+    both.to_csv(csv, index=False)
+    ds = from_ratings_csv(csv, video_dir=root / "media", na_values=[-1], phase_col="phase", **WIDE)
+    data_dir = save_dataset(ds, tmp_path / "my_vqa")
+    run_dir = tmp_path / "run"
+    res = subprocess.run([sys.executable, "-m", "vqalib", "run-notebooks", "--only", "02", "--run-dir", str(run_dir),
+                          "-p", "DATA_DIR", str(data_dir), "-p", "N_BOOT", "20", "-p", "STRICT", "yes"],
+                         cwd=project_root(), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    metrics = json.loads((run_dir / "02_annotator_agreement" / "metrics.json").read_text())
+    assert metrics["has_raw_scale"] is True and metrics["raw_tolerance"] == 25.0 and metrics["raw_scale"] == [0.0, 100.0]
+    side = pd.read_csv(run_dir / "02_annotator_agreement" / "tables" / "agreement_grid_vs_raw.csv")
+    raw = A.agreement_table(ds.ratings, phases=["pilot", "final"], n_boot=0, tol=25.0, value="raw_score")
+    got = side.set_index(["phase", "dimension", "statistic"])
+    for row in raw.itertuples():
+        assert got.loc[(row.phase, row.dimension, "alpha_interval"), "raw"] == pytest.approx(row.alpha_interval)
+        assert metrics[f"{row.phase}_{row.dimension}_alpha_interval_raw"] == pytest.approx(row.alpha_interval)
+    assert (side["raw_minus_grid"].abs() > 0).any()

@@ -210,6 +210,30 @@ def agreement_table(ratings: pd.DataFrame, phases: Iterable[str] = ("pilot", "fi
     return pd.DataFrame(rows)
 
 
+def raw_tolerance(tol: float, scale: Sequence[float]) -> float:
+    """A Relaxed Match tolerance on the 1-5 grid expressed in the original units of ``scale=(lo, hi)``
+    (the linear map of :func:`vqalib.data.map_scale`): ``tol * |hi - lo| / 4``; 1.0 on 1-5 is 25 on 0-100."""
+    lo, hi = (float(v) for v in scale)
+    if lo == hi:
+        raise ValueError(f"scale {tuple(scale)} has zero width; cannot convert a tolerance to it")
+    return float(tol) * abs(hi - lo) / (L.SCORE_MAX - L.SCORE_MIN)
+
+
+def compare_scales(grid: pd.DataFrame, raw: pd.DataFrame,
+                   columns: Sequence[str] = ("relaxed_match", "alpha_interval", "alpha_ordinal")) -> pd.DataFrame:
+    """Grid and original-scale agreement side by side: one row per dimension, phase and statistic,
+    with ``grid``, ``raw`` and ``raw_minus_grid`` (tables from :func:`agreement_table` with
+    ``value="score"`` and ``value="raw_score"``)."""
+    key = ["dimension", "phase"]
+    m = grid.set_index(key)[list(columns)].join(raw.set_index(key)[list(columns)], lsuffix="_grid", rsuffix="_raw",
+                                                how="outer")
+    rows = [{"dimension": d, "phase": ph, "statistic": c, "grid": m.loc[(d, ph), f"{c}_grid"],
+             "raw": m.loc[(d, ph), f"{c}_raw"]} for (d, ph) in m.index for c in columns]
+    out = pd.DataFrame(rows)
+    out["raw_minus_grid"] = out["raw"] - out["grid"]
+    return out
+
+
 def rater_bias(ratings: pd.DataFrame, phase: str = "final", by_dimension: bool = False) -> pd.DataFrame:
     """Per-rater bias and leniency against the other raters of the same video and dimension.
 
