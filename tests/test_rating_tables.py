@@ -179,6 +179,8 @@ def test_raw_scale_needs_the_column_everywhere():
         A.agreement_table(r, value="raw_score")
     with pytest.raises(ValueError, match="1 of 2 ratings have no finite 'raw_score'"):
         A.agreement_table(r.assign(raw_score=[50.0, np.nan]), value="raw_score")
+    with pytest.raises(ValueError, match="repeat a \\(video, rater\\) pair, first video 'a' rater 'x'"):
+        A.agreement_table(r.assign(rater="x", raw_score=50.0), value="raw_score")
     with pytest.raises(ValueError, match="value='mean'"):
         A.agreement_table(r, value="mean")
 

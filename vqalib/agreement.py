@@ -92,6 +92,12 @@ def units_by_raters(ratings: pd.DataFrame, dimension: str, phase: str = "final",
     The layout :func:`bootstrap_ci` resamples (rows = units); transpose it for the ``krippendorff``
     package's raters x units ``reliability_data``."""
     r = ratings[(ratings["dimension"] == dimension) & (ratings["phase"] == phase)]
+    dup = r.duplicated(["video_id", "rater"], keep=False)
+    if dup.any():
+        first = r[dup].iloc[0]
+        raise ValueError(f"{int(dup.sum())} {dimension} ratings ({phase}) repeat a (video, rater) pair, first video "
+                         f"{first['video_id']!r} rater {first['rater']!r}; one rating per rater and video is needed "
+                         "(vqalib.data.validate reports duplicates)")
     return r.pivot(index="video_id", columns="rater", values=value).sort_index().to_numpy(dtype=float)
 
 
