@@ -266,18 +266,23 @@ CHECKS = {f.__name__: f for f in (check_print_config, check_param_set_and_overri
                                   check_accelerate)}
 
 
+def _short(cmd: str) -> str:
+    """A readable test id: the command without the common prefixes, at most 70 characters."""
+    return re.sub(r"^(python -m vqalib |\.venv/bin/|OMP_NUM_THREADS=1 )", "", cmd)[:70]
+
+
 def _ids(kind):
     return [c for c, d in DECISIONS.items() if isinstance(d, kind)]
 
 
-@pytest.mark.parametrize("cmd", _ids(Check))
+@pytest.mark.parametrize("cmd", _ids(Check), ids=_short)
 def test_commands_that_need_a_gpu_are_checked_then_skipped(cmd, my_vqa, tmp_path):
     decision = DECISIONS[cmd]
     CHECKS[decision.check](cmd, tmp_path, my_vqa)
     pytest.skip(f"checked with {decision.check}; the run itself {decision.reason}")
 
 
-@pytest.mark.parametrize("cmd", _ids(Skip))
+@pytest.mark.parametrize("cmd", _ids(Skip), ids=_short)
 def test_commands_skipped_with_the_reason(cmd):
     pytest.skip(DECISIONS[cmd].reason)
 
@@ -286,7 +291,7 @@ def test_commands_skipped_with_the_reason(cmd):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cmd", [c for c in _ids(Run) if " train " not in c])
+@pytest.mark.parametrize("cmd", [c for c in _ids(Run) if " train " not in c], ids=_short)
 def test_run_command(cmd, tmp_path):
     res = _run(_substituted(cmd, DECISIONS[cmd], tmp_path))
     if "--print-config" in cmd:
