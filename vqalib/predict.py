@@ -150,7 +150,8 @@ def predict(model, processor, data, split: str | None = "test", sampling=None, m
 
     Row columns: the INTERFACES.md prediction-row fields (``video_id, dimension, target,
     parsed_score, expected_score, argmax_score, dist, outside_mass, raw_text, parse_status``)
-    plus ``raw_value, off_grid, dist_prefix``. ``sampling`` is a
+    plus ``raw_value, off_grid, parse_reason`` (why a dimension did not parse, e.g. "score on another
+    scale (4/10), not out of 5"; null when it did) and ``dist_prefix``. ``sampling`` is a
     :class:`vqalib.video.SamplingConfig` (default: 2 fps, the config's defaults).
     """
     from .models import describe_model
@@ -196,11 +197,11 @@ def predict(model, processor, data, split: str | None = "test", sampling=None, m
                     "argmax_score": float(LEVELS[int(np.argmax(p))]), "dist": p.tolist(),
                     "outside_mass": float(outside[j, d]), "raw_text": texts[j], "parse_status": parses[j].status[k],
                     "raw_value": parses[j].raw_value[k], "off_grid": bool(parses[j].off_grid[k]),
-                    "dist_prefix": kinds[j],
+                    "parse_reason": parses[j].reason[k], "dist_prefix": kinds[j],
                 })
     df = pd.DataFrame(rows, columns=["video_id", "dimension", "target", "parsed_score", "expected_score",
                                      "argmax_score", "dist", "outside_mass", "raw_text", "parse_status",
-                                     "raw_value", "off_grid", "dist_prefix"])
+                                     "raw_value", "off_grid", "parse_reason", "dist_prefix"])
     counts = {k: {st: int(((df["dimension"] == k) & (df["parse_status"] == st)).sum())
                   for st in (prompts.STATUS_OK, prompts.STATUS_MISSING, prompts.STATUS_UNPARSABLE)}
               for k in DIMENSION_KEYS}
