@@ -24,6 +24,9 @@
 # * 95 % **bootstrap CIs** resample videos (a video keeps all its ratings).
 # * **Per-rater bias and leniency** against the other raters of the same video, and the effect of the
 #   **high-variance filter** (labels whose rater std exceeds 1.0).
+# * **On the original scale**: a dataset converted with `vqalib.data.from_ratings_csv` keeps each
+#   rating as the rater gave it (`raw_score`, e.g. 0–100); the same statistics on those values are
+#   shown beside the grid ones, because snapping continuous ratings to 9 levels changes α.
 #
 # Code: `vqalib.agreement`, `vqalib.stats` (tests: `tests/test_agreement.py`).
 
@@ -37,6 +40,7 @@ STRICT: bool = True  # True: stop on any invalid row; False: drop invalid rows a
 N_BOOT: int = 300  # bootstrap resamples for the confidence intervals (0 for none)
 TOLERANCE: float = 1.0  # Relaxed Match: largest score difference that still counts as a match
 HIGH_VARIANCE_STD: float = 1.0  # a label is high-variance when the sample std of its ratings exceeds this
+RAW_TOLERANCE: float = 0.0  # Relaxed Match tolerance on the original scale (raw_score), in its units; 0 means TOLERANCE converted with the dataset's scale
 
 # %%
 import matplotlib.pyplot as plt
@@ -82,18 +86,59 @@ display(show[["phase", "dimension", "n_videos", "n_ratings", "relaxed_match", "a
 if {"pilot", "final"} <= set(phases):
     comparisons = {col: agreement.compare_phases(table, col) for col in ("alpha_interval", "alpha_ordinal")}
     for col, cmp in comparisons.items():
-        worse = [d for d, ok in cmp.final_higher.items() if not ok]
-        print(f"{col}: final > pilot on {sum(cmp.final_higher.values())} of {len(cmp.final_higher)} dimensions"
-              + ("" if not worse else f"; NOT on {worse}"))
+        worse = [d for d, v in cmp.verdict.items() if v == "not higher"]
+        print(f"{col}: final > pilot on {sum(v == 'higher' for v in cmp.verdict.values())} of {len(cmp.verdict)} "
+              "dimensions" + ("" if not worse else f"; NOT on {worse}")
+              + ("" if not cmp.undefined else f"; undefined (α is NaN in a phase) on {cmp.undefined}"))
     run.log_metrics(final_alpha_interval_above_pilot_all=comparisons["alpha_interval"].all_higher,
                     final_alpha_ordinal_above_pilot_all=comparisons["alpha_ordinal"].all_higher,
                     final_alpha_interval_above_pilot=comparisons["alpha_interval"].final_higher)
+    undefined = sorted({d for c in comparisons.values() for d in c.undefined})
     verdict = ("Final-phase α is higher than pilot-phase α on every dimension (interval and ordinal)."
                if all(c.all_higher for c in comparisons.values())
+               else f"Undefined on {undefined}: α is NaN in a phase (e.g. no variation), so no comparison there."
+               if undefined
                else "Final-phase α is NOT higher than pilot-phase α on every dimension; see the lines above.")
     print(verdict)
 else:
     print("only one phase in this dataset: no pilot/final comparison")
+
+# %% [markdown]
+# ## Agreement on the original scale
+# When the ratings came from a table on another scale (`from_ratings_csv`, e.g. 0–100), `raw_score`
+# holds each rating as given. The same statistics on those values, beside the grid ones: Relaxed
+# Match with the tolerance in the original units (`RAW_TOLERANCE`, or `TOLERANCE` converted with the
+# scale recorded in `dataset.json`), α with the values seen as its domain. A dataset rated on the grid
+# has no `raw_score`: its grid numbers above are the agreement.
+
+# %%
+has_raw = "raw_score" in ds.ratings.columns and bool(ds.ratings["raw_score"].notna().all())
+if has_raw:
+    if RAW_TOLERANCE > 0:
+        raw_tol = RAW_TOLERANCE
+    elif "scale" in ds.info:
+        raw_tol = agreement.raw_tolerance(TOLERANCE, ds.info["scale"])
+    else:
+        raise ValueError(f"{data_dir}: ratings carry raw_score but dataset.json records no scale; "
+                         "set RAW_TOLERANCE to the Relaxed Match tolerance in the original units")
+    raw_table = agreement.agreement_table(ds.ratings, phases=phases, n_boot=N_BOOT, tol=raw_tol, seed=SEED,
+                                          value="raw_score")
+    run.save_table(raw_table, "agreement_raw_scale", index=False)
+    side = agreement.compare_scales(table, raw_table)
+    run.save_table(side, "agreement_grid_vs_raw", index=False)
+    for row in raw_table.itertuples():
+        run.log_metrics({f"{row.phase}_{row.dimension}_{k}_raw": getattr(row, k)
+                         for k in ("relaxed_match", "alpha_interval", "alpha_ordinal")})
+    run.log_metrics(raw_tolerance=raw_tol, raw_scale=ds.info.get("scale"))
+    print(f"original scale {ds.info.get('scale')}; Relaxed Match tolerance {raw_tol:g} original units "
+          f"(grid: {TOLERANCE:g})")
+    display(side.pivot_table(index=["phase", "dimension"], columns="statistic",
+                             values=["grid", "raw", "raw_minus_grid"]))
+    print(f"largest |α(raw) − α(grid)|: {side.loc[side.statistic.str.startswith('alpha'), 'raw_minus_grid'].abs().max():.3f}")
+else:
+    print("no raw_score column: the ratings were given on the 9-level grid, so the grid agreement above is the "
+          "agreement on the original scale")
+run.log_metrics(has_raw_scale=has_raw)
 
 # %% [markdown]
 # ## Per-rater bias and leniency

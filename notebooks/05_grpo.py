@@ -20,7 +20,7 @@
 # The paper's reinforcement-learning baseline. Starting from the SFT checkpoint (notebook 04), for
 # each clip the policy samples `G` complete answers **with the video**; each answer is parsed and
 # rewarded per dimension with `R_acc = 1[round(pred) = round(gt)]` + `R_dist = 5 − |pred − gt|` plus a
-# format reward, averaged over the five dimensions; rewards are normalised within the group
+# format reward (1 only for the strict answer format, `vqalib.prompts.check_format`), averaged over the five dimensions; rewards are normalised within the group
 # (advantage), and the policy follows the clipped ratio objective with a KL penalty (coefficient 0.1)
 # to the SFT model. A dimension that does not parse earns 0 and is **counted** (`n_unparsable`),
 # never given a random score. Vision tokens (`<|video_pad|>` …) are never sampled.
@@ -89,7 +89,7 @@ run.log_metrics({"grpo/train_s": train_s, "grpo/steps": int(curves["step"].max()
                  "grpo/first_reward": float(curves["reward"].iloc[0]), "grpo/final_reward": float(curves["reward"].iloc[-1]),
                  "grpo/unparsable_completions": n_bad, "grpo/completions": n_all})
 print(f"{int(curves['step'].max())} steps in {train_s:.0f} s; {n_bad} of {n_all} sampled answers had a missing or "
-      f"unparsable score (format reward 0 for that dimension)")
+      f"unparsable score (no accuracy or distance reward for that dimension, no format reward for the answer)")
 curves
 
 # %% [markdown]

@@ -158,3 +158,27 @@ def test_readouts():
     d[1, 8] = 1.0
     np.testing.assert_allclose(expected_score(d), [2.25, 5.0])
     np.testing.assert_allclose(argmax_score(d), [2.0, 5.0])
+
+
+INF = float("inf")
+
+
+@pytest.mark.parametrize("name", ["acc", "mae", "rmse", "srcc", "krcc", "plcc", "plcc_fit"])
+@pytest.mark.parametrize("y, p, fragment", [
+    ([1, 2, 3, 4, 5, 3], [1, 2, 3, 4, INF, 3], "1 non-finite prediction(s) (1 inf)"),
+    ([1, 2, 3, 4, 5, 3], [1, -INF, 3, 4, float("nan"), 3], "2 non-finite prediction(s) (1 NaN, 1 inf)"),
+    ([1, 2, INF, 4, 5, 3], [1, 2, 3, 4, 5, 3], "1 non-finite target(s) (1 inf)"),
+])
+def test_infinite_values_are_undefined_like_nan(name, y, p, fragment):
+    """Issue 8: a prediction of inf gave PLCC NaN with no reason, MAE/RMSE inf and SRCC 1.0."""
+    r = score_metrics(y, p, [name])[name]
+    assert math.isnan(r.value) and not r.defined
+    assert fragment in r.reason
+
+
+def test_bootstrap_and_calibration_refuse_infinite_values_with_a_reason():
+    ci = bootstrap_ci("srcc", [1, 2, 3, 4, 5], [1, 2, 3, 4, INF], n_boot=20)
+    assert math.isnan(ci.low) and "non-finite prediction" in ci.reason
+    dists = np.full((2, 9), 1 / 9)
+    cal = calibration(dists, [3.0, INF])
+    assert math.isnan(cal.ece.value) and "1 non-finite target(s) (1 inf)" in cal.ece.reason

@@ -99,6 +99,21 @@ def test_bad_label_lines_name_file_and_line(tmp_path):
         read_fastvqa_labels(p)
 
 
+def test_observed_scale_of_equal_mos_names_the_label_file(tmp_path):
+    """Issue 8: an all-equal 'observed' scale said only "hi must exceed lo", naming no file."""
+    rel = BENCHMARKS["KoNViD"].label_files["all"]
+    label = tmp_path / "labels" / rel
+    label.parent.mkdir(parents=True)
+    label.write_text("a.mp4, 8.0, 30, 3.2\nb.mp4, 8.0, 30, 3.2\n")
+    (tmp_path / "videos").mkdir()
+    with pytest.raises(ValueError, match=rf"{label.name}.*scale='observed'.*hi must exceed lo.*nominal scale"):
+        load_benchmark("KoNViD", tmp_path / "videos", labels_root=tmp_path / "labels", scale="observed")
+    nominal = load_benchmark("KoNViD", tmp_path / "videos", labels_root=tmp_path / "labels")
+    assert nominal.missing["mos_1to5"].tolist() == pytest.approx([3.2, 3.2])  # 1-5 nominal: identity
+    with pytest.raises(ValueError, match="my_labels.txt: MOS scale"):
+        to_1_5([1], (5, 1), source="my_labels.txt")
+
+
 def _pred(video_ids, values: dict[str, list[float | None]]) -> pd.DataFrame:
     rows = []
     for dim, vals in values.items():

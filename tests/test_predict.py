@@ -39,6 +39,7 @@ def test_predict_rows_failures_and_manifest(tiny, tmp_path):
     failed = df[df.parse_status != "ok"]
     assert failed["parsed_score"].isna().all(), "a failed parse must never carry a score"
     assert (failed["dist_prefix"] == "canonical").all()
+    assert failed["parse_reason"].notna().all() and df.loc[df.parse_status == "ok", "parse_reason"].isna().all()
     counts = res.manifest["parse_status_counts"]
     assert sum(sum(c.values()) for c in counts.values()) == 15
     assert res.manifest["n_failed_videos"] == 1 and res.manifest["sampling"]["fps"] == 2.0
@@ -88,14 +89,15 @@ def test_score_answers_uses_the_generated_text_or_the_canonical_prefix(tiny):
     dist, outside, kinds, parses = predict.score_answers(model, proc, clips, [good, broken])
     assert kinds == ["generated", "canonical"]
     assert np.allclose(dist.sum(-1), 1.0, atol=1e-5) and ((outside >= 0) & (outside <= 1)).all()
+    cont = scoring.number_continuation_ids(proc.tokenizer)  # prediction counts a bare "3" as 3.0 (test_bare_level.py)
     with torch.no_grad():
-        lp, _ = scoring.level_logprobs(model, build_batch(proc, clips[:1], [good]))
+        lp, _ = scoring.level_logprobs(model, build_batch(proc, clips[:1], [good]), continue_ids=cont)
     np.testing.assert_allclose(dist[0], lp[0].exp().numpy(), atol=1e-6)
     # canonical prefix for dimension 2: rationale, the parsed 4.0, then the argmax of dimension 1
     amp = float(scoring.LEVELS[int(np.argmax(dist[1, 1]))])
     cano = f"Steady.\n\nMotion Quality: 4.0\nMotion Amplitude: {amp:.1f}\nAesthetic Quality: 1.0"
     with torch.no_grad():
-        lp2, _ = scoring.level_logprobs(model, build_batch(proc, clips[1:], [cano]))
+        lp2, _ = scoring.level_logprobs(model, build_batch(proc, clips[1:], [cano]), continue_ids=cont)
     np.testing.assert_allclose(dist[1, 2], lp2[0, 2].exp().numpy(), atol=1e-6)
     assert parses[1].status["motion_amplitude"] == "unparsable" and parses[1].scores["motion_amplitude"] is None
 

@@ -105,3 +105,48 @@ def test_rationale_prompt_fills_score_keyword_and_tags():
         prompts.rationale_prompt("clarity_quality", 2.5, ["camera_shake"])
     with pytest.raises(ValueError, match="grid"):
         prompts.rationale_prompt("clarity_quality", 2.7)
+
+
+# --------------------------------------------------------------------------- issue 8: other scales, commas, ranges
+
+
+@pytest.mark.parametrize("written, reason", [
+    ("4/10", "another scale"), ("2 out of 10", "another scale"), ("8/10", "another scale"),
+    ("80/100", "another scale"), ("4 / 10", "another scale"), ("**4**/10", "another scale"),
+    ("3,5", "decimal comma"), ("3-4", "range"), ("3 - 4", "range"), ("3–4", "range"), ("3 to 4", "range"),
+    ("80%", "percentage"), ("7", "outside"), ("good", "no number"),
+])
+def test_other_scales_commas_and_ranges_are_unparsable_with_a_reason(written, reason):
+    """Before: 4/10 -> 4.0, 2 out of 10 -> 2.0, 3,5 -> 3.0, 3-4 -> 3.0, all 'ok'."""
+    res = prompts.parse_answer(f"Rationale.\nMotion Quality: {written}\nMotion Amplitude: 3.0")
+    assert res.status["motion_quality"] == "unparsable" and res.scores["motion_quality"] is None
+    assert reason in res.reason["motion_quality"]
+    assert res.status["motion_amplitude"] == "ok" and res.reason["motion_amplitude"] is None
+    assert res.reason["clarity_quality"] and res.status["clarity_quality"] == "missing"
+
+
+@pytest.mark.parametrize("written, value", [
+    ("3.5/5", 3.5), ("4 / 5.0", 4.0), ("2 out of 5", 2.0), ("3, then", 3.0), ("4.", 4.0), ("4.5 (Excellent)", 4.5),
+])
+def test_explicit_five_point_scale_and_punctuation_still_parse(written, value):
+    res = prompts.parse_answer(f"Motion Quality: {written}")
+    assert res.status["motion_quality"] == "ok" and res.scores["motion_quality"] == value
+
+
+def test_rescale_is_explicit_and_flagged():
+    assert prompts.parse_answer("Motion Quality: 8/10").status["motion_quality"] == "unparsable"
+    res = prompts.parse_answer("Motion Quality: 8/10\nClarity Quality: 4.0", rescale=True)
+    assert res.scores["motion_quality"] == 4.0 and res.rescaled["motion_quality"]  # 1 + 4 * 0.8 = 4.2 -> 4.0
+    assert res.off_grid["motion_quality"] and not res.rescaled["clarity_quality"]
+    assert prompts.parse_answer("Motion Quality: 0/10", rescale=True).scores["motion_quality"] == 1.0
+    assert prompts.parse_answer("Motion Quality: 12/10", rescale=True).status["motion_quality"] == "unparsable"
+
+
+def test_rationale_is_not_cut_at_an_earlier_mention_of_a_dimension():
+    """Before: the rationale ended at 'The' (the first 'motion quality:' inside a sentence)."""
+    text = "The motion quality: okay-ish. Some shake at the start.\n\nMotion Quality: 3.5\nClarity Quality: 4.0"
+    res = prompts.parse_answer(text)
+    assert res.rationale == "The motion quality: okay-ish. Some shake at the start."
+    assert res.scores["motion_quality"] == 3.5 and res.n_matches["motion_quality"] == 2
+    md = prompts.parse_answer("Sharp and steady.\n- **Motion Quality**: 4.0\n- **Clarity Quality**: 4.5")
+    assert md.rationale == "Sharp and steady."

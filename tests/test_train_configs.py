@@ -35,7 +35,7 @@ def test_overrides_are_typed_and_checked():
     assert cfg.lam == 0.5 and cfg.on_policy is True and cfg.max_steps == 7
     with pytest.raises(ValueError, match="max_steps.*not a valid int"):
         load_config("sft", None, ["max_steps=1.5"])
-    with pytest.raises(ValueError, match="expected key=value"):
+    with pytest.raises(ValueError, match="expected KEY=VALUE"):
         parse_overrides(["lr"])
     with pytest.raises(ValueError, match="finetune='half'"):
         load_config("sft", None, ["finetune=half"])

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from vqalib.levels import DIMENSION_KEYS
+from vqalib.prompts import format_answer, parse_answer
 from vqalib.train.grpo_math import grpo_loss, group_advantages, k3_kl, score_rewards
 
 
@@ -56,13 +57,32 @@ def test_grpo_loss_clips_ratio_and_adds_kl():
 
 def test_score_rewards_paper_terms_and_unparsable_counted():
     targets = np.array([[3.0] * 5, [3.0] * 5])
-    good = {k: 3.5 for k in DIMENSION_KEYS}  # round(3.5)=4 != 3 -> R_acc 0, R_dist 4.5, format 1
-    bad = {k: 3.0 for k in DIMENSION_KEYS}
-    bad["clarity_quality"] = None  # missing -> 0 reward for that dimension, counted
-    out = score_rewards([good, bad], targets, raw_texts=["ok", "garbled text"])
+    good = format_answer({k: 3.5 for k in DIMENSION_KEYS}, "Fine.")  # round(3.5)=4 != 3 -> R_acc 0, R_dist 4.5, format 1
+    bad = format_answer({k: 3.0 for k in DIMENSION_KEYS}).replace("Clarity Quality: 3.0", "garbled text")
+    out = score_rewards([parse_answer(good), parse_answer(bad)], targets)  # clarity missing: 0 for it, counted
     assert out.total[0] == pytest.approx(0 + 4.5 + 1)
-    assert out.total[1] == pytest.approx((4 * (1 + 5 + 1) + 0) / 5)
+    assert out.total[1] == pytest.approx((4 * (1 + 5 + 0) + 0) / 5)  # not the strict format: no format reward
     assert out.n_unparsable == 1 and out.n_dims_missing == 1
-    assert out.examples == ["garbled text"]
-    off_grid = {k: 3.25 for k in DIMENSION_KEYS}
-    assert score_rewards([off_grid], targets[:1]).fmt.sum() == 0
+    assert out.examples == [bad]
+
+
+STRICT = format_answer({k: 3.0 for k in DIMENSION_KEYS}, "Fine.")
+
+
+@pytest.mark.parametrize("written, acc_dist", [
+    ("3.3", None),  # off the grid: no accuracy/distance reward (was snapped to 3.5 and rewarded)
+    ("3", (1.0, 5.0)),  # a bare level parses (R_acc, R_dist) but is not the strict format
+    ("4.00", (0.0, 4.0)),
+    ("3.0/5", (1.0, 5.0)),
+    ("4/10", None),  # another scale (was read as 4.0)
+    ("3,5", None),  # decimal comma (was read as 3.0)
+    ("3-4", None),  # a range (was read as 3.0)
+])
+def test_format_reward_is_the_strict_format_check(written, acc_dist):
+    """Issue 8: the format reward was 1 for "3.3", "3", "4/10", "3,5" because it read the snapped parse."""
+    text = STRICT.replace("Motion Quality: 3.0", f"Motion Quality: {written}")
+    out = score_rewards([parse_answer(text), parse_answer(STRICT)], np.full((2, 5), 3.0))
+    assert out.fmt[0].tolist() == [0.0] * 5 and out.fmt[1].tolist() == [1.0] * 5
+    assert (out.acc[0, 0], out.dist[0, 0]) == (acc_dist or (0.0, 0.0))
+    assert out.n_unparsable == (acc_dist is None) and out.n_dims_missing == (acc_dist is None)
+    assert out.acc[0, 1:].tolist() == [1.0] * 4 and out.dist[0, 1:].tolist() == [5.0] * 4

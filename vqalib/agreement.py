@@ -9,6 +9,11 @@ CIs, per-rater bias and leniency, and the effect of the high-variance filter.
   ``interval`` or ``ordinal`` difference function.
 * **Bootstrap CIs** resample *units* (videos) with replacement, keeping each unit's ratings
   together, and report percentile intervals.
+* **Original scale.** ``value="raw_score"`` computes the same statistics on the ratings as the rater
+  gave them (the ``raw_score`` column :func:`vqalib.data.from_ratings_csv` keeps, e.g. 0-100), from
+  raters x units reliability data instead of grid counts; ``tol`` is then in the original units.
+  Snapping continuous ratings to the 9 levels changes alpha (it adds rounding disagreement and
+  merges close ratings), so both are worth reporting side by side (notebook 02).
 """
 
 from __future__ import annotations
@@ -62,6 +67,50 @@ def reliability_matrix(ratings: pd.DataFrame, dimension: str, phase: str = "fina
     """Raters x videos table of scores (NaN where a rater did not rate the video)."""
     r = ratings[(ratings["dimension"] == dimension) & (ratings["phase"] == phase)]
     return r.pivot(index="rater", columns="video_id", values="score")
+
+
+#: Rating columns agreement can be computed on: the 9-level grid score, or the original value.
+VALUES = ("score", "raw_score")
+
+
+def _check_value(ratings: pd.DataFrame, value: str) -> None:
+    if value not in VALUES:
+        raise ValueError(f"value={value!r}; use 'score' (the 9-level grid) or 'raw_score' (the original scale)")
+    if value not in ratings.columns:
+        raise ValueError(f"the ratings have no {value!r} column; it is written by vqalib.data.from_ratings_csv "
+                         "(the original value of each rating); use value='score' for data rated on the grid")
+    bad = ratings[value].isna() | ~np.isfinite(pd.to_numeric(ratings[value], errors="coerce"))
+    if bad.any():
+        raise ValueError(f"{int(bad.sum())} of {len(ratings)} ratings have no finite {value!r} "
+                         f"(first: video {ratings.loc[bad, 'video_id'].iloc[0]!r}); agreement on {value!r} needs it "
+                         "for every rating")
+
+
+def units_by_raters(ratings: pd.DataFrame, dimension: str, phase: str = "final", value: str = "raw_score") -> np.ndarray:
+    """Units x raters array of ``value`` (NaN where a rater did not rate the video), units sorted by id.
+
+    The layout :func:`bootstrap_ci` resamples (rows = units); transpose it for the ``krippendorff``
+    package's raters x units ``reliability_data``."""
+    r = ratings[(ratings["dimension"] == dimension) & (ratings["phase"] == phase)]
+    dup = r.duplicated(["video_id", "rater"], keep=False)
+    if dup.any():
+        first = r[dup].iloc[0]
+        raise ValueError(f"{int(dup.sum())} {dimension} ratings ({phase}) repeat a (video, rater) pair, first video "
+                         f"{first['video_id']!r} rater {first['rater']!r}; one rating per rater and video is needed "
+                         "(vqalib.data.validate reports duplicates)")
+    return r.pivot(index="video_id", columns="rater", values=value).sort_index().to_numpy(dtype=float)
+
+
+def _rm_from_units(x: np.ndarray, tol: float) -> float:
+    return relaxed_match(np.asarray(x).T, tol)
+
+
+def _alpha_from_units(x: np.ndarray, level: str) -> float:
+    x = np.asarray(x, dtype=float)
+    keep = (~np.isnan(x)).sum(1) >= 2  # unpairable units carry no information
+    if not keep.any():
+        return float("nan")
+    return krippendorff_alpha(reliability_data=x[keep].T, level=level)
 
 
 def relaxed_match_counts(value_counts: np.ndarray, tol: float = 1.0) -> tuple[float, float]:
@@ -132,25 +181,63 @@ def _present(ratings: pd.DataFrame, dimensions: Iterable[str] | None) -> list[st
 
 def agreement_table(ratings: pd.DataFrame, phases: Iterable[str] = ("pilot", "final"),
                     dimensions: Iterable[str] | None = None, n_boot: int = 200, ci: float = 0.95,
-                    tol: float = 1.0, seed: int = 0) -> pd.DataFrame:
+                    tol: float = 1.0, seed: int = 0, value: str = "score") -> pd.DataFrame:
     """Table 3 of the paper: per dimension and phase, Relaxed Match and alpha (interval, ordinal)
-    with bootstrap CIs (units resampled). Columns: ``dimension, phase, n_videos, n_ratings,
+    with bootstrap CIs (units resampled). Columns: ``dimension, phase, value, n_videos, n_ratings,
     relaxed_match(_lo/_hi), alpha_interval(_lo/_hi), alpha_ordinal(_lo/_hi)``. ``dimensions=None``:
-    those with ratings."""
+    those with ratings.
+
+    ``value="score"`` (default): the 9-level grid scores, ``tol`` in score points (paper: 1.0).
+    ``value="raw_score"``: the original ratings (:func:`vqalib.data.from_ratings_csv`), ``tol`` in
+    the original units (e.g. 25 on a 0-100 scale is 1.0 on 1-5), alpha with the values seen as
+    the value domain. Raises ``ValueError`` when the column is absent or not finite everywhere."""
+    _check_value(ratings, value)
     rows = []
     dimensions = _present(ratings, dimensions)
     for phase in phases:
         for k, dim in enumerate(dimensions):
-            c, units = value_counts_matrix(ratings, dim, phase)
-            row = {"dimension": dim, "phase": phase, "n_videos": len(units), "n_ratings": int(c.sum())}
-            stats = {"relaxed_match": lambda x: _rm_from_counts(x, tol),
-                     "alpha_interval": lambda x: _alpha_from_counts(x, "interval"),
-                     "alpha_ordinal": lambda x: _alpha_from_counts(x, "ordinal")}
+            if value == "score":
+                c, units = value_counts_matrix(ratings, dim, phase)
+                n_ratings = int(c.sum())
+                stats = {"relaxed_match": lambda x: _rm_from_counts(x, tol),
+                         "alpha_interval": lambda x: _alpha_from_counts(x, "interval"),
+                         "alpha_ordinal": lambda x: _alpha_from_counts(x, "ordinal")}
+            else:
+                c = units_by_raters(ratings, dim, phase, value)
+                units, n_ratings = range(len(c)), int((~np.isnan(c)).sum())
+                stats = {"relaxed_match": lambda x: _rm_from_units(x, tol),
+                         "alpha_interval": lambda x: _alpha_from_units(x, "interval"),
+                         "alpha_ordinal": lambda x: _alpha_from_units(x, "ordinal")}
+            row = {"dimension": dim, "phase": phase, "value": value, "n_videos": len(units), "n_ratings": n_ratings}
             for j, (name, fn) in enumerate(stats.items()):
                 row[name] = fn(c) if len(c) else float("nan")
                 row[f"{name}_lo"], row[f"{name}_hi"] = bootstrap_ci(c, fn, n_boot, ci, seed=seed + 100 * k + j)
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def raw_tolerance(tol: float, scale: Sequence[float]) -> float:
+    """A Relaxed Match tolerance on the 1-5 grid expressed in the original units of ``scale=(lo, hi)``
+    (the linear map of :func:`vqalib.data.map_scale`): ``tol * |hi - lo| / 4``; 1.0 on 1-5 is 25 on 0-100."""
+    lo, hi = (float(v) for v in scale)
+    if lo == hi:
+        raise ValueError(f"scale {tuple(scale)} has zero width; cannot convert a tolerance to it")
+    return float(tol) * abs(hi - lo) / (L.SCORE_MAX - L.SCORE_MIN)
+
+
+def compare_scales(grid: pd.DataFrame, raw: pd.DataFrame,
+                   columns: Sequence[str] = ("relaxed_match", "alpha_interval", "alpha_ordinal")) -> pd.DataFrame:
+    """Grid and original-scale agreement side by side: one row per dimension, phase and statistic,
+    with ``grid``, ``raw`` and ``raw_minus_grid`` (tables from :func:`agreement_table` with
+    ``value="score"`` and ``value="raw_score"``)."""
+    key = ["dimension", "phase"]
+    m = grid.set_index(key)[list(columns)].join(raw.set_index(key)[list(columns)], lsuffix="_grid", rsuffix="_raw",
+                                                how="outer")
+    rows = [{"dimension": d, "phase": ph, "statistic": c, "grid": m.loc[(d, ph), f"{c}_grid"],
+             "raw": m.loc[(d, ph), f"{c}_raw"]} for (d, ph) in m.index for c in columns]
+    out = pd.DataFrame(rows)
+    out["raw_minus_grid"] = out["raw"] - out["grid"]
+    return out
 
 
 def rater_bias(ratings: pd.DataFrame, phase: str = "final", by_dimension: bool = False) -> pd.DataFrame:
@@ -201,20 +288,40 @@ def high_variance_effect(ratings: pd.DataFrame, phase: str = "final", high_varia
 
 @dataclass
 class PhaseComparison:
-    """Whether final-phase alpha beats pilot-phase alpha on every dimension (``column`` of the table)."""
+    """Per dimension, whether final-phase alpha beats pilot-phase alpha (``column`` of the table).
+
+    ``final_higher[d]`` is True/False, or ``None`` when alpha is undefined (NaN) in either phase
+    (e.g. no variation among the pilot ratings): then nothing can be said, and ``verdict[d]`` is
+    ``"undefined"`` rather than "final not higher"."""
 
     column: str
-    final_higher: dict[str, bool]
+    final_higher: dict[str, bool | None]
+
+    @property
+    def verdict(self) -> dict[str, str]:
+        """``"higher"`` | ``"not higher"`` | ``"undefined"`` per dimension."""
+        return {d: "undefined" if v is None else ("higher" if v else "not higher") for d, v in self.final_higher.items()}
+
+    @property
+    def undefined(self) -> list[str]:
+        """Dimensions where alpha is NaN in a phase."""
+        return [d for d, v in self.final_higher.items() if v is None]
 
     @property
     def all_higher(self) -> bool:
-        return bool(self.final_higher) and all(self.final_higher.values())
+        """True only when final alpha is defined and higher on every dimension."""
+        return bool(self.final_higher) and all(v is True for v in self.final_higher.values())
 
 
 def compare_phases(table: pd.DataFrame, column: str = "alpha_interval") -> PhaseComparison:
-    """From :func:`agreement_table`, which dimensions have final ``column`` > pilot ``column``."""
+    """From :func:`agreement_table`, per dimension: final ``column`` > pilot ``column`` (True/False),
+    or ``None`` (undefined) when either value is NaN."""
     w = table.pivot(index="dimension", columns="phase", values=column)
     missing = {"pilot", "final"} - set(w.columns)
     if missing:
         raise ValueError(f"the agreement table has no {sorted(missing)} phase rows; cannot compare phases")
-    return PhaseComparison(column, {d: bool(w.loc[d, "final"] > w.loc[d, "pilot"]) for d in w.index})
+    out: dict[str, bool | None] = {}
+    for d in w.index:
+        fin, pil = float(w.loc[d, "final"]), float(w.loc[d, "pilot"])
+        out[d] = None if not (np.isfinite(fin) and np.isfinite(pil)) else bool(fin > pil)
+    return PhaseComparison(column, out)

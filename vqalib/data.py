@@ -25,6 +25,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,7 +210,9 @@ def save_dataset(ds: VQADataset, folder: str | os.PathLike, fmt: str = "jsonl") 
     """Write a dataset's tables into ``folder`` as ``jsonl`` or ``parquet``.
 
     Video paths are rewritten relative to ``folder`` (so the saved dataset finds its videos from
-    its new place); the video files themselves are not copied.
+    its new place); the video files themselves are not copied. A non-empty ``ds.info`` (for a
+    :func:`from_ratings_csv` dataset: the source file, its ``scale`` and read options) is written to
+    ``dataset.json``, which :func:`load_dataset` reads back.
     """
     if fmt not in ("jsonl", "parquet"):
         raise ValueError(f"fmt must be 'jsonl' or 'parquet', not {fmt!r}")
@@ -219,6 +222,8 @@ def save_dataset(ds: VQADataset, folder: str | os.PathLike, fmt: str = "jsonl") 
     videos["path"] = [os.path.relpath(ds.video_path(v), folder.resolve()) for v in videos["video_id"]]
     for name, df in (("videos", videos), ("ratings", ds.ratings), ("rationales", ds.rationales)):
         write_table(df, folder / f"{name}.{fmt}")
+    if ds.info:  # e.g. the CSV adapter's source scale, which raw-scale agreement needs (notebook 02)
+        (folder / "dataset.json").write_text(json.dumps(jsonable(ds.info), indent=2) + "\n")
     return folder
 
 
@@ -593,6 +598,86 @@ def map_scale(x: float | np.ndarray, lo: float, hi: float):
     return L.SCORE_MIN + (L.SCORE_MAX - L.SCORE_MIN) * (np.asarray(x, dtype=float) - lo) / (hi - lo)
 
 
+_SNIFF_DELIMITERS = ",;\t|"
+_DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+")
+
+
+def read_ratings_csv(path: str | os.PathLike, *, video_col: str | None = None, sep: str | None = None,
+                     decimal: str = ".", encoding: str = "utf-8-sig") -> tuple[pd.DataFrame, str]:
+    """Read a ratings CSV with pandas; returns ``(table, separator used)``.
+
+    ``sep=None`` sniffs the separator among ``, ; TAB |`` from the first 64 kB (:class:`csv.Sniffer`);
+    a file with one column and none of them is read with ``,``. Cells are kept as text where pandas
+    cannot read a number, so :func:`from_ratings_csv` reports them row by row. Every failure raises a
+    ``ValueError`` that names the file and the option to change (``encoding=``, ``sep=``)."""
+    import codecs
+    import csv
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(65536)
+        head = codecs.getincrementaldecoder(encoding)().decode(raw, final=len(raw) < 65536)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"ratings CSV {path} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: cannot be decoded as {encoding} ({exc.reason} at byte {exc.start}); "
+                         f"pass encoding='cp1252' or 'latin-1' (or the file's encoding)") from None
+    except LookupError:
+        raise ValueError(f"{path}: unknown encoding {encoding!r}; use e.g. 'utf-8-sig', 'cp1252', 'latin-1'") from None
+    if not head.strip():
+        raise ValueError(f"{path}: the file is empty; expected a header row and one row per video or rating")
+    if sep is None:
+        try:
+            sep = csv.Sniffer().sniff(head, delimiters=_SNIFF_DELIMITERS).delimiter
+        except csv.Error:
+            sep = ","
+    try:
+        df = pd.read_csv(path, sep=sep, decimal=decimal, encoding=encoding,
+                         dtype={video_col: str} if video_col else None)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: cannot be decoded as {encoding} ({exc.reason} at byte {exc.start}); "
+                         f"pass encoding='cp1252' or 'latin-1' (or the file's encoding)") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot be read as a CSV with sep={sep!r}, decimal={decimal!r} "
+                         f"({type(exc).__name__}: {str(exc).strip()}); check the separator (sep=) and quoting") from None
+    return df, sep
+
+
+def _number(value: Any, decimal: str) -> float:
+    """A cell as a float: numbers as they are, text with the file's decimal mark (``"3,5"`` with ``","``)."""
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        return float(value)
+    text = str(value).strip()
+    if decimal != "." and decimal in text:
+        text = text.replace(decimal, ".")
+    return float(text)
+
+
+def _na_matchers(na_values: Iterable[Any]) -> tuple[set[str], list[float]]:
+    """The ``na_values`` markers as stripped texts and, where they are numbers, as values."""
+    texts, nums = set(), []
+    for v in na_values:
+        texts.add(str(v).strip())
+        try:
+            nums.append(float(str(v).strip().replace(",", ".")))
+        except ValueError:
+            pass
+    return texts, nums
+
+
+def _is_na_marker(value: Any, texts: set[str], nums: list[float], decimal: str) -> bool:
+    if not texts:
+        return False
+    if str(value).strip() in texts:
+        return True
+    try:
+        x = _number(value, decimal)
+    except (TypeError, ValueError):
+        return False
+    return any(x == n for n in nums)
+
+
 def from_ratings_csv(csv_path: str | os.PathLike, *, video_col: str = "video",
                      score_columns: Mapping[str, tuple[str, str]] | None = None,
                      column_pattern: str | None = None,
@@ -602,7 +687,9 @@ def from_ratings_csv(csv_path: str | os.PathLike, *, video_col: str = "video",
                      phase: str = "final", phase_col: str | None = None,
                      video_dir: str | os.PathLike | None = None, path_template: str = "{video}",
                      category_col: str | None = None, test_fraction: float = 0.2,
-                     min_raters: int = 3, check_files: bool = True, strict: bool = True):
+                     min_raters: int = 3, check_files: bool = True, strict: bool = True,
+                     na_values: Iterable[Any] = (), sep: str | None = None, decimal: str = ".",
+                     encoding: str = "utf-8-sig"):
     """Load a CSV of per-rater scores (any subset of dimensions, any numeric scale) as a dataset.
 
     Three ways to say where the scores are (pick one):
@@ -622,15 +709,31 @@ def from_ratings_csv(csv_path: str | os.PathLike, *, video_col: str = "video",
     ``off_grid`` error (use this when the data is already meant to be on the half-step grid).
     Empty cells are not ratings and are skipped (their number is in ``ds.info['empty_cells']``).
 
+    Table options (public subjective studies come in many layouts):
+
+    * ``na_values``: cell values that mean "not rated" (e.g. ``[-1]`` or ``["-1", "n/a"]``); matched
+      as text and, for numbers, by value (``-1`` matches ``-1``, ``-1.0``, ``-1,0`` with
+      ``decimal=","``). They are skipped like empty cells and counted in ``ds.info['not_rated']``;
+      without this option a ``-1`` on a 0-100 scale is an ``out_of_range`` error, never dropped.
+    * ``sep``: the column separator; ``None`` (default) sniffs it from the first 64 kB among
+      ``, ; TAB |`` (:class:`csv.Sniffer`), and the one used is recorded in ``ds.info['sep']``.
+    * ``decimal``: ``","`` for decimal commas (``3,5``); a score like ``3,5`` read with ``"."`` is a
+      ``bad_value`` error that says so.
+    * ``encoding``: default ``utf-8-sig`` (UTF-8, with or without the byte-order mark spreadsheet
+      programs write); e.g. ``cp1252`` or ``latin-1`` for older exports.
+
+    Every read error (undecodable bytes, a malformed row, an empty file) is a ``ValueError`` naming the
+    file and the option that fixes it.
+
     Videos: ``video_dir / path_template.format(video=<id>)``; duration, fps and size are read from
     the file when it exists (``check_files=False`` allows absent files, leaving them empty). Splits
     come from :func:`split_of`. Returns like :func:`load_dataset`.
     """
-    import re
 
     csv_path = Path(csv_path)
-    df = pd.read_csv(csv_path, dtype={video_col: str} if video_col else None)
     fname = csv_path.name
+    df, sep = read_ratings_csv(csv_path, video_col=video_col, sep=sep, decimal=decimal, encoding=encoding)
+    na_text, na_num = _na_matchers(na_values)
     if video_col not in df.columns:
         raise ValueError(f"{fname}: no column {video_col!r} (columns: {list(df.columns)}); pass video_col=")
     dimension_map = dict(dimension_map or {})
@@ -639,27 +742,33 @@ def from_ratings_csv(csv_path: str | os.PathLike, *, video_col: str = "video",
         raise ValueError("give exactly one of score_columns=, column_pattern= or (rater_col=, dimension_col=, score_col=)")
     lo, hi = float(scale[0]), float(scale[1])
     if lo == hi:
-        raise ValueError(f"scale {scale} has zero width")
+        raise ValueError(f"{fname}: scale={scale} has zero width; pass the rating scale's (lowest, highest) values")
     issues: list[Issue] = []
     rows: list[dict] = []
-    empty = 0
+    empty = not_rated = 0
 
     def add_rating(line: int, vid: Any, rater: Any, dim_raw: Any, value: Any, ph: str) -> None:
-        nonlocal empty
+        nonlocal empty, not_rated
         if _missing(value):
             empty += 1
             return
+        if _is_na_marker(value, na_text, na_num, decimal):
+            not_rated += 1
+            return
         dim = dimension_map.get(str(dim_raw), str(dim_raw))
         try:
-            x = float(value)
+            x = _number(value, decimal)
         except (TypeError, ValueError):
+            hint = ("it has a decimal comma: pass decimal=','" if decimal == "." and _DECIMAL_COMMA.fullmatch(str(value).strip())
+                    else "write scores as numbers, or list the marker in na_values= if it means 'not rated'")
             issues.append(Issue("bad_value", fname, line, "score", f"score {value!r} is not a number",
-                                "write scores as numbers", str(vid)))
+                                hint, str(vid)))
             return
         if not (min(lo, hi) <= x <= max(lo, hi)):
             issues.append(Issue("out_of_range", fname, line, "score",
                                 f"score {x:g} ({rater}, {dim_raw}) is outside the declared scale {scale}",
-                                "fix the value or pass the right scale=(lo, hi)", str(vid)))
+                                "fix the value, pass the right scale=(lo, hi), or list a 'not rated' marker "
+                                "in na_values=", str(vid)))
             return
         mapped = float(map_scale(x, lo, hi))
         score = float(L.snap_to_grid(mapped)) if snap else mapped
@@ -720,7 +829,9 @@ def from_ratings_csv(csv_path: str | os.PathLike, *, video_col: str = "video",
     ds, report = validate(root, videos, ratings, None, files={"videos": f"{fname} (videos)", "ratings": fname},
                           min_raters=min_raters, check_files=check_files, issues=issues)
     report.n_rows["ratings"] = len(rows) + sum(1 for i in issues if i.file == fname and i.kind in ("bad_value", "out_of_range"))
-    ds.info = {"source": str(csv_path), "scale": [lo, hi], "snap": snap, "empty_cells": empty}
+    ds.info = {"source": str(csv_path), "scale": [lo, hi], "snap": snap, "empty_cells": empty,
+               "not_rated": not_rated, "na_values": [str(v) for v in na_values], "sep": sep, "decimal": decimal,
+               "encoding": encoding}
     if strict:
         if not report.ok:
             raise DataValidationError(report)

@@ -2,7 +2,7 @@
 
 Every metric returns a :class:`MetricResult` (``value``, ``reason``): ``reason`` is ``None`` when
 the value is defined and says why it is NaN otherwise (fewer than 3 items, a constant prediction,
-NaN inputs, a logistic fit that failed). Nothing crashes and nothing is silently 0.
+non-finite inputs (NaN or +-inf alike), a logistic fit that failed). Nothing crashes and nothing is silently 0.
 
 Metrics (``y`` = human score, ``p`` = prediction, both on the 1-5 scale, ``n`` items):
 
@@ -81,11 +81,24 @@ def _arrays(y, p) -> tuple[np.ndarray, np.ndarray, str | None]:
         raise ValueError(f"targets ({y.size}) and predictions ({p.size}) differ in length")
     if y.size == 0:
         return y, p, "no items"
-    bad_y, bad_p = int(np.isnan(y).sum()), int(np.isnan(p).sum())
-    if bad_y or bad_p:
-        parts = ([f"{bad_p} NaN prediction(s)"] if bad_p else []) + ([f"{bad_y} NaN target(s)"] if bad_y else [])
+    parts = [_non_finite(p, "prediction"), _non_finite(y, "target")]
+    parts = [x for x in parts if x]
+    if parts:
         return y, p, " and ".join(parts) + " of " + str(y.size) + "; drop them explicitly and report the count"
     return y, p, None
+
+
+def _non_finite(a: np.ndarray, what: str) -> str | None:
+    """``"2 non-finite prediction(s) (1 NaN, 1 inf)"``, or None when all values are finite.
+
+    NaN and +-inf are treated alike: a metric over them is undefined (never inf, never a rank)."""
+    n_nan, n_inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+    if not n_nan and not n_inf:
+        return None
+    if not n_inf:
+        return f"{n_nan} NaN {what}(s)"
+    kinds = ", ".join(x for x in (f"{n_nan} NaN" if n_nan else "", f"{n_inf} inf" if n_inf else "") if x)
+    return f"{n_nan + n_inf} non-finite {what}(s) ({kinds})"
 
 
 def _corr_precheck(y: np.ndarray, p: np.ndarray, min_n: int = 3) -> str | None:
@@ -288,8 +301,8 @@ def calibration(dists, targets, n_bins: int = 10) -> Calibration:
     if t.size == 0:
         u = MetricResult.undefined("no items")
         return Calibration(u, u, u, NAN, NAN, empty_rel)
-    if np.isnan(t).any():
-        u = MetricResult.undefined(f"{int(np.isnan(t).sum())} NaN target(s); drop them explicitly")
+    if not np.isfinite(t).all():
+        u = MetricResult.undefined(f"{_non_finite(t, 'target')}; drop them explicitly")
         return Calibration(u, u, u, NAN, NAN, empty_rel)
     off = np.flatnonzero(~np.asarray(is_on_grid(t)))
     if off.size:

@@ -102,11 +102,15 @@ def spec(name: str) -> BenchmarkSpec:
     raise ValueError(f"unknown benchmark {name!r}; choose one of {list(BENCHMARKS)}")
 
 
-def to_1_5(mos, scale: tuple[float, float]) -> np.ndarray:
-    """``1 + 4 (mos - lo) / (hi - lo)``: map MOS on the scale ``(lo, hi)`` to 1-5."""
+def to_1_5(mos, scale: tuple[float, float], source: str | os.PathLike | None = None) -> np.ndarray:
+    """``1 + 4 (mos - lo) / (hi - lo)``: map MOS on the scale ``(lo, hi)`` to 1-5.
+
+    Raises ``ValueError`` when ``hi <= lo``, naming ``source`` (the label file) when given."""
     lo, hi = scale
     if not hi > lo:
-        raise ValueError(f"scale {scale}: hi must exceed lo")
+        where = f"{source}: " if source else ""
+        raise ValueError(f"{where}MOS scale {scale}: hi must exceed lo (an 'observed' scale whose MOS values are all "
+                         "equal has zero width); pass the dataset's nominal scale")
     return SCORE_MIN + (SCORE_MAX - SCORE_MIN) * (np.asarray(mos, dtype=float) - lo) / (hi - lo)
 
 
@@ -453,7 +457,7 @@ def load_benchmark(name: str, video_root: str | os.PathLike, split: str | None =
 
     paths = [_locate(root, rel, index) for rel in df["relative_path"]]
     df["path"] = [str(p) if p else None for p in paths]
-    df["mos_1to5"] = to_1_5(df["mos"], sc)
+    df["mos_1to5"] = to_1_5(df["mos"], sc, source=f"{label_file} (scale={scale!r})")
     found = df["path"].notna()
     bs = BenchmarkSet(s.name, split, sc, scale, root, label_file,
                       df[found].drop(columns="line").reset_index(drop=True),

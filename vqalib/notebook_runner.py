@@ -7,6 +7,13 @@ writes the executed copies to ``RUN_DIR/notebooks/``. ``--params smoke`` adds ea
 (``RUN_DIR/manifest.json``) records per notebook: the parameters, wall time, status and, on
 failure, the error; plus package versions and the git commit.
 
+``-p NAME VALUE`` overrides a parameter in every notebook that declares it. VALUE is converted to
+the type the notebook's parameters cell declares (``NAME: int = 3`` -> ``int``; read with
+papermill's ``inspect_notebook``): a ``str`` parameter takes the text as written (``-p X no`` stays
+``"no"``), ``bool`` accepts ``true/false/yes/no/1/0`` (any case), ``int``/``float`` take Python
+numerals. A value that does not convert, or a name no selected notebook declares, is refused
+before anything runs, naming the parameter and the notebook.
+
 The run stops at the first failing notebook (later notebooks depend on earlier outputs) and
 exits non-zero, naming the notebook and the executed copy that holds the traceback.
 """
@@ -90,6 +97,7 @@ def run_notebooks(
     notebooks = _select(list_notebooks(), only)
     if not notebooks:
         raise FileNotFoundError(f"no numbered notebooks (NN_name.ipynb) in {notebooks_dir()}")
+    typed = typed_overrides(notebooks, overrides)  # refuses bad values before anything runs
     manifest: dict[str, Any] = {
         "run_dir": str(root),
         "params_set": params_set,
@@ -100,7 +108,7 @@ def run_notebooks(
     manifest_path = root / "manifest.json"
     started = time.perf_counter()
     for nb in notebooks:
-        params = {**load_params(nb, params_set), **(overrides or {}), "RUN_DIR": str(root)}
+        params = {**load_params(nb, params_set), **typed[nb.name], "RUN_DIR": str(root)}
         entry: dict[str, Any] = {"notebook": nb.name, "parameters": params, "output": str(out_dir / nb.name)}
         print(f"[vqalib] running {nb.name} -> {out_dir / nb.name}", flush=True)
         t0 = time.perf_counter()
@@ -130,9 +138,76 @@ def run_notebooks(
     return manifest
 
 
-def _parse_value(text: str) -> Any:
-    """``-p KEY VALUE`` values are read as YAML scalars (``3`` -> int, ``true`` -> bool, ``a`` -> str)."""
-    return yaml.safe_load(text)
+_TRUE = {"true", "yes", "1"}
+_FALSE = {"false", "no", "0"}
+
+
+def declared_parameters(notebook: Path) -> dict[str, str]:
+    """``{name: type name}`` of a notebook's parameters cell (``"str"``, ``"int"``, ``"float"``,
+    ``"bool"``), read from the annotations ``NAME: type = value`` by ``papermill.inspect_notebook``."""
+    import papermill as pm
+
+    return {name: info["inferred_type_name"] for name, info in pm.inspect_notebook(str(notebook)).items()}
+
+
+def convert_parameter(name: str, value: Any, type_name: str, where: str = "") -> Any:
+    """Convert a ``-p NAME VALUE`` value (text from the command line, or an already typed value) to
+    the declared ``type_name``; raise ``ValueError`` naming the parameter and ``where`` otherwise.
+
+    ``str``: the text unchanged. ``bool``: ``true/false/yes/no/1/0`` (case-insensitive) or a Python
+    bool. ``int``: an integer numeral (``"3"``; not ``"3.5"``, not a bool). ``float``: any float
+    numeral (``"5e-5"``) or an int. Other annotations are refused (the project's notebooks use only
+    these four)."""
+    at = f" ({where})" if where else ""
+    bad = ValueError(f"-p {name} {value!r}{at}: the notebook declares {name}: {type_name}, and {value!r} is not a "
+                     f"valid {type_name}; " + {"bool": "use true/false, yes/no or 1/0",
+                                               "int": "give a whole number, e.g. 3",
+                                               "float": "give a number, e.g. 0.5 or 5e-5"}.get(type_name, "fix the value"))
+    if type_name == "str":
+        if isinstance(value, str):
+            return value
+        raise bad
+    if type_name == "bool":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise bad
+    if isinstance(value, bool):  # bool is an int subclass: -p STEPS true is a mistake, not 1
+        raise bad
+    if type_name == "int":
+        if isinstance(value, int):
+            return value
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            raise bad from None
+    if type_name == "float":
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:
+            return float(str(value).strip())
+        except ValueError:
+            raise bad from None
+    raise ValueError(f"-p {name}{at}: parameter type {type_name!r} is not supported; declare str, int, float or bool")
+
+
+def typed_overrides(notebooks: Sequence[Path], overrides: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Per notebook (by file name), the overrides it declares, converted to its declared types.
+
+    A name that none of ``notebooks`` declares is refused (a typo would otherwise be ignored)."""
+    overrides = overrides or {}
+    declared = {nb.name: declared_parameters(nb) for nb in notebooks} if overrides else {nb.name: {} for nb in notebooks}
+    out: dict[str, dict[str, Any]] = {nb.name: {} for nb in notebooks}
+    for name, value in overrides.items():
+        users = [nb for nb in notebooks if name in declared[nb.name]]
+        if not users:
+            raise ValueError(f"-p {name}: no selected notebook declares a parameter {name!r}; "
+                             f"see `papermill --help-notebook notebooks/NN_name.ipynb` for the names")
+        for nb in users:
+            out[nb.name][name] = convert_parameter(name, value, declared[nb.name][name], nb.name)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -141,11 +216,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--params", dest="params_set", default=None,
                     help="named parameter set applied per notebook, e.g. 'smoke' -> notebooks/params/NN_name.smoke.yaml")
     ap.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                    help="override a parameter in every notebook (repeatable), e.g. -p DEVICE cuda")
+                    help="override a parameter in every notebook that declares it (repeatable), e.g. -p DEVICE cuda; "
+                         "VALUE is converted to the type the parameters cell declares")
     ap.add_argument("--only", default=None, help="comma-separated notebook numbers or stems, e.g. 01,02")
     ap.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
     args = ap.parse_args(argv)
-    overrides = {k: _parse_value(v) for k, v in args.parameter}
+    overrides = dict(args.parameter)  # converted per notebook to the declared type in run_notebooks
     try:
         run_notebooks(args.run_dir, args.params_set, overrides, args.only.split(",") if args.only else None, args.kernel)
     except (RuntimeError, FileNotFoundError, ValueError) as exc:

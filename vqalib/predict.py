@@ -4,7 +4,8 @@ For every clip: the video is sampled (:func:`vqalib.video.sample_video`); the mo
 answer greedily (``generate`` gets the video inputs and ``mm_token_type_ids``; vision tokens are
 suppressed so the model can never emit ``<|video_pad|>`` and friends); the answer is parsed
 (:func:`vqalib.prompts.parse_answer`); then each dimension's distribution pi(s|x) over the 9
-levels is computed exactly (:func:`vqalib.scoring.level_logprobs`) by teacher-forcing:
+levels is computed exactly (:func:`vqalib.scoring.level_logprobs`, counting a bare integer ``3``
+as the level 3.0 as the parser does) by teacher-forcing:
 
 * the model's **own generated text** up to that dimension's score, when all five scores parsed
   (``dist_prefix = "generated"``). The text is re-tokenised; with a digit-splitting tokenizer the
@@ -32,7 +33,7 @@ import torch
 from . import prompts
 from .inputs import build_batch
 from .levels import DIMENSION_KEYS, LEVELS
-from .scoring import level_logprobs
+from .scoring import level_logprobs, number_continuation_ids
 
 #: Tokens the model must never generate (vision placeholders and markers).
 VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
@@ -121,10 +122,11 @@ def score_answers(model, processor, videos: Sequence, texts: Sequence[str], inst
     kinds = ["generated" if p.ok else "canonical" for p in parses]
     ok = [i for i in range(n) if parses[i].ok]
     device = next(model.parameters()).device  # the batches are built on the CPU
+    cont = number_continuation_ids(processor.tokenizer)  # a bare "3" counts as 3.0, as the parser reads it
     with torch.no_grad():
         if ok:
             b = build_batch(processor, [videos[i] for i in ok], [texts[i] for i in ok], instruction=instruction).to(device)
-            lp, out = level_logprobs(model, b)
+            lp, out = level_logprobs(model, b, continue_ids=cont)
             dist[ok], outside[ok] = lp.float().exp().cpu().numpy(), out.float().cpu().numpy()
         bad = [i for i in range(n) if not parses[i].ok]
         values = {i: [parses[i].scores[k] if parses[i].status[k] == "ok" else None for k in DIMENSION_KEYS] for i in bad}
@@ -133,7 +135,7 @@ def score_answers(model, processor, videos: Sequence, texts: Sequence[str], inst
             b = build_batch(processor, [videos[i] for i in bad], cano, instruction=instruction).to(device)
             sp = torch.full_like(b.score_positions, -1)
             sp[:, d] = b.score_positions[:, d]
-            lp, out = level_logprobs(model, b, score_positions=sp)
+            lp, out = level_logprobs(model, b, score_positions=sp, continue_ids=cont)
             p = lp[:, d].float().exp().cpu().numpy()
             for row, i in enumerate(bad):
                 dist[i, d], outside[i, d] = p[row], float(out[row, d])
@@ -149,7 +151,8 @@ def predict(model, processor, data, split: str | None = "test", sampling=None, m
 
     Row columns: the INTERFACES.md prediction-row fields (``video_id, dimension, target,
     parsed_score, expected_score, argmax_score, dist, outside_mass, raw_text, parse_status``)
-    plus ``raw_value, off_grid, dist_prefix``. ``sampling`` is a
+    plus ``raw_value, off_grid, parse_reason`` (why a dimension did not parse, e.g. "score on another
+    scale (4/10), not out of 5"; null when it did) and ``dist_prefix``. ``sampling`` is a
     :class:`vqalib.video.SamplingConfig` (default: 2 fps, the config's defaults).
     """
     from .models import describe_model
@@ -195,11 +198,11 @@ def predict(model, processor, data, split: str | None = "test", sampling=None, m
                     "argmax_score": float(LEVELS[int(np.argmax(p))]), "dist": p.tolist(),
                     "outside_mass": float(outside[j, d]), "raw_text": texts[j], "parse_status": parses[j].status[k],
                     "raw_value": parses[j].raw_value[k], "off_grid": bool(parses[j].off_grid[k]),
-                    "dist_prefix": kinds[j],
+                    "parse_reason": parses[j].reason[k], "dist_prefix": kinds[j],
                 })
     df = pd.DataFrame(rows, columns=["video_id", "dimension", "target", "parsed_score", "expected_score",
                                      "argmax_score", "dist", "outside_mass", "raw_text", "parse_status",
-                                     "raw_value", "off_grid", "dist_prefix"])
+                                     "raw_value", "off_grid", "parse_reason", "dist_prefix"])
     counts = {k: {st: int(((df["dimension"] == k) & (df["parse_status"] == st)).sum())
                   for st in (prompts.STATUS_OK, prompts.STATUS_MISSING, prompts.STATUS_UNPARSABLE)}
               for k in DIMENSION_KEYS}

@@ -20,6 +20,12 @@ Parser rules (documented choices, tested in ``tests/test_prompts.py``):
   with optional markdown (``**Motion Quality**: **3.5**``), ``=`` instead of ``:``, and an
   optional ``/5`` or ``out of 5`` after the number (``3.5/5``). ``3`` and ``3.50`` are read
   as 3.0 and 3.5. Lines may come in any order.
+* Only the 1-5 scale is read. A number followed by another denominator (``4/10``,
+  ``2 out of 10``, ``80/100``), a percent sign (``80%``), a decimal comma (``3,5``) or a range
+  (``3-4``, ``3 to 4``) is ``unparsable``, with the reason in ``ParseResult.reason``: a baseline
+  model answering on another scale is counted, never read as a 1-5 score. Rescaling is the
+  caller's explicit choice (``parse_answer(text, rescale=True)`` maps ``x/N`` and ``x out of N``
+  linearly from [0, N] to [1, 5] and flags it with ``rescaled=True``; off by default).
 * If a dimension has several score matches the **last** one counts (the score block ends the
   answer); the number of matches is recorded.
 * A number inside [1, 5] but off the 0.5 grid (``3.3``) is snapped with
@@ -28,6 +34,12 @@ Parser rules (documented choices, tested in ``tests/test_prompts.py``):
 * A number outside [1, 5] (``7``, ``0``) or a dimension followed by no number
   (``Clarity Quality: good``) is ``unparsable``; a dimension that is never named is ``missing``.
   No default is ever filled in: failed dimensions have ``score=None``.
+* The rationale is the text before the first match that counts (without the list/markdown marks
+  that open its line), so a dimension named inside a sentence earlier on (``The motion quality:
+  okay-ish.``) does not cut it.
+
+The strict form (:func:`check_format`, the GRPO format reward) accepts only the 9 level strings,
+so ``3`` or ``3.50`` parse as scores but earn no format reward.
 """
 
 from __future__ import annotations
@@ -105,13 +117,20 @@ _NAME_ALTS = sorted(
     [re.escape(n).replace(r"\ ", r"[ _]+") for n in DIMENSIONS] + [re.escape(k) for k in DIMENSION_KEYS],
     key=len, reverse=True,
 )
-#: name, separator, then (optionally) a number with an optional "/5" or "out of 5".
+#: name, separator, then (optionally) a number and what follows it (checked in :func:`_read_number`).
 _SCORE_RE = re.compile(
     r"(?P<name>" + "|".join(_NAME_ALTS) + r")"
     r"[ \t]*(?:\*\*|__|\*)?[ \t]*[:=：][ \t]*(?:\*\*|__|\*)?[ \t]*"
-    r"(?:(?P<num>[+-]?\d+(?:\.\d+)?)(?P<den>[ \t]*(?:/|out[ \t]+of)[ \t]*5(?:\.0+)?)?)?",
+    r"(?:(?P<num>[+-]?\d+(?:\.\d+)?))?",
     re.IGNORECASE,
 )
+#: what may follow the number: a denominator ("/ 5", "out of 10"), a percent sign, a decimal comma
+#: ("3,5") or the second end of a range ("3-4", "3 – 4", "3 to 4").
+_DEN_RE = re.compile(r"[ \t]*(?:\*\*|__|\*)?[ \t]*(?:/|out[ \t]+of)[ \t]*(?P<den>\d+(?:\.\d+)?)", re.IGNORECASE)
+_PERCENT_RE = re.compile(r"[ \t]*%")
+_COMMA_RE = re.compile(r",\d")
+_MARKUP_TAIL_RE = re.compile(r"(?:^|(?<=\n))[ \t]*(?:[-*+>#]+|\d+[.)])?[ \t]*(?:\*\*|__|\*)?[ \t]*$")  # "- **" before a score
+_RANGE_RE = re.compile(r"[ \t]*(?:[-–—~]|to)[ \t]*\d", re.IGNORECASE)
 _STRICT_RE = re.compile(
     r"(?:(?P<rationale>.*\S)\n\n)?" + r"\n".join(
         re.escape(n) + r": (?:" + "|".join(re.escape(s) for s in LEVEL_STRINGS) + r")" for n in DIMENSIONS
@@ -125,18 +144,22 @@ class ParseResult:
     """What :func:`parse_answer` read, per dimension key.
 
     ``scores[k]`` is a grid value or ``None``; ``status[k]`` is ``ok``/``missing``/``unparsable``;
-    ``raw[k]`` the matched text (``"3.50/5"``) or ``None``; ``raw_value[k]`` the number as
-    written; ``off_grid[k]`` whether it was snapped; ``spans[k]`` the character span of the
-    number in the text (used to find the score tokens); ``n_matches[k]`` how many score
-    matches the dimension had; ``rationale`` the text before the first score match.
+    ``reason[k]`` why a dimension is not ``ok`` (``None`` when it is); ``raw[k]`` the matched text
+    (``"3.50/5"``) or ``None``; ``raw_value[k]`` the number as written; ``off_grid[k]`` whether it
+    was snapped; ``rescaled[k]`` whether it was mapped from another scale (``rescale=True`` only);
+    ``spans[k]`` the character span of the number in the text (used to find the score tokens);
+    ``n_matches[k]`` how many score matches the dimension had; ``rationale`` the text before the
+    first counted score match.
     """
 
     text: str
     scores: dict[str, float | None] = field(default_factory=dict)
     status: dict[str, str] = field(default_factory=dict)
+    reason: dict[str, str | None] = field(default_factory=dict)
     raw: dict[str, str | None] = field(default_factory=dict)
     raw_value: dict[str, float | None] = field(default_factory=dict)
     off_grid: dict[str, bool] = field(default_factory=dict)
+    rescaled: dict[str, bool] = field(default_factory=dict)
     spans: dict[str, tuple[int, int] | None] = field(default_factory=dict)
     n_matches: dict[str, int] = field(default_factory=dict)
     rationale: str = ""
@@ -156,32 +179,76 @@ def _key_of_match(name: str) -> str:
     return levels.dimension_key(re.sub(r"[ _]+", " ", name.strip()))
 
 
-def parse_answer(text: str) -> ParseResult:
-    """Read the five scores from a model answer; see the module docstring for the rules."""
+@dataclass
+class _Read:
+    """One score match read: value on the 1-5 scale (or None), status, reason, raw text, flags."""
+
+    value: float | None
+    status: str
+    reason: str | None
+    raw: str
+    raw_value: float | None = None
+    span: tuple[int, int] | None = None
+    off_grid: bool = False
+    rescaled: bool = False
+
+
+def _read_number(m: re.Match, text: str, rescale: bool) -> _Read:
+    """Read the number of a score match and what follows it (see the module docstring's rules)."""
+    num = m.group("num")
+    if num is None:
+        return _Read(None, STATUS_UNPARSABLE, "no number after the dimension name", m.group(0).strip())
+    value, end, span = float(num), m.end("num"), (m.start("num"), m.end("num"))
+    den = _DEN_RE.match(text, end)
+    if _COMMA_RE.match(text, end):
+        return _Read(None, STATUS_UNPARSABLE, f"decimal comma ({num},{text[end + 1]}...); write a decimal point",
+                     text[m.start("num"): end + 2], value, span)
+    if _PERCENT_RE.match(text, end):
+        return _Read(None, STATUS_UNPARSABLE, "a percentage, not a 1-5 score", num + "%", value, span)
+    rng = _RANGE_RE.match(text, end)
+    if rng:
+        return _Read(None, STATUS_UNPARSABLE, "a range, not one score", text[m.start("num"): rng.end()], value, span)
+    rescaled = False
+    raw = num
+    if den:
+        scale = float(den.group("den"))
+        raw = num + den.group(0)
+        if scale != levels.SCORE_MAX:
+            if not rescale or scale <= 0:
+                return _Read(None, STATUS_UNPARSABLE, f"score on another scale ({raw.strip()}), not out of 5",
+                             raw, value, span)
+            if not 0 <= value <= scale:
+                return _Read(None, STATUS_UNPARSABLE, f"{raw.strip()} is outside [0, {den.group('den')}]", raw, value, span)
+            value, rescaled = levels.SCORE_MIN + (levels.SCORE_MAX - levels.SCORE_MIN) * value / scale, True
+    if not (levels.SCORE_MIN <= value <= levels.SCORE_MAX):
+        return _Read(None, STATUS_UNPARSABLE, f"{num} is outside [1, 5]", raw, float(num), span)
+    return _Read(levels.snap_to_grid(value), STATUS_OK, None, raw, float(num), span,
+                 off_grid=not levels.is_on_grid(value), rescaled=rescaled)
+
+
+def parse_answer(text: str, rescale: bool = False) -> ParseResult:
+    """Read the five scores from a model answer; see the module docstring for the rules.
+
+    ``rescale=True`` (opt-in) maps a score written on another scale (``x/N``, ``x out of N``)
+    linearly from [0, N] to [1, 5] and flags it in ``rescaled``; by default it is unparsable."""
     res = ParseResult(text=text)
     for k in DIMENSION_KEYS:
         res.scores[k], res.status[k], res.raw[k], res.raw_value[k] = None, STATUS_MISSING, None, None
-        res.off_grid[k], res.spans[k], res.n_matches[k] = False, None, 0
-    first = None
+        res.off_grid[k], res.rescaled[k], res.spans[k], res.n_matches[k] = False, False, None, 0
+        res.reason[k] = "the dimension is never named with a score"
+    counted: dict[str, int] = {}  # key -> start of the match that counts (the last one)
     for m in _SCORE_RE.finditer(text):
         key = _key_of_match(m.group("name"))
-        first = m.start() if first is None else first
         res.n_matches[key] += 1
-        num = m.group("num")
-        if num is None:
-            res.scores[key], res.status[key], res.raw_value[key], res.off_grid[key] = None, STATUS_UNPARSABLE, None, False
-            res.raw[key], res.spans[key] = m.group(0).strip(), None
-            continue
-        value = float(num)
-        res.raw[key] = num + (m.group("den") or "")
-        res.raw_value[key] = value
-        res.spans[key] = (m.start("num"), m.end("num"))
-        if not (levels.SCORE_MIN <= value <= levels.SCORE_MAX):
-            res.scores[key], res.status[key], res.off_grid[key] = None, STATUS_UNPARSABLE, False
-            continue
-        res.off_grid[key] = not levels.is_on_grid(value)
-        res.scores[key], res.status[key] = levels.snap_to_grid(value), STATUS_OK
-    res.rationale = (text if first is None else text[:first]).strip()
+        counted[key] = m.start()
+        r = _read_number(m, text, rescale)
+        res.scores[key], res.status[key], res.reason[key], res.raw[key] = r.value, r.status, r.reason, r.raw
+        res.raw_value[key], res.spans[key], res.off_grid[key], res.rescaled[key] = r.raw_value, r.span, r.off_grid, r.rescaled
+    if counted:
+        first = min(counted.values())
+        res.rationale = _MARKUP_TAIL_RE.sub("", text[:first]).strip()
+    else:
+        res.rationale = text.strip()
     return res
 
 

@@ -22,6 +22,14 @@ token sees exactly the keys the original sees (the original's key is its own), s
 logits sit in the last ``5 * (1 + nodes)`` positions and ``logits_to_keep`` avoids the full
 vocabulary projection of the whole sequence.
 
+**Bare integers.** The parser reads ``Motion Quality: 3`` as 3.0 (:mod:`vqalib.prompts`). With
+``continue_ids=number_continuation_ids(tokenizer)`` the distribution counts that form too:
+``pi(X.0 | x) = p(X) [p(. | X) p(0 | X.) + 1 - sum_{t in 0-9, .} p(t | X)]``, i.e. the first digit
+followed by anything that does not continue the number, read from the same pass (the context
+``X`` is a trie node already). Prediction uses it, so a model that writes ``3`` gets the same 3.0 from
+the parser and from the distribution; training targets (ASO) keep the strict level strings
+(``continue_ids=None``, the default).
+
 The pass is differentiable (the ASO trainer backpropagates through it). It needs an attention
 implementation that takes a 4-D mask: ``sdpa`` or ``eager`` (not ``flash_attention_2``).
 """
@@ -56,6 +64,35 @@ def level_token_ids(tokenizer) -> list[tuple[int, ...]]:
             raise ValueError(f"level {s!r} tokenises as {alone} alone but differently inside a score line; "
                              "the tokenizer must split digits (Qwen-style) for exact level scoring")
         out.append(alone)
+    return out
+
+
+def number_continuation_ids(tokenizer) -> tuple[int, ...]:
+    """Ids of the tokens that continue a number after a digit: ``"0"``-``"9"`` and ``"."``.
+
+    Each must be one token (true for digit-splitting tokenizers such as Qwen's, which exact level
+    scoring needs anyway); raises naming the character otherwise."""
+    out = []
+    for ch in "0123456789.":
+        ids = tokenizer.encode(ch, add_special_tokens=False)
+        if len(ids) != 1:
+            raise ValueError(f"{ch!r} is {len(ids)} tokens; bare-integer scoring needs one token per digit and '.'")
+        out.append(ids[0])
+    return tuple(out)
+
+
+def _add_integer_form(raw: torch.Tensor, logp_tok: torch.Tensor, trie: "LevelTrie", level_ids, continue_ids) -> torch.Tensor:
+    """``raw`` [B, 5, 9] with the bare-integer form of each ``X.0`` level added (module docstring):
+    ``log(exp(raw) + p(X) (1 - sum_{t in continue_ids} p(t | X)))``. ``logp_tok`` [B, 5, blocks, V]."""
+    cont = torch.as_tensor(list(continue_ids), device=logp_tok.device)
+    out = raw.clone()
+    for s, (text, seq) in enumerate(zip(LEVEL_STRINGS, level_ids)):
+        if not text.endswith(".0") or len(seq) < 2:
+            continue
+        node = trie.steps[s][1][0]  # context of the level's second token: the trie node of its first digit
+        p_cont = logp_tok[:, :, node + 1, cont].exp().sum(-1)
+        log_end = torch.log1p(-p_cont.clamp(max=1.0 - 1e-12))
+        out[..., s] = torch.logaddexp(raw[..., s], logp_tok[:, :, 0, seq[0]] + log_end)
     return out
 
 
@@ -203,13 +240,16 @@ def _model_dtype(model) -> torch.dtype:
 
 
 def level_logprobs_raw(model, batch, level_ids: Sequence[Sequence[int]] | None = None,
-                       score_positions: torch.Tensor | None = None, return_logits: bool = False):
+                       score_positions: torch.Tensor | None = None, return_logits: bool = False,
+                       continue_ids: Sequence[int] | None = None):
     """Unnormalised ``log pi(s | x)`` [B, 5, 9] in one tree-masked pass (NaN where no position).
 
     ``score_positions`` [B, 5] default to ``batch.score_positions`` (from :func:`vqalib.inputs.build_batch`);
     ``level_ids`` default to ``batch.level_ids``. With ``return_logits=True`` also returns the
     teacher-forced logits of the sequence itself [B, L, V] from the same pass (the sequence's
     tokens attend causally, exactly as in a plain forward), for a loss on the other answer tokens.
+    ``continue_ids`` (:func:`number_continuation_ids`) adds the bare-integer form of the ``X.0``
+    levels (module docstring); ``None`` scores the strict level strings only.
     """
     level_ids, sp = _levels_and_positions(batch, level_ids, score_positions)
     attn = getattr(_unwrap(model).config, "_attn_implementation", "sdpa")
@@ -236,6 +276,8 @@ def level_logprobs_raw(model, batch, level_ids: Sequence[Sequence[int]] | None =
             total = total + logp_tok[:, :, ctx + 1, tok]  # block slot 0 = root copy, n + 1 = node n
         cols.append(total)
     raw = torch.stack(cols, dim=-1)  # [B, 5, 9]
+    if continue_ids is not None:
+        raw = _add_integer_form(raw, logp_tok, trie, level_ids, continue_ids)
     missing = (sp <= 0)[:, :, None].expand_as(raw)
     raw = raw.masked_fill(missing, float("nan"))
     return (raw, out.logits[:, :L]) if return_logits else raw
@@ -249,16 +291,19 @@ def normalise(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def level_logprobs(model, batch, level_ids: Sequence[Sequence[int]] | None = None,
-                   score_positions: torch.Tensor | None = None, return_logits: bool = False):
+                   score_positions: torch.Tensor | None = None, return_logits: bool = False,
+                   continue_ids: Sequence[int] | None = None):
     """``(logp [B, 5, 9], outside_mass [B, 5])``: log pi over the 9 levels, renormalised, and the
     probability mass outside them, per clip and dimension (NaN where the dimension has no score
     position). Differentiable when grad is enabled; see the module docstring for the method.
     ``return_logits=True`` appends the sequence's own teacher-forced logits [B, L, V] from the
-    same pass: ``(logp, outside, logits)`` (ASO's rationale term needs no second forward)."""
+    same pass: ``(logp, outside, logits)`` (ASO's rationale term needs no second forward).
+    ``continue_ids``: see :func:`level_logprobs_raw`."""
     if return_logits:
-        raw, logits = level_logprobs_raw(model, batch, level_ids, score_positions, return_logits=True)
+        raw, logits = level_logprobs_raw(model, batch, level_ids, score_positions, return_logits=True,
+                                         continue_ids=continue_ids)
         return (*normalise(raw), logits)
-    return normalise(level_logprobs_raw(model, batch, level_ids, score_positions))
+    return normalise(level_logprobs_raw(model, batch, level_ids, score_positions, continue_ids=continue_ids))
 
 
 # --------------------------------------------------------------------------- reference: plain passes

@@ -1,4 +1,4 @@
-"""``python -m vqalib train sft|grpo|aso --config FILE [--set key=value ...]``.
+"""``python -m vqalib train sft|grpo|aso --config FILE [--set KEY=VALUE [KEY=VALUE ...]]``.
 
 The same functions notebooks 04-06 call (:func:`vqalib.train.sft.train_sft`, ``train_grpo``,
 ``train_aso``), so ``accelerate launch -m vqalib train sft --config env/train_configs/sft_7b.yaml``
@@ -38,8 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("stage", choices=STAGES, help="training stage")
     ap.add_argument("--config", default=None, help="YAML config (see env/train_configs/); omitted = the tiny defaults")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="override one config key (repeatable), e.g. --set max_steps=10")
+    ap.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="override config keys: one or more KEY=VALUE after one --set, and --set may repeat, "
+                         "e.g. --set data_dir=/data/my_vqa finetune=lora lr=5e-5")
     ap.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     args = ap.parse_args(list(sys.argv[1:] if argv is None else argv))
     try:

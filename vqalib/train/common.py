@@ -169,12 +169,18 @@ def config_from_dict(stage: str, values: dict[str, Any], source: str = "<dict>")
 
 
 def parse_overrides(overrides: Sequence[str] | None) -> dict[str, str]:
-    """``["lr=1e-3", "finetune=lora"]`` -> ``{"lr": "1e-3", "finetune": "lora"}``."""
+    """``["lr=1e-3", "finetune=lora"]`` -> ``{"lr": "1e-3", "finetune": "lora"}``.
+
+    Values are text here; :func:`config_from_dict` converts them to the field's type. An item
+    without ``=``, with an empty key, or a key given twice raises naming the item."""
     out: dict[str, str] = {}
     for item in overrides or ():
-        if "=" not in item:
-            raise ValueError(f"--set {item!r}: expected key=value (e.g. --set max_steps=10)")
-        key, value = item.split("=", 1)
+        key, eq, value = str(item).partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE (e.g. --set max_steps=10 lr=5e-5)")
+        if key.strip() in out:
+            raise ValueError(f"--set {item!r}: key {key.strip()!r} is given twice ({key.strip()}={out[key.strip()]!r} "
+                             "before); give it once")
         out[key.strip()] = value.strip()
     return out
 

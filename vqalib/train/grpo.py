@@ -118,8 +118,7 @@ class GRPOTrainer(VQATrainer):
         from vqalib.prompts import parse_answer
 
         parsed = [parse_answer(t) for t in roll["texts"]]
-        rewards = score_rewards([p.scores for p in parsed], inputs["targets"].cpu().numpy(), cfg.format_weight,
-                                raw_texts=roll["texts"])
+        rewards = score_rewards(parsed, inputs["targets"].cpu().numpy(), cfg.format_weight)
         r = torch.as_tensor(rewards.total, dtype=torch.float32, device=prompt["input_ids"].device)
         adv = group_advantages(r, G)
         logp = completion_logprobs(model, prompt, roll["completion"], roll["mask"], cfg.temperature)

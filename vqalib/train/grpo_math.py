@@ -13,20 +13,27 @@ and the loss is the mean of L_i over the completions. ``std`` is the sample stan
 (ddof = 1, as in TRL's GRPOTrainer); a group whose rewards are all equal gets advantage 0.
 
 Rewards (paper): per dimension ``R_acc = 1[round(pred) == round(gt)]`` and ``R_dist = 5 - |pred - gt|``
-(from :mod:`vqalib.aso`), plus a format reward ``1`` when that dimension's score parsed; a dimension
-whose score is missing/unparsable gets 0 for all three (never a random score) and is counted. The
-completion's reward is the mean over the five dimensions.
+(from :mod:`vqalib.aso`), for a score that parsed and was written as one of the 9 levels; a dimension
+whose score is missing, unparsable or off the grid (``3.3``) gets 0 for both (never a random or
+snapped score) and is counted. The format reward is ``format_weight`` times
+:func:`vqalib.prompts.check_format` of the whole completion (1 only for the strict answer format:
+rationale, blank line, the five lines in order with level strings), added to every dimension; so
+``3``, ``3.50``, ``3.5/5`` parse and earn R_acc/R_dist but no format reward. The completion's reward
+is the mean over the five dimensions.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 
 from vqalib.levels import DIMENSION_KEYS, is_on_grid, level_index
+
+if TYPE_CHECKING:
+    from vqalib.prompts import ParseResult
 
 
 def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-4) -> torch.Tensor:
@@ -89,23 +96,22 @@ class RewardBreakdown:
     total: np.ndarray  # [N] reward per completion (mean over the five dimensions)
     acc: np.ndarray  # [N, 5]
     dist: np.ndarray  # [N, 5]
-    fmt: np.ndarray  # [N, 5] 1 where the dimension's score parsed
-    n_unparsable: int = 0  # completions with at least one missing/unparsable dimension
-    n_dims_missing: int = 0  # (completion, dimension) pairs without a score
+    fmt: np.ndarray  # [N, 5] 1 where the completion is in the strict format (same for its five dimensions)
+    n_unparsable: int = 0  # completions with at least one missing/unparsable/off-grid dimension
+    n_dims_missing: int = 0  # (completion, dimension) pairs without a score on the grid
     examples: list[str] = field(default_factory=list)  # a few unparsable texts, for the log
 
 
 def score_rewards(
-    parsed: Sequence[Mapping[str, float | None]],
+    parsed: Sequence["ParseResult"],
     targets: np.ndarray,
     format_weight: float = 1.0,
-    raw_texts: Sequence[str] | None = None,
 ) -> RewardBreakdown:
-    """Paper rewards for parsed completions. ``parsed[i][dim_key]`` is the score read from completion i
-    (None when missing or unparsable); ``targets`` ``[N, 5]`` the ground-truth levels.
-
-    A parsed score off the 9-level grid counts as unparsable (the format asks for a level)."""
+    """Paper rewards (module docstring) for completions parsed by :func:`vqalib.prompts.parse_answer`;
+    ``targets`` ``[N, 5]`` are the ground-truth levels. Returns per-completion totals ``[N]`` and the
+    per-dimension terms ``[N, 5]``."""
     from vqalib.aso import reward_acc, reward_dist
+    from vqalib.prompts import STATUS_OK, check_format
 
     n = len(parsed)
     targets = np.asarray(targets, dtype=float).reshape(n, len(DIMENSION_KEYS))
@@ -115,22 +121,23 @@ def score_rewards(
     racc = reward_acc(torch.as_tensor(targets)).numpy()  # [N, 5, 9]
     rdist = reward_dist(torch.as_tensor(targets)).numpy()
     n_bad, n_missing, examples = 0, 0, []
-    for i, row in enumerate(parsed):
+    for i, res in enumerate(parsed):
         bad = False
+        fmt[i, :] = float(check_format(res.text))
         for j, key in enumerate(DIMENSION_KEYS):
-            value = row.get(key) if row is not None else None
-            if value is None or not np.isfinite(value) or not is_on_grid(value):
+            value = res.scores[key]
+            if res.status[key] != STATUS_OK or value is None or res.off_grid[key] or res.rescaled[key] \
+                    or not is_on_grid(value):
                 n_missing += 1
                 bad = True
                 continue
             k = level_index(value)
             acc[i, j] = racc[i, j, k]
             dist[i, j] = rdist[i, j, k]
-            fmt[i, j] = 1.0
         if bad:
             n_bad += 1
-            if raw_texts is not None and len(examples) < 3:
-                examples.append(raw_texts[i][:200])
+            if len(examples) < 3:
+                examples.append(res.text[:200])
     total = (acc + dist + format_weight * fmt).mean(axis=1)
     return RewardBreakdown(total=total, acc=acc, dist=dist, fmt=fmt, n_unparsable=n_bad,
                            n_dims_missing=n_missing, examples=examples)
