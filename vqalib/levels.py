@@ -65,6 +65,13 @@ KEYWORDS: dict[float, str] = {
     5.0: "Perfect",
 }
 
+#: Words that name a level in a rationale: the nine keywords plus the other level words the paper's
+#: prompts use (Fig. 6: "Very Poor", "Satisfactory") and common synonyms.  A teacher-forced text that
+#: contains one of them gives the score away (see ``vqalib.train.collator.scrub_rationale``).
+SCORE_WORDS: tuple[str, ...] = tuple(KEYWORDS.values()) + (
+    "Very Poor", "Satisfactory", "Mediocre", "Fair", "Decent", "Average", "Bad", "Great", "Terrific",
+)
+
 #: Sub-attribute tags per dimension (what a rater may tick when a level is below perfect).
 #: Motion Amplitude describes *how much* motion there is, so its tags name the amount.
 TAGS: dict[str, tuple[str, ...]] = {
