@@ -82,7 +82,12 @@ def test_scrubbed_rationales_drop_every_sentence_naming_a_level():
     # inputs from the wild: paper-style "Overall ..." lines, numbers, synonyms, decimals inside a sentence
     text = ("Dynamic Motion Quality Reason: smooth pan.\nOverall Clarity: Overall clarity quality Satisfactory.\n"
             "Rated 4/5 overall. The frame is 1080p. Score 3.5! Motion is decent. Sharp edges.")
-    assert scrub_rationale(text) == "Dynamic Motion Quality Reason: smooth pan. The frame is 1080p. Sharp edges."
+    assert scrub_rationale(text) == "Dynamic Motion Quality Reason: smooth pan.\nOverall Clarity.\nThe frame is 1080p. Sharp edges."
+    # the sample dataset's style: keyword and evidence in one sentence; only the clause with the keyword goes
+    assert scrub_rationale("Clarity Quality is subpar: the video shows blur, so fine detail is lost.") == \
+        "the video shows blur, so fine detail is lost."
+    assert scrub_rationale("The camera moves at a moderate pace, so the motion amplitude is rated acceptable.") == \
+        "The camera moves at a moderate pace."
     for word in KEYWORDS.values():
         assert reveals_score(f"It looks {word.lower()} overall.")
 
@@ -142,7 +147,7 @@ def test_pi_ref_key_changes_with_everything_that_changes_pi_ref(tmp_path):
     exs = [_example()]
     key = pi_ref_key(load_config("aso", None, base), exs)
     assert key == pi_ref_key(load_config("aso", None, base), exs)  # deterministic
-    for change in ({"finetune": "lora"}, {"finetune": "qlora"}, {"bf16": True}, {"augment": True},
+    for change in ({"finetune": "lora"}, {"finetune": "qlora"}, {"bf16": True}, {"augment": False},
                    {"rationale": "none"}, {"instruction": "Rate it."}, {"max_pixels": 50176}):
         assert pi_ref_key(load_config("aso", None, {**base, **change}), exs) != key, change
     relabelled = _example()

@@ -217,7 +217,8 @@ RATIONALE_MODES: tuple[str, ...] = ("full", "scrubbed", "short", "none")
 SCORE_FREE_MODES: tuple[str, ...] = ("scrubbed", "short", "none")
 
 _SCORE_WORD_RE = None
-_SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n")  # a sentence ends at . ! ? before a space, or a line break
+# a clause ends at . ! ? before white space, a line break, ; or : or a comma before white space
+_CLAUSE_SPLIT = re.compile(r"((?<=[.!?])\s+|\n|[;:]\s*|,\s+)")
 
 
 def _score_word_re() -> re.Pattern:
@@ -240,13 +241,27 @@ def reveals_score(text: str) -> list[str]:
 
 
 def scrub_rationale(text: str) -> str:
-    """``text`` with every sentence that names a score level removed (:func:`reveals_score`).
+    """``text`` with every clause that names a score level removed (:func:`reveals_score`).
 
-    Sentences end at ``.``, ``!``, ``?`` followed by white space, or at a line break. Errs towards removal: "good lighting"
-    is dropped too, since "Good" is a level keyword. The rest is kept verbatim, so the visual
-    evidence the rationale describes ("The video shows blur, noise.") still conditions the score."""
-    kept = [s for s in _SENTENCE_SPLIT.split(text) if s.strip() and not reveals_score(s)]
-    return " ".join(s.strip() for s in kept).strip()
+    Clauses end at ``.``, ``!``, ``?`` followed by white space, a line break, ``;``, ``:`` or a comma
+    followed by white space, so "Clarity Quality is subpar: the video shows blur, so detail is lost."
+    keeps "the video shows blur, so detail is lost." Errs towards removal ("good lighting" is dropped
+    too, since "Good" is a level keyword). The rest is kept verbatim, so the visual evidence the
+    rationale describes still conditions the score; line breaks between kept clauses are kept."""
+    parts = _CLAUSE_SPLIT.split(text)
+    units, seps = parts[0::2], parts[1::2] + [""]
+    out = ""
+    for unit, sep in zip(units, seps):
+        if unit.strip() and not reveals_score(unit):
+            out += unit + sep
+        elif "\n" in sep and out and not out.endswith("\n"):
+            out = out.rstrip(" ;:,") + "\n"
+    lines = []
+    for line in out.split("\n"):
+        line = line.strip().rstrip(";:,").strip()
+        if line:
+            lines.append(line if line[-1] in ".!?" else line + ".")
+    return "\n".join(lines)
 
 
 def answer_text(example: ClipExample, rationale: str = "short") -> str:
