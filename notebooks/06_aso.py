@@ -210,7 +210,7 @@ display(change.round(3))
 # `reward: multi_rater`, which averages `R_dist` over the raters).
 
 # %%
-from vqalib.levels import DIMENSION_KEYS, LEVEL_STRINGS
+from vqalib.levels import LEVEL_STRINGS
 
 spread = [(max(v) - min(v), ex.video_id, k, v, ex.scores[k]) for ex in sharp_examples
           for k, v in ex.ratings.items() if v]
