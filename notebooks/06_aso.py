@@ -128,14 +128,18 @@ display(sharp.round(3))
 t0 = time.time()
 result = train_aso(cfg)
 train_s = time.time() - t0
-curves = report.log_frame(result.log_history, ["loss", "loss_score", "loss_rationale", "mae_expected", "outside_mass"])
-fig = report.plot_curves(curves, ["loss", "loss_score", "loss_rationale", "mae_expected"],
+curves = report.log_frame(result.log_history, ["loss", "loss_score", "loss_score_levels", "loss_outside",
+                                               "loss_rationale", "mae_expected", "outside_mass"])
+fig = report.plot_curves(curves, ["loss", "loss_score", "loss_score_levels", "loss_outside", "loss_rationale",
+                                  "mae_expected"],
                          "ASO: soft-target CE on the score positions (+ rationale term)")
 run.save_fig(fig, "aso_curves")
 plt.show()
 run.log_metrics({"aso/train_s": train_s, "aso/steps": int(curves["step"].max()),
                  "aso/first_loss_score": float(curves["loss_score"].iloc[0]),
-                 "aso/final_loss_score": float(curves["loss_score"].iloc[-1])})
+                 "aso/final_loss_score": float(curves["loss_score"].iloc[-1]),
+                 "aso/final_loss_score_levels": float(curves["loss_score_levels"].iloc[-1]),
+                 "aso/final_loss_outside": float(curves["loss_outside"].iloc[-1])})
 curves.tail()
 
 # %% [markdown]

@@ -346,7 +346,13 @@ class ASOTrainer(VQATrainer):
         with torch.no_grad():
             p_theta = logp_theta.exp()
             levels = torch.linspace(1.0, 5.0, 9, device=p_theta.device)
-            self.record(loss_score=float(loss_score), outside_mass=float(outside.mean()),
+            from vqalib.aso import aso_loss
+
+            # the two parts of the score term: 9-level soft-target CE and the outside-mass penalty
+            levels_part = float(aso_loss(logp_theta, target))
+            self.record(loss_score=float(loss_score), loss_score_levels=levels_part,
+                        loss_outside=float(loss_score) - levels_part if cfg.penalise_outside else 0.0,
+                        outside_mass=float(outside.mean()),
                         mae_expected=float(((p_theta * levels).sum(-1) - targets_scores).abs().mean()))
         return (loss, {"logits": seq_logits}) if return_outputs else loss
 
