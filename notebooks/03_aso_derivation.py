@@ -43,6 +43,7 @@ KL_COEF: float = 0.1  # KL coefficient of the GRPO baseline (paper: 0.1)
 LR_ASO: float = 1.0  # SGD learning rate on the logits for ASO
 LR_PG: float = 1.0  # SGD learning rate on the logits for the sampled policy gradients
 VAR_REPS: int = 64  # sampled gradients per group size in the variance study
+LAM_SECTION_5_1: float = 0.1  # λ if Section 5.1's "KL coefficient 0.1 for GRPO and ASO" is read as ASO's λ
 
 # %%
 import numpy as np
@@ -202,6 +203,66 @@ zm_eps = widgets.explorer_state(lam=0.05, beta=BETA, s_star=S_STAR, reward=REWAR
 truth = level_index(snap_to_grid(S_STAR))
 print(f"zero-mass levels: {zm['zero_levels']}; π*(truth) at λ=0.05 without floor = {zm['pi_star'][truth]:.3g}, "
       f"with ε=1e-3: {zm_eps['pi_star'][truth]:.3g}")
+
+# %% [markdown]
+# ### Which λ and β? The paper gives two readings
+#
+# Only the ratio β/λ enters π\* (`π* ∝ π_ref exp(−(β/λ)|s − s*|)`). Appendix C sets λ = 1 and β = 1
+# (β/λ = 1); Section 5.1 gives one KL coefficient, 0.1, "for GRPO and ASO", which read as ASO's λ
+# (β = 1) means β/λ = 10. The two targets are very different: under a uniform π_ref the first keeps
+# much of the mass on the neighbouring levels, the second is almost the one-hot label. The project
+# follows Appendix C (it names λ and β for ASO explicitly; Section 5.1's sentence is about the GRPO
+# KL penalty, where 0.1 is the usual value), and every config states `lam` and `beta`.
+
+# %%
+readings = {"Appendix C: λ = 1, β = 1": (1.0, 1.0), f"Section 5.1: λ = {LAM_SECTION_5_1:g}, β = 1": (LAM_SECTION_5_1, 1.0)}
+uniform = torch.full((9,), 1 / 9, dtype=torch.float64)
+fig = Figure(figsize=(10, 3.2))
+axes = fig.subplots(1, 2, sharey=True)
+reading_rows = []
+for ax, (ref_name, ref) in zip(axes, [("uniform π_ref", uniform), (f"π_ref = {REF_SHAPE}", pi_ref)]):
+    width = 0.4
+    for i, (name, (lam_r, beta_r)) in enumerate(readings.items()):
+        target = aso.optimal_policy(ref, aso.reward_abs(S_STAR, beta_r), lam_r, probs=True)
+        ax.bar(np.arange(9) + (i - 0.5) * width, target.numpy(), width, label=name)
+        reading_rows.append({"π_ref": ref_name, "reading": name, "β/λ": beta_r / lam_r,
+                             "π*(s*)": float(target[level_index(snap_to_grid(S_STAR))]),
+                             "H(π*) nats": float(aso.entropy(target)), "E_π*[s]": float(aso.expected_score(target))})
+    ax.plot(np.arange(9), ref.numpy(), "k.--", lw=0.8, label="π_ref")
+    ax.set_xticks(range(9), LEVEL_STRINGS)
+    ax.set_title(f"π* for s* = {S_STAR}, {ref_name}")
+axes[0].legend(fontsize=8)
+display(Image(filename=run.save_fig(fig, "lambda_beta_readings")))
+reading_table = pd.DataFrame(reading_rows)
+run.save_table(reading_table, "lambda_beta_readings", index=False)
+run.log_metrics(pistar_label_uniform_appendix_c=reading_rows[0]["π*(s*)"],
+                pistar_label_uniform_section_5_1=reading_rows[1]["π*(s*)"])
+reading_table.round(3)
+
+# %% [markdown]
+# ### What π_ref is read after matters more than λ
+#
+# In a real answer the rationale comes before the score lines, and the paper's rationale prompts make
+# it name the level ("Overall, the clarity quality is good."). An SFT model that reads such a
+# rationale before the score is nearly certain of the score: π_ref is close to one-hot on the label,
+# and then π\* is the label whatever λ and β are, so ASO becomes SFT on the score tokens. Below, a π_ref
+# with 98 % on the label (what teacher-forcing a keyword-bearing rationale gives) against one read
+# before any score word (the `REF_SHAPE` reference): the first π\* has almost no entropy to shape.
+# Training therefore reads π_ref only after score-free text (`rationale: scrubbed | short | none`;
+# notebook 06 measures π_ref under each mode on the SFT model).
+
+# %%
+label = level_index(snap_to_grid(S_STAR))
+leaked = torch.full((9,), 0.02 / 8, dtype=torch.float64)
+leaked[label] = 0.98
+leak_rows = []
+for ref_name, ref in [("read after a score word (98 % on s*)", leaked), (f"score-free ({REF_SHAPE})", pi_ref)]:
+    target = aso.optimal_policy(ref, aso.reward_abs(S_STAR, BETA), LAM, probs=True)
+    leak_rows.append({"π_ref": ref_name, "H(π_ref) nats": float(aso.entropy(ref)), "π*(s*)": float(target[label]),
+                      "H(π*) nats": float(aso.entropy(target)), "KL(π* ‖ one-hot s*)": float(-torch.log(target[label]))})
+leak_table = pd.DataFrame(leak_rows)
+run.log_metrics(pistar_label_leaked_ref=leak_rows[0]["π*(s*)"], pistar_label_score_free_ref=leak_rows[1]["π*(s*)"])
+leak_table.round(3)
 
 # %% [markdown]
 # ## Explorer

@@ -19,9 +19,12 @@
 #
 # The paper's reinforcement-learning baseline. Starting from the SFT checkpoint (notebook 04), for
 # each clip the policy samples `G` complete answers **with the video**; each answer is parsed and
-# rewarded per dimension with `R_acc = 1[round(pred) = round(gt)]` + `R_dist = 5 − |pred − gt|` plus a
-# format reward (1 only for the strict answer format, `vqalib.prompts.check_format`), averaged over the five dimensions; rewards are normalised within the group
-# (advantage), and the policy follows the clipped ratio objective with a KL penalty (coefficient 0.1)
+# rewarded per dimension with `R_acc = 1[round(pred) = round(gt)]` (round = to the nearest level, so
+# the exact level; `acc_rounding: integer` in the config is the literal integer reading, lopsided on
+# the 0.5 grid) + `R_dist = 5 − |pred − gt|` plus a format reward (1 only for the strict answer
+# format, `vqalib.prompts.check_format`); rewards are normalised within the group per dimension, as
+# the paper groups "per video and dimension", and averaged over the five dimensions (advantage), and
+# the policy follows the clipped ratio objective with a KL penalty (coefficient 0.1)
 # to the SFT model. A dimension that does not parse earns 0 and is **counted** (`n_unparsable`),
 # never given a random score. Vision tokens (`<|video_pad|>` …) are never sampled.
 # Code: `vqalib.train.grpo`, `vqalib.train.grpo_math` (tests: `tests/test_train_grpo_math.py`).

@@ -21,12 +21,16 @@
 #
 # 1. **π_ref**: the SFT model's distribution over the 9 levels at each dimension's score position,
 #    computed **once** over the training set (teacher-forced reference answer) and cached
-#    (`RUN_DIR/checkpoints/aso/pi_ref.pt`), so no reference model is held during training;
+#    (`RUN_DIR/checkpoints/aso/pi_ref.pt`), so no reference model is held for it. The answer is
+#    teacher-forced with a rationale that never names the score (`RATIONALE`: none, short or
+#    scrubbed; the next section measures why);
 # 2. **π\***: the closed form of the KL-regularised bandit (notebook 03),
 #    `π*(s|x) = π_ref(s|x) exp(R(s, s*)/λ) / Z(x)` with `R = −β|s − s*|`;
 # 3. **loss**: soft-target cross-entropy `−Σ_s π*(s) log π_θ(s)` on the score positions (its gradient
-#    on the level scores is `π_θ − π*`, tested) plus a rationale term (cross-entropy on the reference
-#    answer's other tokens, KL to the reference on them, or none).
+#    on the level scores is `π_θ − π*`, tested), with π_θ the model's own level probabilities, not
+#    renormalised over the 9 levels, so mass off the levels costs `−log(1 − outside)`; plus a
+#    rationale term (KL to the SFT model on the answer's other tokens, the paper's whole-sequence KL;
+#    or cross-entropy on the reference answer; or none).
 #
 # `ON_POLICY=True` samples the rationale from the current policy and scores there instead (then
 # π_ref is evaluated on the sampled text, with the reference kept in memory). Code:
@@ -39,15 +43,17 @@ SAMPLE_SIZE: str = "default"  # sample dataset size when DATA_DIR is empty: smok
 SEED: int = 0  # training seed
 CONFIG: str = ""  # optional YAML training config (env/train_configs/*.yaml); the values below override it
 FINETUNE: str = "full"  # full | lora | qlora
-LAM: float = 1.0  # lambda, KL strength of the closed form (paper: 1.0)
-BETA: float = 1.0  # beta, reward scale of R(s) which is -beta times |s - s*|; paper: 1.0
-RATIONALE_LOSS: str = "ce"  # rationale term: ce | kl | none
+LAM: float = 1.0  # lambda, KL strength of the closed form (paper, Appendix C: 1.0)
+BETA: float = 1.0  # beta, reward scale of R(s) which is -beta times |s - s*|; paper, Appendix C: 1.0
+REWARD: str = "abs"  # abs: R on the mean label (paper) | multi_rater: mean over the raters' own scores
+PENALISE_OUTSIDE: bool = True  # score loss also penalises probability mass off the 9 levels
+RATIONALE_LOSS: str = "kl"  # rationale term: kl (to the SFT model, paper) | ce | none
 RATIONALE_WEIGHT: float = 1.0  # weight of the rationale term
-ON_POLICY: bool = False  # sample the rationale from the current policy and score there
+ON_POLICY: bool = False  # sample the rationale from the current policy (scrubbed of score words) and score there
 STEPS: int = 120  # optimisation steps
 BATCH_SIZE: int = 16  # clips per step (paper: 32)
 LR: float = 5e-4  # peak learning rate (paper, 7B: 5e-6)
-RATIONALE: str = "none"  # answer format the SFT stage used: none | short | full
+RATIONALE: str = "none"  # text pi_ref is read after: none | short | scrubbed (full names the score: refused)
 INSTRUCTION: str = "Rate the video quality."  # instruction the SFT stage used; empty means vqalib.prompts.INSTRUCTION
 DEVICE: str = "cpu"  # cpu | cuda | auto
 BF16: bool = False  # bfloat16 training (GPU)
@@ -55,6 +61,7 @@ N_SHOW: int = 3  # clips whose distributions are drawn
 EVAL_SPLIT: str = "test"  # held-out split for the predictions file
 EVAL_LIMIT: int = 0  # evaluate on at most this many clips; 0 means all
 N_BOOT: int = 300  # bootstrap resamples for the confidence intervals
+N_SHARP: int = 64  # training clips on which pi_ref's sharpness is measured per rationale mode
 
 # %%
 import time
@@ -73,12 +80,46 @@ run = Run(RUN_DIR, "06_aso")
 cfg = load_config("aso", CONFIG or None, {
     "init_from": f"{RUN_DIR}/checkpoints/sft", "output_dir": f"{RUN_DIR}/checkpoints/aso",
     "data_dir": DATA_DIR, "sample_size": SAMPLE_SIZE, "seed": SEED, "finetune": FINETUNE, "lam": LAM, "beta": BETA,
-    "rationale_loss": RATIONALE_LOSS, "rationale_weight": RATIONALE_WEIGHT, "on_policy": ON_POLICY,
+    "reward": REWARD, "penalise_outside": PENALISE_OUTSIDE, "rationale_loss": RATIONALE_LOSS, "rationale_weight": RATIONALE_WEIGHT, "on_policy": ON_POLICY,
     "max_steps": STEPS, "batch_size": BATCH_SIZE, "lr": LR, "rationale": RATIONALE, "instruction": INSTRUCTION,
     "device": DEVICE, "bf16": BF16, "augment": False, "warmup_steps": min(5, STEPS - 1),
     "logging_steps": max(1, min(10, STEPS // 8)),
 })
 pd.Series(vars(cfg), name="value").to_frame()
+
+# %% [markdown]
+# ## What π_ref is read after (before training)
+#
+# The answer puts the rationale before the score lines, and the dataset's rationales name the level
+# ("Overall, the clarity quality is good."), as the paper's rationale prompts ask. Teacher-forced, that
+# text tells the model the score, so π_ref would be almost one-hot on the label, π\* ≈ the label and
+# ASO ≈ SFT on the score tokens. `vqalib.train.aso_trainer.pi_ref_sharpness` reads the SFT model's
+# π_ref on `N_SHARP` training clips after each rationale mode: `full` (as written), `scrubbed` (every
+# sentence naming a level removed), `short` (the ticked defects), `none`. Columns: mean max
+# probability, mean entropy (nats; uniform = 2.197), mean π_ref(s\*) and π\*(s\*) at λ = β = 1, and how
+# many clips' teacher-forced text names the score. The demo SFT model is trained without rationales
+# (`RATIONALE = "none"` in notebook 04), so its `full` row shows text it never saw; on a model trained
+# with full rationales (the 7B recipe) the `full` row is the one that collapses. The closing table of
+# docs/training.md gives both.
+
+# %%
+from vqalib.train.aso_trainer import pi_ref_sharpness
+from vqalib.train.base import load_policy, sampling_config
+from vqalib.train.collator import FrameCache, load_examples
+from vqalib.train.common import resolve_device
+
+sharp_model, sharp_proc = load_policy(cfg)
+sharp_examples = load_examples(cfg.data_dir, cfg.split, cfg.sample_size, cfg.data_seed, N_SHARP)
+sharp = pi_ref_sharpness(sharp_model.to(resolve_device(cfg.device)), sharp_proc, sharp_examples,
+                         FrameCache(sampling_config(cfg)), device=resolve_device(cfg.device), instruction=cfg.instruction)
+del sharp_model
+if resolve_device(cfg.device).startswith("cuda"):
+    import torch
+
+    torch.cuda.empty_cache()  # free the measuring copy before training loads the policy again
+run.save_table(sharp, "pi_ref_sharpness", index=False)
+run.log_metrics({f"aso/pi_ref_entropy/{r.rationale}": r.entropy for r in sharp.itertuples() if not r.skipped})
+display(sharp.round(3))
 
 # %% [markdown]
 # ## Train
@@ -87,15 +128,44 @@ pd.Series(vars(cfg), name="value").to_frame()
 t0 = time.time()
 result = train_aso(cfg)
 train_s = time.time() - t0
-curves = report.log_frame(result.log_history, ["loss", "loss_score", "loss_rationale", "mae_expected", "outside_mass"])
-fig = report.plot_curves(curves, ["loss", "loss_score", "loss_rationale", "mae_expected"],
+curves = report.log_frame(result.log_history, ["loss", "loss_score", "loss_score_levels", "loss_outside",
+                                               "loss_rationale", "mae_expected", "outside_mass"])
+fig = report.plot_curves(curves, ["loss", "loss_score", "loss_score_levels", "loss_outside", "loss_rationale",
+                                  "mae_expected"],
                          "ASO: soft-target CE on the score positions (+ rationale term)")
 run.save_fig(fig, "aso_curves")
 plt.show()
 run.log_metrics({"aso/train_s": train_s, "aso/steps": int(curves["step"].max()),
                  "aso/first_loss_score": float(curves["loss_score"].iloc[0]),
-                 "aso/final_loss_score": float(curves["loss_score"].iloc[-1])})
+                 "aso/final_loss_score": float(curves["loss_score"].iloc[-1]),
+                 "aso/final_loss_score_levels": float(curves["loss_score_levels"].iloc[-1]),
+                 "aso/final_loss_outside": float(curves["loss_outside"].iloc[-1])})
 curves.tail()
+
+# %% [markdown]
+# ### Mass off the nine levels
+#
+# `outside_mass` above is the probability the model puts on anything that is not one of the nine
+# level strings at a score position. The score term is computed on the model's own level
+# probabilities (`PENALISE_OUTSIDE = True`), which equals the 9-level cross-entropy plus
+# `−log(1 − outside)`; renormalising over the nine levels first would make 0 %, 78 % and 99.98 %
+# outside mass cost the same. The numbers for this run and for those three cases:
+
+# %%
+import math
+
+import torch
+
+from vqalib import aso as aso_math
+
+first_out, last_out = float(curves["outside_mass"].iloc[0]), float(curves["outside_mass"].iloc[-1])
+shape = torch.log_softmax(torch.linspace(-1, 1, 9, dtype=torch.float64), -1)
+target = aso_math.optimal_policy(torch.full((9,), 1 / 9, dtype=torch.float64), aso_math.reward_abs(3.0), 1.0, probs=True)
+outside_rows = [{"outside mass": o, "loss, renormalised": float(aso_math.aso_loss(shape, target)),
+                 "loss, raw (used)": float(aso_math.aso_loss(shape + math.log(1 - o), target))}
+                for o in (0.0, 0.78, 0.9998, first_out, last_out)]
+run.log_metrics({"aso/outside_mass_first": first_out, "aso/outside_mass_last": last_out})
+pd.DataFrame(outside_rows).round(4)
 
 # %% [markdown]
 # ## π_ref → π\* → π_θ for a few training clips
@@ -133,6 +203,28 @@ for name, p in others.items():
 change = run.save_table(pd.concat(changes), "aso_vs_sft_grpo", index=False)
 run.log_metrics({f"aso/test_srcc/{r.dimension}": r.srcc_after for r in change[change["versus"] == "sft"].itertuples()})
 display(change.round(3))
+
+# %% [markdown]
+# ## Using every rater's score (`REWARD = "multi_rater"`)
+#
+# The label s\* is the mean of at least three raters snapped to the grid. `REWARD = "multi_rater"`
+# uses each rater's score instead: `R(s) = −β · mean_r |s − s_r|` (`vqalib.aso.reward_multi_rater`,
+# beyond the paper), so a clip the raters disagree on gets a wider π\*. Below, the training clip
+# whose raters disagree most: π\* under both rewards with a uniform π_ref (GRPO has the same option,
+# `reward: multi_rater`, which averages `R_dist` over the raters).
+
+# %%
+from vqalib.levels import LEVEL_STRINGS
+
+spread = [(max(v) - min(v), ex.video_id, k, v, ex.scores[k]) for ex in sharp_examples
+          for k, v in ex.ratings.items() if v]
+_, vid, dim, votes, label = max(spread)
+uniform = torch.full((9,), 1 / 9, dtype=torch.float64)
+mr = pd.DataFrame({"mean label": aso_math.optimal_policy(uniform, aso_math.reward_abs(label, BETA), LAM, probs=True).numpy(),
+                   "multi-rater": aso_math.optimal_policy(uniform, aso_math.reward_multi_rater([votes], BETA)[0], LAM,
+                                                          probs=True).numpy()}, index=list(LEVEL_STRINGS))
+print(f"clip {vid}, {dim}: raters {votes}, label {label}")
+mr.T.round(3)
 
 # %% [markdown]
 # ## Reading the result honestly

@@ -80,7 +80,8 @@ pd.DataFrame({n: {"model": m.get("model"), "rows": len(preds[n]), "videos": pred
 #
 # Answers whose score line for a dimension is missing or unreadable. They are left out of the
 # parsed-readout metrics (the `n` column of the long table says how many items each metric used)
-# and are **not** replaced by any score.
+# and are **not** replaced by any score; a second view below scores every item, failures counted
+# as wrong.
 
 # %%
 fails = run.save_table(ev.parse_failure_table(preds), "parse_failures")
@@ -99,6 +100,19 @@ run.save_table(t1_parsed, "table1_parsed")
 run.save_table(long_parsed, "table1_parsed_long", index=False)
 run.log_metrics(ev.flat_metrics(long_parsed, "table1_parsed"))
 t1_parsed
+
+# %% [markdown]
+# The table above leaves failed answers out, so two models with different failure rates are scored
+# on different clips. The same table **on all items**: a failure counts as wrong for Acc@0.5 and as
+# the scale midpoint 3.0 for MAE, SRCC and PLCC (`vqalib.evaluation.FAILURE_SCORE`), so every model
+# is compared on the same clips and failing cannot raise a score.
+
+# %%
+t1_all, long_all = ev.table1(preds, "parsed_score", n_boot=N_BOOT, seed=SEED, failures="all_items")
+run.save_table(t1_all, "table1_parsed_all_items")
+run.save_table(long_all, "table1_parsed_all_items_long", index=False)
+run.log_metrics(ev.flat_metrics(long_all, "table1_parsed_all_items"))
+t1_all
 
 # %%
 t1_expected, long_expected = ev.table1(preds, "expected_score", n_boot=N_BOOT, seed=SEED)

@@ -36,15 +36,24 @@ def test_distance_rewards_values():
     assert aso.reward_abs(np.full((2, 5), 3.5)).shape == (2, 5, 9)
 
 
-def test_grpo_rewards_integer_rounding_half_up():
+def test_grpo_accuracy_reward_default_is_symmetric_exact_level():
+    # issue 9 item 4: the default R_acc is the exact level, so 2.5 and 3.5 are treated alike for s* = 3.0
     acc = aso.reward_acc(3.0).numpy()
-    # levels 2.5 and 3.0 round (half up) to 3; 3.5 rounds to 4
+    assert acc.tolist() == [1.0 * (lv == 3.0) for lv in LEVELS]
+    for s_star in LEVELS:
+        a = aso.reward_acc(float(s_star)).numpy()
+        k = int(np.flatnonzero(LEVELS == s_star)[0])
+        assert a.sum() == 1.0 and a[k] == 1.0
+    np.testing.assert_allclose(aso.reward_grpo(3.0).numpy(), aso.reward_acc(3.0).numpy() + aso.reward_dist(3.0).numpy())
+
+
+def test_grpo_rewards_integer_rounding_half_up_kept_as_option():
+    acc = aso.reward_acc(3.0, rounding="integer").numpy()
+    # levels 2.5 and 3.0 round (half up) to 3; 3.5 rounds to 4: the lopsided literal reading
     assert acc.tolist() == [1.0 * (lv in (2.5, 3.0)) for lv in LEVELS]
-    acc_grid = aso.reward_acc(3.0, rounding="grid").numpy()
-    assert acc_grid.tolist() == [1.0 * (lv == 3.0) for lv in LEVELS]
     np.testing.assert_allclose(aso.reward_dist(4.0).numpy(), 5.0 - np.abs(LEVELS - 4.0))
-    np.testing.assert_allclose(aso.reward_grpo(4.0, w_acc=2.0, w_dist=0.5).numpy(),
-                               2.0 * aso.reward_acc(4.0).numpy() + 0.5 * aso.reward_dist(4.0).numpy())
+    np.testing.assert_allclose(aso.reward_grpo(4.0, w_acc=2.0, w_dist=0.5, rounding="integer").numpy(),
+                               2.0 * aso.reward_acc(4.0, rounding="integer").numpy() + 0.5 * aso.reward_dist(4.0).numpy())
     with pytest.raises(ValueError, match="rounding"):
         aso.reward_acc(3.0, rounding="banker")
 
@@ -172,6 +181,20 @@ def test_zero_mass_levels_stay_zero_and_floor_lifts_them():
         aso.optimal_policy(pi_ref, R, 1.0, probs=True, eps=0.5)
 
 
+def test_bf16_reference_normalised_to_bf16_precision_is_accepted():
+    # issue 9 item 10: a pi_ref normalised in float32 then stored in bf16 sums to 1 only to ~4e-3
+    gen = torch.Generator().manual_seed(0)
+    lp = torch.log_softmax(torch.randn(64, 5, 9, generator=gen) * 3, -1).to(torch.bfloat16)
+    assert (lp.double().exp().sum(-1) - 1).abs().max() > 1e-3  # the case the old 1e-4 tolerance refused
+    out = aso.optimal_policy(lp, aso.reward_abs(torch.full((64, 5), 3.0, dtype=torch.bfloat16)), 1.0)
+    assert torch.isfinite(out).all()
+    p = torch.softmax(torch.randn(64, 5, 9, generator=gen) * 3, -1).to(torch.bfloat16)
+    aso.as_log_probs(p, probs=True)
+    # but a bf16 distribution that is really off is still refused
+    with pytest.raises(ValueError, match="not normalised"):
+        aso.as_log_probs(torch.full((9,), 0.12, dtype=torch.bfloat16), probs=True)
+
+
 def test_bad_reference_raises_clear_errors():
     with pytest.raises(ValueError, match="not normalised"):
         aso.optimal_policy(np.full(9, 0.2), aso.reward_abs(3.0), 1.0, probs=True)
@@ -210,6 +233,23 @@ def test_loss_is_kl_plus_entropy_and_mask_excludes_entries():
     lt[0, ps[0] == 0] = -math.inf
     lt = lt - torch.logsumexp(lt, -1, keepdim=True)
     assert torch.isfinite(aso.aso_loss(lt, ps))
+
+
+def test_mass_outside_the_levels_raises_the_loss():
+    # issue 9 item 2: same shape over the 9 levels, 0 %, 78 % and 99.98 % of the mass elsewhere
+    target = aso.optimal_policy(np.full(9, 1 / 9), aso.reward_abs(3.0), 1.0, probs=True)
+    shape = torch.log_softmax(torch.linspace(-1, 1, 9, dtype=torch.float64), -1)
+    losses = []
+    for outside in (0.0, 0.78, 0.9998):
+        raw = shape + math.log(1 - outside)  # unnormalised level log-probs: Σ π_θ(s) = 1 − outside
+        losses.append(float(aso.aso_loss(raw, target)))
+        assert float(aso.outside_penalty(raw)) == pytest.approx(-math.log(1 - outside), abs=1e-12)
+        assert losses[-1] == pytest.approx(float(aso.aso_loss(shape, target)) - math.log(1 - outside))
+    assert losses[0] < losses[1] < losses[2]
+    # the gradient of the loss moves mass back onto the levels: d loss / d raw = -π* < 0 for every level
+    raw = (shape + math.log(0.22)).clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(aso.aso_loss(raw, target), raw)
+    assert (g < 0).all()
 
 
 def test_loss_minimised_at_target():

@@ -75,6 +75,32 @@ def test_table1_all_failed_gives_nan_with_reason():
     assert wide_e.notna().all().all()
 
 
+def test_all_items_view_scores_failures_and_compares_models_on_the_same_clips():
+    # issue 9 item 9: a model that fails on the clips it would get wrong looks perfect when failures are
+    # left out; on all items its failures count as wrong (Acc@0.5) and as the midpoint 3.0 (MAE, SRCC, PLCC)
+    ids = [f"v{i:02d}" for i in range(20)]
+    target = np.tile(LEVELS, 3)[:20]
+    parsed = target.copy()
+    parsed[::4] = np.nan  # 5 failures out of 20
+    d = np.full((20, 9), 1 / 9)
+    rows = rows_from_distributions(ids, "clarity_quality", d, targets=target, parsed_scores=parsed,
+                                   parse_status=["unparsable" if np.isnan(v) else "ok" for v in parsed],
+                                   raw_texts=["..."] * 20)
+    _, excl = table1({"m": rows}, "parsed_score")
+    _, alli = table1({"m": rows}, "parsed_score", failures="all_items")
+    get = lambda long, m: long[long.metric == m].iloc[0]  # noqa: E731
+    assert get(excl, "acc").value == 1.0 and get(excl, "acc").n == 15
+    assert get(alli, "acc").value == pytest.approx(15 / 20) and get(alli, "acc").n == 20 == get(alli, "acc").n_items
+    filled = np.where(np.isnan(parsed), 3.0, parsed)
+    assert get(alli, "mae").value == pytest.approx(np.abs(filled - target).mean())
+    assert get(alli, "srcc").value < 1.0 == pytest.approx(get(excl, "srcc").value)
+    assert (alli["failures"] == "all_items").all() and (excl["failures"] == "exclude").all()
+    # a failure on a clip whose target is the midpoint still counts as wrong for Acc@0.5
+    assert 3.0 in target[::4]
+    with pytest.raises(ValueError, match="failures='impute'"):
+        table1({"m": rows}, "parsed_score", failures="impute")
+
+
 def test_confusion_counts_and_parse_failures():
     df = simulated(40, 8.0, 3, fail_every=5)
     cm = confusion(df, "clarity_quality", "parsed_score")

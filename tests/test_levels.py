@@ -36,7 +36,13 @@ def test_is_on_grid_and_level_index():
 def test_keywords_cover_every_level_in_order():
     assert list(L.KEYWORDS) == list(L.LEVELS)
     assert L.KEYWORDS[1.0] == "Abysmal" and L.KEYWORDS[5.0] == "Perfect"
-    assert L.keyword(3.3) == "Decent"  # 3.3 snaps to 3.5
+    assert L.keyword(3.3) == "Good"  # 3.3 snaps to 3.5
+
+
+def test_keywords_are_the_papers_nine():
+    # the paper's rationale prompts (Figs. 4 and 5) list the keywords from lowest to highest
+    paper = "Abysmal, Terrible, Poor, Subpar, Acceptable, Good, Excellent, Outstanding, Perfect"
+    assert list(L.KEYWORDS.values()) == paper.split(", ")
 
 
 def test_dimension_key_accepts_keys_and_display_names():

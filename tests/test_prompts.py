@@ -97,9 +97,10 @@ def test_instruction_and_messages():
 
 def test_rationale_prompt_fills_score_keyword_and_tags():
     text = prompts.rationale_prompt("Clarity Quality", 2.5, ["blur", "noise"], comment="soft edges")
-    assert "Human score: 2.5 out of 5.0 (Mediocre)" in text
+    assert "Human score: 2.5 out of 5.0 (Subpar)" in text
     assert "marked: blur, noise." in text and "Rater comment: soft edges" in text
-    assert 'Overall, the clarity quality is mediocre.' in text
+    assert 'Overall, the clarity quality is subpar.' in text
+    assert "2.5 Subpar, 3.0 Acceptable" in text  # the scale is written from levels.KEYWORDS
     assert "marked: none." in prompts.rationale_prompt("motion_quality", 5.0)
     with pytest.raises(ValueError, match="not valid"):
         prompts.rationale_prompt("clarity_quality", 2.5, ["camera_shake"])

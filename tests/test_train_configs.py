@@ -63,3 +63,108 @@ def test_answer_text_modes():
         answer_text(ex, "full")
     full = _example({k: f"Reason {i}." for i, k in enumerate(DIMENSION_KEYS)})
     assert answer_text(full, "full").startswith("Reason 0.\nReason 1.")
+
+
+# ------------------------------------------------------------------ issue 9: what pi_ref is read after
+
+def test_scrubbed_rationales_drop_every_sentence_naming_a_level():
+    from vqalib.prompts import parse_answer, template_rationale
+    from vqalib.train.collator import reveals_score, scrub_rationale
+
+    rats = {k: template_rationale(k, 1.0 + i, ["blur"] if k == "clarity_quality" else []) for i, k in enumerate(DIMENSION_KEYS)}
+    ex = _example(rats)
+    full = parse_answer(answer_text(ex, "full")).rationale
+    assert reveals_score(full)  # the dataset's rationales name the level ("... is abysmal.")
+    scrubbed = answer_text(ex, "scrubbed")
+    assert not reveals_score(parse_answer(scrubbed).rationale)
+    assert "The video shows blur." in scrubbed  # the visual evidence stays
+    assert scrubbed.endswith(answer_text(ex, "none"))  # the score lines are unchanged
+    # inputs from the wild: paper-style "Overall ..." lines, numbers, synonyms, decimals inside a sentence
+    text = ("Dynamic Motion Quality Reason: smooth pan.\nOverall Clarity: Overall clarity quality Satisfactory.\n"
+            "Rated 4/5 overall. The frame is 1080p. Score 3.5! Motion is decent. Sharp edges.")
+    assert scrub_rationale(text) == "Dynamic Motion Quality Reason: smooth pan.\nOverall Clarity.\nThe frame is 1080p. Sharp edges."
+    # the sample dataset's style: keyword and evidence in one sentence; only the clause with the keyword goes
+    assert scrub_rationale("Clarity Quality is subpar: the video shows blur, so fine detail is lost.") == \
+        "the video shows blur, so fine detail is lost."
+    assert scrub_rationale("The camera moves at a moderate pace, so the motion amplitude is rated acceptable.") == \
+        "The camera moves at a moderate pace."
+    for word in KEYWORDS.values():
+        assert reveals_score(f"It looks {word.lower()} overall.")
+
+
+def test_teacher_forced_aso_refuses_rationales_that_name_the_score():
+    with pytest.raises(ValueError, match="rationale=full teacher-forces rationales that name the score"):
+        load_config("aso", None, ["rationale=full"])
+    for mode in ("scrubbed", "short", "none"):
+        assert load_config("aso", None, [f"rationale={mode}"]).rationale == mode
+    # on-policy reads pi_ref after the model's own (scrubbed) sample, so the mode does not matter there
+    assert load_config("aso", None, ["rationale=full", "on_policy=true"]).on_policy
+
+
+def test_pi_ref_collator_warns_on_a_revealing_mode():
+    from vqalib.train.aso_trainer import pi_ref_collator
+
+    with pytest.warns(UserWarning, match="may name the score"):
+        pi_ref_collator(None, None, "full")
+
+
+def test_shipped_aso_configs_read_pi_ref_after_score_free_text_and_state_lambda_beta():
+    import yaml
+
+    from vqalib.train.collator import SCORE_FREE_MODES
+
+    root = Path(__file__).resolve().parents[1]
+    for path in sorted((root / "env" / "train_configs").glob("aso_*.yaml")):
+        raw = yaml.safe_load(path.read_text())
+        assert {"lam", "beta", "rationale", "rationale_loss", "reward", "penalise_outside"} <= set(raw), path.name
+        cfg = load_config("aso", path)
+        assert cfg.on_policy or cfg.rationale in SCORE_FREE_MODES, path.name
+        assert cfg.rationale_loss == "kl", path.name  # the paper's whole-sequence KL
+    for path in sorted((root / "env" / "train_configs").glob("grpo_*.yaml")):
+        raw = yaml.safe_load(path.read_text())
+        assert {"kl_coef", "acc_rounding", "group_by", "reward"} <= set(raw), path.name
+    for path in sorted((root / "notebooks" / "params").glob("06_aso.*.yaml")):
+        raw = yaml.safe_load(path.read_text())
+        rationale = raw.get("RATIONALE", "none")
+        assert raw.get("ON_POLICY", False) or rationale in SCORE_FREE_MODES, path.name
+
+
+def test_on_policy_ce_is_refused_and_kl_is_the_default():
+    assert ASOConfig().rationale_loss == "kl"
+    with pytest.raises(ValueError, match="self-training"):
+        load_config("aso", None, ["on_policy=true", "rationale_loss=ce"])
+    assert load_config("aso", None, ["on_policy=true", "rationale_loss=kl"]).on_policy
+
+
+def test_pi_ref_key_changes_with_everything_that_changes_pi_ref(tmp_path):
+    from vqalib.train.aso_trainer import pi_ref_key
+
+    ckpt = tmp_path / "sft"
+    ckpt.mkdir()
+    (ckpt / "model.safetensors").write_bytes(b"weights-1")
+    (ckpt / "config.json").write_text("{}")
+    base = {"init_from": str(ckpt), "rationale": "short"}
+    exs = [_example()]
+    key = pi_ref_key(load_config("aso", None, base), exs)
+    assert key == pi_ref_key(load_config("aso", None, base), exs)  # deterministic
+    for change in ({"finetune": "lora"}, {"finetune": "qlora"}, {"bf16": True}, {"augment": False},
+                   {"rationale": "none"}, {"instruction": "Rate it."}, {"max_pixels": 50176}):
+        assert pi_ref_key(load_config("aso", None, {**base, **change}), exs) != key, change
+    relabelled = _example()
+    relabelled.scores["clarity_quality"] = 1.5  # an earlier score line is teacher-forced: labels count
+    assert pi_ref_key(load_config("aso", None, base), [relabelled]) != key
+    (ckpt / "model.safetensors").write_bytes(b"weights-2")  # same path and config, new weights
+    assert pi_ref_key(load_config("aso", None, base), exs) != key
+
+
+def test_multi_rater_scores_reach_the_batch_keys_helper():
+    from vqalib.train.collator import NON_MODEL_KEYS, rater_scores
+
+    ex = _example()
+    ex.ratings = {k: [1.0 + i, 2.0 + i] + ([3.0] if i == 0 else []) for i, k in enumerate(DIMENSION_KEYS)}
+    r = rater_scores([ex], repeat=2)
+    assert r.shape == (2, 5, 3) and float(r[0, 0, 2]) == 3.0 and bool(r[0, 1, 2].isnan())
+    assert "rater_scores" in NON_MODEL_KEYS
+    ex.ratings["content_quality"] = []
+    with pytest.raises(ValueError, match="no rater score for 'content_quality'"):
+        rater_scores([ex])

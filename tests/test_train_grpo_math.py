@@ -86,3 +86,43 @@ def test_format_reward_is_the_strict_format_check(written, acc_dist):
     assert (out.acc[0, 0], out.dist[0, 0]) == (acc_dist or (0.0, 0.0))
     assert out.n_unparsable == (acc_dist is None) and out.n_dims_missing == (acc_dist is None)
     assert out.acc[0, 1:].tolist() == [1.0] * 4 and out.dist[0, 1:].tolist() == [5.0] * 4
+
+
+def test_score_rewards_default_accuracy_is_symmetric_and_integer_reading_is_an_option():
+    # issue 9 item 4: for s* = 3.0, 2.5 and 3.5 are one level off on either side and must earn the same R_acc
+    targets = np.full((2, 5), 3.0)
+    low, high = (parse_answer(format_answer({k: v for k in DIMENSION_KEYS}, "Fine.")) for v in (2.5, 3.5))
+    out = score_rewards([low, high], targets)
+    assert out.acc[0].tolist() == out.acc[1].tolist() == [0.0] * 5
+    assert out.total[0] == out.total[1]
+    lit = score_rewards([low, high], targets, acc_rounding="integer")  # round half up: 2.5 -> 3, 3.5 -> 4
+    assert lit.acc[0].tolist() == [1.0] * 5 and lit.acc[1].tolist() == [0.0] * 5
+
+
+def test_advantages_grouped_per_clip_and_dimension():
+    from vqalib.train.grpo_math import group_advantages_per_dimension
+
+    # G = 4 completions of one clip; dimension 0 varies a lot, dimension 1 a little but in the other order
+    per_dim = torch.tensor([[5.0, 1.0], [4.0, 1.1], [2.0, 1.2], [1.0, 1.3]])
+    adv = group_advantages_per_dimension(per_dim, 4)
+    col = [group_advantages(per_dim[:, j].contiguous(), 4) for j in range(2)]
+    torch.testing.assert_close(adv, (col[0] + col[1]) / 2)
+    # each dimension counts equally: the two cancel, whereas grouping the mean reward lets dimension 0 dominate
+    assert adv.abs().max() < 0.1
+    whole = group_advantages(per_dim.mean(1), 4)
+    assert whole[0] > 1.0 and whole[3] < -1.0
+    # two clips are normalised separately
+    two = group_advantages_per_dimension(torch.cat([per_dim, per_dim + 10]), 4)
+    torch.testing.assert_close(two[:4], two[4:])
+    with pytest.raises(ValueError, match="B \\* G, D"):
+        group_advantages_per_dimension(torch.zeros(4), 4)
+
+
+def test_multi_rater_distance_reward_uses_every_rater():
+    targets = np.full((1, 5), 3.0)
+    pred = parse_answer(format_answer({k: 3.0 for k in DIMENSION_KEYS}, "Fine."))
+    raters = np.full((1, 5, 3), np.nan)
+    raters[0, :, :3] = [2.0, 3.0, 4.5]  # mean 3.17 -> label 3.0, but the raters disagree
+    out = score_rewards([pred], targets, rater_scores=raters)
+    assert out.dist[0, 0] == pytest.approx(5.0 - (1.0 + 0.0 + 1.5) / 3)
+    assert score_rewards([pred], targets).dist[0, 0] == 5.0

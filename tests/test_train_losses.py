@@ -84,6 +84,35 @@ def test_aso_gradient_on_score_logits_is_pi_theta_minus_pi_star(tiny):
     assert raw.grad.abs().max() > 1e-3  # not trivially zero
 
 
+def test_aso_score_loss_penalises_mass_off_the_levels(tiny):
+    """Issue 9 item 2, through the real model: the trainer's score term is the 9-level CE plus
+    -log(1 - outside); renormalising first (the old loss) is blind to the outside mass."""
+    import math
+
+    from vqalib.aso import aso_loss, optimal_policy, reward_abs
+    from vqalib.inputs import build_batch
+    from vqalib.scoring import level_logprobs_raw, level_token_ids, normalise
+    from vqalib.train.aso_trainer import score_loss
+
+    model, proc = tiny
+    batch = build_batch(proc, [_clip(4), _clip(5)], _answers())
+    with torch.no_grad():
+        raw = level_logprobs_raw(model, batch, level_token_ids(proc.tokenizer)).double()
+    logp, outside = normalise(raw)
+    assert float(outside.min()) > 0.01  # an untrained model puts real mass off the levels
+    target = optimal_policy(torch.log_softmax(torch.randn(2, 5, 9, dtype=torch.float64), -1),
+                            reward_abs(torch.full((2, 5), 3.0, dtype=torch.float64)), 1.0)
+    with_pen = score_loss(raw, target)
+    assert float(with_pen) == pytest.approx(float(aso_loss(logp, target) - torch.log1p(-outside).mean()), rel=1e-9)
+    assert float(score_loss(raw, target, penalise_outside=False)) == pytest.approx(float(aso_loss(logp, target)))
+    # moving more mass off the levels (same shape over the 9) raises the loss only with the penalty
+    for extra in (0.5, 0.99):
+        moved = raw + math.log(1 - extra)
+        assert float(score_loss(moved, target)) > float(with_pen)
+        assert float(score_loss(moved, target, penalise_outside=False)) == pytest.approx(
+            float(score_loss(raw, target, penalise_outside=False)))
+
+
 def test_lora_reference_equals_base_model(tiny):
     from vqalib.inputs import build_batch
     from vqalib.models import LoraSettings, load_model_and_processor

@@ -37,11 +37,13 @@ def test_cli_sft_one_step_writes_model_and_manifest(sft_dir):
     assert (sft_dir / "config.json").is_file() and list(sft_dir.glob("*.safetensors"))
 
 
-def test_cli_grpo_one_step(sft_dir, tmp_path):
+@pytest.mark.parametrize("extra", [[], ["reward=multi_rater", "group_by=answer", "acc_rounding=integer"]],
+                         ids=["paper", "multi_rater_answer_groups"])
+def test_cli_grpo_one_step(sft_dir, tmp_path, extra):
     out = tmp_path / "grpo"
     rc = main(["grpo", "--config", "env/train_configs/grpo_tiny.yaml",
                *_sets("max_steps=1", "batch_size=1", "num_generations=2", "max_new_tokens=12",
-                      f"init_from={sft_dir}", f"output_dir={out}")])
+                      f"init_from={sft_dir}", f"output_dir={out}", *extra)])
     assert rc == 0
     man = json.loads((out / "vqalib_train_manifest.json").read_text())
     assert man["status"] == "done"
@@ -51,8 +53,9 @@ def test_cli_grpo_one_step(sft_dir, tmp_path):
     assert step["n_completions"] == 2 and 0 <= step["n_unparsable"] <= 2
 
 
-@pytest.mark.parametrize("extra", [[], ["on_policy=true", "max_new_tokens=12"], ["rationale_loss=kl"]],
-                         ids=["cached", "on_policy", "kl"])
+@pytest.mark.parametrize("extra", [[], ["on_policy=true", "max_new_tokens=12"], ["rationale_loss=ce"],
+                                   ["reward=multi_rater", "rationale=scrubbed", "penalise_outside=false"]],
+                         ids=["cached", "on_policy", "ce", "multi_rater_scrubbed"])
 def test_cli_aso_one_step(sft_dir, tmp_path, extra):
     out = tmp_path / "aso"
     rc = main(["aso", "--config", "env/train_configs/aso_tiny.yaml",
@@ -67,6 +70,8 @@ def test_cli_aso_one_step(sft_dir, tmp_path, extra):
 def test_cli_rejects_bad_config(capsys):
     assert main(["aso", "--set", "lam=0"]) == 2
     assert "lambda must be > 0" in capsys.readouterr().err
+    assert main(["aso", "--set", "rationale=full"]) == 2  # pi_ref would be read after the score is named
+    assert "rationale=full teacher-forces rationales that name the score" in capsys.readouterr().err
     assert main(["sft", "--set", "finetun=lora"]) == 2
     assert "unknown sft config key 'finetun'" in capsys.readouterr().err
 

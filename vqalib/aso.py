@@ -62,21 +62,27 @@ def reward_sq(s_star, beta: float = 1.0) -> torch.Tensor:
     return -beta * (levels_like(s_star) - s_star[..., None]) ** 2
 
 
-def _round(x: torch.Tensor, rounding: Literal["integer", "grid"]) -> torch.Tensor:
+def _round(x: torch.Tensor, rounding: str) -> torch.Tensor:
     if rounding == "integer":
         return torch.as_tensor(round_half_up(x.detach().cpu().numpy(), step=1.0), dtype=x.dtype, device=x.device)
     if rounding == "grid":
         return torch.as_tensor(snap_to_grid(x.detach().cpu().numpy()), dtype=x.dtype, device=x.device)
-    raise ValueError(f"rounding={rounding!r}: use 'integer' (paper) or 'grid' (nearest 0.5 level)")
+    raise ValueError(f"rounding={rounding!r}: use 'grid' (exact level, symmetric) or 'integer' (nearest integer, half up)")
 
 
-def reward_acc(s_star, rounding: Literal["integer", "grid"] = "integer") -> torch.Tensor:
-    """GRPO baseline accuracy reward ``R_acc = 1[round(pred) = round(gt)]`` (paper, Stage II).
+AccRounding = Literal["grid", "integer"]
+ACC_ROUNDINGS: tuple[str, ...] = ("grid", "integer")
 
-    ``round`` is read as rounding to the nearest **integer** (``rounding="integer"``, the
-    default): the predictions and labels already lie on the 0.5 grid, so only integer rounding
-    makes the paper's ``round`` do anything; it is half up (2.5 → 3, as in ``vqalib.levels``).
-    ``rounding="grid"`` instead snaps to the nearest 0.5 level, i.e. exact level match.
+
+def reward_acc(s_star, rounding: AccRounding = "grid") -> torch.Tensor:
+    """GRPO baseline accuracy reward ``R_acc = 1[round(pred) = round(gt)]`` (paper Eq. 1, Stage II).
+
+    ``rounding="grid"`` (default): ``round`` snaps to the nearest 0.5 level, so on the grid R_acc is
+    the exact-level match the paper's words ask for ("hit the exact ground-truth bin").  It is
+    symmetric: for s* = 3.0 only 3.0 earns 1, and 2.5 and 3.5 both earn 0.
+    ``rounding="integer"``: the literal reading with rounding to the nearest integer, half up
+    (2.5 → 3, 3.5 → 4, as in ``vqalib.levels``).  It is lopsided on the 0.5 grid: for s* = 3.0 the
+    level 2.5 earns 1 but 3.5 earns 0, and for s* = 3.5 the levels 3.5, 4.0 earn 1 but 3.0 earns 0.
     """
     s_star = _t(s_star)
     s = levels_like(s_star)
@@ -89,8 +95,7 @@ def reward_dist(s_star) -> torch.Tensor:
     return 5.0 - (levels_like(s_star) - s_star[..., None]).abs()
 
 
-def reward_grpo(s_star, w_acc: float = 1.0, w_dist: float = 1.0,
-                rounding: Literal["integer", "grid"] = "integer") -> torch.Tensor:
+def reward_grpo(s_star, w_acc: float = 1.0, w_dist: float = 1.0, rounding: AccRounding = "grid") -> torch.Tensor:
     """Weighted composite ``w_acc R_acc + w_dist R_dist`` (paper: plain sum, weights 1; format reward not modelled)."""
     return w_acc * reward_acc(s_star, rounding) + w_dist * reward_dist(s_star)
 
@@ -133,7 +138,9 @@ def as_log_probs(pi_ref, *, probs: bool = False, eps: float = 0.0) -> torch.Tens
     """Reference policy as log-probabilities ``log π_ref`` [..., 9] (zeros become ``−inf``).
 
     ``probs=True`` means ``pi_ref`` holds probabilities, otherwise log-probabilities.  Both must
-    be normalised over the last axis (checked).  ``eps > 0`` applies a user floor: the mixture
+    be normalised over the last axis (checked in float64, to the precision of ``pi_ref``'s dtype:
+    ``|Σπ − 1| ≤ max(1e-4, 4 ε_dtype)``, so a π_ref normalised in float32 and stored in bf16, whose
+    sum is off by up to a few 1e-3, is accepted).  ``eps > 0`` applies a user floor: the mixture
     ``(1 − 9ε) π_ref + ε`` gives every level at least ``ε`` (requires ``ε ≤ 1/9``).
     """
     x = _t(pi_ref)
@@ -142,11 +149,12 @@ def as_log_probs(pi_ref, *, probs: bool = False, eps: float = 0.0) -> torch.Tens
     p = x if probs else x.exp()
     if (p < 0).any() or torch.isnan(p).any():
         raise ValueError("pi_ref has negative or NaN entries; pass probabilities (probs=True) or log-probabilities")
-    total = p.sum(-1)
-    if not torch.allclose(total, torch.ones_like(total), atol=1e-4):
+    total = (x.double() if probs else x.double().exp()).sum(-1)
+    atol = max(1e-4, 4 * torch.finfo(x.dtype).eps)
+    if not torch.allclose(total, torch.ones_like(total), atol=atol):
         worst = float((total - 1).abs().max())
-        raise ValueError(f"pi_ref is not normalised over the 9 levels (max |Σπ − 1| = {worst:.2e}); "
-                         f"renormalise it (e.g. log_softmax over the 9 levels)")
+        raise ValueError(f"pi_ref is not normalised over the 9 levels (max |Σπ − 1| = {worst:.2e} > {atol:.1e} "
+                         f"allowed for {x.dtype}); renormalise it (e.g. log_softmax over the 9 levels)")
     if eps:
         if not 0 < eps <= 1 / N_LEVELS:
             raise ValueError(f"eps={eps}: the floor must lie in (0, 1/{N_LEVELS}]")
@@ -201,7 +209,12 @@ def aso_loss(logp_theta: torch.Tensor, target: torch.Tensor, mask: torch.Tensor 
              reduction: Literal["mean", "sum", "none"] = "mean") -> torch.Tensor:
     """(A6) Soft-target cross-entropy ``ℓ = −Σ_s π*(s) log π_θ(s)`` over the 9 levels.
 
-    ``logp_theta``: log π_θ [..., 9], normalised over the 9 levels (e.g. ``scoring.level_logprobs``);
+    ``logp_theta``: log π_θ [..., 9], either normalised over the 9 levels (``scoring.level_logprobs``)
+    or, as the ASO trainer passes it, the **unnormalised** level log-probabilities of the model
+    (``scoring.level_logprobs_raw``: ``Σ_s π_θ(s) = 1 − outside`` where ``outside`` is the mass on
+    every other continuation).  Then ``ℓ = −Σ_s π*(s) log π_θ,9(s) − log(1 − outside)``: the extra
+    term penalises mass off the nine levels, which the renormalised form cannot see (see
+    :func:`outside_penalty`);
     ``target``: π* [..., 9] (probabilities, no gradient flows into it); ``mask``: optional bool
     [...] (True = counts), e.g. to skip an unparsable item.  ``reduction="mean"`` averages over
     the counted items × dimensions, ``"sum"`` sums them, ``"none"`` returns ℓ per entry [...].
@@ -221,6 +234,16 @@ def aso_loss(logp_theta: torch.Tensor, target: torch.Tensor, mask: torch.Tensor 
         n = per.numel() if mask is None else mask.sum()
         return per.sum() / torch.clamp(torch.as_tensor(n, dtype=per.dtype), min=1)
     raise ValueError(f"reduction={reduction!r}: use 'mean', 'sum' or 'none'")
+
+
+def outside_penalty(logp_raw: torch.Tensor) -> torch.Tensor:
+    """``−log(1 − outside) = −log Σ_s π_θ(s)`` [...] from unnormalised level log-probs [..., 9].
+
+    The part of :func:`aso_loss` on unnormalised log-probs that the 9-level renormalisation drops:
+    0 when all mass is on the levels, growing without bound as the mass leaves them.  Since π*
+    sums to 1, ``aso_loss(raw, π*) = aso_loss(raw − logsumexp(raw), π*) + outside_penalty(raw)``.
+    """
+    return -torch.logsumexp(logp_raw, dim=-1)
 
 
 # ------------------------------------------------------------------------------------- helpers

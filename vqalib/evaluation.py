@@ -10,9 +10,16 @@
 - :func:`parse_failure_table`: per model and dimension, how many answers did not parse.
 - :func:`cross_benchmark_table`: the Table 2-style section (public MOS benchmarks, ``vqalib.mos``).
 
-Items enter a metric when they have a target and a value for the readout. A parse failure is not
-replaced by anything: it is left out of the ``parsed_score`` metrics and counted in ``n_failed``
-(compare ``n`` with ``n_items``); ``coverage = n / n_items``.
+Two views of failures (``failures=``):
+
+- ``"exclude"`` (default): items enter a metric when they have a target and a value for the readout.
+  A parse failure is not replaced by anything: it is left out and counted in ``n_failed`` (compare
+  ``n`` with ``n_items``); ``coverage = n / n_items``. Two models with different failure rates are
+  then compared on different clips.
+- ``"all_items"``: every item with a target counts, so all models are compared on the same clips.
+  A failure counts as **wrong** for Acc@0.5 and as the **scale midpoint 3.0** for MAE, RMSE, SRCC,
+  KRCC and PLCC (:data:`FAILURE_SCORE`): a model that fails often cannot look better than one that
+  answers. It is a scoring rule, not an imputed prediction: the predictions file keeps the failure.
 """
 
 from __future__ import annotations
@@ -26,6 +33,17 @@ from vqalib.levels import DIMENSION_KEYS, LEVEL_STRINGS, N_LEVELS, NAME_OF, leve
 from vqalib.metrics import METRIC_LABELS, bootstrap_ci, calibration, score_metrics
 
 READOUTS: tuple[str, ...] = ("parsed_score", "expected_score", "argmax_score")
+FAILURE_VIEWS: tuple[str, ...] = ("exclude", "all_items")
+#: The value a failed item is scored as in the ``all_items`` view (the midpoint of the 1-5 scale);
+#: for Acc@0.5 a failure is always wrong.
+FAILURE_SCORE: float = 3.0
+
+
+def _failure_arrays(y: np.ndarray, p: np.ndarray, ok: np.ndarray, metric: str) -> np.ndarray:
+    """Predictions of the ``all_items`` view: failed items scored as :data:`FAILURE_SCORE`, or for Acc@0.5
+    as a value a full level (1.0) away from the target, so they always count as wrong."""
+    fill = y + 1.0 if metric == "acc" else np.full_like(y, FAILURE_SCORE)
+    return np.where(ok, p, fill)
 TABLE1_METRICS: tuple[str, ...] = ("acc", "mae", "srcc", "plcc")
 
 
@@ -41,42 +59,55 @@ def _dims(preds: Mapping[str, pd.DataFrame]) -> list[str]:
 
 def metrics_long(preds: Mapping[str, pd.DataFrame], readout: str = "parsed_score",
                  metrics: Iterable[str] = ("acc", "mae", "rmse", "srcc", "krcc", "plcc", "plcc_fit"),
-                 n_boot: int = 0, seed: int = 0) -> pd.DataFrame:
-    """One row per (model, dimension, metric): ``value, ci_low, ci_high, n, n_items, n_failed, coverage, reason``.
+                 n_boot: int = 0, seed: int = 0, failures: str = "exclude") -> pd.DataFrame:
+    """One row per (model, dimension, metric): ``value, ci_low, ci_high, n, n_items, n_failed, coverage, reason, failures``.
 
     ``n_boot > 0`` adds percentile bootstrap CIs (items resampled, seeded with ``seed``).
+    ``failures``: ``"exclude"`` (failed items left out; ``n`` = items used) or ``"all_items"`` (every
+    item counts, failures scored by the module's rule; ``n = n_items``). Unknown values raise.
     """
     _check_readout(readout)
+    if failures not in FAILURE_VIEWS:
+        raise ValueError(f"failures={failures!r}; choose one of {list(FAILURE_VIEWS)}")
     metrics = list(metrics)
     rows = []
     for model, df in preds.items():
         for dim in _dims(preds):
             sub = df[(df["dimension"] == dim) & df["target"].notna()]
             ok = sub[readout].notna()
-            y, p = sub.loc[ok, "target"].to_numpy(float), sub.loc[ok, readout].to_numpy(float)
             n_failed = int((sub["parse_status"] != "ok").sum()) if readout == "parsed_score" else int((~ok).sum())
-            res = score_metrics(y, p, metrics) if len(sub) else {m: None for m in metrics}
+            if failures == "exclude":
+                y, p = sub.loc[ok, "target"].to_numpy(float), sub.loc[ok, readout].to_numpy(float)
+                per_metric = {m: (y, p) for m in metrics}
+                n_used = int(ok.sum())
+            else:
+                y, p_raw, okv = sub["target"].to_numpy(float), sub[readout].to_numpy(float), ok.to_numpy()
+                per_metric = {m: (y, _failure_arrays(y, p_raw, okv, m)) for m in metrics}
+                n_used = len(sub)
+            res = {m: score_metrics(*per_metric[m], [m])[m] for m in metrics} if len(sub) else {m: None for m in metrics}
             for m in metrics:
                 r = res[m]
                 value = np.nan if r is None else r.value
                 reason = "model has no rows for this dimension" if r is None else r.reason
                 lo = hi = np.nan
                 if n_boot and r is not None and r.defined:
-                    ci = bootstrap_ci(m, y, p, n_boot=n_boot, seed=seed)
+                    ci = bootstrap_ci(m, *per_metric[m], n_boot=n_boot, seed=seed)
                     lo, hi = ci.low, ci.high
                 rows.append({"model": model, "dimension": dim, "metric": m, "value": value, "ci_low": lo, "ci_high": hi,
-                             "n": int(ok.sum()), "n_items": len(sub), "n_failed": n_failed,
-                             "coverage": ok.mean() if len(sub) else np.nan, "reason": reason})
+                             "n": n_used, "n_items": len(sub), "n_failed": n_failed,
+                             "coverage": ok.mean() if len(sub) else np.nan, "reason": reason, "failures": failures})
     return pd.DataFrame(rows)
 
 
 def table1(preds: Mapping[str, pd.DataFrame], readout: str = "parsed_score",
-           metrics: Iterable[str] = TABLE1_METRICS, n_boot: int = 0, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+           metrics: Iterable[str] = TABLE1_METRICS, n_boot: int = 0, seed: int = 0,
+           failures: str = "exclude") -> tuple[pd.DataFrame, pd.DataFrame]:
     """The paper's Table 1: rows = models, columns = (dimension display name, metric label).
 
-    Returns ``(wide, long)``; ``long`` is :func:`metrics_long` (CIs, counts, NaN reasons).
+    Returns ``(wide, long)``; ``long`` is :func:`metrics_long` (CIs, counts, NaN reasons);
+    ``failures`` chooses the view of parse failures (module docstring).
     """
-    long = metrics_long(preds, readout, metrics, n_boot=n_boot, seed=seed)
+    long = metrics_long(preds, readout, metrics, n_boot=n_boot, seed=seed, failures=failures)
     if long.empty:
         return pd.DataFrame(), long
     wide = long.pivot_table(index="model", columns=["dimension", "metric"], values="value", dropna=False, sort=False)

@@ -48,18 +48,29 @@ N_LEVELS: int = len(LEVELS)
 #: The exact strings the model writes for each level.
 LEVEL_STRINGS: tuple[str, ...] = tuple(f"{v:.1f}" for v in LEVELS)
 
-#: Evaluation keyword per level (1.0 Abysmal ... 5.0 Perfect), used in rationales and prompts.
+#: Evaluation keyword per level, as the paper's rationale prompts list them (its Figs. 4 and 5,
+#: "from lowest to highest: Abysmal, Terrible, Poor, Subpar, Acceptable, Good, Excellent,
+#: Outstanding, Perfect"); used in rationales and prompts.  (The clarity prompt, Fig. 6, prints a
+#: garbled list with repeats — "Poor, Very Poor, Very Poor, Poor, Satisfactory, …" — so the
+#: Figs. 4/5 list is used for all five dimensions.)
 KEYWORDS: dict[float, str] = {
     1.0: "Abysmal",
-    1.5: "Very Poor",
+    1.5: "Terrible",
     2.0: "Poor",
-    2.5: "Mediocre",
-    3.0: "Fair",
-    3.5: "Decent",
-    4.0: "Good",
-    4.5: "Excellent",
+    2.5: "Subpar",
+    3.0: "Acceptable",
+    3.5: "Good",
+    4.0: "Excellent",
+    4.5: "Outstanding",
     5.0: "Perfect",
 }
+
+#: Words that name a level in a rationale: the nine keywords plus the other level words the paper's
+#: prompts use (Fig. 6: "Very Poor", "Satisfactory") and common synonyms.  A teacher-forced text that
+#: contains one of them gives the score away (see ``vqalib.train.collator.scrub_rationale``).
+SCORE_WORDS: tuple[str, ...] = tuple(KEYWORDS.values()) + (
+    "Very Poor", "Satisfactory", "Mediocre", "Fair", "Decent", "Average", "Bad", "Great", "Terrific",
+)
 
 #: Sub-attribute tags per dimension (what a rater may tick when a level is below perfect).
 #: Motion Amplitude describes *how much* motion there is, so its tags name the amount.

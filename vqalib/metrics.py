@@ -177,10 +177,13 @@ def fit_logistic4(y, p, maxfev: int = 20000) -> tuple[np.ndarray | None, str | N
         return None, why
     p0 = [float(np.max(y)), float(np.min(y)), float(np.mean(p)), float(np.std(p)) or 1.0]
     try:
+        # curve_fit warns "Covariance of the parameters could not be estimated" when the fit is exact
+        # (zero residuals): that is the best possible fit, not a failed one, so only the parameters
+        # are checked (finite, non-flat output); a fit that does not converge raises RuntimeError
         with warnings.catch_warnings():
-            warnings.simplefilter("error", OptimizeWarning)
+            warnings.simplefilter("ignore", OptimizeWarning)
             params, _ = curve_fit(logistic4, p, y, p0=p0, maxfev=maxfev)
-    except (RuntimeError, OptimizeWarning, ValueError, FloatingPointError) as e:
+    except (RuntimeError, ValueError, FloatingPointError) as e:
         return None, f"4-parameter logistic fit failed ({type(e).__name__}: {str(e).splitlines()[0][:120]}); see raw PLCC"
     if not np.all(np.isfinite(params)):
         return None, "4-parameter logistic fit gave non-finite parameters; see raw PLCC"

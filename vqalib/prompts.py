@@ -271,7 +271,7 @@ DIMENSION_DEFINITIONS: dict[str, str] = {
 _RATIONALE_TEMPLATE = """You are an expert in video quality assessment. Write the rationale that a careful human rater would give for the {name} of a video.
 
 Definition of {name}: {definition}.
-Human score: {score} out of 5.0 ({keyword}). The score scale is 1.0 Abysmal, 1.5 Very Poor, 2.0 Poor, 2.5 Mediocre, 3.0 Fair, 3.5 Decent, 4.0 Good, 4.5 Excellent, 5.0 Perfect.
+Human score: {score} out of 5.0 ({keyword}). The score scale is {scale}.
 Sub-attributes the raters marked: {tags}.
 {comment}
 Write two or three sentences in English that:
@@ -301,6 +301,7 @@ def rationale_prompt(dimension: str, score: float, tags: list[str] | tuple[str, 
     return _RATIONALE_TEMPLATE.format(
         name=name, name_lower=name.lower(), definition=DIMENSION_DEFINITIONS[key],
         score=levels.level_string(score), keyword=kw, keyword_lower=kw.lower(),
+        scale=", ".join(f"{levels.level_string(v)} {w}" for v, w in KEYWORDS.items()),
         tags=", ".join(TAG_TEXT[t] for t in tags) if tags else "none",
         comment=f"Rater comment: {comment.strip()}\n" if comment and comment.strip() else "",
     )

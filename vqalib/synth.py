@@ -44,7 +44,7 @@ from . import levels as L
 from .runs import cache_dir
 
 #: Bump when the generator's output changes for the same settings (part of the cache key).
-GENERATOR_VERSION = "4"
+GENERATOR_VERSION = "5"  # 5: rationales use the paper's level keywords (levels.KEYWORDS)
 
 SIZES = ("smoke", "default", "large")
 

@@ -4,21 +4,38 @@ For every training clip and dimension d, with the SFT model as reference:
 
     pi_ref(s | x)   the SFT model's distribution over the 9 levels at d's score position
                     (``vqalib.scoring.level_logprobs``), PRECOMPUTED ONCE over the training set and
-                    cached (``<output_dir>/pi_ref.pt``), so no reference model is held in memory;
+                    cached (``<output_dir>/pi_ref.pt``, keyed by :func:`pi_ref_key`), so no reference
+                    model is held in memory for it;
     pi*(s | x)      = pi_ref(s|x) exp(R(s, s*)/lambda) / Z(x),  R = -beta |s - s*|   (vqalib.aso, A3)
+                    (``reward: multi_rater``: R = -beta mean_r |s - s_r| over the raters' own scores)
     L_score         = - mean_{clips, dims} sum_s pi*(s) log pi_theta(s | x)          (A6; grad = pi_theta - pi*)
+                    on the UNNORMALISED level log-probs (``penalise_outside: true``), i.e. the 9-level
+                    cross-entropy plus -log(1 - mass off the 9 levels)
     L               = L_score + w * L_rationale
 
-``rationale_loss``: ``ce`` - cross-entropy on the reference answer's other tokens (rationale and
-the "Motion Quality:" scaffolding; the score tokens are left to L_score); ``kl`` - KL(pi_theta || pi_ref)
-on those tokens (needs the reference policy: LoRA adapter disabled, or a frozen copy under full
-fine-tuning); ``none``.
+What pi_ref is conditioned on (issue 9). The answer puts the rationale before the score lines, and
+the dataset's rationales name the level ("Overall, the clarity quality is good."), as the paper's
+rationale prompts require. Read after such text, pi_ref and pi_theta are ~one-hot on the label, so
+pi* ~ the label and ASO degenerates to SFT on the score tokens. So pi_ref (and pi_theta for L_score)
+are only ever read after a rationale that does not name the score: ``rationale: scrubbed`` (the
+dataset's rationales with every sentence naming a level removed, ``collator.scrub_rationale``),
+``short`` (the ticked defects) or ``none``; ``rationale: full`` is refused for teacher-forced ASO
+(``common.validate_config``), and on-policy samples are scrubbed the same way before the score lines
+are appended. :func:`pi_ref_sharpness` measures how peaked pi_ref is under each mode.
+
+``rationale_loss`` (the paper: the KL term "regularises the entire sequence"): ``kl`` (default) -
+full-vocabulary KL(pi_theta || pi_ref) on the answer's other tokens (rationale and "Motion Quality:"
+scaffolding), with the reference policy = the LoRA adapter disabled (free) or a frozen copy under
+full fine-tuning (a second set of weights); ``ce`` - cross-entropy on the reference rationale (no
+reference policy held; refused with ``on_policy``, where it would be self-training on the model's own
+samples); ``none``.
 
 On-policy variant (``on_policy: true``): the rationale is sampled from the current policy (video
-passed, vision tokens suppressed), the score lines are appended with the ground-truth levels as
-teacher-forced prefixes, and both pi_theta and pi_ref are read at the score positions *after the
-sampled rationale*. pi_ref then depends on the sample, so it cannot be precomputed: the reference
-policy is kept (adapter disabled under LoRA, a frozen copy under full fine-tuning).
+passed, vision tokens suppressed), scrubbed of score words, the score lines are appended with the
+ground-truth levels as teacher-forced prefixes, and both pi_theta and pi_ref are read at the score
+positions *after the sampled rationale*. pi_ref then depends on the sample, so it cannot be
+precomputed: the reference policy is kept (adapter disabled under LoRA, a frozen copy under full
+fine-tuning).
 """
 
 from __future__ import annotations
@@ -79,15 +96,78 @@ def rationale_kl(logits: torch.Tensor, ref_logits: torch.Tensor, labels: torch.T
     return (kl * sel).sum() / sel.sum().clamp(min=1)
 
 
-def pi_ref_key(cfg: ASOConfig, video_ids: Sequence[str]) -> str:
-    """Cache key of the precomputed pi_ref: the reference checkpoint, its manifest time, answers, sampling."""
+def checkpoint_fingerprint(folder: str | Path) -> str:
+    """SHA-1 over the contents of a checkpoint's weight and config files (``*.safetensors``, ``*.bin``,
+    ``*.pt``, ``config.json``, ``adapter_config.json``), in name order: changes whenever the weights do,
+    even if a folder is overwritten in place. Reads every byte (≈ 15 s for a 16 GB 7B checkpoint
+    on a fast disk); ``""`` for a folder without such files (e.g. a hub id)."""
+    root = Path(folder)
+    if not root.is_dir():
+        return ""
+    files = sorted(p for pat in ("*.safetensors", "*.bin", "*.pt", "config.json", "adapter_config.json")
+                   for p in root.rglob(pat) if p.is_file() and p.name != "pi_ref.pt" and "checkpoint-" not in str(p))
+    h = hashlib.sha1()
+    for p in files:
+        h.update(str(p.relative_to(root)).encode())
+        with p.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
+    return h.hexdigest() if files else ""
+
+
+def pi_ref_key(cfg: ASOConfig, examples: Sequence[ClipExample]) -> str:
+    """Cache key of the precomputed pi_ref: everything that changes it.
+
+    The reference checkpoint (path and a hash of its weights, :func:`checkpoint_fingerprint`), how it
+    is loaded (``finetune`` - LoRA wraps it, QLoRA quantises it to 4 bit -, ``bf16``, the LoRA
+    settings), the seed (the ``tiny`` preset's random weights), what is teacher-forced (the exact answer
+    text of every clip under ``rationale``, so labels and rationales count, and the instruction), the
+    video sampling and augmentation, and the clips themselves."""
+    from vqalib.train.collator import answer_text
+
     ref = resolve_path(cfg.init_from) if cfg.init_from else cfg.model
-    man = read_manifest(ref) if cfg.init_from else {}
-    blob = json.dumps({"ref": str(ref), "written_at": man.get("written_at"), "rationale": cfg.rationale,
-                       "instruction": cfg.instruction,
-                       "fps": cfg.fps, "frames": cfg.max_frames, "pixels": cfg.max_pixels,
-                       "ids": hashlib.sha1("|".join(video_ids).encode()).hexdigest()}, sort_keys=True)
+    answers = hashlib.sha1()
+    for ex in examples:
+        answers.update(f"{ex.video_id}\x00{ex.path}\x00{answer_text(ex, cfg.rationale)}\x01".encode())
+    blob = json.dumps({"ref": str(ref), "weights": checkpoint_fingerprint(ref) if cfg.init_from else "",
+                       "model": cfg.model, "seed": cfg.seed if not cfg.init_from else None,
+                       "finetune": cfg.finetune, "bf16": cfg.bf16,
+                       "lora": [cfg.lora_r, cfg.lora_alpha] if cfg.finetune != "full" else None,
+                       "rationale": cfg.rationale, "instruction": cfg.instruction,
+                       "fps": cfg.fps, "frames": cfg.max_frames, "pixels": cfg.max_pixels, "augment": cfg.augment,
+                       "answers": answers.hexdigest()}, sort_keys=True)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+def revealing_answers(examples: Sequence[ClipExample], rationale: str) -> list[tuple[str, list[str]]]:
+    """The clips whose teacher-forced rationale under ``rationale`` names the score: ``[(video_id, words)]``.
+
+    Only the rationale part is checked (the score lines themselves are what pi is read at)."""
+    from vqalib.prompts import parse_answer
+    from vqalib.train.collator import answer_text, reveals_score
+
+    out = []
+    for ex in examples:
+        words = reveals_score(parse_answer(answer_text(ex, rationale)).rationale)
+        if words:
+            out.append((ex.video_id, words))
+    return out
+
+
+def pi_ref_collator(processor: Any, cache: FrameCache, rationale: str, instruction: str = "") -> VideoCollator:
+    """The collator pi_ref is read with: the reference answer teacher-forced under ``rationale``, no
+    augmentation. Warns (``UserWarning``) when ``rationale`` is not one of the score-free modes
+    (``collator.SCORE_FREE_MODES``): pi_ref read after text that names the score is ~one-hot on it."""
+    import warnings
+
+    from vqalib.train.collator import SCORE_FREE_MODES
+
+    if rationale not in SCORE_FREE_MODES:
+        warnings.warn(f"pi_ref read with rationale={rationale!r}: the teacher-forced rationales may name the score, "
+                      f"so pi_ref would be ~one-hot on the label and pi* ~ the label; use one of "
+                      f"{list(SCORE_FREE_MODES)} for ASO", UserWarning, stacklevel=3)
+    return VideoCollator(processor, cache, with_answers=True, augment=False, rationale=rationale,
+                         instruction=instruction)
 
 
 @torch.no_grad()
@@ -99,8 +179,7 @@ def precompute_pi_ref(model: Any, processor: Any, examples: Sequence[ClipExample
     Runs once before training (no augmentation). A clip whose answer has no score position raises."""
     from tqdm.auto import tqdm
 
-    collator = VideoCollator(processor, cache, with_answers=True, augment=False, rationale=rationale,
-                             instruction=instruction)
+    collator = pi_ref_collator(processor, cache, rationale, instruction)
     was = model.training
     model.eval()
     out: dict[str, torch.Tensor] = {}
@@ -120,6 +199,60 @@ def precompute_pi_ref(model: Any, processor: Any, examples: Sequence[ClipExample
     return out
 
 
+def pi_ref_sharpness(model: Any, processor: Any, examples: Sequence[ClipExample], cache: FrameCache,
+                     modes: Sequence[str] = ("full", "scrubbed", "short", "none"), batch_size: int = 16,
+                     device: str = "cpu", instruction: str = "", progress: bool = False):
+    """How peaked pi_ref is when read after each rationale mode: one row per mode with the means over
+    clips x dimensions of ``max_prob`` (max_s pi_ref(s)), ``entropy`` (nats; uniform over 9 = 2.197),
+    ``p_label`` (pi_ref(s*)) and ``pistar_label`` (pi*(s*) at lambda = beta = 1), plus ``n_revealing``
+    (clips whose teacher-forced rationale names the score, :func:`revealing_answers`) and ``n_clips``.
+
+    A mode that teacher-forces the score shows max_prob ~ p_label ~ 1 and entropy ~ 0: pi* is then
+    the label. Modes a clip cannot be built for (``full``/``scrubbed`` without rationales) are skipped
+    with their reason in ``skipped``. Returns a ``pandas.DataFrame``."""
+    import warnings
+
+    import pandas as pd
+
+    from vqalib.aso import entropy, optimal_policy, reward_abs
+
+    rows = []
+    targets = torch.tensor([ex.targets() for ex in examples], dtype=torch.float64)  # [N, 5]
+    k_label = ((targets - 1.0) * 2).round().long()
+    for mode in modes:
+        try:
+            revealing = revealing_answers(examples, mode)
+        except ValueError as e:
+            rows.append({"rationale": mode, "skipped": str(e)})
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            pi = precompute_pi_ref(model, processor, examples, cache, rationale=mode, batch_size=batch_size,
+                                   device=device, progress=progress, instruction=instruction)
+        lp = torch.stack([pi[ex.video_id] for ex in examples]).double()  # [N, 5, 9]
+        p = lp.exp()
+        star = optimal_policy(lp, reward_abs(targets, 1.0), 1.0)
+        rows.append({"rationale": mode, "max_prob": float(p.max(-1).values.mean()),
+                     "entropy": float(entropy(p).mean()),
+                     "p_label": float(p.gather(-1, k_label[..., None]).mean()),
+                     "pistar_label": float(star.gather(-1, k_label[..., None]).mean()),
+                     "n_revealing": len(revealing), "n_clips": len(examples), "skipped": ""})
+    return pd.DataFrame(rows)
+
+
+def score_loss(logp_raw: torch.Tensor, target: torch.Tensor, penalise_outside: bool = True) -> torch.Tensor:
+    """ASO's score term from the model's unnormalised level log-probs ``logp_raw`` [B, 5, 9] and π* [B, 5, 9].
+
+    ``penalise_outside=True``: ``−Σ π* log π_θ(s)`` on the raw log-probs, i.e. the 9-level soft-target
+    CE plus ``−log(1 − outside)`` (``vqalib.aso.outside_penalty``), so moving mass off the nine levels
+    raises the loss. ``False``: the CE on the distribution renormalised over the 9 levels, which is
+    blind to that mass (the score tokens are also masked out of the rationale term)."""
+    from vqalib.aso import aso_loss
+    from vqalib.scoring import normalise
+
+    return aso_loss(logp_raw if penalise_outside else normalise(logp_raw)[0], target)
+
+
 class ASOTrainer(VQATrainer):
     """ASO: soft-target cross-entropy against pi* on the score positions + a rationale term."""
 
@@ -131,17 +264,23 @@ class ASOTrainer(VQATrainer):
         if ref_model is not None:
             ref_model.to(self.args.device)
 
-    def _targets(self, logp_ref: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        from vqalib.aso import optimal_policy, reward_abs
+    def _targets(self, logp_ref: torch.Tensor, scores: torch.Tensor, raters: torch.Tensor | None = None) -> torch.Tensor:
+        from vqalib.aso import optimal_policy, reward_abs, reward_multi_rater
 
         cfg: ASOConfig = self.cfg  # type: ignore[assignment]
-        R = reward_abs(scores.double(), beta=cfg.beta)
+        if cfg.reward == "multi_rater":
+            if raters is None:
+                raise KeyError("reward=multi_rater but the batch has no rater_scores; build it with with_raters=True")
+            R = reward_multi_rater(raters.double().to(logp_ref.device), beta=cfg.beta)
+        else:
+            R = reward_abs(scores.double(), beta=cfg.beta)
         return optimal_policy(logp_ref.double(), R, cfg.lam).float()
 
     def _on_policy_batch(self, model, inputs: dict[str, Any]) -> dict[str, Any]:
         """Sample rationales with the current policy and rebuild the batch with them teacher-forced."""
         from vqalib.inputs import build_batch
         from vqalib.prompts import format_answer, parse_answer
+        from vqalib.train.collator import scrub_rationale
         from vqalib.train.grpo import sample_completions
 
         cfg: ASOConfig = self.cfg  # type: ignore[assignment]
@@ -150,30 +289,35 @@ class ASOTrainer(VQATrainer):
         roll = sample_completions(self.accelerator.unwrap_model(model), self.processing_class,
                                   {k: v.to(self.args.device) for k, v in prompt_batch.items()},
                                   max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature)
-        rationales = [parse_answer(t).rationale for t in roll["texts"]]
+        # the sample may name its own level ("... is good"): scrubbed, so pi is never read after score words
+        rationales = [scrub_rationale(parse_answer(t).rationale) for t in roll["texts"]]
         answers = [format_answer(ex.scores, r or None) for ex, r in zip(examples, rationales)]
         built = build_batch(self.processing_class, inputs["videos"], answers, instruction=cfg.instruction or None)
         batch = {k: v.to(self.args.device) for k, v in built.items()}
         batch["score_positions"] = built.score_positions.to(self.args.device)
         batch["targets"] = inputs["targets"]
         batch["video_ids"] = inputs["video_ids"]
+        if "rater_scores" in inputs:
+            batch["rater_scores"] = inputs["rater_scores"]
         self.record(sampled_rationale_len=float(sum(len(r) for r in rationales) / max(len(rationales), 1)))
         return batch
 
     def compute_loss(self, model, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch=None):
-        from vqalib.aso import aso_loss
+        from vqalib.scoring import level_logprobs_raw, level_token_ids, normalise
 
         cfg: ASOConfig = self.cfg  # type: ignore[assignment]
         batch = self._on_policy_batch(model, inputs) if cfg.on_policy else inputs
         targets_scores = batch["targets"]
-        need_ref_logits = cfg.rationale_loss == "kl"
+        need_ref_logits = cfg.rationale_loss == "kl" and cfg.rationale_weight
         tok = self.processing_class.tokenizer
-        # one tree-masked pass gives both the level distributions and, when the rationale term needs
-        # them, the sequence's teacher-forced logits (no second forward)
+        # one tree-masked pass gives both the (unnormalised) level log-probs and, when the rationale term
+        # needs them, the sequence's teacher-forced logits (no second forward)
+        raw_args = (model_inputs(batch), level_token_ids(tok), batch["score_positions"])
         if cfg.rationale_loss != "none" and cfg.rationale_weight:
-            logp_theta, outside, seq_logits = level_logprobs(model, batch, tok, return_logits=True)
+            raw_theta, seq_logits = level_logprobs_raw(model, *raw_args, return_logits=True)
         else:
-            (logp_theta, outside), seq_logits = level_logprobs(model, batch, tok), None
+            raw_theta, seq_logits = level_logprobs_raw(model, *raw_args), None
+        logp_theta, outside = normalise(raw_theta)
         ref_logits = None
         if need_ref_logits or cfg.on_policy:
             unwrapped = self.accelerator.unwrap_model(model)
@@ -187,8 +331,8 @@ class ASOTrainer(VQATrainer):
             if missing:
                 raise KeyError(f"no cached pi_ref for clips {missing[:3]}; delete pi_ref.pt in {cfg.output_dir} to recompute")
             logp_ref = torch.stack([self.pi_ref[v] for v in batch["video_ids"]]).to(logp_theta.device)
-        target = self._targets(logp_ref, targets_scores)
-        loss_score = aso_loss(logp_theta, target)
+        target = self._targets(logp_ref, targets_scores, batch.get("rater_scores"))
+        loss_score = score_loss(raw_theta, target, cfg.penalise_outside)
         loss = loss_score
         smask = score_token_mask(batch["labels"], batch["score_positions"])
         if cfg.rationale_loss == "ce" and cfg.rationale_weight:
@@ -202,7 +346,13 @@ class ASOTrainer(VQATrainer):
         with torch.no_grad():
             p_theta = logp_theta.exp()
             levels = torch.linspace(1.0, 5.0, 9, device=p_theta.device)
-            self.record(loss_score=float(loss_score), outside_mass=float(outside.mean()),
+            from vqalib.aso import aso_loss
+
+            # the two parts of the score term: 9-level soft-target CE and the outside-mass penalty
+            levels_part = float(aso_loss(logp_theta, target))
+            self.record(loss_score=float(loss_score), loss_score_levels=levels_part,
+                        loss_outside=float(loss_score) - levels_part if cfg.penalise_outside else 0.0,
+                        outside_mass=float(outside.mean()),
                         mae_expected=float(((p_theta * levels).sum(-1) - targets_scores).abs().mean()))
         return (loss, {"logits": seq_logits}) if return_outputs else loss
 
@@ -211,16 +361,22 @@ class OnPolicyCollator:
     """Collator for on-policy ASO: prompt-only batch + the clips' frames, so the trainer can sample
     a rationale and rebuild the teacher-forced batch around it."""
 
-    def __init__(self, processor: Any, cache: FrameCache, augment: bool = False, seed: int = 0, instruction: str = ""):
+    def __init__(self, processor: Any, cache: FrameCache, augment: bool = False, seed: int = 0, instruction: str = "",
+                 with_raters: bool = False):
         self.inner = VideoCollator(processor, cache, with_answers=False, augment=False, seed=seed,
-                                   instruction=instruction)
+                                   instruction=instruction, with_raters=with_raters)
         self.cache = cache
 
     def __call__(self, examples: Sequence[ClipExample]) -> dict[str, Any]:
+        from vqalib.train.collator import NON_MODEL_KEYS
+
         prompt = self.inner(examples)
-        return {"prompt": {k: v for k, v in prompt.items() if k not in ("targets", "video_ids", "score_positions")},
-                "videos": [self.cache.get(ex.path) for ex in examples], "examples": list(examples),
-                "targets": prompt["targets"], "video_ids": prompt["video_ids"]}
+        out = {"prompt": {k: v for k, v in prompt.items() if k not in NON_MODEL_KEYS},
+               "videos": [self.cache.get(ex.path) for ex in examples], "examples": list(examples),
+               "targets": prompt["targets"], "video_ids": prompt["video_ids"]}
+        if "rater_scores" in prompt:
+            out["rater_scores"] = prompt["rater_scores"]
+        return out
 
 
 def train_aso(cfg: ASOConfig, progress: bool = True, on_step=None) -> TrainResult:
@@ -232,8 +388,14 @@ def train_aso(cfg: ASOConfig, progress: bool = True, on_step=None) -> TrainResul
         if cfg.on_policy or cfg.rationale_loss == "kl":
             extra["ref_model"] = make_reference(model)
         if not cfg.on_policy:
+            leaks = revealing_answers(examples, cfg.rationale)
+            if leaks:
+                vid, words = leaks[0]
+                raise ValueError(f"rationale={cfg.rationale!r}: {len(leaks)} of {len(examples)} teacher-forced rationales "
+                                 f"name the score (e.g. clip {vid!r}: {words[:3]}), so pi_ref would be read after the "
+                                 f"answer is given away; use rationale=scrubbed, short or none")
             out = resolve_path(cfg.output_dir)
-            key = pi_ref_key(cfg, [e.video_id for e in examples])
+            key = pi_ref_key(cfg, examples)
             path = out / "pi_ref.pt"
             if path.is_file():
                 saved = torch.load(path, weights_only=True)
@@ -249,10 +411,14 @@ def train_aso(cfg: ASOConfig, progress: bool = True, on_step=None) -> TrainResul
                 extra["pi_ref"] = pi
         return extra
 
-    collator_factory = None
+    raters = cfg.reward == "multi_rater"
     if cfg.on_policy:
         def collator_factory(processor, cache):  # noqa: E306
-            return OnPolicyCollator(processor, cache, seed=cfg.seed, instruction=cfg.instruction)
+            return OnPolicyCollator(processor, cache, seed=cfg.seed, instruction=cfg.instruction, with_raters=raters)
+    else:
+        def collator_factory(processor, cache):  # noqa: E306
+            return VideoCollator(processor, cache, with_answers=True, augment=cfg.augment, rationale=cfg.rationale,
+                                 seed=cfg.seed, instruction=cfg.instruction, with_raters=raters)
 
     return run_stage(cfg, ASOTrainer, with_answers=True, progress=progress, on_step=on_step, prepare=prepare,
                      collator_factory=collator_factory)

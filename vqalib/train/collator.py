@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -40,9 +41,32 @@ class ClipExample:
     scores: dict[str, float]
     rationales: dict[str, str]
     tags: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # majority tags per dimension (final phase)
+    ratings: dict[str, list[float]] = dataclasses.field(default_factory=dict)  # each rater's score per dimension (final phase)
 
     def targets(self) -> list[float]:
         return [float(self.scores[k]) for k in DIMENSION_KEYS]
+
+
+def rater_scores(examples: Sequence[ClipExample], repeat: int = 1) -> torch.Tensor:
+    """The raters' own scores ``[B * repeat, 5, R_max]`` (NaN-padded; R_max = most raters of any clip and
+    dimension), for the multi-rater reward (``vqalib.aso.reward_multi_rater``). A clip and dimension
+    without any rating raises naming them."""
+    rows = []
+    for ex in examples:
+        per_dim = []
+        for k in DIMENSION_KEYS:
+            scores = ex.ratings.get(k, [])
+            if not scores:
+                raise ValueError(f"clip {ex.video_id!r} has no rater score for {k!r}; the multi-rater reward needs "
+                                 f"the raw ratings (ratings.jsonl, final phase) or use reward=abs / reward=paper")
+            per_dim.append([float(v) for v in scores])
+        rows.extend([per_dim] * repeat)
+    width = max(len(d) for r in rows for d in r)
+    out = torch.full((len(rows), len(DIMENSION_KEYS), width), float("nan"))
+    for i, r in enumerate(rows):
+        for j, d in enumerate(r):
+            out[i, j, :len(d)] = torch.tensor(d)
+    return out
 
 
 def short_rationale(tags: dict[str, list[str]]) -> str:
@@ -80,10 +104,12 @@ def load_examples(data_dir: str = "", split: str = "train", sample_size: str = "
             rat.setdefault(str(row.video_id), {})[str(row.dimension)] = str(row.rationale)
     tag_votes: dict[tuple[str, str], dict[str, int]] = {}
     n_raters: dict[tuple[str, str], int] = {}
+    scores_of: dict[tuple[str, str], list[float]] = {}
     final = ds.ratings[ds.ratings["phase"] == phase]
     for row in final.itertuples(index=False):
         key = (str(row.video_id), str(row.dimension))
         n_raters[key] = n_raters.get(key, 0) + 1
+        scores_of.setdefault(key, []).append(float(row.score))
         votes = tag_votes.setdefault(key, {})
         for t in (row.tags if isinstance(row.tags, (list, tuple, np.ndarray)) else []):
             votes[str(t)] = votes.get(str(t), 0) + 1
@@ -100,7 +126,8 @@ def load_examples(data_dir: str = "", split: str = "train", sample_size: str = "
             scores[key] = float(value)
         tags = {k: sorted(t for t, n in tag_votes.get((vid, k), {}).items() if 2 * n >= n_raters[(vid, k)])
                 for k in DIMENSION_KEYS}
-        out.append(ClipExample(vid, ds.video_path(vid), scores, rat.get(vid, {}), tags))
+        ratings = {k: scores_of.get((vid, k), []) for k in DIMENSION_KEYS}
+        out.append(ClipExample(vid, ds.video_path(vid), scores, rat.get(vid, {}), tags, ratings))
         if max_clips and len(out) >= max_clips:
             break
     if not out:
@@ -181,17 +208,78 @@ def augment_video(video: Any, rng: np.random.Generator):
     return dataclasses.replace(video, frames=np.ascontiguousarray(frames))
 
 
+#: Rationale modes of a teacher-forced answer. ``full``: the dataset's rationales as written (they
+#: name the level, as the paper's rationale prompts require); ``scrubbed``: the same with every
+#: sentence that names a level removed (:func:`scrub_rationale`); ``short``: the ticked defects
+#: (:func:`short_rationale`); ``none``: score lines only.
+RATIONALE_MODES: tuple[str, ...] = ("full", "scrubbed", "short", "none")
+#: Modes whose text never names the score: the only ones ASO may read pi_ref after (issue 9).
+SCORE_FREE_MODES: tuple[str, ...] = ("scrubbed", "short", "none")
+
+_SCORE_WORD_RE = None
+# a clause ends at . ! ? before white space, a line break, ; or : or a comma before white space
+_CLAUSE_SPLIT = re.compile(r"((?<=[.!?])\s+|\n|[;:]\s*|,\s+)")
+
+
+def _score_word_re() -> re.Pattern:
+    global _SCORE_WORD_RE
+    if _SCORE_WORD_RE is None:
+        from vqalib.levels import SCORE_WORDS
+
+        words = sorted(SCORE_WORDS, key=len, reverse=True)
+        alts = "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in words)
+        # a level word, or a number in [1, 5] standing alone ("3", "3.5", "4/5", "score of 2")
+        _SCORE_WORD_RE = re.compile(rf"\b(?:{alts})\b|(?<![\w.])[1-5](?:\.[05]0*)?(?![\w.]|\.\d)", re.IGNORECASE)
+    return _SCORE_WORD_RE
+
+
+def reveals_score(text: str) -> list[str]:
+    """The words of ``text`` that name a score level: a level keyword or synonym
+    (``vqalib.levels.SCORE_WORDS``, whole words, any case) or a stand-alone number 1–5 (``3``, ``3.5``).
+    Empty list = the text does not give the score away."""
+    return [m.group(0) for m in _score_word_re().finditer(text)]
+
+
+def scrub_rationale(text: str) -> str:
+    """``text`` with every clause that names a score level removed (:func:`reveals_score`).
+
+    Clauses end at ``.``, ``!``, ``?`` followed by white space, a line break, ``;``, ``:`` or a comma
+    followed by white space, so "Clarity Quality is subpar: the video shows blur, so detail is lost."
+    keeps "the video shows blur, so detail is lost." Errs towards removal ("good lighting" is dropped
+    too, since "Good" is a level keyword). The rest is kept verbatim, so the visual evidence the
+    rationale describes still conditions the score; line breaks between kept clauses are kept."""
+    parts = _CLAUSE_SPLIT.split(text)
+    units, seps = parts[0::2], parts[1::2] + [""]
+    out = ""
+    for unit, sep in zip(units, seps):
+        if unit.strip() and not reveals_score(unit):
+            out += unit + sep
+        elif "\n" in sep and out and not out.endswith("\n"):
+            out = out.rstrip(" ;:,") + "\n"
+    lines = []
+    for line in out.split("\n"):
+        line = line.strip().rstrip(";:,").strip()
+        if line:
+            lines.append(line if line[-1] in ".!?" else line + ".")
+    return "\n".join(lines)
+
+
 def answer_text(example: ClipExample, rationale: str = "short") -> str:
-    """The target answer for a clip (``vqalib.prompts.format_answer``), with full, short or no rationales."""
+    """The target answer for a clip (``vqalib.prompts.format_answer``); ``rationale`` is one of
+    :data:`RATIONALE_MODES`. ``full``/``scrubbed`` need the clip's rationales (missing ones raise)."""
     from vqalib.prompts import format_answer
 
+    if rationale not in RATIONALE_MODES:
+        raise ValueError(f"rationale={rationale!r}; use one of {list(RATIONALE_MODES)}")
     if rationale == "none":
         return format_answer(example.scores, None)
     if rationale == "short":
         return format_answer(example.scores, short_rationale(example.tags))
     if not example.rationales:
-        raise ValueError(f"clip {example.video_id!r} has no rationales but rationale='full' was asked; "
+        raise ValueError(f"clip {example.video_id!r} has no rationales but rationale={rationale!r} was asked; "
                          f"add them to rationales.jsonl or use rationale=short|none")
+    if rationale == "scrubbed":
+        return format_answer(example.scores, {k: scrub_rationale(v) for k, v in example.rationales.items()})
     return format_answer(example.scores, example.rationales)
 
 
@@ -201,10 +289,13 @@ class VideoCollator:
     ``with_answers=True`` (SFT, ASO): the target answer is appended and ``labels`` mark its tokens.
     ``with_answers=False`` (GRPO): prompt only, ready for ``generate``; ``repeat`` copies each clip
     that many times (the G completions of a group are adjacent, prompt-major).
-    Extra keys: ``targets`` [B, 5] float, ``video_ids`` list[str] (removed before the model call)."""
+    Extra keys: ``targets`` [B, 5] float, ``video_ids`` list[str], and with ``with_raters=True`` the
+    raters' scores ``rater_scores`` [B, 5, R_max] (NaN-padded) for the multi-rater reward (all removed
+    before the model call)."""
 
     def __init__(self, processor: Any, cache: FrameCache, *, with_answers: bool = True, augment: bool = False,
-                 rationale: str = "short", repeat: int = 1, seed: int = 0, instruction: str = ""):
+                 rationale: str = "short", repeat: int = 1, seed: int = 0, instruction: str = "",
+                 with_raters: bool = False):
         self.processor = processor
         self.cache = cache
         self.with_answers = with_answers
@@ -213,6 +304,7 @@ class VideoCollator:
         self.repeat = repeat
         self.seed = seed
         self.instruction = instruction or None
+        self.with_raters = with_raters
 
     def __call__(self, examples: Sequence[ClipExample]) -> dict[str, Any]:
         from vqalib.inputs import build_batch
@@ -237,11 +329,13 @@ class VideoCollator:
         batch["score_positions"] = built.score_positions  # [B, 5] first digit of each score, -1 if none
         batch["targets"] = torch.tensor(targets, dtype=torch.float32)
         batch["video_ids"] = ids
+        if self.with_raters:
+            batch["rater_scores"] = rater_scores(examples, self.repeat)
         return batch
 
 
 #: Keys the collator adds that the model must not receive.
-NON_MODEL_KEYS: tuple[str, ...] = ("targets", "video_ids", "labels", "answer_mask", "score_positions")
+NON_MODEL_KEYS: tuple[str, ...] = ("targets", "video_ids", "labels", "answer_mask", "score_positions", "rater_scores")
 
 
 def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:

@@ -63,7 +63,7 @@ class CommonConfig:
     max_frames: int = 8  # video sampling: at most this many frames
     max_pixels: int = 112 * 112  # video sampling: pixels per frame
     augment: bool = True  # random rot90 / flips / time reversal of the cached frames (train only)
-    rationale: str = "short"  # rationale in the target answer: full | short | none
+    rationale: str = "short"  # rationale in the target answer: full | scrubbed | short | none (collator.RATIONALE_MODES)
     instruction: str = ""  # user instruction after the video; empty -> vqalib.prompts.INSTRUCTION (the paper-style one)
     logging_steps: int = 10
     save_steps: int = 0  # 0: save only at the end
@@ -95,6 +95,9 @@ class GRPOConfig(CommonConfig):
     top_p: float = 1.0
     max_new_tokens: int = 96
     format_weight: float = 1.0  # weight of the per-dimension format reward
+    acc_rounding: str = "grid"  # R_acc: grid (exact level, symmetric) | integer (nearest integer, half up: lopsided)
+    group_by: str = "dimension"  # advantages normalised per clip and dimension (paper) | answer (one reward per answer)
+    reward: str = "paper"  # paper (R_acc + R_dist on the mean label) | multi_rater (R_dist averaged over the raters' scores)
     batch_size: int = 2  # prompts per device step (each expanded to G completions)
     lr: float = 2e-4
     max_steps: int = 30
@@ -110,9 +113,11 @@ class ASOConfig(CommonConfig):
     init_from: str = "runs/demo/checkpoints/sft"
     lam: float = 1.0  # KL strength lambda of the closed form
     beta: float = 1.0  # reward scale: R(s, s*) = -beta |s - s*|
-    rationale_loss: str = "ce"  # ce (on the reference rationale) | kl (to pi_ref on rationale tokens) | none
+    reward: str = "abs"  # abs: R = -beta |s - s*| on the mean label (paper) | multi_rater: -beta mean_r |s - s_r|
+    penalise_outside: bool = True  # score loss on unnormalised level log-probs: adds -log(1 - mass off the 9 levels)
+    rationale_loss: str = "kl"  # kl (to the reference policy on the other answer tokens, paper) | ce (on the reference rationale) | none
     rationale_weight: float = 1.0
-    on_policy: bool = False  # sample the rationale from the current policy and score there
+    on_policy: bool = False  # sample the rationale from the current policy (scrubbed of score words) and score there
     max_new_tokens: int = 96  # on-policy sampling length
     temperature: float = 1.0  # on-policy sampling temperature
     lr: float = 5e-4
@@ -209,19 +214,37 @@ def validate_config(cfg: CommonConfig, source: str = "<config>") -> None:
     """Check choices and ranges; raise a ValueError that names the key and the fix."""
     if cfg.finetune not in FINETUNE_MODES:
         raise ValueError(f"{source}: finetune={cfg.finetune!r}; use one of {list(FINETUNE_MODES)}")
-    if cfg.rationale not in {"full", "short", "none"}:
-        raise ValueError(f"{source}: rationale={cfg.rationale!r}; use full | short | none")
+    if cfg.rationale not in {"full", "scrubbed", "short", "none"}:
+        raise ValueError(f"{source}: rationale={cfg.rationale!r}; use full | scrubbed | short | none")
     if cfg.batch_size < 1 or cfg.grad_accum < 1:
         raise ValueError(f"{source}: batch_size and grad_accum must be >= 1")
     if cfg.max_steps == 0:
         raise ValueError(f"{source}: max_steps=0 trains nothing; use -1 (epochs) or a positive number")
-    if isinstance(cfg, GRPOConfig) and cfg.num_generations < 2:
-        raise ValueError(f"{source}: num_generations={cfg.num_generations}; GRPO needs >= 2 completions per prompt")
+    if isinstance(cfg, GRPOConfig):
+        if cfg.num_generations < 2:
+            raise ValueError(f"{source}: num_generations={cfg.num_generations}; GRPO needs >= 2 completions per prompt")
+        for key, allowed in (("acc_rounding", ("grid", "integer")), ("group_by", ("dimension", "answer")),
+                             ("reward", ("paper", "multi_rater"))):
+            if getattr(cfg, key) not in allowed:
+                raise ValueError(f"{source}: {key}={getattr(cfg, key)!r}; use {' | '.join(allowed)}")
     if isinstance(cfg, ASOConfig):
         if cfg.lam <= 0:
             raise ValueError(f"{source}: lam={cfg.lam}; lambda must be > 0")
         if cfg.rationale_loss not in {"ce", "kl", "none"}:
             raise ValueError(f"{source}: rationale_loss={cfg.rationale_loss!r}; use ce | kl | none")
+        if cfg.reward not in {"abs", "multi_rater"}:
+            raise ValueError(f"{source}: reward={cfg.reward!r}; use abs | multi_rater")
+        if cfg.rationale == "full" and not cfg.on_policy:
+            # issue 9: the full rationales name the level ("... is good"), so pi_ref read after them is
+            # ~one-hot on the label, pi* ~ the label, and ASO degenerates to SFT on the score tokens
+            raise ValueError(f"{source}: rationale=full teacher-forces rationales that name the score, so pi_ref "
+                             f"would be read after the answer is given away; use rationale=scrubbed (the same "
+                             f"rationales without the sentences that name a level), short or none "
+                             f"(see docs/training.md, 'What pi_ref is conditioned on')")
+        if cfg.on_policy and cfg.rationale_loss == "ce" and cfg.rationale_weight:
+            raise ValueError(f"{source}: on_policy=true with rationale_loss=ce would apply cross-entropy to the "
+                             f"model's own samples (self-training, not a regulariser); use rationale_loss=kl "
+                             f"(KL to the reference policy, the paper's whole-sequence KL) or none")
 
 
 def seed_everything(seed: int) -> None:

@@ -9,7 +9,8 @@ features and fail (or, worse, misalign). Each completion is parsed
 (:func:`vqalib.prompts.parse_answer`) and rewarded per dimension with the paper's ``R_acc + R_dist``
 plus a format reward (:mod:`vqalib.train.grpo_math`); an unparsable dimension earns 0 and is counted
 in the logs (``n_unparsable``), never given a random score. Advantages are normalised within each
-group and the loss is the clipped ratio objective with a k3 KL penalty to the reference policy
+group, per dimension by default (``group_by``; see :mod:`vqalib.train.grpo_math`), and the loss
+is the clipped ratio objective with a k3 KL penalty to the reference policy
 (coefficient 0.1, paper). One gradient step is taken per batch of rollouts, so the ratio is 1 at
 the step (the clip matters only if rollouts are reused; the code keeps the general form).
 """
@@ -22,9 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from vqalib.train.base import VQATrainer, make_reference, reference_mode, run_stage
-from vqalib.train.collator import model_inputs
+from vqalib.train.collator import VideoCollator, model_inputs
 from vqalib.train.common import GRPOConfig, TrainResult
-from vqalib.train.grpo_math import group_advantages, grpo_loss, score_rewards
+from vqalib.train.grpo_math import group_advantages, group_advantages_per_dimension, grpo_loss, score_rewards
 
 VISION_TOKENS: tuple[str, ...] = ("<|video_pad|>", "<|image_pad|>", "<|vision_start|>", "<|vision_end|>",
                                   "<|vision_pad|>", "<|box_start|>", "<|box_end|>", "<|quad_start|>",
@@ -118,9 +119,15 @@ class GRPOTrainer(VQATrainer):
         from vqalib.prompts import parse_answer
 
         parsed = [parse_answer(t) for t in roll["texts"]]
-        rewards = score_rewards(parsed, inputs["targets"].cpu().numpy(), cfg.format_weight)
+        raters = inputs["rater_scores"].numpy() if cfg.reward == "multi_rater" else None
+        rewards = score_rewards(parsed, inputs["targets"].cpu().numpy(), cfg.format_weight,
+                                acc_rounding=cfg.acc_rounding, rater_scores=raters)
         r = torch.as_tensor(rewards.total, dtype=torch.float32, device=prompt["input_ids"].device)
-        adv = group_advantages(r, G)
+        if cfg.group_by == "dimension":  # per clip and dimension (paper), then mean over the dimensions
+            per_dim = rewards.acc + rewards.dist + cfg.format_weight * rewards.fmt  # [N, 5]
+            adv = group_advantages_per_dimension(torch.as_tensor(per_dim, dtype=torch.float32, device=r.device), G)
+        else:
+            adv = group_advantages(r, G)
         logp = completion_logprobs(model, prompt, roll["completion"], roll["mask"], cfg.temperature)
         ref_logp = None
         if cfg.kl_coef:
@@ -140,5 +147,10 @@ def train_grpo(cfg: GRPOConfig, progress: bool = True, on_step=None) -> TrainRes
     def prepare(model, processor, examples, cache):
         return {"ref_model": make_reference(model) if cfg.kl_coef else None}
 
+    def collator_factory(processor, cache):
+        return VideoCollator(processor, cache, with_answers=False, augment=cfg.augment, rationale=cfg.rationale,
+                             repeat=cfg.num_generations, seed=cfg.seed, instruction=cfg.instruction,
+                             with_raters=cfg.reward == "multi_rater")
+
     return run_stage(cfg, GRPOTrainer, with_answers=False, repeat=cfg.num_generations, progress=progress,
-                     on_step=on_step, prepare=prepare)
+                     on_step=on_step, prepare=prepare, collator_factory=collator_factory)

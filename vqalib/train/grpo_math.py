@@ -20,6 +20,18 @@ snapped score) and is counted. The format reward is ``format_weight`` times
 rationale, blank line, the five lines in order with level strings), added to every dimension; so
 ``3``, ``3.50``, ``3.5/5`` parse and earn R_acc/R_dist but no format reward. The completion's reward
 is the mean over the five dimensions.
+``round`` defaults to the nearest level (exact-level match, symmetric); ``acc_rounding="integer"``
+keeps the literal integer reading, which is lopsided on the 0.5 grid (``vqalib.aso.reward_acc``).
+``rater_scores`` (multi-rater option) replaces ``R_dist`` by ``5 - mean_r |pred - s_r|`` over the
+raters' own scores.
+
+Grouping. The paper samples "for each input video and dimension" a group of G outputs. One completion
+carries all five scores, so the G completions of a clip are the group of every dimension:
+``group_by="dimension"`` (default) normalises each dimension's reward within the group separately
+(:func:`group_advantages_per_dimension`) and gives the completion the mean of its five per-dimension
+advantages, so each dimension counts equally whatever its reward spread; ``group_by="answer"``
+normalises the completion's mean reward over the dimensions (one reward per answer), where a
+dimension whose rewards vary a lot within the group drowns the others.
 """
 
 from __future__ import annotations
@@ -46,6 +58,16 @@ def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-4) 
     std = r.std(dim=1, keepdim=True, unbiased=True)
     adv = (r - mean) / (std + eps)
     return adv.reshape(-1).to(rewards.dtype if rewards.is_floating_point() else torch.float32)
+
+
+def group_advantages_per_dimension(rewards: torch.Tensor, group_size: int, eps: float = 1e-4) -> torch.Tensor:
+    """Advantages normalised per clip **and dimension**: ``rewards`` ``[B * G, D]`` (prompt-major), each
+    column normalised within each group as :func:`group_advantages`, then averaged over the D
+    dimensions; returns ``[B * G]``. A dimension whose rewards are equal across the group adds 0."""
+    if rewards.ndim != 2:
+        raise ValueError(f"rewards must be [B * G, D], got shape {tuple(rewards.shape)}")
+    cols = [group_advantages(rewards[:, j].contiguous(), group_size, eps) for j in range(rewards.shape[1])]
+    return torch.stack(cols, dim=1).mean(dim=1)
 
 
 def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
@@ -106,11 +128,15 @@ def score_rewards(
     parsed: Sequence["ParseResult"],
     targets: np.ndarray,
     format_weight: float = 1.0,
+    acc_rounding: str = "grid",
+    rater_scores: np.ndarray | None = None,
 ) -> RewardBreakdown:
     """Paper rewards (module docstring) for completions parsed by :func:`vqalib.prompts.parse_answer`;
     ``targets`` ``[N, 5]`` are the ground-truth levels. Returns per-completion totals ``[N]`` and the
-    per-dimension terms ``[N, 5]``."""
-    from vqalib.aso import reward_acc, reward_dist
+    per-dimension terms ``[N, 5]``.
+    ``acc_rounding``: ``grid`` (exact level) or ``integer`` (``vqalib.aso.reward_acc``);
+    ``rater_scores`` ``[N, 5, R]`` (NaN-padded, optional): ``R_dist = 5 - mean_r |pred - s_r|``."""
+    from vqalib.aso import reward_acc, reward_dist, reward_multi_rater
     from vqalib.prompts import STATUS_OK, check_format
 
     n = len(parsed)
@@ -118,8 +144,11 @@ def score_rewards(
     acc = np.zeros((n, 5))
     dist = np.zeros((n, 5))
     fmt = np.zeros((n, 5))
-    racc = reward_acc(torch.as_tensor(targets)).numpy()  # [N, 5, 9]
-    rdist = reward_dist(torch.as_tensor(targets)).numpy()
+    racc = reward_acc(torch.as_tensor(targets), rounding=acc_rounding).numpy()  # [N, 5, 9]
+    if rater_scores is None:
+        rdist = reward_dist(torch.as_tensor(targets)).numpy()
+    else:
+        rdist = 5.0 + reward_multi_rater(np.asarray(rater_scores, dtype=float), beta=1.0).numpy()
     n_bad, n_missing, examples = 0, 0, []
     for i, res in enumerate(parsed):
         bad = False
