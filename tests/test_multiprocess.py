@@ -18,7 +18,8 @@ What is proven, per stage:
   and a relative update difference of 7e-4 for ASO, whose score-only loss leaves many gradients tiny.)
 * ASO's π_ref is scored in shards (each rank prints its share, N/2 clips) and gathered: the file
   equals the single-process one and is written once.
-* GRPO: 2 ranks sample, reward and step (sampling differs per rank, so no equivalence check).
+* GRPO: 2 ranks sample, reward and step, launched by ``accelerate launch`` with
+  ``env/accelerate_cpu_ddp.yaml`` (sampling differs per rank, so no equivalence check).
 * Every run: "saved" is printed once, the manifest records 2 processes, no temporary file is left in
   the fresh cache that both ranks filled at the same time (sample dataset, tiny model, frames).
 
@@ -45,25 +46,41 @@ COMMON = ["sample_size=smoke", "device=cpu", "report_to=none", "augment=false", 
           "lr_scheduler=constant", "logging_steps=1", "max_steps=1", "seed=0", "num_workers=0", "optim=sgd"]
 
 
+SFT = COMMON + ["rationale=none", "lr=0.1"]
+ASO = COMMON + ["init_from=", "model=tiny", "rationale=short", "rationale_loss=none", "lr=0.1"]
+GRPO = COMMON + ["init_from=", "model=tiny", "batch_size=1", "num_generations=2", "max_new_tokens=16", "max_steps=2"]
+
+
 def _env(cache: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(VQALIB_CACHE=str(cache), OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
     return env
 
 
-def torchrun_cmd(nproc: int, stage: str, overrides: list[str]) -> list[str]:
-    """The command the tests run (and docs/training.md shows): torchrun over ``python -m vqalib train``."""
+ACCELERATE_CPU = "env/accelerate_cpu_ddp.yaml"
+
+
+def train_cmd(launcher: str, stage: str, overrides: list[str]) -> list[str]:
+    """``python -m vqalib train`` under ``launcher``: "python" (1 process), "torchrun" (2 processes,
+    ``torchrun --standalone --nproc_per_node 2``) or "accelerate" (``accelerate launch`` with
+    :data:`ACCELERATE_CPU`, 2 processes). docs/training.md shows these commands (see the last test)."""
     sets = [a for o in overrides for a in ("--set", o)]
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-            "-m", "vqalib", "train", stage, *sets]
+    head = {"python": [sys.executable],
+            "torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"],
+            "accelerate": [sys.executable, "-m", "accelerate.commands.launch", "--config_file", ACCELERATE_CPU]}[launcher]
+    return [*head, "-m", "vqalib", "train", stage, *sets]
 
 
-def launch(nproc: int, stage: str, overrides: list[str], cache: Path) -> str:
-    """Run one training job (plain ``python -m vqalib`` for 1 process, torchrun for more); returns stdout."""
-    if nproc == 1:
-        cmd = [sys.executable, "-m", "vqalib", "train", stage, *[a for o in overrides for a in ("--set", o)]]
-    else:
-        cmd = torchrun_cmd(nproc, stage, overrides)
+def as_documented(cmd: list[str]) -> str:
+    """The command as docs/training.md writes it (console scripts instead of ``python -m``)."""
+    text = " ".join(cmd[1:])
+    return (text.replace("-m torch.distributed.run", "torchrun").replace("-m accelerate.commands.launch", "accelerate launch")
+            if cmd[1] == "-m" and cmd[2] != "vqalib" else "python " + text)
+
+
+def launch(launcher: str, stage: str, overrides: list[str], cache: Path) -> str:
+    """Run one training job under ``launcher`` (see :func:`train_cmd`); returns its stdout."""
+    cmd = train_cmd(launcher, stage, overrides)
     try:
         proc = subprocess.run(cmd, cwd=ROOT, env=_env(cache), capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:
@@ -109,27 +126,27 @@ def cache(tmp_path_factory) -> Path:
 
 
 def test_sft_two_ranks_equal_one_process(tmp_path, cache):
-    sft = COMMON + ["rationale=none", "lr=0.1"]
+    sft = SFT
     two = tmp_path / "two"
-    out2 = launch(2, "sft", sft + ["batch_size=2", f"output_dir={two}"], cache)
+    out2 = launch("torchrun", "sft", sft + ["batch_size=2", f"output_dir={two}"], cache)
     assert_written_once(out2, "sft", two, cache)
     one = tmp_path / "one"
-    launch(1, "sft", sft + ["batch_size=4", f"output_dir={one}"], cache)
+    launch("python", "sft", sft + ["batch_size=4", f"output_dir={one}"], cache)
     assert abs(first_loss(one) - first_loss(two)) <= 1e-5, (first_loss(one), first_loss(two))
     assert_same_update(one, two, cache)
 
 
 def test_aso_two_ranks_equal_one_process_and_share_pi_ref(tmp_path, cache):
-    aso = COMMON + ["init_from=", "model=tiny", "rationale=short", "rationale_loss=none", "lr=0.1"]
+    aso = ASO
     two = tmp_path / "two"
-    out2 = launch(2, "aso", aso + ["batch_size=2", f"output_dir={two}"], cache)
+    out2 = launch("torchrun", "aso", aso + ["batch_size=2", f"output_dir={two}"], cache)
     assert_written_once(out2, "aso", two, cache)
     shares = [line for line in out2.splitlines() if line.startswith("pi_ref: rank")]
     assert len(shares) == 2, out2[-2000:]
     n_total = int(shares[0].split(" of ")[-1].split()[0])
     assert sorted(int(s.split(" scores ")[1].split()[0]) for s in shares) == [n_total // 2, n_total - n_total // 2]
     one = tmp_path / "one"
-    launch(1, "aso", aso + ["batch_size=4", f"output_dir={one}"], cache)
+    launch("python", "aso", aso + ["batch_size=4", f"output_dir={one}"], cache)
     pi1 = torch.load(one / "pi_ref.pt", weights_only=True)["pi_ref"]
     pi2 = torch.load(two / "pi_ref.pt", weights_only=True)["pi_ref"]
     assert pi1.keys() == pi2.keys() and len(pi1) == n_total
@@ -140,9 +157,21 @@ def test_aso_two_ranks_equal_one_process_and_share_pi_ref(tmp_path, cache):
 
 def test_grpo_two_ranks_train_and_save_once(tmp_path, cache):
     out = tmp_path / "grpo"
-    stdout = launch(2, "grpo", COMMON + ["init_from=", "model=tiny", "batch_size=1", "num_generations=2",
-                                         "max_new_tokens=16", "max_steps=2", f"output_dir={out}"], cache)
+    stdout = launch("accelerate", "grpo", GRPO + [f"output_dir={out}"], cache)
     assert_written_once(stdout, "grpo", out, cache)
     logged = [r for r in manifest(out)["log_history"] if "loss" in r]
     assert [r["step"] for r in logged] == [1, 2]
     assert all(r["n_completions"] == 2 for r in logged)  # rank 0's group of G=2 per step
+
+
+DOCUMENTED = [("torchrun", "sft", SFT + ["batch_size=2", "output_dir=runs/mp/sft"]),
+              ("python", "sft", SFT + ["batch_size=4", "output_dir=runs/mp/sft_1proc"]),
+              ("torchrun", "aso", ASO + ["batch_size=2", "output_dir=runs/mp/aso"]),
+              ("accelerate", "grpo", GRPO + ["output_dir=runs/mp/grpo"])]
+
+
+@pytest.mark.parametrize("launcher, stage, overrides", DOCUMENTED, ids=[f"{a}-{b}" for a, b, _ in DOCUMENTED])
+def test_docs_show_the_commands_these_tests_run(launcher, stage, overrides):
+    """docs/training.md's multi-process recipe is these tests' commands (output folders aside)."""
+    docs = (ROOT / "docs" / "training.md").read_text()
+    assert as_documented(train_cmd(launcher, stage, overrides)) in docs, as_documented(train_cmd(launcher, stage, overrides))
