@@ -31,7 +31,7 @@ def worker(args) -> None:
     from vqalib.train.base import sampling_config
     from vqalib.train.collator import FrameCache, load_examples
     from vqalib.train.common import ASOConfig
-    from vqalib.train.distributed import is_main_process, num_processes, wait_for_everyone
+    from vqalib.train.distributed import gather_dict, is_main_process, num_processes, process_index, wait_for_everyone
 
     torch.set_num_threads(1)
     cfg = ASOConfig(sample_size=args.sample_size, device="cpu")
@@ -39,12 +39,16 @@ def worker(args) -> None:
     model, processor = load_model_and_processor("tiny")
     cache = FrameCache(sampling_config(cfg))
     wait_for_everyone()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     pi = precompute_pi_ref(model, processor, examples, cache, "short", batch_size=args.batch_size, progress=False)
+    cpu = time.process_time() - c0
     wait_for_everyone()
     wall = time.perf_counter() - t0
+    cpus = gather_dict({str(process_index()): cpu})
     if is_main_process():
-        print(json.dumps({"processes": num_processes(), "clips": len(pi), "wall_s": round(wall, 3)}), flush=True)
+        print(json.dumps({"processes": num_processes(), "clips": len(pi), "wall_s": round(wall, 3),
+                          "max_rank_cpu_s": round(max(cpus.values()), 3), "sum_cpu_s": round(sum(cpus.values()), 3)}),
+              flush=True)
 
 
 def run(cmd: list[str]) -> dict:
@@ -71,8 +75,10 @@ def main(argv=None) -> int:
     run([sys.executable, *me])  # warm-up: dataset, tiny model and frame cache on disk
     one = run([sys.executable, *me])
     many = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.nproc), *me])
-    print(f"pi_ref precompute, {one['clips']} clips: 1 process {one['wall_s']:.2f} s, {args.nproc} processes "
-          f"{many['wall_s']:.2f} s, ratio {many['wall_s'] / one['wall_s']:.2f} (ideal {1 / args.nproc:.2f})")
+    print(f"pi_ref precompute, {one['clips']} clips: wall 1 process {one['wall_s']:.2f} s, {args.nproc} processes "
+          f"{many['wall_s']:.2f} s, ratio {many['wall_s'] / one['wall_s']:.2f} (ideal {1 / args.nproc:.2f}); "
+          f"CPU time of the busiest rank {many['max_rank_cpu_s']:.2f} s vs {one['max_rank_cpu_s']:.2f} s, ratio "
+          f"{many['max_rank_cpu_s'] / one['max_rank_cpu_s']:.2f} (all ranks together {many['sum_cpu_s']:.2f} s)")
     return 0
 
 

@@ -109,15 +109,12 @@ def part_train(args, tmp: Path) -> dict:
 
 
 def _random_model(config: str, device: str):
-    import torch
-    from transformers import AutoProcessor, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+    """The full-size model with random weights in bf16 on ``device`` (``bench_train_steps.build_model``)."""
+    from bench_train_steps import build_model
 
-    cfg = Qwen2_5_VLConfig.from_pretrained(str(Path(config).parent))
-    cfg._attn_implementation = "sdpa"
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = Qwen2_5_VLForConditionalGeneration(cfg).to(torch.bfloat16)
-    return model.eval(), AutoProcessor.from_pretrained(str(Path(config).parent))
+    model, processor = build_model(argparse.Namespace(config=config, device=device, bf16=True, lora=False,
+                                                      gradient_checkpointing=False))
+    return model.eval(), processor
 
 
 def _clip_batch(processor, args, n: int = 1):

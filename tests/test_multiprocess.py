@@ -175,3 +175,23 @@ def test_docs_show_the_commands_these_tests_run(launcher, stage, overrides):
     """docs/training.md's multi-process recipe is these tests' commands (output folders aside)."""
     docs = (ROOT / "docs" / "training.md").read_text()
     assert as_documented(train_cmd(launcher, stage, overrides)) in docs, as_documented(train_cmd(launcher, stage, overrides))
+
+
+PROBE = """
+from vqalib.train.distributed import gather_dict, is_main_process, num_processes, process_index, shard
+mine = shard(list(range(5)))
+everything = gather_dict({f"clip{i}": process_index() for i in mine})
+print(f"rank {process_index()}/{num_processes()} main={is_main_process()} mine={mine} all={sorted(everything.items())}")
+"""
+
+
+def test_distributed_helpers_outside_the_trainer(tmp_path):
+    """shard/gather work on their own under torchrun on CPU (no Trainer has set up the process group)."""
+    script = tmp_path / "probe.py"
+    script.write_text(PROBE)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = sorted(line for line in proc.stdout.splitlines() if line.startswith("rank "))
+    everything = "all=[('clip0', 0), ('clip1', 1), ('clip2', 0), ('clip3', 1), ('clip4', 0)]"
+    assert lines == [f"rank 0/2 main=True mine=[0, 2, 4] {everything}", f"rank 1/2 main=False mine=[1, 3] {everything}"]

@@ -24,10 +24,15 @@ T = TypeVar("T")
 
 
 def _state():
-    """The process-wide ``accelerate.PartialState`` (initialises the process group under torchrun)."""
+    """The process-wide ``accelerate.PartialState`` (initialises the process group under torchrun).
+
+    Without CUDA it is created with ``cpu=True``: accelerate otherwise sets up no process group on a
+    CPU-only machine (every rank would believe it is alone). Once the Trainer's arguments have
+    created the state, this returns that same state."""
+    import torch
     from accelerate import PartialState
 
-    return PartialState()
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def num_processes() -> int:
