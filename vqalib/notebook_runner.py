@@ -15,8 +15,8 @@ No execution can hang silently: every cell runs under a per-cell timeout (``--ce
 :data:`DEFAULT_CELL_TIMEOUT_S`), and a cell that runs past it fails with an error naming the notebook,
 the cell and that setting. The kernel's shell and IOPub sockets are polled in short slices
 (:class:`SlicedPollClient`): nbclient waits on them with ``timeout=None``, and a wake-up of that
-asyncio poll that never arrives (jupyter/nbclient#312, seen here in notebook 03's widget cell)
-left the run waiting forever with the reply already queued; a finite poll re-checks the socket.
+asyncio poll that never arrives (jupyter/nbclient#312; the reported hang in notebook 03's widget cell)
+can leave the run waiting forever with the reply already queued; a finite poll re-checks the socket.
 """
 
 from __future__ import annotations
