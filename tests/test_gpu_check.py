@@ -25,9 +25,11 @@ def _config(tmp_path) -> str:
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
-def test_without_cuda_it_stops_at_once_saying_so(tmp_path):
+@pytest.mark.parametrize("entry", ["python", "sh"])
+def test_without_cuda_it_stops_at_once_saying_so(tmp_path, entry):
     docs = tmp_path / "benchmarks.md"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--config", _config(tmp_path), "--docs", str(docs)],
+    head = [sys.executable, str(SCRIPT)] if entry == "python" else ["bash", str(SCRIPT.with_suffix(".sh"))]
+    proc = subprocess.run([*head, "--config", _config(tmp_path), "--docs", str(docs)],
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 2, proc.stderr
     assert "no CUDA device" in proc.stderr and "torch.cuda.is_available() is False" in proc.stderr
