@@ -152,6 +152,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="timed repeats per method (after one warm-up)")
     ap.add_argument("--gradient-checkpointing", action="store_true")
     ap.add_argument("--methods", default="sft,aso_cached,aso_on_policy,grpo")
+    ap.add_argument("--json", default="", help="also write the rows and the setting as JSON to this file")
     args = ap.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("error: --device cuda but torch sees no CUDA device; run on a GPU machine or use --device cpu",
@@ -297,6 +298,12 @@ def main(argv=None) -> int:
         print(f"measured bf16 matmul rate: {peak_rate:.0f} TFLOP/s (MFU = estimated model FLOPs/s / this)")
     else:
         print("CPU: peak = resident memory of the process (includes the model, Python and the optimizer state)")
+    if args.json:
+        import json
+
+        for r in rows:
+            r["mfu"] = r["flops"] / 1e12 / peak_rate if peak_rate else None
+        Path(args.json).write_text(json.dumps({"setting": where, "matmul_tflops": peak_rate, "rows": rows}, indent=1))
     return 0
 
 

@@ -5,7 +5,9 @@ it skip with a reason when it is absent (a user's fresh clone has no ``../shared
 
 ``smoke_run``: executes every numbered notebook once, in order, with its smoke parameters
 (``notebooks/params/NN_name.smoke.yaml``) into a temporary run folder, through the same runner
-as ``make demo``. Notebook tests read what each notebook logged in ``<run>/<stem>/metrics.json``.
+as ``make demo``, with a per-cell timeout (``SMOKE_CELL_TIMEOUT_S``): a hung cell fails the chain
+naming the notebook and the cell instead of blocking the test run. Notebook tests read what each
+notebook logged in ``<run>/<stem>/metrics.json``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
+#: Per-cell timeout of the smoke chain (seconds): the slowest smoke cell takes well under a minute on
+#: 2 busy cores; a cell past this limit is a hang, reported as such.
+SMOKE_CELL_TIMEOUT_S = 900
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -57,7 +62,7 @@ def smoke_run(tmp_path_factory) -> SmokeRun:
 
     root = tmp_path_factory.mktemp("smoke_run")
     try:
-        manifest = run_notebooks(root, params_set="smoke", progress_bar=False)
+        manifest = run_notebooks(root, params_set="smoke", progress_bar=False, cell_timeout=SMOKE_CELL_TIMEOUT_S)
         return SmokeRun(root, manifest, None)
     except Exception as exc:  # reported by every test that needs it
         return SmokeRun(root, None, exc)

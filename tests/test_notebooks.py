@@ -109,7 +109,7 @@ def test_help_notebook_documents_every_parameter(nb_path):
     undocumented = [n for n, p in declared.items() if not p["help"].strip() or p["inferred_type_name"] == "None"]
     assert not undocumented, f"{nb_path.name}: parameters without a type or a comment: {undocumented}"
     out = subprocess.run([sys.executable, "-m", "papermill", "--help-notebook", str(nb_path)],
-                         capture_output=True, text=True, check=True).stdout
+                         capture_output=True, text=True, check=True, timeout=300).stdout
     assert "RUN_DIR: str" in out, out
 
 

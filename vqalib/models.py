@@ -202,7 +202,12 @@ def build_tiny(path: str | os.PathLike | None = None, *, seed: int = 0, vocab_si
             shutil.rmtree(out, ignore_errors=True)
             return final
         shutil.rmtree(final)
-    os.replace(out, final)
+    try:
+        os.replace(out, final)
+    except OSError:  # another process (a second rank) moved its complete build into place meanwhile
+        if not (final / ".complete").is_file():
+            raise
+        shutil.rmtree(out, ignore_errors=True)
     return final
 
 

@@ -16,11 +16,20 @@ before anything runs, naming the parameter and the notebook.
 
 The run stops at the first failing notebook (later notebooks depend on earlier outputs) and
 exits non-zero, naming the notebook and the executed copy that holds the traceback.
+
+No execution can hang silently: every cell runs under a per-cell timeout (``--cell-timeout``,
+``run_notebooks(cell_timeout=...)`` or the ``VQALIB_CELL_TIMEOUT`` environment variable; default
+:data:`DEFAULT_CELL_TIMEOUT_S`), and a cell that runs past it fails with an error naming the notebook,
+the cell and that setting. The kernel's shell and IOPub sockets are polled in short slices
+(:class:`SlicedPollClient`): nbclient waits on them with ``timeout=None``, and a wake-up of that
+asyncio poll that never arrives (jupyter/nbclient#312; the reported hang in notebook 03's widget cell)
+can leave the run waiting forever with the reply already queued; a finite poll re-checks the socket.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
@@ -32,6 +41,13 @@ import yaml
 from vqalib.runs import environment_info, project_root, resolve_path, write_json
 
 NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_[A-Za-z0-9_]+\.ipynb$")
+#: Per-cell limit (seconds) when neither ``cell_timeout`` nor ``VQALIB_CELL_TIMEOUT`` is given: longer
+#: than any cell of the default CPU run, short enough that a hung cell ends the job within the hour.
+DEFAULT_CELL_TIMEOUT_S: int = 3600
+CELL_TIMEOUT_ENV = "VQALIB_CELL_TIMEOUT"
+#: Seconds per poll of the kernel's sockets (a missed wake-up costs at most this long).
+POLL_SLICE_S: float = 1.0
+ENGINE_NAME = "vqalib"
 
 
 def notebooks_dir() -> Path:
@@ -80,6 +96,113 @@ def _select(notebooks: list[Path], only: Sequence[str] | None) -> list[Path]:
     return chosen
 
 
+def resolve_cell_timeout(cell_timeout: float | None = None) -> int:
+    """The per-cell timeout in seconds: ``cell_timeout`` if given, else ``$VQALIB_CELL_TIMEOUT``, else
+    :data:`DEFAULT_CELL_TIMEOUT_S`. Raises ``ValueError`` naming the setting for a value that is not a
+    positive number (there is deliberately no "no limit")."""
+    source = "cell_timeout"
+    if cell_timeout is None:
+        raw = os.environ.get(CELL_TIMEOUT_ENV, "").strip()
+        if not raw:
+            return DEFAULT_CELL_TIMEOUT_S
+        source = f"${CELL_TIMEOUT_ENV}"
+        try:
+            cell_timeout = float(raw)
+        except ValueError:
+            raise ValueError(f"{source}={raw!r} is not a number of seconds; set e.g. {CELL_TIMEOUT_ENV}=1800") from None
+    if not cell_timeout > 0:
+        raise ValueError(f"{source}={cell_timeout!r}: the per-cell timeout must be > 0 seconds")
+    return max(1, int(round(cell_timeout)))
+
+
+def _slice_polls(channel: Any, slice_s: float) -> None:
+    """Make ``channel.get_msg(timeout)`` poll in slices of ``slice_s`` seconds up to ``timeout``.
+
+    ``zmq.asyncio``'s ``poll`` does a real non-blocking poll when its timeout expires, so a reply that
+    arrived without waking the waiting coroutine is picked up at the next slice instead of never."""
+    from queue import Empty
+
+    inner = channel.get_msg
+
+    async def get_msg(timeout: float | None = None, **kwargs: Any) -> dict[str, Any]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return await inner(timeout=slice_s if left is None else min(slice_s, left), **kwargs)
+            except Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+    channel.get_msg = get_msg
+
+
+def _client_class():
+    from papermill.clientwrap import PapermillNotebookClient
+
+    class SlicedPollClient(PapermillNotebookClient):
+        """papermill's client with the shell and IOPub sockets polled in :data:`POLL_SLICE_S` slices."""
+
+        async def async_start_new_kernel_client(self):
+            kc = await super().async_start_new_kernel_client()
+            for channel in (kc.shell_channel, kc.iopub_channel):
+                _slice_polls(channel, POLL_SLICE_S)
+            return kc
+
+    return SlicedPollClient
+
+
+def _register_engine() -> None:
+    """Register the ``vqalib`` papermill engine: papermill's nbclient engine with :func:`_client_class`."""
+    from papermill.engines import NBClientEngine, papermill_engines
+    from papermill.utils import merge_kwargs, remove_args
+
+    class VqalibEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
+                                     stderr_file=None, start_timeout=60, execution_timeout=None, **kwargs):
+            kwargs = remove_args(["input_path", "timeout", "startup_timeout"], **kwargs)
+            final = merge_kwargs(kwargs, timeout=execution_timeout, startup_timeout=start_timeout,
+                                 kernel_name=kernel_name, log_output=log_output, stdout_file=stdout_file,
+                                 stderr_file=stderr_file)
+            return _client_class()(nb_man, **final).execute()
+
+    papermill_engines.register(ENGINE_NAME, VqalibEngine)
+
+
+def execute_notebook(notebook: str | Path, output: str | Path, parameters: dict[str, Any] | None = None, *,
+                     cell_timeout: float | None = None, cwd: str | Path | None = None,
+                     kernel_name: str | None = None, progress_bar: bool = False, **kwargs: Any):
+    """Execute one notebook with papermill under a per-cell timeout; the executed copy goes to ``output``.
+
+    Every notebook execution of the project (the runner, the tests) goes through here.
+    Raises ``TimeoutError`` naming the notebook, the cell (index in the executed copy and its first
+    line) and the setting that raises the limit; other cell errors raise papermill's
+    ``PapermillExecutionError`` with the traceback."""
+    import papermill as pm
+    from nbclient.exceptions import CellTimeoutError
+
+    timeout = resolve_cell_timeout(cell_timeout)
+    _register_engine()
+    current: dict[str, Any] = {}
+
+    def on_cell_start(cell, cell_index):
+        current.update(cell=cell, index=cell_index)
+
+    try:
+        return pm.execute_notebook(str(notebook), str(output), parameters=parameters or {},
+                                   cwd=str(cwd or project_root()), kernel_name=kernel_name, progress_bar=progress_bar,
+                                   engine_name=ENGINE_NAME, execution_timeout=timeout, on_cell_start=on_cell_start,
+                                   **kwargs)
+    except CellTimeoutError as exc:
+        src = str(current.get("cell", {}).get("source", "")).strip().splitlines() or [""]
+        raise TimeoutError(
+            f"{Path(notebook).name}: cell {current.get('index', '?')} of the executed copy {output} "
+            f"(starting `{src[0][:80]}`) did not finish within the per-cell timeout of {timeout} s; if the cell "
+            f"is just slow, raise the limit with --cell-timeout SECONDS (python -m vqalib run-notebooks), "
+            f"run_notebooks(cell_timeout=...) or ${CELL_TIMEOUT_ENV}") from exc
+
+
 def run_notebooks(
     run_dir: str | Path = "runs/demo",
     params_set: str | None = None,
@@ -87,9 +210,13 @@ def run_notebooks(
     only: Sequence[str] | None = None,
     kernel_name: str | None = None,
     progress_bar: bool = True,
+    cell_timeout: float | None = None,
 ) -> dict[str, Any]:
-    """Execute the numbered notebooks in order; returns the manifest (also written to the run folder)."""
-    import papermill as pm
+    """Execute the numbered notebooks in order; returns the manifest (also written to the run folder).
+
+    ``cell_timeout`` (seconds per cell; default ``$VQALIB_CELL_TIMEOUT`` or
+    :data:`DEFAULT_CELL_TIMEOUT_S`): see :func:`execute_notebook`."""
+    timeout = resolve_cell_timeout(cell_timeout)
 
     root = resolve_path(run_dir)
     out_dir = root / "notebooks"
@@ -102,6 +229,7 @@ def run_notebooks(
         "run_dir": str(root),
         "params_set": params_set,
         "overrides": overrides or {},
+        "cell_timeout_s": timeout,
         "environment": environment_info(),
         "notebooks": [],
     }
@@ -113,15 +241,12 @@ def run_notebooks(
         print(f"[vqalib] running {nb.name} -> {out_dir / nb.name}", flush=True)
         t0 = time.perf_counter()
         try:
-            pm.execute_notebook(
-                str(nb),
-                str(out_dir / nb.name),
-                parameters=params,
-                cwd=str(project_root()),
-                kernel_name=kernel_name,
-                progress_bar=progress_bar,
-            )
+            execute_notebook(nb, out_dir / nb.name, params, cell_timeout=timeout, kernel_name=kernel_name,
+                             progress_bar=progress_bar)
             entry["status"] = "ok"
+        except TimeoutError as exc:
+            entry["status"] = "timeout"
+            entry["error"] = str(exc)[:4000]
         except Exception as exc:  # papermill raises PapermillExecutionError with the cell's traceback
             entry["status"] = "failed"
             entry["error"] = f"{type(exc).__name__}: {exc}"[:4000]
@@ -220,11 +345,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "VALUE is converted to the type the parameters cell declares")
     ap.add_argument("--only", default=None, help="comma-separated notebook numbers or stems, e.g. 01,02")
     ap.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
+    ap.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
+                    help=f"fail a cell that runs longer than this (default: ${CELL_TIMEOUT_ENV} or {DEFAULT_CELL_TIMEOUT_S})")
     args = ap.parse_args(argv)
     overrides = dict(args.parameter)  # converted per notebook to the declared type in run_notebooks
     try:
-        run_notebooks(args.run_dir, args.params_set, overrides, args.only.split(",") if args.only else None, args.kernel)
-    except (RuntimeError, FileNotFoundError, ValueError) as exc:
+        run_notebooks(args.run_dir, args.params_set, overrides, args.only.split(",") if args.only else None, args.kernel,
+                      cell_timeout=args.cell_timeout)
+    except (RuntimeError, FileNotFoundError, ValueError, TimeoutError) as exc:
         print(f"[vqalib] error: {exc}", file=sys.stderr)
         return 1
     return 0

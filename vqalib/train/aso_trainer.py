@@ -176,16 +176,25 @@ def precompute_pi_ref(model: Any, processor: Any, examples: Sequence[ClipExample
                       progress: bool = True, instruction: str = "") -> dict[str, torch.Tensor]:
     """pi_ref (log-probs [5, 9]) of each clip under ``model`` with the reference answer teacher-forced.
 
-    Runs once before training (no augmentation). A clip whose answer has no score position raises."""
+    Runs once before training (no augmentation). A clip whose answer has no score position raises.
+    Under several processes each rank scores its shard (``examples[rank::world]``,
+    :func:`vqalib.train.distributed.shard`) and the shards are gathered, so every rank returns the
+    whole mapping for 1/world of the work (the caller writes it once, on the main process)."""
     from tqdm.auto import tqdm
+
+    from vqalib.train.distributed import gather_dict, is_main_process, num_processes, process_index, shard
 
     collator = pi_ref_collator(processor, cache, rationale, instruction)
     was = model.training
     model.eval()
     out: dict[str, torch.Tensor] = {}
     try:
-        for i in tqdm(range(0, len(examples), batch_size), desc="pi_ref (SFT model)", disable=not progress):
-            batch = collator(examples[i:i + batch_size])
+        mine = shard(examples)
+        if num_processes() > 1:
+            print(f"pi_ref: rank {process_index()} of {num_processes()} scores {len(mine)} of {len(examples)} clips",
+                  flush=True)
+        for i in tqdm(range(0, len(mine), batch_size), desc="pi_ref (SFT model)", disable=not (progress and is_main_process())):
+            batch = collator(mine[i:i + batch_size])
             bad = (batch["score_positions"] < 0).any(1)
             if bad.any():
                 vid = batch["video_ids"][int(bad.nonzero()[0])]
@@ -196,7 +205,7 @@ def precompute_pi_ref(model: Any, processor: Any, examples: Sequence[ClipExample
                 out[vid] = lp
     finally:
         model.train(was)
-    return out
+    return gather_dict(out)
 
 
 def pi_ref_sharpness(model: Any, processor: Any, examples: Sequence[ClipExample], cache: FrameCache,
@@ -382,6 +391,7 @@ class OnPolicyCollator:
 def train_aso(cfg: ASOConfig, progress: bool = True, on_step=None) -> TrainResult:
     """Run Stage III from a config (the CLI and notebook 06 both call this). Starts from ``init_from``."""
     from vqalib.train.common import resolve_device
+    from vqalib.train.distributed import is_main_process, process_device
 
     def prepare(model, processor, examples, cache):
         extra: dict[str, Any] = {}
@@ -402,12 +412,15 @@ def train_aso(cfg: ASOConfig, progress: bool = True, on_step=None) -> TrainResul
                 if saved.get("key") == key:
                     extra["pi_ref"] = saved["pi_ref"]
             if "pi_ref" not in extra:
-                device = resolve_device(cfg.device)
+                device = process_device(resolve_device(cfg.device))
                 model.to(device)
                 pi = precompute_pi_ref(model, processor, examples, cache, cfg.rationale, device=device,
                                        progress=progress, instruction=cfg.instruction)
-                out.mkdir(parents=True, exist_ok=True)
-                torch.save({"key": key, "pi_ref": pi}, path)
+                if is_main_process():  # every rank holds the gathered pi_ref; one writes it
+                    out.mkdir(parents=True, exist_ok=True)
+                    tmp = path.with_name(path.name + ".tmp")
+                    torch.save({"key": key, "pi_ref": pi}, tmp)
+                    tmp.replace(path)
                 extra["pi_ref"] = pi
         return extra
 

@@ -174,18 +174,27 @@ def save_final(trainer: Trainer, model: torch.nn.Module, processor: Any, cfg: Co
 
     Full fine-tuning: the model. LoRA: the adapter merged into the base (a plain model folder) plus
     the adapter itself under ``adapter/``. QLoRA: only the adapter (merging into a 4-bit base is
-    lossy); the manifest names the base to load it onto."""
-    out.mkdir(parents=True, exist_ok=True)
+    lossy); the manifest names the base to load it onto.
+
+    Under several processes the files are written once, by the main process (``trainer.save_model``
+    runs on every rank because FSDP/DeepSpeed gather the shards there; it writes on the main one), and
+    every rank waits until they are on disk."""
     inner = trainer.accelerator.unwrap_model(model)
+    main = trainer.is_world_process_zero()
     if is_peft(inner):
-        inner.save_pretrained(str(out / "adapter"))
-        if cfg.finetune == "lora":
-            merged = copy.deepcopy(inner).merge_and_unload()
-            merged.save_pretrained(str(out))
+        if main:
+            out.mkdir(parents=True, exist_ok=True)
+            inner.save_pretrained(str(out / "adapter"))
+            if cfg.finetune == "lora":
+                merged = copy.deepcopy(inner).merge_and_unload()
+                merged.save_pretrained(str(out))
     else:
         trainer.save_model(str(out))
-    processor.save_pretrained(str(out))
-    write_manifest(cfg, out, **manifest_extra)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        processor.save_pretrained(str(out))
+        write_manifest(cfg, out, n_processes=trainer.args.world_size, **manifest_extra)
+    trainer.accelerator.wait_for_everyone()
 
 
 def run_stage(cfg: CommonConfig, trainer_cls: type[VQATrainer], *, with_answers: bool, repeat: int = 1,
@@ -214,7 +223,8 @@ def run_stage(cfg: CommonConfig, trainer_cls: type[VQATrainer], *, with_answers:
     callbacks = [_Tick(on_step)] if on_step else []
     trainer = trainer_cls(model=model, args=args, train_dataset=examples, data_collator=collator,
                           processing_class=processor, cfg=cfg, callbacks=callbacks, **extra)
-    write_manifest(cfg, out, sampling_config=sampling.to_dict(), n_train_clips=len(examples), status="training")
+    if trainer.is_world_process_zero():
+        write_manifest(cfg, out, sampling_config=sampling.to_dict(), n_train_clips=len(examples), status="training")
     train_out = trainer.train(resume_from_checkpoint=find_resume_checkpoint(cfg))
     wall = time.time() - t0
     metrics = dict(train_out.metrics)

@@ -52,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(dataclasses.asdict(cfg), indent=2))
         return 0
     result = run_config(cfg)
+    from vqalib.train.distributed import is_main_process
+
+    if not is_main_process():  # under torchrun / accelerate launch one process reports
+        return 0
     losses = result.losses()
     last = float(losses["loss"].iloc[-1]) if len(losses) else float("nan")
     print(f"{cfg.stage}: saved to {result.output_dir} after {result.wall_s:.1f} s; last logged loss {last:.4f}")

@@ -52,6 +52,7 @@ class CommonConfig:
     batch_size: int = 16  # per device
     grad_accum: int = 1  # global batch = batch_size * grad_accum * n_devices
     lr: float = 2e-3
+    optim: str = "adamw_torch"  # transformers optimizer name (adamw_torch | sgd | paged_adamw_8bit ...)
     weight_decay: float = 0.01
     warmup_steps: int = 20
     lr_scheduler: str = "cosine"
@@ -278,6 +279,7 @@ def training_arguments(cfg: CommonConfig, **extra: Any):
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.lr,
+        optim=cfg.optim,
         weight_decay=cfg.weight_decay,
         warmup_steps=cfg.warmup_steps,
         lr_scheduler_type=cfg.lr_scheduler,
@@ -299,6 +301,9 @@ def training_arguments(cfg: CommonConfig, **extra: Any):
         dataloader_persistent_workers=cfg.num_workers > 0,  # keep each worker's in-memory frame cache
         use_cpu=device == "cpu",
         disable_tqdm=False,
+        # under DDP every trainable weight gets a gradient each step (every sample carries a video, so
+        # the vision tower runs too; frozen weights are not tracked): skip DDP's unused-parameter search
+        ddp_find_unused_parameters=False,
     )
     kwargs.update(extra)
     from transformers import TrainingArguments as _TA
