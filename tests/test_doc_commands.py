@@ -82,6 +82,11 @@ class Skip:
 GPU_7B = "needs a CUDA GPU (config: device cuda, bf16) and Qwen/Qwen2.5-VL-7B-Instruct from the hub"
 MULTI_GPU = "needs several GPUs (accelerate launch with DDP / DeepSpeed ZeRO-2 / FSDP)"
 BENCH = "a benchmark: minutes of timing runs; `make bench` runs it and docs/benchmarks.md records the results"
+MULTI_PROC = ("run by tests/test_multiprocess.py (2 processes, gloo, CPU); its last test checks docs/training.md "
+              "shows exactly these commands")
+MULTI_NODE = "needs several machines"
+MEASUREMENT = "a measurement: a 400-step training run (~30 min on 2 cores) and its pi_ref read-out"
+FRAGMENT = "a fragment quoted in prose, not a whole command"
 SMOKE_TRAIN = ["max_steps=1", "sample_size=smoke", "max_clips=4"]  # one step on 4 clips of the smoke sample data
 
 DECISIONS: dict[str, Run | Check | Skip] = {
@@ -142,6 +147,54 @@ DECISIONS: dict[str, Run | Check | Skip] = {
     "python -m vqalib train aso --print-config --set lam=0.5": Run(subs=[("python", PY)]),
     "tensorboard --logdir runs/": Skip("a server (TensorBoard); the trainers' logs are checked in tests/test_train_runs.py"),
     "uv pip install deepspeed": Skip("installs and compiles DeepSpeed from the network"),
+    # ---- README.md: score your videos (../shared/data beside the checkout; skipped without it)
+    "python -m vqalib score ../shared/data/videos --model tiny -o runs/scores/tiny_fast.csv": Run(
+        subs=[("python", PY), ("runs/scores/tiny_fast.csv", "{tmp}/tiny_fast.csv")]),
+    "python -m vqalib score ../shared/data/videos --model tiny --mode generate --max-new-tokens 32 "
+    "-o runs/scores/tiny_gen.parquet": Run(
+        subs=[("python", PY), ("runs/scores/tiny_gen.parquet", "{tmp}/tiny_gen.parquet")]),
+    "python -m vqalib benchmark KoNViD --videos ../shared/data/videos/konvid --model tiny --n-boot 200": Run(
+        subs=[("python", PY)]),
+    # ---- docs/training.md: several processes, several machines, the pi_ref measurement
+    **{c: Skip(MULTI_PROC) for c in (
+        "python -m vqalib train sft --set sample_size=smoke --set device=cpu --set report_to=none --set augment=false "
+        "--set warmup_steps=0 --set lr_scheduler=constant --set logging_steps=1 --set max_steps=1 --set seed=0 "
+        "--set num_workers=0 --set optim=sgd --set rationale=none --set lr=0.1 --set batch_size=4 "
+        "--set output_dir=runs/mp/sft_1proc",
+        "torchrun --standalone --nproc_per_node 2 -m vqalib train sft --set sample_size=smoke --set device=cpu "
+        "--set report_to=none --set augment=false --set warmup_steps=0 --set lr_scheduler=constant --set logging_steps=1 "
+        "--set max_steps=1 --set seed=0 --set num_workers=0 --set optim=sgd --set rationale=none --set lr=0.1 "
+        "--set batch_size=2 --set output_dir=runs/mp/sft",
+        "torchrun --standalone --nproc_per_node 2 -m vqalib train aso --set sample_size=smoke --set device=cpu "
+        "--set report_to=none --set augment=false --set warmup_steps=0 --set lr_scheduler=constant --set logging_steps=1 "
+        "--set max_steps=1 --set seed=0 --set num_workers=0 --set optim=sgd --set init_from= --set model=tiny "
+        "--set rationale=short --set rationale_loss=none --set lr=0.1 --set batch_size=2 --set output_dir=runs/mp/aso",
+        "accelerate launch --config_file env/accelerate_cpu_ddp.yaml -m vqalib train grpo --set sample_size=smoke "
+        "--set device=cpu --set report_to=none --set augment=false --set warmup_steps=0 --set lr_scheduler=constant "
+        "--set logging_steps=1 --set seed=0 --set num_workers=0 --set optim=sgd --set init_from= --set model=tiny "
+        "--set batch_size=1 --set num_generations=2 --set max_new_tokens=16 --set max_steps=2 "
+        "--set output_dir=runs/mp/grpo")},
+    "accelerate launch --config_file env/accelerate_ddp.yaml --num_machines 2 --num_processes 16 "
+    "--machine_rank $NODE_RANK --main_process_ip 10.0.0.1 --main_process_port 29500 -m vqalib train sft "
+    "--config env/train_configs/sft_7b_lora.yaml": Skip(MULTI_NODE),
+    "torchrun --nnodes 2 --nproc_per_node 8 --node_rank $NODE_RANK --master_addr 10.0.0.1 --master_port 29500 "
+    "-m vqalib train sft --config env/train_configs/sft_7b_lora.yaml": Skip(MULTI_NODE),
+    "python -m vqalib train sft --config env/train_configs/sft_tiny.yaml --set rationale=full --set max_steps=400 "
+    "--set output_dir=runs/probe/sft_full": Skip(MEASUREMENT),
+    ".venv/bin/python bench/pi_ref_sharpness.py --checkpoint runs/demo/checkpoints/sft --max-clips 64": Skip(MEASUREMENT),
+    # ---- docs/benchmarks.md
+    ".venv/bin/python bench/bench_pi_ref.py --nproc 2 --sample-size default --max-clips 256": Skip(BENCH),
+    ".venv/bin/python bench/notebook_loop.py --only 03 --runs 20 --cell-timeout 120 --stock": Skip(BENCH),
+    ".venv/bin/python bench/notebook_loop.py --only 03 --runs 20 --cell-timeout 300": Skip(BENCH),
+    ".venv/bin/python bench/notebook_loop.py --runs 3 --cell-timeout 900": Skip(BENCH),
+    "OMP_NUM_THREADS=2 .venv/bin/python bench/bench_score.py --clips 16 --batch-size 4 --workers 1 --no-generate":
+        Skip(BENCH),
+    "OMP_NUM_THREADS=2 .venv/bin/python bench/bench_score.py --clips 8 --batch-size 4 --workers 2": Skip(BENCH),
+    "bash bench/gpu_check.sh": Skip("needs a CUDA GPU; tests/test_gpu_check.py runs its argument handling and its "
+                                    "no-CUDA error"),
+    # ---- fragments quoted in prose (not whole commands)
+    **{c: Skip(FRAGMENT) for c in (".venv/bin/", "OMP_NUM_THREADS=1", "accelerate launch", "bench/bench_score.py",
+                                   "bench/bench_train_steps.py")},
 }
 
 
@@ -293,6 +346,10 @@ def test_commands_skipped_with_the_reason(cmd):
 @pytest.mark.slow
 @pytest.mark.parametrize("cmd", [c for c in _ids(Run) if " train " not in c], ids=_short)
 def test_run_command(cmd, tmp_path):
+    if "../shared/data" in cmd:
+        from conftest import shared_data_or_skip
+
+        shared_data_or_skip()
     res = _run(_substituted(cmd, DECISIONS[cmd], tmp_path))
     if "--print-config" in cmd:
         assert json.loads(res.stdout)["lam"] == 0.5
@@ -300,6 +357,13 @@ def test_run_command(cmd, tmp_path):
         assert "RAW_TOLERANCE: float" in res.stdout
     if cmd.startswith("mkdir"):
         assert (tmp_path / "real").is_dir()
+    if cmd.startswith("python -m vqalib score "):
+        out = next(a for a in _substituted(cmd, DECISIONS[cmd], tmp_path) if a.startswith(str(tmp_path)))
+        table = pd.read_parquet(out) if out.endswith(".parquet") else pd.read_csv(out)
+        n_videos = len(list((ROOT.parent / "shared" / "data" / "videos").rglob("*.mp4")))
+        assert len(table) == n_videos and (table["status"] == "ok").all(), table[["status"]].value_counts()
+    if cmd.startswith("python -m vqalib benchmark "):
+        assert "SRCC" in res.stdout and "KoNViD" in res.stdout, res.stdout[-2000:]
     if "--only 03" in cmd:
         assert json.loads((tmp_path / "run03" / "manifest.json").read_text())["notebooks"][0]["status"] == "ok"
 

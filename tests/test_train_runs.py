@@ -16,10 +16,10 @@ SMOKE = ["sample_size=smoke", "max_clips=4", "batch_size=2", "report_to=none", "
 
 
 def _sets(*items: str) -> list[str]:
-    out: list[str] = []
-    for it in (*SMOKE, *items):
-        out += ["--set", it]
-    return out
+    """``--set`` pairs for SMOKE then ``items``; an item overrides the SMOKE value of its key (the CLI
+    itself refuses a key given twice)."""
+    merged = dict(it.split("=", 1) for it in (*SMOKE, *items))
+    return [a for key, value in merged.items() for a in ("--set", f"{key}={value}")]
 
 
 @pytest.fixture(scope="module")
