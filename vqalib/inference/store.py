@@ -95,7 +95,11 @@ def _read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
         return pd.DataFrame(columns=list(columns))
     text = path.read_bytes().decode()
     consumed = 0
-    lines = iter(text.splitlines(keepends=True))
+    # split on "\n" alone: str.splitlines also splits on \x1c-\x1e, \x85 and \u2028, which a model's
+    # generated text can hold and the CSV writer leaves unquoted (a row was read as two, and a torn
+    # row as complete)
+    parts = text.split("\n")
+    lines = iter([line + "\n" for line in parts[:-1]] + ([parts[-1]] if parts[-1] else []))
 
     def feed():
         nonlocal consumed
