@@ -253,3 +253,22 @@ def test_notebook_02_reports_grid_and_raw_agreement_side_by_side(study, tmp_path
         assert got.loc[(row.phase, row.dimension, "alpha_interval"), "raw"] == pytest.approx(row.alpha_interval)
         assert metrics[f"{row.phase}_{row.dimension}_alpha_interval_raw"] == pytest.approx(row.alpha_interval)
     assert (side["raw_minus_grid"].abs() > 0).any()
+
+
+def test_min_raters_of_the_conversion_is_kept_by_the_saved_folder(study, tmp_path):
+    """A study with fewer than 3 raters on some clips converts with min_raters=2; the saved folder must
+    load with that rule everywhere (the trainers call load_dataset(root) with no arguments), not fail
+    on the default of 3 (a new user's report)."""
+    root, table = study
+    two = table[["clip", "r1_sharpness", "r2_sharpness"]]
+    csv = tmp_path / "two_raters.csv"
+    two.to_csv(csv, index=False)
+    with pytest.raises(DataValidationError, match="min_raters"):
+        from_ratings_csv(csv, video_dir=root / "media", na_values=[-1], **WIDE)
+    ds = from_ratings_csv(csv, video_dir=root / "media", na_values=[-1], min_raters=1, **WIDE)
+    assert ds.info["min_raters"] == 1
+    save_dataset(ds, tmp_path / "saved")
+    again = load_dataset(tmp_path / "saved")
+    assert len(again.ratings) == len(ds.ratings) and again.info["min_raters"] == 1
+    with pytest.raises(DataValidationError, match="min_raters"):  # an explicit value still wins
+        load_dataset(tmp_path / "saved", min_raters=3)

@@ -231,13 +231,16 @@ def save_dataset(ds: VQADataset, folder: str | os.PathLike, fmt: str = "jsonl") 
 # loading + validation
 
 
-def load_dataset(path: str | os.PathLike, strict: bool = True, min_raters: int = 3, check_files: bool = True,
+def load_dataset(path: str | os.PathLike, strict: bool = True, min_raters: int | None = None, check_files: bool = True,
                  min_raters_phase: str = "final"):
     """Load and validate a dataset folder (tables as JSONL or Parquet).
 
     Returns the :class:`VQADataset` (``strict=True``; raises :class:`DataValidationError` on any
     problem) or ``(dataset, ValidationReport)`` with the rejected rows removed (``strict=False``).
-    ``min_raters`` applies per (video, dimension) in phase ``min_raters_phase``.
+    ``min_raters`` applies per (video, dimension) in phase ``min_raters_phase``; ``None`` takes the
+    value the dataset was converted with (``min_raters`` in ``dataset.json``, written by
+    :func:`save_dataset` for a :func:`from_ratings_csv` dataset), else 3. So a folder converted with
+    ``min_raters=2`` loads the same way in every notebook and trainer.
     """
     from .runs import resolve_path
 
@@ -262,6 +265,8 @@ def load_dataset(path: str | os.PathLike, strict: bool = True, min_raters: int =
     info = {}
     if (root / "dataset.json").is_file():
         info = json.loads((root / "dataset.json").read_text())
+    if min_raters is None:
+        min_raters = int(info.get("min_raters", 3))
     ds, report = validate(root, tables["videos"], tables["ratings"], tables["rationales"], files=files,
                           min_raters=min_raters, check_files=check_files, min_raters_phase=min_raters_phase,
                           issues=issues)
@@ -831,7 +836,7 @@ def from_ratings_csv(csv_path: str | os.PathLike, *, video_col: str = "video",
     report.n_rows["ratings"] = len(rows) + sum(1 for i in issues if i.file == fname and i.kind in ("bad_value", "out_of_range"))
     ds.info = {"source": str(csv_path), "scale": [lo, hi], "snap": snap, "empty_cells": empty,
                "not_rated": not_rated, "na_values": [str(v) for v in na_values], "sep": sep, "decimal": decimal,
-               "encoding": encoding}
+               "encoding": encoding, "min_raters": min_raters}
     if strict:
         if not report.ok:
             raise DataValidationError(report)
