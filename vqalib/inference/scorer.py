@@ -107,13 +107,6 @@ def to_prediction_rows(frame: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------- device, model, sampling
 
 
-def resolve_device(device: str = "auto") -> str:
-    """``auto`` -> ``cuda`` when a CUDA GPU is visible, else ``cpu``; other values are passed through."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def default_dtype(device: str) -> str:
     """bfloat16 on a GPU, float32 on the CPU."""
     return "bfloat16" if str(device).startswith("cuda") else "float32"
@@ -139,6 +132,7 @@ def load_scoring_model(model: str | os.PathLike, device: str = "auto", dtype: st
     the checkpoint (if any), the device and dtype.
     """
     from vqalib.models import TINY, load_model_and_processor, resolve_model_path
+    from vqalib.train.common import resolve_device  # one device rule for training and scoring
 
     device = resolve_device(device)
     dtype = dtype or default_dtype(device)
@@ -440,9 +434,9 @@ class Scorer:
             persistent_workers=False, prefetch_factor=2 if self.num_workers else None)
         threads = torch.get_num_threads()
         if self.device.type == "cpu" and self.num_workers and todo:
-            # one thread per free core: workers and torch threads on the same cores slow both down
-            # (the same rule as the trainers' vqalib.train.common.cpu_threads)
-            torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - self.num_workers)))
+            from vqalib.train.common import free_core_threads  # the trainers' rule: one thread per free core
+
+            torch.set_num_threads(free_core_threads(self.num_workers))
         try:
             new_rows, failures = self._loop(loader, store, done, len(todo), progress)
         finally:

@@ -312,17 +312,26 @@ def training_arguments(cfg: CommonConfig, **extra: Any):
     return TrainingArguments(**{k: v for k, v in kwargs.items() if k in valid})
 
 
-def cpu_threads(cfg: CommonConfig) -> int | None:
-    """On CPU with data-loader workers, give torch the cores the workers do not use (at least 1).
+def free_core_threads(num_workers: int) -> int:
+    """Torch threads for a CPU process beside ``num_workers`` data-loader workers: the cores the
+    workers do not use, at least 1, never more than torch has now.
 
     Oversubscribing the cores (torch's default of one thread per core *plus* a worker process) made
-    steps up to 20x slower on the shared 2-core machine; one thread per core is the fast setting."""
+    steps up to 20x slower on the shared 2-core machine; one thread per core is the fast setting.
+    Used by the trainers (:func:`cpu_threads`) and the scorer (``vqalib.inference.scorer``)."""
+    import torch
+
+    return max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) - num_workers))
+
+
+def cpu_threads(cfg: CommonConfig) -> int | None:
+    """On CPU with data-loader workers, set torch's threads to :func:`free_core_threads`; returns the
+    count (``None`` on a GPU or without workers, where nothing changes)."""
     import torch
 
     if resolve_device(cfg.device) != "cpu" or cfg.num_workers <= 0:
         return None
-    n = max(1, (os.cpu_count() or 1) - cfg.num_workers)
-    torch.set_num_threads(min(n, torch.get_num_threads()))
+    torch.set_num_threads(free_core_threads(cfg.num_workers))
     return torch.get_num_threads()
 
 
