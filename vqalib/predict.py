@@ -183,7 +183,8 @@ def predict(model, processor, data, split: str | None = "test", sampling=None, m
                 failures.append({"video_id": str(rec["video_id"]), "path": str(rec["path"]), "error": str(e)})
         if not chunk:
             continue
-        batch = build_batch(processor, videos, instruction=instruction)
+        # on the model's device: a model trained on a GPU is evaluated there during training (vqalib.train.budget)
+        batch = build_batch(processor, videos, instruction=instruction).to(next(model.parameters()).device)
         texts = generate_answers(model, processor, batch, max_new_tokens)
         dist, outside, kinds, parses = score_answers(model, processor, videos, texts, instruction)
         for j, rec in enumerate(chunk):

@@ -4,7 +4,7 @@ For every training clip and dimension d, with the SFT model as reference:
 
     pi_ref(s | x)   the SFT model's distribution over the 9 levels at d's score position
                     (``vqalib.scoring.level_logprobs``), PRECOMPUTED ONCE over the training set and
-                    cached (``<output_dir>/pi_ref.pt``, keyed by :func:`pi_ref_key`), so no reference
+                    cached (``<output_dir>/pi_ref.pt`` or ``pi_ref_path``, keyed by :func:`pi_ref_key`), so no reference
                     model is held in memory for it;
     pi*(s | x)      = pi_ref(s|x) exp(R(s, s*)/lambda) / Z(x),  R = -beta |s - s*|   (vqalib.aso, A3)
                     (``reward: multi_rater``: R = -beta mean_r |s - s_r| over the raters' own scores)
@@ -338,7 +338,7 @@ class ASOTrainer(VQATrainer):
         if not cfg.on_policy:
             missing = [v for v in batch["video_ids"] if v not in self.pi_ref]
             if missing:
-                raise KeyError(f"no cached pi_ref for clips {missing[:3]}; delete pi_ref.pt in {cfg.output_dir} to recompute")
+                raise KeyError(f"no cached pi_ref for clips {missing[:3]}; delete {pi_ref_file(cfg)} to recompute")
             logp_ref = torch.stack([self.pi_ref[v] for v in batch["video_ids"]]).to(logp_theta.device)
         target = self._targets(logp_ref, targets_scores, batch.get("rater_scores"))
         loss_score = score_loss(raw_theta, target, cfg.penalise_outside)
@@ -388,6 +388,13 @@ class OnPolicyCollator:
         return out
 
 
+def pi_ref_file(cfg: ASOConfig) -> Path:
+    """Where the cached pi_ref of ``cfg`` lives: ``pi_ref_path`` when set (several seeds of one SFT
+    checkpoint share one file: its key, :func:`pi_ref_key`, leaves the training seed out), else
+    ``<output_dir>/pi_ref.pt``."""
+    return resolve_path(cfg.pi_ref_path) if cfg.pi_ref_path else resolve_path(cfg.output_dir) / "pi_ref.pt"
+
+
 def train_aso(cfg: ASOConfig, progress: bool = True, on_step=None) -> TrainResult:
     """Run Stage III from a config (the CLI and notebook 06 both call this). Starts from ``init_from``."""
     from vqalib.train.common import resolve_device
@@ -404,9 +411,8 @@ def train_aso(cfg: ASOConfig, progress: bool = True, on_step=None) -> TrainResul
                 raise ValueError(f"rationale={cfg.rationale!r}: {len(leaks)} of {len(examples)} teacher-forced rationales "
                                  f"name the score (e.g. clip {vid!r}: {words[:3]}), so pi_ref would be read after the "
                                  f"answer is given away; use rationale=scrubbed, short or none")
-            out = resolve_path(cfg.output_dir)
             key = pi_ref_key(cfg, examples)
-            path = out / "pi_ref.pt"
+            path = pi_ref_file(cfg)
             if path.is_file():
                 saved = torch.load(path, weights_only=True)
                 if saved.get("key") == key:
@@ -417,7 +423,7 @@ def train_aso(cfg: ASOConfig, progress: bool = True, on_step=None) -> TrainResul
                 pi = precompute_pi_ref(model, processor, examples, cache, cfg.rationale, device=device,
                                        progress=progress, instruction=cfg.instruction)
                 if is_main_process():  # every rank holds the gathered pi_ref; one writes it
-                    out.mkdir(parents=True, exist_ok=True)
+                    path.parent.mkdir(parents=True, exist_ok=True)
                     tmp = path.with_name(path.name + ".tmp")
                     torch.save({"key": key, "pi_ref": pi}, tmp)
                     tmp.replace(path)

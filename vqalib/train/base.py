@@ -200,14 +200,21 @@ def save_final(trainer: Trainer, model: torch.nn.Module, processor: Any, cfg: Co
 def run_stage(cfg: CommonConfig, trainer_cls: type[VQATrainer], *, with_answers: bool, repeat: int = 1,
               progress: bool = True, on_step: Callable[[Any], None] | None = None,
               prepare: Callable[..., dict[str, Any]] | None = None,
-              collator_factory: Callable[[Any, Any], Any] | None = None) -> TrainResult:
+              collator_factory: Callable[[Any, Any], Any] | None = None,
+              evaluate: Callable[[Any], list[dict[str, Any]]] | None = None) -> TrainResult:
     """Train one stage end to end: seed, load the policy, examples, frame cache, collator, Trainer.
 
     ``prepare(model, processor, examples, cache)`` may return extra keyword arguments for the
-    trainer (ASO's cached pi_ref, GRPO's reference model)."""
+    trainer (ASO's cached pi_ref, GRPO's reference model). The training clock, the time budget
+    (``max_train_seconds``) and the held-out curve (``eval_every_seconds``) are
+    :class:`vqalib.train.budget.BudgetCallback`'s; ``evaluate(model) -> rows`` replaces the
+    held-out evaluation (default :class:`vqalib.train.budget.HeldoutEvaluator` when
+    ``eval_every_seconds > 0``, else none)."""
+    from vqalib.train import budget as budget_mod
     from vqalib.train.collator import FrameCache, VideoCollator, load_examples
 
     t0 = time.time()
+    t_start = budget_mod._now()
     seed_everything(cfg.seed)
     threads = cpu_threads(cfg)
     out = resolve_path(cfg.output_dir)
@@ -220,17 +227,23 @@ def run_stage(cfg: CommonConfig, trainer_cls: type[VQATrainer], *, with_answers:
         seed=cfg.seed, instruction=cfg.instruction)
     args = training_arguments(cfg, disable_tqdm=not progress)
     extra = prepare(model, processor, examples, cache) if prepare else {}
-    callbacks = [_Tick(on_step)] if on_step else []
+    if evaluate is None and cfg.eval_every_seconds > 0:
+        evaluate = budget_mod.HeldoutEvaluator(cfg, processor)
+    clock = budget_mod.BudgetCallback(cfg, t_start, evaluate)
+    callbacks = [clock] + ([_Tick(on_step)] if on_step else [])
     trainer = trainer_cls(model=model, args=args, train_dataset=examples, data_collator=collator,
                           processing_class=processor, cfg=cfg, callbacks=callbacks, **extra)
+    clock.trainer = trainer
     if trainer.is_world_process_zero():
         write_manifest(cfg, out, sampling_config=sampling.to_dict(), n_train_clips=len(examples), status="training")
     train_out = trainer.train(resume_from_checkpoint=find_resume_checkpoint(cfg))
     wall = time.time() - t0
     metrics = dict(train_out.metrics)
-    save_final(trainer, trainer.model, processor, cfg, out, sampling_config=sampling.to_dict(),
+    budget = clock.summary(trainer.state.global_step)
+    save_final(trainer, trainer.model, processor, cfg, out, sampling_config=sampling.to_dict(), budget=budget, curve=clock.rows,
                n_train_clips=len(examples), status="done", wall_s=wall, torch_threads=threads, train_metrics=metrics,
                log_history=list(trainer.state.log_history), frames_decoded=cache.n_decoded, frames_from_disk_cache=cache.n_from_disk,
                base_model=read_manifest(resolve_path(cfg.init_from)).get("config", {}).get("model", cfg.model)
                if cfg.init_from else cfg.model)
-    return TrainResult(output_dir=out, log_history=list(trainer.state.log_history), metrics=metrics, wall_s=wall)
+    return TrainResult(output_dir=out, log_history=list(trainer.state.log_history), metrics=metrics, wall_s=wall,
+                       curve=list(clock.rows), budget=budget)

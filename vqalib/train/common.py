@@ -73,6 +73,10 @@ class CommonConfig:
     gradient_checkpointing: bool = False
     resume: str = ""  # "" | "last" | a checkpoint folder to resume from
     max_clips: int = 0  # use only the first N training clips (0: all); for smoke runs
+    max_train_seconds: float = 0.0  # training budget in seconds (clock excludes setup and evaluation); 0: no limit, max_steps caps
+    eval_every_seconds: float = 0.0  # held-out curve: evaluate at step 0, every this many training seconds, at the end; 0: none
+    eval_limit: int = 0  # clips of eval_split the curve evaluates (0: all)
+    eval_split: str = "test"  # held-out split of the curve
 
 
 @dataclass
@@ -121,6 +125,7 @@ class ASOConfig(CommonConfig):
     on_policy: bool = False  # sample the rationale from the current policy (scrubbed of score words) and score there
     max_new_tokens: int = 96  # on-policy sampling length
     temperature: float = 1.0  # on-policy sampling temperature
+    pi_ref_path: str = ""  # cached pi_ref file (read if its key matches, else written); empty -> <output_dir>/pi_ref.pt
     lr: float = 5e-4
     max_steps: int = 60
     warmup_steps: int = 5
@@ -221,6 +226,18 @@ def validate_config(cfg: CommonConfig, source: str = "<config>") -> None:
         raise ValueError(f"{source}: batch_size and grad_accum must be >= 1")
     if cfg.max_steps == 0:
         raise ValueError(f"{source}: max_steps=0 trains nothing; use -1 (epochs) or a positive number")
+    for key in ("max_train_seconds", "eval_every_seconds", "eval_limit"):
+        if getattr(cfg, key) < 0:
+            raise ValueError(f"{source}: {key}={getattr(cfg, key)}; use 0 (off) or a positive number")
+    from vqalib.train.budget import BUDGET_SCHEDULERS
+
+    if cfg.max_train_seconds > 0 and cfg.lr_scheduler not in BUDGET_SCHEDULERS:
+        # a decaying schedule is laid out over max_steps; a time budget stops it at an unknown step,
+        # so the learning rate would never decay as planned and two budgeted runs would not be comparable
+        raise ValueError(f"{source}: lr_scheduler={cfg.lr_scheduler!r} decays over max_steps={cfg.max_steps}, but "
+                         f"max_train_seconds={cfg.max_train_seconds:g} stops training at a step that is not known in "
+                         f"advance; use lr_scheduler=constant_with_warmup (or one of {list(BUDGET_SCHEDULERS)}) for a "
+                         f"budgeted run, or max_train_seconds=0")
     if isinstance(cfg, GRPOConfig):
         if cfg.num_generations < 2:
             raise ValueError(f"{source}: num_generations={cfg.num_generations}; GRPO needs >= 2 completions per prompt")
@@ -362,6 +379,8 @@ class TrainResult:
     log_history: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
     wall_s: float = 0.0
+    curve: list[dict[str, Any]] = field(default_factory=list)  # held-out curve rows (vqalib.train.budget.CURVE_COLUMNS)
+    budget: dict[str, Any] = field(default_factory=dict)  # the training clock (vqalib.train.budget.BudgetCallback.summary)
 
     def losses(self):
         """The logged training losses as a DataFrame (step, loss, plus any logged extras)."""

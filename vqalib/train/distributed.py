@@ -75,6 +75,18 @@ def wait_for_everyone() -> None:
     _state().wait_for_everyone()
 
 
+def broadcast_from_main(obj: T) -> T:
+    """Rank 0's ``obj`` (picklable), returned on every rank; the identity with one process. Used where all
+    ranks must take the same decision (e.g. the training clock of ``vqalib.train.budget`` stopping a run)."""
+    if num_processes() == 1:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def process_device(device: str) -> str:
     """The device this rank should use for ``device`` (``cpu`` | ``cuda`` | ``cuda:N``): on CUDA with
     several processes, the rank's own GPU (``cuda:<local rank>``, as the Trainer uses), else ``device``."""
