@@ -310,3 +310,135 @@ def ensure_base_predictions(run_dir: str, data_dir: str = "", sample_size: str =
                            "write predictions files with vqalib.predictions.write_predictions, or update vqalib") from e
     return predict_mod.predict_to_file(path, model=model, data_dir=data_dir, sample_size=sample_size, seed=seed,
                                        split=split, device=device, max_videos=max_videos), True
+
+
+# --------------------------------------------------------------------------- methods over seeds
+
+
+def _seed_arrays(runs: Mapping[str, Sequence[pd.DataFrame]], readout: str, metrics: Sequence[str], failures: str):
+    """Aligned arrays for :func:`hierarchical_bootstrap`: dimensions, clip ids, targets ``[D, N]`` and,
+    per method and metric, predictions ``[S, D, N]`` (failures filled by the ``all_items`` rule)."""
+    frames = [df for seeds in runs.values() for df in seeds]
+    dims = [d for d in DIMENSION_KEYS if all(d in set(df["dimension"]) for df in frames)]
+    if not dims:
+        raise ValueError("hierarchical_bootstrap: no dimension is present in every predictions frame")
+
+    def wide(df: pd.DataFrame, col: str) -> pd.DataFrame:
+        sub = df[df["dimension"].isin(dims)]
+        dup = sub.duplicated(["video_id", "dimension"])
+        if dup.any():
+            r = sub[dup].iloc[0]
+            raise ValueError(f"hierarchical_bootstrap: clip {r['video_id']!r} has two rows for {r['dimension']!r}")
+        return sub.pivot(index="video_id", columns="dimension", values=col).reindex(columns=dims)
+
+    first = frames[0]
+    order = list(dict.fromkeys(first.loc[first["dimension"].isin(dims), "video_id"]))  # the first frame's clip order
+    targets = wide(first, "target")
+    keep = pd.Index(order)
+    for df in frames:
+        keep = keep.intersection(wide(df, readout).index, sort=False)
+    keep = keep[targets.reindex(keep).notna().all(axis=1).to_numpy()]
+    preds = {m: [wide(df, readout).reindex(keep).to_numpy(float).T for df in seeds] for m, seeds in runs.items()}
+    if failures == "exclude":  # clips every run answered in every dimension
+        ok = np.ones(len(keep), bool)
+        for arrs in preds.values():
+            for a in arrs:
+                ok &= np.isfinite(a).all(axis=0)
+        keep = keep[ok]
+        preds = {m: [a[:, ok] for a in arrs] for m, arrs in preds.items()}
+    y = targets.reindex(keep).to_numpy(float).T  # [D, N]
+    out = {m: {k: np.stack([np.stack([_failure_arrays(y[d], a[d], np.isfinite(a[d]), k) for d in range(len(dims))])
+                             for a in arrs]) for k in metrics} for m, arrs in preds.items()}
+    return dims, list(keep), y, out
+
+
+def hierarchical_bootstrap(runs: Mapping[str, Sequence[pd.DataFrame]], contrasts: Sequence[tuple[str, str]] = (),
+                           readout: str = "parsed_score", metrics: Sequence[str] = ("srcc", "mae"),
+                           n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+                           failures: str = "all_items") -> pd.DataFrame:
+    """Methods trained with several seeds, compared on the same clips, with a hierarchical bootstrap.
+
+    ``runs``: ``{method: [predictions frame of seed 1, seed 2, ...]}`` (rows of
+    :func:`vqalib.predict.predict` on the same held-out clips; a method with one run - the SFT model -
+    has a list of one). A method's value of a metric on a dimension is the mean over its seeds of the
+    metric on all clips; ``mean`` averages the dimensions. ``contrasts``: pairs ``(a, b)`` whose
+    difference ``a - b`` is reported.
+
+    Each of the ``n_boot`` resamples draws (1) the clips with replacement, one draw shared by every
+    method, seed and dimension (so differences are paired over clips and the dimensions keep their
+    correlation), and (2) for each method its seeds with replacement (independently per method); a
+    method's value is the mean over its drawn seeds on the drawn clips. The interval is the percentile
+    interval at ``level``. With one seed per method this is the paired clip bootstrap of
+    :func:`vqalib.train.report.paired_change` (same generator, same draws: ``numpy.random.default_rng(seed)``
+    for the clips, a second stream for the seeds); with identical runs every difference is exactly 0.
+
+    Clips: those with a target and a row in every frame (``n_clips``); ``failures="all_items"``
+    (default) scores a parse failure by the module's rule (:data:`FAILURE_SCORE`; wrong for Acc@0.5),
+    ``"exclude"`` keeps only the clips every run parsed in every dimension. Resamples on which a
+    metric is undefined (a constant resample) are left out and counted (``n_undefined``); with more
+    than half undefined the interval is NaN with the reason. Metric functions: :mod:`vqalib.metrics`.
+
+    Returns one row per (``kind`` = ``method`` | ``difference``, ``name``, ``dimension``, ``metric``):
+    ``estimate, ci_low, ci_high, n_clips, n_seeds, n_boot, n_undefined, reason``."""
+    from vqalib.metrics import METRICS
+
+    if failures not in FAILURE_VIEWS:
+        raise ValueError(f"failures={failures!r}; choose one of {list(FAILURE_VIEWS)}")
+    _check_readout(readout)
+    empty = [m for m, seeds in runs.items() if not len(seeds)]
+    if empty or not runs:
+        raise ValueError(f"hierarchical_bootstrap: method(s) {empty or '(none)'} have no predictions")
+    for a, b in contrasts:
+        if a not in runs or b not in runs:
+            raise ValueError(f"contrast {a} - {b}: no predictions for {[m for m in (a, b) if m not in runs]}")
+    metrics = list(metrics)
+    dims, clips, y, preds = _seed_arrays(runs, readout, metrics, failures)
+    n, labels = len(clips), [*dims, "mean"]
+
+    def per_seed(method: str, k: str, idx: np.ndarray) -> np.ndarray:
+        """[S, D + 1]: the metric of every seed on clips ``idx`` per dimension, then the mean over dimensions."""
+        p = preds[method][k]
+        v = np.array([[METRICS[k](y[d, idx], p[s, d, idx]).value for d in range(len(dims))] for s in range(len(p))])
+        return np.concatenate([v, v.mean(axis=1, keepdims=True)], axis=1)
+
+    full = np.arange(n)
+    point = {m: {k: per_seed(m, k, full).mean(axis=0) for k in metrics} for m in runs}
+    rng_clips, rng_seeds = np.random.default_rng(seed), np.random.default_rng([seed, 1])
+    boots = {m: {k: [] for k in metrics} for m in runs}
+    for _ in range(n_boot if n > 3 else 0):
+        idx = rng_clips.integers(0, n, n)
+        for m in runs:
+            draw = rng_seeds.integers(0, len(preds[m][metrics[0]]), len(preds[m][metrics[0]]))
+            for k in metrics:
+                boots[m][k].append(per_seed(m, k, idx)[draw].mean(axis=0))
+    boots = {m: {k: np.asarray(v).reshape(-1, len(labels)) for k, v in bk.items()} for m, bk in boots.items()}
+
+    def row(kind: str, name: str, k: str, j: int, est: float, samples: np.ndarray, n_seeds: str) -> dict[str, Any]:
+        good = samples[np.isfinite(samples)]
+        n_undef = len(samples) - len(good)
+        lo = hi = np.nan
+        reason = None
+        if not np.isfinite(est):
+            reason = "metric undefined on the full data (e.g. a constant prediction)"
+        elif len(samples) == 0:
+            reason = f"no resamples (n_boot={n_boot}, {n} clips)"
+        elif len(good) < len(samples) / 2:
+            reason = f"metric undefined on {n_undef} of {len(samples)} resamples"
+        else:
+            a = (1 - level) / 2
+            lo, hi = (float(q) for q in np.quantile(good, [a, 1 - a]))
+        return {"kind": kind, "name": name, "dimension": labels[j], "metric": k, "estimate": float(est),
+                "ci_low": lo, "ci_high": hi, "n_clips": n, "n_seeds": n_seeds, "n_boot": len(samples),
+                "n_undefined": n_undef, "reason": reason}
+
+    rows = []
+    for m in runs:
+        for k in metrics:
+            for j in range(len(labels)):
+                rows.append(row("method", m, k, j, point[m][k][j], boots[m][k][:, j], str(len(runs[m]))))
+    for a, b in contrasts:
+        for k in metrics:
+            for j in range(len(labels)):
+                rows.append(row("difference", f"{a} − {b}", k, j, point[a][k][j] - point[b][k][j],
+                                boots[a][k][:, j] - boots[b][k][:, j], f"{len(runs[a])} vs {len(runs[b])}"))
+    return pd.DataFrame(rows)
