@@ -40,7 +40,10 @@
 RUN_DIR: str = "runs/demo"  # run folder; reads RUN_DIR/checkpoints/sft, writes RUN_DIR/checkpoints/aso
 DATA_DIR: str = ""  # dataset folder; empty means the embedded sample dataset
 SAMPLE_SIZE: str = "default"  # sample dataset size when DATA_DIR is empty: smoke | default | large
-SEED: int = 0  # training seed
+SEED: int = 0  # first training seed; seeds SEED ... SEED + SEEDS - 1 are trained
+SEEDS: int = 2  # number of training seeds, each from the same SFT checkpoint and one cached pi_ref (the first into checkpoints/aso)
+BUDGET_S: float = 45.0  # training seconds per seed, evaluation and pi_ref excluded; the demo default vqalib.train.budget.DEMO_BUDGET_S, as in notebook 05; 0 means no budget, STEPS steps
+EVAL_EVERY_S: float = 15.0  # held-out curve: evaluate every this many training seconds (and at step 0 and the end); 0 means no curve
 CONFIG: str = ""  # optional YAML training config (env/train_configs/*.yaml); the values below override it
 FINETUNE: str = "full"  # full | lora | qlora
 LAM: float = 1.0  # lambda, KL strength of the closed form (paper, Appendix C: 1.0)
@@ -50,7 +53,7 @@ PENALISE_OUTSIDE: bool = True  # score loss also penalises probability mass off 
 RATIONALE_LOSS: str = "kl"  # rationale term: kl (to the SFT model, paper) | ce | none
 RATIONALE_WEIGHT: float = 1.0  # weight of the rationale term
 ON_POLICY: bool = False  # sample the rationale from the current policy (scrubbed of score words) and score there
-STEPS: int = 120  # optimisation steps
+STEPS: int = 5000  # cap on optimisation steps per seed (with BUDGET_S > 0 the budget stops training first)
 BATCH_SIZE: int = 16  # clips per step (paper: 32)
 LR: float = 5e-4  # peak learning rate (paper, 7B: 5e-6)
 RATIONALE: str = "none"  # text pi_ref is read after: none | short | scrubbed (full names the score: refused)
@@ -59,11 +62,12 @@ DEVICE: str = "cpu"  # cpu | cuda | auto
 BF16: bool = False  # bfloat16 training (GPU)
 N_SHOW: int = 3  # clips whose distributions are drawn
 EVAL_SPLIT: str = "test"  # held-out split for the predictions file
-EVAL_LIMIT: int = 0  # evaluate on at most this many clips; 0 means all
+EVAL_LIMIT: int = 0  # evaluate (final predictions and curve) on at most this many clips; 0 means all
 N_BOOT: int = 300  # bootstrap resamples for the confidence intervals
 N_SHARP: int = 64  # training clips on which pi_ref's sharpness is measured per rationale mode
 
 # %%
+import dataclasses
 import time
 
 import matplotlib.pyplot as plt
@@ -75,6 +79,7 @@ from vqalib.runs import Run
 from vqalib.train import report
 from vqalib.train.aso_trainer import train_aso
 from vqalib.train.common import load_config
+from vqalib.train.compare import seed_run_name
 
 run = Run(RUN_DIR, "06_aso")
 cfg = load_config("aso", CONFIG or None, {
@@ -84,7 +89,14 @@ cfg = load_config("aso", CONFIG or None, {
     "max_steps": STEPS, "batch_size": BATCH_SIZE, "lr": LR, "rationale": RATIONALE, "instruction": INSTRUCTION,
     "device": DEVICE, "bf16": BF16, "augment": False, "warmup_steps": min(5, STEPS - 1),
     "logging_steps": max(1, min(10, STEPS // 8)),
+    "max_train_seconds": BUDGET_S, "eval_every_seconds": EVAL_EVERY_S, "eval_limit": EVAL_LIMIT, "eval_split": EVAL_SPLIT,
+    "pi_ref_path": f"{RUN_DIR}/checkpoints/aso/pi_ref.pt",  # computed by the first seed, read by the others
+    # a budget stops training at a step not known in advance: a schedule that decays over max_steps would be cut
+    **({"lr_scheduler": "constant_with_warmup"} if BUDGET_S > 0 else {}),
 })
+# one config per seed, the same but for the seed and the output folder (SEED -> checkpoints/aso)
+seed_cfgs = {s: dataclasses.replace(cfg, seed=s, output_dir=f"{RUN_DIR}/checkpoints/{seed_run_name('aso', s, SEED)}")
+             for s in range(SEED, SEED + SEEDS)}
 pd.Series(vars(cfg), name="value").to_frame()
 
 # %% [markdown]
@@ -123,19 +135,39 @@ display(sharp.round(3))
 
 # %% [markdown]
 # ## Train
+#
+# `SEEDS` runs from the same SFT checkpoint, each for `BUDGET_S` seconds of **training clock**: the
+# clock starts at the first step, so loading the model and computing π_ref (once, by the first seed:
+# `pi_ref_path`; the other seeds read the same file, its key leaves the seed out) are `setup_s`, and
+# it stops while the held-out curve is evaluated (`vqalib.train.budget`), as for GRPO in notebook 05.
+# The curve goes to `tables/curve.csv`; notebook 07 compares the two methods on it.
 
 # %%
+results, budgets, curve_parts = {}, [], []
 t0 = time.time()
-result = train_aso(cfg)
+for s, c in seed_cfgs.items():
+    results[s] = train_aso(c)
+    budgets.append({"seed": s, **results[s].budget})
+    curve_parts.append(pd.DataFrame(results[s].curve))
 train_s = time.time() - t0
-curves = report.log_frame(result.log_history, ["loss", "loss_score", "loss_score_levels", "loss_outside",
-                                               "loss_rationale", "mae_expected", "outside_mass"])
-fig = report.plot_curves(curves, ["loss", "loss_score", "loss_score_levels", "loss_outside", "loss_rationale",
-                                  "mae_expected"],
-                         "ASO: soft-target CE on the score positions (+ rationale term)")
+budget_table = run.save_table(pd.DataFrame(budgets), "budget", index=False)
+curve = pd.concat(curve_parts, ignore_index=True)
+if len(curve):
+    run.save_table(curve, "curve", index=False)
+display(budget_table)
+result = results[SEED]
+keys = ["loss", "loss_score", "loss_score_levels", "loss_outside", "loss_rationale", "mae_expected", "outside_mass"]
+curves = report.log_frame(result.log_history, keys)
+all_curves = pd.concat([report.log_frame(r.log_history, keys).assign(seed=str(s)) for s, r in results.items()])
+fig = report.plot_curves(all_curves, ["loss", "loss_score", "loss_score_levels", "loss_outside", "loss_rationale",
+                                      "mae_expected"],
+                         "ASO: soft-target CE on the score positions (+ rationale term)", hue="seed", errorbar=None)
 run.save_fig(fig, "aso_curves")
 plt.show()
-run.log_metrics({"aso/train_s": train_s, "aso/steps": int(curves["step"].max()),
+run.log_metrics({f"aso/{k}/seed{b['seed']}": b[k] for b in budgets for k in ("steps", "train_seconds", "setup_s",
+                                                                              "stopped_by")})
+run.log_metrics({"aso/train_s": train_s, "aso/steps": int(curves["step"].max()), "aso/seeds": SEEDS,
+                 "aso/budget_s": BUDGET_S, "aso/curve_rows": len(curve),
                  "aso/first_loss_score": float(curves["loss_score"].iloc[0]),
                  "aso/final_loss_score": float(curves["loss_score"].iloc[-1]),
                  "aso/final_loss_score_levels": float(curves["loss_score_levels"].iloc[-1]),
@@ -176,8 +208,8 @@ pd.DataFrame(outside_rows).round(4)
 
 # %%
 if not ON_POLICY:
-    ids = sorted(report.load_pi_ref(f"{cfg.output_dir}/pi_ref.pt"))[:N_SHOW]
-    dists = report.aso_distributions(f"{cfg.output_dir}/pi_ref.pt", cfg.output_dir, cfg, ids, LAM, BETA)
+    ids = sorted(report.load_pi_ref(cfg.pi_ref_path))[:N_SHOW]
+    dists = report.aso_distributions(cfg.pi_ref_path, cfg.output_dir, cfg, ids, LAM, BETA)
     fig = report.plot_aso_distributions(dists)
     run.save_fig(fig, "aso_distributions")
     plt.show()
@@ -187,12 +219,16 @@ else:
 # %% [markdown]
 # ## Held-out predictions and what changed
 #
-# `RUN_DIR/predictions/aso.jsonl` for notebook 07; paired change in held-out SRCC against SFT
-# (and against GRPO when notebook 05 ran), same clips and bootstrap resamples for both models.
+# `RUN_DIR/predictions/aso.jsonl` (seed `SEED`) and `aso_seed<k>.jsonl` (the other seeds) for
+# notebook 07; paired change in held-out SRCC of the first seed against SFT (and against GRPO's first
+# seed when notebook 05 ran), same clips and bootstrap resamples for both models.
 
 # %%
-aso_path, aso_rows = report.write_stage_predictions(RUN_DIR, "aso", cfg.output_dir, cfg, split=EVAL_SPLIT,
-                                                    limit=EVAL_LIMIT)
+for s, c in seed_cfgs.items():  # every seed's final held-out answers (aso.jsonl, aso_seed<k>.jsonl)
+    path, rows = report.write_stage_predictions(RUN_DIR, seed_run_name("aso", s, SEED), c.output_dir, c,
+                                                split=EVAL_SPLIT, limit=EVAL_LIMIT)
+    if s == SEED:
+        aso_path, aso_rows = path, rows
 others = {n: run.path("predictions", f"{n}.jsonl") for n in ("sft", "grpo")}
 changes = []
 for name, p in others.items():

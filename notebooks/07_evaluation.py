@@ -55,6 +55,7 @@ from IPython.display import display
 from vqalib import evaluation as ev
 from vqalib.predictions import parse_failure_counts, prediction_files, read_predictions
 from vqalib.runs import Run, resolve_path
+from vqalib.train.compare import is_seed_run
 
 run = Run(RUN_DIR, "07_evaluation")
 pd.set_option("display.precision", 3)
@@ -64,7 +65,8 @@ if CREATE_BASE:
     base_path, created = ev.ensure_base_predictions(RUN_DIR, DATA_DIR, SAMPLE_SIZE, SEED, BASE_MODEL, SPLIT, DEVICE)
     print(("created " if created else "found ") + str(base_path))
 
-files = {name: p for name, p in prediction_files(RUN_DIR).items() if "@" not in name}  # name@benchmark = benchmark runs
+# name@benchmark = benchmark runs; <method>_seed<k> = further training seeds (the comparison section below)
+files = {name: p for name, p in prediction_files(RUN_DIR).items() if "@" not in name and not is_seed_run(name)}
 if not files:
     raise FileNotFoundError(f"no predictions files in {resolve_path(RUN_DIR) / 'predictions'}; "
                             "run notebooks 04-06 or set CREATE_BASE=True")
@@ -158,6 +160,54 @@ fig = ev.plot_reliability(preds)
 run.save_fig(fig, "reliability")
 plt.show()
 cal
+
+# %% [markdown]
+# ## GRPO vs ASO at equal compute
+#
+# Notebooks 05 and 06 train GRPO and ASO from the same SFT checkpoint, each seed for the same budget
+# of **training seconds** (the clock starts at the first step and stops while the held-out set is
+# evaluated; model loading and ASO's π_ref precompute are counted apart as setup), with a held-out
+# curve: SRCC, PLCC and MAE of the greedy answers per dimension at step 0 (the SFT model), every few
+# training seconds and at the end (`vqalib.train.budget`). Below: the curves against training seconds
+# (line: mean over seeds, band: their range) and against the optimisation step (one line per seed:
+# the two methods take very different numbers of steps in the same time), then the final held-out
+# values per method and the differences ASO − GRPO, ASO − SFT, GRPO − SFT with 95 % intervals from a
+# **hierarchical bootstrap**: each resample draws the seeds of each method and the clips (the same clips
+# for every method, so the differences are paired) with replacement
+# (`vqalib.evaluation.hierarchical_bootstrap`). A parse failure is scored as the scale midpoint 3.0,
+# so every method is scored on the same clips. The sentences after the table are computed from it.
+
+# %%
+from IPython.display import Markdown
+
+from vqalib.train import compare
+
+curve = compare.load_curves(RUN_DIR)
+if curve is None:
+    print(f"no held-out curves in {resolve_path(RUN_DIR)}/05_grpo/tables or 06_aso/tables (notebooks 05 and 06 did "
+          f"not run here, or ran with EVAL_EVERY_S = 0): the curves are skipped")
+else:
+    for x, name in (("at_seconds", "method_curves_seconds"), ("step", "method_curves_steps")):
+        fig = compare.plot_method_curves(curve, x=x)
+        run.save_fig(fig, name)
+        plt.show()
+    run.save_table(curve, "method_curves", index=False)
+
+# %%
+seed_preds, seed_table = compare.seed_runs(RUN_DIR)
+if not {"grpo", "aso"} <= set(seed_preds):
+    print(f"the comparison needs GRPO and ASO predictions (notebooks 05 and 06); found {sorted(seed_preds) or 'none'}: "
+          f"section skipped")
+else:
+    boot = compare.compare_methods(seed_preds, n_boot=N_BOOT, seed=SEED)
+    run.save_table(boot, "method_comparison", index=False)
+    run.save_table(seed_table, "method_runs", index=False)
+    run.log_metrics({f"compare/{r.kind}/{r.name}/{r.dimension}/{r.metric}/{k}": getattr(r, k)
+                     for r in boot.itertuples() for k in ("estimate", "ci_low", "ci_high")})
+    run.log_metrics({f"compare/{m}/seeds": len(v) for m, v in seed_preds.items()})
+    display(seed_table)
+    display(compare.summary_table(seed_table, boot))
+    display(Markdown(compare.verdicts(seed_table, boot, curve)))
 
 # %% [markdown]
 # ## Cross-benchmark (Table 2 style)

@@ -49,29 +49,43 @@ def log_frame(log_history: Sequence[dict[str, Any]], keys: Sequence[str] = ("los
 
 
 def plot_curves(frame: pd.DataFrame, keys: Sequence[str], title: str = "", x: str = "step", hue: str | None = None,
-                errorbar: Any = ("ci", 95), xlabel: str = ""):
-    """One ``seaborn.lineplot`` panel per key (the long form ``x, [hue], metric, value`` of
+                errorbar: Any = ("ci", 95), xlabel: str = "", units: str | None = None, col_wrap: int = 0,
+                hue_order: Sequence[str] | None = None):
+    """One ``seaborn.lineplot`` panel per key (the long form ``x, [hue], [units], metric, value`` of
     ``frame``) against ``x`` (default the optimisation step; e.g. ``"seconds"`` for wall clock).
 
     ``hue``: a column to compare (``"method"``, ``"seed"``); several rows with the same ``x`` and
     ``hue`` (seeds) are drawn as their mean with a ``errorbar`` band (seaborn's bootstrap 95 % CI
-    by default; ``None`` for no band). Keys missing from ``frame`` are skipped.
+    by default; ``("pi", 100)`` for the range; ``None`` for no band). ``units``: a column (``"seed"``)
+    whose groups are drawn as separate lines instead (no aggregation: for x values that differ
+    between seeds, such as the step an evaluation happened at). ``col_wrap``: panels per row (0: one
+    row). Keys missing from ``frame`` are skipped.
     """
+    import math
+
     import seaborn as sns
 
     from vqalib import plots
 
     keys = [k for k in keys if k in frame.columns]
-    ids = [x] + ([hue] if hue else [])
+    ids = list(dict.fromkeys([x] + ([hue] if hue else []) + ([units] if units else [])))
     long = frame.melt(id_vars=ids, value_vars=keys, var_name="metric", value_name="value").dropna(subset=["value"])
+    n = max(len(keys), 1)
+    ncols = min(n, col_wrap) if col_wrap else n
+    nrows = math.ceil(n / ncols)
     with plots.theme():
-        fig, axes = plots.subplots(1, max(len(keys), 1), figsize=(3.6 * max(len(keys), 1), 3.1))
-        for i, (ax, k) in enumerate(zip(axes[0], keys)):
-            sns.lineplot(data=long[long["metric"] == k], x=x, y="value", hue=hue, marker="." if not hue else None,
-                         errorbar=errorbar, legend=bool(hue) and i == len(keys) - 1, ax=ax)
+        fig, axes = plots.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.1 * nrows))
+        flat = list(axes.ravel())
+        for i, (ax, k) in enumerate(zip(flat, keys)):
+            extra = {"units": units, "estimator": None} if units else {"errorbar": errorbar}
+            sns.lineplot(data=long[long["metric"] == k], x=x, y="value", hue=hue, hue_order=hue_order,
+                         marker="." if not hue or units else None, legend=bool(hue) and i == len(keys) - 1, ax=ax,
+                         **extra)
             ax.set(title=k, xlabel=xlabel or x, ylabel="")
-        if hue and keys:
-            sns.move_legend(axes[0][len(keys) - 1], "upper left", bbox_to_anchor=(1.02, 1))
+        for ax in flat[len(keys):]:
+            ax.set_visible(False)
+        if hue and keys and flat[len(keys) - 1].get_legend() is not None:
+            sns.move_legend(flat[len(keys) - 1], "upper left", bbox_to_anchor=(1.02, 1))
         if title:
             fig.suptitle(title)
     return fig

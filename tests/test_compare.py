@@ -1,0 +1,80 @@
+"""Notebook 07's GRPO-vs-ASO section (``vqalib.train.compare``): sentences and figures computed from
+the tables, on prediction rows whose differences are known."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np
+import pandas as pd
+
+from tests.test_hierarchical_bootstrap import frame
+from vqalib.levels import DIMENSION_KEYS
+from vqalib.train import compare
+
+
+def runs_table(budget=45.0):
+    rows = [{"method": m, "name": compare.seed_run_name(m, s), "seed": s, "steps": st, "train_seconds": budget + 0.3,
+             "max_train_seconds": budget if m != "sft" else 0.0, "setup_s": 2.0, "stopped_by": "max_train_seconds",
+             "n_clips": 60} for m, s, st in (("sft", 0, 1200), ("grpo", 0, 40), ("grpo", 1, 42), ("aso", 0, 150),
+                                              ("aso", 1, 149))]
+    return pd.DataFrame(rows)
+
+
+def test_no_difference_is_said_plainly():
+    a, b, c = frame(60, 0.7, 1), frame(60, 0.7, 2), frame(60, 0.7, 3)
+    boot = compare.compare_methods({"sft": [a], "grpo": [b, c], "aso": [c, b]}, n_boot=200)
+    text = compare.verdicts(runs_table(), boot, None)
+    assert "45 s of training clock" in text and "Held-out clips: 60" in text and "200 resamples" in text
+    assert text.count("this tiny setting shows no difference") >= 1
+    assert "**Verdict:** every mean-SRCC interval contains 0" in text
+    s = boot[(boot["name"] == "aso − grpo") & (boot["metric"] == "srcc") & (boot["dimension"] == "mean")].iloc[0]
+    assert f"mean SRCC {s.estimate:+.3f} [{s.ci_low:+.3f}, {s.ci_high:+.3f}]" in text
+
+
+def test_a_clear_difference_is_reported_with_its_interval_and_dimensions():
+    good = [frame(80, 0.2, k) for k in (1, 2)]
+    bad = [frame(80, 2.0, k) for k in (3, 4)]
+    boot = compare.compare_methods({"sft": [bad[0]], "grpo": bad, "aso": good}, n_boot=200)
+    text = compare.verdicts(runs_table(), boot, None)
+    assert "The mean-SRCC interval excludes 0: ASO ranks the clips better" in text
+    assert "per dimension, the SRCC interval excludes 0 for Motion Quality" in text
+    assert "every mean-SRCC interval contains 0" not in text
+    table = compare.summary_table(runs_table(), boot)
+    assert list(table.index) == ["SFT", "GRPO", "ASO"] and table.loc["GRPO", "steps"] == "41 (40–42)"
+    assert table.loc["ASO", "budget s"] == 45.0
+
+
+def test_unequal_budgets_are_not_called_equal_compute():
+    r = runs_table()
+    r.loc[r["method"] == "aso", "max_train_seconds"] = 90.0
+    a = frame(30, 0.7, 1)
+    boot = compare.compare_methods({"grpo": [a], "aso": [a]}, n_boot=20)
+    assert "**not** an equal-compute comparison" in compare.verdicts(r, boot, None)
+
+
+def test_method_curve_figures_from_long_rows():
+    rows = []
+    for method, speed in (("grpo", 1), ("aso", 4)):
+        for seed in (0, 1):
+            for k, at in enumerate((0.0, 15.0, 30.0, 45.0)):
+                for dim in [*DIMENSION_KEYS, "mean"]:
+                    rows.append({"method": method, "seed": seed, "step": k * 10 * speed + seed, "at_seconds": at,
+                                 "dimension": dim, "srcc": 0.3 + 0.01 * k * speed, "mae": 1.0 - 0.01 * k, "plcc": 0.3})
+    curve = pd.DataFrame(rows)
+    for x in ("at_seconds", "step"):
+        fig = compare.plot_method_curves(curve, x=x)
+        titled = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+        assert titled[:2] == ["Motion Quality", "Motion Amplitude"] and titled[-2:] == ["SRCC (mean)", "MAE (mean)"]
+        lines = [ln for ln in fig.axes[0].get_lines() if len(ln.get_xdata())]
+        assert len(lines) == (2 if x == "at_seconds" else 4)  # a mean line per method / a line per seed
+    text = compare.verdicts(runs_table(), compare.compare_methods({"grpo": [frame(30, 0.5, 1)], "aso": [frame(30, 0.5, 1)]},
+                                                                  n_boot=10), curve)
+    assert "every curve starts from mean SRCC 0.300." in text
+
+
+def test_seed_names_round_trip():
+    assert compare.seed_run_name("grpo", 0) == "grpo" and compare.seed_run_name("grpo", 2) == "grpo_seed2"
+    assert compare.method_of("aso_seed3") == "aso" and compare.method_of("aso") == "aso"
+    assert compare.is_seed_run("aso_seed3") and not compare.is_seed_run("aso") and not compare.is_seed_run("base")

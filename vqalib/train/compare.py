@@ -1,0 +1,221 @@
+"""GRPO vs ASO at equal compute (issue 12): what notebook 07 reads from a run folder, and the
+numbers its verdicts are written from.
+
+Notebooks 05 and 06 train each method for the same training-clock budget
+(``max_train_seconds``, :mod:`vqalib.train.budget`) with several seeds from the same SFT checkpoint,
+write the held-out curve of every seed to ``RUN_DIR/05_grpo/tables/curve.csv`` /
+``RUN_DIR/06_aso/tables/curve.csv`` and the final held-out predictions to
+``RUN_DIR/predictions/<method>.jsonl`` (first seed) and ``<method>_seed<k>.jsonl`` (the others);
+each predictions manifest holds the checkpoint's training manifest (config, ``budget`` clock).
+
+- :func:`load_curves`: the curve tables (``None`` when none exists);
+- :func:`seed_runs`: the predictions of every seed per method, with a table of the runs (seed, steps,
+  training seconds, budget, setup seconds, what stopped it);
+- :func:`compare_methods`: :func:`vqalib.evaluation.hierarchical_bootstrap` over seeds and clips
+  for the methods and their differences;
+- :func:`summary_table`, :func:`plot_method_curves`, :func:`verdicts`: the table, the figures and the
+  sentences of notebook 07, every number taken from those tables.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from vqalib.levels import DIMENSION_KEYS, NAME_OF
+
+METHODS: tuple[str, ...] = ("sft", "grpo", "aso")
+CONTRASTS: tuple[tuple[str, str], ...] = (("aso", "grpo"), ("aso", "sft"), ("grpo", "sft"))
+CURVE_NOTEBOOKS: tuple[str, ...] = ("05_grpo", "06_aso")
+LABEL = {"sft": "SFT", "grpo": "GRPO", "aso": "ASO"}
+_SEED_NAME = re.compile(r"^(?P<method>.+)_seed(?P<seed>\d+)$")
+
+
+def seed_run_name(method: str, seed: int, first_seed: int = 0) -> str:
+    """Name of one seed's checkpoint / predictions file: ``method`` for the first seed (what notebook 07's
+    tables and notebook 06's paired changes read), ``method_seed<k>`` for the others."""
+    return method if seed == first_seed else f"{method}_seed{seed}"
+
+
+def method_of(name: str) -> str:
+    """``"grpo_seed2"`` -> ``"grpo"``; other names unchanged."""
+    m = _SEED_NAME.match(name)
+    return m.group("method") if m else name
+
+
+def is_seed_run(name: str) -> bool:
+    """True for the extra seeds' predictions (``<method>_seed<k>``), which Table 1 leaves out."""
+    return bool(_SEED_NAME.match(name))
+
+
+def load_curves(run_dir: str | Path, notebooks: Sequence[str] = CURVE_NOTEBOOKS) -> pd.DataFrame | None:
+    """The held-out curves of notebooks 05 and 06 (``RUN_DIR/<notebook>/tables/curve.csv``) in one
+    frame, or ``None`` when neither exists (e.g. only notebook 04 ran, or ``EVAL_EVERY_S = 0``)."""
+    from vqalib.runs import resolve_path
+
+    parts = [pd.read_csv(p) for nb in notebooks if (p := resolve_path(run_dir) / nb / "tables" / "curve.csv").is_file()]
+    parts = [p for p in parts if len(p)]
+    return pd.concat(parts, ignore_index=True) if parts else None
+
+
+def seed_runs(run_dir: str | Path, methods: Sequence[str] = METHODS) -> tuple[dict[str, list[pd.DataFrame]], pd.DataFrame]:
+    """``({method: [predictions of each seed]}, runs)`` from ``RUN_DIR/predictions``: the ``<method>`` and
+    ``<method>_seed<k>`` files of each method present. ``runs`` has one row per file: ``method, name,
+    seed, steps, train_seconds, max_train_seconds, setup_s, stopped_by, n_clips`` (NaN where the
+    checkpoint's manifest does not say, e.g. a run trained before budgets existed)."""
+    from vqalib.predictions import prediction_files, read_predictions
+
+    preds: dict[str, list[pd.DataFrame]] = {}
+    rows = []
+    for name, path in prediction_files(run_dir).items():
+        method = method_of(name)
+        if method not in methods or "@" in name:
+            continue
+        df, man = read_predictions(path)
+        train = man.get("training") or {}
+        budget, config = train.get("budget") or {}, train.get("config") or {}
+        preds.setdefault(method, []).append(df)
+        rows.append({"method": method, "name": name, "seed": config.get("seed", np.nan),
+                     "steps": budget.get("steps", np.nan), "train_seconds": budget.get("train_seconds", np.nan),
+                     "max_train_seconds": config.get("max_train_seconds", np.nan),
+                     "setup_s": budget.get("setup_s", np.nan), "stopped_by": budget.get("stopped_by", ""),
+                     "n_clips": int(df["video_id"].nunique())})
+    order = [m for m in methods if m in preds]
+    runs = pd.DataFrame(rows, columns=["method", "name", "seed", "steps", "train_seconds", "max_train_seconds",
+                                       "setup_s", "stopped_by", "n_clips"])
+    runs["method"] = pd.Categorical(runs["method"], order, ordered=True)
+    return {m: preds[m] for m in order}, runs.sort_values(["method", "seed"]).reset_index(drop=True)
+
+
+def compare_methods(preds: dict[str, list[pd.DataFrame]], n_boot: int = 1000, seed: int = 0,
+                    metrics: Sequence[str] = ("srcc", "mae"), readout: str = "parsed_score",
+                    failures: str = "all_items") -> pd.DataFrame:
+    """:func:`vqalib.evaluation.hierarchical_bootstrap` of the methods present and the differences of
+    :data:`CONTRASTS` whose two methods are present (``name`` ``"aso − grpo"`` ...)."""
+    from vqalib.evaluation import hierarchical_bootstrap
+
+    contrasts = [(a, b) for a, b in CONTRASTS if a in preds and b in preds]
+    return hierarchical_bootstrap(preds, contrasts, readout=readout, metrics=metrics, n_boot=n_boot, seed=seed,
+                                  failures=failures)
+
+
+def _fmt_ci(r) -> str:
+    return f"{r.estimate:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]" if np.isfinite(r.ci_low) else f"{r.estimate:+.3f} (no CI: {r.reason})"
+
+
+def summary_table(runs: pd.DataFrame, boot: pd.DataFrame) -> pd.DataFrame:
+    """One row per method: seeds, steps reached (mean, min-max), training seconds, budget, setup
+    seconds, then SRCC (per dimension and mean) and mean MAE as ``value [95 % CI]`` over seeds and clips."""
+    rows = []
+    present = list(dict.fromkeys(str(m) for m in runs["method"]))
+    for method in [m for m in METHODS if m in present] + [m for m in present if m not in METHODS]:
+        sub = runs[runs["method"].astype(str) == method]
+        est = boot[(boot["kind"] == "method") & (boot["name"] == method)].set_index(["metric", "dimension"])
+        row = {"method": LABEL.get(method, method), "seeds": ", ".join(str(int(s)) for s in sub["seed"].dropna()),
+               "steps": f"{sub['steps'].mean():.0f} ({sub['steps'].min():.0f}–{sub['steps'].max():.0f})"
+               if sub["steps"].notna().any() else "",
+               "train s": round(float(sub["train_seconds"].mean()), 1),
+               "budget s": float(sub["max_train_seconds"].iloc[0]) if sub["max_train_seconds"].notna().any() else np.nan,
+               "setup s": round(float(sub["setup_s"].mean()), 1)}
+        for dim in [*DIMENSION_KEYS, "mean"]:
+            if ("srcc", dim) in est.index:
+                row[f"SRCC {NAME_OF.get(dim, dim)}"] = _fmt_ci(est.loc[("srcc", dim)])
+        if ("mae", "mean") in est.index:
+            row["MAE mean"] = _fmt_ci(est.loc[("mae", "mean")])
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("method")
+
+
+def curve_wide(curve: pd.DataFrame, metric: str, x: str) -> pd.DataFrame:
+    """The long curve rows as one column per dimension (display names, plus ``mean``) of ``metric``,
+    indexed by ``method`` (display name), ``seed`` and ``x`` (``at_seconds`` or ``step``)."""
+    c = curve.assign(method=curve["method"].map(lambda m: LABEL.get(m, m)),
+                     dimension=curve["dimension"].map(lambda d: NAME_OF.get(d, d)))
+    wide = c.pivot_table(index=["method", "seed", x], columns="dimension", values=metric, aggfunc="first").reset_index()
+    wide.columns.name = None
+    return wide
+
+
+def plot_method_curves(curve: pd.DataFrame, x: str = "at_seconds"):
+    """Held-out SRCC per dimension and its mean, and mean MAE, against ``x`` with ``hue`` = method.
+
+    ``x="at_seconds"`` (the scheduled evaluation time in training seconds, shared by the seeds): the
+    line is the mean over seeds and the band their range (min-max); ``x="step"`` (the optimisation step
+    an evaluation happened at, which differs between seeds): one line per seed."""
+    from vqalib.train.report import plot_curves
+
+    srcc = curve_wide(curve, "srcc", x)
+    mae = curve_wide(curve, "mae", x)[["method", "seed", x, "mean"]].rename(columns={"mean": "MAE (mean)"})
+    frame = srcc.merge(mae, on=["method", "seed", x]).rename(columns={"mean": "SRCC (mean)"})
+    keys = [NAME_OF[d] for d in DIMENSION_KEYS] + ["SRCC (mean)", "MAE (mean)"]
+    order = [LABEL[m] for m in ("grpo", "aso", "sft") if LABEL[m] in set(frame["method"])]
+    if x == "step":
+        return plot_curves(frame, keys, "Held-out SRCC per dimension (and MAE) against the optimisation step, one line per seed",
+                           x="step", hue="method", units="seed", col_wrap=4, hue_order=order, xlabel="optimisation step")
+    return plot_curves(frame, keys, "Held-out SRCC per dimension (and MAE) against training seconds "
+                                    "(line: mean over seeds, band: range)", x=x, hue="method", errorbar=("pi", 100),
+                       col_wrap=4, hue_order=order, xlabel="training seconds (evaluation excluded)")
+
+
+def contains_zero(r) -> bool:
+    """True when the interval of row ``r`` contains 0 (or is undefined)."""
+    return not (np.isfinite(r.ci_low) and np.isfinite(r.ci_high)) or r.ci_low <= 0 <= r.ci_high
+
+
+def verdicts(runs: pd.DataFrame, boot: pd.DataFrame, curve: pd.DataFrame | None, level: float = 0.95) -> str:
+    """The comparison in sentences (Markdown), every number read from ``runs`` (:func:`seed_runs`),
+    ``boot`` (:func:`compare_methods`) and ``curve`` (:func:`load_curves`): the budgets, seeds, steps
+    and clips; per contrast the mean SRCC and mean MAE differences with their intervals, and the
+    dimensions whose SRCC interval excludes 0. An interval containing 0 is said to show no difference."""
+    pct = f"{level:.0%}"
+    lines = []
+    rl = runs[runs["method"].isin(["grpo", "aso"])]
+    budgets = sorted({float(b) for b in rl["max_train_seconds"].dropna()})
+    n_clips = int(boot["n_clips"].iloc[0]) if len(boot) else 0
+    n_boot = int(boot["n_boot"].max()) if len(boot) else 0
+    per = "; ".join(f"{LABEL[m]}: {len(s)} seed(s), {s['steps'].min():.0f}–{s['steps'].max():.0f} steps in "
+                    f"{s['train_seconds'].min():.1f}–{s['train_seconds'].max():.1f} training s (setup {s['setup_s'].mean():.1f} s)"
+                    for m, s in rl.groupby("method", observed=True))
+    if len(budgets) == 1 and budgets[0] > 0:
+        lines.append(f"**Budget.** Each seed of GRPO and ASO trained for {budgets[0]:g} s of training clock from the same "
+                     f"SFT checkpoint (evaluation and setup excluded; setup includes ASO's π_ref precompute). {per}.")
+    else:
+        lines.append(f"**Budget.** The GRPO and ASO runs do not share one time budget (max_train_seconds: "
+                     f"{budgets or 'none'}), so this is **not** an equal-compute comparison. {per}.")
+    lines.append(f"Held-out clips: {n_clips}; intervals: {pct} hierarchical bootstrap ({n_boot} resamples; seeds and "
+                 f"clips resampled, clips shared by the methods); a parse failure is scored as the scale midpoint.")
+    if curve is not None and len(curve):
+        start = curve[(curve["step"] == 0) & (curve["dimension"] == "mean")]["srcc"]
+        if len(start):
+            lines.append(f"At step 0 (the SFT checkpoint) every curve starts from mean SRCC {start.min():.3f}"
+                         + (f"–{start.max():.3f}." if start.max() - start.min() > 1e-9 else "."))
+    diffs = boot[boot["kind"] == "difference"]
+    null_all = True
+    for name in diffs["name"].unique():
+        d = diffs[diffs["name"] == name]
+        a, b = (LABEL.get(x.strip(), x.strip()) for x in name.split("−"))
+        s = d[(d["metric"] == "srcc") & (d["dimension"] == "mean")].iloc[0]
+        text = f"**{a} − {b}**: mean SRCC {_fmt_ci(s)}"
+        m = d[(d["metric"] == "mae") & (d["dimension"] == "mean")]
+        if len(m):
+            text += f", mean MAE {_fmt_ci(m.iloc[0])} (lower is better)"
+        if contains_zero(s):
+            text += f". The mean-SRCC interval contains 0: this tiny setting shows no difference between {a} and {b}"
+        else:
+            null_all = False
+            text += f". The mean-SRCC interval excludes 0: {a if s.estimate > 0 else b} ranks the clips better"
+        sig = [r for r in d[(d["metric"] == "srcc") & (d["dimension"] != "mean")].itertuples() if not contains_zero(r)]
+        text += ("; per dimension, the SRCC interval excludes 0 for " + ", ".join(
+            f"{NAME_OF[r.dimension]} ({r.estimate:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}])" for r in sig)
+            if sig else "; no dimension's SRCC interval excludes 0") + "."
+        lines.append(text)
+    if len(diffs) and null_all:
+        lines.append("**Verdict:** every mean-SRCC interval contains 0; at this budget, with these seeds and clips, the "
+                     "tiny setting shows no difference between the methods.")
+    elif len(diffs):
+        lines.append("**Verdict:** only the differences whose interval excludes 0 above are supported by this run.")
+    return "\n\n".join(lines)
