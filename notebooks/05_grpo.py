@@ -66,7 +66,7 @@ from vqalib.predictions import read_predictions
 from vqalib.runs import Run
 from vqalib.train import report
 from vqalib.train.common import load_config
-from vqalib.train.compare import seed_run_name
+from vqalib.train.compare import seed_run_name, train_seeds
 from vqalib.train.grpo import train_grpo
 
 run = Run(RUN_DIR, "05_grpo")
@@ -96,15 +96,10 @@ pd.Series(vars(cfg), name="value").to_frame()
 # the two methods on it.
 
 # %%
-results, budgets, curve_parts = {}, [], []
 t0 = time.time()
-for s, c in seed_cfgs.items():
-    results[s] = train_grpo(c)
-    budgets.append({"seed": s, **results[s].budget})
-    curve_parts.append(pd.DataFrame(results[s].curve))
+results, budget_table, curve = train_seeds(train_grpo, seed_cfgs)
 train_s = time.time() - t0
-budget_table = run.save_table(pd.DataFrame(budgets), "budget", index=False)
-curve = pd.concat(curve_parts, ignore_index=True)
+budgets = run.save_table(budget_table, "budget", index=False).to_dict("records")
 if len(curve):
     run.save_table(curve, "curve", index=False)
 display(budget_table)

@@ -79,7 +79,7 @@ from vqalib.runs import Run
 from vqalib.train import report
 from vqalib.train.aso_trainer import train_aso
 from vqalib.train.common import load_config
-from vqalib.train.compare import seed_run_name
+from vqalib.train.compare import seed_run_name, train_seeds
 
 run = Run(RUN_DIR, "06_aso")
 cfg = load_config("aso", CONFIG or None, {
@@ -143,15 +143,10 @@ display(sharp.round(3))
 # The curve goes to `tables/curve.csv`; notebook 07 compares the two methods on it.
 
 # %%
-results, budgets, curve_parts = {}, [], []
 t0 = time.time()
-for s, c in seed_cfgs.items():
-    results[s] = train_aso(c)
-    budgets.append({"seed": s, **results[s].budget})
-    curve_parts.append(pd.DataFrame(results[s].curve))
+results, budget_table, curve = train_seeds(train_aso, seed_cfgs)
 train_s = time.time() - t0
-budget_table = run.save_table(pd.DataFrame(budgets), "budget", index=False)
-curve = pd.concat(curve_parts, ignore_index=True)
+budgets = run.save_table(budget_table, "budget", index=False).to_dict("records")
 if len(curve):
     run.save_table(curve, "curve", index=False)
 display(budget_table)

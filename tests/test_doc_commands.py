@@ -89,6 +89,10 @@ MEASUREMENT = "a measurement: a 400-step training run (~30 min on 2 cores) and i
 FRAGMENT = "a fragment quoted in prose, not a whole command"
 SMOKE_TRAIN = ["max_steps=1", "sample_size=smoke", "max_clips=4"]  # one step on 4 clips of the smoke sample data
 
+#: docs/training.md's budgeted GRPO run: run by test_budgeted_training_command (2 s, a point every second)
+BUDGETED = ("python -m vqalib train grpo --config env/train_configs/grpo_tiny.yaml --set max_train_seconds=45 "
+            "lr_scheduler=constant_with_warmup eval_every_seconds=15")
+
 DECISIONS: dict[str, Run | Check | Skip] = {
     # ---- README.md
     "make demo": Skip("the whole chain on the default data (~8 min); the smoke chain (tests/test_notebooks.py) "
@@ -140,6 +144,10 @@ DECISIONS: dict[str, Run | Check | Skip] = {
         subs=[("python", PY)], extra=["--set", *SMOKE_TRAIN, "output_dir={tmp}/sft"]),
     "python -m vqalib train grpo --config env/train_configs/grpo_tiny.yaml": Run(
         subs=[("python", PY)], extra=["--set", *SMOKE_TRAIN, "init_from={tmp}/sft", "output_dir={tmp}/grpo"]),
+    BUDGETED: Run(subs=[("python", PY), ("max_train_seconds=45", "max_train_seconds=2"),
+                        ("eval_every_seconds=15", "eval_every_seconds=1")],
+                  extra=["sample_size=smoke", "max_clips=4", "eval_limit=3", "batch_size=1", "num_generations=2",
+                         "max_new_tokens=12", "init_from={tmp}/sft", "output_dir={tmp}/grpo_budget"]),
     "python -m vqalib train aso --config env/train_configs/aso_tiny.yaml": Run(
         subs=[("python", PY)], extra=["--set", *SMOKE_TRAIN, "init_from={tmp}/sft", "output_dir={tmp}/aso"]),
     "python -m vqalib train sft --config env/train_configs/sft_7b_lora.yaml --set data_dir=data/ultravqa": Check(
@@ -368,7 +376,8 @@ def test_run_command(cmd, tmp_path):
         assert json.loads((tmp_path / "run03" / "manifest.json").read_text())["notebooks"][0]["status"] == "ok"
 
 
-TRAIN = {stage: next(c for c in _ids(Run) if f"train {stage} " in c and "tiny" in c) for stage in ("sft", "grpo", "aso")}
+TRAIN = {stage: next(c for c in _ids(Run) if f"train {stage} " in c and "tiny" in c and c != BUDGETED)
+         for stage in ("sft", "grpo", "aso")}
 
 
 @pytest.fixture(scope="module")
@@ -385,3 +394,15 @@ def test_training_commands_run_one_step(stage, train_tmp):
         _run(_substituted(TRAIN[stage], DECISIONS[TRAIN[stage]], train_tmp))
     man = json.loads((train_tmp / stage / "vqalib_train_manifest.json").read_text())
     assert man["status"] == "done" and man["stage"] == stage and man["config"]["max_steps"] == 1
+
+
+@pytest.mark.slow
+def test_budgeted_training_command(train_tmp):
+    """The budgeted GRPO command, its budget and curve interval shortened: stopped by the budget, with
+    held-out points from step 0 to the end."""
+    _run(_substituted(BUDGETED, DECISIONS[BUDGETED], train_tmp))
+    out = train_tmp / "grpo_budget"
+    man = json.loads((out / "vqalib_train_manifest.json").read_text())
+    assert man["budget"]["stopped_by"] == "max_train_seconds" and man["budget"]["train_seconds"] >= 2
+    curve = pd.read_csv(out / "curve.csv")
+    assert curve["step"].iloc[0] == 0 and curve["point"].iloc[-1] == "end" and (curve["n_clips"] == 3).all()

@@ -143,6 +143,7 @@ class BudgetCallback(TrainerCallback):
         self.last_eval_step = -1
         self.stopped_by = ""
         self.train_seconds = 0.0
+        self.first_step_s = math.nan
 
     # ------------------------------------------------------------------ clock
     def elapsed(self) -> float:
@@ -188,6 +189,8 @@ class BudgetCallback(TrainerCallback):
         due = (not stop) and train_s >= self.next_eval
         train_s, stop, due = _broadcast((train_s, stop, due))  # rank 0 decides for every rank
         self.train_seconds = train_s
+        if math.isnan(self.first_step_s):  # one-time costs (first batch, allocations) land here: shown apart
+            self.first_step_s = train_s
         if stop:
             self.stopped_by = "max_train_seconds"
             control.should_training_stop = True
@@ -224,7 +227,9 @@ class BudgetCallback(TrainerCallback):
         return pd.DataFrame(self.rows, columns=list(CURVE_COLUMNS))
 
     def summary(self, steps: int) -> dict[str, Any]:
-        """The clock of the run: budget, training / setup / evaluation seconds, steps, what stopped it."""
+        """The clock of the run: budget, training / setup / evaluation seconds, the training seconds of the
+        first step (``first_step_s``, which carries one-time costs), steps, what stopped it."""
         return {"max_train_seconds": self.budget, "eval_every_seconds": self.every, "steps": int(steps),
-                "train_seconds": round(self.train_seconds, 3), "setup_s": round(self.setup_s, 3),
+                "train_seconds": round(self.train_seconds, 3), "first_step_s": round(self.first_step_s, 3),
+                "setup_s": round(self.setup_s, 3),
                 "eval_seconds": round(self.eval_total, 3), "n_evals": self.n_evals, "stopped_by": self.stopped_by}

@@ -52,6 +52,17 @@ def is_seed_run(name: str) -> bool:
     return bool(_SEED_NAME.match(name))
 
 
+def train_seeds(train_fn: Any, cfgs: dict[int, Any]) -> tuple[dict[int, Any], pd.DataFrame, pd.DataFrame]:
+    """Train one config per seed with ``train_fn`` (``train_grpo`` / ``train_aso``), in order:
+    ``({seed: TrainResult}, clock per seed (seed + ``BudgetCallback.summary``), curve rows of all seeds)``."""
+    results = {s: train_fn(c) for s, c in cfgs.items()}
+    budgets = pd.DataFrame([{"seed": s, **r.budget} for s, r in results.items()])
+    from vqalib.train.budget import CURVE_COLUMNS
+
+    curve = pd.DataFrame([row for r in results.values() for row in r.curve], columns=list(CURVE_COLUMNS))
+    return results, budgets, curve
+
+
 def load_curves(run_dir: str | Path, notebooks: Sequence[str] = CURVE_NOTEBOOKS) -> pd.DataFrame | None:
     """The held-out curves of notebooks 05 and 06 (``RUN_DIR/<notebook>/tables/curve.csv``) in one
     frame, or ``None`` when neither exists (e.g. only notebook 04 ran, or ``EVAL_EVERY_S = 0``)."""
