@@ -154,3 +154,27 @@ def test_notebooks_05_and_06_share_the_demo_budget():
         p = pm.inspect_notebook(str(nbs[n]))
         assert float(p["BUDGET_S"]["default"]) == DEMO_BUDGET_S, n
         assert float(p["EVAL_EVERY_S"]["default"]) == DEMO_EVAL_EVERY_S, n
+
+
+def test_a_budget_stop_at_step_two_in_a_notebook(tmp_path, monkeypatch):
+    """In Jupyter the Trainer shows transformers' NotebookProgressCallback, whose end-of-training update
+    divides by None when a run stops early after exactly two steps (seen in notebook 06's smoke run).
+    The clock is moved 2000 s forward after step 1, so the 1000 s budget stops the run at step 2."""
+    import transformers.trainer
+    from transformers.utils.notebook import NotebookProgressCallback
+
+    from vqalib.train import budget
+    from vqalib.train.base import run_stage
+    from vqalib.train.sft import SFTTrainer
+
+    monkeypatch.setattr(transformers.trainer, "DEFAULT_PROGRESS_CALLBACK", NotebookProgressCallback)
+    offset = [0.0]
+    monkeypatch.setattr(budget, "_now", lambda: time.perf_counter() + offset[0])
+
+    def jump(state):
+        if state.global_step == 1:
+            offset[0] += 2000.0
+
+    cfg = _sft(tmp_path, "max_steps=50", "max_train_seconds=1000")
+    res = run_stage(cfg, SFTTrainer, with_answers=True, progress=True, on_step=jump)
+    assert res.budget["steps"] == 2 and res.budget["stopped_by"] == "max_train_seconds"

@@ -154,6 +154,18 @@ class _Tick(TrainerCallback):
         self.fn(state)
 
 
+def _tqdm_progress(trainer: Trainer) -> None:
+    """Use the tqdm progress bar instead of transformers' notebook one: ``NotebookProgressBar`` (5.23)
+    divides by ``None`` at the end of a run stopped before ``max_steps`` after exactly two steps (its
+    last update is not past its first), which a time budget does; tqdm renders in notebooks too."""
+    from transformers.trainer_callback import ProgressCallback
+    from transformers.utils.notebook import NotebookProgressCallback
+
+    if any(isinstance(cb, NotebookProgressCallback) for cb in trainer.callback_handler.callbacks):
+        trainer.remove_callback(NotebookProgressCallback)
+        trainer.add_callback(ProgressCallback)
+
+
 def find_resume_checkpoint(cfg: CommonConfig) -> str | None:
     """``resume``: "" -> None; "last" -> newest ``checkpoint-N`` in output_dir (None if none); else the folder."""
     if not cfg.resume:
@@ -234,6 +246,8 @@ def run_stage(cfg: CommonConfig, trainer_cls: type[VQATrainer], *, with_answers:
     trainer = trainer_cls(model=model, args=args, train_dataset=examples, data_collator=collator,
                           processing_class=processor, cfg=cfg, callbacks=callbacks, **extra)
     clock.trainer = trainer
+    if cfg.max_train_seconds > 0:
+        _tqdm_progress(trainer)
     if trainer.is_world_process_zero():
         write_manifest(cfg, out, sampling_config=sampling.to_dict(), n_train_clips=len(examples), status="training")
     train_out = trainer.train(resume_from_checkpoint=find_resume_checkpoint(cfg))
