@@ -214,7 +214,9 @@ def verdicts(runs: pd.DataFrame, boot: pd.DataFrame, curve: pd.DataFrame | None,
         m = d[(d["metric"] == "mae") & (d["dimension"] == "mean")]
         if len(m):
             text += f", mean MAE {_fmt_ci(m.iloc[0])} (lower is better)"
-        if contains_zero(s):
+        if not np.isfinite(s.ci_low):
+            text += f". The mean SRCC difference has no interval ({s.reason}): no verdict on it"
+        elif contains_zero(s):
             text += f". The mean-SRCC interval contains 0: this tiny setting shows no difference between {a} and {b}"
         else:
             null_all = False
@@ -225,7 +227,7 @@ def verdicts(runs: pd.DataFrame, boot: pd.DataFrame, curve: pd.DataFrame | None,
             if sig else "; no dimension's SRCC interval excludes 0") + "."
         lines.append(text)
     if len(diffs) and null_all:
-        lines.append("**Verdict:** every mean-SRCC interval contains 0; at this budget, with these seeds and clips, the "
+        lines.append("**Verdict:** no mean-SRCC interval excludes 0; at this budget, with these seeds and clips, the "
                      "tiny setting shows no difference between the methods.")
     elif len(diffs):
         lines.append("**Verdict:** only the differences whose interval excludes 0 above are supported by this run.")
