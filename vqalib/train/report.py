@@ -6,6 +6,7 @@ Pure functions over checkpoints and logs; the notebooks only choose what to draw
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -266,8 +267,9 @@ def label_mass_table(pi_ref: dict[str, torch.Tensor], targets: dict[str, Sequenc
 def low_mass_counts(table: pd.DataFrame, thresholds: Sequence[float] = LOW_MASS_THRESHOLDS) -> pd.DataFrame:
     """Per threshold t: how many (clip, dimension) pairs of ``table`` (:func:`label_mass_table`) have
     π_ref(s*) < t (``n_pairs`` of ``n_total``) and, over those pairs, the mean probability of s*
-    under every distribution column (NaN where no pair is below t, or a model was not read there;
-    ``n_read`` per model counts the pairs it was read on)."""
+    under every distribution (one column per distribution column of ``table``, same name; NaN where
+    no pair is below t or a model was not read there; ``n read: <model>`` counts the pairs a model
+    was read on)."""
     dists = [c for c in table.columns if c not in {"video_id", "dimension", "label"}]
     rows = []
     for t in thresholds:
@@ -275,9 +277,10 @@ def low_mass_counts(table: pd.DataFrame, thresholds: Sequence[float] = LOW_MASS_
         row: dict[str, Any] = {"threshold": t, "n_pairs": len(low), "n_total": len(table)}
         for c in dists:
             vals = low[c].dropna()
-            row[f"mean {c}(s*)"] = float(vals.mean()) if len(vals) else float("nan")
-            if c not in {REF, STAR0} and not c.startswith("π* "):
-                row[f"n_read {c}"] = len(vals)
+            row[c] = float(vals.mean()) if len(vals) else float("nan")
+        for c in dists:
+            if c != REF and not c.startswith("π* "):
+                row[f"n read: {c}"] = int(low[c].notna().sum())
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -296,6 +299,8 @@ class ZeroMassCase:
     label: float
     eps: float
     thresholds: tuple[float, ...]
+    lam: float = 1.0
+    beta: float = 1.0
 
     def at_label(self) -> dict[str, float]:
         """The probability of the human level under each distribution, for the chosen pair."""
@@ -309,16 +314,26 @@ class ZeroMassCase:
         lo = float(min(self.thresholds))
         n_low = int(self.counts.loc[self.counts["threshold"] == lo, "n_pairs"].iloc[0])
         total = int(self.counts["n_total"].iloc[0])
-        head = (f"{n_low} of {total} (clip, dimension) pairs of the training set have π_ref(s*) < {lo:g}; "
+        far = max(self.label - float(LEVELS[0]), float(LEVELS[-1]) - self.label)  # the largest |s - s*|
+        head = (f"{n_low} of {total} (clip, dimension) pairs of the training set have π_ref(s*) < {lo:g}. "
                 if n_low else
                 f"No (clip, dimension) pair of the {total} in the training set has π_ref(s*) < {lo:g}, so this "
-                f"model shows the limitation only weakly; the pair with the smallest π_ref(s*) is shown. ")
-        text = (head + f"on the pair shown (clip {self.video_id}, {NAME_OF[self.dimension]}, human level "
-                f"{self.label:.1f}) π_ref gives the human level {p[REF]:.1e}, π* gives it {p[STAR0]:.1e} "
-                + (f"({p[STAR0] / p[REF]:.1f}× π_ref: re-weighting by exp(R/λ) cannot create mass)" if p[REF] > 0
+                f"model shows the limitation only in its weak form. ")
+        text = (head + f"On the pair with the smallest π_ref(s*) (clip {self.video_id}, {NAME_OF[self.dimension]}, "
+                f"human level {self.label:.1f}) π_ref gives the human level {p[REF]:.1e} and π* gives it {p[STAR0]:.1e} "
+                + (f"({p[STAR0] / p[REF]:.1f}× π_ref; re-weighting by exp(R/λ) raises no level more than "
+                   f"exp(β·{far:g}/λ) = {math.exp(self.beta * far / self.lam):.0f}×)" if p[REF] > 0
                    else "(exactly 0: re-weighting by exp(R/λ) cannot create mass)"))
         text += "".join(f"; {m} gives it {p[m]:.1e}" for m in models)
-        return text + f"; with the floor ε={self.eps:g}, π* gives it {p[star_name(self.eps)]:.2f}."
+        text += f"; with the floor ε={self.eps:g}, π* gives it {p[star_name(self.eps)]:.2f}."
+        for r in self.counts.sort_values("threshold").to_dict("records"):
+            if not r["n_pairs"]:
+                continue
+            means = [(c, r[c]) for c in self.table.columns
+                     if c not in {"video_id", "dimension", "label"} and np.isfinite(r.get(c, np.nan))]
+            text += (f" Over the {r['n_pairs']} pairs with π_ref(s*) < {r['threshold']:g}, the mean probability of "
+                     f"the human level is " + ", ".join(f"{v:.1e} under {c}" for c, v in means) + ".")
+        return text
 
 
 def zero_mass_case(pi_ref_path: str | Path, cfg: Any, eps: float, checkpoints: dict[str, str | Path] | None = None,
@@ -353,7 +368,8 @@ def zero_mass_case(pi_ref_path: str | Path, cfg: Any, eps: float, checkpoints: d
              star_name(eps): optimal_policy(lp, R, lam, eps=eps).numpy()}
     case = pd.DataFrame([{"level": LEVEL_STRINGS[i], "distribution": name, "probability": float(p[i])}
                          for name, p in dists.items() for i in range(len(LEVELS))])
-    return ZeroMassCase(table, low_mass_counts(table, thresholds), case, vid, dim, label, eps, tuple(thresholds))
+    return ZeroMassCase(table, low_mass_counts(table, thresholds), case, vid, dim, label, eps, tuple(thresholds),
+                        lam, beta)
 
 
 def plot_zero_mass_case(zm: ZeroMassCase):
@@ -365,14 +381,15 @@ def plot_zero_mass_case(zm: ZeroMassCase):
     from vqalib import plots
 
     order = list(dict.fromkeys(zm.case["distribution"]))
-    palette = dict(zip(order, ["0.6", "C1", *[f"C{i}" for i in (0, 2, 4, 5)][:len(order) - 3], "C3"]))
+    c = sns.color_palette(plots.THEME["palette"])  # explicit colours: bars and points must match
+    palette = dict(zip(order, [(0.6, 0.6, 0.6), c[1], *[c[i] for i in (0, 2, 4, 5)][:len(order) - 3], c[3]]))
     k = level_index(zm.label)
     floor = max(float(zm.case["probability"][zm.case["probability"] > 0].min()) / 3, 1e-12)
     logged = zm.case.assign(probability=zm.case["probability"].clip(lower=floor))
     with plots.theme():
         fig, axes = plots.subplots(1, 2, figsize=(11, 3.4))
         sns.barplot(data=zm.case, x="level", y="probability", hue="distribution", order=list(LEVEL_STRINGS),
-                    hue_order=order, palette=palette, errorbar=None, legend=False, ax=axes[0][0])
+                    hue_order=order, palette=palette, saturation=1, errorbar=None, legend=False, ax=axes[0][0])
         sns.pointplot(data=logged, x="level", y="probability", hue="distribution", order=list(LEVEL_STRINGS),
                       hue_order=order, palette=palette, errorbar=None, dodge=0.5, linestyle="none",
                       markers="o", ax=axes[0][1])
