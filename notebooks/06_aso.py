@@ -65,6 +65,8 @@ EVAL_SPLIT: str = "test"  # held-out split for the predictions file
 EVAL_LIMIT: int = 0  # evaluate (final predictions and curve) on at most this many clips; 0 means all
 N_BOOT: int = 300  # bootstrap resamples for the confidence intervals
 N_SHARP: int = 64  # training clips on which pi_ref's sharpness is measured per rationale mode
+EPS: float = 0.05  # floor under pi_ref for the limitation section: pi_ref becomes (1 - 9 EPS) pi_ref + EPS (0 < EPS < 1/9)
+EPS_STEPS: int = 30  # steps of the short ASO run with the floor (limitation section), from the same SFT checkpoint
 
 # %%
 import dataclasses
@@ -256,6 +258,64 @@ mr = pd.DataFrame({"mean label": aso_math.optimal_policy(uniform, aso_math.rewar
                                                           probs=True).numpy()}, index=list(LEVEL_STRINGS))
 print(f"clip {vid}, {dim}: raters {votes}, label {label}")
 mr.T.round(3)
+
+# %% [markdown]
+# ## The limitation: levels π_ref rules out
+#
+# The paper names it (Appendix E): ASO only re-weights the reference, `π* ∝ π_ref · exp(R/λ)`, so a
+# level the SFT model gives probability 0 keeps probability 0 in π\* for every λ, however far the
+# human label s\* is from where π_ref sits; a level it gives a tiny probability can grow by at most
+# `exp(β·max|s − s*|/λ)` (≈ 55 at λ = β = 1). The model trained on π\* then has no reason to move
+# mass there either. A floor ε under π_ref, `(1 − 9ε) π_ref + ε` (`vqalib.aso.as_log_probs`, config
+# key `eps`, 0 = the paper), gives every level at least ε before the re-weighting.
+#
+# Below, from the cached π_ref of this run (`report.zero_mass_case`): the training (clip, dimension)
+# pair where π_ref puts the least mass on s\*, with π_ref, π\* (ε = 0, the target used above), the ASO
+# model trained above, π\* with ε = `EPS`, and a model trained for `EPS_STEPS` steps on that floored
+# target from the same SFT checkpoint (`RUN_DIR/checkpoints/aso_eps`); then the counts over every
+# training pair. All numbers are read from the run, none are typed in.
+
+# %%
+import dataclasses
+import shutil
+
+from vqalib.runs import resolve_path
+from vqalib.train.common import validate_config
+
+if not ON_POLICY:
+    eps_cfg = dataclasses.replace(cfg, eps=EPS, max_steps=EPS_STEPS, output_dir=f"{RUN_DIR}/checkpoints/aso_eps",
+                                  warmup_steps=min(cfg.warmup_steps, EPS_STEPS - 1),
+                                  logging_steps=max(1, min(10, EPS_STEPS // 4)), report_to="none")
+    validate_config(eps_cfg, "notebook 06 (EPS, EPS_STEPS)")
+    resolve_path(eps_cfg.output_dir).mkdir(parents=True, exist_ok=True)
+    # same SFT model, clips and rationale: pi_ref's cache key matches, so it is not recomputed
+    shutil.copy2(resolve_path(cfg.output_dir) / "pi_ref.pt", resolve_path(eps_cfg.output_dir) / "pi_ref.pt")
+    t0 = time.time()
+    eps_result = train_aso(eps_cfg, progress=False)
+    run.log_metrics({"aso/eps/train_s": time.time() - t0, "aso/eps/steps": EPS_STEPS, "aso/eps/eps": EPS})
+    models = {f"π_θ after ASO ({cfg.max_steps} steps)": cfg.output_dir,
+              f"π_θ after ASO, ε={EPS:g} ({EPS_STEPS} steps)": eps_cfg.output_dir}
+    zm = report.zero_mass_case(f"{cfg.output_dir}/pi_ref.pt", cfg, EPS, models, LAM, BETA)
+    fig = report.plot_zero_mass_case(zm)
+    run.save_fig(fig, "zero_mass_case")
+    plt.show()
+    at = zm.at_label()
+    short = dict(zip([report.REF, report.STAR0, *models, report.star_name(EPS)],
+                     ["pi_ref", "pi_star", "aso", "aso_eps", "pi_star_eps"]))
+    run.log_metrics({f"aso/zero_mass/at_label/{short[k]}": v for k, v in at.items()})
+    run.log_metrics({f"aso/zero_mass/n_below_{r.threshold:g}": int(r.n_pairs) for r in zm.counts.itertuples()})
+    run.save_table(zm.counts, "zero_mass_counts", index=False)
+    display(zm.counts.set_index("threshold").T)
+    print(zm.verdict())
+    aso_name, eps_name = models
+    low = zm.counts.sort_values("threshold").iloc[-1]  # the widest threshold: most pairs
+    print(f"The floor in training: on the pair shown, the model trained {EPS_STEPS} steps on the floored target gives "
+          f"the human level {at[eps_name]:.1e}, {at[eps_name] / at[aso_name]:.2f}x what the model trained "
+          f"{cfg.max_steps} steps on the paper's target gives ({at[aso_name]:.1e})"
+          + (f"; over the {int(low.n_pairs)} pairs with π_ref(s*) < {low.threshold:g}: {low[eps_name]:.1e} vs "
+             f"{low[aso_name]:.1e} ({low[eps_name] / low[aso_name]:.2f}x)." if low.n_pairs else "."))
+else:
+    print("on-policy ASO: pi_ref depends on the sampled rationale, so there is no cached pi_ref to search")
 
 # %% [markdown]
 # ## Reading the result honestly

@@ -195,6 +195,20 @@ def test_smoke_aso_trains_on_soft_targets(smoke_run):
 
 
 @pytest.mark.notebooks
+def test_smoke_aso_shows_the_zero_mass_limitation(smoke_run):
+    m = smoke_run.metrics("06_aso")
+    assert m["aso/eps/steps"] == 2 and m["aso/eps/eps"] == 0.05  # EPS_STEPS, EPS in 06_aso.smoke.yaml
+    at = {k.rsplit("/", 1)[1]: v for k, v in m.items() if k.startswith("aso/zero_mass/at_label/")}
+    assert set(at) == {"pi_ref", "pi_star", "aso", "aso_eps", "pi_star_eps"}
+    # pi* only re-weights pi_ref: at most exp(beta * 4 / lambda) times pi_ref(s*); the floor lifts it past eps
+    assert at["pi_ref"] <= at["pi_star"] <= at["pi_ref"] * 2.72 ** 4
+    assert at["pi_star_eps"] >= 0.05  # the floored pi_ref gives s* at least eps, and Z <= 1
+    assert 0 <= at["aso"] <= 1 and 0 <= at["aso_eps"] <= 1
+    assert m["aso/zero_mass/n_below_0.001"] <= m["aso/zero_mass/n_below_0.01"]
+    assert (smoke_run.root / "06_aso" / "figures" / "zero_mass_case.png").is_file()
+
+
+@pytest.mark.notebooks
 def test_smoke_table1_has_every_stage(smoke_run):
     m = smoke_run.metrics("07_evaluation")
     models = {k.split("/")[1] for k in m if k.startswith("table1_parsed/")}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -65,6 +66,30 @@ def test_cli_aso_one_step(sft_dir, tmp_path, extra):
     logs = json.loads((out / "vqalib_train_manifest.json").read_text())["log_history"]
     step = [r for r in logs if "loss_score" in r][0]
     assert step["loss_score"] > 0
+
+
+def test_aso_with_eps_floor_and_the_zero_mass_case(sft_dir, tmp_path):
+    """eps travels config -> manifest; zero_mass_case reads pi_ref and the trained model on the real run."""
+    from vqalib.train import report
+    from vqalib.train.common import load_config
+
+    out = tmp_path / "aso_eps"
+    sets = _sets("max_steps=1", f"init_from={sft_dir}", f"output_dir={out}", "eps=0.05")
+    assert main(["aso", "--config", "env/train_configs/aso_tiny.yaml", *sets]) == 0
+    assert json.loads((out / "vqalib_train_manifest.json").read_text())["config"]["eps"] == 0.05
+    cfg = load_config("aso", "env/train_configs/aso_tiny.yaml", sets[1::2])  # the run's own config
+    zm = report.zero_mass_case(out / "pi_ref.pt", cfg, 0.05, {"π_θ after ASO": out})
+    pi_ref = report.load_pi_ref(out / "pi_ref.pt")
+    assert len(zm.table) == 5 * len(pi_ref) == 5 * 4 and zm.counts["n_total"].eq(20).all()
+    assert zm.table[report.REF].iloc[0] == zm.table[report.REF].min()
+    d = zm.dimension
+    want = report.aso_distributions(out / "pi_ref.pt", out, cfg, [zm.video_id], 1.0, 1.0)[zm.video_id]
+    for name, key in ((report.REF, "pi_ref"), (report.STAR0, "pi_star"), ("π_θ after ASO", "pi_theta")):
+        got = zm.case[zm.case["distribution"] == name]["probability"].to_numpy()
+        np.testing.assert_allclose(got, want[key][report.DIMENSION_KEYS.index(d)], rtol=1e-5, atol=1e-7)
+    at = zm.at_label()
+    assert at[report.star_name(0.05)] > at[report.STAR0] and zm.verdict()
+    assert len(report.plot_zero_mass_case(zm).axes) >= 2
 
 
 def test_cli_rejects_bad_config(capsys):

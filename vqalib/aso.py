@@ -28,7 +28,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from vqalib.levels import LEVELS, N_LEVELS, round_half_up, snap_to_grid
+from vqalib.levels import LEVELS, N_LEVELS, level_index, round_half_up, snap_to_grid
 
 RewardKind = Literal["abs", "sq", "acc", "dist", "grpo", "multi_rater"]
 REWARD_KINDS: tuple[str, ...] = ("abs", "sq", "acc", "dist", "grpo")
@@ -167,6 +167,18 @@ def zero_mass(pi_ref, *, probs: bool = False) -> torch.Tensor:
     """Boolean mask [..., 9] of levels where ``π_ref(s) = 0``: ASO can never put mass there (paper's limitation)."""
     x = _t(pi_ref)
     return (x == 0) if probs else torch.isneginf(x)
+
+
+def label_mass(pi, s_star) -> torch.Tensor:
+    """``π(s*)`` [...]: the probability ``pi`` [..., 9] gives the human level ``s_star`` [...].
+
+    ``s_star`` must lie on the 0.5 grid (``vqalib.levels.level_index`` raises naming the value
+    otherwise).  With ``pi = π_ref`` this is the quantity the paper's limitation is about: π*(s*)
+    is at most ``π_ref(s*) / Z`` with ``Z ≥ exp(−β·4/λ)``, so a near-zero π_ref(s*) stays small.
+    """
+    pi = _t(pi)
+    idx = torch.as_tensor(np.asarray(level_index(_t(s_star).detach().cpu().numpy())), device=pi.device)
+    return pi.gather(-1, idx.long()[..., None].expand(*pi.shape[:-1], 1)).squeeze(-1)
 
 
 def log_partition(logp_ref: torch.Tensor, R: torch.Tensor, lam: float) -> torch.Tensor:

@@ -7,6 +7,8 @@ For every training clip and dimension d, with the SFT model as reference:
                     cached (``<output_dir>/pi_ref.pt`` or ``pi_ref_path``, keyed by :func:`pi_ref_key`), so no reference
                     model is held in memory for it;
     pi*(s | x)      = pi_ref(s|x) exp(R(s, s*)/lambda) / Z(x),  R = -beta |s - s*|   (vqalib.aso, A3)
+                    (``eps > 0``: pi_ref floored to (1 - 9 eps) pi_ref + eps first, so pi* > 0 on
+                    every level; ``eps: 0`` is the paper, where a level with pi_ref = 0 keeps pi* = 0)
                     (``reward: multi_rater``: R = -beta mean_r |s - s_r| over the raters' own scores)
     L_score         = - mean_{clips, dims} sum_s pi*(s) log pi_theta(s | x)          (A6; grad = pi_theta - pi*)
                     on the UNNORMALISED level log-probs (``penalise_outside: true``), i.e. the 9-level
@@ -262,6 +264,27 @@ def score_loss(logp_raw: torch.Tensor, target: torch.Tensor, penalise_outside: b
     return aso_loss(logp_raw if penalise_outside else normalise(logp_raw)[0], target)
 
 
+def aso_target(cfg: ASOConfig, logp_ref: torch.Tensor, scores: torch.Tensor,
+               raters: torch.Tensor | None = None) -> torch.Tensor:
+    """The soft target pi* [B, 5, 9] (float32) the ASO trainer fits, from log pi_ref [B, 5, 9] and the labels.
+
+    ``pi* = pi_ref exp(R/lambda) / Z`` (paper Eq. 8, ``vqalib.aso.optimal_policy``, computed in float64)
+    with ``R = -beta |s - s*|`` on the mean labels ``scores`` [B, 5] (``reward: abs``) or
+    ``-beta mean_r |s - s_r|`` on the raters' scores ``raters`` [B, 5, R] (``reward: multi_rater``; a
+    batch without them raises ``KeyError``). ``cfg.eps > 0`` floors pi_ref first
+    (``(1 - 9 eps) pi_ref + eps``, ``vqalib.aso.as_log_probs``), so the target has mass on levels
+    where pi_ref has none; ``eps = 0`` is the paper's target, which keeps them at exactly 0."""
+    from vqalib.aso import optimal_policy, reward_abs, reward_multi_rater
+
+    if cfg.reward == "multi_rater":
+        if raters is None:
+            raise KeyError("reward=multi_rater but the batch has no rater_scores; build it with with_raters=True")
+        R = reward_multi_rater(raters.double().to(logp_ref.device), beta=cfg.beta)
+    else:
+        R = reward_abs(scores.double().to(logp_ref.device), beta=cfg.beta)
+    return optimal_policy(logp_ref.double(), R, cfg.lam, eps=cfg.eps).float()
+
+
 class ASOTrainer(VQATrainer):
     """ASO: soft-target cross-entropy against pi* on the score positions + a rationale term."""
 
@@ -274,16 +297,7 @@ class ASOTrainer(VQATrainer):
             ref_model.to(self.args.device)
 
     def _targets(self, logp_ref: torch.Tensor, scores: torch.Tensor, raters: torch.Tensor | None = None) -> torch.Tensor:
-        from vqalib.aso import optimal_policy, reward_abs, reward_multi_rater
-
-        cfg: ASOConfig = self.cfg  # type: ignore[assignment]
-        if cfg.reward == "multi_rater":
-            if raters is None:
-                raise KeyError("reward=multi_rater but the batch has no rater_scores; build it with with_raters=True")
-            R = reward_multi_rater(raters.double().to(logp_ref.device), beta=cfg.beta)
-        else:
-            R = reward_abs(scores.double(), beta=cfg.beta)
-        return optimal_policy(logp_ref.double(), R, cfg.lam).float()
+        return aso_target(self.cfg, logp_ref, scores, raters)  # type: ignore[arg-type]
 
     def _on_policy_batch(self, model, inputs: dict[str, Any]) -> dict[str, Any]:
         """Sample rationales with the current policy and rebuild the batch with them teacher-forced."""

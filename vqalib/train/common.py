@@ -118,6 +118,7 @@ class ASOConfig(CommonConfig):
     init_from: str = "runs/demo/checkpoints/sft"
     lam: float = 1.0  # KL strength lambda of the closed form
     beta: float = 1.0  # reward scale: R(s, s*) = -beta |s - s*|
+    eps: float = 0.0  # floor under pi_ref before pi* (0 = paper): pi_ref -> (1 - 9 eps) pi_ref + eps, so pi* > 0 on every level
     reward: str = "abs"  # abs: R = -beta |s - s*| on the mean label (paper) | multi_rater: -beta mean_r |s - s_r|
     penalise_outside: bool = True  # score loss on unnormalised level log-probs: adds -log(1 - mass off the 9 levels)
     rationale_loss: str = "kl"  # kl (to the reference policy on the other answer tokens, paper) | ce (on the reference rationale) | none
@@ -248,6 +249,10 @@ def validate_config(cfg: CommonConfig, source: str = "<config>") -> None:
     if isinstance(cfg, ASOConfig):
         if cfg.lam <= 0:
             raise ValueError(f"{source}: lam={cfg.lam}; lambda must be > 0")
+        if not 0 <= cfg.eps < 1 / 9:
+            # eps = 1/9 would replace pi_ref by the uniform distribution: no reference left
+            raise ValueError(f"{source}: eps={cfg.eps}; the floor under pi_ref must satisfy 0 <= eps < 1/9 "
+                             f"(0 = the paper's pi*; e.g. eps=0.01 lets pi* put mass on levels pi_ref rules out)")
         if cfg.rationale_loss not in {"ce", "kl", "none"}:
             raise ValueError(f"{source}: rationale_loss={cfg.rationale_loss!r}; use ce | kl | none")
         if cfg.reward not in {"abs", "multi_rater"}:
