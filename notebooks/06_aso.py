@@ -283,17 +283,19 @@ from vqalib.runs import resolve_path
 from vqalib.train.common import validate_config
 
 if not ON_POLICY:
+    # a fixed number of steps (no wall-clock budget, no held-out curve): this run only shows the floor
     eps_cfg = dataclasses.replace(cfg, eps=EPS, max_steps=EPS_STEPS, output_dir=f"{RUN_DIR}/checkpoints/aso_eps",
-                                  warmup_steps=min(cfg.warmup_steps, EPS_STEPS - 1),
-                                  logging_steps=max(1, min(10, EPS_STEPS // 4)), report_to="none")
+                                  warmup_steps=min(cfg.warmup_steps, EPS_STEPS - 1), max_train_seconds=0.0,
+                                  eval_every_seconds=0.0, logging_steps=max(1, min(10, EPS_STEPS // 4)), report_to="none")
     validate_config(eps_cfg, "notebook 06 (EPS, EPS_STEPS)")
     resolve_path(eps_cfg.output_dir).mkdir(parents=True, exist_ok=True)
     # same SFT model, clips and rationale: pi_ref's cache key matches, so it is not recomputed
     shutil.copy2(resolve_path(cfg.output_dir) / "pi_ref.pt", resolve_path(eps_cfg.output_dir) / "pi_ref.pt")
+    eps_cfg = dataclasses.replace(eps_cfg, pi_ref_path=f"{eps_cfg.output_dir}/pi_ref.pt")
     t0 = time.time()
     eps_result = train_aso(eps_cfg, progress=False)
     run.log_metrics({"aso/eps/train_s": time.time() - t0, "aso/eps/steps": EPS_STEPS, "aso/eps/eps": EPS})
-    models = {f"π_θ after ASO ({cfg.max_steps} steps)": cfg.output_dir,
+    models = {f"π_θ after ASO ({int(result.budget.get('steps', curves['step'].max()))} steps)": cfg.output_dir,
               f"π_θ after ASO, ε={EPS:g} ({EPS_STEPS} steps)": eps_cfg.output_dir}
     zm = report.zero_mass_case(f"{cfg.output_dir}/pi_ref.pt", cfg, EPS, models, LAM, BETA)
     fig = report.plot_zero_mass_case(zm)
