@@ -90,8 +90,8 @@ FRAGMENT = "a fragment quoted in prose, not a whole command"
 SMOKE_TRAIN = ["max_steps=1", "sample_size=smoke", "max_clips=4"]  # one step on 4 clips of the smoke sample data
 
 #: docs/training.md's budgeted GRPO run: run by test_budgeted_training_command (2 s, a point every second)
-BUDGETED = ("python -m vqalib train grpo --config env/train_configs/grpo_tiny.yaml --set max_train_seconds=45 "
-            "lr_scheduler=constant_with_warmup eval_every_seconds=15")
+BUDGETED = ("python -m vqalib train grpo --config env/train_configs/grpo_tiny.yaml --set max_train_seconds=20 "
+            "lr_scheduler=constant_with_warmup eval_every_seconds=10")
 
 DECISIONS: dict[str, Run | Check | Skip] = {
     # ---- README.md
@@ -144,8 +144,8 @@ DECISIONS: dict[str, Run | Check | Skip] = {
         subs=[("python", PY)], extra=["--set", *SMOKE_TRAIN, "output_dir={tmp}/sft"]),
     "python -m vqalib train grpo --config env/train_configs/grpo_tiny.yaml": Run(
         subs=[("python", PY)], extra=["--set", *SMOKE_TRAIN, "init_from={tmp}/sft", "output_dir={tmp}/grpo"]),
-    BUDGETED: Run(subs=[("python", PY), ("max_train_seconds=45", "max_train_seconds=2"),
-                        ("eval_every_seconds=15", "eval_every_seconds=1")],
+    BUDGETED: Run(subs=[("python", PY), ("max_train_seconds=20", "max_train_seconds=2"),
+                        ("eval_every_seconds=10", "eval_every_seconds=1")],
                   extra=["sample_size=smoke", "max_clips=4", "eval_limit=3", "batch_size=1", "num_generations=2",
                          "max_new_tokens=12", "init_from={tmp}/sft", "output_dir={tmp}/grpo_budget"]),
     "python -m vqalib train aso --config env/train_configs/aso_tiny.yaml": Run(
