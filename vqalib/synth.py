@@ -44,7 +44,7 @@ from . import levels as L
 from .runs import cache_dir
 
 #: Bump when the generator's output changes for the same settings (part of the cache key).
-GENERATOR_VERSION = "5"  # 5: rationales use the paper's level keywords (levels.KEYWORDS)
+GENERATOR_VERSION = "6"  # 6: cues a tiny model can tell apart (issue 12; docs/training.md); 5: paper keywords
 
 SIZES = ("smoke", "default", "large")
 
@@ -94,22 +94,24 @@ class SynthConfig:
     pan_px_per_level: float = 1.5  # pan speed = (L - 1) * this, px per frame (8 fps); 6 px/frame at 5.0
     zoom_share: float = 0.3  # share of moving clips that also zoom (log-zoom rate 0.25 * speed / 56 per frame)
     # --- motion quality ---
-    shake_px: float = 6.0  # per-frame i.i.d. camera jitter std (px) at sev 1
-    shake_deg: float = 2.0  # per-frame rotation jitter std (degrees) at sev 1
+    shake_px: float = 2.0  # per-frame i.i.d. camera jitter std (px) at sev 1 (v5: 6, which masked camera speed)
+    shake_deg: float = 3.0  # per-frame rotation jitter std (degrees) at sev 1
     stutter_hold: int = 8  # frames held at sev 1: hold = 1 + round(sev * (stutter_hold - 1))
     flicker_amp: float = 0.35  # per-frame brightness gain 1 +- sev * amp * U(0.5, 1)
+    flicker_always: bool = True  # a clip with a motion-quality defect always flickers, plus shake and/or stutter (v5: False)
     # --- aesthetic ---
     exposure_under: float = 0.6  # under-exposure gain 1 - sev * this
     exposure_over: float = 1.5  # over-exposure gain 1 + sev * this (then clipped)
     colour_cast: float = 0.6  # channel gain 1 + sev * this * cast direction
     tilt_deg: float = 25.0  # horizon tilt at sev 1
     cutoff_frac: float = 0.35  # subject pushed off-centre by sev * this * frame
+    composition_alone: bool = False  # poor composition may be the only aesthetic defect (v5: True); False: only as a second one
     # --- content ---
     subtitle_px: int = 26  # subtitle bar height 8 + sev * this
     border_px: int = 28  # black bar thickness per side at sev 1
     pip_shrink: float = 0.45  # screen-in-screen: content scaled to 1 - sev * this
     # --- clarity (blur + haze always; one optional extra) ---
-    blur_sigma: float = 2.5  # Gaussian blur sigma at sev 1
+    blur_sigma: float = 2.5  # Gaussian blur sigma at sev 1 (3.5 helped clarity, but hid camera speed: docs/training.md)
     haze: float = 0.45  # blend weight towards light grey (0.7) at sev 1
     mosaic_block: int = 8  # low-resolution block size at sev 1: 1 + round(sev * (block - 1))
     crf_base: int = 20  # H.264 CRF of every clip
@@ -335,6 +337,9 @@ def plan_clip(lv: dict[str, float], cfg: SynthConfig, rng: np.random.Generator) 
     """
     applied: dict[str, list[str]] = {k: [] for k in L.DIMENSION_KEYS}
     p: dict[str, Any] = {}
+    # the scene parameters below come from their own stream, so they do not depend on how many draws the
+    # level-dependent choices made (a clip differs from its clean version only by its degradations)
+    prm = np.random.default_rng(int(rng.integers(0, 2**62)))
     speed = (lv["motion_amplitude"] - 1.0) * cfg.pan_px_per_level
     angle = float(rng.uniform(0, 2 * np.pi))
     zooms = speed > 0 and rng.random() < cfg.zoom_share
@@ -353,22 +358,32 @@ def plan_clip(lv: dict[str, float], cfg: SynthConfig, rng: np.random.Generator) 
         return [t for t in allowed if t in picked]  # stable order
 
     mq_allowed = APPLIED_TYPES["motion_quality"] if lv["motion_amplitude"] >= 2.5 else ("camera_shake", "flicker")
-    applied["motion_quality"] = choose("motion_quality", mq_allowed)
-    applied["aesthetic_quality"] = choose("aesthetic_quality", APPLIED_TYPES["aesthetic_quality"])
+    if cfg.flicker_always:  # flicker (temporal brightness instability) + one or two of the others
+        others = choose("motion_quality", tuple(t for t in mq_allowed if t != "flicker"))
+        applied["motion_quality"] = [t for t in APPLIED_TYPES["motion_quality"] if t in others or t == "flicker"] \
+            if others else []
+    else:
+        applied["motion_quality"] = choose("motion_quality", mq_allowed)
+    if cfg.composition_alone:
+        applied["aesthetic_quality"] = choose("aesthetic_quality", APPLIED_TYPES["aesthetic_quality"])
+    else:  # a photometric defect (exposure, colour) first; tilt / cut-off, hard to see at 112 px, only as a second one
+        applied["aesthetic_quality"] = choose("aesthetic_quality", ("exposure_error", "abnormal_colour"))
+        if len(applied["aesthetic_quality"]) == 1 and rng.random() < 0.5:
+            applied["aesthetic_quality"].append("poor_composition")
     applied["content_quality"] = choose("content_quality", APPLIED_TYPES["content_quality"])
     sev_c = severity(lv["clarity_quality"])
     if sev_c > 0:
         applied["clarity_quality"] = ["blur"]
         if rng.random() < 0.7:
             applied["clarity_quality"].append(str(rng.choice(APPLIED_TYPES["clarity_quality"])))
-    # parameters of the optional choices (drawn always, so the rng stream does not depend on them)
-    p["exposure_dir"] = "under" if rng.random() < 0.5 else "over"
+    # parameters of the optional choices (drawn always, from the scene stream)
+    p["exposure_dir"] = "under" if prm.random() < 0.5 else "over"
     casts = np.array([[1, -0.5, -0.5], [-0.5, 1, -0.5], [-0.5, -0.5, 1], [1, 1, -1.0], [1, -1, 1.0]])
-    p["cast"] = casts[rng.integers(0, len(casts))].tolist()
-    p["tilt_sign"] = 1 if rng.random() < 0.5 else -1
-    p["cutoff_dir_rad"] = round(float(rng.uniform(0, 2 * np.pi)), 4)
-    p["border_kind"] = "letterbox" if rng.random() < 0.6 else "pillarbox"
-    p["start_offset"] = rng.uniform(-0.15, 0.15, size=2).round(4).tolist()  # of the canvas
+    p["cast"] = casts[prm.integers(0, len(casts))].tolist()
+    p["tilt_sign"] = 1 if prm.random() < 0.5 else -1
+    p["cutoff_dir_rad"] = round(float(prm.uniform(0, 2 * np.pi)), 4)
+    p["border_kind"] = "letterbox" if prm.random() < 0.6 else "pillarbox"
+    p["start_offset"] = prm.uniform(-0.15, 0.15, size=2).round(4).tolist()  # of the canvas
     crf = cfg.crf_base
     if "blocking" in applied["clarity_quality"]:
         crf = int(round(cfg.crf_base + sev_c * cfg.crf_range))
