@@ -116,10 +116,11 @@ wide = table.pivot_table(index="dimension", columns=["metric", "model"], values=
 display(wide.round(3))
 
 # %%
+TARGET_SRCC = 0.6  # issue 12's bar for "learned": held-out SRCC of the parsed answers
 srcc = table[(table["model"] == "sft") & (table["metric"] == "srcc")].set_index("dimension")["value"]
-n_learned = int((srcc >= 0.5).sum())
+n_learned = int((srcc >= TARGET_SRCC).sum())
 run.log_metrics({f"sft/test_srcc/{d}": float(v) for d, v in srcc.items()})
-run.log_metrics({"sft/n_dims_srcc_ge_0.5": n_learned,
+run.log_metrics({"sft/n_dims_srcc_ge_0.6": n_learned,
                  "sft/parse_failures": int((sft_rows["parse_status"] != "ok").sum()),
                  "sft/n_test_clips": int(sft_rows["video_id"].nunique())})
 fig, ax = plt.subplots(figsize=(7, 3))
@@ -129,12 +130,14 @@ for i, (name, g) in enumerate(sub.groupby("model", sort=False)):
     ax.errorbar([j + 0.15 * i for j in x], g["value"], yerr=[g["value"] - g["ci_low"], g["ci_high"] - g["value"]],
                 fmt="o", capsize=3, label=name)
 ax.set_xticks(range(len(g)), g["dimension"], rotation=20)
-ax.axhline(0.5, color="gray", ls=":")
+ax.axhline(TARGET_SRCC, color="gray", ls=":")
 ax.set_ylabel("held-out SRCC (95 % CI)")
 ax.legend()
 run.save_fig(fig, "sft_srcc")
 plt.show()
-print(f"held-out SRCC >= 0.5 on {n_learned} of 5 dimensions")
+below = {d: round(float(v), 2) for d, v in srcc.items() if not v >= TARGET_SRCC}
+print(f"held-out SRCC >= {TARGET_SRCC} on {n_learned} of 5 dimensions"
+      + (f"; below it: {below}" if below else ""))
 
 # %% [markdown]
 # ## What this shows, and what it cannot
@@ -143,10 +146,13 @@ print(f"held-out SRCC >= 0.5 on {n_learned} of 5 dimensions")
 # interval; with the ~130–160 test clips of the sample dataset an SRCC interval is roughly ±0.1
 # wide, so small differences between dimensions are noise. The embedded default trains on scores
 # only (`RATIONALE="none"`) with a one-line instruction: shorter sequences mean about twice the
-# optimisation steps in the same minutes, which is what lets a model trained from scratch reach
-# SRCC ≥ 0.5 on the salient dimensions; motion quality (shake, stutter, flicker seen through 8
-# frames at 2 fps) is typically not learned in this budget, and the table says so when it is not. A tiny model trained for minutes on a CPU learns the degradations
-# the sample generator makes *salient* (borders, overlays, exposure, camera speed); it does not
-# learn what a 7B model knows about real video, and its numbers say nothing about Qwen2.5-VL-7B on
+# optimisation steps in the same minutes. In this budget the tiny model learns the cues that show in
+# single frames (overlays and borders, exposure and colour, blur and haze) well; of the two motion
+# dimensions, which it can only read from differences between the 8 sampled frames, motion quality
+# (driven by brightness flicker) is partly learned and motion amplitude (camera speed) is mostly
+# memorised: its SRCC on the training clips is far above the held-out one (docs/training.md, "The
+# embedded demo", has the measurements). The line above names every dimension below the 0.6 bar.
+# A tiny model trained for minutes on a CPU learns the degradations the sample generator makes
+# *salient*; it does not learn what a 7B model knows about real video, and its numbers say nothing about Qwen2.5-VL-7B on
 # UltraVQA. What it does show is that the full pipeline (video sampling, the processor, answer-only
 # loss, exact level distributions, predictions files) trains end to end with the code a GPU run uses.
