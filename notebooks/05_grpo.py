@@ -51,7 +51,8 @@ INSTRUCTION: str = "Rate the video quality."  # instruction the SFT stage used; 
 DEVICE: str = "cpu"  # cpu | cuda | auto
 BF16: bool = False  # bfloat16 training (GPU)
 EVAL_SPLIT: str = "test"  # held-out split for the predictions file
-EVAL_LIMIT: int = 0  # evaluate (final predictions and curve) on at most this many clips; 0 means all
+EVAL_LIMIT: int = 0  # final held-out predictions on at most this many clips; 0 means all
+CURVE_LIMIT: int = 64  # held-out clips per point of the training curve (the first ones of EVAL_SPLIT); 0 means all
 N_BOOT: int = 300  # bootstrap resamples for the confidence intervals
 
 # %%
@@ -76,7 +77,7 @@ cfg = load_config("grpo", CONFIG or None, {
     "batch_size": BATCH_SIZE, "num_generations": NUM_GENERATIONS, "kl_coef": KL_COEF, "temperature": TEMPERATURE,
     "max_new_tokens": MAX_NEW_TOKENS, "lr": LR, "rationale": RATIONALE, "instruction": INSTRUCTION, "device": DEVICE, "bf16": BF16,
     "augment": False, "warmup_steps": min(2, STEPS - 1), "logging_steps": max(1, min(5, STEPS // 6)),
-    "max_train_seconds": BUDGET_S, "eval_every_seconds": EVAL_EVERY_S, "eval_limit": EVAL_LIMIT, "eval_split": EVAL_SPLIT,
+    "max_train_seconds": BUDGET_S, "eval_every_seconds": EVAL_EVERY_S, "eval_limit": CURVE_LIMIT, "eval_split": EVAL_SPLIT,
     # a budget stops training at a step not known in advance: a schedule that decays over max_steps would be cut
     **({"lr_scheduler": "constant_with_warmup"} if BUDGET_S > 0 else {}),
 })

@@ -62,7 +62,8 @@ DEVICE: str = "cpu"  # cpu | cuda | auto
 BF16: bool = False  # bfloat16 training (GPU)
 N_SHOW: int = 3  # clips whose distributions are drawn
 EVAL_SPLIT: str = "test"  # held-out split for the predictions file
-EVAL_LIMIT: int = 0  # evaluate (final predictions and curve) on at most this many clips; 0 means all
+EVAL_LIMIT: int = 0  # final held-out predictions on at most this many clips; 0 means all
+CURVE_LIMIT: int = 64  # held-out clips per point of the training curve (the first ones of EVAL_SPLIT); 0 means all
 N_BOOT: int = 300  # bootstrap resamples for the confidence intervals
 N_SHARP: int = 64  # training clips on which pi_ref's sharpness is measured per rationale mode
 EPS: float = 0.05  # floor under pi_ref for the limitation section: pi_ref becomes (1 - 9 EPS) pi_ref + EPS (0 < EPS < 1/9)
@@ -91,7 +92,7 @@ cfg = load_config("aso", CONFIG or None, {
     "max_steps": STEPS, "batch_size": BATCH_SIZE, "lr": LR, "rationale": RATIONALE, "instruction": INSTRUCTION,
     "device": DEVICE, "bf16": BF16, "augment": False, "warmup_steps": min(5, STEPS - 1),
     "logging_steps": max(1, min(10, STEPS // 8)),
-    "max_train_seconds": BUDGET_S, "eval_every_seconds": EVAL_EVERY_S, "eval_limit": EVAL_LIMIT, "eval_split": EVAL_SPLIT,
+    "max_train_seconds": BUDGET_S, "eval_every_seconds": EVAL_EVERY_S, "eval_limit": CURVE_LIMIT, "eval_split": EVAL_SPLIT,
     "pi_ref_path": f"{RUN_DIR}/checkpoints/aso/pi_ref.pt",  # computed by the first seed, read by the others
     # a budget stops training at a step not known in advance: a schedule that decays over max_steps would be cut
     **({"lr_scheduler": "constant_with_warmup"} if BUDGET_S > 0 else {}),
