@@ -93,6 +93,11 @@ SMOKE_TRAIN = ["max_steps=1", "sample_size=smoke", "max_clips=4"]  # one step on
 BUDGETED = ("python -m vqalib train grpo --config env/train_configs/grpo_tiny.yaml --set max_train_seconds=20 "
             "lr_scheduler=constant_with_warmup eval_every_seconds=10")
 
+#: README: the second SFT seed, and the full GRPO-vs-ASO comparison (issue 12)
+SFT_SEED1 = "python -m vqalib run-notebooks --only 04 --run-dir runs/sft_seed1 -p SEED 1"
+FULL_COMPARISON = ("python -m vqalib run-notebooks --only 04,05,06,07 --run-dir runs/compare3 -p SEEDS 3 -p BUDGET_S 40 "
+                   "-p EVAL_EVERY_S 10 -p CURVE_LIMIT 0")
+
 DECISIONS: dict[str, Run | Check | Skip] = {
     # ---- README.md
     "make demo": Skip("the whole chain on the default data (~8 min); the smoke chain (tests/test_notebooks.py) "
@@ -105,6 +110,10 @@ DECISIONS: dict[str, Run | Check | Skip] = {
     "bench/bench_*.py": Skip("a file pattern (what `make bench` runs), not a command"),
     "python -m vqalib run-notebooks --params smoke --run-dir runs/smoke": Skip(
         "the smoke chain itself: tests/conftest.py::smoke_run runs the same runner with the same parameter set"),
+    SFT_SEED1: Run(subs=[("python", PY), ("runs/sft_seed1", "{tmp}/sft_seed1")], extra=["--params", "smoke"]),
+    FULL_COMPARISON: Check("about 13 minutes of training on 2 cores (SFT, then 3 seeds x 40 s of GRPO and of ASO with "
+                           "held-out curves); notebooks 04-07 run in smoke mode with 2 seeds in tests/test_notebooks.py",
+                           "check_overrides_convert"),
     "python -m vqalib run-notebooks --only 03": Run(
         subs=[("python", PY)], extra=["--run-dir", "{tmp}/run03", "--params", "smoke"]),
     "papermill --help-notebook notebooks/NN_name.ipynb": Run(
@@ -299,6 +308,22 @@ def check_param_set_and_overrides(cmd: str, tmp: Path, data: Path) -> None:
     assert all(t == {"DATA_DIR": "/data/my_vqa"} for t in typed.values())
 
 
+def check_overrides_convert(cmd: str, tmp: Path, data: Path) -> None:
+    """The notebooks of ``--only`` exist and every ``-p`` value converts to the type each notebook
+    that declares it declares (what run-notebooks checks before running anything); the GRPO and ASO
+    notebooks get the same seeds and budget."""
+    from vqalib.notebook_runner import list_notebooks, typed_overrides
+
+    argv = shlex.split(cmd)
+    only = argv[argv.index("--only") + 1].split(",")
+    notebooks = [nb for nb in list_notebooks() if nb.name[:2] in only]
+    assert [nb.name[:2] for nb in notebooks] == only
+    overrides = {argv[i + 1]: argv[i + 2] for i, a in enumerate(argv) if a == "-p"}
+    typed = typed_overrides(notebooks, overrides)
+    assert typed["05_grpo.ipynb"] == typed["06_aso.ipynb"] == {"SEEDS": 3, "BUDGET_S": 40.0, "EVAL_EVERY_S": 10.0,
+                                                                "CURVE_LIMIT": 0}
+
+
 def check_papermill_prepare_only(cmd: str, tmp: Path, data: Path) -> None:
     """papermill parses the command and writes the parameterised notebook without executing it."""
     argv = shlex.split(cmd)
@@ -324,6 +349,7 @@ def check_accelerate(cmd: str, tmp: Path, data: Path) -> None:
 
 
 CHECKS = {f.__name__: f for f in (check_print_config, check_param_set_and_overrides, check_papermill_prepare_only,
+                                  check_overrides_convert,
                                   check_accelerate)}
 
 
