@@ -296,7 +296,8 @@ if not ON_POLICY:
     t0 = time.time()
     eps_result = train_aso(eps_cfg, progress=False)
     run.log_metrics({"aso/eps/train_s": time.time() - t0, "aso/eps/steps": EPS_STEPS, "aso/eps/eps": EPS})
-    models = {f"π_θ after ASO ({int(result.budget.get('steps', curves['step'].max()))} steps)": cfg.output_dir,
+    aso_steps = int(result.budget.get("steps", curves["step"].max()))  # what the budgeted seed-SEED run reached
+    models = {f"π_θ after ASO ({aso_steps} steps)": cfg.output_dir,
               f"π_θ after ASO, ε={EPS:g} ({EPS_STEPS} steps)": eps_cfg.output_dir}
     zm = report.zero_mass_case(f"{cfg.output_dir}/pi_ref.pt", cfg, EPS, models, LAM, BETA)
     fig = report.plot_zero_mass_case(zm)
@@ -314,7 +315,7 @@ if not ON_POLICY:
     low = zm.counts.sort_values("threshold").iloc[-1]  # the widest threshold: most pairs
     print(f"The floor in training: on the pair shown, the model trained {EPS_STEPS} steps on the floored target gives "
           f"the human level {at[eps_name]:.1e}, {at[eps_name] / at[aso_name]:.2f}x what the model trained "
-          f"{cfg.max_steps} steps on the paper's target gives ({at[aso_name]:.1e})"
+          f"{aso_steps} steps on the paper's target gives ({at[aso_name]:.1e})"
           + (f"; over the {int(low.n_pairs)} pairs with π_ref(s*) < {low.threshold:g}: {low[eps_name]:.1e} vs "
              f"{low[aso_name]:.1e} ({low[eps_name] / low[aso_name]:.2f}x)." if low.n_pairs else "."))
 else:
