@@ -143,11 +143,11 @@ print(f"held-out SRCC >= {TARGET_SRCC} on {n_learned} of 5 dimensions"
 # ## What this shows, and what it cannot
 #
 # The numbers above are measured on held-out clips the model never saw, each with a bootstrap
-# interval; with the ~130–160 test clips of the sample dataset an SRCC interval is roughly ±0.1
+# interval; with the 133 test clips of the default sample dataset an SRCC interval is roughly ±0.1
 # wide, so small differences between dimensions are noise. The embedded default trains on scores
 # only (`RATIONALE="none"`) with a one-line instruction: shorter sequences mean about twice the
-# optimisation steps in the same minutes. In this budget the tiny model learns the cues that show in
-# single frames (overlays and borders, exposure and colour, blur and haze) well; of the two motion
+# optimisation steps in the same minutes. In this budget the tiny model learns overlays and borders
+# (content) and exposure and colour (aesthetic) best, blur and haze (clarity) only partly; of the two motion
 # dimensions, which it can only read from differences between the 8 sampled frames, motion quality
 # (driven by brightness flicker) is partly learned and motion amplitude (camera speed) is mostly
 # memorised: its SRCC on the training clips is far above the held-out one (docs/training.md, "The

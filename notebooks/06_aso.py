@@ -328,6 +328,6 @@ else:
 # over all nine levels, instead of a few sampled answers: per step it gets a full-distribution
 # signal for every clip, which is why the paper finds it more sample-efficient. Whether this
 # tiny run *improves* a dimension is read from the paired interval above; an interval containing 0
-# means no measurable change on these ~160 clips, in either direction. The numbers come from a
-# 0.4 M-parameter model trained for about a minute on generated clips: they demonstrate the method
+# means no measurable change on these 133 clips, in either direction. The numbers come from a
+# 0.4 M-parameter model trained for `BUDGET_S` seconds per seed on generated clips: they demonstrate the method
 # and the code path, not the paper's 7B results.

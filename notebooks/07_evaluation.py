@@ -254,17 +254,19 @@ else:
 #
 # - **Untrained tiny model (the embedded default at first).** Its weights are random, so its
 #   answers rarely parse (expect most parsed-readout cells to be NaN with the reason "no items")
-#   and its level distributions carry no information about the video: SRCC/PLCC scatter around 0
-#   within their bootstrap intervals and Acc@0.5 sits near what a fixed guess gets on the label
-#   distribution (about 0.2–0.35 for the sample dataset's levels). These numbers test the
-#   *pipeline* (files, readouts, metrics, plots), not a model.
+#   and its level distributions are not trained on the video: read its expected-score row as a
+#   reference point, not as chance (a random network's readout can still correlate with a label by
+#   accident, with either sign). These numbers test the *pipeline* (files, readouts, metrics,
+#   plots), not a model.
 # - **Tiny model after minutes of CPU training (notebooks 04–06).** Differences between SFT, GRPO
 #   and ASO of a few hundredths are inside the bootstrap intervals shown above on a test split of
-#   this size; read the CI columns before reading a ranking. The measured notes
-#   (`TINY_MODEL_NOTES.md`) show motion can be learned in minutes and clarity (blur + noise) mostly not.
+#   this size; read the CI columns before reading a ranking. Which dimensions the tiny model learns
+#   in this budget, and which it memorises, is measured in docs/training.md ("The embedded demo on a
+#   CPU"); the GRPO-vs-ASO section above says, from its own intervals, whether the methods differ.
 # - **What transfers to a real run.** The code path, the readouts, the parse-failure accounting
 #   and the metric definitions are the same for Qwen2.5-VL-7B on UltraVQA. The values do not: the
 #   paper's Table 1 numbers come from a 7B model trained on thousands of real clips.
 # - **Calibration** only makes sense for the distribution readout; the parsed answer carries no
-#   confidence. A model trained with hard cross-entropy tends to be over-confident, ASO's soft
-#   targets spread mass over neighbouring levels.
+#   confidence. ASO's soft targets put mass on neighbouring levels; whether that changes the
+#   calibration of this tiny model is what the reliability table above measures (mean confidence and
+#   ECE per model), not something to assume.
