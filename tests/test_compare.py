@@ -54,6 +54,17 @@ def test_unequal_budgets_are_not_called_equal_compute():
     assert "**not** an equal-compute comparison" in compare.verdicts(r, boot, None)
 
 
+def test_a_clock_that_overran_its_budget_is_flagged():
+    a = frame(30, 0.7, 1)
+    boot = compare.compare_methods({"grpo": [a], "aso": [a]}, n_boot=20)
+    assert "not comparable" not in compare.verdicts(runs_table(), boot, None)  # 45.3 s on 45 s: fine
+    r = runs_table()
+    r.loc[(r["method"] == "grpo") & (r["seed"] == 0), ["train_seconds", "steps"]] = (37.5 * 45 / 20, 3)
+    text = compare.verdicts(r, boot, None)
+    assert "**Warning: the clock was not comparable.**" in text
+    assert "grpo ran 84.4 training s on a 45 s budget (3 steps)" in text and "aso ran" not in text
+
+
 def test_method_curve_figures_from_long_rows():
     rows = []
     for method, speed in (("grpo", 1), ("aso", 4)):

@@ -177,11 +177,17 @@ def contains_zero(r) -> bool:
     return not (np.isfinite(r.ci_low) and np.isfinite(r.ci_high)) or r.ci_low <= 0 <= r.ci_high
 
 
+#: A budgeted run whose training clock passed this many times its budget was not run at comparable speed
+#: (the budget stops at a step end, so one step took a large share of it): the verdict says so.
+OVERRUN: float = 1.25
+
+
 def verdicts(runs: pd.DataFrame, boot: pd.DataFrame, curve: pd.DataFrame | None, level: float = 0.95) -> str:
     """The comparison in sentences (Markdown), every number read from ``runs`` (:func:`seed_runs`),
     ``boot`` (:func:`compare_methods`) and ``curve`` (:func:`load_curves`): the budgets, seeds, steps
     and clips; per contrast the mean SRCC and mean MAE differences with their intervals, and the
-    dimensions whose SRCC interval excludes 0. An interval containing 0 is said to show no difference."""
+    dimensions whose SRCC interval excludes 0. An interval containing 0 is said to show no difference. A run
+    whose clock passed ``OVERRUN`` times its budget gets a warning that the clocks were not comparable."""
     pct = f"{level:.0%}"
     lines = []
     rl = runs[runs["method"].isin(["grpo", "aso"])]
@@ -197,6 +203,12 @@ def verdicts(runs: pd.DataFrame, boot: pd.DataFrame, curve: pd.DataFrame | None,
     else:
         lines.append(f"**Budget.** The GRPO and ASO runs do not share one time budget (max_train_seconds: "
                      f"{budgets or 'none'}), so this is **not** an equal-compute comparison. {per}.")
+    over = rl[rl["train_seconds"] > OVERRUN * rl["max_train_seconds"].where(rl["max_train_seconds"] > 0)]
+    if len(over):  # one step took a large share of the budget: the machine was busy, or a step is slow
+        lines.append("**Warning: the clock was not comparable.** " + "; ".join(
+            f"{r.name} ran {r.train_seconds:.1f} training s on a {r.max_train_seconds:g} s budget ({r.steps:.0f} steps)"
+            for r in over.itertuples()) + f" (more than {OVERRUN:g}× the budget: a step took a large share of it, "
+            "e.g. on a busy machine). Rerun on an idle machine before reading the differences below as equal-compute.")
     lines.append(f"Held-out clips: {n_clips}; intervals: {pct} hierarchical bootstrap ({n_boot} resamples; seeds and "
                  f"clips resampled, clips shared by the methods); a parse failure is scored as the scale midpoint.")
     if curve is not None and len(curve):
