@@ -102,3 +102,28 @@ def test_unsliced_channel_would_wait_forever():
     ch = _MissedWakeupChannel(arrive_after=0.0)
     with pytest.raises(asyncio.TimeoutError):
         _run(ch.get_msg(timeout=None), guard_s=1.0)
+
+
+def test_a_partial_run_keeps_the_other_notebooks_record(tmp_path, monkeypatch):
+    """``run-notebooks --only 02`` into a folder a full run wrote keeps 01's entry (its parameters and
+    wall time) under ``earlier_notebooks`` instead of dropping it (fresh-user report: ``--only 03``
+    wiped the demo's per-notebook times)."""
+    import json
+
+    nbdir = tmp_path / "nbs"
+    nbdir.mkdir()
+    _notebook(nbdir / "01_first.ipynb", "a = 1")
+    _notebook(nbdir / "02_second.ipynb", "b = 2")
+    monkeypatch.setattr(nr, "notebooks_dir", lambda: nbdir)
+    run = tmp_path / "run"
+    full = nr.run_notebooks(run, progress_bar=False, cell_timeout=120)
+    assert [e["notebook"] for e in full["notebooks"]] == ["01_first.ipynb", "02_second.ipynb"]
+    assert "earlier_notebooks" not in full
+    first = full["notebooks"][0]
+    part = nr.run_notebooks(run, only=["02"], progress_bar=False, cell_timeout=120)
+    saved = json.loads((run / "manifest.json").read_text())
+    assert [e["notebook"] for e in saved["notebooks"]] == ["02_second.ipynb"]
+    assert saved["earlier_notebooks"] == [first] and part["earlier_notebooks"] == [first]
+    again = nr.run_notebooks(run, only=["01"], progress_bar=False, cell_timeout=120)
+    assert [e["notebook"] for e in again["earlier_notebooks"]] == ["02_second.ipynb"]
+    assert again["earlier_notebooks"][0] == saved["notebooks"][0]

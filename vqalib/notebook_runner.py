@@ -29,6 +29,7 @@ can leave the run waiting forever with the reply already queued; a finite poll r
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -234,6 +235,20 @@ def run_notebooks(
         "notebooks": [],
     }
     manifest_path = root / "manifest.json"
+    # a partial run (--only) into a folder that already has a manifest keeps the other notebooks' entries
+    # (their parameters and wall times) under "earlier_notebooks", so the record of a full run survives
+    ran = {nb.name for nb in notebooks}
+    earlier: list[dict[str, Any]] = []
+    if manifest_path.is_file():
+        try:
+            old = json.loads(manifest_path.read_text())
+            earlier = [e for e in [*old.get("earlier_notebooks", []), *old.get("notebooks", [])]
+                       if isinstance(e, dict) and e.get("notebook") not in ran]
+        except (OSError, json.JSONDecodeError):
+            earlier = []  # an unreadable manifest is replaced, as before
+    earlier = list({e["notebook"]: e for e in earlier}.values())  # newest entry per notebook
+    if earlier:
+        manifest["earlier_notebooks"] = earlier
     started = time.perf_counter()
     for nb in notebooks:
         params = {**load_params(nb, params_set), **typed[nb.name], "RUN_DIR": str(root)}
