@@ -277,10 +277,6 @@ mr.T.round(3)
 # training pair. All numbers are read from the run, none are typed in.
 
 # %%
-import dataclasses
-import shutil
-
-from vqalib.runs import resolve_path
 from vqalib.train.common import validate_config
 
 if not ON_POLICY:
@@ -289,10 +285,7 @@ if not ON_POLICY:
                                   warmup_steps=min(cfg.warmup_steps, EPS_STEPS - 1), max_train_seconds=0.0,
                                   eval_every_seconds=0.0, logging_steps=max(1, min(10, EPS_STEPS // 4)), report_to="none")
     validate_config(eps_cfg, "notebook 06 (EPS, EPS_STEPS)")
-    resolve_path(eps_cfg.output_dir).mkdir(parents=True, exist_ok=True)
-    # same SFT model, clips and rationale: pi_ref's cache key matches, so it is not recomputed
-    shutil.copy2(resolve_path(cfg.output_dir) / "pi_ref.pt", resolve_path(eps_cfg.output_dir) / "pi_ref.pt")
-    eps_cfg = dataclasses.replace(eps_cfg, pi_ref_path=f"{eps_cfg.output_dir}/pi_ref.pt")
+    # eps_cfg keeps cfg.pi_ref_path: same SFT model, clips and rationale, so the seeds' cached pi_ref is read
     t0 = time.time()
     eps_result = train_aso(eps_cfg, progress=False)
     run.log_metrics({"aso/eps/train_s": time.time() - t0, "aso/eps/steps": EPS_STEPS, "aso/eps/eps": EPS})

@@ -63,8 +63,6 @@ def plot_curves(frame: pd.DataFrame, keys: Sequence[str], title: str = "", x: st
     between seeds, such as the step an evaluation happened at). ``col_wrap``: panels per row (0: one
     row). Keys missing from ``frame`` are skipped.
     """
-    import math
-
     import seaborn as sns
 
     from vqalib import plots
