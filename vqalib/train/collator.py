@@ -193,6 +193,50 @@ class FrameCache:
         return video
 
 
+class TimeJitterCache(FrameCache):
+    """A :class:`FrameCache` for training that also moves the sampled times: temporal jitter.
+
+    Each clip is decoded once at ``k`` times the sampling rate (``fps`` and ``max_frames`` times
+    ``k``, no short-clip rule); :meth:`draw` then takes the ``n`` frames the normal sampling would
+    take, all shifted together by one random phase: frame ``i`` is dense frame
+    ``floor((i + (p + 0.5) / k) * M / n)`` for a phase ``p`` in ``0 .. k-1`` (``M`` dense frames),
+    so the spacing, the count and the M-RoPE time positions stay those of the normal sampling
+    while the training clip shows other moments (the segment sampling of TSN, Wang et al. 2016,
+    with one offset for all segments). :meth:`get` returns the normal (centre-of-bin) sampling.
+    A clip too short for ``2 n`` dense frames is drawn without jitter (``n_unjittered`` counts them).
+    """
+
+    def __init__(self, sampling: Any, k: int, disk: bool = True):
+        if not (isinstance(k, int) and k >= 2):
+            raise ValueError(f"time_jitter={k!r}: the dense factor must be an int >= 2 (1 turns jitter off)")
+        dense = dataclasses.replace(sampling, fps=sampling.fps * k,
+                                    max_frames=sampling.max_frames * k, tokens_per_second=None)
+        super().__init__(dense, disk=disk)
+        self.k = k
+        self.normal = FrameCache(sampling, disk=disk)
+        self.n_unjittered = 0
+
+    def get(self, path: str | os.PathLike):
+        return self.normal.get(path)
+
+    def draw(self, path: str | os.PathLike, rng: np.random.Generator):
+        """The clip's normal frame count at one random phase (class docstring); ``SampledVideo``."""
+        from vqalib.video import num_sampled_frames
+
+        dense = super().get(path)
+        n = num_sampled_frames(int(dense.n_source_frames), float(dense.source_fps), self.normal.sampling)
+        m = len(dense.indices)
+        k = min(self.k, m // n)
+        if k < 2:
+            self.n_unjittered += 1
+            u = 0.5
+        else:
+            u = (int(rng.integers(0, k)) + 0.5) / k
+        sel = np.clip(np.floor((np.arange(n) + u) * m / n).astype(np.int64), 0, m - 1)
+        return dataclasses.replace(dense, frames=dense.frames[sel], indices=dense.indices[sel],
+                                   timestamps=dense.timestamps[sel])
+
+
 def augment_video(video: Any, rng: np.random.Generator):
     """Random flips, transposition (together: any of the 8 rotations/reflections) and time reversal of
     a sampled clip; none changes a label of the sample dataset."""
@@ -314,7 +358,10 @@ class VideoCollator:
         # restores on resume, so a resumed run sees the same augmentations as an uninterrupted one
         rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,)).item())) if self.augment else None
         for ex in examples:
-            video = self.cache.get(ex.path)
+            if self.augment and isinstance(self.cache, TimeJitterCache):
+                video = self.cache.draw(ex.path, rng)
+            else:
+                video = self.cache.get(ex.path)
             if self.augment:
                 video = augment_video(video, rng)
             for _ in range(self.repeat):

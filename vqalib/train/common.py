@@ -64,6 +64,7 @@ class CommonConfig:
     max_frames: int = 8  # video sampling: at most this many frames
     max_pixels: int = 112 * 112  # video sampling: pixels per frame
     augment: bool = True  # random rot90 / flips / time reversal of the cached frames (train only)
+    time_jitter: int = 1  # with augment: decode at this many times the rate, each draw one random phase (collator.TimeJitterCache); 1: off
     rationale: str = "short"  # rationale in the target answer: full | scrubbed | short | none (collator.RATIONALE_MODES)
     instruction: str = ""  # user instruction after the video; empty -> vqalib.prompts.INSTRUCTION (the paper-style one)
     logging_steps: int = 10
@@ -225,6 +226,9 @@ def validate_config(cfg: CommonConfig, source: str = "<config>") -> None:
         raise ValueError(f"{source}: rationale={cfg.rationale!r}; use full | scrubbed | short | none")
     if cfg.batch_size < 1 or cfg.grad_accum < 1:
         raise ValueError(f"{source}: batch_size and grad_accum must be >= 1")
+    if not (isinstance(cfg.time_jitter, int) and cfg.time_jitter >= 1):
+        raise ValueError(f"{source}: time_jitter={cfg.time_jitter!r}; use 1 (off) or an int >= 2 (decode at that many "
+                         "times the rate, one random phase per draw)")
     if cfg.max_steps == 0:
         raise ValueError(f"{source}: max_steps=0 trains nothing; use -1 (epochs) or a positive number")
     for key in ("max_train_seconds", "eval_every_seconds", "eval_limit"):
