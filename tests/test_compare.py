@@ -28,7 +28,8 @@ def test_no_difference_is_said_plainly():
     text = compare.verdicts(runs_table(), boot, None)
     assert "45 s of training clock" in text and "Held-out clips: 60" in text and "200 resamples" in text
     assert text.count("this tiny setting shows no difference") >= 1
-    assert "**Verdict:** no mean-SRCC interval excludes 0" in text
+    only = compare.verdicts(runs_table(), compare.compare_methods({"grpo": [b, c], "aso": [c, b]}, n_boot=200), None)
+    assert "**Verdict:** no mean-SRCC or mean-MAE interval excludes 0" in only
     s = boot[(boot["name"] == "aso − grpo") & (boot["metric"] == "srcc") & (boot["dimension"] == "mean")].iloc[0]
     assert f"mean SRCC {s.estimate:+.3f} [{s.ci_low:+.3f}, {s.ci_high:+.3f}]" in text
 
@@ -44,6 +45,22 @@ def test_a_clear_difference_is_reported_with_its_interval_and_dimensions():
     table = compare.summary_table(runs_table(), boot)
     assert list(table.index) == ["SFT", "GRPO", "ASO"] and table.loc["GRPO", "steps"] == "41 (40–42)"
     assert table.loc["ASO", "budget s"] == 45.0
+
+
+def test_a_calibration_difference_alone_is_not_called_no_difference():
+    # the same ranking (identical predictions up to a shift of +0.5 level where that stays on the scale): the
+    # SRCC difference is ~0, the MAE difference is not, and the verdict must say so
+    a = [frame(80, 0.3, k) for k in (1, 2)]
+    shifted = []
+    for f in a:
+        g = f.copy()
+        g["parsed_score"] = np.where(g["parsed_score"] <= 4.5, g["parsed_score"] + 0.5, g["parsed_score"])
+        shifted.append(g)
+    boot = compare.compare_methods({"grpo": a, "aso": shifted}, n_boot=200)
+    text = compare.verdicts(runs_table(), boot, None)
+    assert "The mean-MAE interval excludes 0: GRPO's scores are closer to the MOS" in text
+    assert "no mean-SRCC or mean-MAE interval excludes 0" not in text
+    assert "**Verdict:** only the differences whose interval excludes 0" in text
 
 
 def test_unequal_budgets_are_not_called_equal_compute():
@@ -72,7 +89,8 @@ def test_method_curve_figures_from_long_rows():
             for k, at in enumerate((0.0, 15.0, 30.0, 45.0)):
                 for dim in [*DIMENSION_KEYS, "mean"]:
                     rows.append({"method": method, "seed": seed, "step": k * 10 * speed + seed, "at_seconds": at,
-                                 "dimension": dim, "srcc": 0.3 + 0.01 * k * speed, "mae": 1.0 - 0.01 * k, "plcc": 0.3})
+                                 "dimension": dim, "srcc": 0.3 + 0.01 * k * speed, "mae": 1.0 - 0.01 * k, "plcc": 0.3,
+                                 "n_clips": 64})
     curve = pd.DataFrame(rows)
     for x in ("at_seconds", "step"):
         fig = compare.plot_method_curves(curve, x=x)
@@ -80,6 +98,9 @@ def test_method_curve_figures_from_long_rows():
         assert titled[:2] == ["Motion Quality", "Motion Amplitude"] and titled[-2:] == ["SRCC (mean)", "MAE (mean)"]
         lines = [ln for ln in fig.axes[0].get_lines() if len(ln.get_xdata())]
         assert len(lines) == (2 if x == "at_seconds" else 4)  # a mean line per method / a line per seed
+        visible = [ax for ax in fig.axes if ax.get_visible()]
+        assert [ax.get_ylabel() for ax in visible] == ["held-out SRCC"] * 6 + ["MAE (levels, 1-5 scale)"]
+        assert "64 held-out clips per point" in fig._suptitle.get_text()
     text = compare.verdicts(runs_table(), compare.compare_methods({"grpo": [frame(30, 0.5, 1)], "aso": [frame(30, 0.5, 1)]},
                                                                   n_boot=10), curve)
     assert "every curve starts from mean SRCC 0.300." in text

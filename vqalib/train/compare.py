@@ -164,12 +164,17 @@ def plot_method_curves(curve: pd.DataFrame, x: str = "at_seconds"):
     frame = srcc.merge(mae, on=["method", "seed", x]).rename(columns={"mean": "SRCC (mean)"})
     keys = [NAME_OF[d] for d in DIMENSION_KEYS] + ["SRCC (mean)", "MAE (mean)"]
     order = [LABEL[m] for m in ("grpo", "aso", "sft") if LABEL[m] in set(frame["method"])]
+    ylabel = {k: "held-out SRCC" for k in keys} | {"MAE (mean)": "MAE (levels, 1-5 scale)"}
+    n = sorted({int(v) for v in curve["n_clips"].dropna()}) if "n_clips" in curve else []
+    clips = f"{n[0]} held-out clips per point" if len(n) == 1 else f"{n[0]}-{n[-1]} held-out clips per point" if n else ""
     if x == "step":
-        return plot_curves(frame, keys, "Held-out SRCC per dimension (and MAE) against the optimisation step, one line per seed",
-                           x="step", hue="method", units="seed", col_wrap=4, hue_order=order, xlabel="optimisation step")
+        return plot_curves(frame, keys, "Held-out SRCC per dimension (and MAE) against the optimisation step, one line per "
+                           f"seed; {clips}", x="step", hue="method", units="seed", col_wrap=4, hue_order=order,
+                           xlabel="optimisation step", ylabel=ylabel)
     return plot_curves(frame, keys, "Held-out SRCC per dimension (and MAE) against training seconds "
-                                    "(line: mean over seeds, band: range)", x=x, hue="method", errorbar=("pi", 100),
-                       col_wrap=4, hue_order=order, xlabel="training seconds (evaluation excluded)")
+                                    f"(line: mean over seeds, band: range); {clips}", x=x, hue="method",
+                       errorbar=("pi", 100), col_wrap=4, hue_order=order, xlabel="training seconds (evaluation excluded)",
+                       ylabel=ylabel)
 
 
 def contains_zero(r) -> bool:
@@ -185,8 +190,10 @@ OVERRUN: float = 1.25
 def verdicts(runs: pd.DataFrame, boot: pd.DataFrame, curve: pd.DataFrame | None, level: float = 0.95) -> str:
     """The comparison in sentences (Markdown), every number read from ``runs`` (:func:`seed_runs`),
     ``boot`` (:func:`compare_methods`) and ``curve`` (:func:`load_curves`): the budgets, seeds, steps
-    and clips; per contrast the mean SRCC and mean MAE differences with their intervals, and the
-    dimensions whose SRCC interval excludes 0. An interval containing 0 is said to show no difference. A run
+    and clips; per contrast the mean SRCC and mean MAE differences with their intervals, the
+    dimensions whose SRCC interval excludes 0, and whether the mean-MAE interval does. An interval
+    containing 0 is said to show no difference; the verdict is "no difference" only when no mean-SRCC
+    and no mean-MAE interval excludes 0. A run
     whose clock passed ``OVERRUN`` times its budget gets a warning that the clocks were not comparable."""
     pct = f"{level:.0%}"
     lines = []
@@ -224,8 +231,9 @@ def verdicts(runs: pd.DataFrame, boot: pd.DataFrame, curve: pd.DataFrame | None,
         s = d[(d["metric"] == "srcc") & (d["dimension"] == "mean")].iloc[0]
         text = f"**{a} − {b}**: mean SRCC {_fmt_ci(s)}"
         m = d[(d["metric"] == "mae") & (d["dimension"] == "mean")]
-        if len(m):
-            text += f", mean MAE {_fmt_ci(m.iloc[0])} (lower is better)"
+        m = m.iloc[0] if len(m) else None
+        if m is not None:
+            text += f", mean MAE {_fmt_ci(m)} (lower is better)"
         if not np.isfinite(s.ci_low):
             text += f". The mean SRCC difference has no interval ({s.reason}): no verdict on it"
         elif contains_zero(s):
@@ -237,10 +245,19 @@ def verdicts(runs: pd.DataFrame, boot: pd.DataFrame, curve: pd.DataFrame | None,
         text += ("; per dimension, the SRCC interval excludes 0 for " + ", ".join(
             f"{NAME_OF[r.dimension]} ({r.estimate:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}])" for r in sig)
             if sig else "; no dimension's SRCC interval excludes 0") + "."
+        if m is not None and np.isfinite(m.ci_low):
+            if contains_zero(m):
+                text += " The mean-MAE interval contains 0."
+            else:
+                null_all = False
+                text += (f" The mean-MAE interval excludes 0: {b if m.estimate > 0 else a}'s scores are closer to the MOS "
+                         "on average (a difference in calibration, not necessarily in ranking).")
         lines.append(text)
     if len(diffs) and null_all:
-        lines.append("**Verdict:** no mean-SRCC interval excludes 0; at this budget, with these seeds and clips, the "
-                     "tiny setting shows no difference between the methods.")
+        lines.append("**Verdict:** no mean-SRCC or mean-MAE interval excludes 0; at this budget, with these seeds and "
+                     "clips, the tiny setting shows no difference between the methods.")
     elif len(diffs):
-        lines.append("**Verdict:** only the differences whose interval excludes 0 above are supported by this run.")
+        lines.append("**Verdict:** only the differences whose interval excludes 0 above are supported by this run; "
+                     "with this many intervals, one excluding 0 by chance is to be expected, so a single one is a lead "
+                     "to rerun with more seeds (SEEDS), not a result.")
     return "\n\n".join(lines)

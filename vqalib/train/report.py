@@ -52,7 +52,7 @@ def log_frame(log_history: Sequence[dict[str, Any]], keys: Sequence[str] = ("los
 
 def plot_curves(frame: pd.DataFrame, keys: Sequence[str], title: str = "", x: str = "step", hue: str | None = None,
                 errorbar: Any = ("ci", 95), xlabel: str = "", units: str | None = None, col_wrap: int = 0,
-                hue_order: Sequence[str] | None = None):
+                hue_order: Sequence[str] | None = None, ylabel: str | dict[str, str] = ""):
     """One ``seaborn.lineplot`` panel per key (the long form ``x, [hue], [units], metric, value`` of
     ``frame``) against ``x`` (default the optimisation step; e.g. ``"seconds"`` for wall clock).
 
@@ -61,7 +61,8 @@ def plot_curves(frame: pd.DataFrame, keys: Sequence[str], title: str = "", x: st
     by default; ``("pi", 100)`` for the range; ``None`` for no band). ``units``: a column (``"seed"``)
     whose groups are drawn as separate lines instead (no aggregation: for x values that differ
     between seeds, such as the step an evaluation happened at). ``col_wrap``: panels per row (0: one
-    row). Keys missing from ``frame`` are skipped.
+    row). ``ylabel``: one label for every panel, or a label per key. Keys missing from ``frame`` are
+    skipped.
     """
     import seaborn as sns
 
@@ -81,7 +82,7 @@ def plot_curves(frame: pd.DataFrame, keys: Sequence[str], title: str = "", x: st
             sns.lineplot(data=long[long["metric"] == k], x=x, y="value", hue=hue, hue_order=hue_order,
                          marker="." if not hue or units else None, legend=bool(hue) and i == len(keys) - 1, ax=ax,
                          **extra)
-            ax.set(title=k, xlabel=xlabel or x, ylabel="")
+            ax.set(title=k, xlabel=xlabel or x, ylabel=ylabel.get(k, "") if isinstance(ylabel, dict) else ylabel)
         for ax in flat[len(keys):]:
             ax.set_visible(False)
         if hue and keys and flat[len(keys) - 1].get_legend() is not None:
