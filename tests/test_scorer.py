@@ -214,3 +214,36 @@ def test_video_lists(clips, tmp_path):
         list_videos(bad)
     with pytest.raises(VideoListError, match="no such folder"):
         list_videos(tmp_path / "nope")
+
+
+def test_resume_tries_failed_videos_again_and_keeps_their_last_row(fast_scorer, tmp_path):
+    d = tmp_path / "clips"
+    d.mkdir()
+    write_clip(d / "a.mp4", n_frames=16, seed=0)
+    (d / "b.mp4").write_bytes(b"not a video")
+    out = tmp_path / "s.csv"
+    first = fast_scorer.score(d, out)
+    assert (first.n_scored, first.n_failed, first.n_retried) == (1, 1, 0)
+    write_clip(d / "b.mp4", n_frames=16, seed=1)  # the user re-encodes the broken file
+    again = fast_scorer.score(d, out)
+    assert (again.n_skipped, again.n_scored, again.n_failed, again.n_retried) == (1, 1, 0, 1)
+    assert "1 of them failed in an earlier run and were tried again" in again.summary()
+    assert len(pd.read_csv(out)) == 3  # append-only: the old failed row stays in the file ...
+    df = read_scores(out)  # ... and the reader returns the last row per video
+    assert len(df) == 2 and (df["status"] == "ok").all() and df["path"].is_unique
+    assert len(again.rows) == 2 and (again.rows["status"] == "ok").all()
+
+
+def test_score_command_exits_1_when_a_video_fails(tmp_path, capsys):
+    from vqalib.cli import main
+
+    d = tmp_path / "clips"
+    d.mkdir()
+    write_clip(d / "a.mp4", n_frames=16, seed=0)
+    (d / "b.mp4").write_bytes(b"")
+    rc = main(["score", str(d), "--model", "tiny", "-o", str(tmp_path / "s.csv"), "--num-workers", "0", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "1 video(s) failed to decode" in err and "tried again" in err
+    (d / "b.mp4").unlink()
+    assert main(["score", str(d), "--model", "tiny", "-o", str(tmp_path / "s.csv"), "--num-workers", "0",
+                 "--no-progress"]) == 0

@@ -77,6 +77,11 @@ def _score(argv: Sequence[str]) -> int:
     run = scorer.score(args.videos, args.output, progress=not args.no_progress, overwrite=args.overwrite,
                        limit=args.limit or None)
     print(run.summary())
+    if run.n_failed:
+        print(f"{run.n_failed} video(s) failed to decode (listed above, status decode_error in {args.output}); fix or "
+              "remove them and rerun the same command: scored videos are skipped, failed ones are tried again",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -20,7 +20,8 @@ Videos are decoded (and run through the processor) in ``torch.utils.data.DataLoa
 (``num_workers``), so that decoding overlaps with the model. A video that fails to decode gets a
 row with ``status="decode_error"`` and the error, never a substitute; the run goes on and the
 failures are listed at the end. The output is resumable (:mod:`vqalib.inference.store`): rerunning
-skips the videos already in it.
+skips the videos already scored in it and tries the failed ones again (their new row is appended
+and is the one :func:`~vqalib.inference.store.read_scores` returns).
 
 Batch invariance: clips are left-padded and every pass uses explicit masks and per-clip M-RoPE
 positions, so a clip's distributions (fp32, 1e-5) and greedy text do not depend on the other clips
@@ -281,15 +282,17 @@ class ScoreRun:
     rows: pd.DataFrame
     output: Path | None
     n_listed: int
-    n_skipped: int  # already in the output (resumed)
+    n_skipped: int  # already in the output with status ok (resumed)
     n_scored: int
-    n_failed: int
+    n_failed: int  # failed in this run (a video that failed before is tried again)
     failures: list[dict[str, str]] = field(default_factory=list)
     wall_s: float = 0.0
+    n_retried: int = 0  # of the videos tried in this run, those whose earlier row in the output was a failure
 
     def summary(self) -> str:
-        lines = [f"{self.n_listed} videos listed, {self.n_skipped} already in the output, {self.n_scored} scored now, "
-                 f"{self.n_failed} failed to decode" + (f" -> {self.output}" if self.output else "")]
+        retried = f" ({self.n_retried} of them failed in an earlier run and were tried again)" if self.n_retried else ""
+        lines = [f"{self.n_listed} videos listed, {self.n_skipped} already in the output, {self.n_scored} scored now"
+                 f"{retried}, {self.n_failed} failed to decode" + (f" -> {self.output}" if self.output else "")]
         lines += [f"  FAILED {f['path']}: {f['error']}" for f in self.failures]
         return "\n".join(lines)
 
@@ -425,8 +428,12 @@ class Scorer:
             items = items.head(limit)
         store = RowStore(output, self.columns, self.manifest(), overwrite=overwrite) if output else None
         done = store.open() if store else pd.DataFrame(columns=self.columns)
-        done_paths = set(done["path"].astype(str)) if len(done) else set()
-        todo = [r for r in items[["video_id", "path"]].to_dict("records") if str(r["path"]) not in done_paths]
+        # a video whose row is ok is skipped; one that failed before (decode_error) is tried again, and its
+        # new row, appended after the old one, is the one that counts (``drop_duplicates(keep="last")``)
+        ok_paths = set(done.loc[done["status"] == STATUS_OK, "path"].astype(str)) if len(done) else set()
+        failed_before = set(done.loc[done["status"] != STATUS_OK, "path"].astype(str)) if len(done) else set()
+        todo = [r for r in items[["video_id", "path"]].to_dict("records") if str(r["path"]) not in ok_paths]
+        n_retried = sum(str(r["path"]) in failed_before for r in todo)
         loader = torch.utils.data.DataLoader(
             _Clips(todo, self.sampling), batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
             collate_fn=_Collate(self.processor, FAST_ANSWER if self.mode == "fast" else None, self.instruction),
@@ -445,8 +452,10 @@ class Scorer:
             store.close()
         frames = [f for f in (done, pd.DataFrame(new_rows, columns=self.columns)) if len(f)]
         all_rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=self.columns)
+        all_rows = all_rows.drop_duplicates("path", keep="last").reset_index(drop=True)
         return ScoreRun(all_rows, Path(output) if output else None, len(items), len(items) - len(todo),
-                        len(new_rows) - len(failures), len(failures), failures, time.perf_counter() - t_start)
+                        len(new_rows) - len(failures), len(failures), failures, time.perf_counter() - t_start,
+                        n_retried=n_retried)
 
     def _loop(self, loader, store, done: pd.DataFrame, total: int, progress: bool):
         """Score every batch the loader yields, appending rows to ``store`` after each batch."""

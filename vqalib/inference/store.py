@@ -216,16 +216,22 @@ class RowStore:
 
 
 def read_scores(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a scorer output (CSV, JSONL or Parquet, plus an unfinished Parquet journal)."""
+    """Read a scorer output (CSV, JSONL or Parquet, plus an unfinished Parquet journal): one row per
+    video. A video that failed and was tried again by a resumed run has several rows in the file; the
+    last one is returned."""
     p = Path(path)
     if p.suffix.lower() == ".csv":
-        return pd.read_csv(p)
-    if p.suffix.lower() == ".jsonl":
-        return pd.DataFrame(_read_jsonl(p))
-    parts = [pd.read_parquet(p)] if p.is_file() else []
-    rows = _read_jsonl(_journal(p))
-    if rows:
-        parts.append(pd.DataFrame(rows))
-    if not parts:
-        raise FileNotFoundError(f"{p}: no scores (neither the file nor its journal exists)")
-    return pd.concat(parts, ignore_index=True)
+        df = pd.read_csv(p)
+    elif p.suffix.lower() == ".jsonl":
+        df = pd.DataFrame(_read_jsonl(p))
+    else:
+        parts = [pd.read_parquet(p)] if p.is_file() else []
+        rows = _read_jsonl(_journal(p))
+        if rows:
+            parts.append(pd.DataFrame(rows))
+        if not parts:
+            raise FileNotFoundError(f"{p}: no scores (neither the file nor its journal exists)")
+        df = pd.concat(parts, ignore_index=True)
+    if "path" in df.columns:
+        df = df.drop_duplicates("path", keep="last").reset_index(drop=True)
+    return df
