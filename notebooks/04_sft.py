@@ -47,6 +47,7 @@ WEIGHT_DECAY: float = 0.1  # AdamW weight decay; paper: 0.01 for the 7B model
 RATIONALE: str = "none"  # rationale in the target answer: none (scores only) | short (defects seen) | full
 INSTRUCTION: str = "Rate the video quality."  # user instruction; empty means the full vqalib.prompts.INSTRUCTION
 AUGMENT: bool = True  # random flips / time reversal of the cached frames
+TIME_JITTER: int = 4  # with AUGMENT: each training draw shifts the sampled times by a random phase (1: off; decodes 4x the frames once)
 DEVICE: str = "cpu"  # cpu | cuda | auto
 BF16: bool = False  # bfloat16 training (GPU)
 NUM_WORKERS: int = 1  # data-loader worker processes (prepare the next batch while the model trains)
@@ -71,7 +72,7 @@ run = Run(RUN_DIR, "04_sft")
 cfg = load_config("sft", CONFIG or None, {
     "model": MODEL, "data_dir": DATA_DIR, "sample_size": SAMPLE_SIZE, "seed": SEED, "finetune": FINETUNE,
     "freeze_vision": FREEZE_VISION, "max_steps": STEPS, "batch_size": BATCH_SIZE, "grad_accum": GRAD_ACCUM,
-    "lr": LR, "warmup_steps": WARMUP_STEPS, "weight_decay": WEIGHT_DECAY, "rationale": RATIONALE, "instruction": INSTRUCTION, "augment": AUGMENT, "device": DEVICE,
+    "lr": LR, "warmup_steps": WARMUP_STEPS, "weight_decay": WEIGHT_DECAY, "rationale": RATIONALE, "instruction": INSTRUCTION, "augment": AUGMENT, "time_jitter": TIME_JITTER, "device": DEVICE,
     "bf16": BF16, "num_workers": NUM_WORKERS, "output_dir": f"{RUN_DIR}/checkpoints/sft",
     "logging_steps": max(1, min(20, STEPS // 10)),
 })

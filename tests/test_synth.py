@@ -121,10 +121,19 @@ def test_flicker_brightness_oscillation_rises_with_level():
     assert vals[-1] < 1e-3 and np.all(np.diff(vals) < 0), vals
 
 
-def test_stutter_freezes_frames_visible_at_2fps():
-    f = _render("motion_quality", 1.0, types=["stutter"], amplitude=4.0)
-    frozen = np.abs(np.diff(f, axis=0)).mean(axis=(1, 2, 3)) < 1e-3
-    assert frozen.sum() >= 3  # hold of 8 frames: every other 2-fps frame repeats
+def test_stutter_holds_frames_without_freezing_2fps_pairs():
+    lv = {k: 5.0 for k in L.DIMENSION_KEYS} | {"motion_amplitude": 4.0, "motion_quality": 1.0}
+    plan = S.plan_clip(lv, S.SynthConfig(), np.random.default_rng(0))
+    plan["applied"]["motion_quality"] = ["stutter"]
+    f = S.render_clip("astronaut", plan, S.SynthConfig(), np.random.default_rng(0)).astype(float) / 255
+    held = np.abs(np.diff(f, axis=0)).mean(axis=(1, 2, 3)) < 1e-3
+    assert held.sum() == 24  # 8 fps: hold of 4 frames at severity 1 -> 3 of every 4 frames repeat
+    # version 7: at 2 fps no sampled frame repeats the previous one (v6's hold of 8 froze whole pairs,
+    # hiding the camera speed); a hold of 4 (or 2) even falls exactly between the 2-fps frames
+    two = f[2::4]
+    d = np.abs(np.diff(two, axis=0)).mean(axis=(1, 2, 3))
+    assert (d > 1e-3).all()
+    assert [1 + round(S.severity(v) * 3) for v in (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5)] == [4, 4, 3, 3, 3, 2, 2, 1]
     assert not (np.abs(np.diff(_render("motion_quality", 5.0, amplitude=4.0), axis=0)).mean(axis=(1, 2, 3)) < 1e-3).any()
 
 

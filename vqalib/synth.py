@@ -44,7 +44,7 @@ from . import levels as L
 from .runs import cache_dir
 
 #: Bump when the generator's output changes for the same settings (part of the cache key).
-GENERATOR_VERSION = "6"  # 6: cues a tiny model can tell apart (issue 12; docs/training.md); 5: paper keywords
+GENERATOR_VERSION = "7"  # 7: stutter holds <= 4 frames; 6: cues a tiny model can tell apart (issue 12; docs/training.md); 5: paper keywords
 
 SIZES = ("smoke", "default", "large")
 
@@ -96,7 +96,7 @@ class SynthConfig:
     # --- motion quality ---
     shake_px: float = 2.0  # per-frame i.i.d. camera jitter std (px) at sev 1 (v5: 6, which masked camera speed)
     shake_deg: float = 3.0  # per-frame rotation jitter std (degrees) at sev 1
-    stutter_hold: int = 8  # frames held at sev 1: hold = 1 + round(sev * (stutter_hold - 1))
+    stutter_hold: int = 4  # frames held at sev 1: hold = 1 + round(sev * (stutter_hold - 1)) (v6: 8, which froze whole 2-fps frame pairs)
     flicker_amp: float = 0.35  # per-frame brightness gain 1 +- sev * amp * U(0.5, 1)
     flicker_always: bool = True  # a clip with a motion-quality defect always flickers, plus shake and/or stutter (v5: False)
     # --- aesthetic ---
