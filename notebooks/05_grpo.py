@@ -35,8 +35,8 @@ DATA_DIR: str = ""  # dataset folder; empty means the embedded sample dataset
 SAMPLE_SIZE: str = "default"  # sample dataset size when DATA_DIR is empty: smoke | default | large
 SEED: int = 0  # first training seed (data order and sampling); seeds SEED ... SEED + SEEDS - 1 are trained
 SEEDS: int = 2  # number of training seeds, each from the same SFT checkpoint (the first into checkpoints/grpo)
-BUDGET_S: float = 20.0  # training seconds per seed, evaluation excluded; the demo default vqalib.train.budget.DEMO_BUDGET_S, as in notebook 06; 0 means no budget, STEPS steps
-EVAL_EVERY_S: float = 10.0  # held-out curve: evaluate every this many training seconds (and at step 0 and the end); 0 means no curve
+BUDGET_S: float = 10.0  # training seconds per seed, evaluation excluded; the demo default vqalib.train.budget.DEMO_BUDGET_S, as in notebook 06; 0 means no budget, STEPS steps
+EVAL_EVERY_S: float = 5.0  # held-out curve: evaluate every this many training seconds (and at step 0 and the end); 0 means no curve
 CONFIG: str = ""  # optional YAML training config (env/train_configs/*.yaml); the values below override it
 FINETUNE: str = "full"  # full (frozen copy as reference) | lora (adapter disabled as reference) | qlora
 STEPS: int = 5000  # cap on optimisation steps per seed (with BUDGET_S > 0 the budget stops training first)
@@ -52,7 +52,7 @@ DEVICE: str = "cpu"  # cpu | cuda | auto
 BF16: bool = False  # bfloat16 training (GPU)
 EVAL_SPLIT: str = "test"  # held-out split for the predictions file
 EVAL_LIMIT: int = 0  # final held-out predictions on at most this many clips; 0 means all
-CURVE_LIMIT: int = 64  # held-out clips per point of the training curve (the first ones of EVAL_SPLIT); 0 means all
+CURVE_LIMIT: int = 48  # held-out clips per point of the training curve (the first ones of EVAL_SPLIT); 0 means all
 N_BOOT: int = 300  # bootstrap resamples for the confidence intervals
 
 # %%

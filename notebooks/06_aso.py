@@ -42,8 +42,8 @@ DATA_DIR: str = ""  # dataset folder; empty means the embedded sample dataset
 SAMPLE_SIZE: str = "default"  # sample dataset size when DATA_DIR is empty: smoke | default | large
 SEED: int = 0  # first training seed; seeds SEED ... SEED + SEEDS - 1 are trained
 SEEDS: int = 2  # number of training seeds, each from the same SFT checkpoint and one cached pi_ref (the first into checkpoints/aso)
-BUDGET_S: float = 20.0  # training seconds per seed, evaluation and pi_ref excluded; the demo default vqalib.train.budget.DEMO_BUDGET_S, as in notebook 05; 0 means no budget, STEPS steps
-EVAL_EVERY_S: float = 10.0  # held-out curve: evaluate every this many training seconds (and at step 0 and the end); 0 means no curve
+BUDGET_S: float = 10.0  # training seconds per seed, evaluation and pi_ref excluded; the demo default vqalib.train.budget.DEMO_BUDGET_S, as in notebook 05; 0 means no budget, STEPS steps
+EVAL_EVERY_S: float = 5.0  # held-out curve: evaluate every this many training seconds (and at step 0 and the end); 0 means no curve
 CONFIG: str = ""  # optional YAML training config (env/train_configs/*.yaml); the values below override it
 FINETUNE: str = "full"  # full | lora | qlora
 LAM: float = 1.0  # lambda, KL strength of the closed form (paper, Appendix C: 1.0)
@@ -63,11 +63,11 @@ BF16: bool = False  # bfloat16 training (GPU)
 N_SHOW: int = 3  # clips whose distributions are drawn
 EVAL_SPLIT: str = "test"  # held-out split for the predictions file
 EVAL_LIMIT: int = 0  # final held-out predictions on at most this many clips; 0 means all
-CURVE_LIMIT: int = 64  # held-out clips per point of the training curve (the first ones of EVAL_SPLIT); 0 means all
+CURVE_LIMIT: int = 48  # held-out clips per point of the training curve (the first ones of EVAL_SPLIT); 0 means all
 N_BOOT: int = 300  # bootstrap resamples for the confidence intervals
 N_SHARP: int = 64  # training clips on which pi_ref's sharpness is measured per rationale mode
 EPS: float = 0.05  # floor under pi_ref for the limitation section: pi_ref becomes (1 - 9 EPS) pi_ref + EPS (0 < EPS < 1/9)
-EPS_STEPS: int = 30  # steps of the short ASO run with the floor (limitation section), from the same SFT checkpoint
+EPS_STEPS: int = 20  # steps of the short ASO run with the floor (limitation section), from the same SFT checkpoint
 
 # %%
 import dataclasses

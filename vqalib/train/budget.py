@@ -39,9 +39,9 @@ from transformers import TrainerCallback
 
 #: Training seconds per seed of the demo's GRPO-vs-ASO comparison (notebooks 05 and 06 default to it;
 #: ``tests/test_budget.py`` keeps their ``BUDGET_S`` equal to it).
-DEMO_BUDGET_S: float = 20.0
+DEMO_BUDGET_S: float = 10.0
 #: Training seconds between two held-out evaluations in the demo (notebooks 05 and 06 ``EVAL_EVERY_S``).
-DEMO_EVAL_EVERY_S: float = 10.0
+DEMO_EVAL_EVERY_S: float = 5.0
 #: Learning-rate schedules that do not depend on the total number of steps (allowed with a budget).
 BUDGET_SCHEDULERS: tuple[str, ...] = ("constant", "constant_with_warmup", "inverse_sqrt")
 #: Greedy answer length of the curve's evaluations (as ``report.write_stage_predictions``).
