@@ -30,8 +30,18 @@ def test_no_difference_is_said_plainly():
     assert text.count("this tiny setting shows no difference") >= 1
     only = compare.verdicts(runs_table(), compare.compare_methods({"grpo": [b, c], "aso": [c, b]}, n_boot=200), None)
     assert "**Verdict:** no mean-SRCC or mean-MAE interval excludes 0" in only
-    s = boot[(boot["name"] == "aso − grpo") & (boot["metric"] == "srcc") & (boot["dimension"] == "mean")].iloc[0]
-    assert f"mean SRCC {s.estimate:+.3f} [{s.ci_low:+.3f}, {s.ci_high:+.3f}]" in text
+
+
+def test_a_lone_per_dimension_interval_is_weighed_against_chance():
+    a, b = frame(60, 0.7, 1), frame(60, 0.7, 2)
+    boot = compare.compare_methods({"grpo": [a, b], "aso": [b, a]}, n_boot=100)
+    row = (boot["kind"] == "difference") & (boot["metric"] == "srcc") & (boot["dimension"] == "clarity_quality")
+    assert row.sum() == 1
+    boot.loc[row, ["estimate", "ci_low", "ci_high"]] = (-0.075, -0.143, -0.012)  # as in a demo run: GRPO - SFT clarity
+    text = compare.verdicts(runs_table(), boot, None)
+    assert "per dimension, the SRCC interval excludes 0 for Clarity Quality (-0.075 [-0.143, -0.012])" in text
+    assert "1 of the 5 per-dimension SRCC intervals do (named above), where 5% of 5, about 0.25, would by chance" in text
+    assert "nor any per-dimension SRCC interval" not in text
 
 
 def test_a_clear_difference_is_reported_with_its_interval_and_dimensions():

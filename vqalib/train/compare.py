@@ -253,9 +253,18 @@ def verdicts(runs: pd.DataFrame, boot: pd.DataFrame, curve: pd.DataFrame | None,
                 text += (f" The mean-MAE interval excludes 0: {b if m.estimate > 0 else a}'s scores are closer to the MOS "
                          "on average (a difference in calibration, not necessarily in ranking).")
         lines.append(text)
-    if len(diffs) and null_all:
-        lines.append("**Verdict:** no mean-SRCC or mean-MAE interval excludes 0; at this budget, with these seeds and "
-                     "clips, the tiny setting shows no difference between the methods.")
+    per_dim = diffs[(diffs["metric"] == "srcc") & (diffs["dimension"] != "mean")]
+    per_dim = per_dim[np.isfinite(per_dim["ci_low"])]
+    n_sig = sum(not contains_zero(r) for r in per_dim.itertuples())
+    if len(diffs) and null_all and n_sig:
+        lines.append(f"**Verdict:** no mean-SRCC or mean-MAE interval excludes 0; {n_sig} of the {len(per_dim)} "
+                     f"per-dimension SRCC intervals do (named above), where {1 - level:.0%} of {len(per_dim)}, about "
+                     f"{(1 - level) * len(per_dim):.2g}, would by chance alone: at this budget, with these seeds and "
+                     "clips, the tiny setting shows no difference between the methods that this run can tell from "
+                     "chance; a per-dimension one is a lead to rerun with more seeds (SEEDS), not a result.")
+    elif len(diffs) and null_all:
+        lines.append("**Verdict:** no mean-SRCC or mean-MAE interval excludes 0, nor any per-dimension SRCC interval; "
+                     "at this budget, with these seeds and clips, the tiny setting shows no difference between the methods.")
     elif len(diffs):
         lines.append("**Verdict:** only the differences whose interval excludes 0 above are supported by this run; "
                      "with this many intervals, one excluding 0 by chance is to be expected, so a single one is a lead "
