@@ -37,6 +37,8 @@ from typing import Any, Callable
 import pandas as pd
 from transformers import TrainerCallback
 
+from vqalib.train.distributed import broadcast_from_main
+
 #: Training seconds per seed of the demo's GRPO-vs-ASO comparison (notebooks 05 and 06 default to it;
 #: ``tests/test_budget.py`` keeps their ``BUDGET_S`` equal to it).
 DEMO_BUDGET_S: float = 10.0
@@ -105,13 +107,6 @@ class HeldoutEvaluator:
             raise RuntimeError(f"held-out evaluation: {len(res.failures)} video(s) failed to decode, e.g. "
                                f"{res.failures[0]['path']}: {res.failures[0]['error']}")
         return curve_rows(res.rows)
-
-
-def _broadcast(obj: Any) -> Any:
-    """``obj`` of rank 0 on every rank (identity with one process)."""
-    from vqalib.train.distributed import broadcast_from_main
-
-    return broadcast_from_main(obj)
 
 
 def _sharded(trainer: Any) -> bool:
@@ -187,7 +182,7 @@ class BudgetCallback(TrainerCallback):
         train_s = self.elapsed()
         stop = self.budget > 0 and train_s >= self.budget
         due = (not stop) and train_s >= self.next_eval
-        train_s, stop, due = _broadcast((train_s, stop, due))  # rank 0 decides for every rank
+        train_s, stop, due = broadcast_from_main((train_s, stop, due))  # rank 0 decides for every rank
         self.train_seconds = train_s
         if math.isnan(self.first_step_s):  # one-time costs (first batch, allocations) land here: shown apart
             self.first_step_s = train_s
@@ -202,7 +197,7 @@ class BudgetCallback(TrainerCallback):
         return control
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
-        self.train_seconds = _broadcast(self.elapsed() if self.stopped_by == "" else self.train_seconds)
+        self.train_seconds = broadcast_from_main(self.elapsed() if self.stopped_by == "" else self.train_seconds)
         if not self.stopped_by:
             self.stopped_by = "max_steps" if state.global_step >= state.max_steps else "data"
         at = self.budget if self.stopped_by == "max_train_seconds" else round(self.train_seconds, 3)
