@@ -149,7 +149,7 @@ print(f"held-out SRCC >= {TARGET_SRCC} on {n_learned} of 5 dimensions"
 # only (`RATIONALE="none"`) with a one-line instruction: shorter sequences mean about twice the
 # optimisation steps in the same minutes. In this budget the tiny model learns overlays and borders
 # (content) and exposure and colour (aesthetic) best, blur and haze (clarity) and motion quality
-# (flicker, shake) about at the bar; motion amplitude (camera speed) stays near 0.5. It can only be
+# (flicker, shake) about at the bar; motion amplitude (camera speed) stays at 0.4–0.5. It can only be
 # read from differences between the 8 sampled frames, where the camera path is mixed with the shake,
 # stutter and flicker of the motion-quality defects and with static overlays: simple estimators read
 # it poorly too (a hand-feature probe 0.6, phase correlation 0.14), and more steps only memorise

@@ -146,7 +146,10 @@ display(change.round(3))
 # %% [markdown]
 # ## Reading the result honestly
 #
-# With `G` answers per clip and a few dozen steps on CPU, GRPO sees a few hundred sampled answers:
+# With `G` answers per clip and the few dozen steps an idle 2-core machine fits in the demo budget
+# (the budget table above has this run's count; a busy machine can fit only one or two, which leave
+# the SFT model almost unchanged because the first warm-up step has learning rate 0), GRPO sees at
+# most a few hundred sampled answers:
 # its reward curve is noisy and the held-out change against SFT is usually inside the bootstrap
 # interval. When all `G` answers of a group get the same reward the advantage is 0 and the group
 # teaches nothing (see `reward_std`); this is the variance problem that ASO's closed form avoids

@@ -114,8 +114,9 @@ pd.Series(vars(cfg), name="value").to_frame()
 # probability, mean entropy (nats; uniform = 2.197), mean π_ref(s\*) and π\*(s\*) at λ = β = 1, and how
 # many clips' teacher-forced text names the score. The demo SFT model is trained without rationales
 # (`RATIONALE = "none"` in notebook 04), so its `full` row shows text it never saw; on a model trained
-# with full rationales (the 7B recipe) the `full` row is the one that collapses. The closing table of
-# docs/training.md gives both.
+# with full rationales (the 7B recipe) the `full` row is the one that collapses. docs/training.md
+# (section "ASO: what π_ref is conditioned on") has the measurement for a model trained with full
+# rationales.
 
 # %%
 from vqalib.train.aso_trainer import pi_ref_sharpness
@@ -310,7 +311,9 @@ if not ON_POLICY:
           f"the human level {at[eps_name]:.1e}, {at[eps_name] / at[aso_name]:.2f}x what the model trained "
           f"{aso_steps} steps on the paper's target gives ({at[aso_name]:.1e})"
           + (f"; over the {int(low.n_pairs)} pairs with π_ref(s*) < {low.threshold:g}: {low[eps_name]:.1e} vs "
-             f"{low[aso_name]:.1e} ({low[eps_name] / low[aso_name]:.2f}x)." if low.n_pairs else "."))
+             f"{low[aso_name]:.1e} ({low[eps_name] / low[aso_name]:.2f}x)." if low.n_pairs else ".")
+          + f" The two runs also differ in steps ({EPS_STEPS} vs {aso_steps}), so this ratio is not the floor's "
+            "effect alone; the floor's own effect is π* with and without it, above.")
 else:
     print("on-policy ASO: pi_ref depends on the sampled rationale, so there is no cached pi_ref to search")
 

@@ -120,3 +120,15 @@ def test_seed_names_round_trip():
     assert compare.seed_run_name("grpo", 0) == "grpo" and compare.seed_run_name("grpo", 2) == "grpo_seed2"
     assert compare.method_of("aso_seed3") == "aso" and compare.method_of("aso") == "aso"
     assert compare.is_seed_run("aso_seed3") and not compare.is_seed_run("aso") and not compare.is_seed_run("base")
+
+
+def test_a_run_with_too_few_steps_gets_no_verdict():
+    a = frame(30, 0.7, 1)
+    boot = compare.compare_methods({"grpo": [a], "aso": [a]}, n_boot=20)
+    r = runs_table()
+    r.loc[(r["method"] == "grpo") & (r["seed"] == 0), "steps"] = 1  # a busy machine: one step in the whole budget
+    text = compare.verdicts(r, boot, None)
+    assert "**Warning: too few steps to compare.** grpo took 1 step(s) in its 45 s" in text
+    assert "**Verdict:** none: see the warning(s) above" in text
+    assert "shows no difference between the methods" not in text
+    assert "too few steps" not in compare.verdicts(runs_table(), boot, None)

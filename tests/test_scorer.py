@@ -227,7 +227,7 @@ def test_resume_tries_failed_videos_again_and_keeps_their_last_row(fast_scorer, 
     write_clip(d / "b.mp4", n_frames=16, seed=1)  # the user re-encodes the broken file
     again = fast_scorer.score(d, out)
     assert (again.n_skipped, again.n_scored, again.n_failed, again.n_retried) == (1, 1, 0, 1)
-    assert "1 of them failed in an earlier run and were tried again" in again.summary()
+    assert "1 of the videos tried had failed in an earlier run" in again.summary()
     assert len(pd.read_csv(out)) == 3  # append-only: the old failed row stays in the file ...
     df = read_scores(out)  # ... and the reader returns the last row per video
     assert len(df) == 2 and (df["status"] == "ok").all() and df["path"].is_unique

@@ -290,7 +290,7 @@ class ScoreRun:
     n_retried: int = 0  # of the videos tried in this run, those whose earlier row in the output was a failure
 
     def summary(self) -> str:
-        retried = f" ({self.n_retried} of them failed in an earlier run and were tried again)" if self.n_retried else ""
+        retried = (f" ({self.n_retried} of the videos tried had failed in an earlier run)" if self.n_retried else "")
         lines = [f"{self.n_listed} videos listed, {self.n_skipped} already in the output, {self.n_scored} scored now"
                  f"{retried}, {self.n_failed} failed to decode" + (f" -> {self.output}" if self.output else "")]
         lines += [f"  FAILED {f['path']}: {f['error']}" for f in self.failures]

@@ -185,6 +185,9 @@ def contains_zero(r) -> bool:
 #: A budgeted run whose training clock passed this many times its budget was not run at comparable speed
 #: (the budget stops at a step end, so one step took a large share of it): the verdict says so.
 OVERRUN: float = 1.25
+#: A budgeted run with fewer optimisation steps than this barely left its SFT checkpoint (the first
+#: warm-up step has learning rate 0): the verdict says it is not a trained method.
+MIN_STEPS: int = 5
 
 
 def verdicts(runs: pd.DataFrame, boot: pd.DataFrame, curve: pd.DataFrame | None, level: float = 0.95) -> str:
@@ -216,6 +219,13 @@ def verdicts(runs: pd.DataFrame, boot: pd.DataFrame, curve: pd.DataFrame | None,
             f"{r.name} ran {r.train_seconds:.1f} training s on a {r.max_train_seconds:g} s budget ({r.steps:.0f} steps)"
             for r in over.itertuples()) + f" (more than {OVERRUN:g}× the budget: a step took a large share of it, "
             "e.g. on a busy machine). Rerun on an idle machine before reading the differences below as equal-compute.")
+    few = rl[(rl["max_train_seconds"] > 0) & (rl["steps"] < MIN_STEPS)]
+    if len(few):
+        lines.append("**Warning: too few steps to compare.** " + "; ".join(
+            f"{r.name} took {r.steps:.0f} step(s) in its {r.max_train_seconds:g} s" for r in few.itertuples())
+            + f" (fewer than {MIN_STEPS}; the first warm-up step has learning rate 0, so such a run is close to "
+            "the SFT checkpoint itself). The differences below do not compare trained methods; rerun on an idle "
+            "machine or with a larger BUDGET_S.")
     lines.append(f"Held-out clips: {n_clips}; intervals: {pct} hierarchical bootstrap ({n_boot} resamples; seeds and "
                  f"clips resampled, clips shared by the methods); a parse failure is scored as the scale midpoint.")
     if curve is not None and len(curve):
@@ -237,7 +247,7 @@ def verdicts(runs: pd.DataFrame, boot: pd.DataFrame, curve: pd.DataFrame | None,
         if not np.isfinite(s.ci_low):
             text += f". The mean SRCC difference has no interval ({s.reason}): no verdict on it"
         elif contains_zero(s):
-            text += f". The mean-SRCC interval contains 0: this tiny setting shows no difference between {a} and {b}"
+            text += f". The mean-SRCC interval contains 0: this tiny setting shows no difference in ranking between {a} and {b}"
         else:
             null_all = False
             text += f". The mean-SRCC interval excludes 0: {a if s.estimate > 0 else b} ranks the clips better"
@@ -256,7 +266,9 @@ def verdicts(runs: pd.DataFrame, boot: pd.DataFrame, curve: pd.DataFrame | None,
     per_dim = diffs[(diffs["metric"] == "srcc") & (diffs["dimension"] != "mean")]
     per_dim = per_dim[np.isfinite(per_dim["ci_low"])]
     n_sig = sum(not contains_zero(r) for r in per_dim.itertuples())
-    if len(diffs) and null_all and n_sig:
+    if len(few) or len(over):
+        lines.append("**Verdict:** none: see the warning(s) above; the runs named there are not comparable.")
+    elif len(diffs) and null_all and n_sig:
         lines.append(f"**Verdict:** no mean-SRCC or mean-MAE interval excludes 0; {n_sig} of the {len(per_dim)} "
                      f"per-dimension SRCC intervals do (named above), where {1 - level:.0%} of {len(per_dim)}, about "
                      f"{(1 - level) * len(per_dim):.2g}, would by chance alone: at this budget, with these seeds and "
