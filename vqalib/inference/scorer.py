@@ -420,7 +420,7 @@ class Scorer:
         ``video_id, path``) and return all rows; with ``output`` (.csv, .jsonl or .parquet) rows are
         appended after every batch and videos already in it are skipped (resume)."""
         from vqalib.inference.sources import list_videos
-        from vqalib.inference.store import RowStore
+        from vqalib.inference.store import RowStore, last_row_per_video
 
         t_start = time.perf_counter()
         items = videos.copy() if isinstance(videos, pd.DataFrame) else list_videos(videos)
@@ -452,7 +452,7 @@ class Scorer:
             store.close()
         frames = [f for f in (done, pd.DataFrame(new_rows, columns=self.columns)) if len(f)]
         all_rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=self.columns)
-        all_rows = all_rows.drop_duplicates("path", keep="last").reset_index(drop=True)
+        all_rows = last_row_per_video(all_rows)
         return ScoreRun(all_rows, Path(output) if output else None, len(items), len(items) - len(todo),
                         len(new_rows) - len(failures), len(failures), failures, time.perf_counter() - t_start,
                         n_retried=n_retried)

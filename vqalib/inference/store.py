@@ -215,6 +215,14 @@ class RowStore:
         self._target.unlink(missing_ok=True)
 
 
+def last_row_per_video(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per ``path``, the last one: a video that failed and was tried again by a resumed run
+    has its old row earlier in the file."""
+    if "path" not in rows.columns:
+        return rows
+    return rows.drop_duplicates("path", keep="last").reset_index(drop=True)
+
+
 def read_scores(path: str | os.PathLike) -> pd.DataFrame:
     """Read a scorer output (CSV, JSONL or Parquet, plus an unfinished Parquet journal): one row per
     video. A video that failed and was tried again by a resumed run has several rows in the file; the
@@ -232,6 +240,4 @@ def read_scores(path: str | os.PathLike) -> pd.DataFrame:
         if not parts:
             raise FileNotFoundError(f"{p}: no scores (neither the file nor its journal exists)")
         df = pd.concat(parts, ignore_index=True)
-    if "path" in df.columns:
-        df = df.drop_duplicates("path", keep="last").reset_index(drop=True)
-    return df
+    return last_row_per_video(df)

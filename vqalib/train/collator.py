@@ -192,6 +192,11 @@ class FrameCache:
         self._mem[key] = video
         return video
 
+    def draw(self, path: str | os.PathLike, rng: np.random.Generator):
+        """A training draw of the clip: here its sampled frames (:meth:`get`); :class:`TimeJitterCache`
+        shifts their times by a random phase."""
+        return self.get(path)
+
 
 class TimeJitterCache(FrameCache):
     """A :class:`FrameCache` for training that also moves the sampled times: temporal jitter.
@@ -358,12 +363,10 @@ class VideoCollator:
         # restores on resume, so a resumed run sees the same augmentations as an uninterrupted one
         rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,)).item())) if self.augment else None
         for ex in examples:
-            if self.augment and isinstance(self.cache, TimeJitterCache):
-                video = self.cache.draw(ex.path, rng)
+            if self.augment:
+                video = augment_video(self.cache.draw(ex.path, rng), rng)
             else:
                 video = self.cache.get(ex.path)
-            if self.augment:
-                video = augment_video(video, rng)
             for _ in range(self.repeat):
                 videos.append(video)
                 ids.append(ex.video_id)
