@@ -164,7 +164,10 @@ class BudgetCallback(TrainerCallback):
         self.last_eval_step = step
         for r in rows:
             self.rows.append({"method": self.cfg.stage, "seed": self.cfg.seed, "step": step,
-                              "train_seconds": round(train_s, 3), "at_seconds": at_s, "point": point, **r,
+                              # floored to the ms, not rounded: a point taken under the budget (0.4996 s of
+                              # 0.5) must not be recorded at it
+                              "train_seconds": math.floor(train_s * 1000) / 1000, "at_seconds": at_s,
+                              "point": point, **r,
                               "eval_s": round(dt, 3)})
 
     # ------------------------------------------------------------------ trainer events
