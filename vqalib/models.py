@@ -16,6 +16,7 @@ tiny model learns the answer format and the marginal score distribution, then st
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -29,6 +30,8 @@ import torch
 from .runs import cache_dir
 
 TINY = "tiny"
+#: The tiny preset with its vision tower pre-trained on unrated generated clips (:mod:`vqalib.pretrain`).
+TINY_PRETRAINED = "tiny-pretrained"
 #: The size of the frames the tiny preset's processor is configured for (pixels per frame).
 TINY_FRAME_PIXELS = 112 * 112
 
@@ -79,8 +82,10 @@ def tiny_config(vocab_size: int, special_ids: dict[str, int] | None = None,
     """
     from transformers import Qwen2_5_VLConfig
 
-    t = {**TINY_TEXT_DEFAULTS, **(text or {})}
-    v = {**TINY_VISION_DEFAULTS, **(vision or {})}
+    # deep copies: the config classes rewrite nested dicts in place (rope_scaling gains a rope_type), which
+    # would change the defaults, and with them the tiny preset's cache key, for the rest of the process
+    t = copy.deepcopy({**TINY_TEXT_DEFAULTS, **(text or {})})
+    v = copy.deepcopy({**TINY_VISION_DEFAULTS, **(vision or {})})
     v.setdefault("out_hidden_size", t["hidden_size"])
     v["out_hidden_size"] = t["hidden_size"]
     head_dim = t["hidden_size"] // t["num_attention_heads"]
@@ -196,25 +201,41 @@ def build_tiny(path: str | os.PathLike | None = None, *, seed: int = 0, vocab_si
     (out / "vqalib_tiny.json").write_text(json.dumps(
         {"seed": seed, "vocab_size": vocab_size, "text": text, "vision": vision,
          "n_params": sum(p.numel() for p in model.parameters())}, indent=2))
-    (out / ".complete").write_text("ok\n")
+    return publish_folder(out, final, overwrite)
+
+
+def publish_folder(tmp: Path, final: Path, overwrite: bool = False) -> Path:
+    """Mark the build folder ``tmp`` complete and move it to ``final`` (atomic rename); when another
+    process (a second rank) put a complete build there first, keep that one. Returns ``final``."""
+    (tmp / ".complete").write_text("ok\n")
     if final.exists():
         if (final / ".complete").is_file() and not overwrite:  # another process finished first
-            shutil.rmtree(out, ignore_errors=True)
+            shutil.rmtree(tmp, ignore_errors=True)
             return final
         shutil.rmtree(final)
     try:
-        os.replace(out, final)
-    except OSError:  # another process (a second rank) moved its complete build into place meanwhile
+        os.replace(tmp, final)
+    except OSError:  # another process moved its complete build into place meanwhile
         if not (final / ".complete").is_file():
             raise
-        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 
+def is_tiny_preset(model: Any) -> bool:
+    """Whether ``model`` names a tiny preset: ``"tiny"`` or ``"tiny-pretrained"``."""
+    return str(model) in (TINY, TINY_PRETRAINED)
+
+
 def resolve_model_path(model: str | os.PathLike) -> str:
-    """``"tiny"`` -> the built tiny folder; an existing folder -> its path; anything else is a hub id."""
+    """``"tiny"`` -> the built tiny folder; ``"tiny-pretrained"`` -> the tiny preset with its vision tower
+    pre-trained (:mod:`vqalib.pretrain`, built once); an existing folder -> its path; else a hub id."""
     if str(model) == TINY:
         return str(build_tiny())
+    if str(model) == TINY_PRETRAINED:
+        from .pretrain import ensure_pretrained_tiny
+
+        return str(ensure_pretrained_tiny())
     p = Path(os.path.expanduser(str(model)))
     return str(p) if p.exists() else str(model)
 

@@ -132,7 +132,7 @@ def load_scoring_model(model: str | os.PathLike, device: str = "auto", dtype: st
     ``adapter/`` loads the merged model. ``info`` holds the source, the sampling settings saved with
     the checkpoint (if any), the device and dtype.
     """
-    from vqalib.models import TINY, load_model_and_processor, resolve_model_path
+    from vqalib.models import is_tiny_preset, load_model_and_processor, resolve_model_path
     from vqalib.train.common import resolve_device  # one device rule for training and scoring
 
     device = resolve_device(device)
@@ -174,7 +174,7 @@ def load_scoring_model(model: str | os.PathLike, device: str = "auto", dtype: st
     if sampling is None and manifest.get("sampling"):
         sampling = {k: v for k, v in manifest["sampling"].items() if k in ("fps", "max_frames", "max_pixels")}
     info = {"model": str(model), "resolved": str(src), "adapter": str(adapter) if adapter else None,
-            "device": device, "dtype": dtype, "checkpoint_sampling": sampling, "tiny": str(model) == TINY}
+            "device": device, "dtype": dtype, "checkpoint_sampling": sampling, "tiny": is_tiny_preset(model)}
     net.vqalib_scoring_info = info  # a Scorer given this loaded model records the same source
     return net, processor, info
 
