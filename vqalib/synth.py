@@ -44,7 +44,7 @@ from . import levels as L
 from .runs import cache_dir
 
 #: Bump when the generator's output changes for the same settings (part of the cache key).
-GENERATOR_VERSION = "7"  # 7: stutter holds <= 4 frames; 6: cues a tiny model can tell apart (issue 12; docs/training.md); 5: paper keywords
+GENERATOR_VERSION = "8"  # 8: blur sigma 3.5 at sev 1; 7: stutter holds <= 4 frames; 6: cues a tiny model can tell apart (issue 12; docs/training.md); 5: paper keywords
 
 SIZES = ("smoke", "default", "large")
 
@@ -111,7 +111,7 @@ class SynthConfig:
     border_px: int = 28  # black bar thickness per side at sev 1
     pip_shrink: float = 0.45  # screen-in-screen: content scaled to 1 - sev * this
     # --- clarity (blur + haze always; one optional extra) ---
-    blur_sigma: float = 2.5  # Gaussian blur sigma at sev 1 (3.5 helped clarity, but hid camera speed: docs/training.md)
+    blur_sigma: float = 3.5  # Gaussian blur sigma at sev 1 (v7: 2.5; 3.5 hid camera speed from a random vision tower, not from tiny-pretrained: docs/training.md)
     haze: float = 0.45  # blend weight towards light grey (0.7) at sev 1
     mosaic_block: int = 8  # low-resolution block size at sev 1: 1 + round(sev * (block - 1))
     crf_base: int = 20  # H.264 CRF of every clip
