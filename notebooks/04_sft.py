@@ -187,9 +187,10 @@ print(f"held-out SRCC >= {TARGET_SRCC} on {n_learned} of 5 dimensions"
 # is whether the vision tower can see it: with a random tower (`MODEL="tiny"`) overlays, borders,
 # exposure and colour are learned, but camera speed (motion amplitude) stays at SRCC ~0.4, because
 # it can only be read from differences between the 8 sampled frames, mixed with shake, flicker and
-# static overlays; more SFT steps only memorise. With the pre-trained tower every dimension is read
-# (docs/training.md, "Third round", has both runs and two seeds). The line above names every
-# dimension below the 0.6 bar.
+# static overlays; more SFT steps only memorise. With the pre-trained tower the motion dimensions are
+# learned too, and clarity (blur, haze and one extra defect) is the hardest: about 0.55 over two seeds
+# (docs/training.md, "Third round", has both runs). The line above names every dimension below the
+# 0.6 bar in this run.
 # A tiny model trained for minutes on a CPU learns the degradations the sample generator makes
 # *salient*; it does not learn what a 7B model knows about real video, and its numbers say nothing about Qwen2.5-VL-7B on
 # UltraVQA. What it does show is that the full pipeline (video sampling, the processor, answer-only
