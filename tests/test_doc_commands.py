@@ -409,6 +409,12 @@ TRAIN = {stage: next(c for c in _ids(Run) if f"train {stage} " in c and "tiny" i
 @pytest.fixture(scope="module")
 def train_tmp(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("doc_train")
+    # sft_tiny.yaml trains tiny-pretrained: build it here (once per cache, ~1.5 min on an idle 2-core
+    # machine; tests/test_pretrain.py tests the build) rather than inside the command's subprocess timeout,
+    # which a busy machine exceeded on a fresh cache
+    from vqalib.models import resolve_model_path
+
+    resolve_model_path("tiny-pretrained")
     _run(_substituted(TRAIN["sft"], DECISIONS[TRAIN["sft"]], tmp))
     return tmp
 
