@@ -34,7 +34,7 @@ DATA_DIR: str = ""  # dataset for creating base predictions when missing; empty 
 SAMPLE_SIZE: str = "default"  # sample dataset size when DATA_DIR is empty: smoke | default | large
 SEED: int = 0  # seed of the bootstrap resampling (and of the base-prediction run)
 CREATE_BASE: bool = True  # run the untrained model to create predictions/base.jsonl when it is missing
-BASE_MODEL: str = "tiny"  # model for the base predictions: "tiny", a hub id or a local folder
+BASE_MODEL: str = "tiny-pretrained"  # model for the base predictions (notebook 04 writes them with its MODEL): tiny-pretrained, tiny, a hub id or a local folder
 DEVICE: str = "cpu"  # device for the base-prediction run
 SPLIT: str = "test"  # dataset split the base predictions are made on
 N_BOOT: int = 300  # bootstrap resamples for the confidence intervals (0 for none)
@@ -256,7 +256,8 @@ else:
 # %% [markdown]
 # ## What these numbers mean
 #
-# - **Untrained tiny model (the embedded default at first).** Its weights are random, so its
+# - **Untrained tiny model (the embedded default at first).** Its language model is random (with
+#   `tiny-pretrained` only the vision tower was pre-trained, on unrated clips), so its
 #   answers rarely parse (expect most parsed-readout cells to be NaN with the reason "no items")
 #   and its level distributions are not trained on the video: read its expected-score row as a
 #   reference point, not as chance (a random network's readout can still correlate with a label by

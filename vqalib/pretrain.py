@@ -17,10 +17,14 @@ haze, exposure, colour cast, overlay strength) from the mean of its merged token
 standardised targets). Only the vision tower's weights change; the language model, tokenizer and
 processor are the plain ``"tiny"`` preset's. The head is discarded.
 
-What it is not. The targets are the generator's own settings, which also drive the latent levels
-the raters score, so the stage makes the tower see exactly what the sample dataset varies; this
-is the tiny demo's stand-in for a real model's pre-training, not a method of the paper, and a
-real run skips it (``MODEL`` = a hub id). The rated clips of the sample dataset are never used.
+What it is not. The targets are set by the generator from the clip's latent levels, the same levels
+the simulated raters score (plus their bias and noise): camera speed is linear in the motion-
+amplitude level, blur sigma and haze in the clarity severity, the overlay, colour and exposure
+targets in the content and aesthetic severities. So the stage is noise-free supervision of those
+quantities on extra unrated clips, not generic image pre-training, and the SFT gains it brings on the
+sample dataset come largely from that. It is the tiny demo's stand-in for a real model's pre-trained
+tower, not a method of the paper, and a real run skips it (``MODEL`` = a hub id). The rated clips of
+the sample dataset are never used.
 
 The build is cached like the tiny preset (``<cache>/models/tiny-pretrained-<hash>``, keyed on the
 tiny preset, :class:`PretrainConfig`, the generator's settings and version and
