@@ -247,3 +247,23 @@ def test_score_command_exits_1_when_a_video_fails(tmp_path, capsys):
     (d / "b.mp4").unlink()
     assert main(["score", str(d), "--model", "tiny", "-o", str(tmp_path / "s.csv"), "--num-workers", "0",
                  "--no-progress"]) == 0
+
+
+def test_no_progress_silences_every_bar(tmp_path):
+    """``score --no-progress`` prints no progress bar at all, including transformers' weight loading;
+    without the flag both bars appear (so the check can fail)."""
+    d = tmp_path / "clips"
+    d.mkdir()
+    write_clip(d / "a.mp4", n_frames=16, seed=0)
+
+    def run(*extra):
+        out = tmp_path / f"s{len(extra)}.csv"
+        proc = subprocess.run([sys.executable, "-m", "vqalib", "score", str(d), "--model", "tiny", "-o", str(out),
+                               "--num-workers", "0", *extra], cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout + proc.stderr
+
+    quiet, loud = run("--no-progress"), run()
+    assert "Loading weights" in loud and "video/s" in loud
+    assert "%|" not in quiet and "Loading weights" not in quiet
+    assert "1 scored now" in quiet

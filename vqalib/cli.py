@@ -54,6 +54,10 @@ def _make_scorer(args):
 
     from vqalib.inference.scorer import Scorer, default_sampling, load_scoring_model
 
+    if getattr(args, "no_progress", False):  # also transformers' weight-loading bars, not only the scoring bar
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     net, processor, info = load_scoring_model(args.model, args.device, args.dtype)
     sampling = default_sampling(info)
     over = {k: v for k, v in (("fps", args.fps), ("max_frames", args.max_frames), ("max_pixels", args.max_pixels))

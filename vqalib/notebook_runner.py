@@ -352,7 +352,7 @@ def typed_overrides(notebooks: Sequence[Path], overrides: dict[str, Any] | None)
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m vqalib run-notebooks", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--run-dir", default="runs/demo", help="run folder (relative paths: from the project root)")
+    ap.add_argument("--run-dir", default="runs/demo", help="run folder (relative paths: from the project root; default: %(default)s)")
     ap.add_argument("--params", dest="params_set", default=None,
                     help="named parameter set applied per notebook, e.g. 'smoke' -> notebooks/params/NN_name.smoke.yaml")
     ap.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
