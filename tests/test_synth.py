@@ -30,6 +30,25 @@ def test_same_seed_gives_identical_files_and_other_seed_differs(tmp_path):
     assert len([k for k in da if k.startswith("clips/")]) == 6
 
 
+def test_worker_processes_write_the_same_files(tmp_path):
+    """Rendering in 2 spawned processes gives the files of rendering in this one, byte for byte."""
+    one = S.generate_dataset(tmp_path / "one", "smoke", seed=2, config=TINY, progress=False, workers=1)
+    two = S.generate_dataset(tmp_path / "two", "smoke", seed=2, config=TINY, progress=False, workers=2)
+    assert _digest(one) == _digest(two)
+
+
+@pytest.mark.parametrize("value, n, want", [("", 10, 1), ("", 500, None), ("3", 10, 3), ("0", 10, ValueError),
+                                            ("two", 10, ValueError)])
+def test_generation_workers(monkeypatch, value, n, want):
+    monkeypatch.setenv("VQALIB_GEN_WORKERS", value)
+    if want is ValueError:
+        with pytest.raises(ValueError, match="VQALIB_GEN_WORKERS"):
+            S.generation_workers(n)
+        return
+    got = S.generation_workers(n)
+    assert got == want if want is not None else 1 <= got <= 8
+
+
 def test_cache_is_reused_and_keyed_by_settings(tmp_path, monkeypatch):
     monkeypatch.setenv("VQALIB_CACHE", str(tmp_path))
     p1 = S.ensure_sample_dataset("smoke", config=TINY, progress=False)
@@ -105,6 +124,45 @@ def test_clarity_detail_and_contrast_rise_with_level(levels):
     contrast = [float(_render("clarity_quality", v, types=["blur"]).std()) for v in levels]
     assert np.all(np.diff(detail) > 0), detail
     assert np.all(np.diff(contrast) > 0), contrast
+
+
+@pytest.mark.parametrize("photo", ["astronaut", "coins", "chelsea"])
+def test_low_resolution_never_adds_detail(photo):
+    """A low-resolution clip has no more fine detail (high-frequency energy: the mean squared Laplacian)
+    than a blur-only one at the same level. Version 8's nearest-neighbour mosaic had 4-90x more, from
+    its block edges, so a model read those clips as sharp."""
+    def hf(f):
+        g = f.mean(-1)
+        lap = 4 * g[:, 1:-1, 1:-1] - g[:, :-2, 1:-1] - g[:, 2:, 1:-1] - g[:, 1:-1, :-2] - g[:, 1:-1, 2:]
+        return float(np.mean(lap ** 2))
+
+    for v in (1.0, 2.0, 3.0, 4.0):
+        blur = hf(_render("clarity_quality", v, photo=photo, types=["blur"]))
+        low = hf(_render("clarity_quality", v, photo=photo, types=["blur", "low_resolution"]))
+        assert low <= blur, (photo, v, low, blur)
+
+
+def _pip_picture(level: float) -> np.ndarray:
+    """The picture area of a screen-in-screen clip (content level 1.0) at clarity ``level``."""
+    lv = {k: 5.0 for k in L.DIMENSION_KEYS} | {"motion_amplitude": 1.0, "content_quality": 1.0,
+                                                 "clarity_quality": level}
+    plan = S.plan_clip(lv, S.SynthConfig(), np.random.default_rng(0))
+    plan["applied"]["content_quality"] = ["screen_in_screen"]
+    plan["applied"]["clarity_quality"] = ["blur"] if level < 5.0 else []
+    f = S.render_clip("astronaut", plan, S.SynthConfig(), np.random.default_rng(0))[::4].astype(float) / 255
+    inner = int(round(S.SIZE_PX * (1 - S.SynthConfig().pip_shrink)))
+    o = (S.SIZE_PX - inner) // 2
+    return f[:, o + 4:o + inner - 4, o + 4:o + inner - 4]
+
+
+def test_screen_in_screen_keeps_the_clips_blur():
+    """A clip filmed off a monitor loses as much detail to blur as a full-frame clip: the shrink comes
+    before the clarity degradations (version 8 shrank the blurred picture, dividing its blur by ~2)."""
+    def loss(energy):  # share of detail lost between clarity 5.0 and 1.0
+        return 1 - energy(1.0) / energy(5.0)
+    full = loss(lambda v: _grad_energy(_render("clarity_quality", v, types=["blur"], amplitude=1.0)))
+    pip = loss(lambda v: _grad_energy(_pip_picture(v)))
+    assert pip >= 0.9 * full, (pip, full)
 
 
 def test_motion_amplitude_frame_difference_rises_with_level():
@@ -237,3 +295,24 @@ def test_dataset_root_is_data_dir_or_the_sample_dataset(tmp_path):
     assert dataset_root("", "smoke", 0) == ensure_sample_dataset("smoke", seed=0)
     assert dataset_root(str(tmp_path)) == tmp_path
     assert dataset_root("data/mine") == project_root() / "data" / "mine"  # relative: from the project root
+
+
+def test_worker_processes_start_from_a_notebook_kernel(tmp_path):
+    """The demo generates its dataset inside notebook 01's Jupyter kernel: spawned workers must start
+    there too (the kernel's ``__main__`` is not a script) and write the files a single process writes."""
+    import nbformat
+
+    from vqalib import notebook_runner as nr
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("RUN_DIR: str = 'x'"), nbformat.v4.new_code_cell(
+        "from vqalib import synth as S\n"
+        "cfg = S.SynthConfig(n_clips={'smoke': 6, 'default': 6, 'large': 6}, "
+        "n_pilot_clips={'smoke': 3, 'default': 3, 'large': 3})\n"
+        f"S.generate_dataset({str(tmp_path / 'kernel')!r}, 'smoke', seed=2, config=cfg, progress=False, workers=2)")]
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "gen.ipynb")
+    nr.execute_notebook(tmp_path / "gen.ipynb", tmp_path / "out.ipynb", {"RUN_DIR": str(tmp_path)}, cell_timeout=300)
+    one = S.generate_dataset(tmp_path / "one", "smoke", seed=2, config=TINY, progress=False, workers=1)
+    assert _digest(tmp_path / "kernel") == _digest(one)

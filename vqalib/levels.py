@@ -101,7 +101,7 @@ TAG_TEXT: dict[str, str] = {
     "blur": "blur",
     "noise": "noise",
     "blocking": "compression blocking",
-    "low_resolution": "low resolution (upscaled mosaic)",
+    "low_resolution": "low resolution (upscaled)",
 }
 
 

@@ -49,7 +49,7 @@ import numpy as np
 from .models import TINY_PRETRAINED
 
 #: Bump when the stage's code changes what it builds (part of the cache key).
-PRETRAIN_VERSION = "1"
+PRETRAIN_VERSION = "2"  # 2: each clip from its own seed (rendered in parallel)
 #: The regressed settings of a rendered clip, in this order (see :func:`pretext_targets`).
 PRETEXT_TARGETS: tuple[str, ...] = ("camera_speed_px", "zoom_rate", "shake_px", "flicker_amp", "stutter",
                                     "blur_sigma", "haze", "exposure", "colour_cast", "overlay")
@@ -108,27 +108,36 @@ def pretext_targets(plan: dict[str, Any], cfg) -> np.ndarray:
     ], dtype=np.float32)
 
 
-def render_pretext(n: int, seed: int, cfg=None) -> tuple[np.ndarray, np.ndarray]:
+def render_pretext(n: int, seed: int, cfg=None, workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(clips uint8 [n, 32, 112, 112, 3], targets float32 [n, len(PRETEXT_TARGETS)])``.
 
     Every dimension's latent value is drawn uniformly from [1, 5] (continuous, independent), the
     photo uniformly from :data:`vqalib.synth.PHOTOS`; then :func:`vqalib.synth.plan_clip` and
-    :func:`vqalib.synth.render_clip` as for the sample dataset (no H.264 encoding).
+    :func:`vqalib.synth.render_clip` as for the sample dataset (no H.264 encoding). Clip ``i`` is drawn
+    from ``numpy.random.default_rng([seed, i])`` alone, so ``workers`` (processes, default
+    :func:`vqalib.synth.generation_workers`) does not change the result.
     """
-    from . import levels as L
     from . import synth
 
     cfg = cfg or synth.SynthConfig()
-    rng = np.random.default_rng(seed)
-    photos = list(synth.PHOTOS)
     clips = np.empty((n, synth.N_FRAMES, synth.SIZE_PX, synth.SIZE_PX, 3), dtype=np.uint8)
     targets = np.empty((n, len(PRETEXT_TARGETS)), dtype=np.float32)
-    for i in range(n):
-        lv = {k: float(rng.uniform(L.SCORE_MIN, L.SCORE_MAX)) for k in L.DIMENSION_KEYS}
-        plan = synth.plan_clip(lv, cfg, rng)
-        clips[i] = synth.render_clip(photos[int(rng.integers(0, len(photos)))], plan, cfg, rng)
-        targets[i] = pretext_targets(plan, cfg)
+    for i, (frames, y) in enumerate(synth.map_clips(_render_one, [(cfg, [seed, i]) for i in range(n)], workers)):
+        clips[i], targets[i] = frames, y
     return clips, targets
+
+
+def _render_one(job: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """One pre-training clip from its own seed (so the clips do not depend on the number of processes)."""
+    from . import levels as L
+    from . import synth
+
+    cfg, seed = job
+    rng = np.random.default_rng(seed)
+    lv = {k: float(rng.uniform(L.SCORE_MIN, L.SCORE_MAX)) for k in L.DIMENSION_KEYS}
+    plan = synth.plan_clip(lv, cfg, rng)
+    photos = list(synth.PHOTOS)
+    return synth.render_clip(photos[int(rng.integers(0, len(photos)))], plan, cfg, rng), pretext_targets(plan, cfg)
 
 
 def _frames(clip: np.ndarray, phase: int) -> np.ndarray:

@@ -44,7 +44,7 @@ from . import levels as L
 from .runs import cache_dir
 
 #: Bump when the generator's output changes for the same settings (part of the cache key).
-GENERATOR_VERSION = "8"  # 8: blur sigma 3.5 at sev 1; 7: stutter holds <= 4 frames; 6: cues a tiny model can tell apart (issue 12; docs/training.md); 5: paper keywords
+GENERATOR_VERSION = "9"  # 9: screen-in-screen before clarity, low resolution upscaled bilinear; 8: blur sigma 3.5 at sev 1; 7: stutter holds <= 4 frames; 6: cues a tiny model can tell apart (issue 12; docs/training.md); 5: paper keywords
 
 SIZES = ("smoke", "default", "large")
 
@@ -217,9 +217,54 @@ def _is_complete(path: Path, key: str) -> bool:
 # generation
 
 
+def generation_workers(n_clips: int) -> int:
+    """Processes that render clips: 1 below :data:`PARALLEL_MIN_CLIPS` clips (starting workers costs more
+    than it saves), else the CPUs this process may use, at most 8; ``$VQALIB_GEN_WORKERS`` overrides."""
+    env = os.environ.get("VQALIB_GEN_WORKERS", "").strip()
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"$VQALIB_GEN_WORKERS={env!r}: must be an integer >= 1")
+        return int(env)
+    if n_clips < PARALLEL_MIN_CLIPS:
+        return 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, cpus))
+
+
+#: Below this many clips :func:`generation_workers` renders in the calling process.
+PARALLEL_MIN_CLIPS = 100
+
+
+def map_clips(fn, jobs: list, workers: int | None = None):
+    """``fn(job)`` for every job, results in the order of ``jobs``, in ``workers`` processes (default
+    :func:`generation_workers`). Each job carries its own seeds, so the results do not depend on the
+    number of processes (``tests/test_synth.py`` checks byte-identical datasets)."""
+    workers = generation_workers(len(jobs)) if workers is None else int(workers)
+    if workers <= 1 or len(jobs) < 2:
+        yield from map(fn, jobs)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: the caller (a notebook kernel, a trainer) may already run torch threads
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as ex:
+        yield from ex.map(fn, jobs, chunksize=4)
+
+
+def _plan_render_write(job: tuple) -> dict[str, Any]:
+    path, photo, lv, cfg, plan_seed, render_seed = job
+    plan = plan_clip(lv, cfg, np.random.default_rng(plan_seed))
+    frames = render_clip(photo, plan, cfg, np.random.default_rng(render_seed))
+    write_mp4(path, frames, fps=FPS, crf=plan["crf"])
+    return plan
+
+
 def generate_dataset(out: str | os.PathLike, size: str = "default", seed: int = 0,
-                     config: SynthConfig | None = None, progress: bool = True) -> Path:
-    """Write the full sample dataset into ``out`` (no caching; see :func:`ensure_sample_dataset`)."""
+                     config: SynthConfig | None = None, progress: bool = True, workers: int | None = None) -> Path:
+    """Write the full sample dataset into ``out`` (no caching; see :func:`ensure_sample_dataset`).
+
+    Clips are rendered and encoded in ``workers`` processes (default :func:`generation_workers`); the
+    files are the same for any number."""
     cfg = config or SynthConfig()
     out = Path(out)
     (out / "clips").mkdir(parents=True, exist_ok=True)
@@ -235,19 +280,17 @@ def generate_dataset(out: str | os.PathLike, size: str = "default", seed: int = 
 
     video_rows, latent_rows = [], []
     bar = _progress(n, progress, f"sample-{size}: clips")
-    for i in range(n):
-        vid = f"syn{i:05d}"
-        lv = {k: float(levels[i, j]) for j, k in enumerate(L.DIMENSION_KEYS)}
-        photo = photos[int(photo_idx[i])]
-        plan = plan_clip(lv, cfg, np.random.default_rng([seed, 1, i]))
-        frames = render_clip(photo, plan, cfg, np.random.default_rng([seed, 2, i]))
-        write_mp4(out / "clips" / f"{vid}.mp4", frames, fps=FPS, crf=plan["crf"])
+    jobs = [(out / "clips" / f"syn{i:05d}.mp4", photos[int(photo_idx[i])],
+             {k: float(levels[i, j]) for j, k in enumerate(L.DIMENSION_KEYS)}, cfg, [seed, 1, i], [seed, 2, i])
+            for i in range(n)]
+    for i, plan in enumerate(map_clips(_plan_render_write, jobs, workers)):
+        vid, photo = f"syn{i:05d}", jobs[i][1]
         video_rows.append({
             "video_id": vid, "path": f"clips/{vid}.mp4", "duration": N_FRAMES / FPS, "fps": float(FPS),
             "width": SIZE_PX, "height": SIZE_PX, "category": PHOTOS[photo], "source": f"skimage.data.{photo}",
             "split": split_of(vid, cfg.test_fraction),
         })
-        latent_rows.append({"video_id": vid, "levels": lv, "applied": plan["applied"], "params": plan["params"],
+        latent_rows.append({"video_id": vid, "levels": plan["levels"], "applied": plan["applied"], "params": plan["params"],
                             "crf": plan["crf"]})
         bar.update(1)
     bar.close()
@@ -414,12 +457,37 @@ def _font(size: int):
     return ImageFont.load_default(size=size)
 
 
+@contextmanager
+def _torch_threads(n: int):
+    """Run torch ops with ``n`` intra-op threads, then restore the caller's setting. The renderer uses one:
+    some ops (``area`` interpolation) round differently with other thread counts, which made the clips
+    depend on the machine's cores, and one thread is also the faster for 112-px frames."""
+    import torch
+
+    before = torch.get_num_threads()
+    if before != n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if before != n:
+            torch.set_num_threads(before)
+
+
 def render_clip(photo: str, plan: dict[str, Any], cfg: SynthConfig, rng: np.random.Generator) -> np.ndarray:
     """Render the 32 frames ``uint8 [T, 112, 112, 3]`` of one clip from its plan (see the data card).
+    Pixel values do not depend on the number of CPU cores (torch runs single-threaded here)."""
+    with _torch_threads(1):
+        return _render_clip(photo, plan, cfg, rng)
 
-    Order: camera (pan/zoom, shake, tilt, cut-off) -> stutter (time index) -> clarity (blur, haze,
-    mosaic, noise) -> aesthetic photometry (exposure, colour cast) -> flicker -> content overlays
-    (borders, screen-in-screen, subtitles/watermark). Compression is applied by the encoder (CRF).
+
+def _render_clip(photo: str, plan: dict[str, Any], cfg: SynthConfig, rng: np.random.Generator) -> np.ndarray:
+    """:func:`render_clip`'s work.
+
+    Order: camera (pan/zoom, shake, tilt, cut-off) -> stutter (time index) -> screen-in-screen ->
+    clarity (blur, haze, low resolution, noise) -> aesthetic photometry (exposure, colour cast) ->
+    flicker -> post-production overlays (borders, subtitles/watermark). Compression is applied by
+    the encoder (CRF).
     """
     import torch
     import torch.nn.functional as F
@@ -469,6 +537,19 @@ def render_clip(photo: str, plan: dict[str, Any], cfg: SynthConfig, rng: np.rand
     with torch.no_grad():
         fr = F.grid_sample(src, torch.from_numpy(grid), mode="bilinear", padding_mode="reflection",
                            align_corners=False)  # [T, 3, H, W]
+        # -- screen-in-screen: the scene is filmed off a monitor, so everything after this (clarity,
+        # photometry, flicker) applies to the whole captured frame, monitor included (version 9; before,
+        # the shrink came last and scaled the blur down with the picture) --
+        s_k = sev["content_quality"]
+        if "screen_in_screen" in ap["content_quality"]:
+            inner = max(16, int(round(SIZE_PX * (1 - cfg.pip_shrink * s_k))))
+            small = F.interpolate(fr, size=(inner, inner), mode="bilinear", align_corners=False, antialias=True)
+            bg = torch.full_like(fr, 0.18)
+            bg[:, 1] = 0.22  # a dark "monitor" frame with a light bezel line
+            o = (SIZE_PX - inner) // 2
+            bg[:, :, max(0, o - 2):o + inner + 2, max(0, o - 2):o + inner + 2] = 0.75
+            bg[:, :, o:o + inner, o:o + inner] = small
+            fr = bg
         # -- clarity --
         s_c = sev["clarity_quality"]
         if s_c > 0:
@@ -478,7 +559,9 @@ def render_clip(photo: str, plan: dict[str, Any], cfg: SynthConfig, rng: np.rand
             if "low_resolution" in ap["clarity_quality"]:
                 b = 1 + int(round(s_c * (cfg.mosaic_block - 1)))
                 small = F.interpolate(fr, size=(max(1, round(SIZE_PX / b)),) * 2, mode="area")
-                fr = F.interpolate(small, size=(SIZE_PX, SIZE_PX), mode="nearest")
+                # a player's bilinear upscale: soft, like the blur (version 9; nearest-neighbour blocks
+                # added sharp edges, which read as detail)
+                fr = F.interpolate(small, size=(SIZE_PX, SIZE_PX), mode="bilinear", align_corners=False)
         if "noise" in ap["clarity_quality"]:
             noise = rng.standard_normal(size=(T, 3, SIZE_PX, SIZE_PX), dtype=np.float32)
             fr = fr + torch.from_numpy(noise) * (cfg.noise_std * s_c)
@@ -496,17 +579,8 @@ def render_clip(photo: str, plan: dict[str, Any], cfg: SynthConfig, rng: np.rand
             gains = 1 + cfg.flicker_amp * sev["motion_quality"] * flick[tau.astype(int)]
             fr = fr * torch.from_numpy(gains.astype(np.float32))[:, None, None, None]
         fr = fr.clamp(0, 1)
-        # -- content overlays (static, crisp) --
+        # -- content overlays added in post-production (static, crisp) --
         s_k = sev["content_quality"]
-        if "screen_in_screen" in ap["content_quality"]:
-            inner = max(16, int(round(SIZE_PX * (1 - cfg.pip_shrink * s_k))))
-            small = F.interpolate(fr, size=(inner, inner), mode="bilinear", align_corners=False, antialias=True)
-            bg = torch.full_like(fr, 0.18)
-            bg[:, 1] = 0.22  # a dark "monitor" frame with a light bezel line
-            o = (SIZE_PX - inner) // 2
-            bg[:, :, max(0, o - 2):o + inner + 2, max(0, o - 2):o + inner + 2] = 0.75
-            bg[:, :, o:o + inner, o:o + inner] = small
-            fr = bg
         frames = (fr.permute(0, 2, 3, 1).numpy() * 255.0 + 0.5).astype(np.uint8)
     if "black_borders" in ap["content_quality"]:
         b = int(round(cfg.border_px * s_k))
