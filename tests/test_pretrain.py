@@ -51,7 +51,7 @@ def test_render_pretext_is_seeded_and_continuous():
     assert ya.shape == (3, len(pretrain.PRETEXT_TARGETS))
     assert np.array_equal(a, b) and np.array_equal(ya, yb)
     assert not np.array_equal(a, c)
-    two, y2 = pretrain.render_pretext(3, seed=11, workers=2)  # spawned processes: the same clips
+    two, y2 = pretrain.render_pretext(3, seed=11, workers=2)  # worker processes: the same clips
     assert np.array_equal(a, two) and np.array_equal(ya, y2)
     # settings are drawn continuously, not on the rating grid: speeds off the grid's multiples of pan_px_per_level
     _, y = pretrain.render_pretext(6, seed=5)

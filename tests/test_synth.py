@@ -31,7 +31,7 @@ def test_same_seed_gives_identical_files_and_other_seed_differs(tmp_path):
 
 
 def test_worker_processes_write_the_same_files(tmp_path):
-    """Rendering in 2 spawned processes gives the files of rendering in this one, byte for byte."""
+    """Rendering in 2 worker processes gives the files of rendering in this one, byte for byte."""
     one = S.generate_dataset(tmp_path / "one", "smoke", seed=2, config=TINY, progress=False, workers=1)
     two = S.generate_dataset(tmp_path / "two", "smoke", seed=2, config=TINY, progress=False, workers=2)
     assert _digest(one) == _digest(two)
@@ -298,8 +298,8 @@ def test_dataset_root_is_data_dir_or_the_sample_dataset(tmp_path):
 
 
 def test_worker_processes_start_from_a_notebook_kernel(tmp_path):
-    """The demo generates its dataset inside notebook 01's Jupyter kernel: spawned workers must start
-    there too (the kernel's ``__main__`` is not a script) and write the files a single process writes."""
+    """The demo generates its dataset inside notebook 01's Jupyter kernel (ZMQ and heartbeat threads
+    running): forked workers start there too and write the files a single process writes."""
     import nbformat
 
     from vqalib import notebook_runner as nr
@@ -316,3 +316,25 @@ def test_worker_processes_start_from_a_notebook_kernel(tmp_path):
     nr.execute_notebook(tmp_path / "gen.ipynb", tmp_path / "out.ipynb", {"RUN_DIR": str(tmp_path)}, cell_timeout=300)
     one = S.generate_dataset(tmp_path / "one", "smoke", seed=2, config=TINY, progress=False, workers=1)
     assert _digest(tmp_path / "kernel") == _digest(one)
+
+
+def test_a_script_without_a_main_guard_can_generate(tmp_path):
+    """A user's plain script (no ``if __name__ == "__main__":``) generates with worker processes; with
+    "spawn" workers every worker re-ran the script and the pool broke."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "make_data.py"
+    script.write_text(
+        "from vqalib import synth as S\n"
+        "cfg = S.SynthConfig(n_clips={'smoke': 6, 'default': 6, 'large': 6}, "
+        "n_pilot_clips={'smoke': 3, 'default': 3, 'large': 3})\n"
+        f"S.generate_dataset({str(tmp_path / 'script')!r}, 'smoke', seed=2, config=cfg, progress=False, workers=2)\n"
+        "print('generated')\n")
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert proc.returncode == 0 and proc.stdout.count("generated") == 1, proc.stderr[-3000:]
+    one = S.generate_dataset(tmp_path / "one", "smoke", seed=2, config=TINY, progress=False, workers=1)
+    assert _digest(tmp_path / "script") == _digest(one)

@@ -38,6 +38,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import mmap
 import os
 import time
 from dataclasses import dataclass
@@ -119,25 +120,37 @@ def render_pretext(n: int, seed: int, cfg=None, workers: int | None = None) -> t
     """
     from . import synth
 
+    global _CLIPS
     cfg = cfg or synth.SynthConfig()
-    clips = np.empty((n, synth.N_FRAMES, synth.SIZE_PX, synth.SIZE_PX, 3), dtype=np.uint8)
+    shape = (n, synth.N_FRAMES, synth.SIZE_PX, synth.SIZE_PX, 3)
+    # shared anonymous memory: forked workers write their clips in place instead of pickling ~1 GB back
+    clips = np.frombuffer(mmap.mmap(-1, math.prod(shape)), dtype=np.uint8).reshape(shape)
     targets = np.empty((n, len(PRETEXT_TARGETS)), dtype=np.float32)
-    for i, (frames, y) in enumerate(synth.map_clips(_render_one, [(cfg, [seed, i]) for i in range(n)], workers)):
-        clips[i], targets[i] = frames, y
+    _CLIPS = clips
+    try:
+        for i, y in enumerate(synth.map_clips(_render_one, [(cfg, [seed, i], i) for i in range(n)], workers)):
+            targets[i] = y
+    finally:
+        _CLIPS = None
     return clips, targets
 
 
-def _render_one(job: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """One pre-training clip from its own seed (so the clips do not depend on the number of processes)."""
+_CLIPS: np.ndarray | None = None  # render_pretext's output while it runs (inherited by forked workers)
+
+
+def _render_one(job: tuple) -> np.ndarray:
+    """Render pre-training clip ``i`` from its own seed into ``_CLIPS[i]`` (so the clips do not depend on
+    the number of processes); returns its targets."""
     from . import levels as L
     from . import synth
 
-    cfg, seed = job
+    cfg, seed, i = job
     rng = np.random.default_rng(seed)
     lv = {k: float(rng.uniform(L.SCORE_MIN, L.SCORE_MAX)) for k in L.DIMENSION_KEYS}
     plan = synth.plan_clip(lv, cfg, rng)
     photos = list(synth.PHOTOS)
-    return synth.render_clip(photos[int(rng.integers(0, len(photos)))], plan, cfg, rng), pretext_targets(plan, cfg)
+    _CLIPS[i] = synth.render_clip(photos[int(rng.integers(0, len(photos)))], plan, cfg, rng)
+    return pretext_targets(plan, cfg)
 
 
 def _frames(clip: np.ndarray, phase: int) -> np.ndarray:

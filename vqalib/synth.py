@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -219,13 +220,14 @@ def _is_complete(path: Path, key: str) -> bool:
 
 def generation_workers(n_clips: int) -> int:
     """Processes that render clips: 1 below :data:`PARALLEL_MIN_CLIPS` clips (starting workers costs more
-    than it saves), else the CPUs this process may use, at most 8; ``$VQALIB_GEN_WORKERS`` overrides."""
+    than it saves) or off Linux, else the CPUs this process may use, at most 8; ``$VQALIB_GEN_WORKERS``
+    overrides (off Linux it is ignored: :func:`map_clips` renders in the calling process there)."""
     env = os.environ.get("VQALIB_GEN_WORKERS", "").strip()
     if env:
         if not env.isdigit() or int(env) < 1:
             raise ValueError(f"$VQALIB_GEN_WORKERS={env!r}: must be an integer >= 1")
         return int(env)
-    if n_clips < PARALLEL_MIN_CLIPS:
+    if n_clips < PARALLEL_MIN_CLIPS or not _CAN_FORK:
         return 1
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(8, cpus))
@@ -240,15 +242,22 @@ def map_clips(fn, jobs: list, workers: int | None = None):
     :func:`generation_workers`). Each job carries its own seeds, so the results do not depend on the
     number of processes (``tests/test_synth.py`` checks byte-identical datasets)."""
     workers = generation_workers(len(jobs)) if workers is None else int(workers)
-    if workers <= 1 or len(jobs) < 2:
+    if workers <= 1 or len(jobs) < 2 or not _CAN_FORK:
         yield from map(fn, jobs)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    # spawn, not fork: the caller (a notebook kernel, a trainer) may already run torch threads
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as ex:
+    # fork, as torch's DataLoader does on Linux (the renderer runs torch single-threaded): "spawn" would
+    # re-run the caller's script in every worker, which breaks any script without an
+    # ``if __name__ == "__main__":`` guard (tests/test_synth.py runs such a script)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as ex:
         yield from ex.map(fn, jobs, chunksize=4)
+
+
+#: Worker processes are forked, which is safe on Linux only (macOS: system libraries are not fork-safe);
+#: elsewhere :func:`map_clips` renders in the calling process.
+_CAN_FORK = sys.platform.startswith("linux")
 
 
 def _plan_render_write(job: tuple) -> dict[str, Any]:
