@@ -221,7 +221,8 @@ def _is_complete(path: Path, key: str) -> bool:
 def generation_workers(n_clips: int) -> int:
     """Processes that render clips: 1 below :data:`PARALLEL_MIN_CLIPS` clips (starting workers costs more
     than it saves) or off Linux, else the CPUs this process may use, at most 8; ``$VQALIB_GEN_WORKERS``
-    overrides (off Linux it is ignored: :func:`map_clips` renders in the calling process there)."""
+    overrides it, and an explicit ``workers=`` argument of :func:`generate_dataset` / :func:`map_clips` overrides
+    both (off Linux both are ignored: :func:`map_clips` renders in the calling process there)."""
     env = os.environ.get("VQALIB_GEN_WORKERS", "").strip()
     if env:
         if not env.isdigit() or int(env) < 1:
