@@ -589,8 +589,7 @@ def _render_clip(photo: str, plan: dict[str, Any], cfg: SynthConfig, rng: np.ran
             gains = 1 + cfg.flicker_amp * sev["motion_quality"] * flick[tau.astype(int)]
             fr = fr * torch.from_numpy(gains.astype(np.float32))[:, None, None, None]
         fr = fr.clamp(0, 1)
-        # -- content overlays added in post-production (static, crisp) --
-        s_k = sev["content_quality"]
+        # -- content overlays added in post-production (static, crisp; s_k from the screen-in-screen step) --
         frames = (fr.permute(0, 2, 3, 1).numpy() * 255.0 + 0.5).astype(np.uint8)
     if "black_borders" in ap["content_quality"]:
         b = int(round(cfg.border_px * s_k))
