@@ -128,7 +128,9 @@ t0 = time.time()
 result = train_sft(cfg)
 train_s = time.time() - t0
 losses = report.log_frame(result.log_history, ["loss", "grad_norm", "learning_rate"])
-fig = report.plot_curves(losses, ["loss", "grad_norm", "learning_rate"], "SFT: answer-token cross-entropy")
+fig = report.plot_curves(losses, ["loss", "grad_norm", "learning_rate"], "SFT: answer-token cross-entropy",
+                         ylabel={"loss": "cross-entropy (nats per answer token)", "grad_norm": "gradient L2 norm",
+                                 "learning_rate": "learning rate"})
 run.save_fig(fig, "sft_loss")
 plt.show()
 run.log_metrics({"sft/train_s": train_s, "sft/steps": int(losses["step"].max()),

@@ -160,7 +160,10 @@ curves = report.log_frame(result.log_history, keys)
 all_curves = pd.concat([report.log_frame(r.log_history, keys).assign(seed=str(s)) for s, r in results.items()])
 fig = report.plot_curves(all_curves, ["loss", "loss_score", "loss_score_levels", "loss_outside", "loss_rationale",
                                       "mae_expected"],
-                         "ASO: soft-target CE on the score positions (+ rationale term)", hue="seed", errorbar=None)
+                         "ASO: soft-target CE on the score positions (+ rationale term)", hue="seed", errorbar=None,
+                         ylabel={"loss": "total loss (nats)", "loss_score": "CE to π* (nats per score)",
+                                 "loss_score_levels": "nats per score", "loss_outside": "nats per score",
+                                 "loss_rationale": "nats per rationale token", "mae_expected": "MAE (levels, 1-5 scale)"})
 run.save_fig(fig, "aso_curves")
 plt.show()
 run.log_metrics({f"aso/{k}/seed{b['seed']}": b[k] for b in budgets for k in ("steps", "train_seconds", "setup_s",

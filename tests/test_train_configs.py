@@ -168,3 +168,43 @@ def test_multi_rater_scores_reach_the_batch_keys_helper():
     ex.ratings["content_quality"] = []
     with pytest.raises(ValueError, match="no rater score for 'content_quality'"):
         rater_scores([ex])
+
+
+#: notebook parameter -> config field, for the settings notebooks 04-06 train with
+NOTEBOOK_FIELDS = {
+    "sft": ("04_sft", {"MODEL": "model", "FINETUNE": "finetune", "FREEZE_VISION": "freeze_vision", "STEPS": "max_steps",
+                       "BATCH_SIZE": "batch_size", "GRAD_ACCUM": "grad_accum", "LR": "lr", "WARMUP_STEPS": "warmup_steps",
+                       "WEIGHT_DECAY": "weight_decay", "RATIONALE": "rationale", "INSTRUCTION": "instruction",
+                       "AUGMENT": "augment", "TIME_JITTER": "time_jitter"}),
+    # GRPO and ASO run on a time budget in the notebooks (STEPS is only a cap there), a fixed step count in the YAML
+    "grpo": ("05_grpo", {"FINETUNE": "finetune", "BATCH_SIZE": "batch_size", "NUM_GENERATIONS": "num_generations",
+                         "KL_COEF": "kl_coef", "TEMPERATURE": "temperature", "MAX_NEW_TOKENS": "max_new_tokens",
+                         "LR": "lr", "RATIONALE": "rationale", "INSTRUCTION": "instruction"}),
+    "aso": ("06_aso", {"FINETUNE": "finetune", "LAM": "lam", "BETA": "beta", "REWARD": "reward",
+                       "PENALISE_OUTSIDE": "penalise_outside", "RATIONALE_LOSS": "rationale_loss",
+                       "RATIONALE_WEIGHT": "rationale_weight", "ON_POLICY": "on_policy", "BATCH_SIZE": "batch_size",
+                       "LR": "lr", "RATIONALE": "rationale", "INSTRUCTION": "instruction"}),
+}
+
+
+@pytest.mark.parametrize("stage", ["sft", "grpo", "aso"])
+def test_train_without_config_is_the_demo_config(stage, capsys):
+    """``python -m vqalib train STAGE`` with no ``--config`` trains with ``STAGE_tiny.yaml``, whose
+    settings are the ones the notebook trains with by default. (Before: the dataclass defaults, e.g.
+    SFT on the all-random ``tiny`` model with short rationales, 300 steps, weight decay 0.01.)"""
+    import ast
+    import json
+
+    import papermill as pm
+
+    from vqalib.train.cli import main
+
+    assert main([stage, "--print-config"]) == 0
+    bare = json.loads(capsys.readouterr().out)
+    assert main([stage, "--config", f"env/train_configs/{stage}_tiny.yaml", "--print-config"]) == 0
+    assert bare == json.loads(capsys.readouterr().out)
+
+    nb, fields = NOTEBOOK_FIELDS[stage]
+    params = pm.inspect_notebook(str(CONFIGS[0].parents[2] / "notebooks" / f"{nb}.ipynb"))
+    for name, key in fields.items():
+        assert ast.literal_eval(params[name]["default"]) == bare[key], f"{nb} {name} vs {stage}_tiny.yaml {key}"

@@ -10,12 +10,24 @@ Commands
                   resumable (``python -m vqalib score VIDEOS --model M --output scores.csv``)
   benchmark       a Table 2 row on a public MOS benchmark (``python -m vqalib benchmark KoNViD
                   --videos DIR [--labels FILE] --model M``)
+
+Paths typed as options (``--output``, ``--videos``, ``--config``, ``--run-dir`` ...) are from the
+working directory; paths inside a config, a ``--set`` or a ``-p`` value are from the project root,
+where the trainers and notebooks read them.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Sequence
+
+from vqalib.runs import cli_path
+
+
+def _model_arg(p: str) -> str:
+    """``--model``: a local folder (from the working directory) when one exists, else a hub id or 'tiny'."""
+    return cli_path(p) if os.path.exists(os.path.expanduser(p)) else p
 
 
 def _sample_data(argv: Sequence[str]) -> int:
@@ -26,14 +38,14 @@ def _sample_data(argv: Sequence[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m vqalib sample-data")
     ap.add_argument("--size", default="default", help="smoke | default | large")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--root", default=None, help="output folder (default: the cache)")
+    ap.add_argument("--root", default=None, type=cli_path, help="output folder (default: the cache)")
     args = ap.parse_args(argv)
     print(ensure_sample_dataset(size=args.size, seed=args.seed, root=args.root))
     return 0
 
 
 def _scorer_args(ap) -> None:
-    ap.add_argument("--model", default="tiny", help="hub id, local folder, run checkpoint (LoRA adapters too) or 'tiny'")
+    ap.add_argument("--model", default="tiny", type=_model_arg, help="hub id, local folder, run checkpoint (LoRA adapters too) or 'tiny'")
     ap.add_argument("--mode", default="fast", choices=["fast", "generate"],
                     help="fast: level distributions only, one pass; generate: rationale + parsed scores + distributions")
     ap.add_argument("--batch-size", type=int, default=4)
@@ -73,8 +85,8 @@ def _score(argv: Sequence[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m vqalib score",
                                  description="Score videos: one row per video in a CSV / JSONL / Parquet file; "
                                              "rerunning resumes (videos already in the output are skipped).")
-    ap.add_argument("videos", help="a folder, a glob ('clips/*.mp4'), a .txt list or a .csv with a 'path' column")
-    ap.add_argument("--output", "-o", required=True, help="scores.csv, scores.jsonl or scores.parquet")
+    ap.add_argument("videos", type=cli_path, help="a folder, a glob ('clips/*.mp4'), a .txt list or a .csv with a 'path' column")
+    ap.add_argument("--output", "-o", required=True, type=cli_path, help="scores.csv, scores.jsonl or scores.parquet")
     _scorer_args(ap)
     args = ap.parse_args(argv)
     scorer = _make_scorer(args)
@@ -100,15 +112,15 @@ def _benchmark(argv: Sequence[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m vqalib benchmark",
                                  description="Score a public MOS benchmark's videos and print a Table 2 row.")
     ap.add_argument("name", help=f"one of {list(BENCHMARKS)}")
-    ap.add_argument("--videos", required=True, help="folder holding the benchmark's videos (any subset)")
-    ap.add_argument("--labels", default=None, help="label file as distributed (KoNViD_1k_mos.csv, data.mat, "
+    ap.add_argument("--videos", required=True, type=cli_path, help="folder holding the benchmark's videos (any subset)")
+    ap.add_argument("--labels", default=None, type=cli_path, help="label file as distributed (KoNViD_1k_mos.csv, data.mat, "
                     "MOS_for_YouTube_UGC_dataset.xlsx, labels_test_1080p.csv) or a FAST-VQA labels.txt")
     ap.add_argument("--split", default=None, help="LSVQ: test | 1080p | train (FAST-VQA lists) or test | train")
-    ap.add_argument("--output", "-o", default=None, help="scores file (default runs/benchmarks/NAME/MODEL.MODE.csv)")
+    ap.add_argument("--output", "-o", default=None, type=cli_path, help="scores file (default runs/benchmarks/NAME/MODEL.MODE.csv)")
     ap.add_argument("--combination", default="mean_quality", help=f"one of {list(COMBINATIONS)}, or 'all'")
     ap.add_argument("--readout", default="expected_score", choices=["expected_score", "argmax_score", "parsed_score"])
     ap.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of the CIs")
-    ap.add_argument("--table", default=None, help="also write the rows to this CSV")
+    ap.add_argument("--table", default=None, type=cli_path, help="also write the rows to this CSV")
     _scorer_args(ap)
     args = ap.parse_args(argv)
     combos = list(COMBINATIONS) if args.combination == "all" else [args.combination]

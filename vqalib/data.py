@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from . import levels as L
-from .runs import jsonable
+from .runs import jsonable, resolve_path
 
 VIDEO_COLUMNS = ("video_id", "path", "duration", "fps", "width", "height", "category", "source", "split")
 RATING_COLUMNS = ("video_id", "rater", "phase", "dimension", "score", "tags", "comment")
@@ -212,11 +212,12 @@ def save_dataset(ds: VQADataset, folder: str | os.PathLike, fmt: str = "jsonl") 
     Video paths are rewritten relative to ``folder`` (so the saved dataset finds its videos from
     its new place); the video files themselves are not copied. A non-empty ``ds.info`` (for a
     :func:`from_ratings_csv` dataset: the source file, its ``scale`` and read options) is written to
-    ``dataset.json``, which :func:`load_dataset` reads back.
+    ``dataset.json``, which :func:`load_dataset` reads back. A relative ``folder`` is taken from the
+    project root, as in :func:`load_dataset`.
     """
     if fmt not in ("jsonl", "parquet"):
         raise ValueError(f"fmt must be 'jsonl' or 'parquet', not {fmt!r}")
-    folder = Path(folder)
+    folder = resolve_path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     videos = ds.videos.copy()
     videos["path"] = [os.path.relpath(ds.video_path(v), folder.resolve()) for v in videos["video_id"]]
@@ -242,8 +243,6 @@ def load_dataset(path: str | os.PathLike, strict: bool = True, min_raters: int |
     :func:`save_dataset` for a :func:`from_ratings_csv` dataset), else 3. So a folder converted with
     ``min_raters=2`` loads the same way in every notebook and trainer.
     """
-    from .runs import resolve_path
-
     root = resolve_path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder {root} does not exist; pass DATA_DIR pointing at a folder "
@@ -618,7 +617,7 @@ def read_ratings_csv(path: str | os.PathLike, *, video_col: str | None = None, s
     import codecs
     import csv
 
-    path = Path(path)
+    path = resolve_path(path)
     try:
         with open(path, "rb") as fh:
             raw = fh.read(65536)
@@ -730,12 +729,15 @@ def from_ratings_csv(csv_path: str | os.PathLike, *, video_col: str = "video",
     Every read error (undecodable bytes, a malformed row, an empty file) is a ``ValueError`` naming the
     file and the option that fixes it.
 
+    Relative ``csv_path`` and ``video_dir`` are taken from the project root, as in :func:`load_dataset`
+    (:func:`vqalib.runs.resolve_path`).
+
     Videos: ``video_dir / path_template.format(video=<id>)``; duration, fps and size are read from
     the file when it exists (``check_files=False`` allows absent files, leaving them empty). Splits
     come from :func:`split_of`. Returns like :func:`load_dataset`.
     """
 
-    csv_path = Path(csv_path)
+    csv_path = resolve_path(csv_path)
     fname = csv_path.name
     df, sep = read_ratings_csv(csv_path, video_col=video_col, sep=sep, decimal=decimal, encoding=encoding)
     na_text, na_num = _na_matchers(na_values)
@@ -806,7 +808,7 @@ def from_ratings_csv(csv_path: str | os.PathLike, *, video_col: str = "video",
             for col, (dim_raw, rater) in score_columns.items():
                 add_rating(i + 2, rec[video_col], rater, dim_raw, rec[col], str(rec[phase_col]) if phase_col else phase)
 
-    root = Path(video_dir) if video_dir is not None else csv_path.parent
+    root = resolve_path(video_dir) if video_dir is not None else csv_path.parent
     vids = list(dict.fromkeys(str(v) for v in df[video_col]))
     cats = {}
     if category_col:

@@ -8,7 +8,8 @@ KoNViD-1k's ``KoNViD_1k_mos.csv`` (``flickr_id, mos``) or ``KoNViD_1k_attributes
 ``MOS_for_YouTube_UGC_dataset.xlsx`` (sheet ``MOS``: ``vid``, ``MOS full``; or that sheet saved as
 CSV), and LSVQ's release CSVs (``name, ..., height, width, ..., mos, frame_number, ...``), given the
 user's local video folder. Listed videos that are not found locally are reported (count and list),
-never dropped silently.
+never dropped silently. Relative paths (label files, video folders) are taken from the project
+root, like every path vqalib is given (:func:`vqalib.runs.resolve_path`).
 
 MOS -> 1-5: ``1 + 4 (mos - lo) / (hi - lo)`` over the dataset's **nominal** rating scale
 (KoNViD-1k and YouTube-UGC 1-5, LIVE-VQC and LSVQ 0-100), not the observed min/max. Why: the
@@ -36,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from vqalib.levels import DIMENSION_KEYS, SCORE_MAX, SCORE_MIN
+from vqalib.runs import project_root, resolve_path
 
 
 class LabelFileError(ValueError):
@@ -89,8 +91,6 @@ COMBINATIONS: dict[str, tuple[str, ...]] = {
 
 def default_labels_root() -> Path:
     """``../shared/data/labels`` next to the checkout (tests/benchmarks only; users pass their own)."""
-    from vqalib.runs import project_root
-
     return project_root().parent / "shared" / "data" / "labels"
 
 
@@ -120,7 +120,7 @@ def read_fastvqa_labels(path: str | os.PathLike) -> pd.DataFrame:
     Returns ``video_id`` (the file stem; the relative path without extension when stems repeat,
     as in LSVQ), ``relative_path``, ``duration_s``, ``fps``, ``mos``, ``line``.
     """
-    path = Path(path)
+    path = resolve_path(path)
     if not path.is_file():
         raise LabelFileError(f"{path}: label file not found")
     rows = []
@@ -216,7 +216,7 @@ def read_label_file(path: str | os.PathLike) -> pd.DataFrame:
     Returns ``video_id, relative_path, mos, line`` (+ kept extras). Raises :class:`LabelFileError`
     naming the file and line for a missing MOS, a duplicate video or an unknown layout.
     """
-    path = Path(path)
+    path = resolve_path(path)
     if not path.is_file():
         raise LabelFileError(f"{path}: label file not found")
     suffix = path.suffix.lower()
@@ -288,7 +288,7 @@ def find_label_file(name: str, video_root: str | os.PathLike | None = None, spli
     s = spec(name)
     looked = []
     if video_root is not None:
-        root = Path(video_root).expanduser()
+        root = resolve_path(video_root)
         for d in (root, root.parent):
             for f in s.official_files:
                 looked.append(str(d / f))
@@ -297,7 +297,7 @@ def find_label_file(name: str, video_root: str | os.PathLike | None = None, spli
     key = next(k for k, v in BENCHMARKS.items() if v is s)
     split = split or next(iter(s.label_files))
     if split in s.label_files:
-        lr = Path(labels_root) if labels_root else default_labels_root()
+        lr = resolve_path(labels_root) if labels_root else default_labels_root()
         looked.append(str(lr / s.label_files[split]))
         if (lr / s.label_files[split]).is_file():
             return lr / s.label_files[split]
@@ -318,7 +318,7 @@ _VIDEVAL_COLUMNS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 def read_videval_metadata(path: str | os.PathLike) -> pd.DataFrame:
     """Read a VIDEVAL ``*_metadata.csv`` into ``video_id, mos, width, height, framerate, nb_frames`` (+ extras:
     YouTube-UGC keeps ``mos_std`` and ``n_subjects``)."""
-    path = Path(path)
+    path = resolve_path(path)
     key = next((k for k in _VIDEVAL_COLUMNS if path.name.upper().startswith(k)), None)
     if key is None:
         raise LabelFileError(f"{path}: unknown VIDEVAL metadata file; expected one of {[k + '_metadata.csv' for k in _VIDEVAL_COLUMNS]}")
@@ -422,7 +422,7 @@ def load_benchmark(name: str, video_root: str | os.PathLike, split: str | None =
         if split not in s.label_files:
             raise ValueError(f"{s.name}: unknown split {split!r}; choose one of {list(s.label_files)}")
         label_file = find_label_file(name, video_root, split, labels_root)
-    label_file = Path(label_file)
+    label_file = resolve_path(label_file)
     df = read_label_file(label_file)
     found_for = df.attrs.get("benchmark")
     if found_for is not None and found_for != key:
@@ -434,7 +434,7 @@ def load_benchmark(name: str, video_root: str | os.PathLike, split: str | None =
     for c in ("duration_s", "fps"):
         if c not in df.columns:
             df[c] = np.nan
-    root = Path(video_root).expanduser()
+    root = resolve_path(video_root)
     if not root.is_dir():
         raise FileNotFoundError(f"video folder {root} does not exist; pass the folder holding the {s.name} videos")
     if scale == "nominal":

@@ -39,7 +39,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from vqalib.runs import environment_info, project_root, resolve_path, write_json
+from vqalib.runs import cli_path, environment_info, project_root, resolve_path, write_json
 
 NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_[A-Za-z0-9_]+\.ipynb$")
 #: Per-cell limit (seconds) when neither ``cell_timeout`` nor ``VQALIB_CELL_TIMEOUT`` is given: longer
@@ -352,7 +352,9 @@ def typed_overrides(notebooks: Sequence[Path], overrides: dict[str, Any] | None)
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m vqalib run-notebooks", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--run-dir", default="runs/demo", help="run folder (relative paths: from the project root; default: %(default)s)")
+    ap.add_argument("--run-dir", default=None, type=cli_path,
+                    help="run folder (relative paths: from the working directory, like any option; default: runs/demo "
+                         "under the project root)")
     ap.add_argument("--params", dest="params_set", default=None,
                     help="named parameter set applied per notebook, e.g. 'smoke' -> notebooks/params/NN_name.smoke.yaml")
     ap.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
@@ -365,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     overrides = dict(args.parameter)  # converted per notebook to the declared type in run_notebooks
     try:
-        run_notebooks(args.run_dir, args.params_set, overrides, args.only.split(",") if args.only else None, args.kernel,
+        run_notebooks(args.run_dir or "runs/demo", args.params_set, overrides, args.only.split(",") if args.only else None, args.kernel,
                       cell_timeout=args.cell_timeout)
     except (RuntimeError, FileNotFoundError, ValueError, TimeoutError) as exc:
         print(f"[vqalib] error: {exc}", file=sys.stderr)

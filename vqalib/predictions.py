@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from vqalib.levels import DIMENSION_KEYS, LEVELS, N_LEVELS, SCORE_MAX, SCORE_MIN, is_on_grid, level_index
-from vqalib.runs import environment_info, jsonable, write_json
+from vqalib.runs import environment_info, jsonable, resolve_path, write_json
 
 SCHEMA_VERSION = 1
 COLUMNS: tuple[str, ...] = (
@@ -55,7 +55,7 @@ class PredictionsError(ValueError):
 
 def manifest_path(path: str | os.PathLike) -> Path:
     """``x/name.jsonl`` -> ``x/name.manifest.json``."""
-    p = Path(path)
+    p = resolve_path(path)
     return p.with_name(p.name[: -len(".jsonl")] + ".manifest.json" if p.name.endswith(".jsonl") else p.name + ".manifest.json")
 
 
@@ -171,8 +171,9 @@ def write_predictions(path: str | os.PathLike, df: pd.DataFrame, manifest: dict[
 
     ``manifest`` needs at least ``model`` and ``sampling`` (see :func:`make_manifest`); the
     environment (versions, git commit), creation time, row count and parse-status counts are added.
+    A relative ``path`` is taken from the project root (:func:`vqalib.runs.resolve_path`).
     """
-    path = Path(path)
+    path = resolve_path(path)
     if not path.name.endswith(".jsonl"):
         raise PredictionsError(f"{path}: predictions files end in .jsonl")
     for key in ("model", "sampling"):
@@ -196,9 +197,10 @@ def read_predictions(path: str | os.PathLike, require_manifest: bool = True) -> 
     """Read and validate a predictions JSONL and its manifest: ``(df, manifest)``.
 
     Errors name the file, the line and the field. A missing manifest raises unless
-    ``require_manifest=False`` (then the manifest is ``{}``).
+    ``require_manifest=False`` (then the manifest is ``{}``). A relative ``path`` is taken from the
+    project root.
     """
-    path = Path(path)
+    path = resolve_path(path)
     if not path.is_file():
         raise PredictionsError(f"{path}: predictions file not found")
     rows = []

@@ -11,9 +11,12 @@ Layout of a run folder (``RUN_DIR``, default ``runs/demo``)::
       checkpoints/<stage>/          training checkpoints (notebooks 04-06)
       predictions/<model>.jsonl     per-item predictions + <model>.manifest.json (notebook 07 reads)
 
-Relative paths given to notebooks are resolved against the project root (the folder holding
-this project's ``pyproject.toml``), so a notebook behaves the same whether it is run by
-papermill from the root or opened in JupyterLab from ``notebooks/``.
+Relative paths given to notebooks, configs and library functions are resolved against the project
+root (the folder holding this project's ``pyproject.toml``; :func:`resolve_path`), so a notebook
+behaves the same whether it is run by papermill from the root or opened in JupyterLab from
+``notebooks/``, and a folder written by one function is the folder another reads. Paths typed as
+command-line options (``--output``, ``--videos``, ``--config`` ...) are from the working directory,
+as in any shell tool (:func:`cli_path` makes them absolute before the library sees them).
 """
 
 from __future__ import annotations
@@ -43,6 +46,12 @@ def resolve_path(p: str | os.PathLike) -> Path:
     """Absolute paths stay; relative ones are taken from the project root. ``~`` is expanded."""
     path = Path(os.path.expanduser(str(p)))
     return path if path.is_absolute() else project_root() / path
+
+
+def cli_path(p: str) -> str:
+    """An ``argparse`` ``type=`` for a path option: ``~`` expanded, made absolute against the working
+    directory (the shell's convention), so :func:`resolve_path` leaves it as it is."""
+    return os.path.abspath(os.path.expanduser(p))
 
 
 def cache_dir() -> Path:

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from . import levels as L
-from .runs import cache_dir
+from .runs import cache_dir, resolve_path
 
 #: Bump when the generator's output changes for the same settings (part of the cache key).
 GENERATOR_VERSION = "9"  # 9: screen-in-screen before clarity, low resolution upscaled bilinear; 8: blur sigma 3.5 at sev 1; 7: stutter holds <= 4 frames; 6: cues a tiny model can tell apart (issue 12; docs/training.md); 5: paper keywords
@@ -149,7 +149,7 @@ def ensure_sample_dataset(size: str = "default", seed: int = 0, root: str | os.P
     """Return the folder of the sample dataset, generating it first if needed.
 
     The dataset lives in ``cache_dir()/sample-<size>-seed<seed>/<settings hash>/`` (or in ``root``
-    when given). It is reused when its ``dataset.json`` carries the same settings hash and is
+    when given; a relative ``root`` is taken from the project root). It is reused when its ``dataset.json`` carries the same settings hash and is
     complete; otherwise it is generated into a temporary folder and moved into place, so a
     half-written dataset is never seen by another process.
     """
@@ -157,7 +157,7 @@ def ensure_sample_dataset(size: str = "default", seed: int = 0, root: str | os.P
         raise ValueError(f"unknown sample size {size!r}; use one of {SIZES}")
     cfg = config or SynthConfig()
     key = cfg.settings_hash(size, seed)
-    target = Path(root) if root is not None else cache_dir() / f"sample-{size}-seed{seed}" / key
+    target = resolve_path(root) if root is not None else cache_dir() / f"sample-{size}-seed{seed}" / key
     if _is_complete(target, key):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -181,8 +181,6 @@ def dataset_root(data_dir: str | os.PathLike = "", size: str = "default", seed: 
     """The dataset folder a notebook or trainer works on: ``data_dir`` (relative paths from the project
     root) when given, else the embedded sample dataset of ``size`` and ``seed`` (generated on first use)."""
     if data_dir:
-        from vqalib.runs import resolve_path
-
         return resolve_path(data_dir)
     return Path(ensure_sample_dataset(size=size, seed=seed))
 
@@ -274,9 +272,11 @@ def generate_dataset(out: str | os.PathLike, size: str = "default", seed: int = 
     """Write the full sample dataset into ``out`` (no caching; see :func:`ensure_sample_dataset`).
 
     Clips are rendered and encoded in ``workers`` processes (default :func:`generation_workers`); the
-    files are the same for any number."""
+    files are the same for any number. A relative ``out`` is taken from the project root, as in
+    :func:`vqalib.data.load_dataset` (:func:`vqalib.runs.resolve_path`), so the folder written is
+    the folder read back from any working directory."""
     cfg = config or SynthConfig()
-    out = Path(out)
+    out = resolve_path(out)
     (out / "clips").mkdir(parents=True, exist_ok=True)
     n = int(cfg.n_clips[size])
     n_pilot = min(int(cfg.n_pilot_clips[size]), n)

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from vqalib.metrics import METRIC_LABELS, bootstrap_ci, score_metrics
+from vqalib.runs import resolve_path
 
 #: The metrics of a Table 2 row, in column order.
 TABLE2_METRICS = ("srcc", "plcc", "plcc_fit", "krcc")
@@ -87,8 +88,6 @@ def format_row(row: Mapping[str, Any]) -> str:
 
 def default_output(name: str, model: str, mode: str) -> Path:
     """``runs/benchmarks/<name>/<model>.<mode>.csv`` under the project root."""
-    from vqalib.runs import resolve_path
-
     slug = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(str(model)).name or str(model))
     return resolve_path("runs") / "benchmarks" / name / f"{slug}.{mode}.csv"
 
@@ -112,7 +111,7 @@ def run_benchmark(name: str, videos: str | os.PathLike, model: Any = "tiny", *, 
     bench = load_benchmark(name, videos, split=split, label_file=labels, scale=scale, labels_root=labels_root)
     if scorer is None:
         scorer = Scorer(model, mode=mode, **scorer_kwargs)
-    out = Path(output) if output else default_output(name, str(scorer.info.get("model")), scorer.mode)
+    out = resolve_path(output) if output else default_output(name, str(scorer.info.get("model")), scorer.mode)
     items = bench.available[["video_id", "path"]]
     if limit:
         items = items.head(limit)

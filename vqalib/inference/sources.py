@@ -23,6 +23,7 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from vqalib.mos import VIDEO_EXTENSIONS
+from vqalib.runs import resolve_path
 
 
 class VideoListError(ValueError):
@@ -77,13 +78,14 @@ def _ids_for(paths: Sequence[Path]) -> list[str]:
 def list_videos(spec: str | os.PathLike | Iterable[str | os.PathLike]) -> pd.DataFrame:
     """``video_id, path`` (absolute path strings) for a folder, glob, .txt/.csv list or a list of paths.
 
-    Raises :class:`VideoListError` when nothing matches (naming what was looked for) or a list
+    Relative paths and patterns are taken from the project root (:func:`vqalib.runs.resolve_path`);
+    relative entries of a list file from the list file's folder. Raises :class:`VideoListError` when nothing matches (naming what was looked for) or a list
     file is malformed, and ``ValueError`` when two entries share a video_id or a path.
     """
     ids: list[str] | None = None
     if isinstance(spec, (str, os.PathLike)):
-        s = os.path.expanduser(str(spec))
-        p = Path(s)
+        p = resolve_path(spec)
+        s = str(p)
         if p.is_dir():
             paths = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in VIDEO_EXTENSIONS)
             if not paths:
@@ -102,7 +104,7 @@ def list_videos(spec: str | os.PathLike | Iterable[str | os.PathLike]) -> pd.Dat
             raise VideoListError(f"{s}: no such folder, file or glob pattern; give a folder of videos, a pattern "
                                  "like 'clips/*.mp4', a .txt list (one path per line) or a .csv with a 'path' column")
     else:
-        paths = [Path(os.path.expanduser(str(q))) for q in spec]
+        paths = [resolve_path(q) for q in spec]
     if not paths:
         raise VideoListError(f"{spec}: the list holds no videos")
     abs_paths = [str(q.absolute()) for q in paths]

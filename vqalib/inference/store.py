@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from vqalib.runs import jsonable, write_json
+from vqalib.runs import jsonable, resolve_path, write_json
 
 #: Manifest keys that must agree between the run that wrote an output and the one resuming it.
 RESUME_KEYS = ("model", "mode", "sampling", "instruction", "max_new_tokens")
@@ -38,7 +38,7 @@ class ResumeMismatch(ValueError):
 
 
 def manifest_path(path: str | os.PathLike) -> Path:
-    p = Path(path)
+    p = resolve_path(path)
     return p.with_name(p.name + ".manifest.json")
 
 
@@ -137,7 +137,7 @@ class RowStore:
 
     def __init__(self, path: str | os.PathLike, columns: Sequence[str], manifest: dict[str, Any],
                  overwrite: bool = False):
-        self.path = Path(path)
+        self.path = resolve_path(path)
         self.columns = list(columns)
         self.manifest = dict(manifest)
         self.overwrite = overwrite
@@ -226,8 +226,8 @@ def last_row_per_video(rows: pd.DataFrame) -> pd.DataFrame:
 def read_scores(path: str | os.PathLike) -> pd.DataFrame:
     """Read a scorer output (CSV, JSONL or Parquet, plus an unfinished Parquet journal): one row per
     video. A video that failed and was tried again by a resumed run has several rows in the file; the
-    last one is returned."""
-    p = Path(path)
+    last one is returned. A relative ``path`` is taken from the project root."""
+    p = resolve_path(path)
     if p.suffix.lower() == ".csv":
         df = pd.read_csv(p)
     elif p.suffix.lower() == ".jsonl":

@@ -15,6 +15,7 @@ import json
 import sys
 from typing import Sequence
 
+from vqalib.runs import cli_path, project_root
 from vqalib.train.common import STAGES, load_config
 
 
@@ -33,18 +34,31 @@ def run_config(cfg):
     return train_aso(cfg)
 
 
+def default_config(stage: str):
+    """``env/train_configs/<stage>_tiny.yaml`` of the checkout (the demo's settings, the same values
+    notebooks 04-06 set), or None where there is no such file (an installed package)."""
+    path = project_root() / "env" / "train_configs" / f"{stage}_tiny.yaml"
+    return path if path.is_file() else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m vqalib train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("stage", choices=STAGES, help="training stage")
-    ap.add_argument("--config", default=None, help="YAML config (see env/train_configs/); omitted = the tiny defaults")
+    ap.add_argument("--config", default=None, type=cli_path,
+                    help="YAML config (see env/train_configs/; from the working directory); omitted = "
+                         "env/train_configs/STAGE_tiny.yaml, the demo's settings (the dataclass defaults where the "
+                         "checkout has no such file)")
     ap.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                     help="override config keys: one or more KEY=VALUE after one --set, and --set may repeat, "
                          "e.g. --set data_dir=/data/my_vqa finetune=lora lr=5e-5")
     ap.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     args = ap.parse_args(list(sys.argv[1:] if argv is None else argv))
+    config = args.config
+    if config is None and (demo := default_config(args.stage)) is not None:
+        config = str(demo)
     try:
-        cfg = load_config(args.stage, args.config, args.overrides)
+        cfg = load_config(args.stage, config, args.overrides)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

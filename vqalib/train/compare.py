@@ -156,7 +156,8 @@ def plot_method_curves(curve: pd.DataFrame, x: str = "at_seconds"):
 
     ``x="at_seconds"`` (the scheduled evaluation time in training seconds, shared by the seeds): the
     line is the mean over seeds and the band their range (min-max); ``x="step"`` (the optimisation step
-    an evaluation happened at, which differs between seeds): one line per seed."""
+    an evaluation happened at, which differs between seeds): one line per seed. The SRCC panels share one
+    y-range; the MAE panel has its own."""
     from vqalib.train.report import plot_curves
 
     srcc = curve_wide(curve, "srcc", x)
@@ -168,13 +169,22 @@ def plot_method_curves(curve: pd.DataFrame, x: str = "at_seconds"):
     n = sorted({int(v) for v in curve["n_clips"].dropna()}) if "n_clips" in curve else []
     clips = f"{n[0]} held-out clips per point" if len(n) == 1 else f"{n[0]}-{n[-1]} held-out clips per point" if n else ""
     if x == "step":
-        return plot_curves(frame, keys, "Held-out SRCC per dimension (and MAE) against the optimisation step, one line per "
-                           f"seed; {clips}", x="step", hue="method", units="seed", col_wrap=4, hue_order=order,
-                           xlabel="optimisation step", ylabel=ylabel)
-    return plot_curves(frame, keys, "Held-out SRCC per dimension (and MAE) against training seconds "
-                                    f"(line: mean over seeds, band: range); {clips}", x=x, hue="method",
-                       errorbar=("pi", 100), col_wrap=4, hue_order=order, xlabel="training seconds (evaluation excluded)",
-                       ylabel=ylabel)
+        fig = plot_curves(frame, keys, "Held-out SRCC per dimension (and MAE) against the optimisation step, one line "
+                          f"per seed; {clips}; SRCC panels share one y-axis", x="step", hue="method", units="seed",
+                          col_wrap=4, hue_order=order, xlabel="optimisation step", ylabel=ylabel)
+    else:
+        fig = plot_curves(frame, keys, "Held-out SRCC per dimension (and MAE) against training seconds "
+                                       f"(line: mean over seeds, band: range); {clips}; SRCC panels share one y-axis",
+                          x=x, hue="method", errorbar=("pi", 100), col_wrap=4, hue_order=order,
+                          xlabel="training seconds (evaluation excluded)", ylabel=ylabel)
+    # one y-range for every SRCC panel, so a dimension's change reads at the same scale as the others'
+    srcc_axes = [ax for ax in fig.axes if ax.get_visible() and ax.get_title() in keys[:-1]]
+    if srcc_axes:
+        lo = min(ax.get_ylim()[0] for ax in srcc_axes)
+        hi = max(ax.get_ylim()[1] for ax in srcc_axes)
+        for ax in srcc_axes:
+            ax.set_ylim(lo, hi)
+    return fig
 
 
 def contains_zero(r) -> bool:
@@ -229,10 +239,15 @@ def verdicts(runs: pd.DataFrame, boot: pd.DataFrame, curve: pd.DataFrame | None,
     lines.append(f"Held-out clips: {n_clips}; intervals: {pct} hierarchical bootstrap ({n_boot} resamples; seeds and "
                  f"clips resampled, clips shared by the methods); a parse failure is scored as the scale midpoint.")
     if curve is not None and len(curve):
-        start = curve[(curve["step"] == 0) & (curve["dimension"] == "mean")]["srcc"]
+        at0 = curve[(curve["step"] == 0) & (curve["dimension"] == "mean")]
+        start = at0["srcc"]
         if len(start):
+            n0 = sorted({int(v) for v in at0["n_clips"].dropna()}) if "n_clips" in at0 else []
+            on = (f" on the curves' {n0[0]} held-out clips" if len(n0) == 1 else
+                  f" on the curves' {n0[0]}-{n0[-1]} held-out clips" if n0 else "")
             lines.append(f"At step 0 (the SFT checkpoint) every curve starts from mean SRCC {start.min():.3f}"
-                         + (f"–{start.max():.3f}." if start.max() - start.min() > 1e-9 else "."))
+                         + (f"–{start.max():.3f}" if start.max() - start.min() > 1e-9 else "") + on
+                         + (" (the tables above use every held-out clip, so their SFT row can differ)." if on else "."))
     diffs = boot[boot["kind"] == "difference"]
     null_all = True
     for name in diffs["name"].unique():

@@ -1,0 +1,114 @@
+"""Relative paths: every library function takes them from the project root, writers and readers
+alike, and command-line options take them from the working directory.
+
+Before the fix, ``generate_dataset("data/x")`` and ``save_dataset(ds, "data/x")`` wrote below the
+working directory while ``load_dataset("data/x")`` read below the project root, so in a JupyterLab
+kernel (working directory ``notebooks/``) or a script run from elsewhere the folder just written
+was "not found"; ``from_ratings_csv``, the label-file readers and the scorer's video lists also
+took the working directory. The command line had the mirror problem: ``train --config my.yaml``
+and ``run-notebooks --run-dir`` looked below the project root, not where the user typed them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import vqalib.runs as runs
+from vqalib.data import from_ratings_csv, load_dataset, save_dataset
+from vqalib.synth import generate_dataset, write_mp4
+
+
+@pytest.fixture
+def elsewhere(tmp_path, monkeypatch):
+    """A project root and a different working directory; the real cache stays in use."""
+    monkeypatch.setenv("VQALIB_CACHE", str(runs.cache_dir()))
+    root, cwd = tmp_path / "project", tmp_path / "elsewhere"
+    root.mkdir()
+    cwd.mkdir()
+    monkeypatch.setattr(runs, "project_root", lambda: root)
+    monkeypatch.chdir(cwd)
+    return root, cwd
+
+
+def test_generate_dataset_writes_the_folder_load_dataset_reads(elsewhere):
+    root, cwd = elsewhere
+    out = generate_dataset("data/sample", size="smoke", progress=False, workers=1)
+    assert out == root / "data" / "sample"
+    assert not (cwd / "data").exists()
+    ds = load_dataset("data/sample")
+    assert len(ds.videos) == 32 and Path(ds.video_path(ds.videos["video_id"].iloc[0])).is_file()
+
+
+def test_ratings_csv_and_save_dataset_round_trip_from_another_directory(elsewhere):
+    root, cwd = elsewhere
+    clips = [f"c{i}" for i in range(4)]
+    for c in clips:
+        (root / "media").mkdir(exist_ok=True)
+        write_mp4(root / "media" / f"{c}.mp4", np.full((4, 16, 16, 3), 90, dtype=np.uint8), fps=8)
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"clip": clips, **{f"r{r}_sharpness": rng.integers(1, 6, len(clips)) for r in range(3)}})
+    (root / "tables").mkdir()
+    table.to_csv(root / "tables" / "study.csv", index=False)
+    ds = from_ratings_csv("tables/study.csv", video_col="clip", column_pattern=r"(?P<rater>r\d)_(?P<dimension>\w+)",
+                          dimension_map={"sharpness": "clarity_quality"}, video_dir="media",
+                          path_template="{video}.mp4")
+    saved = save_dataset(ds, "data/mine")
+    assert saved == root / "data" / "mine" and not (cwd / "data").exists()
+    back = load_dataset("data/mine")
+    assert len(back.ratings) == 12 and Path(back.video_path("c0")) == root / "media" / "c0.mp4"
+
+
+def test_video_lists_predictions_and_scores_read_from_the_project_root(elsewhere):
+    from vqalib.inference.sources import list_videos
+    from vqalib.inference.store import read_scores
+    from vqalib.predictions import manifest_path
+
+    root, _ = elsewhere
+    (root / "clips").mkdir()
+    write_mp4(root / "clips" / "a.mp4", np.zeros((4, 16, 16, 3), dtype=np.uint8), fps=8)
+    assert list_videos("clips")["path"].tolist() == [str(root / "clips" / "a.mp4")]
+    assert list_videos("clips/*.mp4")["path"].tolist() == [str(root / "clips" / "a.mp4")]
+    assert manifest_path("runs/x/predictions/base.jsonl") == root / "runs/x/predictions/base.manifest.json"
+    pd.DataFrame({"video_id": ["a"], "path": ["clips/a.mp4"], "status": ["ok"]}).to_csv(root / "s.csv", index=False)
+    assert read_scores("s.csv")["video_id"].tolist() == ["a"]
+
+
+def test_label_files_and_video_folders_of_a_benchmark_from_the_project_root(elsewhere):
+    from vqalib.mos import load_benchmark, read_label_file
+
+    root, _ = elsewhere
+    (root / "konvid" / "videos").mkdir(parents=True)
+    write_mp4(root / "konvid" / "videos" / "123.mp4", np.zeros((4, 16, 16, 3), dtype=np.uint8), fps=8)
+    (root / "konvid" / "KoNViD_1k_mos.csv").write_text("flickr_id,mos\n123,3.5\n456,2.0\n")
+    assert read_label_file("konvid/KoNViD_1k_mos.csv")["mos"].tolist() == [3.5, 2.0]
+    bench = load_benchmark("KoNViD-1k", "konvid/videos", label_file="konvid/KoNViD_1k_mos.csv")
+    assert bench.available["path"].map(str).tolist() == [str(root / "konvid" / "videos" / "123.mp4")]
+    assert len(bench.missing) == 1
+
+
+def test_cli_path_options_are_from_the_working_directory(elsewhere, capsys):
+    from vqalib.cli import main
+    from vqalib.train.cli import main as train_main
+
+    root, cwd = elsewhere
+    assert main(["sample-data", "--size", "smoke", "--root", "mine"]) == 0
+    assert capsys.readouterr().out.strip() == str(cwd / "mine")
+    assert (cwd / "mine" / "dataset.json").is_file() and not (root / "mine").exists()
+
+    (cwd / "my.yaml").write_text("max_steps: 7\n")
+    assert train_main(["sft", "--config", "my.yaml", "--print-config"]) == 0
+    assert json.loads(capsys.readouterr().out)["max_steps"] == 7
+
+
+def test_cli_path_expands_home_and_keeps_absolute_paths(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert runs.cli_path("~/v.mp4") == str(tmp_path / "v.mp4")
+    assert runs.cli_path("/abs/v.mp4") == "/abs/v.mp4"
+    assert runs.cli_path("clips/*.mp4") == os.path.join(str(tmp_path), "clips/*.mp4")
