@@ -59,6 +59,21 @@ def test_render_pretext_is_seeded_and_continuous():
     assert np.any(np.abs(speeds - np.round(speeds * 2) / 2) > 1e-3)
 
 
+def test_render_pretext_from_several_threads_at_once():
+    """Concurrent calls (threads, e.g. a notebook kernel's background job) each fill their own array:
+    with one module-level output array, a second call redirected the first call's clips into its own
+    array and the first call's end cleared it under the second."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    seeds = (21, 22, 23)
+    alone = {s: pretrain.render_pretext(4, seed=s, workers=1) for s in seeds}
+    with ThreadPoolExecutor(len(seeds)) as ex:
+        together = dict(zip(seeds, ex.map(lambda s: pretrain.render_pretext(4, seed=s, workers=1), seeds)))
+    for s in seeds:
+        assert np.array_equal(alone[s][0], together[s][0]) and np.array_equal(alone[s][1], together[s][1])
+    assert not pretrain._OUTPUTS  # nothing left registered
+
+
 @pytest.mark.parametrize("field,value", [("steps", 0), ("n_clips", 1.5), ("batch_size", True), ("lr", 0.0)])
 def test_config_rejects_bad_values(field, value):
     with pytest.raises(ValueError, match=field):

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 import mmap
@@ -116,40 +117,44 @@ def render_pretext(n: int, seed: int, cfg=None, workers: int | None = None) -> t
     photo uniformly from :data:`vqalib.synth.PHOTOS`; then :func:`vqalib.synth.plan_clip` and
     :func:`vqalib.synth.render_clip` as for the sample dataset (no H.264 encoding). Clip ``i`` is drawn
     from ``numpy.random.default_rng([seed, i])`` alone, so ``workers`` (processes, default
-    :func:`vqalib.synth.generation_workers`) does not change the result.
+    :func:`vqalib.synth.generation_workers`) does not change the result. Calls from several threads at
+    once each get their own output (:data:`_OUTPUTS`).
     """
     from . import synth
 
-    global _CLIPS
     cfg = cfg or synth.SynthConfig()
     shape = (n, synth.N_FRAMES, synth.SIZE_PX, synth.SIZE_PX, 3)
     # shared anonymous memory: forked workers write their clips in place instead of pickling ~1 GB back
     clips = np.frombuffer(mmap.mmap(-1, math.prod(shape)), dtype=np.uint8).reshape(shape)
     targets = np.empty((n, len(PRETEXT_TARGETS)), dtype=np.float32)
-    _CLIPS = clips
+    key = next(_KEYS)
+    _OUTPUTS[key] = clips
     try:
-        for i, y in enumerate(synth.map_clips(_render_one, [(cfg, [seed, i], i) for i in range(n)], workers)):
+        for i, y in enumerate(synth.map_clips(_render_one, [(cfg, [seed, i], i, key) for i in range(n)], workers)):
             targets[i] = y
     finally:
-        _CLIPS = None
+        del _OUTPUTS[key]
     return clips, targets
 
 
-_CLIPS: np.ndarray | None = None  # render_pretext's output while it runs (inherited by forked workers)
+#: the output arrays of the render_pretext calls running now, by call; forked workers inherit them
+#: (a job names its call's key, so concurrent calls from several threads never share an array)
+_OUTPUTS: dict[int, np.ndarray] = {}
+_KEYS = itertools.count()
 
 
 def _render_one(job: tuple) -> np.ndarray:
-    """Render pre-training clip ``i`` from its own seed into ``_CLIPS[i]`` (so the clips do not depend on
-    the number of processes); returns its targets."""
+    """Render pre-training clip ``i`` from its own seed into ``_OUTPUTS[key][i]`` (so the clips do not
+    depend on the number of processes); returns its targets."""
     from . import levels as L
     from . import synth
 
-    cfg, seed, i = job
+    cfg, seed, i, key = job
     rng = np.random.default_rng(seed)
     lv = {k: float(rng.uniform(L.SCORE_MIN, L.SCORE_MAX)) for k in L.DIMENSION_KEYS}
     plan = synth.plan_clip(lv, cfg, rng)
     photos = list(synth.PHOTOS)
-    _CLIPS[i] = synth.render_clip(photos[int(rng.integers(0, len(photos)))], plan, cfg, rng)
+    _OUTPUTS[key][i] = synth.render_clip(photos[int(rng.integers(0, len(photos)))], plan, cfg, rng)
     return pretext_targets(plan, cfg)
 
 
