@@ -176,11 +176,11 @@ DECISIONS: dict[str, Run | Check | Skip] = {
     **{c: Skip(MULTI_PROC) for c in (
         "python -m vqalib train sft --set sample_size=smoke --set device=cpu --set report_to=none --set augment=false "
         "--set warmup_steps=0 --set lr_scheduler=constant --set logging_steps=1 --set max_steps=1 --set seed=0 "
-        "--set num_workers=0 --set optim=sgd --set rationale=none --set lr=0.1 --set batch_size=4 "
+        "--set num_workers=0 --set optim=sgd --set model=tiny --set rationale=none --set lr=0.1 --set batch_size=4 "
         "--set output_dir=runs/mp/sft_1proc",
         "torchrun --standalone --nproc_per_node 2 -m vqalib train sft --set sample_size=smoke --set device=cpu "
         "--set report_to=none --set augment=false --set warmup_steps=0 --set lr_scheduler=constant --set logging_steps=1 "
-        "--set max_steps=1 --set seed=0 --set num_workers=0 --set optim=sgd --set rationale=none --set lr=0.1 "
+        "--set max_steps=1 --set seed=0 --set num_workers=0 --set optim=sgd --set model=tiny --set rationale=none --set lr=0.1 "
         "--set batch_size=2 --set output_dir=runs/mp/sft",
         "torchrun --standalone --nproc_per_node 2 -m vqalib train aso --set sample_size=smoke --set device=cpu "
         "--set report_to=none --set augment=false --set warmup_steps=0 --set lr_scheduler=constant --set logging_steps=1 "

@@ -47,7 +47,7 @@ COMMON = ["sample_size=smoke", "device=cpu", "report_to=none", "augment=false", 
           "lr_scheduler=constant", "logging_steps=1", "max_steps=1", "seed=0", "num_workers=0", "optim=sgd"]
 
 
-SFT = COMMON + ["rationale=none", "lr=0.1"]
+SFT = COMMON + ["model=tiny", "rationale=none", "lr=0.1"]  # the all-random tiny model, as for ASO and GRPO
 ASO = COMMON + ["init_from=", "model=tiny", "rationale=short", "rationale_loss=none", "lr=0.1"]
 GRPO = [o for o in COMMON if not o.startswith("max_steps=")] + ["init_from=", "model=tiny", "batch_size=1", "num_generations=2", "max_new_tokens=16", "max_steps=2"]
 
