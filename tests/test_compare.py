@@ -104,11 +104,18 @@ def test_method_curve_figures_from_long_rows():
     curve = pd.DataFrame(rows)
     for x in ("at_seconds", "step"):
         fig = compare.plot_method_curves(curve, x=x)
-        titled = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+        panels = [ax for ax in fig.axes if ax.get_visible() and ax.axison]  # the legend's cell has no axes drawn
+        titled = [ax.get_title() for ax in panels]
         assert titled[:2] == ["Motion Quality", "Motion Amplitude"] and titled[-2:] == ["SRCC (mean)", "MAE (mean)"]
         lines = [ln for ln in fig.axes[0].get_lines() if len(ln.get_xdata())]
         assert len(lines) == (2 if x == "at_seconds" else 4)  # a mean line per method / a line per seed
-        visible = [ax for ax in fig.axes if ax.get_visible()]
+        visible = panels
+        # the legend sits in the grid's empty eighth cell, so every column keeps one width
+        spare = [ax for ax in fig.axes if ax.get_visible() and not ax.axison]
+        assert len(spare) == 1 and [t.get_text() for t in spare[0].get_legend().get_texts()] == ["GRPO", "ASO"]
+        fig.canvas.draw()
+        widths = {round(ax.get_position().width, 3) for ax in panels}
+        assert len(widths) == 1, widths
         assert [ax.get_ylabel() for ax in visible] == ["held-out SRCC"] * 6 + ["MAE (levels, 1-5 scale)"]
         assert "64 held-out clips per point" in fig._suptitle.get_text()
         # the six SRCC panels share one y-range, the MAE panel keeps its own
@@ -119,7 +126,7 @@ def test_method_curve_figures_from_long_rows():
     wide = curve.copy()
     wide.loc[(wide["dimension"] == "clarity_quality") & (wide["step"] > 0), "srcc"] += 0.4
     fig = compare.plot_method_curves(wide)
-    srcc = [ax for ax in fig.axes if ax.get_visible() and ax.get_title() not in ("MAE (mean)",)]
+    srcc = [ax for ax in fig.axes if ax.get_visible() and ax.axison and ax.get_title() != "MAE (mean)"]
     assert all(ax.get_ylim()[1] >= 0.3 + 0.01 * 3 * 4 + 0.4 for ax in srcc)
     text = compare.verdicts(runs_table(), compare.compare_methods({"grpo": [frame(30, 0.5, 1)], "aso": [frame(30, 0.5, 1)]},
                                                                   n_boot=10), curve)

@@ -85,8 +85,18 @@ def plot_curves(frame: pd.DataFrame, keys: Sequence[str], title: str = "", x: st
             ax.set(title=k, xlabel=xlabel or x, ylabel=ylabel.get(k, "") if isinstance(ylabel, dict) else ylabel)
         for ax in flat[len(keys):]:
             ax.set_visible(False)
-        if hue and keys and flat[len(keys) - 1].get_legend() is not None:
-            sns.move_legend(flat[len(keys) - 1], "upper left", bbox_to_anchor=(1.02, 1))
+        last = flat[len(keys) - 1] if keys else None
+        if hue and last is not None and last.get_legend() is not None:
+            if len(flat) > len(keys):  # an empty grid cell: the legend goes there, the columns keep one width
+                legend = last.get_legend()
+                spare = flat[len(keys)]
+                spare.set_visible(True)
+                spare.axis("off")
+                spare.legend(legend.legend_handles, [t.get_text() for t in legend.get_texts()],
+                             title=legend.get_title().get_text(), loc="center left", frameon=False)
+                legend.remove()
+            else:
+                sns.move_legend(last, "upper left", bbox_to_anchor=(1.02, 1))
         if title:
             fig.suptitle(title)
     return fig
