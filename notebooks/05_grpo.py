@@ -110,9 +110,10 @@ curves = report.log_frame(result.log_history, keys)
 all_curves = pd.concat([report.log_frame(r.log_history, keys).assign(seed=str(s)) for s, r in results.items()])
 fig = report.plot_curves(all_curves, ["reward", "reward_acc", "reward_dist", "reward_format", "kl", "loss"],
                          "GRPO: mean reward of the sampled answers, KL to the SFT model", hue="seed", errorbar=None,
+                         col_wrap=3,
                          ylabel={"reward": "mean reward", "reward_acc": "mean reward", "reward_dist": "mean reward",
                                  "reward_format": "mean reward", "kl": "KL to π_ref (k3, nats per token)",
-                                 "loss": "−clipped objective + β·KL"})
+                                 "loss": "−clipped objective + β·KL (≈ β·KL)"})
 run.save_fig(fig, "grpo_curves")
 plt.show()
 n_bad, n_all = int(curves["n_unparsable"].sum()), int(curves["n_completions"].sum())

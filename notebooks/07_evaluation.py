@@ -178,7 +178,7 @@ cal
 # so every method is scored on the same clips. The sentences after the table are computed from it.
 # Notebooks 05 and 06 each show the paired change of their *first* seed against SFT, resampling clips
 # only; the intervals here also resample the seeds, so they are wider, and they are the ones to read
-# for a method comparison. A verdict of "no difference" needs every mean-SRCC and mean-MAE interval to
+# for a method comparison. A verdict of "no detectable difference" needs every mean-SRCC and mean-MAE interval to
 # contain 0: the same ranking (SRCC) with a different calibration (MAE) is still a difference.
 
 # %%

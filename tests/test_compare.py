@@ -27,7 +27,10 @@ def test_no_difference_is_said_plainly():
     boot = compare.compare_methods({"sft": [a], "grpo": [b, c], "aso": [c, b]}, n_boot=200)
     text = compare.verdicts(runs_table(), boot, None)
     assert "45 s of training clock" in text and "Held-out clips: 60" in text and "200 resamples" in text
-    assert text.count("this tiny setting shows no difference") >= 1
+    assert text.count("this run detects no difference in ranking between") >= 1
+    s = boot[(boot["kind"] == "difference") & (boot["metric"] == "srcc") & (boot["dimension"] == "mean")]
+    s = s[s["name"] == "aso − grpo"].iloc[0]
+    assert f"(one as large as ±{(s.ci_high - s.ci_low) / 2:.3f} is not ruled out)" in text
     only = compare.verdicts(runs_table(), compare.compare_methods({"grpo": [b, c], "aso": [c, b]}, n_boot=200), None)
     assert "**Verdict:** no mean-SRCC or mean-MAE interval excludes 0" in only
 
@@ -112,11 +115,15 @@ def test_method_curve_figures_from_long_rows():
         visible = panels
         # the legend sits in the grid's empty eighth cell, so every column keeps one width
         spare = [ax for ax in fig.axes if ax.get_visible() and not ax.axison]
-        assert len(spare) == 1 and [t.get_text() for t in spare[0].get_legend().get_texts()] == ["GRPO", "ASO"]
+        texts = [t.get_text() for t in spare[0].get_legend().get_texts()] if len(spare) == 1 else []
+        assert {"GRPO", "ASO"} <= set(texts)
+        if x == "step":  # one line per seed: the seeds are told apart by their dash pattern, named in the legend
+            assert {"seed", "0", "1"} <= set(texts)
+            assert len({ln.get_linestyle() for ln in lines}) == 2
         fig.canvas.draw()
         widths = {round(ax.get_position().width, 3) for ax in panels}
         assert len(widths) == 1, widths
-        assert [ax.get_ylabel() for ax in visible] == ["held-out SRCC"] * 6 + ["MAE (levels, 1-5 scale)"]
+        assert [ax.get_ylabel() for ax in visible] == ["held-out SRCC"] * 6 + ["MAE, 1-5 score scale (own y-range)"]
         assert "64 held-out clips per point" in fig._suptitle.get_text()
         # the six SRCC panels share one y-range, the MAE panel keeps its own
         ylims = {ax.get_title(): ax.get_ylim() for ax in visible}
@@ -130,8 +137,14 @@ def test_method_curve_figures_from_long_rows():
     assert all(ax.get_ylim()[1] >= 0.3 + 0.01 * 3 * 4 + 0.4 for ax in srcc)
     text = compare.verdicts(runs_table(), compare.compare_methods({"grpo": [frame(30, 0.5, 1)], "aso": [frame(30, 0.5, 1)]},
                                                                   n_boot=10), curve)
-    assert ("every curve starts from mean SRCC 0.300 on the curves' 64 held-out clips (the tables above use every "
-            "held-out clip, so their SFT row can differ).") in text
+    assert "every curve starts from mean SRCC 0.300 on the curves' 64 held-out clips (the first 64 of the split)." in text
+    # with the SFT row in the table, its number on the full split is named beside the curves' one
+    sft = compare.compare_methods({"sft": [frame(30, 0.5, 1)], "grpo": [frame(30, 0.5, 1)], "aso": [frame(30, 0.5, 2)]},
+                                  n_boot=10)
+    full = sft[(sft["kind"] == "method") & (sft["name"] == "sft") & (sft["metric"] == "srcc") & (sft["dimension"] == "mean")]
+    text = compare.verdicts(runs_table(), sft, curve)
+    assert (f"(the first 64 of the split); the SFT row above, on all 30 clips, has {full['estimate'].iloc[0]:.3f}. "
+            "The curves show each method's course on that subset") in text
 
 
 def test_seed_names_round_trip():
@@ -148,5 +161,5 @@ def test_a_run_with_too_few_steps_gets_no_verdict():
     text = compare.verdicts(r, boot, None)
     assert "**Warning: too few steps to compare.** grpo took 1 step(s) in its 45 s" in text
     assert "**Verdict:** none: see the warning(s) above" in text
-    assert "shows no difference between the methods" not in text
+    assert "no detectable difference between the methods" not in text
     assert "too few steps" not in compare.verdicts(runs_table(), boot, None)

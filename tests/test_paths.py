@@ -42,6 +42,10 @@ def test_generate_dataset_writes_the_folder_load_dataset_reads(elsewhere):
     assert out == root / "data" / "sample"
     assert not (cwd / "data").exists()
     ds = load_dataset("data/sample")
+    (cwd / "mine").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"project/mine does not exist \(a relative path is taken from the "
+                                                r"project root, not the working directory\)"):
+        load_dataset("mine")
     assert len(ds.videos) == 32 and Path(ds.video_path(ds.videos["video_id"].iloc[0])).is_file()
 
 
@@ -112,3 +116,20 @@ def test_cli_path_expands_home_and_keeps_absolute_paths(monkeypatch, tmp_path):
     assert runs.cli_path("~/v.mp4") == str(tmp_path / "v.mp4")
     assert runs.cli_path("/abs/v.mp4") == "/abs/v.mp4"
     assert runs.cli_path("clips/*.mp4") == os.path.join(str(tmp_path), "clips/*.mp4")
+
+
+def test_model_folders_from_the_project_root_and_a_clear_error_for_a_missing_one(elsewhere):
+    """``MODEL="runs/x/checkpoints/sft"`` in a kernel started in ``notebooks/`` (or a script elsewhere)
+    loads the project's checkpoint; before, the folder was looked up in the working directory and the
+    path went to the hub as a repo id ("Repo id must be in the form ...")."""
+    from vqalib.models import resolve_model_path
+
+    root, _ = elsewhere
+    (root / "runs" / "x" / "checkpoints" / "sft").mkdir(parents=True)
+    assert resolve_model_path("runs/x/checkpoints/sft") == str(root / "runs" / "x" / "checkpoints" / "sft")
+    with pytest.raises(FileNotFoundError, match=r"model folder .*runs/x/checkpoints/aso not found .*project root"):
+        resolve_model_path("runs/x/checkpoints/aso")
+    with pytest.raises(FileNotFoundError, match="model folder"):
+        resolve_model_path("./my_model")
+    assert resolve_model_path("Qwen/Qwen2.5-VL-7B-Instruct") == "Qwen/Qwen2.5-VL-7B-Instruct"
+    assert resolve_model_path("gpt2") == "gpt2"

@@ -200,7 +200,9 @@ def test_train_without_config_is_the_demo_config(stage, capsys):
     from vqalib.train.cli import main
 
     assert main([stage, "--print-config"]) == 0
-    bare = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr()
+    bare = json.loads(out.out)
+    assert f"config: {CONFIGS[0].parent / f'{stage}_tiny.yaml'} (no --config given" in out.err
     assert main([stage, "--config", f"env/train_configs/{stage}_tiny.yaml", "--print-config"]) == 0
     assert bare == json.loads(capsys.readouterr().out)
 

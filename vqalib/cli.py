@@ -11,9 +11,11 @@ Commands
   benchmark       a Table 2 row on a public MOS benchmark (``python -m vqalib benchmark KoNViD
                   --videos DIR [--labels FILE] --model M``)
 
-Paths typed as options (``--output``, ``--videos``, ``--config``, ``--run-dir`` ...) are from the
-working directory; paths inside a config, a ``--set`` or a ``-p`` value are from the project root,
-where the trainers and notebooks read them.
+Paths typed on the command line (score's VIDEOS and ``--output``, benchmark's ``--videos``,
+``--labels``, ``--output``, ``--table``, sample-data's ``--root``, train's ``--config``,
+run-notebooks' ``--run-dir``) are from the working directory; ``--model`` is a folder there when one
+exists, else a hub id. Paths inside a config, a ``--set`` or a ``-p`` value are from the project
+root, where the trainers and notebooks read them.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ import sys
 from typing import Sequence
 
 from vqalib.runs import cli_path
+
+#: the path rules of score and benchmark, shown under their --help
+_PATHS_EPILOG = ("Paths: VIDEOS, --videos, --labels, --output and --table are from the working directory; the "
+                 "entries of a .txt or .csv video list are from the list file's folder; --model is a folder in the "
+                 "working directory when one exists, else a hub id (or 'tiny').")
 
 
 def _model_arg(p: str) -> str:
@@ -84,7 +91,8 @@ def _score(argv: Sequence[str]) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m vqalib score",
                                  description="Score videos: one row per video in a CSV / JSONL / Parquet file; "
-                                             "rerunning resumes (videos already in the output are skipped).")
+                                             "rerunning resumes (videos already in the output are skipped).",
+                                 epilog=_PATHS_EPILOG)
     ap.add_argument("videos", type=cli_path, help="a folder, a glob ('clips/*.mp4'), a .txt list or a .csv with a 'path' column")
     ap.add_argument("--output", "-o", required=True, type=cli_path, help="scores.csv, scores.jsonl or scores.parquet")
     _scorer_args(ap)
@@ -110,7 +118,8 @@ def _benchmark(argv: Sequence[str]) -> int:
     from vqalib.mos import BENCHMARKS, COMBINATIONS
 
     ap = argparse.ArgumentParser(prog="python -m vqalib benchmark",
-                                 description="Score a public MOS benchmark's videos and print a Table 2 row.")
+                                 description="Score a public MOS benchmark's videos and print a Table 2 row.",
+                                 epilog=_PATHS_EPILOG)
     ap.add_argument("name", help=f"one of {list(BENCHMARKS)}")
     ap.add_argument("--videos", required=True, type=cli_path, help="folder holding the benchmark's videos (any subset)")
     ap.add_argument("--labels", default=None, type=cli_path, help="label file as distributed (KoNViD_1k_mos.csv, data.mat, "

@@ -245,8 +245,10 @@ def load_dataset(path: str | os.PathLike, strict: bool = True, min_raters: int |
     """
     root = resolve_path(path)
     if not root.is_dir():
-        raise FileNotFoundError(f"dataset folder {root} does not exist; pass DATA_DIR pointing at a folder "
-                                f"with videos.jsonl and ratings.jsonl, or leave it empty for the sample dataset")
+        where = "" if Path(os.path.expanduser(str(path))).is_absolute() else \
+            " (a relative path is taken from the project root, not the working directory)"
+        raise FileNotFoundError(f"dataset folder {root} does not exist{where}; give the folder with videos.jsonl and "
+                                "ratings.jsonl (in a notebook: DATA_DIR, empty for the sample dataset)")
     issues: list[Issue] = []
     tables: dict[str, pd.DataFrame] = {}
     files: dict[str, str] = {}

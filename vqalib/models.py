@@ -229,15 +229,27 @@ def is_tiny_preset(model: Any) -> bool:
 
 def resolve_model_path(model: str | os.PathLike) -> str:
     """``"tiny"`` -> the built tiny folder; ``"tiny-pretrained"`` -> the tiny preset with its vision tower
-    pre-trained (:mod:`vqalib.pretrain`, built once); an existing folder -> its path; else a hub id."""
+    pre-trained (:mod:`vqalib.pretrain`, built once); an existing folder (a relative one from the project
+    root, :func:`vqalib.runs.resolve_path`) -> its absolute path; else a hub id (``name`` or
+    ``namespace/name``). Raises ``FileNotFoundError`` for a path that is no folder and cannot be a hub id
+    (absolute, ``./``, ``~`` or more than one ``/``)."""
+    from .runs import resolve_path
+
     if str(model) == TINY:
         return str(build_tiny())
     if str(model) == TINY_PRETRAINED:
         from .pretrain import ensure_pretrained_tiny
 
         return str(ensure_pretrained_tiny())
-    p = Path(os.path.expanduser(str(model)))
-    return str(p) if p.exists() else str(model)
+    p = resolve_path(model)
+    if p.exists():
+        return str(p)
+    text = str(model)
+    if os.path.isabs(os.path.expanduser(text)) or text.startswith((".", "~")) or text.count("/") > 1:
+        raise FileNotFoundError(f"model folder {p} not found (relative paths are taken from the project root); "
+                                "pass an existing checkpoint folder, 'tiny', 'tiny-pretrained' or a hub id "
+                                "like Qwen/Qwen2.5-VL-7B-Instruct")
+    return text
 
 
 def _dtype(dtype: str | torch.dtype | None):

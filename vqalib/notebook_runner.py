@@ -359,7 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="named parameter set applied per notebook, e.g. 'smoke' -> notebooks/params/NN_name.smoke.yaml")
     ap.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                     help="override a parameter in every notebook that declares it (repeatable), e.g. -p DEVICE cuda; "
-                         "VALUE is converted to the type the parameters cell declares")
+                         "VALUE is converted to the type the parameters cell declares; a path VALUE (DATA_DIR, MODEL ...) is from "
+                         "the project root, as the notebooks read it")
     ap.add_argument("--only", default=None, help="comma-separated notebook numbers or stems, e.g. 01,02")
     ap.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
     ap.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",

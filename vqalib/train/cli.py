@@ -51,12 +51,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "checkout has no such file)")
     ap.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                     help="override config keys: one or more KEY=VALUE after one --set, and --set may repeat, "
-                         "e.g. --set data_dir=/data/my_vqa finetune=lora lr=5e-5")
+                         "e.g. --set data_dir=/data/my_vqa finetune=lora lr=5e-5 (paths in values, like those in "
+                         "the YAML file, are from the project root)")
     ap.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     args = ap.parse_args(list(sys.argv[1:] if argv is None else argv))
     config = args.config
     if config is None and (demo := default_config(args.stage)) is not None:
         config = str(demo)
+        print(f"config: {demo} (no --config given: the demo's settings)", file=sys.stderr)
     try:
         cfg = load_config(args.stage, config, args.overrides)
     except (ValueError, FileNotFoundError) as exc:

@@ -165,7 +165,7 @@ def plot_method_curves(curve: pd.DataFrame, x: str = "at_seconds"):
     frame = srcc.merge(mae, on=["method", "seed", x]).rename(columns={"mean": "SRCC (mean)"})
     keys = [NAME_OF[d] for d in DIMENSION_KEYS] + ["SRCC (mean)", "MAE (mean)"]
     order = [LABEL[m] for m in ("grpo", "aso", "sft") if LABEL[m] in set(frame["method"])]
-    ylabel = {k: "held-out SRCC" for k in keys} | {"MAE (mean)": "MAE (levels, 1-5 scale)"}
+    ylabel = {k: "held-out SRCC" for k in keys} | {"MAE (mean)": "MAE, 1-5 score scale (own y-range)"}
     n = sorted({int(v) for v in curve["n_clips"].dropna()}) if "n_clips" in curve else []
     clips = f"{n[0]} held-out clips per point" if len(n) == 1 else f"{n[0]}-{n[-1]} held-out clips per point" if n else ""
     if x == "step":
@@ -205,7 +205,8 @@ def verdicts(runs: pd.DataFrame, boot: pd.DataFrame, curve: pd.DataFrame | None,
     ``boot`` (:func:`compare_methods`) and ``curve`` (:func:`load_curves`): the budgets, seeds, steps
     and clips; per contrast the mean SRCC and mean MAE differences with their intervals, the
     dimensions whose SRCC interval excludes 0, and whether the mean-MAE interval does. An interval
-    containing 0 is said to show no difference; the verdict is "no difference" only when no mean-SRCC
+    containing 0 is said to show no detectable difference (with the largest difference it does not rule
+    out); the verdict is "no detectable difference" only when no mean-SRCC
     and no mean-MAE interval excludes 0. A run
     whose clock passed ``OVERRUN`` times its budget gets a warning that the clocks were not comparable."""
     pct = f"{level:.0%}"
@@ -243,11 +244,17 @@ def verdicts(runs: pd.DataFrame, boot: pd.DataFrame, curve: pd.DataFrame | None,
         start = at0["srcc"]
         if len(start):
             n0 = sorted({int(v) for v in at0["n_clips"].dropna()}) if "n_clips" in at0 else []
-            on = (f" on the curves' {n0[0]} held-out clips" if len(n0) == 1 else
+            on = (f" on the curves' {n0[0]} held-out clips (the first {n0[0]} of the split)" if len(n0) == 1 else
                   f" on the curves' {n0[0]}-{n0[-1]} held-out clips" if n0 else "")
+            sft = boot[(boot["kind"] == "method") & (boot["name"] == "sft") & (boot["metric"] == "srcc")
+                       & (boot["dimension"] == "mean")]
+            table = (f"; the SFT row above, on all {n_clips} clips, has {sft['estimate'].iloc[0]:.3f}"
+                     if on and len(sft) and (not n0 or n0[-1] != n_clips) else "")
             lines.append(f"At step 0 (the SFT checkpoint) every curve starts from mean SRCC {start.min():.3f}"
-                         + (f"–{start.max():.3f}" if start.max() - start.min() > 1e-9 else "") + on
-                         + (" (the tables above use every held-out clip, so their SFT row can differ)." if on else "."))
+                         + (f"–{start.max():.3f}" if start.max() - start.min() > 1e-9 else "") + on + table
+                         + (". The curves show each method's course on that subset (per dimension it can sit several "
+                            "hundredths from the full split); the comparison is the table and the intervals below."
+                            if table else "."))
     diffs = boot[boot["kind"] == "difference"]
     null_all = True
     for name in diffs["name"].unique():
@@ -262,7 +269,8 @@ def verdicts(runs: pd.DataFrame, boot: pd.DataFrame, curve: pd.DataFrame | None,
         if not np.isfinite(s.ci_low):
             text += f". The mean SRCC difference has no interval ({s.reason}): no verdict on it"
         elif contains_zero(s):
-            text += f". The mean-SRCC interval contains 0: this tiny setting shows no difference in ranking between {a} and {b}"
+            text += (f". The mean-SRCC interval contains 0: this run detects no difference in ranking between {a} and {b} "
+                     f"(one as large as ±{(s.ci_high - s.ci_low) / 2:.3f} is not ruled out)")
         else:
             null_all = False
             text += f". The mean-SRCC interval excludes 0: {a if s.estimate > 0 else b} ranks the clips better"
@@ -281,17 +289,21 @@ def verdicts(runs: pd.DataFrame, boot: pd.DataFrame, curve: pd.DataFrame | None,
     per_dim = diffs[(diffs["metric"] == "srcc") & (diffs["dimension"] != "mean")]
     per_dim = per_dim[np.isfinite(per_dim["ci_low"])]
     n_sig = sum(not contains_zero(r) for r in per_dim.itertuples())
+    mean_srcc = diffs[(diffs["metric"] == "srcc") & (diffs["dimension"] == "mean")]
+    half = float(((mean_srcc["ci_high"] - mean_srcc["ci_low"]) / 2).max()) if len(mean_srcc) else float("nan")
     if len(few) or len(over):
         lines.append("**Verdict:** none: see the warning(s) above; the runs named there are not comparable.")
     elif len(diffs) and null_all and n_sig:
         lines.append(f"**Verdict:** no mean-SRCC or mean-MAE interval excludes 0; {n_sig} of the {len(per_dim)} "
                      f"per-dimension SRCC intervals do (named above), where {1 - level:.0%} of {len(per_dim)}, about "
                      f"{(1 - level) * len(per_dim):.2g}, would by chance alone: at this budget, with these seeds and "
-                     "clips, the tiny setting shows no difference between the methods that this run can tell from "
-                     "chance; a per-dimension one is a lead to rerun with more seeds (SEEDS), not a result.")
+                     "clips, the tiny setting shows no detectable difference between the methods (differences up to "
+                     f"±{half:.3f} in mean SRCC are not ruled out); a per-dimension one is a lead to rerun with more "
+                     "seeds (SEEDS), not a result.")
     elif len(diffs) and null_all:
         lines.append("**Verdict:** no mean-SRCC or mean-MAE interval excludes 0, nor any per-dimension SRCC interval; "
-                     "at this budget, with these seeds and clips, the tiny setting shows no difference between the methods.")
+                     "at this budget, with these seeds and clips, the tiny setting shows no detectable difference between "
+                     f"the methods (differences up to ±{half:.3f} in mean SRCC are not ruled out).")
     elif len(diffs):
         lines.append("**Verdict:** only the differences whose interval excludes 0 above are supported by this run; "
                      "with this many intervals, one excluding 0 by chance is to be expected, so a single one is a lead "

@@ -59,7 +59,7 @@ def plot_curves(frame: pd.DataFrame, keys: Sequence[str], title: str = "", x: st
     ``hue``: a column to compare (``"method"``, ``"seed"``); several rows with the same ``x`` and
     ``hue`` (seeds) are drawn as their mean with a ``errorbar`` band (seaborn's bootstrap 95 % CI
     by default; ``("pi", 100)`` for the range; ``None`` for no band). ``units``: a column (``"seed"``)
-    whose groups are drawn as separate lines instead (no aggregation: for x values that differ
+    whose groups are drawn as separate lines instead, one dash pattern each (no aggregation: for x values that differ
     between seeds, such as the step an evaluation happened at). ``col_wrap``: panels per row (0: one
     row). ``ylabel``: one label for every panel, or a label per key. Keys missing from ``frame`` are
     skipped.
@@ -78,7 +78,8 @@ def plot_curves(frame: pd.DataFrame, keys: Sequence[str], title: str = "", x: st
         fig, axes = plots.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.1 * nrows))
         flat = list(axes.ravel())
         for i, (ax, k) in enumerate(zip(flat, keys)):
-            extra = {"units": units, "estimator": None} if units else {"errorbar": errorbar}
+            # units (seeds) drawn as separate lines get a dash pattern each, so crossing lines stay apart
+            extra = {"units": units, "estimator": None, "style": units} if units else {"errorbar": errorbar}
             sns.lineplot(data=long[long["metric"] == k], x=x, y="value", hue=hue, hue_order=hue_order,
                          marker="." if not hue or units else None, legend=bool(hue) and i == len(keys) - 1, ax=ax,
                          **extra)
