@@ -126,6 +126,11 @@ run.log_metrics({f"grpo/{k}/seed{b['seed']}": b[k] for b in budgets for k in ("s
 print(f"seed {SEED}: {int(curves['step'].max())} steps; {n_bad} of {n_all} sampled answers had a missing or "
       f"unparsable score (no accuracy or distance reward for that dimension, no format reward for the answer); "
       f"all {SEEDS} seed(s) took {train_s:.0f} s with setup and evaluations")
+third = max(1, len(curves) // 3)
+print(f"mean reward, first third of the logged points {curves['reward'].iloc[:third].mean():.2f}, last third "
+      f"{curves['reward'].iloc[-third:].mean():.2f} (seed {SEED}): each point is one batch of clips, so it moves with "
+      "the clips drawn as much as with the policy; the KL to π_ref says how far the policy moved, and the held-out "
+      "curve (notebook 07) says whether that helped")
 curves
 
 # %% [markdown]

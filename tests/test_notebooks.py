@@ -11,6 +11,7 @@ Execution (marker ``notebooks``): all notebooks run in order in smoke mode throu
 from __future__ import annotations
 
 import ast
+import math
 import subprocess
 import sys
 
@@ -192,6 +193,10 @@ def test_smoke_aso_trains_on_soft_targets(smoke_run):
     assert 0 < m["aso/final_loss_score_levels"] < 10
     assert m["aso/final_loss_score"] == pytest.approx(m["aso/final_loss_score_levels"] + m["aso/final_loss_outside"])
     assert m["aso/final_loss_outside"] > 0
+    # the 9-level CE is H(pi*) + KL(pi* || pi_theta): a Gibbs inequality, so the KL part is >= 0 and the
+    # entropy of a distribution over 9 levels is at most log 9
+    assert 0 < m["aso/target_entropy"] <= math.log(9) + 1e-9
+    assert m["aso/final_kl_to_target"] >= -1e-6
 
 
 @pytest.mark.notebooks

@@ -26,7 +26,13 @@ from vqalib.synth import generate_dataset, write_mp4
 
 @pytest.fixture
 def elsewhere(tmp_path, monkeypatch):
-    """A project root and a different working directory; the real cache stays in use."""
+    """A project root and a different working directory; the real cache stays in use. The modules are
+    imported before the patch, so none can keep the patched ``project_root`` after the test."""
+    import vqalib.cli  # noqa: F401
+    import vqalib.models  # noqa: F401
+    import vqalib.mos  # noqa: F401
+    import vqalib.train.cli  # noqa: F401
+
     monkeypatch.setenv("VQALIB_CACHE", str(runs.cache_dir()))
     root, cwd = tmp_path / "project", tmp_path / "elsewhere"
     root.mkdir()

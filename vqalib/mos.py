@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from vqalib.levels import DIMENSION_KEYS, SCORE_MAX, SCORE_MIN
-from vqalib.runs import project_root, resolve_path
+from vqalib.runs import resolve_path
 
 
 class LabelFileError(ValueError):
@@ -91,6 +91,8 @@ COMBINATIONS: dict[str, tuple[str, ...]] = {
 
 def default_labels_root() -> Path:
     """``../shared/data/labels`` next to the checkout (tests/benchmarks only; users pass their own)."""
+    from vqalib.runs import project_root
+
     return project_root().parent / "shared" / "data" / "labels"
 
 

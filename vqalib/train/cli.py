@@ -15,7 +15,7 @@ import json
 import sys
 from typing import Sequence
 
-from vqalib.runs import cli_path, project_root
+from vqalib.runs import cli_path, resolve_path
 from vqalib.train.common import STAGES, load_config
 
 
@@ -37,7 +37,7 @@ def run_config(cfg):
 def default_config(stage: str):
     """``env/train_configs/<stage>_tiny.yaml`` of the checkout (the demo's settings, the same values
     notebooks 04-06 set), or None where there is no such file (an installed package)."""
-    path = project_root() / "env" / "train_configs" / f"{stage}_tiny.yaml"
+    path = resolve_path(f"env/train_configs/{stage}_tiny.yaml")
     return path if path.is_file() else None
 
 
