@@ -111,8 +111,8 @@ all_curves = pd.concat([report.log_frame(r.log_history, keys).assign(seed=str(s)
 fig = report.plot_curves(all_curves, ["reward", "reward_acc", "reward_dist", "reward_format", "kl", "loss"],
                          "GRPO: mean reward of the sampled answers, KL to the SFT model", hue="seed", errorbar=None,
                          col_wrap=3,
-                         ylabel={"reward": "mean reward", "reward_acc": "mean reward", "reward_dist": "mean reward",
-                                 "reward_format": "mean reward", "kl": "KL to π_ref (k3, nats per token)",
+                         ylabel={"reward": "mean R_acc + R_dist + format", "reward_acc": "mean R_acc",
+                                 "reward_dist": "mean R_dist", "reward_format": "mean format reward", "kl": "KL to π_ref (k3, nats per token)",
                                  "loss": "−clipped objective + β·KL (≈ β·KL)"})
 run.save_fig(fig, "grpo_curves")
 plt.show()

@@ -139,3 +139,19 @@ def test_model_folders_from_the_project_root_and_a_clear_error_for_a_missing_one
         resolve_model_path("./my_model")
     assert resolve_model_path("Qwen/Qwen2.5-VL-7B-Instruct") == "Qwen/Qwen2.5-VL-7B-Instruct"
     assert resolve_model_path("gpt2") == "gpt2"
+
+
+def test_a_model_folder_only_in_the_working_directory_is_named_not_sent_to_the_hub(elsewhere, capsys):
+    from vqalib.cli import main
+    from vqalib.models import resolve_model_path
+
+    root, cwd = elsewhere
+    (cwd / "out" / "sft").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"project/out/sft not found: relative paths are taken from the project "
+                                                r"root, and .*elsewhere/out/sft is in the working directory"):
+        resolve_model_path("out/sft")
+    # the command line takes it from the working directory; a missing path is a clean error, not a traceback
+    (cwd / "clips").mkdir()
+    write_mp4(cwd / "clips" / "a.mp4", np.zeros((4, 16, 16, 3), dtype=np.uint8), fps=8)
+    assert main(["score", "clips", "-o", "s.csv", "--model", "no/such/model", "--no-progress"]) == 2
+    assert "error: model folder" in capsys.readouterr().err

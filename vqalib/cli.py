@@ -14,8 +14,10 @@ Commands
 Paths typed on the command line (score's VIDEOS and ``--output``, benchmark's ``--videos``,
 ``--labels``, ``--output``, ``--table``, sample-data's ``--root``, train's ``--config``,
 run-notebooks' ``--run-dir``) are from the working directory; ``--model`` is a folder there when one
-exists, else a hub id. Paths inside a config, a ``--set`` or a ``-p`` value are from the project
-root, where the trainers and notebooks read them.
+exists, else a folder under the project root, else a hub id. Paths inside a config, a ``--set`` or
+a ``-p`` value are from the project root, where the trainers and notebooks read them. The project
+root is the checkout (the folder with ``pyproject.toml``); for a package installed without a
+checkout it is the working directory.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from typing import Sequence
 
 from vqalib.runs import cli_path
 
-#: the path rules of score and benchmark, shown under their --help
-_PATHS_EPILOG = ("Paths: VIDEOS, --videos, --labels, --output and --table are from the working directory; the "
-                 "entries of a .txt or .csv video list are from the list file's folder; --model is a folder in the "
-                 "working directory when one exists, else a hub id (or 'tiny').")
+#: --model's rule, shown under score's and benchmark's --help
+_MODEL_RULE = ("--model is a folder in the working directory when one exists there, else a folder under the project "
+               "root, else a hub id (or 'tiny', 'tiny-pretrained').")
+_SCORE_EPILOG = ("Paths: VIDEOS and --output are from the working directory; the entries of a .txt or .csv video "
+                 "list are from the list file's folder. " + _MODEL_RULE)
+_BENCHMARK_EPILOG = "Paths: --videos, --labels, --output and --table are from the working directory. " + _MODEL_RULE
 
 
 def _model_arg(p: str) -> str:
@@ -92,12 +96,16 @@ def _score(argv: Sequence[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m vqalib score",
                                  description="Score videos: one row per video in a CSV / JSONL / Parquet file; "
                                              "rerunning resumes (videos already in the output are skipped).",
-                                 epilog=_PATHS_EPILOG)
+                                 epilog=_SCORE_EPILOG)
     ap.add_argument("videos", type=cli_path, help="a folder, a glob ('clips/*.mp4'), a .txt list or a .csv with a 'path' column")
     ap.add_argument("--output", "-o", required=True, type=cli_path, help="scores.csv, scores.jsonl or scores.parquet")
     _scorer_args(ap)
     args = ap.parse_args(argv)
-    scorer = _make_scorer(args)
+    try:
+        scorer = _make_scorer(args)
+    except FileNotFoundError as exc:  # a --model path that is no folder (the message names it and the rule)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     run = scorer.score(args.videos, args.output, progress=not args.no_progress, overwrite=args.overwrite,
                        limit=args.limit or None)
     print(run.summary())
@@ -119,7 +127,7 @@ def _benchmark(argv: Sequence[str]) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m vqalib benchmark",
                                  description="Score a public MOS benchmark's videos and print a Table 2 row.",
-                                 epilog=_PATHS_EPILOG)
+                                 epilog=_BENCHMARK_EPILOG)
     ap.add_argument("name", help=f"one of {list(BENCHMARKS)}")
     ap.add_argument("--videos", required=True, type=cli_path, help="folder holding the benchmark's videos (any subset)")
     ap.add_argument("--labels", default=None, type=cli_path, help="label file as distributed (KoNViD_1k_mos.csv, data.mat, "
@@ -133,7 +141,11 @@ def _benchmark(argv: Sequence[str]) -> int:
     _scorer_args(ap)
     args = ap.parse_args(argv)
     combos = list(COMBINATIONS) if args.combination == "all" else [args.combination]
-    scorer = _make_scorer(args)
+    try:
+        scorer = _make_scorer(args)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     table, info = run_benchmark(args.name, args.videos, labels=args.labels, split=args.split, output=args.output,
                                 combinations=combos, readout=args.readout, n_boot=args.n_boot,
                                 limit=args.limit or None, progress=not args.no_progress, scorer=scorer)

@@ -232,7 +232,8 @@ def resolve_model_path(model: str | os.PathLike) -> str:
     pre-trained (:mod:`vqalib.pretrain`, built once); an existing folder (a relative one from the project
     root, :func:`vqalib.runs.resolve_path`) -> its absolute path; else a hub id (``name`` or
     ``namespace/name``). Raises ``FileNotFoundError`` for a path that is no folder and cannot be a hub id
-    (absolute, ``./``, ``~`` or more than one ``/``)."""
+    (absolute, ``./``, ``~`` or more than one ``/``), and for a relative path that exists only in the
+    working directory (naming its absolute path)."""
     from .runs import resolve_path
 
     if str(model) == TINY:
@@ -245,6 +246,10 @@ def resolve_model_path(model: str | os.PathLike) -> str:
     if p.exists():
         return str(p)
     text = str(model)
+    here = Path(os.path.expanduser(text))
+    if not here.is_absolute() and here.exists():
+        raise FileNotFoundError(f"model folder {p} not found: relative paths are taken from the project root, and "
+                                f"{here.resolve()} is in the working directory; pass that absolute path")
     if os.path.isabs(os.path.expanduser(text)) or text.startswith((".", "~")) or text.count("/") > 1:
         raise FileNotFoundError(f"model folder {p} not found (relative paths are taken from the project root); "
                                 "pass an existing checkpoint folder, 'tiny', 'tiny-pretrained' or a hub id "

@@ -270,7 +270,7 @@ def verdicts(runs: pd.DataFrame, boot: pd.DataFrame, curve: pd.DataFrame | None,
             text += f". The mean SRCC difference has no interval ({s.reason}): no verdict on it"
         elif contains_zero(s):
             text += (f". The mean-SRCC interval contains 0: this run detects no difference in ranking between {a} and {b} "
-                     f"(one as large as ±{(s.ci_high - s.ci_low) / 2:.3f} is not ruled out)")
+                     f"(differences from {s.ci_low:+.3f} to {s.ci_high:+.3f} are not ruled out)")
         else:
             null_all = False
             text += f". The mean-SRCC interval excludes 0: {a if s.estimate > 0 else b} ranks the clips better"
@@ -290,20 +290,21 @@ def verdicts(runs: pd.DataFrame, boot: pd.DataFrame, curve: pd.DataFrame | None,
     per_dim = per_dim[np.isfinite(per_dim["ci_low"])]
     n_sig = sum(not contains_zero(r) for r in per_dim.itertuples())
     mean_srcc = diffs[(diffs["metric"] == "srcc") & (diffs["dimension"] == "mean")]
-    half = float(((mean_srcc["ci_high"] - mean_srcc["ci_low"]) / 2).max()) if len(mean_srcc) else float("nan")
+    # how far the mean-SRCC intervals reach from 0: differences up to that size are compatible with the data
+    reach = float(mean_srcc[["ci_low", "ci_high"]].abs().to_numpy().max()) if len(mean_srcc) else float("nan")
     if len(few) or len(over):
         lines.append("**Verdict:** none: see the warning(s) above; the runs named there are not comparable.")
     elif len(diffs) and null_all and n_sig:
         lines.append(f"**Verdict:** no mean-SRCC or mean-MAE interval excludes 0; {n_sig} of the {len(per_dim)} "
                      f"per-dimension SRCC intervals do (named above), where {1 - level:.0%} of {len(per_dim)}, about "
                      f"{(1 - level) * len(per_dim):.2g}, would by chance alone: at this budget, with these seeds and "
-                     "clips, the tiny setting shows no detectable difference between the methods (differences up to "
-                     f"±{half:.3f} in mean SRCC are not ruled out); a per-dimension one is a lead to rerun with more "
-                     "seeds (SEEDS), not a result.")
+                     "clips, the tiny setting shows no detectable difference between the methods (the mean-SRCC "
+                     f"intervals reach ±{reach:.3f}: differences that large are not ruled out); a per-dimension one is "
+                     "a lead to rerun with more seeds (SEEDS), not a result.")
     elif len(diffs) and null_all:
         lines.append("**Verdict:** no mean-SRCC or mean-MAE interval excludes 0, nor any per-dimension SRCC interval; "
                      "at this budget, with these seeds and clips, the tiny setting shows no detectable difference between "
-                     f"the methods (differences up to ±{half:.3f} in mean SRCC are not ruled out).")
+                     f"the methods (the mean-SRCC intervals reach ±{reach:.3f}: differences that large are not ruled out).")
     elif len(diffs):
         lines.append("**Verdict:** only the differences whose interval excludes 0 above are supported by this run; "
                      "with this many intervals, one excluding 0 by chance is to be expected, so a single one is a lead "
