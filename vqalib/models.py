@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from .runs import cache_dir
+from .runs import cache_dir, resolve_path
 
 TINY = "tiny"
 #: The tiny preset with its vision tower pre-trained on unrated generated clips (:mod:`vqalib.pretrain`).
@@ -234,8 +234,6 @@ def resolve_model_path(model: str | os.PathLike) -> str:
     ``namespace/name``). Raises ``FileNotFoundError`` for a path that is no folder and cannot be a hub id
     (absolute, ``./``, ``~`` or more than one ``/``), and for a relative path that exists only in the
     working directory (naming its absolute path)."""
-    from .runs import resolve_path
-
     if str(model) == TINY:
         return str(build_tiny())
     if str(model) == TINY_PRETRAINED:
@@ -250,7 +248,7 @@ def resolve_model_path(model: str | os.PathLike) -> str:
     if not here.is_absolute() and here.exists():
         raise FileNotFoundError(f"model folder {p} not found: relative paths are taken from the project root, and "
                                 f"{here.resolve()} is in the working directory; pass that absolute path")
-    if os.path.isabs(os.path.expanduser(text)) or text.startswith((".", "~")) or text.count("/") > 1:
+    if here.is_absolute() or text.startswith((".", "~")) or text.count("/") > 1:
         raise FileNotFoundError(f"model folder {p} not found (relative paths are taken from the project root); "
                                 "pass an existing checkpoint folder, 'tiny', 'tiny-pretrained' or a hub id "
                                 "like Qwen/Qwen2.5-VL-7B-Instruct")

@@ -369,13 +369,12 @@ class ASOTrainer(VQATrainer):
         with torch.no_grad():
             p_theta = logp_theta.exp()
             levels = torch.linspace(1.0, 5.0, 9, device=p_theta.device)
-            from vqalib.aso import aso_loss
+            from vqalib.aso import aso_loss, entropy
 
             # the two parts of the score term: 9-level soft-target CE and the outside-mass penalty; the CE is
             # H(pi*) + KL(pi* || pi_theta), and H(pi*) is fixed by the labels and pi_ref: the floor of the CE
             levels_part = float(aso_loss(logp_theta, target))
-            t = target.double()
-            h_target = float(-(t * torch.where(t > 0, t.log(), torch.zeros_like(t))).sum(-1).mean())
+            h_target = float(entropy(target.double()).mean())
             self.record(loss_score=float(loss_score), loss_score_levels=levels_part, target_entropy=h_target,
                         kl_to_target=levels_part - h_target,
                         loss_outside=float(loss_score) - levels_part if cfg.penalise_outside else 0.0,

@@ -151,6 +151,11 @@ def curve_wide(curve: pd.DataFrame, metric: str, x: str) -> pd.DataFrame:
     return wide
 
 
+def _clip_counts(curve: pd.DataFrame) -> list[int]:
+    """The distinct held-out clip counts of a curve's points, ascending (empty without ``n_clips``)."""
+    return sorted({int(v) for v in curve["n_clips"].dropna()}) if "n_clips" in curve else []
+
+
 def plot_method_curves(curve: pd.DataFrame, x: str = "at_seconds"):
     """Held-out SRCC per dimension and its mean, and mean MAE, against ``x`` with ``hue`` = method.
 
@@ -166,7 +171,7 @@ def plot_method_curves(curve: pd.DataFrame, x: str = "at_seconds"):
     keys = [NAME_OF[d] for d in DIMENSION_KEYS] + ["SRCC (mean)", "MAE (mean)"]
     order = [LABEL[m] for m in ("grpo", "aso", "sft") if LABEL[m] in set(frame["method"])]
     ylabel = {k: "held-out SRCC" for k in keys} | {"MAE (mean)": "MAE, 1-5 score scale (own y-range)"}
-    n = sorted({int(v) for v in curve["n_clips"].dropna()}) if "n_clips" in curve else []
+    n = _clip_counts(curve)
     clips = f"{n[0]} held-out clips per point" if len(n) == 1 else f"{n[0]}-{n[-1]} held-out clips per point" if n else ""
     if x == "step":
         fig = plot_curves(frame, keys, "Held-out SRCC per dimension (and MAE) against the optimisation step, one line "
@@ -243,13 +248,13 @@ def verdicts(runs: pd.DataFrame, boot: pd.DataFrame, curve: pd.DataFrame | None,
         at0 = curve[(curve["step"] == 0) & (curve["dimension"] == "mean")]
         start = at0["srcc"]
         if len(start):
-            n0 = sorted({int(v) for v in at0["n_clips"].dropna()}) if "n_clips" in at0 else []
+            n0 = _clip_counts(at0)
             on = (f" on the curves' {n0[0]} held-out clips (the first {n0[0]} of the split)" if len(n0) == 1 else
                   f" on the curves' {n0[0]}-{n0[-1]} held-out clips" if n0 else "")
             sft = boot[(boot["kind"] == "method") & (boot["name"] == "sft") & (boot["metric"] == "srcc")
                        & (boot["dimension"] == "mean")]
             table = (f"; the SFT row above, on all {n_clips} clips, has {sft['estimate'].iloc[0]:.3f}"
-                     if on and len(sft) and (not n0 or n0[-1] != n_clips) else "")
+                     if on and len(sft) and n0[-1] != n_clips else "")
             lines.append(f"At step 0 (the SFT checkpoint) every curve starts from mean SRCC {start.min():.3f}"
                          + (f"–{start.max():.3f}" if start.max() - start.min() > 1e-9 else "") + on + table
                          + (". The curves show each method's course on that subset (per dimension it can sit several "
