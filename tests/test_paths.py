@@ -50,7 +50,7 @@ def test_generate_dataset_writes_the_folder_load_dataset_reads(elsewhere):
     ds = load_dataset("data/sample")
     (cwd / "mine").mkdir()
     with pytest.raises(FileNotFoundError, match=r"project/mine does not exist \(a relative path is taken from the "
-                                                r"project root, not the working directory\)"):
+                                                r"project root .*project, not the working directory\)"):
         load_dataset("mine")
     assert len(ds.videos) == 32 and Path(ds.video_path(ds.videos["video_id"].iloc[0])).is_file()
 
@@ -155,3 +155,32 @@ def test_a_model_folder_only_in_the_working_directory_is_named_not_sent_to_the_h
     write_mp4(cwd / "clips" / "a.mp4", np.zeros((4, 16, 16, 3), dtype=np.uint8), fps=8)
     assert main(["score", "clips", "-o", "s.csv", "--model", "no/such/model", "--no-progress"]) == 2
     assert "error: model folder" in capsys.readouterr().err
+    # a mistyped video folder: the list error, not a traceback
+    assert main(["score", "clipz", "-o", "s.csv", "--model", "tiny", "--no-progress"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {cwd / 'clipz'}: no such folder, file or glob pattern")
+
+
+def test_a_missing_relative_path_says_where_it_was_looked_for(elsewhere):
+    """Every reader's not-found error names the rule when the path was relative (a user in another
+    folder otherwise sees only an absolute path under the checkout), and stays as it was for an
+    absolute path."""
+    from vqalib.inference.sources import VideoListError, list_videos
+    from vqalib.mos import LabelFileError, read_label_file
+    from vqalib.predictions import PredictionsError, read_predictions
+
+    root, cwd = elsewhere
+    note = r"\(a relative path is taken from the project root .*project, not the working directory\)"
+    (cwd / "my_scores.csv").write_text("clip;r1_sharpness\nc0;3\n")  # where the user is, not where vqalib looks
+    with pytest.raises(FileNotFoundError, match=r"ratings CSV .*project/my_scores.csv does not exist " + note):
+        from_ratings_csv("my_scores.csv", video_col="clip")
+    with pytest.raises(LabelFileError, match=r"KoNViD_1k_mos.csv: label file not found " + note):
+        read_label_file("KoNViD_1k_mos.csv")
+    with pytest.raises(PredictionsError, match=r"sft.jsonl: predictions file not found " + note):
+        read_predictions("runs/demo/predictions/sft.jsonl")
+    with pytest.raises(VideoListError, match=r"no such folder, file or glob pattern " + note):
+        list_videos("my_clips")
+    with pytest.raises(VideoListError, match=r"no file matches the pattern .* " + note):
+        list_videos("my_clips/*.mp4")
+    with pytest.raises(FileNotFoundError) as absolute:
+        from_ratings_csv(str(cwd / "other.csv"), video_col="clip")
+    assert "relative path" not in str(absolute.value)

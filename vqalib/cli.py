@@ -101,11 +101,7 @@ def _score(argv: Sequence[str]) -> int:
     ap.add_argument("--output", "-o", required=True, type=cli_path, help="scores.csv, scores.jsonl or scores.parquet")
     _scorer_args(ap)
     args = ap.parse_args(argv)
-    try:
-        scorer = _make_scorer(args)
-    except FileNotFoundError as exc:  # a --model path that is no folder (the message names it and the rule)
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    scorer = _make_scorer(args)
     run = scorer.score(args.videos, args.output, progress=not args.no_progress, overwrite=args.overwrite,
                        limit=args.limit or None)
     print(run.summary())
@@ -141,11 +137,7 @@ def _benchmark(argv: Sequence[str]) -> int:
     _scorer_args(ap)
     args = ap.parse_args(argv)
     combos = list(COMBINATIONS) if args.combination == "all" else [args.combination]
-    try:
-        scorer = _make_scorer(args)
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    scorer = _make_scorer(args)
     table, info = run_benchmark(args.name, args.videos, labels=args.labels, split=args.split, output=args.output,
                                 combinations=combos, readout=args.readout, n_boot=args.n_boot,
                                 limit=args.limit or None, progress=not args.no_progress, scorer=scorer)
@@ -176,10 +168,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return train_main(rest)
     if cmd == "sample-data":
         return _sample_data(rest)
-    if cmd == "score":
-        return _score(rest)
-    if cmd == "benchmark":
-        return _benchmark(rest)
+    if cmd in ("score", "benchmark"):
+        from vqalib.inference.sources import VideoListError
+        from vqalib.mos import LabelFileError
+
+        try:
+            return _score(rest) if cmd == "score" else _benchmark(rest)
+        except (FileNotFoundError, VideoListError, LabelFileError) as exc:
+            # what the user typed is wrong (a --model, video or label path, a video list): the message names
+            # the file and the fix, so no traceback
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     print(f"unknown command {cmd!r}\n{__doc__}", file=sys.stderr)
     return 2
 

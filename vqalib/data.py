@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from . import levels as L
-from .runs import jsonable, resolve_path
+from .runs import jsonable, relative_note, resolve_path
 
 VIDEO_COLUMNS = ("video_id", "path", "duration", "fps", "width", "height", "category", "source", "split")
 RATING_COLUMNS = ("video_id", "rater", "phase", "dimension", "score", "tags", "comment")
@@ -245,9 +245,7 @@ def load_dataset(path: str | os.PathLike, strict: bool = True, min_raters: int |
     """
     root = resolve_path(path)
     if not root.is_dir():
-        where = "" if Path(os.path.expanduser(str(path))).is_absolute() else \
-            " (a relative path is taken from the project root, not the working directory)"
-        raise FileNotFoundError(f"dataset folder {root} does not exist{where}; give the folder with videos.jsonl and "
+        raise FileNotFoundError(f"dataset folder {root} does not exist{relative_note(path)}; give the folder with videos.jsonl and "
                                 "ratings.jsonl (in a notebook: DATA_DIR, empty for the sample dataset)")
     issues: list[Issue] = []
     tables: dict[str, pd.DataFrame] = {}
@@ -619,13 +617,13 @@ def read_ratings_csv(path: str | os.PathLike, *, video_col: str | None = None, s
     import codecs
     import csv
 
-    path = resolve_path(path)
+    given, path = path, resolve_path(path)
     try:
         with open(path, "rb") as fh:
             raw = fh.read(65536)
         head = codecs.getincrementaldecoder(encoding)().decode(raw, final=len(raw) < 65536)
     except FileNotFoundError:
-        raise FileNotFoundError(f"ratings CSV {path} does not exist") from None
+        raise FileNotFoundError(f"ratings CSV {path} does not exist{relative_note(given)}") from None
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: cannot be decoded as {encoding} ({exc.reason} at byte {exc.start}); "
                          f"pass encoding='cp1252' or 'latin-1' (or the file's encoding)") from None
@@ -739,9 +737,9 @@ def from_ratings_csv(csv_path: str | os.PathLike, *, video_col: str = "video",
     come from :func:`split_of`. Returns like :func:`load_dataset`.
     """
 
-    csv_path = resolve_path(csv_path)
-    fname = csv_path.name
     df, sep = read_ratings_csv(csv_path, video_col=video_col, sep=sep, decimal=decimal, encoding=encoding)
+    csv_path = resolve_path(csv_path)  # after reading: read_ratings_csv's error names a relative path's rule
+    fname = csv_path.name
     na_text, na_num = _na_matchers(na_values)
     if video_col not in df.columns:
         raise ValueError(f"{fname}: no column {video_col!r} (columns: {list(df.columns)}); pass video_col=")

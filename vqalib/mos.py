@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from vqalib.levels import DIMENSION_KEYS, SCORE_MAX, SCORE_MIN
-from vqalib.runs import resolve_path
+from vqalib.runs import relative_note, resolve_path
 
 
 class LabelFileError(ValueError):
@@ -122,9 +122,9 @@ def read_fastvqa_labels(path: str | os.PathLike) -> pd.DataFrame:
     Returns ``video_id`` (the file stem; the relative path without extension when stems repeat,
     as in LSVQ), ``relative_path``, ``duration_s``, ``fps``, ``mos``, ``line``.
     """
-    path = resolve_path(path)
+    given, path = path, resolve_path(path)
     if not path.is_file():
-        raise LabelFileError(f"{path}: label file not found")
+        raise LabelFileError(f"{path}: label file not found{relative_note(given)}")
     rows = []
     for n, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
@@ -218,9 +218,9 @@ def read_label_file(path: str | os.PathLike) -> pd.DataFrame:
     Returns ``video_id, relative_path, mos, line`` (+ kept extras). Raises :class:`LabelFileError`
     naming the file and line for a missing MOS, a duplicate video or an unknown layout.
     """
-    path = resolve_path(path)
+    given, path = path, resolve_path(path)
     if not path.is_file():
-        raise LabelFileError(f"{path}: label file not found")
+        raise LabelFileError(f"{path}: label file not found{relative_note(given)}")
     suffix = path.suffix.lower()
     if suffix in (".txt", ".lst"):
         df = read_fastvqa_labels(path)
@@ -438,7 +438,8 @@ def load_benchmark(name: str, video_root: str | os.PathLike, split: str | None =
             df[c] = np.nan
     root = resolve_path(video_root)
     if not root.is_dir():
-        raise FileNotFoundError(f"video folder {root} does not exist; pass the folder holding the {s.name} videos")
+        raise FileNotFoundError(f"video folder {root} does not exist{relative_note(video_root)}; pass the folder "
+                                f"holding the {s.name} videos")
     if scale == "nominal":
         sc = s.scale
     elif scale == "observed":

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from vqalib.levels import DIMENSION_KEYS, LEVELS, N_LEVELS, SCORE_MAX, SCORE_MIN, is_on_grid, level_index
-from vqalib.runs import environment_info, jsonable, resolve_path, write_json
+from vqalib.runs import environment_info, jsonable, relative_note, resolve_path, write_json
 
 SCHEMA_VERSION = 1
 COLUMNS: tuple[str, ...] = (
@@ -200,9 +200,9 @@ def read_predictions(path: str | os.PathLike, require_manifest: bool = True) -> 
     ``require_manifest=False`` (then the manifest is ``{}``). A relative ``path`` is taken from the
     project root.
     """
-    path = resolve_path(path)
+    given, path = path, resolve_path(path)
     if not path.is_file():
-        raise PredictionsError(f"{path}: predictions file not found")
+        raise PredictionsError(f"{path}: predictions file not found{relative_note(given)}")
     rows = []
     with path.open() as fh:
         for n, line in enumerate(fh, start=1):

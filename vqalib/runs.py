@@ -48,6 +48,14 @@ def resolve_path(p: str | os.PathLike) -> Path:
     return path if path.is_absolute() else project_root() / path
 
 
+def relative_note(p: str | os.PathLike) -> str:
+    """For an error about a missing file or folder: a note that ``p``, as given, was taken from the
+    project root (empty for an absolute ``p``), since a user may have meant the working directory."""
+    if Path(os.path.expanduser(str(p))).is_absolute():
+        return ""
+    return f" (a relative path is taken from the project root {project_root()}, not the working directory)"
+
+
 def cli_path(p: str) -> str:
     """An ``argparse`` ``type=`` for a path option: ``~`` expanded, made absolute against the working
     directory (the shell's convention), so :func:`resolve_path` leaves it as it is."""

@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from vqalib.mos import VIDEO_EXTENSIONS
-from vqalib.runs import resolve_path
+from vqalib.runs import relative_note, resolve_path
 
 
 class VideoListError(ValueError):
@@ -99,9 +99,10 @@ def list_videos(spec: str | os.PathLike | Iterable[str | os.PathLike]) -> pd.Dat
         elif glob.has_magic(s):
             paths = sorted(Path(q) for q in glob.glob(s, recursive=True) if Path(q).is_file())
             if not paths:
-                raise VideoListError(f"no file matches the pattern {s!r}")
+                raise VideoListError(f"no file matches the pattern {s!r}{relative_note(spec)}")
         else:
-            raise VideoListError(f"{s}: no such folder, file or glob pattern; give a folder of videos, a pattern "
+            raise VideoListError(f"{s}: no such folder, file or glob pattern{relative_note(spec)}; give a folder of "
+                                 "videos, a pattern "
                                  "like 'clips/*.mp4', a .txt list (one path per line) or a .csv with a 'path' column")
     else:
         paths = [resolve_path(q) for q in spec]

@@ -47,8 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("stage", choices=STAGES, help="training stage")
     ap.add_argument("--config", default=None, type=cli_path,
                     help="YAML config (see env/train_configs/; from the working directory); omitted = "
-                         "env/train_configs/STAGE_tiny.yaml, the demo's settings (the dataclass defaults where the "
-                         "checkout has no such file)")
+                         "env/train_configs/STAGE_tiny.yaml, the demo's model and data settings with a fixed step "
+                         "count (the dataclass defaults where the checkout has no such file)")
     ap.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                     help="override config keys: one or more KEY=VALUE after one --set, and --set may repeat, "
                          "e.g. --set data_dir=/data/my_vqa finetune=lora lr=5e-5 (paths in values, like those in "
@@ -58,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = args.config
     if config is None and (demo := default_config(args.stage)) is not None:
         config = str(demo)
-        print(f"config: {demo} (no --config given: the demo's settings)", file=sys.stderr)
+        print(f"config: {demo} (no --config given: the demo's model and data settings, with a fixed step count; "
+              "notebooks 05-06 train GRPO and ASO on a time budget instead)", file=sys.stderr)
     try:
         cfg = load_config(args.stage, config, args.overrides)
     except (ValueError, FileNotFoundError) as exc:
