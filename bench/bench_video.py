@@ -29,8 +29,8 @@ import numpy as np
 
 import dataclasses
 
-from vqalib.video import (SamplingConfig, _read_decord, _read_pyav, decord_available, frame_indices, probe,
-                          select_frames)
+from vqalib.video import (SamplingConfig, _frame_pipeline, _read_decord, _read_pyav, decord_available, frame_indices,
+                          probe, select_frames)
 
 
 def decode_all(info, indices):
@@ -98,9 +98,10 @@ def main() -> None:
     if not clips:
         raise SystemExit(f"no .mp4 files under {args.clips}")
     cfg = SamplingConfig(fps=args.fps, max_frames=args.max_frames, max_pixels=None)
-    methods = {"pyav": _read_pyav, "all": lambda i, x: (decode_all(i, x), [])}
+    methods = {"pyav": lambda i, x: _read_pyav(i, x, _frame_pipeline(i, None)),
+               "all": lambda i, x: (decode_all(i, x), [])}
     if decord_available():
-        methods = {"decord": _read_decord, **methods}
+        methods = {"decord": lambda i, x: _read_decord(i, x, _frame_pipeline(i, None)), **methods}
     print(f"{'clip':28s} {'size':>9s} {'N':>4s} {'T':>3s} " + " ".join(f"{m + ' s':>9s} {m + ' f/s':>10s}" for m in methods)
           + "  " + " ".join(f"{m + '/all':>10s}" for m in methods if m != "all"))
     totals = {m: [0.0, 0] for m in methods}

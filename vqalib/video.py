@@ -92,6 +92,22 @@ class VideoDecodeError(RuntimeError):
         super().__init__(msg)
 
 
+#: FFmpeg demuxers whose seeks land on the requested keyframe (they keep a frame index).
+_INDEXED_CONTAINERS = ("mov", "mp4", "matroska", "webm", "avi")
+
+#: File extensions of videos PyAV (FFmpeg) or decord decode, lower case with the dot: what a folder
+#: given to :func:`vqalib.inference.sources.list_videos` is searched for. Files with other
+#: extensions (or none) are counted and reported as skipped, never dropped silently.
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".qt", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".m1v", ".m2v",
+                    ".vob", ".ts", ".mts", ".m2ts", ".m2t", ".tts", ".trp", ".mxf", ".flv", ".f4v", ".wmv", ".asf",
+                    ".3gp", ".3g2", ".ogv", ".ogg", ".gif", ".apng", ".h264", ".264", ".h265", ".265", ".hevc",
+                    ".ivf", ".y4m", ".nut", ".dv", ".rm", ".rmvb", ".yuv")
+
+#: Transfer characteristics (FFmpeg ``AVColorTransferCharacteristic``) of HDR video.
+_HDR_TRANSFER = {16: "pq", 18: "hlg"}
+_PRIMARIES = {1: "bt709", 5: "bt470bg", 6: "smpte170m", 9: "bt2020", 11: "smpte431", 12: "smpte432"}
+
+
 def decord_available() -> bool:
     """True when ``decord`` imports (it has no wheels for some platforms, e.g. macOS arm64)."""
     try:
@@ -202,6 +218,17 @@ class VideoInfo:
     display_matrix: tuple[int, ...] | None = field(default=None, repr=False)  # 3x3 16.16 (FFmpeg layout)
     notes: list[str] = field(default_factory=list)  # what the probe noticed (rotation, SAR, VFR, header fps)
     pix_fmt: str = ""  # decoded pixel format, e.g. "yuv420p"
+    container_format: str = ""  # FFmpeg demuxer name, e.g. "mov,mp4,m4a,3gp,3g2,mj2", "mpegts"
+    hdr: str | None = None  # "pq" (SMPTE ST 2084) or "hlg" (ARIB STD-B67) transfer; None for SDR
+    color_primaries: str = ""  # e.g. "bt709", "bt2020" ("" when unspecified)
+
+    @property
+    def seek_reliable(self) -> bool:
+        """True for containers with a frame index (MP4/MOV, Matroska/WebM, AVI), where a seek to a
+        keyframe's pts lands on that keyframe. MPEG-TS/PS, Ogg, GIF, FLV and raw streams have none
+        (FFmpeg seeks by bisection over the bytes and may land frames past the target): the PyAV
+        backend decodes those forward from the start (:func:`read_frames`)."""
+        return any(k in self.container_format.split(",") for k in _INDEXED_CONTAINERS)
 
     @property
     def odd_subsampled(self) -> bool:
@@ -244,6 +271,7 @@ class SampledVideo:
     coded_height: int = 0
     sample_aspect_ratio: float = 1.0  # stored pixel aspect; frames were resized to correct it
     variable_frame_rate: bool = False  # frames chosen evenly in presentation time (pts), not index
+    hdr: str | None = None  # "pq" / "hlg" when the source is HDR (frames are its 8-bit RGB, not tone-mapped)
 
     @property
     def duration(self) -> float:
@@ -413,12 +441,18 @@ def _resize_frames(frames: np.ndarray, cfg: SamplingConfig, display_hw: tuple[in
     th, tw = resized_size(h, w, cfg)
     if (th, tw) == frames.shape[1:3]:
         return frames
-    from PIL import Image
-
     out = np.empty((frames.shape[0], th, tw, 3), dtype=np.uint8)
     for i, f in enumerate(frames):
-        out[i] = np.asarray(Image.fromarray(f).resize((tw, th), Image.BICUBIC))
+        out[i] = _resize_one(f, (th, tw))
     return out
+
+
+def _resize_one(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """One uint8 ``[H, W, 3]`` frame resized to ``size = (height, width)``, PIL bicubic (as the Qwen processor)."""
+    from PIL import Image
+
+    th, tw = size
+    return np.asarray(Image.fromarray(frame).resize((tw, th), Image.BICUBIC))
 
 
 # --------------------------------------------------------------------------- display geometry
@@ -502,6 +536,24 @@ def display_size(coded_width: int, coded_height: int, sar: Fraction = Fraction(1
 
 
 # --------------------------------------------------------------------------- probe (PyAV)
+
+
+def _hdr_of(frame, ctx) -> tuple[str | None, str]:
+    """``(hdr, primaries)``: ``"pq"``/``"hlg"`` from the transfer characteristic of the first frame
+    (else the stream's), and the colour primaries' name (``""`` when unspecified)."""
+    def code(attr: str) -> int:
+        for src in (frame, ctx):
+            v = getattr(src, attr, None)
+            try:
+                v = int(v) if v is not None else 0
+            except (TypeError, ValueError):
+                v = 0
+            if v not in (0, 2):  # 2 = unspecified
+                return v
+        return 0
+
+    prim = code("color_primaries")
+    return _HDR_TRANSFER.get(code("color_trc")), _PRIMARIES.get(prim, str(prim) if prim else "")
 
 
 def _regular_grid(pts: list[int], time_base: Fraction) -> bool:
@@ -635,12 +687,20 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         if sar != 1:
             notes.append(f"sample aspect ratio {sar.numerator}:{sar.denominator}: stored {width}x{height}, "
                          f"displayed {dw}x{dh}; frames are resized to the displayed aspect")
+        hdr, primaries = _hdr_of(first, ctx)
+        if hdr:
+            notes.append(f"HDR video ({hdr.upper()} transfer{', ' + primaries.upper() + ' primaries' if primaries else ''}): "
+                         "frames are its values converted to 8-bit RGB without tone mapping, so they look flat and "
+                         "washed out next to SDR clips; scores of HDR and SDR clips are not comparable (tone-map "
+                         "first, e.g. ffmpeg -vf zscale=t=linear,tonemap=hable,zscale=t=bt709:m=bt709:p=bt709)")
         where = {v: i for i, v in enumerate(pts)}
         keyframes = sorted(where[k] for k in key_pts) or [0]
         return VideoInfo(str(p), len(pts), fps, dw, dh, ctx.name, pts, keyframes, time_base=tb, end_pts=end_pts,
                          variable_frame_rate=not regular, coded_width=width, coded_height=height,
                          sample_aspect_ratio=sar, rotation=rotation, mirrored=bool(mirrored),
-                         display_matrix=matrix, notes=notes, pix_fmt=str(getattr(first.format, "name", "")))
+                         display_matrix=matrix, notes=notes, pix_fmt=str(getattr(first.format, "name", "")),
+                         container_format=str(getattr(container.format, "name", "") or ""), hdr=hdr,
+                         color_primaries=primaries)
     finally:
         container.close()
 
@@ -654,107 +714,172 @@ def _display_ops(info: VideoInfo) -> tuple[bool, bool, bool]:
     return ops
 
 
-def _read_decord(info: VideoInfo, indices: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Random access with decord ``get_batch`` (decodes from the keyframe before each index only).
+def _frame_pipeline(info: VideoInfo, size: tuple[int, int] | None):
+    """The per-frame step after decoding: ``stored [H, W, 3] -> displayed (and resized) [h, w, 3]``.
+
+    The display matrix (lossless, :func:`_apply_ops`) and then, with ``size = (height, width)``,
+    the bicubic resize of :func:`_resize_frames`, frame by frame as it is decoded, so that only the
+    resized frames are kept (a 4K frame is 25 MB; 32 of them were held at full size before)."""
+    ops = _display_ops(info)
+
+    def fn(stored: np.ndarray) -> np.ndarray:
+        f = _apply_ops(np.asarray(stored, dtype=np.uint8)[None], ops)[0]
+        if size is not None and tuple(size) != f.shape[:2]:
+            f = _resize_one(f, size)
+        return f
+
+    return fn
+
+
+def _stack(got: dict[int, np.ndarray], indices: np.ndarray) -> np.ndarray:
+    return np.stack([got[int(i)] for i in indices]).astype(np.uint8, copy=False)
+
+
+def _read_decord(info: VideoInfo, indices: np.ndarray, fn) -> tuple[np.ndarray, list[str]]:
+    """Random access with decord (decodes from the keyframe before each index only), one frame at a
+    time in index order, each passed through ``fn`` (:func:`_frame_pipeline`) as it comes.
 
     decord 0.6 rotates by the display matrix's angle itself (``av_display_rotation_get``) but
     ignores mirroring: its rotation is undone (lossless) and the full matrix applied, as for PyAV."""
     import decord
 
-    notes: list[str] = []
+    quarter_turns = 0
+    if info.display_matrix is not None:
+        deg = display_rotation(info.display_matrix)[0]
+        quarter_turns = int(round(deg / 90)) % 4
+    cw, ch = info.coded_width or info.width, info.coded_height or info.height
+    expect = (cw, ch) if quarter_turns % 2 else (ch, cw)
+    got: dict[int, np.ndarray] = {}
     try:
         vr = decord.VideoReader(info.path, ctx=decord.cpu(0), num_threads=1)
         if len(vr) != info.n_frames:
             raise VideoDecodeError(info.path, f"decord counts {len(vr)} frames, the PyAV probe {info.n_frames}; "
                                    "indices would differ between backends", "use backend='pyav' for this file")
-        frames = vr.get_batch([int(i) for i in indices]).asnumpy()
+        for i in sorted(set(int(i) for i in indices)):
+            frame = vr.get_batch([i]).asnumpy()[0]
+            if frame.shape[:2] != expect:
+                raise VideoDecodeError(info.path, f"decord returned {frame.shape[1]}x{frame.shape[0]} frames, expected "
+                                       f"{expect[1]}x{expect[0]} (stored {cw}x{ch}, rotated {info.rotation} degrees)",
+                                       "use backend='pyav' for this file")
+            if quarter_turns:
+                frame = np.rot90(frame, k=-quarter_turns, axes=(0, 1))  # back to the stored orientation
+            got[i] = fn(frame)
     except VideoDecodeError:
         raise
     except Exception as e:  # noqa: BLE001
         raise VideoDecodeError(info.path, f"decord failed: {type(e).__name__}: {str(e)[:300]}",
                                "try backend='pyav' or re-encode the video") from e
-    quarter_turns = 0
-    if info.display_matrix is not None:
-        deg = display_rotation(info.display_matrix)[0]
-        quarter_turns = int(round(deg / 90)) % 4
-    cw, ch = info.coded_width or frames.shape[2], info.coded_height or frames.shape[1]
-    expect = (cw, ch) if quarter_turns % 2 else (ch, cw)
-    if frames.shape[1:3] != expect:
-        raise VideoDecodeError(info.path, f"decord returned {frames.shape[2]}x{frames.shape[1]} frames, expected "
-                               f"{expect[1]}x{expect[0]} (stored {cw}x{ch}, rotated {info.rotation} degrees)",
-                               "use backend='pyav' for this file")
-    if quarter_turns:
-        frames = np.rot90(frames, k=-quarter_turns, axes=(1, 2))  # back to the stored orientation
-    return _apply_ops(np.asarray(frames, dtype=np.uint8), _display_ops(info)), notes
+    return _stack(got, indices), []
 
 
-def _read_pyav(info: VideoInfo, indices: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """PyAV: for each needed frame, seek to the keyframe at or before it unless decoding forward
-    from the current position is shorter, then decode forward up to it. Frames are identified by
-    their pts, mapped to indices with the probe's sorted pts list (the same numbering as decord)."""
+class _SeekMissed(Exception):
+    """A PyAV seek did not land on the keyframe at or before the target (index-less containers)."""
+
+
+def _pyav_by_seeking(container, stream, info: VideoInfo, wanted: list[int], got: dict, fn) -> None:
+    """For each needed frame, seek to the keyframe at or before it unless decoding forward from the
+    current position is shorter, then decode forward up to it. Raises :class:`_SeekMissed` when a
+    seek lands past the target or decoding after it gives nothing (the caller then decodes forward
+    from the start, which is always right)."""
+    pts_to_index = {v: i for i, v in enumerate(info.pts)}
+    wanted_set = set(wanted)
+    decoder = None
+    pos = -1  # index of the last frame decoded
+    floor = 0  # frames before the keyframe sought to are not kept (an open GOP's leading B-frames)
+    for target in wanted:
+        if target in got:
+            continue
+        kf = info.keyframes[max(bisect.bisect_right(info.keyframes, target) - 1, 0)]
+        fresh = False
+        if decoder is None or target <= pos or kf > pos:
+            container.seek(info.pts[kf], stream=stream, backward=True, any_frame=False)
+            decoder = container.decode(stream)
+            pos, floor, fresh = -1, kf, True
+        while pos < target:
+            frame = next(decoder, None)
+            if frame is None or frame.pts is None or frame.pts not in pts_to_index:
+                raise _SeekMissed
+            pos = pts_to_index[frame.pts]
+            if fresh and pos > target:
+                raise _SeekMissed
+            fresh = False
+            if pos >= floor and pos in wanted_set and pos not in got:
+                got[pos] = fn(frame.to_ndarray(format="rgb24"))
+        if target not in got:
+            raise _SeekMissed
+
+
+def _pyav_forward(container, stream, info: VideoInfo, wanted: list[int], got: dict, fn) -> None:
+    """Decode from the start of a freshly opened container, in presentation order, keeping the
+    needed frames, until the last one (no seek: right for every container)."""
+    pts_to_index = {v: i for i, v in enumerate(info.pts)}
+    need = set(wanted) - set(got)
+    for frame in container.decode(stream):
+        if frame.pts is None or frame.pts not in pts_to_index:
+            raise VideoDecodeError(info.path, f"decoded a frame with unknown pts {frame.pts}",
+                                   "re-encode the video (e.g. ffmpeg -c:v libx264)")
+        pos = pts_to_index[frame.pts]
+        if pos in need:
+            got[pos] = fn(frame.to_ndarray(format="rgb24"))
+            need.discard(pos)
+            if not need:
+                return
+    raise VideoDecodeError(info.path, f"decoding stopped before frame {min(need)} of {info.n_frames}",
+                           "the file is truncated or corrupt; re-encode it")
+
+
+def _read_pyav(info: VideoInfo, indices: np.ndarray, fn) -> tuple[np.ndarray, list[str]]:
+    """PyAV: containers with a frame index (:attr:`VideoInfo.seek_reliable`: MP4/MOV, Matroska,
+    AVI) seek to the keyframe before each needed frame (:func:`_pyav_by_seeking`); others
+    (MPEG-TS from broadcast, HLS and camcorders, MPEG-PS, Ogg, GIF, ...), and any file where a seek
+    misses, are decoded forward from the start (:func:`_pyav_forward`). Frames are identified by
+    their pts, mapped to indices with the probe's sorted pts list (the same numbering as decord),
+    and each goes through ``fn`` (:func:`_frame_pipeline`) as it is decoded."""
     import av
 
-    pts_to_index = {v: i for i, v in enumerate(info.pts)}
     wanted = sorted(set(int(i) for i in indices))
-    wanted_set = set(wanted)
     got: dict[int, np.ndarray] = {}
-    container = av.open(info.path)
+    container = None
     try:
-        stream = container.streams.video[0]
-        decoder = None
-        pos = -1  # index of the last frame decoded
-        for target in wanted:
-            if target in got:
-                continue
-            kf = info.keyframes[max(bisect.bisect_right(info.keyframes, target) - 1, 0)]
-            if decoder is None or target <= pos or kf > pos:
-                container.seek(info.pts[kf], stream=stream, backward=True, any_frame=False)
-                decoder = container.decode(stream)
-                pos = -1
-            while pos < target:
-                try:
-                    frame = next(decoder)
-                except StopIteration:
-                    raise VideoDecodeError(info.path, f"decoding stopped before frame {target} of {info.n_frames}",
-                                           "the file is truncated or corrupt; re-encode it") from None
-                if frame.pts is None or frame.pts not in pts_to_index:
-                    raise VideoDecodeError(info.path, f"decoded a frame with unknown pts {frame.pts}",
-                                           "re-encode the video (e.g. ffmpeg -c:v libx264)")
-                pos = pts_to_index[frame.pts]
-                if pos in wanted_set and pos not in got:
-                    got[pos] = frame.to_ndarray(format="rgb24")
-            if target not in got:  # the seek landed past the target: decode it from the start instead
-                container.seek(info.pts[0], stream=stream, backward=True, any_frame=False)
-                decoder = container.decode(stream)
-                for frame in decoder:
-                    pos = pts_to_index.get(frame.pts, -1)
-                    if pos in wanted_set and pos not in got:
-                        got[pos] = frame.to_ndarray(format="rgb24")
-                    if pos >= target:
-                        break
-                if target not in got:
-                    raise VideoDecodeError(info.path, f"frame {target} could not be decoded", "re-encode the video")
+        if info.seek_reliable:
+            container = av.open(info.path)
+            try:
+                _pyav_by_seeking(container, container.streams.video[0], info, wanted, got, fn)
+            except _SeekMissed:
+                pass
+            container.close()
+            container = None
+        if len(got) < len(wanted):
+            container = av.open(info.path)
+            _pyav_forward(container, container.streams.video[0], info, wanted, got, fn)
     except VideoDecodeError:
         raise
     except Exception as e:  # noqa: BLE001
         raise VideoDecodeError(info.path, f"PyAV decoding failed: {type(e).__name__}: {e}",
                                "the file is corrupt; re-download or re-encode it") from e
     finally:
-        container.close()
-    frames = np.stack([got[int(i)] for i in indices]).astype(np.uint8, copy=False)
-    return _apply_ops(frames, _display_ops(info)), []
+        if container is not None:
+            container.close()
+    return _stack(got, indices), []
 
 
 def read_frames(path: str | os.PathLike, indices: Iterable[int], backend: Backend = "auto",
-                info: VideoInfo | None = None) -> tuple[np.ndarray, str, list[str]]:
+                info: VideoInfo | None = None, size: tuple[int, int] | None = None) -> tuple[np.ndarray, str, list[str]]:
     """Decode the given source frames, RGB uint8 ``[T, H, W, 3]`` at the coded resolution with the
     display matrix applied (rotated/mirrored as a player shows them; the SAR is corrected later, by
     the resize in :func:`sample_video`). Returns ``(frames, backend used, notes)``.
 
+    ``size=(height, width)`` resizes each frame (bicubic, as :func:`_resize_frames`) right after it
+    is decoded, so only resized frames are held in memory (what :func:`sample_video` does; the
+    pixels are identical to resizing the full-size result afterwards).
+
     ``backend="auto"`` uses decord when installed and falls back to PyAV when decord fails on the
     file (the fallback is recorded in the notes, not hidden); odd-size files with subsampled chroma
     go to PyAV (:attr:`VideoInfo.odd_subsampled`), so ``auto`` gives the same pixels with or
-    without decord.
+    without decord. Containers without a frame index (:attr:`VideoInfo.seek_reliable` false:
+    MPEG-TS ``.ts/.mts/.m2ts``, MPEG-PS ``.mpg``, Ogg, GIF, ...) go to PyAV, decoded forward from
+    the start: decord 0.6 returns other frames than asked there (or fails on a single-GOP clip),
+    so ``backend="decord"`` refuses them with a :class:`VideoDecodeError`.
     """
     info = info or probe(path)
     idx = np.asarray(list(indices), dtype=np.int64)
@@ -762,28 +887,37 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int], backend: Backen
         raise ValueError(f"{path}: no frame indices requested")
     if idx.min() < 0 or idx.max() >= info.n_frames:
         raise ValueError(f"{path}: frame indices must lie in [0, {info.n_frames - 1}], got {idx.min()}..{idx.max()}")
+    fn = _frame_pipeline(info, size)
     if backend == "decord":
         if not decord_available():
             raise ImportError("backend='decord' but decord is not installed (pip install decord); use backend='pyav'")
-        frames, notes = _read_decord(info, idx)
+        if not info.seek_reliable:
+            raise VideoDecodeError(info.path, f"decord cannot decode this {info.container_format} file frame-accurately "
+                                   "(the container has no frame index; decord's seeks return other frames)",
+                                   "use backend='pyav' or 'auto'")
+        frames, notes = _read_decord(info, idx, fn)
         return frames, "decord", notes
     if backend == "pyav":
-        frames, notes = _read_pyav(info, idx)
+        frames, notes = _read_pyav(info, idx, fn)
         return frames, "pyav", notes
     if backend != "auto":
         raise ValueError(f"backend={backend!r} must be 'auto', 'decord' or 'pyav'")
     if info.odd_subsampled:
-        frames, notes = _read_pyav(info, idx)
+        frames, notes = _read_pyav(info, idx, fn)
         return frames, "pyav", [f"odd size {info.coded_width}x{info.coded_height} with {info.pix_fmt} chroma: decoded "
                                 "with PyAV (decord's chroma upsampling differs at colour edges)"] + notes
+    if not info.seek_reliable:
+        frames, notes = _read_pyav(info, idx, fn)
+        return frames, "pyav", [f"{info.container_format} container (no frame index): decoded with PyAV from the start "
+                                "(seeks there are not frame-accurate)"] + notes
     if decord_available():
         try:
-            frames, notes = _read_decord(info, idx)
+            frames, notes = _read_decord(info, idx, fn)
             return frames, "decord", notes
         except VideoDecodeError as e:
-            frames, notes = _read_pyav(info, idx)
+            frames, notes = _read_pyav(info, idx, fn)
             return frames, "pyav", [f"decord failed ({e.problem}); decoded with PyAV"] + notes
-    frames, notes = _read_pyav(info, idx)
+    frames, notes = _read_pyav(info, idx, fn)
     return frames, "pyav", ["decord not installed; decoded with PyAV"] + notes
 
 
@@ -804,8 +938,8 @@ def sample_video(path: str | os.PathLike, cfg: SamplingConfig | None = None) -> 
         idx, ts, select_notes = select_frames(info, cfg)
     except ValueError as e:
         raise VideoDecodeError(path, str(e)) from e
-    frames, used, notes = read_frames(path, idx, cfg.backend, info=info)
-    frames = _resize_frames(frames, cfg, (info.height, info.width))
+    frames, used, notes = read_frames(path, idx, cfg.backend, info=info,
+                                      size=resized_size(info.height, info.width, cfg))
     return SampledVideo(
         frames=frames,
         indices=idx,
@@ -823,6 +957,7 @@ def sample_video(path: str | os.PathLike, cfg: SamplingConfig | None = None) -> 
         coded_height=info.coded_height,
         sample_aspect_ratio=float(info.sample_aspect_ratio),
         variable_frame_rate=info.variable_frame_rate,
+        hdr=info.hdr,
     )
 
 
