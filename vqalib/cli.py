@@ -101,10 +101,18 @@ def _score(argv: Sequence[str]) -> int:
     ap.add_argument("--output", "-o", required=True, type=cli_path, help="scores.csv, scores.jsonl or scores.parquet")
     _scorer_args(ap)
     args = ap.parse_args(argv)
+    from vqalib.inference.sources import list_videos, skipped_summary
+
+    videos = list_videos(args.videos, warn=False)  # ids and skipped files are settled before the model loads
+    if skipped_summary(videos):
+        print(skipped_summary(videos), file=sys.stderr)
     scorer = _make_scorer(args)
-    run = scorer.score(args.videos, args.output, progress=not args.no_progress, overwrite=args.overwrite,
+    run = scorer.score(videos, args.output, progress=not args.no_progress, overwrite=args.overwrite,
                        limit=args.limit or None)
     print(run.summary())
+    if videos.attrs.get("skipped"):
+        print(f"{len(videos.attrs['skipped'])} file(s) below {args.videos} were skipped as not videos (listed at the "
+              "start: no or another extension, broken symlinks)", file=sys.stderr)
     if run.n_failed:
         print(f"{run.n_failed} video(s) failed to decode (listed above, status decode_error in {args.output}); fix or "
               "remove them and rerun the same command: scored videos are skipped, failed ones are tried again",

@@ -579,20 +579,21 @@ def labelled_items(ds: VQADataset, split: str | None = None, phase: str = "final
 # bring your own data: a CSV of per-rater scores
 
 
-def probe_video(path: str | os.PathLike) -> dict[str, float]:
-    """``duration`` (s), ``fps``, ``width``, ``height`` of a video file read with PyAV."""
-    import av
+def probe_video(path: str | os.PathLike) -> dict[str, Any]:
+    """``duration`` (s), ``fps``, ``width``, ``height``, ``hdr`` of a video file: the one probe the
+    sampler uses (:func:`vqalib.video.probe`), so the dataset's metadata is what the model sees.
 
-    with av.open(str(path)) as c:
-        s = c.streams.video[0]
-        fps = float(s.average_rate) if s.average_rate else float("nan")
-        if s.duration is not None and s.time_base is not None:
-            dur = float(s.duration * s.time_base)
-        elif c.duration is not None:
-            dur = c.duration / 1e6
-        else:
-            dur = float("nan")
-        return {"duration": dur, "fps": fps, "width": int(s.codec_context.width), "height": int(s.codec_context.height)}
+    ``width``/``height`` are the displayed size (display-matrix rotation and sample aspect ratio
+    applied: a phone clip stored 128x96 and turned 90 degrees is 96x128); ``fps`` is the header rate
+    on a constant-rate clip and frames / presentation time on a variable-rate one, and
+    ``duration = n_frames / fps`` is the presentation time the frames cover. ``hdr`` is ``"pq"``,
+    ``"hlg"`` or ``None``. Raises :class:`vqalib.video.VideoDecodeError` naming the file and the fix.
+    """
+    from vqalib.video import probe
+
+    info = probe(path)
+    return {"duration": float(info.duration), "fps": float(info.fps), "width": int(info.width),
+            "height": int(info.height), "hdr": info.hdr}
 
 
 def map_scale(x: float | np.ndarray, lo: float, hi: float):

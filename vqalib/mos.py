@@ -371,9 +371,8 @@ class BenchmarkSet:
         return "\n".join(lines)
 
 
-#: File extensions treated as videos when a folder is searched (here and by ``vqalib.inference.sources``).
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts",
-                    ".yuv")
+#: File extensions treated as videos when a folder is searched: one list, kept in ``vqalib.video``.
+from vqalib.video import VIDEO_EXTENSIONS  # noqa: E402
 
 
 def _file_index(root: Path) -> dict[str, list[Path]]:

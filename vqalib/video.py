@@ -1012,8 +1012,9 @@ def preflight(dataset_or_paths: Any, cfg: SamplingConfig | None = None, decode: 
     row per video: ``video_id`` (when a dataset is given), ``path``, ``ok``, ``error``,
     ``n_frames``, ``fps``, ``duration``, ``width``, ``height`` (displayed size), ``n_sampled``,
     ``rotation`` (degrees counter-clockwise), ``mirrored``, ``coded_width``, ``coded_height``,
-    ``sample_aspect_ratio``, ``variable_frame_rate`` and ``notes`` (``"; "``-joined: rotation, SAR,
-    VFR, short-clip rule). Filter ``df[~df.ok]`` for the unreadable ones.
+    ``sample_aspect_ratio``, ``variable_frame_rate``, ``hdr`` (``"pq"``/``"hlg"``/None) and ``notes``
+    (``"; "``-joined: rotation, SAR, VFR, HDR, short-clip rule, backend). Filter ``df[~df.ok]`` for
+    the unreadable ones.
     """
     import pandas as pd
 
@@ -1033,13 +1034,13 @@ def preflight(dataset_or_paths: Any, cfg: SamplingConfig | None = None, decode: 
         row: dict[str, Any] = {"video_id": vid, "path": p, "ok": False, "error": None, "n_frames": None, "fps": None,
                                "duration": None, "width": None, "height": None, "n_sampled": None, "rotation": None,
                                "mirrored": None, "coded_width": None, "coded_height": None,
-                               "sample_aspect_ratio": None, "variable_frame_rate": None, "notes": ""}
+                               "sample_aspect_ratio": None, "variable_frame_rate": None, "hdr": None, "notes": ""}
         try:
             info = probe(p)
             row.update(n_frames=info.n_frames, fps=info.fps, duration=info.duration, width=info.width, height=info.height,
                        rotation=info.rotation, mirrored=info.mirrored, coded_width=info.coded_width,
                        coded_height=info.coded_height, sample_aspect_ratio=float(info.sample_aspect_ratio),
-                       variable_frame_rate=info.variable_frame_rate, notes="; ".join(info.notes))
+                       variable_frame_rate=info.variable_frame_rate, hdr=info.hdr, notes="; ".join(info.notes))
             try:
                 idx, _, select_notes = select_frames(info, cfg)
             except ValueError as e:
@@ -1047,7 +1048,8 @@ def preflight(dataset_or_paths: Any, cfg: SamplingConfig | None = None, decode: 
             row["n_sampled"] = len(idx)
             row["notes"] = "; ".join(info.notes + select_notes)
             if decode:
-                _, _, read_notes = read_frames(p, idx, cfg.backend, info=info)
+                _, _, read_notes = read_frames(p, idx, cfg.backend, info=info,
+                                               size=resized_size(info.height, info.width, cfg))
                 row["notes"] = "; ".join(info.notes + select_notes + read_notes)
             row["ok"] = True
         except VideoDecodeError as e:
