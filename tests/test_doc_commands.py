@@ -142,6 +142,7 @@ DECISIONS: dict[str, Run | Check | Skip] = {
     "env/train_configs/aso_7b.yaml": Check(MULTI_GPU, "check_accelerate"),
     # ---- docs/benchmarks.md
     "OMP_NUM_THREADS=1 .venv/bin/python bench/bench_video.py": Skip(BENCH),
+    ".venv/bin/python bench/bench_video_memory.py": Skip(BENCH),
     "OMP_NUM_THREADS=1 .venv/bin/python bench/bench_scoring.py --clips 2 --threads 1 --frames 8 32 --train-batch 16":
         Skip(BENCH),
     "OMP_NUM_THREADS=1 .venv/bin/python bench/bench_train_steps.py --batch 4 --repeats 5": Skip(BENCH),
