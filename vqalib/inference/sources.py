@@ -2,7 +2,7 @@
 
 - a **folder**: every file with a video extension (:data:`vqalib.video.VIDEO_EXTENSIONS`: what
   PyAV/FFmpeg decode, ``.mp4 .mkv .mov .webm .avi .ts .mts .m2ts .mpg .ogv .gif .flv .wmv .3gp`` ...)
-  below it, recursively, in sorted order (symlinks are followed). Files skipped (no or another
+  below it, recursively, in sorted order (a symlinked file under its own name). Files skipped (no or another
   extension, broken symlinks) are counted and named: ``df.attrs["skipped"]``, a warning, and a line
   printed by ``python -m vqalib score`` (:func:`skipped_summary`);
 - a **glob** (``"clips/*.mp4"``, ``"data/**/*.mkv"``): the matching files, sorted;
