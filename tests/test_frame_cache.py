@@ -76,7 +76,7 @@ def test_an_evicted_clip_comes_back_byte_identical(clips, tmp_path, monkeypatch)
     for got, want in ((a1, first[clips[0]]), (b, first[clips[1]]), (a2, first[clips[0]])):
         assert got.frames.tobytes() == want.frames.tobytes()
         assert got.indices.tolist() == want.indices.tolist() and got.timestamps.tolist() == want.timestamps.tolist()
-    # memory + disk: the evicted clip is read back from the (compressed) disk copy, not decoded
+    # memory + disk: the evicted clip is read back from the disk copy, not decoded
     cache = FrameCache(SAMPLING, memory_mb=0.4)
     a1, b, a2 = cache.get(clips[0]), cache.get(clips[1]), cache.get(clips[0])
     assert (cache.n_decoded, cache.n_from_disk) == (2, 1)
@@ -112,14 +112,6 @@ def test_disk_cache_stays_within_its_budget_least_recently_used_out(clips, tmp_p
     assert not off.disk and len(list(folder.glob("*.npz"))) == 3
 
 
-def test_disk_copies_are_compressed(tmp_path, monkeypatch):
-    monkeypatch.setenv("VQALIB_CACHE", str(tmp_path / "cache"))
-    path = _clips(tmp_path, 1, noise=False)[0]  # flat grey frames: compress well
-    video = FrameCache(SAMPLING, memory_mb=0).get(path)
-    (stored,) = (tmp_path / "cache" / "frames").glob("*.npz")
-    assert stored.stat().st_size < video_nbytes(video) / 10  # the old np.savez wrote >= the raw bytes
-
-
 def test_time_jitter_cache_bounds_dense_and_normal_frames_together(clips):
     cache = TimeJitterCache(SAMPLING, 2, disk=False, memory_mb=1.0)
     rng = np.random.default_rng(0)
@@ -148,16 +140,15 @@ def test_dataloader_workers_decode_and_their_counts_reach_the_main_process(clips
 
 
 def test_config_budgets_reach_the_cache_and_bad_values_are_refused():
-    from vqalib.train.base import sampling_config
     from vqalib.train.common import CommonConfig, load_config
 
     assert (CommonConfig.frame_cache_mb, CommonConfig.frame_disk_cache_mb) == (DEFAULT_FRAME_CACHE_MB,
                                                                                DEFAULT_FRAME_DISK_CACHE_MB)
     cfg = load_config("sft", None, ["frame_cache_mb=64", "frame_disk_cache_mb=0", "augment=false"])
-    cache = frame_cache(cfg, sampling_config(cfg))
+    cache = frame_cache(cfg, SAMPLING)
     assert type(cache) is FrameCache and cache.memory_mb == 64 and not cache.disk
     cfg = load_config("sft", None, ["frame_cache_mb=32", "augment=true", "time_jitter=4"])
-    cache = frame_cache(cfg, sampling_config(cfg))
+    cache = frame_cache(cfg, SAMPLING)
     assert isinstance(cache, TimeJitterCache) and cache.normal.memory_mb == 32 and cache.normal._mem is cache._mem
     for key in ("frame_cache_mb", "frame_disk_cache_mb", "num_workers"):
         with pytest.raises(ValueError, match=f"{key}=-1"):

@@ -75,7 +75,7 @@ class CommonConfig:
     report_to: str = "tensorboard"  # tensorboard | none | wandb ...
     num_workers: int = 0  # DataLoader worker processes that decode clips and build batches (each holds its own frame cache)
     frame_cache_mb: int = 2048  # decoded frames kept in memory, MiB per process (main and each worker), least recently used out; 0: none
-    frame_disk_cache_mb: int = 10240  # cache_dir()/frames on disk (compressed clips, shared by all processes and runs), MiB; 0: off
+    frame_disk_cache_mb: int = 10240  # cache_dir()/frames on disk (sampled clips, shared by all processes and runs), MiB, least recently used out; 0: off
     gradient_checkpointing: bool = False
     resume: str = ""  # "" | "last" | a checkpoint folder to resume from
     max_clips: int = 0  # use only the first N training clips (0: all); for smoke runs
