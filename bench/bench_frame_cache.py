@@ -92,7 +92,8 @@ class UnboundedFrameCache:
 def sampling():
     from vqalib.video import SamplingConfig
 
-    return SamplingConfig(fps=2.0, max_frames=32, max_pixels=200704)  # the 7B configs' sampling
+    # the 7B configs' sampling; PyAV for both caches (decord's start-up per file only adds time here)
+    return SamplingConfig(fps=2.0, max_frames=32, max_pixels=200704, backend="pyav")
 
 
 def make_clips(folder: Path, n: int, sources: int, frames: int, height: int, width: int) -> list[Path]:

@@ -172,3 +172,21 @@ def test_7b_configs_decode_in_dataloader_workers_within_a_budget(path):
     assert 0 < cfg.frame_disk_cache_mb
     args = training_arguments(cfg)
     assert args.dataloader_num_workers == cfg.num_workers and args.dataloader_persistent_workers
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_training_run_with_a_worker_counts_the_workers_decodes_in_its_manifest(tmp_path):
+    """One tiny SFT step with one DataLoader worker and no disk cache: every clip is decoded in the
+    worker process, and the manifest's ``frames_decoded`` counts them (it said 0 before)."""
+    import json
+
+    from vqalib.train.common import load_config
+    from vqalib.train.sft import train_sft
+
+    cfg = load_config("sft", None, ["sample_size=smoke", "max_clips=4", "batch_size=2", "report_to=none",
+                                    "warmup_steps=0", "max_steps=1", "device=cpu", "num_workers=1",
+                                    "frame_cache_mb=16", "frame_disk_cache_mb=0", f"output_dir={tmp_path / 'sft'}"])
+    train_sft(cfg, progress=False)
+    man = json.loads((tmp_path / "sft" / "vqalib_train_manifest.json").read_text())
+    assert man["config"]["num_workers"] == 1 and man["config"]["frame_cache_mb"] == 16
+    assert 2 <= man["frames_decoded"] <= 4 and man["frames_from_disk_cache"] == 0  # 1 batch of 2 (+ prefetch)
