@@ -143,7 +143,7 @@ def load_examples(data_dir: str = "", split: str = "train", sample_size: str = "
 DEFAULT_FRAME_CACHE_MB: int = 2048
 #: Disk budget of ``cache_dir()/frames``, MiB (``CommonConfig.frame_disk_cache_mb``), shared by every
 #: process and run that uses that folder. Clips are stored as their uint8 frames, uncompressed: deflate
-#: would make a real clip 1.8-2.2x smaller (KoNViD) but costs 0.16-0.24 CPU-s per 9 MiB clip on top of
+#: would make a real clip 1.8-2.2x smaller (KoNViD) but costs 0.16-0.25 CPU-s per 9 MiB clip on top of
 #: a ~1 CPU-s decode, on the path ASO's pi_ref pass runs serially; the budget, not the format, is what
 #: bounds the disk (bench/bench_frame_cache.py measures both).
 DEFAULT_FRAME_DISK_CACHE_MB: int = 10240
