@@ -208,6 +208,8 @@ DECISIONS: dict[str, Run | Check | Skip] = {
     "OMP_NUM_THREADS=2 .venv/bin/python bench/bench_score.py --clips 16 --batch-size 4 --workers 1 --no-generate":
         Skip(BENCH),
     "OMP_NUM_THREADS=2 .venv/bin/python bench/bench_score.py --clips 8 --batch-size 4 --workers 2": Skip(BENCH),
+    "OMP_NUM_THREADS=1 .venv/bin/python bench/bench_frame_cache.py": Skip(BENCH),
+    "bench/bench_frame_cache.py": Skip(FRAGMENT),
     "bash bench/gpu_check.sh": Skip("needs a CUDA GPU; tests/test_gpu_check.py runs its argument handling and its "
                                     "no-CUDA error"),
     # ---- fragments quoted in prose (not whole commands)

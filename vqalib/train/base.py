@@ -223,7 +223,7 @@ def run_stage(cfg: CommonConfig, trainer_cls: type[VQATrainer], *, with_answers:
     held-out evaluation (default :class:`vqalib.train.budget.HeldoutEvaluator` when
     ``eval_every_seconds > 0``, else none)."""
     from vqalib.train import budget as budget_mod
-    from vqalib.train.collator import FrameCache, TimeJitterCache, VideoCollator, load_examples
+    from vqalib.train.collator import VideoCollator, frame_cache, load_examples
 
     t0 = time.time()
     t_start = budget_mod._now()
@@ -233,7 +233,7 @@ def run_stage(cfg: CommonConfig, trainer_cls: type[VQATrainer], *, with_answers:
     model, processor = load_policy(cfg)
     examples = load_examples(cfg.data_dir, cfg.split, cfg.sample_size, cfg.data_seed, cfg.max_clips)
     sampling = sampling_config(cfg)
-    cache = TimeJitterCache(sampling, cfg.time_jitter) if cfg.augment and cfg.time_jitter > 1 else FrameCache(sampling)
+    cache = frame_cache(cfg, sampling)  # bounded: frame_cache_mb per process, frame_disk_cache_mb on disk
     collator = collator_factory(processor, cache) if collator_factory else VideoCollator(
         processor, cache, with_answers=with_answers, augment=cfg.augment, rationale=cfg.rationale, repeat=repeat,
         seed=cfg.seed, instruction=cfg.instruction)

@@ -3,7 +3,9 @@
 Decoding video is the slow part of a CPU step, so every clip is sampled **once** per sampling
 setting (fps / max frames / max pixels) and kept in memory and, optionally, on disk under
 ``vqalib.runs.cache_dir() / "frames"`` (keyed by the file's path, size, mtime and the sampling
-settings), so notebooks 04, 05 and 06 decode each clip once between them.
+settings), so notebooks 04, 05 and 06 decode each clip once between them. Both are bounded
+(:class:`FrameCache`: ``frame_cache_mb`` per process in memory, ``frame_disk_cache_mb`` on disk, least
+recently used out first), so a dataset of any size fits a fixed host budget.
 
 Every sample carries exactly one video. That keeps the number of vision-tower calls per step the
 same on every rank, which DeepSpeed ZeRO-3 / FSDP need (a rank that runs the vision tower a
@@ -135,34 +137,198 @@ def load_examples(data_dir: str = "", split: str = "train", sample_size: str = "
     return out
 
 
+#: In-memory frame budget of one process, MiB (``CommonConfig.frame_cache_mb``). At the 7B sampling
+#: (2 fps, <= 32 frames, 200,704 pixels) a clip is 9-18 MiB, so 2048 MiB keeps ~110-220 clips; the
+#: tiny demo's clips (<= 8 frames of 112 x 112) all fit.
+DEFAULT_FRAME_CACHE_MB: int = 2048
+#: Disk budget of ``cache_dir()/frames``, MiB (``CommonConfig.frame_disk_cache_mb``), shared by every
+#: process and run that uses that folder. Clips are stored as their uint8 frames, uncompressed: deflate
+#: would make a real clip 1.8-2.2x smaller (KoNViD) but costs 0.16-0.25 CPU-s per 9 MiB clip on top of
+#: a ~1 CPU-s decode, on the path ASO's pi_ref pass runs serially; the budget, not the format, is what
+#: bounds the disk (bench/bench_frame_cache.py measures both).
+DEFAULT_FRAME_DISK_CACHE_MB: int = 10240
+_MIB = 1 << 20
+_COUNTERS = ("n_decoded", "n_from_disk", "n_unjittered", "n_evicted")
+
+
+def video_nbytes(video: Any) -> int:
+    """Bytes a ``SampledVideo`` holds in its arrays (frames, indices, timestamps)."""
+    return int(sum(getattr(video, name).nbytes for name in ("frames", "indices", "timestamps")))
+
+
+class _LRUBytes:
+    """A least-recently-used store bounded by bytes: ``put`` evicts the oldest entries until the total
+    fits ``budget`` bytes; an entry larger than the whole budget is not kept (0: keeps nothing)."""
+
+    def __init__(self, budget: int):
+        from collections import OrderedDict
+
+        self.budget = int(budget)
+        self.nbytes = 0
+        self._items: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
+
+    def get(self, key: Any) -> Any:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        self._items.move_to_end(key)
+        return item[0]
+
+    def put(self, key: Any, value: Any, nbytes: int) -> int:
+        """Keep ``value``; returns how many entries were evicted to make room."""
+        if key in self._items:
+            self.nbytes -= self._items.pop(key)[1]
+        if nbytes > self.budget:
+            return 0
+        evicted = 0
+        while self._items and self.nbytes + nbytes > self.budget:
+            self.nbytes -= self._items.popitem(last=False)[1][1]
+            evicted += 1
+        self._items[key] = (value, nbytes)
+        self.nbytes += nbytes
+        return evicted
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class _SharedCounts:
+    """The cache counters (:data:`_COUNTERS`) in shared memory, so that decodes done in DataLoader
+    worker processes (forked or spawned with the collator) count in the training process's manifest."""
+
+    def __init__(self):
+        import multiprocessing
+
+        self._arr = multiprocessing.Array("q", len(_COUNTERS))
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self._arr.get_lock():
+            self._arr[_COUNTERS.index(name)] += n
+
+    def get(self, name: str) -> int:
+        return int(self._arr[_COUNTERS.index(name)])
+
+    def set(self, name: str, value: int) -> None:
+        with self._arr.get_lock():
+            self._arr[_COUNTERS.index(name)] = int(value)
+
+
+def _counter(name: str) -> property:
+    return property(lambda self: self._counts.get(name), lambda self, v: self._counts.set(name, v),
+                    doc=f"``{name}``: shared by this process and its DataLoader workers (:class:`FrameCache`).")
+
+
+#: A process writing to the disk cache re-lists the folder when its running count passes the budget
+#: and at least this often (seconds), so other processes' writes are seen.
+_DISK_RECHECK_S = 30.0
+
+
+def _trim_disk(folder: Path, budget: int, target: int | None = None, keep: Path | None = None) -> int:
+    """When the ``*.npz`` of ``folder`` total more than ``budget`` bytes, delete the least recently
+    used (oldest mtime first; a read touches it) until at most ``target`` (default ``budget``) remain;
+    leftover temporary files older than an hour go too. Returns the bytes left. Files another process
+    deletes meanwhile are skipped. Listing the folder costs ~0.1 ms per file, so callers list it only
+    when it may be over the budget (:meth:`FrameCache._write_disk`)."""
+    import time
+
+    entries, total, now = [], 0, time.time()
+    try:
+        scan = list(os.scandir(folder))
+    except FileNotFoundError:
+        return 0
+    for e in scan:
+        if not e.name.endswith(".npz"):
+            continue
+        try:
+            st = e.stat()
+        except FileNotFoundError:
+            continue
+        if ".tmp" in e.name:
+            if now - st.st_mtime > 3600:  # a crashed writer's leftover
+                Path(e.path).unlink(missing_ok=True)
+            continue
+        entries.append((st.st_mtime_ns, e.path, st.st_size))
+        total += st.st_size
+    if total <= budget:
+        return total
+    entries.sort()
+    for _, path, size in entries:
+        if total <= (budget if target is None else target):
+            break
+        if keep is not None and path == str(keep):
+            continue
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        total -= size
+    return total
+
+
 class FrameCache:
-    """Samples each clip's frames once (``vqalib.video.sample_video``) and keeps them.
+    """Samples each clip's frames (``vqalib.video.sample_video``) and keeps them within a memory budget.
 
-    ``disk=True`` also stores them as ``.npz`` under ``cache_dir()/frames`` so later processes
-    (the next notebook) skip decoding. A clip that fails to decode raises ``VideoDecodeError``
-    naming the file: training never substitutes another clip."""
+    Memory: the decoded clips of this process are kept least-recently-used first out, while their
+    bytes (:func:`video_nbytes`) fit ``memory_mb`` MiB (:attr:`mem_bytes` never exceeds it); 0 keeps
+    none. The budget is **per process**: every DataLoader worker (``num_workers``) holds its own copy
+    of the cache, so a rank may hold up to ``(1 + num_workers) * memory_mb``. An evicted clip is read
+    back from disk or decoded again: the frames are byte-identical (decoding is deterministic and the
+    disk copy lossless), so evictions never change a run's numbers.
 
-    def __init__(self, sampling: Any, disk: bool = True):
+    Disk: ``disk=True`` also stores each clip's uint8 frames as an ``.npz`` under
+    ``cache_dir()/frames`` (keyed by the file's path, size, mtime and the sampling settings) so later
+    processes (the next notebook, the DataLoader workers after ASO's pi_ref pass) skip decoding. The
+    folder is trimmed to ``disk_mb`` MiB when a write takes it past that, least recently used (read or written)
+    first (down to 90 % of it); a clip larger than the whole budget is not stored; ``disk_mb=0`` turns
+    the disk cache off. One process keeps the folder within the budget exactly; with several writing
+    at once (workers, ranks, runs) each counts its own writes and re-lists the folder when its count
+    passes the budget or :data:`_DISK_RECHECK_S` seconds have passed, so the folder can pass the
+    budget by what the others wrote in between. A damaged or vanished entry is decoded again.
+
+    Counters ``n_decoded`` (clips decoded, re-decodes after an eviction included), ``n_from_disk``
+    (clips read from the disk cache) and ``n_evicted`` (clips dropped from memory) are shared with the
+    DataLoader workers, so the training manifest counts every process's decodes. A clip that fails to
+    decode raises ``VideoDecodeError`` naming the file: training never substitutes another clip."""
+
+    def __init__(self, sampling: Any, disk: bool = True, memory_mb: float = DEFAULT_FRAME_CACHE_MB,
+                 disk_mb: float = DEFAULT_FRAME_DISK_CACHE_MB, _store: _LRUBytes | None = None):
+        for name, value in (("memory_mb", memory_mb), ("disk_mb", disk_mb)):
+            if not (isinstance(value, (int, float)) and value >= 0):
+                raise ValueError(f"FrameCache({name}={value!r}): the budget must be a number of MiB >= 0 (0: off)")
         self.sampling = sampling
-        self.disk = disk
-        self._mem: dict[str, Any] = {}
-        self.n_decoded = 0
-        self.n_from_disk = 0
+        self.disk = bool(disk) and disk_mb > 0
+        self.memory_mb = memory_mb
+        self.disk_mb = disk_mb
+        self._mem = _store if _store is not None else _LRUBytes(int(memory_mb * _MIB))
+        self._counts = _SharedCounts()
+        self._disk_seen: int | None = None  # bytes in the disk folder by this process's count (_write_disk)
+        self._disk_checked = 0.0
+        cfg = sampling.to_dict() if hasattr(sampling, "to_dict") else dataclasses.asdict(sampling)
+        self._sampling_key = str(sorted(cfg.items()))
+
+    n_decoded = _counter("n_decoded")
+    n_from_disk = _counter("n_from_disk")
+    n_evicted = _counter("n_evicted")
+
+    @property
+    def mem_bytes(self) -> int:
+        """Bytes of decoded frames this process holds now (<= ``memory_mb`` MiB)."""
+        return self._mem.nbytes
 
     def _key(self, path: Path) -> str:
         st = path.stat()
-        cfg = self.sampling.to_dict() if hasattr(self.sampling, "to_dict") else dataclasses.asdict(self.sampling)
-        raw = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{sorted(cfg.items())}"
+        raw = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{self._sampling_key}"
         return hashlib.sha1(raw.encode()).hexdigest()[:20]
 
     def get(self, path: str | os.PathLike):
+        """The clip's sampled frames (``vqalib.video.SampledVideo``): from memory, disk or a decode."""
         from vqalib.video import SampledVideo, sample_video
 
         path = Path(path)
-        key = str(path)
-        if key in self._mem:
-            return self._mem[key]
-        video = None
+        key = (self._sampling_key, str(path))
+        video = self._mem.get(key)
+        if video is not None:
+            return video
         disk_path = None
         if self.disk:
             from vqalib.runs import cache_dir
@@ -175,22 +341,51 @@ class FrameCache:
                         meta["indices"] = np.asarray(meta["indices"], dtype=np.int64)
                         meta["timestamps"] = np.asarray(meta["timestamps"], dtype=np.float64)
                         video = SampledVideo(frames=z["frames"], **meta)
-                    self.n_from_disk += 1
-                except Exception:  # noqa: BLE001 - a damaged cache entry is re-decoded, not trusted
+                except Exception:  # noqa: BLE001 - a damaged (or just trimmed) entry is re-decoded, not trusted
                     video = None
+                else:
+                    self._counts.add("n_from_disk")
+                    try:
+                        os.utime(disk_path)  # recently used: trimmed last
+                    except OSError:
+                        pass
         if video is None:
             video = sample_video(path, self.sampling)
-            self.n_decoded += 1
+            self._counts.add("n_decoded")
             if disk_path is not None:
-                disk_path.parent.mkdir(parents=True, exist_ok=True)
-                meta = {f.name: getattr(video, f.name) for f in dataclasses.fields(video) if f.name != "frames"}
-                meta = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in meta.items()}
-                meta["path"] = str(meta["path"])
-                tmp = disk_path.with_name(disk_path.stem + f".{os.getpid()}.tmp.npz")
-                np.savez(tmp, frames=video.frames, meta=np.asarray(json.dumps(meta)))
-                os.replace(tmp, disk_path)
-        self._mem[key] = video
+                self._write_disk(disk_path, video)
+        evicted = self._mem.put(key, video, video_nbytes(video))
+        if evicted:
+            self._counts.add("n_evicted", evicted)
         return video
+
+    def _write_disk(self, disk_path: Path, video: Any) -> None:
+        """Store ``video`` (uint8 frames, uncompressed ``.npz``) and trim the folder to the disk budget."""
+        budget = int(self.disk_mb * _MIB)
+        if video_nbytes(video) > budget:  # would be trimmed at once
+            return
+        disk_path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {f.name: getattr(video, f.name) for f in dataclasses.fields(video) if f.name != "frames"}
+        meta = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in meta.items()}
+        meta["path"] = str(meta["path"])
+        tmp = disk_path.with_name(disk_path.stem + f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, frames=video.frames, meta=np.asarray(json.dumps(meta)))
+        if tmp.stat().st_size > budget:
+            tmp.unlink(missing_ok=True)
+            return
+        size = tmp.stat().st_size
+        os.replace(tmp, disk_path)
+        # a running count (the folder at the last listing + this process's writes since) decides when
+        # to list the folder again; past the budget it is trimmed to 90 % so the next listing is ~10 %
+        # of the budget's writes away (listing a folder of thousands of clips on every write was slow)
+        import time
+
+        now = time.monotonic()
+        if self._disk_seen is not None:
+            self._disk_seen += size
+        if self._disk_seen is None or self._disk_seen > budget or now - self._disk_checked > _DISK_RECHECK_S:
+            self._disk_seen = _trim_disk(disk_path.parent, budget, int(0.9 * budget), keep=disk_path)
+            self._disk_checked = now
 
     def draw(self, path: str | os.PathLike, rng: np.random.Generator):
         """A training draw of the clip: here its sampled frames (:meth:`get`); :class:`TimeJitterCache`
@@ -209,17 +404,21 @@ class TimeJitterCache(FrameCache):
     while the training clip shows other moments (the segment sampling of TSN, Wang et al. 2016,
     with one offset for all segments). :meth:`get` returns the normal (centre-of-bin) sampling.
     A clip too short for ``2 n`` dense frames is drawn without jitter (``n_unjittered`` counts them).
+    ``memory_mb`` bounds the dense and the normal frames together; ``disk_mb`` as in :class:`FrameCache`.
     """
 
-    def __init__(self, sampling: Any, k: int, disk: bool = True):
+    def __init__(self, sampling: Any, k: int, disk: bool = True, memory_mb: float = DEFAULT_FRAME_CACHE_MB,
+                 disk_mb: float = DEFAULT_FRAME_DISK_CACHE_MB):
         if not (isinstance(k, int) and k >= 2):
             raise ValueError(f"time_jitter={k!r}: the dense factor must be an int >= 2 (1 turns jitter off)")
         dense = dataclasses.replace(sampling, fps=sampling.fps * k,
                                     max_frames=sampling.max_frames * k, tokens_per_second=None)
-        super().__init__(dense, disk=disk)
+        super().__init__(dense, disk=disk, memory_mb=memory_mb, disk_mb=disk_mb)
         self.k = k
-        self.normal = FrameCache(sampling, disk=disk)
-        self.n_unjittered = 0
+        # the normal sampling shares the memory budget: memory_mb bounds both together
+        self.normal = FrameCache(sampling, disk=disk, memory_mb=memory_mb, disk_mb=disk_mb, _store=self._mem)
+
+    n_unjittered = _counter("n_unjittered")
 
     def get(self, path: str | os.PathLike):
         return self.normal.get(path)
@@ -233,13 +432,23 @@ class TimeJitterCache(FrameCache):
         m = len(dense.indices)
         k = min(self.k, m // n)
         if k < 2:
-            self.n_unjittered += 1
+            self._counts.add("n_unjittered")
             u = 0.5
         else:
             u = (int(rng.integers(0, k)) + 0.5) / k
         sel = np.clip(np.floor((np.arange(n) + u) * m / n).astype(np.int64), 0, m - 1)
         return dataclasses.replace(dense, frames=dense.frames[sel], indices=dense.indices[sel],
                                    timestamps=dense.timestamps[sel])
+
+
+def frame_cache(cfg: Any, sampling: Any) -> FrameCache:
+    """The training frame cache of a config (``vqalib.train.common.CommonConfig``): a
+    :class:`TimeJitterCache` when ``augment`` and ``time_jitter > 1``, else a :class:`FrameCache`, with
+    the budgets ``frame_cache_mb`` (memory, per process) and ``frame_disk_cache_mb`` (disk)."""
+    budgets = dict(memory_mb=cfg.frame_cache_mb, disk_mb=cfg.frame_disk_cache_mb)
+    if cfg.augment and cfg.time_jitter > 1:
+        return TimeJitterCache(sampling, cfg.time_jitter, **budgets)
+    return FrameCache(sampling, **budgets)
 
 
 def augment_video(video: Any, rng: np.random.Generator):

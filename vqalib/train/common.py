@@ -73,7 +73,9 @@ class CommonConfig:
     logging_steps: int = 10
     save_steps: int = 0  # 0: save only at the end
     report_to: str = "tensorboard"  # tensorboard | none | wandb ...
-    num_workers: int = 0
+    num_workers: int = 0  # DataLoader worker processes that decode clips and build batches (each holds its own frame cache)
+    frame_cache_mb: int = 2048  # decoded frames kept in memory, MiB per process (main and each worker), least recently used out; 0: none
+    frame_disk_cache_mb: int = 10240  # cache_dir()/frames on disk (sampled clips, shared by all processes and runs), MiB, least recently used out; 0: off
     gradient_checkpointing: bool = False
     resume: str = ""  # "" | "last" | a checkpoint folder to resume from
     max_clips: int = 0  # use only the first N training clips (0: all); for smoke runs
@@ -232,6 +234,9 @@ def validate_config(cfg: CommonConfig, source: str = "<config>") -> None:
     if not (isinstance(cfg.time_jitter, int) and cfg.time_jitter >= 1):
         raise ValueError(f"{source}: time_jitter={cfg.time_jitter!r}; use 1 (off) or an int >= 2 (decode at that many "
                          "times the rate, one random phase per draw)")
+    for key in ("num_workers", "frame_cache_mb", "frame_disk_cache_mb"):
+        if getattr(cfg, key) < 0:
+            raise ValueError(f"{source}: {key}={getattr(cfg, key)}; use 0 (off) or a positive number")
     if cfg.max_steps == 0:
         raise ValueError(f"{source}: max_steps=0 trains nothing; use -1 (epochs) or a positive number")
     for key in ("max_train_seconds", "eval_every_seconds", "eval_limit"):
