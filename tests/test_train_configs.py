@@ -82,12 +82,13 @@ def test_scrubbed_rationales_drop_every_sentence_naming_a_level():
     # inputs from the wild: paper-style "Overall ..." lines, numbers, synonyms, decimals inside a sentence
     text = ("Dynamic Motion Quality Reason: smooth pan.\nOverall Clarity: Overall clarity quality Satisfactory.\n"
             "Rated 4/5 overall. The frame is 1080p. Score 3.5! Motion is decent. Sharp edges.")
-    assert scrub_rationale(text) == "Dynamic Motion Quality Reason: smooth pan.\nOverall Clarity.\nThe frame is 1080p. Sharp edges."
+    # issue 20: "1080p" is a template tell (clarity score 5) and the emptied "Overall Clarity:" heading goes
+    assert scrub_rationale(text) == "Dynamic Motion Quality Reason: smooth pan.\nSharp edges."
     # the sample dataset's style: keyword and evidence in one sentence; only the clause with the keyword goes
     assert scrub_rationale("Clarity Quality is subpar: the video shows blur, so fine detail is lost.") == \
         "the video shows blur, so fine detail is lost."
-    assert scrub_rationale("The camera moves at a moderate pace, so the motion amplitude is rated acceptable.") == \
-        "The camera moves at a moderate pace."
+    # issue 20: the sample dataset's motion-amount sentence is chosen by the level (synth.amplitude_tag): a tell
+    assert scrub_rationale("The camera moves at a moderate pace, so the motion amplitude is rated acceptable.") == ""
     for word in KEYWORDS.values():
         assert reveals_score(f"It looks {word.lower()} overall.")
 
