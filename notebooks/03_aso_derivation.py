@@ -240,6 +240,31 @@ run.log_metrics(pistar_label_uniform_appendix_c=reading_rows[0]["π*(s*)"],
 reading_table.round(3)
 
 # %% [markdown]
+# ### How little λ = β = 1 moves a confident SFT model
+#
+# π\* multiplies the level next to s\* by `exp(−β·0.5/λ)` relative to s\*. So an SFT model that puts
+# `p ≥ 1/(1 + e^{−β/(2λ)})` on the adjacent **wrong** level (the rest on s\*) keeps that wrong argmax
+# under π\*: with λ = β = 1 the bound is **0.6225**, and the expected score moves by at most **0.061**
+# (≤ 0.08) for every such p. A user who wants ASO to correct such items raises β (or lowers λ); the
+# trainer's π_ref health report (notebook 06) shows the share of items whose argmax flips and the mean
+# change of the expected score for the chosen λ and β. (`tests/test_aso_decides.py` checks these numbers.)
+
+# %%
+p_wrong = torch.linspace(0.5, 0.999, 500, dtype=torch.float64)
+two_level = torch.zeros(len(p_wrong), 9, dtype=torch.float64)
+two_level[:, 4], two_level[:, 5] = 1 - p_wrong, p_wrong  # s* = 3.0, the wrong neighbour 3.5
+fact_rows = []
+for lam_r, beta_r in [(LAM, BETA), (1.0, 1.0), (1.0, 4.0), (LAM_SECTION_5_1, 1.0)]:
+    star = aso.optimal_policy(two_level, aso.reward_abs(torch.full((len(p_wrong),), 3.0, dtype=torch.float64), beta_r),
+                              lam_r, probs=True)
+    bound = aso.keep_argmax_threshold(lam_r, beta_r)
+    keep = p_wrong >= bound
+    shift = (aso.expected_score(star) - aso.expected_score(two_level)).abs()
+    fact_rows.append({"λ": lam_r, "β": beta_r, "wrong argmax kept from p =": bound,
+                      "max |Δ E[s]| where kept": float(shift[keep].max()) if keep.any() else float("nan")})
+pd.DataFrame(fact_rows).round(4)
+
+# %% [markdown]
 # ### What π_ref is read after matters more than λ
 #
 # In a real answer the rationale comes before the score lines, and the paper's rationale prompts make

@@ -119,7 +119,8 @@ def test_shipped_aso_configs_read_pi_ref_after_score_free_text_and_state_lambda_
         raw = yaml.safe_load(path.read_text())
         assert {"lam", "beta", "rationale", "rationale_loss", "reward", "penalise_outside"} <= set(raw), path.name
         cfg = load_config("aso", path)
-        assert cfg.on_policy or cfg.rationale in SCORE_FREE_MODES, path.name
+        # issue 20: target_position=keyword reads pi at the keyword itself, before the text that names the level
+        assert cfg.on_policy or cfg.rationale in SCORE_FREE_MODES or cfg.target_position == "keyword", path.name
         assert cfg.rationale_loss == "kl", path.name  # the paper's whole-sequence KL
     for path in sorted((root / "env" / "train_configs").glob("grpo_*.yaml")):
         raw = yaml.safe_load(path.read_text())
@@ -127,7 +128,8 @@ def test_shipped_aso_configs_read_pi_ref_after_score_free_text_and_state_lambda_
     for path in sorted((root / "notebooks" / "params").glob("06_aso.*.yaml")):
         raw = yaml.safe_load(path.read_text())
         rationale = raw.get("RATIONALE", "none")
-        assert raw.get("ON_POLICY", False) or rationale in SCORE_FREE_MODES, path.name
+        assert raw.get("ON_POLICY", False) or rationale in SCORE_FREE_MODES or raw.get("TARGET_POSITION") == "keyword", \
+            path.name
 
 
 def test_on_policy_ce_is_refused_and_kl_is_the_default():
@@ -149,7 +151,8 @@ def test_pi_ref_key_changes_with_everything_that_changes_pi_ref(tmp_path):
     key = pi_ref_key(load_config("aso", None, base), exs)
     assert key == pi_ref_key(load_config("aso", None, base), exs)  # deterministic
     for change in ({"finetune": "lora"}, {"finetune": "qlora"}, {"bf16": True}, {"augment": False},
-                   {"rationale": "none"}, {"instruction": "Rate it."}, {"max_pixels": 50176}):
+                   {"rationale": "none"}, {"instruction": "Rate it."}, {"max_pixels": 50176},
+                   {"rationale": "full", "target_position": "keyword"}):
         assert pi_ref_key(load_config("aso", None, {**base, **change}), exs) != key, change
     relabelled = _example()
     relabelled.scores["clarity_quality"] = 1.5  # an earlier score line is teacher-forced: labels count

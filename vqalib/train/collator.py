@@ -434,6 +434,95 @@ def answer_text(example: ClipExample, rationale: str = "short") -> str:
     return format_answer(example.scores, example.rationales)
 
 
+#: Where ASO applies its soft target (issue 20). ``score``: at each dimension's score line, after the
+#: teacher-forced ``rationale`` text (the paper's reading; with ``rationale: scrubbed`` that text is one the
+#: model never writes). ``keyword``: at each dimension's evaluation keyword (Abysmal ... Perfect, one per level)
+#: inside the full rationale, where the model commits to the level when it answers; the score line after it
+#: is left to the rationale term.
+TARGET_POSITIONS: tuple[str, ...] = ("score", "keyword")
+_KEYWORD_RE = None
+
+
+def _keyword_re() -> re.Pattern:
+    global _KEYWORD_RE
+    if _KEYWORD_RE is None:
+        from vqalib.levels import KEYWORDS
+
+        _KEYWORD_RE = re.compile(r"\b(" + "|".join(re.escape(w) for w in KEYWORDS.values()) + r")\b", re.IGNORECASE)
+    return _KEYWORD_RE
+
+
+def keyword_spans(example: ClipExample) -> list[tuple[int, int, float, bool] | None]:
+    """Where each dimension's evaluation keyword sits in ``answer_text(example, "full")``: per dimension in
+    ``DIMENSION_KEYS`` order ``(start, end, level, capitalised)`` (character span in the answer, the level the
+    keyword names, whether it is written with a capital) or ``None`` when that dimension's rationale holds no
+    keyword. The **last** keyword of the dimension's paragraph counts (the paper's templates put the overall
+    keyword at the end; the sample data has one). Raises (like :func:`answer_text`) without rationales."""
+    from vqalib.levels import KEYWORDS
+
+    if not example.rationales:
+        raise ValueError(f"clip {example.video_id!r} has no rationales; target_position=keyword needs the full "
+                         f"rationales (they hold the evaluation keyword)")
+    level_of = {w.lower(): v for v, w in KEYWORDS.items()}
+    rk = {k: str(v).strip() for k, v in example.rationales.items()}
+    out: list[tuple[int, int, float, bool] | None] = []
+    offset = 0
+    for k in DIMENSION_KEYS:
+        para = rk.get(k, "")
+        if not para:
+            out.append(None)
+            continue
+        hits = list(_keyword_re().finditer(para))
+        if hits:
+            m = hits[-1]
+            out.append((offset + m.start(), offset + m.end(), level_of[m.group(0).lower()], m.group(0)[0].isupper()))
+        else:
+            out.append(None)
+        offset += len(para) + 1  # paragraphs are joined by one line break (prompts.format_answer)
+    return out
+
+
+def keyword_token_ids(tokenizer, capitalised: bool = False) -> list[tuple[int, ...]]:
+    """Token ids of the nine keywords as written inside a sentence (``" subpar"``, or ``" Subpar"`` with
+    ``capitalised=True``), in level order: the level set the keyword target scores, by the same
+    shared-prefix tree as the level strings (``vqalib.scoring.level_logprobs_raw``). Checks that each
+    tokenises the same alone and after "is" (raises naming the keyword otherwise)."""
+    from vqalib.levels import KEYWORDS
+
+    out = []
+    pre = tokenizer.encode("The quality is", add_special_tokens=False)
+    for w in KEYWORDS.values():
+        w = w if capitalised else w.lower()
+        alone = tuple(tokenizer.encode(" " + w, add_special_tokens=False))
+        ctx = tokenizer.encode("The quality is " + w + ".", add_special_tokens=False)
+        if ctx[:len(pre)] != pre or tuple(ctx[len(pre):len(pre) + len(alone)]) != alone:
+            raise ValueError(f"keyword {w!r} tokenises differently alone and inside a sentence; the keyword target "
+                             f"cannot score it exactly")
+        out.append(alone)
+    return out
+
+
+def keyword_positions(tokenizer, answers: Sequence[str], examples: Sequence[ClipExample], prompt_lengths: Sequence[int],
+                      length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token index (in the left-padded batch of :func:`vqalib.inputs.build_batch`, width ``length``) of each
+    dimension's keyword's first token: ``(positions [B, 5], capitalised [B, 5] bool)``, -1 where none."""
+    pos = torch.full((len(answers), len(DIMENSION_KEYS)), -1, dtype=torch.long)
+    cap = torch.zeros((len(answers), len(DIMENSION_KEYS)), dtype=torch.bool)
+    for b, (text, ex) in enumerate(zip(answers, examples)):
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        offs = enc["offset_mapping"]
+        off = length - (prompt_lengths[b] + len(enc["input_ids"]) + 1)
+        for d, span in enumerate(keyword_spans(ex)):
+            if span is None:
+                continue
+            start = span[0]
+            j = next((i for i, (a, e) in enumerate(offs) if e > a and a in (start, start - 1) and e > start), -1)
+            if j >= 0:
+                pos[b, d] = prompt_lengths[b] + j + off
+                cap[b, d] = span[3]
+    return pos, cap
+
+
 class VideoCollator:
     """Turns a list of :class:`ClipExample` into a model batch via ``vqalib.inputs.build_batch``.
 
@@ -446,8 +535,9 @@ class VideoCollator:
 
     def __init__(self, processor: Any, cache: FrameCache, *, with_answers: bool = True, augment: bool = False,
                  rationale: str = "short", repeat: int = 1, seed: int = 0, instruction: str = "",
-                 with_raters: bool = False):
+                 with_raters: bool = False, keywords: bool = False):
         self.processor = processor
+        self.keywords = keywords  # add keyword_positions / keyword_capitalised [B, 5] (target_position=keyword)
         self.cache = cache
         self.with_answers = with_answers
         self.augment = augment
@@ -483,11 +573,16 @@ class VideoCollator:
         batch["video_ids"] = ids
         if self.with_raters:
             batch["rater_scores"] = rater_scores(examples, self.repeat)
+        if self.keywords and self.with_answers:
+            exs = [ex for ex in examples for _ in range(self.repeat)]
+            batch["keyword_positions"], batch["keyword_capitalised"] = keyword_positions(
+                self.processor.tokenizer, answers, exs, built.prompt_lengths, int(built["input_ids"].shape[1]))
         return batch
 
 
 #: Keys the collator adds that the model must not receive.
-NON_MODEL_KEYS: tuple[str, ...] = ("targets", "video_ids", "labels", "answer_mask", "score_positions", "rater_scores")
+NON_MODEL_KEYS: tuple[str, ...] = ("targets", "video_ids", "labels", "answer_mask", "score_positions", "rater_scores",
+                                   "keyword_positions", "keyword_capitalised")
 
 
 def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
