@@ -213,6 +213,13 @@ print(f"zero-mass levels: {zm['zero_levels']}; π*(truth) at λ=0.05 without flo
 # much of the mass on the neighbouring levels, the second is almost the one-hot label. The project
 # follows Appendix C (it names λ and β for ASO explicitly; Section 5.1's sentence is about the GRPO
 # KL penalty, where 0.1 is the usual value), and every config states `lam` and `beta`.
+#
+# A third reading takes Sections 4.2 and 5.1 as **one objective**: λ = 1 sits inside π\* (Appendix C), and
+# Section 4.2's KL that "acts as a regularizer for the entire sequence" is a separate term whose weight is
+# Section 5.1's 0.1. That reconciles both sections without changing π\* (its row would equal Appendix C's
+# below): it sets `rationale_weight`, the weight of the whole-sequence KL to the SFT model on the other
+# answer tokens. It is the config default (`rationale_weight: 0.1`, `aso_7b.yaml`, the `qwen7b_lora`
+# parameters); the tiny demo keeps 1.0 (its numbers in the README were measured with it).
 
 # %%
 readings = {"Appendix C: λ = 1, β = 1": (1.0, 1.0), f"Section 5.1: λ = {LAM_SECTION_5_1:g}, β = 1": (LAM_SECTION_5_1, 1.0)}

@@ -187,7 +187,8 @@ NOTEBOOK_FIELDS = {
     "aso": ("06_aso", {"FINETUNE": "finetune", "LAM": "lam", "BETA": "beta", "REWARD": "reward",
                        "PENALISE_OUTSIDE": "penalise_outside", "RATIONALE_LOSS": "rationale_loss",
                        "RATIONALE_WEIGHT": "rationale_weight", "ON_POLICY": "on_policy", "BATCH_SIZE": "batch_size",
-                       "LR": "lr", "RATIONALE": "rationale", "INSTRUCTION": "instruction"}),
+                       "LR": "lr", "RATIONALE": "rationale", "INSTRUCTION": "instruction",
+                       "TARGET_POSITION": "target_position"}),
 }
 
 

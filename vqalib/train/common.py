@@ -126,7 +126,7 @@ class ASOConfig(CommonConfig):
     reward: str = "abs"  # abs: R = -beta |s - s*| on the mean label (paper) | multi_rater: -beta mean_r |s - s_r|
     penalise_outside: bool = True  # score loss on unnormalised level log-probs: adds -log(1 - mass off the 9 levels)
     rationale_loss: str = "kl"  # kl (to the reference policy on the other answer tokens, paper) | ce (on the reference rationale) | none
-    rationale_weight: float = 1.0
+    rationale_weight: float = 0.1  # weight of the whole-sequence KL (paper Sec. 5.1's 0.1; lam = 1 stays inside pi*, Sec. 4.2 / App. C; docs/training.md)
     target_position: str = "score"  # where pi* is trained (issue 20): score (paper: the score line after `rationale`) | keyword (the evaluation keyword in the full rationale, where the model decides; needs rationale=full)
     on_policy: bool = False  # sample the rationale from the current policy (scrubbed of score words) and score there
     max_new_tokens: int = 96  # on-policy sampling length
