@@ -48,24 +48,10 @@ def _srcc_mean(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def _keyword_levels(text: str) -> list[float | None]:
-    """The level named by the last evaluation keyword on the line that names each dimension (None if none)."""
-    import re
+    """The level named by each dimension's own keyword in ``text`` (``vqalib.train.compare.own_keyword_levels``)."""
+    from vqalib.train.compare import own_keyword_levels
 
-    from vqalib.levels import DIMENSIONS, KEYWORDS
-
-    level_of = {w.lower(): v for v, w in KEYWORDS.items()}
-    kw = re.compile(r"\b(" + "|".join(KEYWORDS.values()) + r")\b", re.IGNORECASE)
-    out = []
-    lines = text.split("\n")
-    for name in DIMENSIONS:
-        found = None
-        for line in lines:
-            if name.lower() in line.lower() and not re.match(rf"\s*{re.escape(name)}\s*:\s*\d", line, re.IGNORECASE):
-                hits = kw.findall(line)
-                if hits:
-                    found = level_of[hits[-1].lower()]
-        out.append(found)
-    return out
+    return own_keyword_levels(text)
 
 
 def evaluate(checkpoint: str, cfg, examples, batch_size: int = 16) -> dict[str, np.ndarray]:

@@ -284,6 +284,20 @@ run.log_metrics({f"aso/test_srcc/{r.dimension}": r.srcc_after for r in change[ch
 display(change.round(3))
 
 # %% [markdown]
+# Both views per method (issue 20), labelled: the **generated** answer (parsed score: what a user reads; parse
+# rate; the share of parsed scores equal to the level of the answer's own keyword) and the **teacher-forced**
+# readout (the expected score over the nine levels). ASO's soft target is trained in a teacher-forced
+# context, so only the generated view says whether the answers users get improved.
+
+# %%
+from vqalib.train import compare as _compare
+
+view_preds = {n: [read_predictions(p)[0]] for n, p in others.items() if p.is_file()} | {"aso": [aso_rows]}
+views = _compare.answer_views(view_preds, n_boot=N_BOOT, seed=SEED)
+run.save_table(views.reset_index(), "aso_views", index=False)
+views
+
+# %% [markdown]
 # ## Using every rater's score (`REWARD = "multi_rater"`)
 #
 # The label s\* is the mean of at least three raters snapped to the grid. `REWARD = "multi_rater"`

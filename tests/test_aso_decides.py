@@ -230,3 +230,53 @@ def test_keyword_target_config_needs_the_full_rationale():
         load_config("aso", None, ["target_position=middle"])
     with pytest.raises(ValueError, match="rationale=full teacher-forces"):
         load_config("aso", None, ["rationale=full"])  # the score target after a named level is still refused
+
+
+# ------------------------------------------------------------------ items 5: both views, labelled
+
+def _pred_rows(method_shift: float, n: int = 12, keyword_ok: bool = True):
+    import pandas as pd
+
+    from vqalib.levels import DIMENSION_KEYS as DIMS
+    from vqalib.levels import KEYWORDS, NAME_OF
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        target = float(1.0 + 0.5 * (i % 9))
+        parsed = min(5.0, target + method_shift)
+        kw = KEYWORDS[parsed if keyword_ok else (5.0 if parsed < 3 else 1.0)]
+        text = "\n".join(f"{NAME_OF[k]} is {kw.lower()}: detail." for k in DIMS) + "\n\n" + \
+            "\n".join(f"{NAME_OF[k]}: {parsed:.1f}" for k in DIMS)
+        for k in DIMS:
+            dist = np.full(9, 0.01)
+            dist[int(round((target - 1) * 2))] += 0.91
+            dist = dist / dist.sum()
+            ok = i != 0  # one clip fails to parse
+            rows.append({"video_id": f"v{i}", "dimension": k, "target": target, "parsed_score": parsed if ok else None,
+                         "expected_score": float((dist * np.arange(1, 5.01, 0.5)).sum()) + rng.normal(0, 0.01),
+                         "argmax_score": target, "dist": None, "outside_mass": 0.0, "raw_text": text,
+                         "parse_status": "ok" if ok else "missing"})
+    return pd.DataFrame(rows)
+
+
+import numpy as np  # noqa: E402
+
+
+def test_answer_views_report_generated_and_teacher_forced_side_by_side():
+    from vqalib.train.compare import VIEW_LABEL, answer_views
+
+    views = answer_views({"sft": [_pred_rows(0.0)], "aso": [_pred_rows(0.0, keyword_ok=False)]}, n_boot=50)
+    assert list(views.index) == ["SFT", "ASO"]
+    assert {f"SRCC mean, {VIEW_LABEL['parsed_score']}", f"SRCC mean, {VIEW_LABEL['expected_score']}"} <= set(views.columns)
+    assert views.loc["SFT", "parse rate"] == pytest.approx(11 / 12)
+    assert views.loc["SFT", "score = its own keyword"] == 1.0
+    assert views.loc["ASO", "score = its own keyword"] == 0.0
+    assert views.loc["SFT", "items with a keyword"] == 11 * 5
+
+
+def test_own_keyword_levels_reads_each_dimension_s_keyword_not_the_score_lines():
+    from vqalib.train.compare import own_keyword_levels
+
+    text = "Motion Quality is subpar: shake.\nBecause of blur; the clarity quality is good.\n\nMotion Quality: 2.5\nClarity Quality: 3.5"
+    assert own_keyword_levels(text) == [2.5, None, None, None, 3.5]
