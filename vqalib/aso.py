@@ -406,10 +406,11 @@ def pi_ref_health_problems(health: dict[str, float], th: HealthThresholds | None
     out = []
     off = health.get("off_level_mean", float("nan"))
     if off == off and off > th.max_off_level:
-        out.append(f"pi_ref is mostly off the levels: {off:.0%} of the mass at the score positions is on text other "
-                   f"than the nine level strings (limit {th.max_off_level:.0%}), so the renormalised pi_ref is close "
-                   f"to noise. Fix: read pi_ref where the model writes its level (target_position: keyword), train "
-                   f"the SFT model longer, or use rationale: none/short so the score line follows text the model writes")
+        out.append(f"pi_ref is mostly off the levels: {off:.0%} of the mass where pi_ref is read is on text other "
+                   f"than the nine levels (level strings, or keywords with target_position: keyword; limit "
+                   f"{th.max_off_level:.0%}), so the renormalised pi_ref is close to noise. Fix: read pi_ref where the "
+                   f"model writes its level (target_position: keyword after an SFT with rationale: full), train the SFT "
+                   f"model longer, or use rationale: none/short so the score line follows text the model writes")
     if (health["kl_star_ref"] < th.min_kl and health["argmax_flip_share"] < th.min_flip
             and health["expected_shift_mean"] < th.min_shift):
         out.append(f"pi* ~ pi_ref, ASO would be a no-op: KL(pi*||pi_ref) = {health['kl_star_ref']:.4f} nats, "
