@@ -1,7 +1,7 @@
 """ASO where the model decides (issue 20): the score read in ASO's training context vs the generated answer.
 
-    .venv/bin/python bench/bench_aso_decides.py                       # the tiny YAMLs' step counts (slow on CPU)
-    .venv/bin/python bench/bench_aso_decides.py --sft-steps 200 --aso-steps 40 --test-limit 64 --seeds 1
+    .venv/bin/python bench/bench_aso_decides.py                       # SFT 400 + 2 x ASO 60 steps, 64 test clips
+    .venv/bin/python bench/bench_aso_decides.py --sft-steps 800 --aso-steps 120 --seeds 3   # the tiny YAMLs' steps
 
 Trains SFT on the tiny-pretrained preset with ``rationale: full`` (``env/train_configs/sft_tiny.yaml`` plus
 overrides), then ASO from it twice per seed, side by side in one run:
@@ -114,10 +114,10 @@ def summarise(y: np.ndarray, runs: list[dict[str, np.ndarray]], n_boot: int, see
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sft-steps", type=int, default=800, help="SFT steps (sft_tiny.yaml: 800)")
-    ap.add_argument("--aso-steps", type=int, default=120, help="ASO steps per run (aso_tiny.yaml: 120)")
+    ap.add_argument("--sft-steps", type=int, default=400, help="SFT steps (sft_tiny.yaml: 800)")
+    ap.add_argument("--aso-steps", type=int, default=60, help="ASO steps per run (aso_tiny.yaml: 120)")
     ap.add_argument("--seeds", type=int, default=1, help="ASO seeds per design, from the one SFT checkpoint")
-    ap.add_argument("--test-limit", type=int, default=0, help="test clips evaluated (0 = all)")
+    ap.add_argument("--test-limit", type=int, default=64, help="test clips evaluated (0 = all)")
     ap.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
     ap.add_argument("--lam", type=float, default=1.0)
     ap.add_argument("--beta", type=float, default=1.0)
