@@ -151,9 +151,12 @@ def test_pi_ref_key_changes_with_everything_that_changes_pi_ref(tmp_path):
     key = pi_ref_key(load_config("aso", None, base), exs)
     assert key == pi_ref_key(load_config("aso", None, base), exs)  # deterministic
     for change in ({"finetune": "lora"}, {"finetune": "qlora"}, {"bf16": True}, {"augment": False},
-                   {"rationale": "none"}, {"instruction": "Rate it."}, {"max_pixels": 50176},
-                   {"rationale": "full", "target_position": "keyword"}):
+                   {"rationale": "none"}, {"instruction": "Rate it."}, {"max_pixels": 50176}):
         assert pi_ref_key(load_config("aso", None, {**base, **change}), exs) != key, change
+    import dataclasses
+
+    # issue 20: pi_ref read at the keyword is another distribution than at the score line
+    assert pi_ref_key(dataclasses.replace(load_config("aso", None, base), target_position="keyword"), exs) != key
     relabelled = _example()
     relabelled.scores["clarity_quality"] = 1.5  # an earlier score line is teacher-forced: labels count
     assert pi_ref_key(load_config("aso", None, base), [relabelled]) != key
