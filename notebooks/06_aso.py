@@ -56,7 +56,8 @@ ON_POLICY: bool = False  # sample the rationale from the current policy (scrubbe
 STEPS: int = 5000  # cap on optimisation steps per seed (with BUDGET_S > 0 the budget stops training first)
 BATCH_SIZE: int = 16  # clips per step (paper: 32)
 LR: float = 5e-4  # peak learning rate (paper, 7B: 5e-6)
-RATIONALE: str = "none"  # text pi_ref is read after: none | short | scrubbed (full names the score: refused)
+RATIONALE: str = "none"  # text pi_ref is read after: none | short | scrubbed (full names the score: refused) | full with TARGET_POSITION keyword
+TARGET_POSITION: str = "score"  # where pi* is trained: score (paper: the score line after RATIONALE) | keyword (the evaluation keyword in the full rationale; docs/training.md)
 INSTRUCTION: str = "Rate the video quality."  # instruction the SFT stage used; empty means vqalib.prompts.INSTRUCTION
 DEVICE: str = "cpu"  # cpu | cuda | auto
 BF16: bool = False  # bfloat16 training (GPU)
@@ -90,6 +91,7 @@ cfg = load_config("aso", CONFIG or None, {
     "data_dir": DATA_DIR, "sample_size": SAMPLE_SIZE, "seed": SEED, "finetune": FINETUNE, "lam": LAM, "beta": BETA,
     "reward": REWARD, "penalise_outside": PENALISE_OUTSIDE, "rationale_loss": RATIONALE_LOSS, "rationale_weight": RATIONALE_WEIGHT, "on_policy": ON_POLICY,
     "max_steps": STEPS, "batch_size": BATCH_SIZE, "lr": LR, "rationale": RATIONALE, "instruction": INSTRUCTION,
+    "target_position": TARGET_POSITION,
     "device": DEVICE, "bf16": BF16, "augment": False, "warmup_steps": min(5, STEPS - 1),
     "logging_steps": max(1, min(10, STEPS // 8)),
     "max_train_seconds": BUDGET_S, "eval_every_seconds": EVAL_EVERY_S, "eval_limit": CURVE_LIMIT, "eval_split": EVAL_SPLIT,
@@ -188,6 +190,32 @@ print(f"The 9-level CE is H(π*) + KL(π* ‖ π_θ). H(π*), fixed by the label
 curves.tail()
 
 # %% [markdown]
+# ### π_ref health (issue 20)
+#
+# Before training, the trainer checks the cached π_ref (`vqalib.aso.pi_ref_health`, stored in `pi_ref.pt`
+# beside it): how much of the SFT model's mass at the score positions is **off** the nine level strings
+# (renormalising hides it; mostly off means π_ref is close to noise), its entropy, π_ref(s\*), and how far
+# λ and β move it: KL(π\*‖π_ref), the share of items whose argmax flips and the mean change of the
+# expected score. It warns (`pi_ref_health: warn`, the default) or refuses (`refuse`) when π_ref is mostly
+# off the levels, when π\* ≈ π_ref (ASO a no-op) or when π\* ≈ the one-hot label (ASO = SFT on the scores).
+
+# %%
+import torch
+
+if not ON_POLICY:
+    from vqalib.aso import format_health, pi_ref_health_problems
+    from vqalib.runs import resolve_path as _rp
+
+    saved_pi_ref = torch.load(_rp(cfg.pi_ref_path), weights_only=True)
+    health = saved_pi_ref.get("health")
+    print(format_health(health))
+    health_problems = pi_ref_health_problems(health)
+    print("problems:" if health_problems else "no problem found", *health_problems, sep="\n- ")
+    run.log_metrics({f"aso/pi_ref_health/{k}": v for k, v in health.items() if isinstance(v, (int, float))})
+else:
+    print("on-policy ASO: pi_ref depends on the sampled rationale, so there is no cached pi_ref to check")
+
+# %% [markdown]
 # ### Mass off the nine levels
 #
 # `outside_mass` above is the probability the model puts on anything that is not one of the nine
@@ -220,14 +248,16 @@ pd.DataFrame(outside_rows).round(4)
 # stay 0 in π\* (the paper's limitation; `vqalib.aso.zero_mass`).
 
 # %%
-if not ON_POLICY:
+if not ON_POLICY and TARGET_POSITION == "score":
     ids = sorted(report.load_pi_ref(cfg.pi_ref_path))[:N_SHOW]
     dists = report.aso_distributions(cfg.pi_ref_path, cfg.output_dir, cfg, ids, LAM, BETA)
     fig = report.plot_aso_distributions(dists)
     run.save_fig(fig, "aso_distributions")
     plt.show()
-else:
+elif ON_POLICY:
     print("on-policy ASO: pi_ref depends on the sampled rationale, so there is no cached pi_ref to draw")
+else:
+    print("target_position=keyword: the cached pi_ref is over the nine keywords, not the score lines drawn here")
 
 # %% [markdown]
 # ## Held-out predictions and what changed
@@ -252,6 +282,20 @@ for name, p in others.items():
 change = run.save_table(pd.concat(changes), "aso_vs_sft_grpo", index=False)
 run.log_metrics({f"aso/test_srcc/{r.dimension}": r.srcc_after for r in change[change["versus"] == "sft"].itertuples()})
 display(change.round(3))
+
+# %% [markdown]
+# Both views per method (issue 20), labelled: the **generated** answer (parsed score: what a user reads; parse
+# rate; the share of parsed scores equal to the level of the answer's own keyword) and the **teacher-forced**
+# readout (the expected score over the nine levels). ASO's soft target is trained in a teacher-forced
+# context, so only the generated view says whether the answers users get improved.
+
+# %%
+from vqalib.train import compare as _compare
+
+view_preds = {n: [read_predictions(p)[0]] for n, p in others.items() if p.is_file()} | {"aso": [aso_rows]}
+views = _compare.answer_views(view_preds, n_boot=N_BOOT, seed=SEED)
+run.save_table(views.reset_index(), "aso_views", index=False)
+views
 
 # %% [markdown]
 # ## Using every rater's score (`REWARD = "multi_rater"`)
@@ -294,7 +338,7 @@ mr.T.round(3)
 # %%
 from vqalib.train.common import validate_config
 
-if not ON_POLICY:
+if not ON_POLICY and TARGET_POSITION == "score":
     # a fixed number of steps (no wall-clock budget, no held-out curve): this run only shows the floor
     eps_cfg = dataclasses.replace(cfg, eps=EPS, max_steps=EPS_STEPS, output_dir=f"{RUN_DIR}/checkpoints/aso_eps",
                                   warmup_steps=min(cfg.warmup_steps, EPS_STEPS - 1), max_train_seconds=0.0,
@@ -328,8 +372,10 @@ if not ON_POLICY:
              f"{low[aso_name]:.1e} ({low[eps_name] / low[aso_name]:.2f}x)." if low.n_pairs else ".")
           + f" The two runs also differ in steps ({EPS_STEPS} vs {aso_steps}), so this ratio is not the floor's "
             "effect alone; the floor's own effect is π* with and without it, above.")
-else:
+elif ON_POLICY:
     print("on-policy ASO: pi_ref depends on the sampled rationale, so there is no cached pi_ref to search")
+else:
+    print("target_position=keyword: the cached pi_ref is over the nine keywords, not the score lines drawn here")
 
 # %% [markdown]
 # ## Reading the result honestly

@@ -211,6 +211,12 @@ else:
     run.log_metrics({f"compare/{m}/seeds": len(v) for m, v in seed_preds.items()})
     display(seed_table)
     display(compare.summary_table(seed_table, boot))
+    # issue 20: both views of every method, labelled; the verdict below is on the generated answers
+    views = compare.answer_views(seed_preds, n_boot=N_BOOT, seed=SEED)
+    run.save_table(views.reset_index(), "method_views", index=False)
+    display(views)
+    display(Markdown("The verdict is computed on the **generated** answers (`parsed_score`, what a user reads); the "
+                     "teacher-forced column above (`expected_score`) is shown beside it, not used for the verdict."))
     display(Markdown(compare.verdicts(seed_table, boot, curve)))
 
 # %% [markdown]

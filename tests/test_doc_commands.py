@@ -140,6 +140,10 @@ DECISIONS: dict[str, Run | Check | Skip] = {
     "env/train_configs/sft_7b.yaml": Check(MULTI_GPU, "check_accelerate"),
     "accelerate launch --config_file env/accelerate_fsdp.yaml -m vqalib train aso --config "
     "env/train_configs/aso_7b.yaml": Check(MULTI_GPU, "check_accelerate"),
+    # ---- docs/training.md, "ASO where the model decides" (issue 20)
+    ".venv/bin/python bench/bench_aso_decides.py --sft-steps 800 --aso-steps 120 --seeds 3": Skip(BENCH),
+    ".venv/bin/python bench/bench_aso_decides.py --sft-steps 200 --aso-steps 40 --test-limit 64 --seeds 1 --n-boot 500":
+        Skip(BENCH),
     # ---- docs/benchmarks.md
     "OMP_NUM_THREADS=1 .venv/bin/python bench/bench_video.py": Skip(BENCH),
     ".venv/bin/python bench/bench_video_memory.py": Skip(BENCH),

@@ -82,12 +82,13 @@ def test_scrubbed_rationales_drop_every_sentence_naming_a_level():
     # inputs from the wild: paper-style "Overall ..." lines, numbers, synonyms, decimals inside a sentence
     text = ("Dynamic Motion Quality Reason: smooth pan.\nOverall Clarity: Overall clarity quality Satisfactory.\n"
             "Rated 4/5 overall. The frame is 1080p. Score 3.5! Motion is decent. Sharp edges.")
-    assert scrub_rationale(text) == "Dynamic Motion Quality Reason: smooth pan.\nOverall Clarity.\nThe frame is 1080p. Sharp edges."
+    # issue 20: "1080p" is a template tell (clarity score 5) and the emptied "Overall Clarity:" heading goes
+    assert scrub_rationale(text) == "Dynamic Motion Quality Reason: smooth pan.\nSharp edges."
     # the sample dataset's style: keyword and evidence in one sentence; only the clause with the keyword goes
     assert scrub_rationale("Clarity Quality is subpar: the video shows blur, so fine detail is lost.") == \
         "the video shows blur, so fine detail is lost."
-    assert scrub_rationale("The camera moves at a moderate pace, so the motion amplitude is rated acceptable.") == \
-        "The camera moves at a moderate pace."
+    # issue 20: the sample dataset's motion-amount sentence is chosen by the level (synth.amplitude_tag): a tell
+    assert scrub_rationale("The camera moves at a moderate pace, so the motion amplitude is rated acceptable.") == ""
     for word in KEYWORDS.values():
         assert reveals_score(f"It looks {word.lower()} overall.")
 
@@ -118,7 +119,8 @@ def test_shipped_aso_configs_read_pi_ref_after_score_free_text_and_state_lambda_
         raw = yaml.safe_load(path.read_text())
         assert {"lam", "beta", "rationale", "rationale_loss", "reward", "penalise_outside"} <= set(raw), path.name
         cfg = load_config("aso", path)
-        assert cfg.on_policy or cfg.rationale in SCORE_FREE_MODES, path.name
+        # issue 20: target_position=keyword reads pi at the keyword itself, before the text that names the level
+        assert cfg.on_policy or cfg.rationale in SCORE_FREE_MODES or cfg.target_position == "keyword", path.name
         assert cfg.rationale_loss == "kl", path.name  # the paper's whole-sequence KL
     for path in sorted((root / "env" / "train_configs").glob("grpo_*.yaml")):
         raw = yaml.safe_load(path.read_text())
@@ -126,7 +128,8 @@ def test_shipped_aso_configs_read_pi_ref_after_score_free_text_and_state_lambda_
     for path in sorted((root / "notebooks" / "params").glob("06_aso.*.yaml")):
         raw = yaml.safe_load(path.read_text())
         rationale = raw.get("RATIONALE", "none")
-        assert raw.get("ON_POLICY", False) or rationale in SCORE_FREE_MODES, path.name
+        assert raw.get("ON_POLICY", False) or rationale in SCORE_FREE_MODES or raw.get("TARGET_POSITION") == "keyword", \
+            path.name
 
 
 def test_on_policy_ce_is_refused_and_kl_is_the_default():
@@ -150,6 +153,10 @@ def test_pi_ref_key_changes_with_everything_that_changes_pi_ref(tmp_path):
     for change in ({"finetune": "lora"}, {"finetune": "qlora"}, {"bf16": True}, {"augment": False},
                    {"rationale": "none"}, {"instruction": "Rate it."}, {"max_pixels": 50176}):
         assert pi_ref_key(load_config("aso", None, {**base, **change}), exs) != key, change
+    import dataclasses
+
+    # issue 20: pi_ref read at the keyword is another distribution than at the score line
+    assert pi_ref_key(dataclasses.replace(load_config("aso", None, base), target_position="keyword"), exs) != key
     relabelled = _example()
     relabelled.scores["clarity_quality"] = 1.5  # an earlier score line is teacher-forced: labels count
     assert pi_ref_key(load_config("aso", None, base), [relabelled]) != key
@@ -183,7 +190,8 @@ NOTEBOOK_FIELDS = {
     "aso": ("06_aso", {"FINETUNE": "finetune", "LAM": "lam", "BETA": "beta", "REWARD": "reward",
                        "PENALISE_OUTSIDE": "penalise_outside", "RATIONALE_LOSS": "rationale_loss",
                        "RATIONALE_WEIGHT": "rationale_weight", "ON_POLICY": "on_policy", "BATCH_SIZE": "batch_size",
-                       "LR": "lr", "RATIONALE": "rationale", "INSTRUCTION": "instruction"}),
+                       "LR": "lr", "RATIONALE": "rationale", "INSTRUCTION": "instruction",
+                       "TARGET_POSITION": "target_position"}),
 }
 
 

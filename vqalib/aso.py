@@ -23,6 +23,7 @@ those levels; :func:`optimal_policy` keeps them at zero unless the user sets a f
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -331,3 +332,109 @@ def tradeoff_curve(logp_ref, R, lams, *, probs: bool = False, eps: float = 0.0) 
         out["kl"].append(float(kl(lpi, lp, log=True)))
         out["score"].append(float(expected_score(lpi.exp())))
     return {k: np.asarray(v) for k, v in out.items()}
+
+
+# -------------------------------------------------------------------------- π_ref health (issue 20)
+
+def keep_argmax_threshold(lam: float = 1.0, beta: float = 1.0, step: float = 0.5) -> float:
+    """The share ``p`` of π_ref on the level next to s* (the rest on s*) above which π* keeps that wrong
+    argmax: ``p* = 1 / (1 + exp(−β·step/λ))`` (π* ∝ π_ref exp(−β|s−s*|/λ) multiplies the neighbour by
+    ``exp(−β·step/λ)`` relative to s*). λ = β = 1: 0.6225. A larger β or smaller λ raises it."""
+    return 1.0 / (1.0 + math.exp(-beta * step / lam))
+
+
+@dataclass(frozen=True)
+class HealthThresholds:
+    """When :func:`pi_ref_health_problems` calls the cached π_ref unfit for ASO (all means over clips × dimensions).
+
+    ``max_off_level``: mean mass off the nine level strings above this -> π_ref is mostly read where the
+    model does not write a level (renormalising it gives noise). ``min_kl``/``min_flip``/``min_shift``:
+    KL(π*‖π_ref) (nats), the share of items whose argmax flips and the mean |Δ expected score| all below
+    these -> π* ≈ π_ref and ASO is a no-op. ``max_label_mass``: mean π*(s*) above this -> π* ≈ the one-hot
+    label and ASO is SFT on the score tokens."""
+
+    max_off_level: float = 0.5
+    min_kl: float = 0.01
+    min_flip: float = 0.01
+    min_shift: float = 0.02
+    max_label_mass: float = 0.9
+
+
+def pi_ref_health(logp_ref, s_star, lam: float = 1.0, beta: float = 1.0, outside=None) -> dict[str, float]:
+    """How usable a cached π_ref is for ASO, and how far λ and β move it.
+
+    ``logp_ref``: log π_ref [N, D, 9] (or [N, 9]) renormalised over the nine levels; ``s_star``: the
+    labels [N, D] on the 0.5 grid; ``outside``: the mass the model put off the nine level strings
+    [N, D] (``None`` = unknown, reported as NaN). Returns plain floats: ``off_level_mean``,
+    ``off_level_share_over_half`` (items with more than half off), ``entropy`` (nats, uniform = 2.197),
+    ``p_label_mean`` / ``p_label_p10`` / ``p_label_p50`` / ``p_label_p90`` (π_ref(s*)),
+    ``pistar_label_mean`` (π*(s*)), ``kl_star_ref`` (KL(π*‖π_ref), nats), ``argmax_flip_share``,
+    ``expected_shift_mean`` (mean |E_π*[s] − E_π_ref[s]|), ``n_items``, ``lam``, ``beta``; plus the
+    per-dimension means ``off_level_by_dim`` and ``p_label_by_dim`` (lists, D entries) for [N, D, 9]."""
+    lp = _t(logp_ref).double()
+    st = _t(s_star).double()
+    p = lp.exp()
+    star = optimal_policy(lp, reward_abs(st, beta), lam)
+    pl = label_mass(p, st)
+    q = torch.quantile(pl.flatten(), torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64))
+    out = {
+        "n_items": int(pl.numel()), "lam": float(lam), "beta": float(beta),
+        "entropy": float(entropy(p).mean()),
+        "p_label_mean": float(pl.mean()), "p_label_p10": float(q[0]), "p_label_p50": float(q[1]),
+        "p_label_p90": float(q[2]),
+        "pistar_label_mean": float(label_mass(star, st).mean()),
+        "kl_star_ref": float(kl(star, p).mean()),
+        "argmax_flip_share": float((argmax_score(star) != argmax_score(p)).double().mean()),
+        "expected_shift_mean": float((expected_score(star) - expected_score(p)).abs().mean()),
+    }
+    if outside is not None:
+        o = _t(outside).double()
+        out["off_level_mean"] = float(o.mean())
+        out["off_level_share_over_half"] = float((o > 0.5).double().mean())
+        if o.dim() >= 2:
+            out["off_level_by_dim"] = [float(v) for v in o.reshape(-1, o.shape[-1]).mean(0)]
+    else:
+        out["off_level_mean"] = out["off_level_share_over_half"] = float("nan")
+    if pl.dim() >= 2:
+        out["p_label_by_dim"] = [float(v) for v in pl.reshape(-1, pl.shape[-1]).mean(0)]
+    return out
+
+
+def pi_ref_health_problems(health: dict[str, float], th: HealthThresholds | None = None) -> list[str]:
+    """The problems of a :func:`pi_ref_health` report under thresholds ``th``, each with its fix; [] = healthy."""
+    th = th or HealthThresholds()
+    out = []
+    off = health.get("off_level_mean", float("nan"))
+    if off == off and off > th.max_off_level:
+        out.append(f"pi_ref is mostly off the levels: {off:.0%} of the mass where pi_ref is read is on text other "
+                   f"than the nine levels (level strings, or keywords with target_position: keyword; limit "
+                   f"{th.max_off_level:.0%}), so the renormalised pi_ref is close to noise. Fix: read pi_ref where the "
+                   f"model writes its level (target_position: keyword after an SFT with rationale: full), train the SFT "
+                   f"model longer, or use rationale: none/short so the score line follows text the model writes")
+    if (health["kl_star_ref"] < th.min_kl and health["argmax_flip_share"] < th.min_flip
+            and health["expected_shift_mean"] < th.min_shift):
+        out.append(f"pi* ~ pi_ref, ASO would be a no-op: KL(pi*||pi_ref) = {health['kl_star_ref']:.4f} nats, "
+                   f"{health['argmax_flip_share']:.1%} of argmaxes flip, mean expected-score shift "
+                   f"{health['expected_shift_mean']:.3f} (limits {th.min_kl}, {th.min_flip:.0%}, {th.min_shift}). "
+                   f"Fix: raise beta or lower lam (lam={health['lam']}, beta={health['beta']})")
+    if health["pistar_label_mean"] > th.max_label_mass:
+        out.append(f"pi* ~ the one-hot label, ASO would be SFT on the score tokens: mean pi*(s*) = "
+                   f"{health['pistar_label_mean']:.3f} (limit {th.max_label_mass}). Fix: raise lam or lower beta, and "
+                   f"check that the text before the score does not name it (collator.reveals_score)")
+    return out
+
+
+def format_health(health: dict[str, float]) -> str:
+    """A few lines of text for a :func:`pi_ref_health` report (notebook 06 and the training log)."""
+    lines = [f"pi_ref health over {health['n_items']} clip x dimension items (lam={health['lam']}, beta={health['beta']}):",
+             f"  off-level mass      mean {health['off_level_mean']:.3f}, items with > 50 % off: "
+             f"{health['off_level_share_over_half']:.1%}",
+             f"  entropy             {health['entropy']:.3f} nats (uniform over 9 = {math.log(N_LEVELS):.3f})",
+             f"  pi_ref(s*)          mean {health['p_label_mean']:.3f}  p10 {health['p_label_p10']:.3f}  "
+             f"p50 {health['p_label_p50']:.3f}  p90 {health['p_label_p90']:.3f}  (uniform 0.111)",
+             f"  pi*(s*)             mean {health['pistar_label_mean']:.3f}",
+             f"  how far pi* moves   KL(pi*||pi_ref) {health['kl_star_ref']:.4f} nats, argmax flips "
+             f"{health['argmax_flip_share']:.1%}, mean |expected score shift| {health['expected_shift_mean']:.3f}"]
+    if "off_level_by_dim" in health:
+        lines.append("  off-level by dim    " + "  ".join(f"{v:.2f}" for v in health["off_level_by_dim"]))
+    return "\n".join(lines)

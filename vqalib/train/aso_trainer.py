@@ -69,6 +69,41 @@ def level_logprobs(model: Any, batch: dict[str, Any], tokenizer: Any, return_log
                 return_logits=return_logits)
 
 
+def keyword_logprobs_raw(model: Any, batch: dict[str, Any], tokenizer: Any, return_logits: bool = False):
+    """Unnormalised log pi over the nine evaluation keywords at each dimension's keyword position
+    (``batch["keyword_positions"]`` [B, 5], from ``VideoCollator(keywords=True)``): [B, 5, 9], NaN where a
+    dimension has no keyword; the keywords are a level set scored like the level strings
+    (``vqalib.scoring.level_logprobs_raw``, shared-prefix tree). A batch with capitalised keywords takes a
+    second pass for them. ``return_logits=True`` adds the sequence's teacher-forced logits [B, L, V]."""
+    from vqalib.scoring import level_logprobs_raw
+    from vqalib.train.collator import keyword_token_ids
+
+    pos, cap = batch["keyword_positions"], batch["keyword_capitalised"].to(batch["keyword_positions"].device)
+    lower = pos.masked_fill(cap, -1)
+    res = level_logprobs_raw(model, model_inputs(batch), keyword_token_ids(tokenizer), lower, return_logits=return_logits)
+    raw, logits = res if return_logits else (res, None)
+    if bool((cap & (pos > 0)).any()):
+        raw_cap = level_logprobs_raw(model, model_inputs(batch), keyword_token_ids(tokenizer, True), pos.masked_fill(~cap, -1))
+        raw = torch.where(cap[..., None], raw_cap, raw)
+    return (raw, logits) if return_logits else raw
+
+
+def keyword_token_mask(labels: torch.Tensor, positions: torch.Tensor, tokenizer: Any) -> torch.Tensor:
+    """True on the label positions of each dimension's teacher-forced keyword (the tokens of whichever of
+    the nine keywords is written there); those are trained by the soft-target term instead."""
+    from vqalib.train.collator import keyword_token_ids
+
+    cands = keyword_token_ids(tokenizer) + keyword_token_ids(tokenizer, True)
+    mask = torch.zeros_like(labels, dtype=torch.bool)
+    for b in range(labels.shape[0]):
+        for p in positions[b].tolist():
+            if p < 0:
+                continue
+            n = max((len(c) for c in cands if labels[b, p:p + len(c)].tolist() == list(c)), default=1)
+            mask[b, p:p + n] = True
+    return mask
+
+
 def score_token_mask(labels: torch.Tensor, score_positions: torch.Tensor, n_tokens: int = 3) -> torch.Tensor:
     """True on the label positions that are score-level tokens (``"3"``, ``"."``, ``"5"``: ``n_tokens``
     tokens from each dimension's first digit); those are trained by the soft-target term instead."""
@@ -137,7 +172,8 @@ def pi_ref_key(cfg: ASOConfig, examples: Sequence[ClipExample]) -> str:
                        "lora": [cfg.lora_r, cfg.lora_alpha] if cfg.finetune != "full" else None,
                        "rationale": cfg.rationale, "instruction": cfg.instruction,
                        "fps": cfg.fps, "frames": cfg.max_frames, "pixels": cfg.max_pixels, "augment": cfg.augment,
-                       "answers": answers.hexdigest()}, sort_keys=True)
+                       "answers": answers.hexdigest(), "cache_format": 2,
+                       "target_position": cfg.target_position}, sort_keys=True)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
@@ -156,7 +192,8 @@ def revealing_answers(examples: Sequence[ClipExample], rationale: str) -> list[t
     return out
 
 
-def pi_ref_collator(processor: Any, cache: FrameCache, rationale: str, instruction: str = "") -> VideoCollator:
+def pi_ref_collator(processor: Any, cache: FrameCache, rationale: str, instruction: str = "",
+                    keywords: bool = False) -> VideoCollator:
     """The collator pi_ref is read with: the reference answer teacher-forced under ``rationale``, no
     augmentation. Warns (``UserWarning``) when ``rationale`` is not one of the score-free modes
     (``collator.SCORE_FREE_MODES``): pi_ref read after text that names the score is ~one-hot on it."""
@@ -164,19 +201,25 @@ def pi_ref_collator(processor: Any, cache: FrameCache, rationale: str, instructi
 
     from vqalib.train.collator import SCORE_FREE_MODES
 
-    if rationale not in SCORE_FREE_MODES:
+    if rationale not in SCORE_FREE_MODES and not keywords:
         warnings.warn(f"pi_ref read with rationale={rationale!r}: the teacher-forced rationales may name the score, "
                       f"so pi_ref would be ~one-hot on the label and pi* ~ the label; use one of "
                       f"{list(SCORE_FREE_MODES)} for ASO", UserWarning, stacklevel=3)
     return VideoCollator(processor, cache, with_answers=True, augment=False, rationale=rationale,
-                         instruction=instruction)
+                         instruction=instruction, keywords=keywords)
 
 
 @torch.no_grad()
 def precompute_pi_ref(model: Any, processor: Any, examples: Sequence[ClipExample], cache: FrameCache,
                       rationale: str = "short", batch_size: int = 32, device: str = "cpu",
-                      progress: bool = True, instruction: str = "") -> dict[str, torch.Tensor]:
-    """pi_ref (log-probs [5, 9]) of each clip under ``model`` with the reference answer teacher-forced.
+                      progress: bool = True, instruction: str = "", with_outside: bool = False,
+                      target_position: str = "score"):
+    """pi_ref (log-probs [5, 9], renormalised over the nine levels) of each clip under ``model`` with the
+    reference answer teacher-forced: ``{video_id: [5, 9]}``; ``with_outside=True`` returns
+    ``(pi_ref, outside)`` with ``outside[video_id]`` [5] the mass the model put off the nine level strings
+    at each score position (kept beside the renormalised pi_ref for the health report, issue 20).
+    ``target_position="keyword"``: pi_ref over the nine evaluation keywords at each dimension's keyword
+    in the full rationale (:func:`keyword_logprobs_raw`) instead of the score lines.
 
     Runs once before training (no augmentation). A clip whose answer has no score position raises.
     Under several processes each rank scores its shard (``examples[rank::world]``,
@@ -186,10 +229,12 @@ def precompute_pi_ref(model: Any, processor: Any, examples: Sequence[ClipExample
 
     from vqalib.train.distributed import gather_dict, is_main_process, num_processes, process_index, shard
 
-    collator = pi_ref_collator(processor, cache, rationale, instruction)
+    keywords = target_position == "keyword"
+    collator = pi_ref_collator(processor, cache, rationale, instruction, keywords=keywords)
     was = model.training
     model.eval()
     out: dict[str, torch.Tensor] = {}
+    off: dict[str, torch.Tensor] = {}
     try:
         mine = shard(examples)
         if num_processes() > 1:
@@ -201,13 +246,27 @@ def precompute_pi_ref(model: Any, processor: Any, examples: Sequence[ClipExample
             if bad.any():
                 vid = batch["video_ids"][int(bad.nonzero()[0])]
                 raise ValueError(f"clip {vid!r}: its reference answer has no score position; check prompts.format_answer")
+            if keywords:
+                bad = (batch["keyword_positions"] < 0).any(1)
+                if bad.any():
+                    b = int(bad.nonzero()[0])
+                    dims = [DIMENSION_KEYS[d] for d in range(len(DIMENSION_KEYS)) if batch["keyword_positions"][b, d] < 0]
+                    raise ValueError(f"clip {batch['video_ids'][b]!r}: the rationale of {dims} holds no evaluation "
+                                     f"keyword (Abysmal ... Perfect), so target_position=keyword has nothing to train "
+                                     f"there; fix rationales.jsonl or use target_position=score")
             batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
-            logp, _ = level_logprobs(model, batch, processor.tokenizer)
-            for vid, lp in zip(batch["video_ids"], logp.float().cpu()):
+            if keywords:
+                from vqalib.scoring import normalise
+
+                logp, outside = normalise(keyword_logprobs_raw(model, batch, processor.tokenizer))
+            else:
+                logp, outside = level_logprobs(model, batch, processor.tokenizer)
+            for vid, lp, o in zip(batch["video_ids"], logp.float().cpu(), outside.float().cpu()):
                 out[vid] = lp
+                off[vid] = o
     finally:
         model.train(was)
-    return gather_dict(out)
+    return (gather_dict(out), gather_dict(off)) if with_outside else gather_dict(out)
 
 
 def pi_ref_sharpness(model: Any, processor: Any, examples: Sequence[ClipExample], cache: FrameCache,
@@ -336,7 +395,11 @@ class ASOTrainer(VQATrainer):
         # one tree-masked pass gives both the (unnormalised) level log-probs and, when the rationale term
         # needs them, the sequence's teacher-forced logits (no second forward)
         raw_args = (model_inputs(batch), level_token_ids(tok), batch["score_positions"])
-        if cfg.rationale_loss != "none" and cfg.rationale_weight:
+        want_logits = cfg.rationale_loss != "none" and bool(cfg.rationale_weight)
+        if cfg.target_position == "keyword":  # issue 20: the soft target where the model commits to the level
+            raw_theta, seq_logits = keyword_logprobs_raw(model, batch, tok, return_logits=True) if want_logits \
+                else (keyword_logprobs_raw(model, batch, tok), None)
+        elif want_logits:
             raw_theta, seq_logits = level_logprobs_raw(model, *raw_args, return_logits=True)
         else:
             raw_theta, seq_logits = level_logprobs_raw(model, *raw_args), None
@@ -357,7 +420,10 @@ class ASOTrainer(VQATrainer):
         target = self._targets(logp_ref, targets_scores, batch.get("rater_scores"))
         loss_score = score_loss(raw_theta, target, cfg.penalise_outside)
         loss = loss_score
-        smask = score_token_mask(batch["labels"], batch["score_positions"])
+        if cfg.target_position == "keyword":  # the keyword tokens get the soft target; the score lines the rationale term
+            smask = keyword_token_mask(batch["labels"], batch["keyword_positions"], tok)
+        else:
+            smask = score_token_mask(batch["labels"], batch["score_positions"])
         if cfg.rationale_loss == "ce" and cfg.rationale_weight:
             l_rat = rationale_ce(seq_logits, batch["labels"], smask)
             loss = loss + cfg.rationale_weight * l_rat
@@ -405,6 +471,41 @@ class OnPolicyCollator:
         return out
 
 
+def cached_pi_ref_health(cfg: ASOConfig, examples: Sequence[ClipExample], pi_ref: dict[str, torch.Tensor],
+                         outside: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+    """:func:`vqalib.aso.pi_ref_health` of a cached pi_ref over ``examples`` under the config's lambda and
+    beta (issue 20): off-level mass (``outside``; NaN for a cache written before it was kept), entropy,
+    pi_ref(s*) quantiles, and how far lambda and beta move it (KL(pi*||pi_ref), argmax flips, mean change
+    of the expected score)."""
+    from vqalib.aso import pi_ref_health
+
+    lp = torch.stack([pi_ref[ex.video_id] for ex in examples])
+    off = torch.stack([outside[ex.video_id] for ex in examples]) if outside else None
+    targets = torch.tensor([ex.targets() for ex in examples], dtype=torch.float64)
+    return pi_ref_health(lp, targets, cfg.lam, cfg.beta, outside=off)
+
+
+def check_pi_ref_health(cfg: ASOConfig, health: dict[str, Any], announce: bool = True) -> list[str]:
+    """Print the health report (``announce``) and act on its problems (:func:`vqalib.aso.pi_ref_health_problems`)
+    as ``cfg.pi_ref_health`` says: ``warn`` (a ``UserWarning`` per problem), ``refuse`` (``ValueError`` with
+    the fixes) or ``off``. Returns the problems."""
+    import warnings
+
+    from vqalib.aso import HealthThresholds, format_health, pi_ref_health_problems
+
+    if cfg.pi_ref_health == "off":
+        return []
+    if announce:
+        print(format_health(health), flush=True)
+    problems = pi_ref_health_problems(health, HealthThresholds())
+    if problems and cfg.pi_ref_health == "refuse":
+        raise ValueError("the cached pi_ref is unfit for ASO (pi_ref_health: refuse; set it to warn to train anyway):\n- "
+                         + "\n- ".join(problems))
+    for p in problems:
+        warnings.warn(p, UserWarning, stacklevel=2)
+    return problems
+
+
 def pi_ref_file(cfg: ASOConfig) -> Path:
     """Where the cached pi_ref of ``cfg`` lives: ``pi_ref_path`` when set (several seeds of one SFT
     checkpoint share one file: its key, :func:`pi_ref_key`, leaves the training seed out), else
@@ -422,7 +523,7 @@ def train_aso(cfg: ASOConfig, progress: bool = True, on_step=None) -> TrainResul
         if cfg.on_policy or cfg.rationale_loss == "kl":
             extra["ref_model"] = make_reference(model)
         if not cfg.on_policy:
-            leaks = revealing_answers(examples, cfg.rationale)
+            leaks = revealing_answers(examples, cfg.rationale) if cfg.target_position == "score" else []
             if leaks:
                 vid, words = leaks[0]
                 raise ValueError(f"rationale={cfg.rationale!r}: {len(leaks)} of {len(examples)} teacher-forced rationales "
@@ -430,21 +531,26 @@ def train_aso(cfg: ASOConfig, progress: bool = True, on_step=None) -> TrainResul
                                  f"answer is given away; use rationale=scrubbed, short or none")
             key = pi_ref_key(cfg, examples)
             path = pi_ref_file(cfg)
+            outside = None
             if path.is_file():
                 saved = torch.load(path, weights_only=True)
                 if saved.get("key") == key:
-                    extra["pi_ref"] = saved["pi_ref"]
+                    extra["pi_ref"], outside = saved["pi_ref"], saved.get("outside")
             if "pi_ref" not in extra:
                 device = process_device(resolve_device(cfg.device))
                 model.to(device)
-                pi = precompute_pi_ref(model, processor, examples, cache, cfg.rationale, device=device,
-                                       progress=progress, instruction=cfg.instruction)
+                pi, outside = precompute_pi_ref(model, processor, examples, cache, cfg.rationale, device=device,
+                                                progress=progress, instruction=cfg.instruction, with_outside=True,
+                                                target_position=cfg.target_position)
+                health = cached_pi_ref_health(cfg, examples, pi, outside)
                 if is_main_process():  # every rank holds the gathered pi_ref; one writes it
                     path.parent.mkdir(parents=True, exist_ok=True)
                     tmp = path.with_name(path.name + ".tmp")
-                    torch.save({"key": key, "pi_ref": pi}, tmp)
+                    torch.save({"key": key, "pi_ref": pi, "outside": outside, "health": health}, tmp)
                     tmp.replace(path)
                 extra["pi_ref"] = pi
+            check_pi_ref_health(cfg, cached_pi_ref_health(cfg, examples, extra["pi_ref"], outside),
+                                announce=progress and is_main_process())
         return extra
 
     raters = cfg.reward == "multi_rater"
@@ -454,7 +560,8 @@ def train_aso(cfg: ASOConfig, progress: bool = True, on_step=None) -> TrainResul
     else:
         def collator_factory(processor, cache):  # noqa: E306
             return VideoCollator(processor, cache, with_answers=True, augment=cfg.augment, rationale=cfg.rationale,
-                                 seed=cfg.seed, instruction=cfg.instruction, with_raters=raters)
+                                 seed=cfg.seed, instruction=cfg.instruction, with_raters=raters,
+                                 keywords=cfg.target_position == "keyword")
 
     return run_stage(cfg, ASOTrainer, with_answers=True, progress=progress, on_step=on_step, prepare=prepare,
                      collator_factory=collator_factory)

@@ -478,6 +478,85 @@ RATIONALE_MODES: tuple[str, ...] = ("full", "scrubbed", "short", "none")
 #: Modes whose text never names the score: the only ones ASO may read pi_ref after (issue 9).
 SCORE_FREE_MODES: tuple[str, ...] = ("scrubbed", "short", "none")
 
+@dataclass(frozen=True)
+class Tell:
+    """A phrase a rationale template ties to a score level (other than the level keyword itself).
+
+    ``pattern`` is a regular expression matched case-insensitively at word boundaries; ``levels`` are
+    the levels the template writes it for (documentation and tests: any match counts as a tell);
+    ``source`` names the template and quotes its rule."""
+
+    pattern: str
+    levels: tuple[float, ...]
+    source: str
+
+
+_HI = (3.0, 3.5, 4.0, 4.5, 5.0)
+_LO = (1.0, 1.5, 2.0, 2.5)
+
+#: Template-level tells of the paper's rationale-expansion prompts (its Figs. 3-6): phrases that the
+#: prompt's output template or rating guide writes for some levels only, so a text holding one gives the
+#: score (or a range of it) away even with the keyword removed. One table; :func:`score_tells` adds the
+#: ones derived from the project's own generator (``vqalib.synth``, ``vqalib.prompts``).
+PAPER_TELLS: tuple[Tell, ...] = (
+    # Fig. 6 (clarity): "(If the clarity score reaches 5, please add: the picture quality reaches 1080p or
+    # higher)"; rating guide: 3 "Resolution approximately 720p", 4 "Resolution of 720p or higher", 5 "1080p or higher"
+    Tell(r"\d{3,4}\s*p\b(?:\s+or\s+(?:higher|above|more))?", (3.0, 4.0, 5.0),
+         "Fig. 6 clarity: 'reaches 1080p or higher' (score 5); guide: '~720p' (3), '720p or higher' (4)"),
+    Tell(r"(?:extremely\s+)?(?:low|normal|high)\s+clarity", (1.0, 2.0, 3.0, 4.0),
+         "Fig. 6 clarity guide headings: 'Extremely Low Clarity' 1, 'Low Clarity' 2, 'Normal Clarity' 3"),
+    Tell(r"(?:extremely\s+)?high[\s-]+definition", (4.0, 5.0),
+         "Fig. 6 clarity guide headings: 'High Definition Clarity' 4, 'Extremely High Definition' 5"),
+    # Fig. 5 (content): "For videos with a score of 3 or higher, simply indicate that there are no content
+    # quality issues"; "Overall Content Quality: ... indicating a lack of/abundance of excellent content"
+    Tell(r"no\s+(?:\w+\s+){0,2}quality\s+(?:issues?|problems?)", _HI,
+         "Fig. 5 content: 'no content quality issues' for scores >= 3"),
+    Tell(r"basic\s+content\s+quality(?:\s+is)?(?:\s+(?:high|low|good|bad|poor|average|normal|fine|ok|okay|excellent"
+         r"|acceptable|decent|medium|moderate))", _HI + _LO,
+         "Fig. 5 content: 'Foundational Content Quality: Basic content quality (specific level)'"),
+    Tell(r"(?:a\s+)?lack(?:ing|s)?\s+(?:of|in)|lacking", _LO,
+         "Fig. 5 content 'indicating a lack of ...' / Fig. 4 aesthetic 'lacking ... aesthetics' (low scores)"),
+    Tell(r"(?:an\s+)?abundance\s+of|rich\s+in\s+aesthetics?", (4.0, 4.5, 5.0),
+         "Fig. 5 content 'abundance of excellent content' / Fig. 4 aesthetic 'rich in aesthetics' (high scores)"),
+    Tell(r"(?:serious\s+)?basic\s+quality\s+issues?|obvious\s+bugs?|flaws\s+in\s+the\s+video\s+content", (1.0, 2.0),
+         "Fig. 5 content guide headings 1 'Serious Basic Quality Issues and Obvious Bugs', 2 'Flaws in the Video Content'"),
+    Tell(r"(?:generally\s+reasonable|quality\s+is\s+average)|(?:extremely\s+)?high\s+content\s+quality", (3.0, 4.0, 5.0),
+         "Fig. 5 content guide headings 3 'Generally Reasonable, but the Quality is Average', 4/5 '(Extremely) high content quality'"),
+    # Fig. 4 (aesthetic) rating-guide headings
+    Tell(r"unattractive\s+image|obvious\s+flaws|poor\s+image\s+aesthetics|lack\s+of\s+visual\s+appeal", (1.0, 2.0),
+         "Fig. 4 aesthetic guide headings 1 'Unattractive Image, Obvious Flaws', 2 'Poor Image Aesthetics, Lack of Visual Appeal'"),
+    Tell(r"(?:average|good|excellent)\s+visual\s+appeal|normal\s+shooting\s+range|high[\s-]+quality\s+creator"
+         r"|cinematic(?:\s*/\s*art\s+film)?(?:\s+level)?|art\s+film\s+level", (3.0, 4.0, 5.0),
+         "Fig. 4 aesthetic guide headings 3 'Average visual appeal, within the normal shooting range', "
+         "4 'level of a high-quality creator', 5 'cinematic/art film level'"),
+    # Fig. 3 (motion): "with 3 being the basic passing score"
+    Tell(r"(?:basic\s+)?passing\s+score|(?:basic\s+)?pass(?:ing)?\s+level", (3.0,),
+         "Fig. 3 motion: '3 being the basic passing score'"),
+)
+
+
+def _generator_tells() -> tuple[Tell, ...]:
+    """Tells of the project's own rationale generator, derived from its phrase table: the sample dataset's
+    motion-amplitude sentence (``vqalib.synth._AMOUNT``) is chosen by ``amplitude_tag`` of the *level*, so
+    it names a range of levels. (Its no-defect sentence ``_GOOD`` is written whenever no tag reached a
+    majority - a function of the tags, the evidence the short rationale's "no defects" also keeps - so it
+    is not a tell; ``tests/test_tells.py`` checks that every scrubbed generator text depends on the tags only.)"""
+    from vqalib import synth
+    from vqalib.levels import LEVELS
+
+    out = []
+    for tag, text in synth._AMOUNT.items():
+        lv = tuple(float(v) for v in LEVELS if synth.amplitude_tag(float(v)) == tag)
+        out.append(Tell(re.escape(text).replace(r"\ ", r"\s+"), lv,
+                        f"vqalib.synth._AMOUNT[{tag!r}] (motion amplitude, amplitude_tag of the level)"))
+    return tuple(out)
+
+
+def score_tells() -> tuple[Tell, ...]:
+    """All template-level tells :func:`reveals_score` looks for: :data:`PAPER_TELLS` + the generators'."""
+    return PAPER_TELLS + _generator_tells()
+
+
 _SCORE_WORD_RE = None
 # a clause ends at . ! ? before white space, a line break, ; or : or a comma before white space
 _CLAUSE_SPLIT = re.compile(r"((?<=[.!?])\s+|\n|[;:]\s*|,\s+)")
@@ -490,15 +569,18 @@ def _score_word_re() -> re.Pattern:
 
         words = sorted(SCORE_WORDS, key=len, reverse=True)
         alts = "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in words)
-        # a level word, or a number in [1, 5] standing alone ("3", "3.5", "4/5", "score of 2")
-        _SCORE_WORD_RE = re.compile(rf"\b(?:{alts})\b|(?<![\w.])[1-5](?:\.[05]0*)?(?![\w.]|\.\d)", re.IGNORECASE)
+        tells = "|".join(f"(?:{t.pattern})" for t in score_tells())
+        # a level word, a template tell, or a number in [1, 5] standing alone ("3", "3.5", "4/5", "score of 2")
+        _SCORE_WORD_RE = re.compile(rf"\b(?:{alts})\b|\b(?:{tells})(?!\w)|(?<![\w.])[1-5](?:\.[05]0*)?(?![\w.]|\.\d)",
+                                    re.IGNORECASE)
     return _SCORE_WORD_RE
 
 
 def reveals_score(text: str) -> list[str]:
     """The words of ``text`` that name a score level: a level keyword or synonym
-    (``vqalib.levels.SCORE_WORDS``, whole words, any case) or a stand-alone number 1–5 (``3``, ``3.5``).
-    Empty list = the text does not give the score away."""
+    (``vqalib.levels.SCORE_WORDS``, whole words, any case), a template-level tell (:func:`score_tells`:
+    e.g. "reaches 1080p or higher", "no content quality issues", "a lack of") or a stand-alone number
+    1–5 (``3``, ``3.5``). Empty list = the text does not give the score away."""
     return [m.group(0) for m in _score_word_re().finditer(text)]
 
 
@@ -508,16 +590,32 @@ def scrub_rationale(text: str) -> str:
     Clauses end at ``.``, ``!``, ``?`` followed by white space, a line break, ``;``, ``:`` or a comma
     followed by white space, so "Clarity Quality is subpar: the video shows blur, so detail is lost."
     keeps "the video shows blur, so detail is lost." Errs towards removal ("good lighting" is dropped
-    too, since "Good" is a level keyword). The rest is kept verbatim, so the visual evidence the
-    rationale describes still conditions the score; line breaks between kept clauses are kept."""
+    too, since "Good" is a level keyword). A heading (a clause ending in ``:``, e.g. "Overall Content
+    Quality:") is kept only if some clause it introduces is kept, so no stub such as "Overall Content
+    Quality." is left. The rest is kept verbatim, so the visual evidence the rationale describes still
+    conditions the score; line breaks between kept clauses are kept."""
     parts = _CLAUSE_SPLIT.split(text)
     units, seps = parts[0::2], parts[1::2] + [""]
+    # a tell may span clauses ("smooth and stable, with no shake, stutter or flicker"): every clause that
+    # overlaps a match found in the whole text goes
+    hits = [m.span() for m in _score_word_re().finditer(text)]
     out = ""
+    heading = ""  # a kept-back "Name:" clause, written only once a clause it introduces is kept
+    pos = 0
     for unit, sep in zip(units, seps):
-        if unit.strip() and not reveals_score(unit):
-            out += unit + sep
-        elif "\n" in sep and out and not out.endswith("\n"):
-            out = out.rstrip(" ;:,") + "\n"
+        start, pos = pos, pos + len(unit) + len(sep)
+        end = start + len(unit)
+        keep = bool(unit.strip()) and not any(a < end and b > start for a, b in hits)
+        if keep and sep.strip().startswith(":") and "\n" not in sep:
+            heading = unit + sep  # a later heading replaces one that introduced nothing kept
+            continue
+        if keep:
+            out += heading + unit + sep
+            heading = ""
+        if "\n" in sep:
+            heading = ""
+            if not keep and out and not out.endswith("\n"):
+                out = out.rstrip(" ;:,") + "\n"
     lines = []
     for line in out.split("\n"):
         line = line.strip().rstrip(";:,").strip()
@@ -545,6 +643,95 @@ def answer_text(example: ClipExample, rationale: str = "short") -> str:
     return format_answer(example.scores, example.rationales)
 
 
+#: Where ASO applies its soft target (issue 20). ``score``: at each dimension's score line, after the
+#: teacher-forced ``rationale`` text (the paper's reading; with ``rationale: scrubbed`` that text is one the
+#: model never writes). ``keyword``: at each dimension's evaluation keyword (Abysmal ... Perfect, one per level)
+#: inside the full rationale, where the model commits to the level when it answers; the score line after it
+#: is left to the rationale term.
+TARGET_POSITIONS: tuple[str, ...] = ("score", "keyword")
+_KEYWORD_RE = None
+
+
+def _keyword_re() -> re.Pattern:
+    global _KEYWORD_RE
+    if _KEYWORD_RE is None:
+        from vqalib.levels import KEYWORDS
+
+        _KEYWORD_RE = re.compile(r"\b(" + "|".join(re.escape(w) for w in KEYWORDS.values()) + r")\b", re.IGNORECASE)
+    return _KEYWORD_RE
+
+
+def keyword_spans(example: ClipExample) -> list[tuple[int, int, float, bool] | None]:
+    """Where each dimension's evaluation keyword sits in ``answer_text(example, "full")``: per dimension in
+    ``DIMENSION_KEYS`` order ``(start, end, level, capitalised)`` (character span in the answer, the level the
+    keyword names, whether it is written with a capital) or ``None`` when that dimension's rationale holds no
+    keyword. The **last** keyword of the dimension's paragraph counts (the paper's templates put the overall
+    keyword at the end; the sample data has one). Raises (like :func:`answer_text`) without rationales."""
+    from vqalib.levels import KEYWORDS
+
+    if not example.rationales:
+        raise ValueError(f"clip {example.video_id!r} has no rationales; target_position=keyword needs the full "
+                         f"rationales (they hold the evaluation keyword)")
+    level_of = {w.lower(): v for v, w in KEYWORDS.items()}
+    rk = {k: str(v).strip() for k, v in example.rationales.items()}
+    out: list[tuple[int, int, float, bool] | None] = []
+    offset = 0
+    for k in DIMENSION_KEYS:
+        para = rk.get(k, "")
+        if not para:
+            out.append(None)
+            continue
+        hits = list(_keyword_re().finditer(para))
+        if hits:
+            m = hits[-1]
+            out.append((offset + m.start(), offset + m.end(), level_of[m.group(0).lower()], m.group(0)[0].isupper()))
+        else:
+            out.append(None)
+        offset += len(para) + 1  # paragraphs are joined by one line break (prompts.format_answer)
+    return out
+
+
+def keyword_token_ids(tokenizer, capitalised: bool = False) -> list[tuple[int, ...]]:
+    """Token ids of the nine keywords as written inside a sentence (``" subpar"``, or ``" Subpar"`` with
+    ``capitalised=True``), in level order: the level set the keyword target scores, by the same
+    shared-prefix tree as the level strings (``vqalib.scoring.level_logprobs_raw``). Checks that each
+    tokenises the same alone and after "is" (raises naming the keyword otherwise)."""
+    from vqalib.levels import KEYWORDS
+
+    out = []
+    pre = tokenizer.encode("The quality is", add_special_tokens=False)
+    for w in KEYWORDS.values():
+        w = w if capitalised else w.lower()
+        alone = tuple(tokenizer.encode(" " + w, add_special_tokens=False))
+        ctx = tokenizer.encode("The quality is " + w + ".", add_special_tokens=False)
+        if ctx[:len(pre)] != pre or tuple(ctx[len(pre):len(pre) + len(alone)]) != alone:
+            raise ValueError(f"keyword {w!r} tokenises differently alone and inside a sentence; the keyword target "
+                             f"cannot score it exactly")
+        out.append(alone)
+    return out
+
+
+def keyword_positions(tokenizer, answers: Sequence[str], examples: Sequence[ClipExample], prompt_lengths: Sequence[int],
+                      length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token index (in the left-padded batch of :func:`vqalib.inputs.build_batch`, width ``length``) of each
+    dimension's keyword's first token: ``(positions [B, 5], capitalised [B, 5] bool)``, -1 where none."""
+    pos = torch.full((len(answers), len(DIMENSION_KEYS)), -1, dtype=torch.long)
+    cap = torch.zeros((len(answers), len(DIMENSION_KEYS)), dtype=torch.bool)
+    for b, (text, ex) in enumerate(zip(answers, examples)):
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        offs = enc["offset_mapping"]
+        off = length - (prompt_lengths[b] + len(enc["input_ids"]) + 1)
+        for d, span in enumerate(keyword_spans(ex)):
+            if span is None:
+                continue
+            start = span[0]
+            j = next((i for i, (a, e) in enumerate(offs) if e > a and a in (start, start - 1) and e > start), -1)
+            if j >= 0:
+                pos[b, d] = prompt_lengths[b] + j + off
+                cap[b, d] = span[3]
+    return pos, cap
+
+
 class VideoCollator:
     """Turns a list of :class:`ClipExample` into a model batch via ``vqalib.inputs.build_batch``.
 
@@ -557,8 +744,9 @@ class VideoCollator:
 
     def __init__(self, processor: Any, cache: FrameCache, *, with_answers: bool = True, augment: bool = False,
                  rationale: str = "short", repeat: int = 1, seed: int = 0, instruction: str = "",
-                 with_raters: bool = False):
+                 with_raters: bool = False, keywords: bool = False):
         self.processor = processor
+        self.keywords = keywords  # add keyword_positions / keyword_capitalised [B, 5] (target_position=keyword)
         self.cache = cache
         self.with_answers = with_answers
         self.augment = augment
@@ -594,11 +782,16 @@ class VideoCollator:
         batch["video_ids"] = ids
         if self.with_raters:
             batch["rater_scores"] = rater_scores(examples, self.repeat)
+        if self.keywords and self.with_answers:
+            exs = [ex for ex in examples for _ in range(self.repeat)]
+            batch["keyword_positions"], batch["keyword_capitalised"] = keyword_positions(
+                self.processor.tokenizer, answers, exs, built.prompt_lengths, int(built["input_ids"].shape[1]))
         return batch
 
 
 #: Keys the collator adds that the model must not receive.
-NON_MODEL_KEYS: tuple[str, ...] = ("targets", "video_ids", "labels", "answer_mask", "score_positions", "rater_scores")
+NON_MODEL_KEYS: tuple[str, ...] = ("targets", "video_ids", "labels", "answer_mask", "score_positions", "rater_scores",
+                                   "keyword_positions", "keyword_capitalised")
 
 
 def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:

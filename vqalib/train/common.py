@@ -128,10 +128,12 @@ class ASOConfig(CommonConfig):
     reward: str = "abs"  # abs: R = -beta |s - s*| on the mean label (paper) | multi_rater: -beta mean_r |s - s_r|
     penalise_outside: bool = True  # score loss on unnormalised level log-probs: adds -log(1 - mass off the 9 levels)
     rationale_loss: str = "kl"  # kl (to the reference policy on the other answer tokens, paper) | ce (on the reference rationale) | none
-    rationale_weight: float = 1.0
+    rationale_weight: float = 0.1  # weight of the whole-sequence KL (paper Sec. 5.1's 0.1; lam = 1 stays inside pi*, Sec. 4.2 / App. C; docs/training.md)
+    target_position: str = "score"  # where pi* is trained (issue 20): score (paper: the score line after `rationale`) | keyword (the evaluation keyword in the full rationale, where the model decides; needs rationale=full)
     on_policy: bool = False  # sample the rationale from the current policy (scrubbed of score words) and score there
     max_new_tokens: int = 96  # on-policy sampling length
     temperature: float = 1.0  # on-policy sampling temperature
+    pi_ref_health: str = "warn"  # pi_ref health check before training (issue 20): warn | refuse | off (vqalib.aso.pi_ref_health_problems)
     pi_ref_path: str = ""  # cached pi_ref file (read if its key matches, else written); empty -> <output_dir>/pi_ref.pt
     lr: float = 5e-4
     max_steps: int = 60
@@ -265,11 +267,19 @@ def validate_config(cfg: CommonConfig, source: str = "<config>") -> None:
             # eps = 1/9 would replace pi_ref by the uniform distribution: no reference left
             raise ValueError(f"{source}: eps={cfg.eps}; the floor under pi_ref must satisfy 0 <= eps < 1/9 "
                              f"(0 = the paper's pi*; e.g. eps=0.01 lets pi* put mass on levels pi_ref rules out)")
+        if cfg.pi_ref_health not in {"warn", "refuse", "off"}:
+            raise ValueError(f"{source}: pi_ref_health={cfg.pi_ref_health!r}; use warn | refuse | off")
         if cfg.rationale_loss not in {"ce", "kl", "none"}:
             raise ValueError(f"{source}: rationale_loss={cfg.rationale_loss!r}; use ce | kl | none")
         if cfg.reward not in {"abs", "multi_rater"}:
             raise ValueError(f"{source}: reward={cfg.reward!r}; use abs | multi_rater")
-        if cfg.rationale == "full" and not cfg.on_policy:
+        if cfg.target_position not in {"score", "keyword"}:
+            raise ValueError(f"{source}: target_position={cfg.target_position!r}; use score | keyword")
+        if cfg.target_position == "keyword" and (cfg.rationale != "full" or cfg.on_policy):
+            raise ValueError(f"{source}: target_position=keyword trains the evaluation keyword inside the full "
+                             f"rationale: set rationale=full and on_policy=false (got rationale={cfg.rationale!r}, "
+                             f"on_policy={cfg.on_policy})")
+        if cfg.rationale == "full" and not cfg.on_policy and cfg.target_position == "score":
             # issue 9: the full rationales name the level ("... is good"), so pi_ref read after them is
             # ~one-hot on the label, pi* ~ the label, and ASO degenerates to SFT on the score tokens
             raise ValueError(f"{source}: rationale=full teacher-forces rationales that name the score, so pi_ref "

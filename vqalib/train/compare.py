@@ -315,3 +315,60 @@ def verdicts(runs: pd.DataFrame, boot: pd.DataFrame, curve: pd.DataFrame | None,
                      "with this many intervals, one excluding 0 by chance is to be expected, so a single one is a lead "
                      "to rerun with more seeds (SEEDS), not a result.")
     return "\n\n".join(lines)
+
+
+# ------------------------------------------------------------------------ the two views (issue 20)
+
+#: Labels of the two readouts every method is reported under (issue 20): what a user reads, and the score
+#: distribution read by teacher-forcing (after the model's own answer text, ``expected_score``).
+VIEW_LABEL = {"parsed_score": "generated (parsed answer)", "expected_score": "teacher-forced (expected score)"}
+
+
+def own_keyword_levels(text: str) -> list[float | None]:
+    """Per dimension (``DIMENSION_KEYS`` order), the level named by the last evaluation keyword (Abysmal …
+    Perfect) on a rationale line that names the dimension (score lines themselves skipped); ``None`` if none."""
+    from vqalib.levels import DIMENSIONS, KEYWORDS
+
+    level_of = {w.lower(): v for v, w in KEYWORDS.items()}
+    kw = re.compile(r"\b(" + "|".join(KEYWORDS.values()) + r")\b", re.IGNORECASE)
+    lines = str(text or "").split("\n")
+    out: list[float | None] = []
+    for name in DIMENSIONS:
+        found = None
+        for line in lines:
+            if name.lower() in line.lower() and not re.match(rf"\s*{re.escape(name)}\s*[:=]\s*\d", line, re.IGNORECASE):
+                hits = kw.findall(line)
+                if hits:
+                    found = level_of[hits[-1].lower()]
+        out.append(found)
+    return out
+
+
+def answer_views(preds: dict[str, list[pd.DataFrame]], n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """One row per method: mean SRCC of the **generated** answers (``parsed_score``) and of the
+    **teacher-forced** readout (``expected_score``), each ``value [95 % CI]`` over seeds and clips
+    (:func:`compare_methods`), the parse rate, and, among parsed items whose answer names the dimension
+    with a keyword, the share whose parsed score equals that keyword's level ("score = its own keyword")."""
+    views = {r: compare_methods(preds, n_boot=n_boot, seed=seed, metrics=("srcc",), readout=r) for r in VIEW_LABEL}
+    rows = []
+    for method, frames in preds.items():
+        df = pd.concat(frames, ignore_index=True)
+        row: dict[str, Any] = {"method": LABEL.get(method, method)}
+        for r, boot in views.items():
+            est = boot[(boot["kind"] == "method") & (boot["name"] == method) & (boot["metric"] == "srcc")
+                       & (boot["dimension"] == "mean")]
+            row[f"SRCC mean, {VIEW_LABEL[r]}"] = _fmt_ci(est.iloc[0]) if len(est) else "n/a"
+        row["parse rate"] = float((df["parse_status"] == "ok").mean())
+        agree = n = 0
+        dim_index = {k: i for i, k in enumerate(DIMENSION_KEYS)}
+        for text, dim, parsed in zip(df["raw_text"], df["dimension"], df["parsed_score"]):
+            if parsed is None or not np.isfinite(parsed):
+                continue
+            lv = own_keyword_levels(text)[dim_index[dim]]
+            if lv is not None:
+                n += 1
+                agree += int(float(parsed) == lv)
+        row["score = its own keyword"] = agree / n if n else float("nan")
+        row["items with a keyword"] = n
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("method")
