@@ -10,8 +10,8 @@ same way. Several fields can only be switched off by ``None`` (``min_p``, ``top_
 ``bad_words_ids``, ``sequence_bias``, ``forced_eos_token_id``, ...), so no set of explicit values can
 keep a checkpoint's choice out. Unnoticed, greedy answers were penalised for digits already written
 (46.5 % of the parsed scores of a tiny SFT checkpoint changed under the 7B file's penalty) and GRPO's
-rollouts were not samples of the policy its loss assumes (they were also cut to the global
-``top_k=50``).
+rollouts were not samples of the policy its loss assumes. A field left unset falls back to the
+global default (``top_k=50``), so the complete config below sets ``top_k=0`` (off) itself.
 
 So :func:`generate` builds a complete :class:`transformers.GenerationConfig` from
 :class:`GenerationSettings` (the run's config) and makes it the model's default for the duration of
