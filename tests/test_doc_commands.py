@@ -87,6 +87,12 @@ MULTI_PROC = ("run by tests/test_multiprocess.py (2 processes, gloo, CPU); its l
 MULTI_NODE = "needs several machines"
 MEASUREMENT = "a measurement: a 400-step training run (~30 min on 2 cores) and its pi_ref read-out"
 FRAGMENT = "a fragment quoted in prose, not a whole command"
+#: docs/benchmarks.md, generation settings leaking from the checkpoint (issue 19, item 5)
+LEAK_SFT = ("python -m vqalib train sft --config env/train_configs/sft_tiny.yaml --set model=tiny max_steps=150 "
+            "batch_size=4 max_clips=48 max_frames=4 time_jitter=1 augment=false warmup_steps=5 report_to=none "
+            "output_dir=runs/leak/sft")
+LEAK_MEASUREMENT = ("a measurement: a 150-step SFT run (~35 min on 2 busy cores), then greedy and sampled answers on 24 "
+                    "clips four times; tests/test_generation_settings.py checks the same property on the tiny model")
 SMOKE_TRAIN = ["max_steps=1", "sample_size=smoke", "max_clips=4"]  # one step on 4 clips of the smoke sample data
 
 #: docs/training.md's budgeted GRPO run: run by test_budgeted_training_command (2 s, a point every second)
@@ -214,6 +220,8 @@ DECISIONS: dict[str, Run | Check | Skip] = {
     "OMP_NUM_THREADS=2 .venv/bin/python bench/bench_score.py --clips 8 --batch-size 4 --workers 2": Skip(BENCH),
     "OMP_NUM_THREADS=1 .venv/bin/python bench/bench_frame_cache.py": Skip(BENCH),
     "bench/bench_frame_cache.py": Skip(FRAGMENT),
+    LEAK_SFT: Skip(LEAK_MEASUREMENT),
+    ".venv/bin/python bench/bench_generation_leak.py --checkpoint runs/leak/sft --clips 24": Skip(LEAK_MEASUREMENT),
     "bash bench/gpu_check.sh": Skip("needs a CUDA GPU; tests/test_gpu_check.py runs its argument handling and its "
                                     "no-CUDA error"),
     # ---- fragments quoted in prose (not whole commands)

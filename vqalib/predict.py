@@ -2,7 +2,9 @@
 
 For every clip: the video is sampled (:func:`vqalib.video.sample_video`); the model writes an
 answer greedily (``generate`` gets the video inputs and ``mm_token_type_ids``; vision tokens are
-suppressed so the model can never emit ``<|video_pad|>`` and friends); the answer is parsed
+suppressed so the model can never emit ``<|video_pad|>`` and friends; every decoding parameter is
+set by :func:`vqalib.generation.generate`, none comes from the checkpoint's
+``generation_config.json``); the answer is parsed
 (:func:`vqalib.prompts.parse_answer`); then each dimension's distribution pi(s|x) over the 9
 levels is computed exactly (:func:`vqalib.scoring.level_logprobs`, counting a bare integer ``3``
 as the level 3.0 as the parser does) by teacher-forcing:
@@ -31,12 +33,13 @@ import pandas as pd
 import torch
 
 from . import prompts
+from .generation import SUPPRESSED_TOKENS, GenerationSettings, describe, generate
 from .inputs import build_batch
 from .levels import DIMENSION_KEYS, LEVELS
 from .scoring import level_logprobs, number_continuation_ids
 
-#: Tokens the model must never generate (vision placeholders and markers).
-VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
+#: Tokens the model must never generate (vision placeholders and markers): :data:`vqalib.generation.SUPPRESSED_TOKENS`.
+VISION_TOKENS = SUPPRESSED_TOKENS
 
 
 @dataclass
@@ -84,15 +87,10 @@ def generate_ids(model, processor, batch, max_new_tokens: int = 256) -> torch.Te
 
     ``generate`` receives the video inputs, ``mm_token_type_ids``, ``video_grid_thw`` and
     ``second_per_grid_ts`` (so M-RoPE positions are used); generation stops at ``<|im_end|>``.
+    The decoding parameters are :meth:`vqalib.generation.GenerationSettings.greedy` (no repetition
+    penalty, one beam), whatever the checkpoint's ``generation_config.json`` says.
     """
-    tok = processor.tokenizer
-    suppress = [tok.convert_tokens_to_ids(t) for t in VISION_TOKENS]
-    eos = [tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids("<|endoftext|>")]
-    inputs = batch.model_inputs(with_labels=False)
-    with torch.no_grad():
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, suppress_tokens=suppress,
-                             eos_token_id=eos, pad_token_id=tok.pad_token_id)
-    return out[:, inputs["input_ids"].shape[1]:]
+    return generate(model, processor, batch.model_inputs(with_labels=False), GenerationSettings.greedy(max_new_tokens))
 
 
 def generate_answers(model, processor, batch, max_new_tokens: int = 256) -> list[str]:
@@ -211,6 +209,7 @@ def predict(model, processor, data, split: str | None = "test", sampling=None, m
         "model": describe_model(model), "sampling": sampling.to_dict(), "split": split,
         "parameters": {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "decoding": "greedy",
                        "instruction": instruction or prompts.INSTRUCTION, "suppressed_tokens": list(VISION_TOKENS)},
+        "generation": describe(GenerationSettings.greedy(max_new_tokens), processor, model),
         "n_items": len(records), "n_scored": len(clip_info), "n_failed_videos": len(failures),
         "failures": failures, "parse_status_counts": counts, "clips": clip_info,
         "wall_s": round(time.time() - t0, 3),
@@ -246,5 +245,5 @@ def predict_to_file(path, *, model: str = "tiny", data_dir: str = "", sample_siz
                   batch_size=batch_size, progress=progress, limit=max_videos or None, instruction=instruction)
     params = {"split": split, "max_new_tokens": max_new_tokens, "batch_size": batch_size, "device": device}
     manifest = make_manifest(str(model_path), sampling, params, predict=res.manifest, dataset=str(root),
-                             **(extra_manifest or {}))
+                             generation=res.manifest["generation"], **(extra_manifest or {}))
     return write_predictions(path, res.rows, manifest)

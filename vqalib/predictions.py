@@ -21,7 +21,10 @@ Extra fields (e.g. ``split``, ``mos``) are kept as columns.
 
 ``RUN_DIR/predictions/<name>.manifest.json``: ``model``, ``parameters``, ``sampling``
 (``SamplingConfig.to_dict()``), ``environment`` (versions, git commit: ``runs.environment_info()``),
-``created``, ``n_rows``, ``parse_status_counts``, ``schema_version``.
+``created``, ``n_rows``, ``parse_status_counts``, ``schema_version``; files written by
+:func:`vqalib.predict.predict_to_file` add ``generation``: every decoding parameter used
+(:func:`vqalib.generation.describe`: greedy, no repetition penalty, the suppressed and stop tokens)
+and the checkpoint's ``generation_config`` entries that were not used.
 """
 
 from __future__ import annotations

@@ -12,7 +12,9 @@ timing. Two readouts:
   distribution is ``pi(s | video, prompt, "Motion Quality: 3.0 ... <Dimension d>: ")``. Like
   Q-Align's level readout this works zero-shot on a base model: it only needs the model to put
   mass on the level tokens after a score label.
-- ``mode="generate"``: greedy answer (rationale + scores, :func:`vqalib.predict.generate_answers`),
+- ``mode="generate"``: greedy answer (rationale + scores, :func:`vqalib.predict.generate_answers`;
+  no repetition penalty or other setting from the checkpoint's ``generation_config``, see
+  :mod:`vqalib.generation`; the settings are in the manifest's ``generation``),
   parsed (:func:`vqalib.prompts.parse_answer`), then the distributions teacher-forced on the
   model's own answer (:func:`vqalib.predict.score_answers`, exactly what ``predict`` does).
 
@@ -401,6 +403,11 @@ class Scorer:
                        frame_height=sampling["frame_height"], frame_width=sampling["frame_width"])
         return row
 
+    def _generation(self) -> dict[str, Any]:
+        from vqalib.generation import GenerationSettings, describe
+
+        return describe(GenerationSettings.greedy(self.max_new_tokens), self.processor, self.model)
+
     def manifest(self) -> dict[str, Any]:
         from vqalib.models import describe_model
         from vqalib.runs import environment_info
@@ -408,6 +415,8 @@ class Scorer:
         return {"model": self.info.get("model"), "mode": self.mode, "sampling": self.sampling.to_dict(),
                 "instruction": self.instruction or prompts.INSTRUCTION,
                 "max_new_tokens": self.max_new_tokens if self.mode == "generate" else None,
+                # every decoding parameter of generate mode, none from the checkpoint (vqalib.generation)
+                "generation": self._generation() if self.mode == "generate" else None,
                 "fast_answer": FAST_ANSWER if self.mode == "fast" else None,
                 "model_info": {**describe_model(self.model), **{k: v for k, v in self.info.items() if k != "model"}},
                 "environment": environment_info(), "columns": self.columns}

@@ -10,8 +10,8 @@ Formats by file suffix:
   as above; :meth:`RowStore.close` writes the Parquet file atomically (temporary file, then
   ``os.replace``) and removes the journal. A killed run resumes from the Parquet file plus the journal.
 
-A manifest ``<name>.manifest.json`` beside the output records the model, mode, sampling settings
-and instruction. Resuming with different settings raises (the rows would not be comparable);
+A manifest ``<name>.manifest.json`` beside the output records the model, mode, sampling settings,
+instruction and (generate mode) every decoding parameter (``generation``, :mod:`vqalib.generation`). Resuming with different settings raises (the rows would not be comparable);
 use a new output file, or ``overwrite=True``.
 """
 
@@ -30,7 +30,7 @@ import pandas as pd
 from vqalib.runs import jsonable, resolve_path, write_json
 
 #: Manifest keys that must agree between the run that wrote an output and the one resuming it.
-RESUME_KEYS = ("model", "mode", "sampling", "instruction", "max_new_tokens")
+RESUME_KEYS = ("model", "mode", "sampling", "instruction", "max_new_tokens", "generation")
 
 
 class ResumeMismatch(ValueError):

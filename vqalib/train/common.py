@@ -102,8 +102,10 @@ class GRPOConfig(CommonConfig):
     num_generations: int = 8  # G completions per prompt
     kl_coef: float = 0.1  # paper: 0.1
     clip_eps: float = 0.2  # PPO clip range of the ratio
-    temperature: float = 1.0
-    top_p: float = 1.0
+    temperature: float = 1.0  # rollout sampling temperature (the loss's pi_theta is tempered by the same value)
+    top_p: float = 1.0  # nucleus filter of the rollouts; 1: off (a filter samples another policy than the loss's)
+    top_k: int = 0  # top-k filter of the rollouts; 0: off (transformers' own default would be 50)
+    min_p: float = 0.0  # min-p filter of the rollouts; 0: off
     max_new_tokens: int = 96
     format_weight: float = 1.0  # weight of the per-dimension format reward
     acc_rounding: str = "grid"  # R_acc: grid (exact level, symmetric) | integer (nearest integer, half up: lopsided)
@@ -253,6 +255,13 @@ def validate_config(cfg: CommonConfig, source: str = "<config>") -> None:
                          f"max_train_seconds={cfg.max_train_seconds:g} stops training at a step that is not known in "
                          f"advance; use lr_scheduler=constant_with_warmup (or one of {list(BUDGET_SCHEDULERS)}) for a "
                          f"budgeted run, or max_train_seconds=0")
+    if isinstance(cfg, GRPOConfig) or (isinstance(cfg, ASOConfig) and cfg.on_policy):
+        from vqalib.generation import GenerationSettings
+
+        try:
+            GenerationSettings.from_config(cfg)
+        except ValueError as e:
+            raise ValueError(f"{source}: {e}") from None
     if isinstance(cfg, GRPOConfig):
         if cfg.num_generations < 2:
             raise ValueError(f"{source}: num_generations={cfg.num_generations}; GRPO needs >= 2 completions per prompt")
@@ -388,6 +397,11 @@ def write_manifest(cfg: CommonConfig, out_dir: str | os.PathLike, **extra: Any) 
         "environment": environment_info(),
         "written_at": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+    if isinstance(cfg, GRPOConfig) or (isinstance(cfg, ASOConfig) and cfg.on_policy):
+        from vqalib.generation import GenerationSettings, describe
+
+        # every rollout sampling parameter, none from the checkpoint's generation_config (vqalib.generation)
+        payload["generation"] = describe(GenerationSettings.from_config(cfg))
     payload.update(extra)
     return write_json(Path(out_dir) / MANIFEST_NAME, payload)
 

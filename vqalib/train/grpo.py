@@ -22,30 +22,19 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from vqalib.generation import (SUPPRESSED_TOKENS, GenerationSettings, generate, pad_token_id, stop_token_ids,
+                               suppressed_token_ids)
 from vqalib.train.base import VQATrainer, make_reference, reference_mode, run_stage
 from vqalib.train.collator import VideoCollator, model_inputs
 from vqalib.train.common import GRPOConfig, TrainResult
 from vqalib.train.grpo_math import group_advantages, group_advantages_per_dimension, grpo_loss, score_rewards
 
-VISION_TOKENS: tuple[str, ...] = ("<|video_pad|>", "<|image_pad|>", "<|vision_start|>", "<|vision_end|>",
-                                  "<|vision_pad|>", "<|box_start|>", "<|box_end|>", "<|quad_start|>",
-                                  "<|quad_end|>", "<|object_ref_start|>", "<|object_ref_end|>")
+VISION_TOKENS: tuple[str, ...] = SUPPRESSED_TOKENS
 
 
 def vision_token_ids(processor: Any, model: Any | None = None) -> list[int]:
-    """Ids that must never be sampled: the vision placeholders/markers of the tokenizer and config."""
-    tok = getattr(processor, "tokenizer", processor)
-    ids = set()
-    vocab = tok.get_vocab()
-    for t in VISION_TOKENS:
-        if t in vocab:
-            ids.add(int(vocab[t]))
-    cfg = getattr(model, "config", None)
-    for name in ("video_token_id", "image_token_id", "vision_start_token_id", "vision_end_token_id"):
-        v = getattr(cfg, name, None) if cfg is not None else None
-        if isinstance(v, int):
-            ids.add(v)
-    return sorted(ids)
+    """Ids that must never be sampled: :func:`vqalib.generation.suppressed_token_ids`."""
+    return suppressed_token_ids(processor, model)
 
 
 def completion_mask(completion: torch.Tensor, eos_ids: list[int]) -> torch.Tensor:
@@ -58,30 +47,30 @@ def completion_mask(completion: torch.Tensor, eos_ids: list[int]) -> torch.Tenso
 
 
 @torch.no_grad()
-def sample_completions(model: Any, processor: Any, prompt: dict[str, torch.Tensor], *, max_new_tokens: int,
-                       temperature: float = 1.0, top_p: float = 1.0, do_sample: bool = True) -> dict[str, Any]:
+def sample_completions(model: Any, processor: Any, prompt: dict[str, torch.Tensor], *, max_new_tokens: int = 96,
+                       temperature: float = 1.0, top_p: float = 1.0, do_sample: bool = True,
+                       settings: GenerationSettings | None = None) -> dict[str, Any]:
     """Sample one completion per row of ``prompt`` (a prompt-only batch from the collator) with the video.
 
-    Returns ``completion`` ids [N, L], ``mask`` [N, L] (through the first eos), decoded ``texts``."""
+    ``settings`` (:class:`vqalib.generation.GenerationSettings`, e.g. ``from_config(cfg)``) are the
+    complete sampling parameters; without it they are built from ``max_new_tokens``, ``temperature``,
+    ``top_p`` and ``do_sample`` (no other filter, no penalty). Nothing comes from the checkpoint's
+    ``generation_config``. Returns ``completion`` ids [N, L], ``mask`` [N, L] (through the first
+    eos), decoded ``texts`` and the ``settings`` used."""
+    if settings is None:
+        settings = (GenerationSettings.sampling(max_new_tokens, temperature, top_p) if do_sample
+                    else GenerationSettings.greedy(max_new_tokens))
     tok = getattr(processor, "tokenizer", processor)
-    gen_cfg = getattr(model, "generation_config", None)
-    eos = getattr(gen_cfg, "eos_token_id", None) or tok.eos_token_id
-    eos_ids = list(eos) if isinstance(eos, (list, tuple)) else [int(eos)]
-    pad = getattr(gen_cfg, "pad_token_id", None)
-    pad = tok.pad_token_id if pad is None else pad
+    eos_ids, pad = stop_token_ids(processor), pad_token_id(processor)
     was_training = model.training
     model.eval()
     try:
-        out = model.generate(**prompt, do_sample=do_sample, temperature=temperature if do_sample else None,
-                             top_p=top_p if do_sample else None, top_k=None, max_new_tokens=max_new_tokens,
-                             suppress_tokens=vision_token_ids(processor, model), eos_token_id=eos_ids,
-                             pad_token_id=pad)
+        completion = generate(model, processor, prompt, settings)
     finally:
         model.train(was_training)
-    completion = out[:, prompt["input_ids"].shape[1]:]
     mask = completion_mask(completion, eos_ids)
     texts = tok.batch_decode(completion * mask + pad * (1 - mask), skip_special_tokens=True)
-    return {"completion": completion, "mask": mask, "texts": texts}
+    return {"completion": completion, "mask": mask, "texts": texts, "settings": settings}
 
 
 def completion_logprobs(model: Any, prompt: dict[str, torch.Tensor], completion: torch.Tensor,
@@ -114,8 +103,7 @@ class GRPOTrainer(VQATrainer):
         G = cfg.num_generations
         prompt = model_inputs(inputs)
         unwrapped = self.accelerator.unwrap_model(model)
-        roll = sample_completions(unwrapped, self.processing_class, prompt, max_new_tokens=cfg.max_new_tokens,
-                                  temperature=cfg.temperature, top_p=cfg.top_p)
+        roll = sample_completions(unwrapped, self.processing_class, prompt, settings=GenerationSettings.from_config(cfg))
         from vqalib.prompts import parse_answer
 
         parsed = [parse_answer(t) for t in roll["texts"]]
