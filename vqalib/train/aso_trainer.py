@@ -55,6 +55,7 @@ from vqalib.runs import resolve_path
 from vqalib.train.base import VQATrainer, make_reference, reference_mode, run_stage
 from vqalib.train.collator import ClipExample, FrameCache, VideoCollator, model_inputs
 from vqalib.train.common import ASOConfig, TrainResult, read_manifest
+from vqalib.train.token_logits import answer_logit_positions, rationale_ce_at, rationale_kl_at
 
 
 def level_logprobs(model: Any, batch: dict[str, Any], tokenizer: Any, return_logits: bool = False):
@@ -336,8 +337,11 @@ class ASOTrainer(VQATrainer):
         # one tree-masked pass gives both the (unnormalised) level log-probs and, when the rationale term
         # needs them, the sequence's teacher-forced logits (no second forward)
         raw_args = (model_inputs(batch), level_token_ids(tok), batch["score_positions"])
+        smask = score_token_mask(batch["labels"], batch["score_positions"])
         if cfg.rationale_loss != "none" and cfg.rationale_weight:
-            raw_theta, seq_logits = level_logprobs_raw(model, *raw_args, return_logits=True)
+            # logits only at the positions the rationale term reads (not the video / prompt / score tokens)
+            rat_pos, rat_valid = answer_logit_positions(batch["labels"], smask)
+            raw_theta, seq_logits = level_logprobs_raw(model, *raw_args, return_logits=rat_pos)
         else:
             raw_theta, seq_logits = level_logprobs_raw(model, *raw_args), None
         logp_theta, outside = normalise(raw_theta)
@@ -346,7 +350,7 @@ class ASOTrainer(VQATrainer):
             unwrapped = self.accelerator.unwrap_model(model)
             with torch.no_grad(), reference_mode(unwrapped, self.ref_model) as ref:
                 if need_ref_logits:
-                    ref_logits = ref(**model_inputs(batch)).logits
+                    ref_logits = ref(**model_inputs(batch), logits_to_keep=rat_pos).logits
                 if cfg.on_policy:
                     logp_ref, _ = level_logprobs(ref, batch, tok)
         if not cfg.on_policy:
@@ -357,13 +361,12 @@ class ASOTrainer(VQATrainer):
         target = self._targets(logp_ref, targets_scores, batch.get("rater_scores"))
         loss_score = score_loss(raw_theta, target, cfg.penalise_outside)
         loss = loss_score
-        smask = score_token_mask(batch["labels"], batch["score_positions"])
         if cfg.rationale_loss == "ce" and cfg.rationale_weight:
-            l_rat = rationale_ce(seq_logits, batch["labels"], smask)
+            l_rat = rationale_ce_at(seq_logits, batch["labels"].gather(1, rat_pos + 1), rat_valid)
             loss = loss + cfg.rationale_weight * l_rat
             self.record(loss_rationale=float(l_rat.detach()))
         elif cfg.rationale_loss == "kl" and cfg.rationale_weight:
-            l_rat = rationale_kl(seq_logits, ref_logits, batch["labels"], smask)
+            l_rat = rationale_kl_at(seq_logits, ref_logits, rat_valid)
             loss = loss + cfg.rationale_weight * l_rat
             self.record(loss_rationale=float(l_rat.detach()))
         with torch.no_grad():
