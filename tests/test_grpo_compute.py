@@ -252,3 +252,128 @@ def test_level_scoring_refuses_a_language_model_without_4d_masks(tiny, monkeypat
     assert model.config._attn_implementation == "sdpa"
     with pytest.raises(ValueError, match="sdpa"):
         level_logprobs(model, _aso_batch(proc), level_token_ids(proc.tokenizer))
+
+
+# --------------------------------------------------------------------------- (a) one encoding per group
+
+
+class _TowerVideos:
+    """Counts the videos that go through vision towers (rows of ``grid_thw`` at the tower's forward)."""
+
+    def __init__(self, *models):
+        from vqalib.models import vision_tower
+
+        self.n = 0
+        towers = {id(vision_tower(m)): vision_tower(m) for m in models if m is not None}
+        self.handles = [t.register_forward_pre_hook(self._hook, with_kwargs=True) for t in towers.values()]
+
+    def _hook(self, module, args, kwargs):
+        grid = kwargs.get("grid_thw", args[1] if len(args) > 1 else None)
+        self.n += int(grid.shape[0])
+
+    def close(self):
+        for h in self.handles:
+            h.remove()
+
+
+def _grpo_trainer(model, proc, tmp_path, ref, G: int, kl_coef: float = 0.1):
+    from transformers import TrainingArguments
+
+    from vqalib.train.common import GRPOConfig
+    from vqalib.train.grpo import GRPOTrainer
+
+    cfg = GRPOConfig(num_generations=G, max_new_tokens=10, temperature=1.5, kl_coef=kl_coef, device="cpu",
+                     output_dir=str(tmp_path))
+    return GRPOTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True),
+                       processing_class=proc, cfg=cfg, ref_model=ref)
+
+
+def _grpo_inputs(proc, clips, G: int):
+    from vqalib.inputs import build_batch
+
+    videos = [c for c in clips for _ in range(G)]  # the collator's repeat: G adjacent copies per clip
+    batch = dict(build_batch(proc, videos))
+    batch["targets"] = torch.full((len(videos), 5), 3.0)
+    batch["video_ids"] = [f"clip{i // G}" for i in range(len(videos))]
+    return batch
+
+
+def _grpo_step(trainer, model, inputs, reuse: bool, seed: int = 7):
+    """One GRPO loss + backward with the vision reuse on or off: (loss, completions, grads, videos encoded)."""
+    refs = (model, trainer.ref_model)
+    trainer.reuse_vision = reuse
+    counter = _TowerVideos(*refs)
+    try:
+        model.zero_grad()
+        torch.manual_seed(seed)
+        loss, roll = trainer.compute_loss(model, inputs, return_outputs=True)
+        loss.backward()
+    finally:
+        counter.close()
+    grads = _grads(model)
+    model.zero_grad()
+    return float(loss.detach()), roll["completion"], grads, counter.n
+
+
+@pytest.mark.parametrize("setting", ["frozen_tower_ref_copy", "lora", "trainable_tower"])
+def test_grpo_encodes_each_clip_once_per_group(tiny, tmp_path, setting):
+    """G = 8, one prompt: the clip went through the vision tower 24 times per prompt (8 in generate, 8
+    in the policy pass, 8 in the reference pass); now once with a frozen tower (a full fine-tune with
+    ``freeze_vision`` and its reference copy, or LoRA, whose base weights are frozen) and 3 times with
+    a trainable tower (generate, policy with gradient, reference with its own weights). Same sampled
+    tokens under a fixed seed, same loss and gradients (tower gradients included) as the
+    un-optimised path."""
+    from vqalib.models import LoraSettings, load_model_and_processor, vision_tower
+    from vqalib.train.base import make_reference
+
+    base, proc = tiny
+    G = 8
+    if setting == "lora":
+        torch.manual_seed(0)
+        model, _ = load_model_and_processor("tiny", lora=LoraSettings(r=4, alpha=8, dropout=0.0))
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.data.normal_(0, 0.1)
+        ref, expect = None, 1
+    else:
+        model, _ = load_model_and_processor("tiny")
+        if setting == "frozen_tower_ref_copy":
+            for p in vision_tower(model).parameters():
+                p.requires_grad_(False)
+        ref = make_reference(model)
+        with torch.no_grad():  # the policy has moved away from the reference (except a frozen tower)
+            for n, p in model.named_parameters():
+                if p.requires_grad:
+                    p.add_(0.01 * torch.randn_like(p))
+        expect = 1 if setting == "frozen_tower_ref_copy" else 3
+    model.train()
+    trainer = _grpo_trainer(model, proc, tmp_path, ref, G)
+    inputs = _grpo_inputs(proc, [_clip(11)], G)
+    loss_old, comp_old, g_old, n_old = _grpo_step(trainer, model, inputs, reuse=False)
+    loss_new, comp_new, g_new, n_new = _grpo_step(trainer, model, inputs, reuse=True)
+    assert n_old == 3 * G  # the un-optimised path: every copy in every pass
+    assert n_new == expect, f"{n_new} vision-tower encodings per prompt with G = {G}; expected {expect}"
+    assert torch.equal(comp_new, comp_old)
+    assert loss_new == pytest.approx(loss_old, abs=1e-5)
+    _assert_same_grads(g_new, g_old)
+    if setting == "trainable_tower":
+        assert any(n.startswith("model.visual") or ".visual." in n for n in g_new)  # the tower does train
+
+
+def test_reuse_keeps_different_clips_apart(tiny):
+    """Two different clips in one call keep their own features (exact pixel comparison), and the
+    un-patched method is back after the block."""
+    from vqalib.inputs import build_batch
+    from vqalib.train.vision_cache import reuse_video_features
+
+    model, proc = tiny
+    batch = build_batch(proc, [_clip(1), _clip(2), _clip(1), _clip(2)]).model_inputs()
+    with torch.no_grad():
+        plain = model(**batch).logits
+        with reuse_video_features(model, share=True) as cache:
+            reused = model(**batch).logits
+            again = model(**batch).logits
+    assert (cache.n_videos, cache.n_encoded) == (8, 2)
+    assert torch.allclose(reused, plain, atol=1e-5) and torch.allclose(again, plain, atol=1e-5)
+    assert not torch.allclose(plain[0], plain[1], atol=1e-3)
+    assert "get_video_features" not in vars(model.model)

@@ -111,13 +111,40 @@ def completion_logprobs(model: Any, prompt: dict[str, torch.Tensor], completion:
 class GRPOTrainer(VQATrainer):
     """GRPO: rollouts, rewards, group advantages and the clipped KL-regularised objective per batch."""
 
+    #: encode each clip once per group and step (:mod:`vqalib.train.vision_cache`); False = every copy
+    #: in every pass, the un-optimised path (comparisons and the benchmark)
+    reuse_vision: bool = True
+
     def __init__(self, *args: Any, ref_model: torch.nn.Module | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.ref_model = ref_model
         if ref_model is not None:
             self.ref_model.to(self.args.device)
+        self._share_tower: bool | None = None  # decided once, on the first step (towers frozen and equal)
+        self.n_videos_encoded = 0  # videos that went through the vision tower, over the run
+
+    def _vision_reuse(self, unwrapped: torch.nn.Module):
+        """The context that encodes each distinct clip once per call, and once per step when the
+        vision tower is frozen (and equal in the reference copy)."""
+        from vqalib.train.vision_cache import reuse_video_features, towers_shareable
+
+        if self._share_tower is None:
+            self._share_tower = towers_shareable(unwrapped, self.ref_model)
+        return reuse_video_features(unwrapped, self.ref_model, share=self._share_tower, enabled=self.reuse_vision)
 
     def compute_loss(self, model, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch=None):
+        """The GRPO loss of a batch (:meth:`_compute_loss`) with each clip through the vision tower once
+        per group (once per step with a frozen tower) instead of 3 G times; logs ``vision_encodes_per_prompt``."""
+        unwrapped = self.accelerator.unwrap_model(model)
+        with self._vision_reuse(unwrapped) as vision:
+            out = self._compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        self.n_videos_encoded += vision.n_encoded
+        if self.reuse_vision:
+            n_prompts = max(inputs["input_ids"].shape[0] // self.cfg.num_generations, 1)  # type: ignore[union-attr]
+            self.record(vision_encodes_per_prompt=vision.n_encoded / n_prompts)
+        return out
+
+    def _compute_loss(self, model, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch=None):
         cfg: GRPOConfig = self.cfg  # type: ignore[assignment]
         G = cfg.num_generations
         prompt = model_inputs(inputs)
