@@ -156,6 +156,8 @@ DECISIONS: dict[str, Run | Check | Skip] = {
     "OMP_NUM_THREADS=1 .venv/bin/python bench/bench_scoring.py --clips 2 --threads 1 --frames 8 32 --train-batch 16":
         Skip(BENCH),
     "OMP_NUM_THREADS=1 .venv/bin/python bench/bench_train_steps.py --batch 4 --repeats 5": Skip(BENCH),
+    "OMP_NUM_THREADS=2 .venv/bin/python bench/bench_grpo_compute.py": Skip(BENCH),
+    "bench/bench_grpo_compute.py": Skip(FRAGMENT),
     "OMP_NUM_THREADS=1 python bench/bench_train_steps.py --batch 4 --repeats 5": Skip(BENCH),
     "bench/bench_train_steps.py --config ../shared/data/qwen2_5_vl/config.json --lora --bf16 --device cuda":
         Skip("needs a CUDA GPU (--device cuda); " + BENCH),

@@ -286,8 +286,50 @@ def quantization_config(quantization: str | None, compute_dtype: torch.dtype = t
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
+def flash_attention_available() -> bool:
+    """True when the ``flash_attn`` package (FlashAttention-2) is importable and a CUDA device is visible."""
+    if not torch.cuda.is_available():
+        return False
+    try:
+        from transformers.utils import is_flash_attn_2_available
+
+        return bool(is_flash_attn_2_available())
+    except ImportError:
+        return False
+
+
+def attention_implementation(device: str | dict | None = None, *, tree_mask: bool = True,
+                             flash: bool | None = None) -> dict[str, str]:
+    """The attention implementation of each part of a Qwen2.5-VL-style model, as transformers 5.x takes
+    it per sub-config: ``{"": text, "text_config": text, "vision_config": vision}``.
+
+    Vision tower: ``flash_attention_2`` when flash-attn is installed and the model runs on CUDA
+    (``device`` not ``"cpu"``; ``None`` = CUDA if visible), else ``sdpa``. Under ``sdpa``/``eager``
+    the Qwen2.5-VL tower calls attention once per window and frame (7,232 calls for a 32-frame clip at
+    the 7B max pixels); FlashAttention-2 takes the packed windows in one varlen call per layer.
+    Language model: ``sdpa``, which takes the 4-D tree mask of :func:`vqalib.scoring.level_logprobs`
+    (scoring, ASO, the held-out curve); ``tree_mask=False`` (no tree-masked pass will run) allows
+    flash-attention there too. ``flash`` overrides the detection (tests). The choice is recorded in
+    prediction manifests (:func:`describe_model`) and training manifests (``attention``)."""
+    on_cpu = device == "cpu" or (isinstance(device, str) and device.startswith("cpu"))
+    use_flash = (flash_attention_available() and not on_cpu) if flash is None else bool(flash)
+    vision = "flash_attention_2" if use_flash else "sdpa"
+    text = "flash_attention_2" if use_flash and not tree_mask else "sdpa"
+    return {"": text, "text_config": text, "vision_config": vision}
+
+
+def attention_parts(model) -> dict[str, str | None]:
+    """The attention implementation each part of a loaded model uses: ``{"text": ..., "vision": ...}``
+    (``vision`` None for a model without a vision sub-config)."""
+    cfg = base_model(model).config
+    text_cfg = getattr(cfg, "text_config", None) or cfg
+    vision_cfg = getattr(cfg, "vision_config", None)
+    return {"text": getattr(text_cfg, "_attn_implementation", None),
+            "vision": getattr(vision_cfg, "_attn_implementation", None) if vision_cfg is not None else None}
+
+
 def load_model_and_processor(model: str | os.PathLike = TINY, *, dtype: str | torch.dtype | None = "float32",
-                             device_map: str | dict | None = None, attn_implementation: str | None = "sdpa",
+                             device_map: str | dict | None = None, attn_implementation: str | dict | None = "auto",
                              quantization: str | None = None, lora: LoraSettings | None = None,
                              freeze_vision: bool = False, gradient_checkpointing: bool = False):
     """Load a video VLM and its processor by hub id, local folder or ``"tiny"``.
@@ -299,6 +341,9 @@ def load_model_and_processor(model: str | os.PathLike = TINY, *, dtype: str | to
     ``freeze_vision`` stops gradients into the vision tower (useful for full fine-tuning).
     ``attn_implementation`` 'sdpa' or 'eager' is needed for :func:`vqalib.scoring.level_logprobs`
     (it uses a tree attention mask); 'flash_attention_2' loads but cannot be scored that way.
+    ``"auto"`` (default) chooses per part (:func:`attention_implementation`): the vision tower on
+    flash-attention when installed on CUDA, the language model on ``sdpa`` for the tree mask; a
+    dict ``{"text_config": ..., "vision_config": ...}`` is passed to transformers as is.
     Returns ``(model, processor)``.
     """
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -311,6 +356,10 @@ def load_model_and_processor(model: str | os.PathLike = TINY, *, dtype: str | to
     kwargs: dict[str, Any] = {"dtype": torch_dtype}
     if device_map is not None:
         kwargs["device_map"] = device_map
+    if attn_implementation == "auto":  # flash-attention takes only half precision
+        half = torch_dtype in (torch.bfloat16, torch.float16)
+        attn_implementation = attention_implementation(device_map if isinstance(device_map, str) else None,
+                                                       flash=None if half else False)
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
     if qcfg is not None:
@@ -359,4 +408,5 @@ def describe_model(model) -> dict[str, Any]:
         "n_trainable": int(sum(p.numel() for p in params if p.requires_grad)),
         "dtype": str(next(iter(params)).dtype).replace("torch.", ""),
         "attn_implementation": getattr(base.config, "_attn_implementation", None),
+        "attn_implementation_parts": attention_parts(model),
     }

@@ -31,7 +31,8 @@ the parser and from the distribution; training targets (ASO) keep the strict lev
 (``continue_ids=None``, the default).
 
 The pass is differentiable (the ASO trainer backpropagates through it). It needs an attention
-implementation that takes a 4-D mask: ``sdpa`` or ``eager`` (not ``flash_attention_2``).
+implementation that takes a 4-D mask: ``sdpa`` or ``eager`` (not ``flash_attention_2``) in the
+language model; the vision tower may use any (``vqalib.models.attention_implementation``).
 """
 
 from __future__ import annotations
@@ -247,12 +248,17 @@ def level_logprobs_raw(model, batch, level_ids: Sequence[Sequence[int]] | None =
     ``score_positions`` [B, 5] default to ``batch.score_positions`` (from :func:`vqalib.inputs.build_batch`);
     ``level_ids`` default to ``batch.level_ids``. With ``return_logits=True`` also returns the
     teacher-forced logits of the sequence itself [B, L, V] from the same pass (the sequence's
-    tokens attend causally, exactly as in a plain forward), for a loss on the other answer tokens.
+    tokens attend causally, exactly as in a plain forward), for a loss on the other answer tokens;
+    ``return_logits`` a ``[B, K]`` integer tensor of sequence positions returns only those logits
+    [B, K, V] (``vqalib.train.token_logits.answer_logit_positions``), so the vocabulary projection
+    skips the video and prompt positions.
     ``continue_ids`` (:func:`number_continuation_ids`) adds the bare-integer form of the ``X.0``
     levels (module docstring); ``None`` scores the strict level strings only.
     """
     level_ids, sp = _levels_and_positions(batch, level_ids, score_positions)
-    attn = getattr(_unwrap(model).config, "_attn_implementation", "sdpa")
+    cfg = _unwrap(model).config  # the language model reads the tree mask: its sub-config decides (issue 19)
+    attns = [getattr(c, "_attn_implementation", "sdpa") or "sdpa" for c in (cfg, getattr(cfg, "text_config", None)) if c is not None]
+    attn = next((a for a in attns if a not in ("sdpa", "eager")), "sdpa")
     if attn not in ("sdpa", "eager"):
         raise ValueError(f"level_logprobs needs attn_implementation 'sdpa' or 'eager' (a 4-D tree mask); the model "
                          f"uses {attn!r}. Reload with load_model_and_processor(..., attn_implementation='sdpa').")
@@ -260,11 +266,17 @@ def level_logprobs_raw(model, batch, level_ids: Sequence[Sequence[int]] | None =
     dtype = _model_dtype(model)
     pos = position_ids(model, batch)
     ids, pos_all, mm, mask, E = _tree_inputs(batch, pos, sp, trie, dtype)
+    L = batch["input_ids"].shape[1]
+    seq_pos = return_logits if torch.is_tensor(return_logits) else None
+    if seq_pos is not None:  # the asked sequence positions, then the E tree positions, per row
+        seq_pos = seq_pos.to(device=ids.device, dtype=torch.long)
+        keep = torch.cat([seq_pos, torch.arange(L, L + E, device=ids.device).expand(ids.shape[0], E)], 1)
+    else:
+        keep = 0 if return_logits else E
     out = model(input_ids=ids, attention_mask=mask, position_ids=pos_all, mm_token_type_ids=mm,
                 pixel_values_videos=batch["pixel_values_videos"], video_grid_thw=batch["video_grid_thw"],
-                second_per_grid_ts=batch.get("second_per_grid_ts"), logits_to_keep=0 if return_logits else E,
+                second_per_grid_ts=batch.get("second_per_grid_ts"), logits_to_keep=keep,
                 use_cache=False)
-    L = batch["input_ids"].shape[1]
     logp_tok = torch.log_softmax(out.logits[:, -E:].float(), dim=-1)  # [B, E, V]
     blk = 1 + trie.n_nodes
     B = ids.shape[0]
@@ -280,6 +292,8 @@ def level_logprobs_raw(model, batch, level_ids: Sequence[Sequence[int]] | None =
         raw = _add_integer_form(raw, logp_tok, trie, level_ids, continue_ids)
     missing = (sp <= 0)[:, :, None].expand_as(raw)
     raw = raw.masked_fill(missing, float("nan"))
+    if seq_pos is not None:
+        return raw, out.logits[:, :seq_pos.shape[1]]
     return (raw, out.logits[:, :L]) if return_logits else raw
 
 
@@ -299,7 +313,7 @@ def level_logprobs(model, batch, level_ids: Sequence[Sequence[int]] | None = Non
     ``return_logits=True`` appends the sequence's own teacher-forced logits [B, L, V] from the
     same pass: ``(logp, outside, logits)`` (ASO's rationale term needs no second forward).
     ``continue_ids``: see :func:`level_logprobs_raw`."""
-    if return_logits:
+    if torch.is_tensor(return_logits) or return_logits:
         raw, logits = level_logprobs_raw(model, batch, level_ids, score_positions, return_logits=True,
                                          continue_ids=continue_ids)
         return (*normalise(raw), logits)

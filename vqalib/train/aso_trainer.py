@@ -55,6 +55,7 @@ from vqalib.runs import resolve_path
 from vqalib.train.base import VQATrainer, make_reference, reference_mode, run_stage
 from vqalib.train.collator import ClipExample, FrameCache, VideoCollator, model_inputs
 from vqalib.train.common import ASOConfig, TrainResult, read_manifest
+from vqalib.train.token_logits import answer_logit_positions, rationale_ce_at, rationale_kl_at
 
 
 def level_logprobs(model: Any, batch: dict[str, Any], tokenizer: Any, return_logits: bool = False):
@@ -69,23 +70,26 @@ def level_logprobs(model: Any, batch: dict[str, Any], tokenizer: Any, return_log
                 return_logits=return_logits)
 
 
-def keyword_logprobs_raw(model: Any, batch: dict[str, Any], tokenizer: Any, return_logits: bool = False):
+def keyword_logprobs_raw(model: Any, batch: dict[str, Any], tokenizer: Any,
+                         return_logits: bool | torch.Tensor = False):
     """Unnormalised log pi over the nine evaluation keywords at each dimension's keyword position
     (``batch["keyword_positions"]`` [B, 5], from ``VideoCollator(keywords=True)``): [B, 5, 9], NaN where a
     dimension has no keyword; the keywords are a level set scored like the level strings
     (``vqalib.scoring.level_logprobs_raw``, shared-prefix tree). A batch with capitalised keywords takes a
-    second pass for them. ``return_logits=True`` adds the sequence's teacher-forced logits [B, L, V]."""
+    second pass for them. ``return_logits=True`` adds the sequence's teacher-forced logits [B, L, V]; a [B, K]
+    position tensor adds only those positions' logits [B, K, V] (as ``level_logprobs_raw``)."""
     from vqalib.scoring import level_logprobs_raw
     from vqalib.train.collator import keyword_token_ids
 
     pos, cap = batch["keyword_positions"], batch["keyword_capitalised"].to(batch["keyword_positions"].device)
     lower = pos.masked_fill(cap, -1)
     res = level_logprobs_raw(model, model_inputs(batch), keyword_token_ids(tokenizer), lower, return_logits=return_logits)
-    raw, logits = res if return_logits else (res, None)
+    want_logits = torch.is_tensor(return_logits) or bool(return_logits)
+    raw, logits = res if want_logits else (res, None)
     if bool((cap & (pos > 0)).any()):
         raw_cap = level_logprobs_raw(model, model_inputs(batch), keyword_token_ids(tokenizer, True), pos.masked_fill(~cap, -1))
         raw = torch.where(cap[..., None], raw_cap, raw)
-    return (raw, logits) if return_logits else raw
+    return (raw, logits) if want_logits else raw
 
 
 def keyword_token_mask(labels: torch.Tensor, positions: torch.Tensor, tokenizer: Any) -> torch.Tensor:
@@ -395,12 +399,19 @@ class ASOTrainer(VQATrainer):
         # one tree-masked pass gives both the (unnormalised) level log-probs and, when the rationale term
         # needs them, the sequence's teacher-forced logits (no second forward)
         raw_args = (model_inputs(batch), level_token_ids(tok), batch["score_positions"])
+        if cfg.target_position == "keyword":  # the keyword tokens get the soft target; the score lines the rationale term
+            smask = keyword_token_mask(batch["labels"], batch["keyword_positions"], tok)
+        else:
+            smask = score_token_mask(batch["labels"], batch["score_positions"])
         want_logits = cfg.rationale_loss != "none" and bool(cfg.rationale_weight)
+        if want_logits:
+            # logits only at the positions the rationale term reads (not the video / prompt / target tokens)
+            rat_pos, rat_valid = answer_logit_positions(batch["labels"], smask)
         if cfg.target_position == "keyword":  # issue 20: the soft target where the model commits to the level
-            raw_theta, seq_logits = keyword_logprobs_raw(model, batch, tok, return_logits=True) if want_logits \
+            raw_theta, seq_logits = keyword_logprobs_raw(model, batch, tok, return_logits=rat_pos) if want_logits \
                 else (keyword_logprobs_raw(model, batch, tok), None)
         elif want_logits:
-            raw_theta, seq_logits = level_logprobs_raw(model, *raw_args, return_logits=True)
+            raw_theta, seq_logits = level_logprobs_raw(model, *raw_args, return_logits=rat_pos)
         else:
             raw_theta, seq_logits = level_logprobs_raw(model, *raw_args), None
         logp_theta, outside = normalise(raw_theta)
@@ -409,7 +420,7 @@ class ASOTrainer(VQATrainer):
             unwrapped = self.accelerator.unwrap_model(model)
             with torch.no_grad(), reference_mode(unwrapped, self.ref_model) as ref:
                 if need_ref_logits:
-                    ref_logits = ref(**model_inputs(batch)).logits
+                    ref_logits = ref(**model_inputs(batch), logits_to_keep=rat_pos).logits
                 if cfg.on_policy:
                     logp_ref, _ = level_logprobs(ref, batch, tok)
         if not cfg.on_policy:
@@ -420,16 +431,12 @@ class ASOTrainer(VQATrainer):
         target = self._targets(logp_ref, targets_scores, batch.get("rater_scores"))
         loss_score = score_loss(raw_theta, target, cfg.penalise_outside)
         loss = loss_score
-        if cfg.target_position == "keyword":  # the keyword tokens get the soft target; the score lines the rationale term
-            smask = keyword_token_mask(batch["labels"], batch["keyword_positions"], tok)
-        else:
-            smask = score_token_mask(batch["labels"], batch["score_positions"])
         if cfg.rationale_loss == "ce" and cfg.rationale_weight:
-            l_rat = rationale_ce(seq_logits, batch["labels"], smask)
+            l_rat = rationale_ce_at(seq_logits, batch["labels"].gather(1, rat_pos + 1), rat_valid)
             loss = loss + cfg.rationale_weight * l_rat
             self.record(loss_rationale=float(l_rat.detach()))
         elif cfg.rationale_loss == "kl" and cfg.rationale_weight:
-            l_rat = rationale_kl(seq_logits, ref_logits, batch["labels"], smask)
+            l_rat = rationale_kl_at(seq_logits, ref_logits, rat_valid)
             loss = loss + cfg.rationale_weight * l_rat
             self.record(loss_rationale=float(l_rat.detach()))
         with torch.no_grad():

@@ -223,6 +223,7 @@ def run_stage(cfg: CommonConfig, trainer_cls: type[VQATrainer], *, with_answers:
     held-out evaluation (default :class:`vqalib.train.budget.HeldoutEvaluator` when
     ``eval_every_seconds > 0``, else none)."""
     from vqalib.train import budget as budget_mod
+    from vqalib.models import attention_parts
     from vqalib.train.collator import VideoCollator, frame_cache, load_examples
 
     t0 = time.time()
@@ -257,6 +258,7 @@ def run_stage(cfg: CommonConfig, trainer_cls: type[VQATrainer], *, with_answers:
     save_final(trainer, trainer.model, processor, cfg, out, sampling_config=sampling.to_dict(), budget=budget, curve=clock.rows,
                n_train_clips=len(examples), status="done", wall_s=wall, torch_threads=threads, train_metrics=metrics,
                log_history=list(trainer.state.log_history), frames_decoded=cache.n_decoded, frames_from_disk_cache=cache.n_from_disk,
+               attention=attention_parts(model),
                base_model=read_manifest(resolve_path(cfg.init_from)).get("config", {}).get("model", cfg.model)
                if cfg.init_from else cfg.model)
     return TrainResult(output_dir=out, log_history=list(trainer.state.log_history), metrics=metrics, wall_s=wall,

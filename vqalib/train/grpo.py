@@ -75,15 +75,23 @@ def sample_completions(model: Any, processor: Any, prompt: dict[str, torch.Tenso
 
 def completion_logprobs(model: Any, prompt: dict[str, torch.Tensor], completion: torch.Tensor,
                         mask: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """log pi(o_t | x, o_<t) of each completion token [N, L], the video passed again."""
+    """log pi(o_t | x, o_<t) of each completion token [N, L] (float32), the video passed again.
+
+    Only the L positions that predict completion tokens (``P - 1 .. P + L - 2`` for a prompt of P
+    tokens) go through ``lm_head`` (``logits_to_keep`` as a 1-D index tensor): the vocabulary
+    projection and its float32 log-softmax cost ``N x L x V`` instead of ``N x (P + L) x V`` (at 7B
+    with a 32-frame clip P ~ 4.2 k and L <= 512, ~9x less). Values and gradients equal the
+    full-sequence computation (``tests/test_grpo_compute.py``)."""
     P = prompt["input_ids"].shape[1]
+    L = completion.shape[1]
     ids = torch.cat([prompt["input_ids"], completion], dim=1)
     attn = torch.cat([prompt["attention_mask"], mask.to(prompt["attention_mask"].dtype)], dim=1)
     extra = {k: v for k, v in prompt.items() if k not in {"input_ids", "attention_mask", "mm_token_type_ids"}}
     if "mm_token_type_ids" in prompt:
         mm = prompt["mm_token_type_ids"]
         extra["mm_token_type_ids"] = torch.cat([mm, torch.zeros_like(completion, dtype=mm.dtype)], dim=1)
-    logits = model(input_ids=ids, attention_mask=attn, **extra).logits[:, P - 1:-1].float()
+    keep = torch.arange(P - 1, P + L - 1, device=ids.device)
+    logits = model(input_ids=ids, attention_mask=attn, logits_to_keep=keep, **extra).logits.float()  # [N, L, V]
     if temperature != 1.0:
         logits = logits / temperature
     return torch.gather(F.log_softmax(logits, dim=-1), 2, completion[..., None]).squeeze(-1)
@@ -92,13 +100,40 @@ def completion_logprobs(model: Any, prompt: dict[str, torch.Tensor], completion:
 class GRPOTrainer(VQATrainer):
     """GRPO: rollouts, rewards, group advantages and the clipped KL-regularised objective per batch."""
 
+    #: encode each clip once per group and step (:mod:`vqalib.train.vision_cache`); False = every copy
+    #: in every pass, the un-optimised path (comparisons and the benchmark)
+    reuse_vision: bool = True
+
     def __init__(self, *args: Any, ref_model: torch.nn.Module | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.ref_model = ref_model
         if ref_model is not None:
             self.ref_model.to(self.args.device)
+        self._share_tower: bool | None = None  # decided once, on the first step (towers frozen and equal)
+        self.n_videos_encoded = 0  # videos that went through the vision tower, over the run
+
+    def _vision_reuse(self, unwrapped: torch.nn.Module):
+        """The context that encodes each distinct clip once per call, and once per step when the
+        vision tower is frozen (and equal in the reference copy)."""
+        from vqalib.train.vision_cache import reuse_video_features, towers_shareable
+
+        if self._share_tower is None:
+            self._share_tower = towers_shareable(unwrapped, self.ref_model)
+        return reuse_video_features(unwrapped, self.ref_model, share=self._share_tower, enabled=self.reuse_vision)
 
     def compute_loss(self, model, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch=None):
+        """The GRPO loss of a batch (:meth:`_compute_loss`) with each clip through the vision tower once
+        per group (once per step with a frozen tower) instead of 3 G times; logs ``vision_encodes_per_prompt``."""
+        unwrapped = self.accelerator.unwrap_model(model)
+        with self._vision_reuse(unwrapped) as vision:
+            out = self._compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        self.n_videos_encoded += vision.n_encoded
+        if self.reuse_vision:
+            n_prompts = max(inputs["input_ids"].shape[0] // self.cfg.num_generations, 1)  # type: ignore[union-attr]
+            self.record(vision_encodes_per_prompt=vision.n_encoded / n_prompts)
+        return out
+
+    def _compute_loss(self, model, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch=None):
         cfg: GRPOConfig = self.cfg  # type: ignore[assignment]
         G = cfg.num_generations
         prompt = model_inputs(inputs)
