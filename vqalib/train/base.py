@@ -83,6 +83,50 @@ def check_trainable_fp32(model: torch.nn.Module) -> None:
                            "weights in float32 and compute in bf16 with autocast (TrainingArguments bf16=True)")
 
 
+def optimizer_state_bytes(optim: str) -> int:
+    """Bytes of optimiser state per trainable parameter: 8 for AdamW (two float32 moments), 2 for the
+    8-bit variants (``*8bit*``), 4 for anything else (momentum SGD, Adafactor's factored states: an upper bound)."""
+    name = optim.lower()
+    if "8bit" in name:
+        return 2
+    if name.startswith("adam"):
+        return 8
+    return 4
+
+
+def training_memory_bytes(model: torch.nn.Module, ref_model: torch.nn.Module | None, optim: str) -> int:
+    """Device memory one process needs for weights, gradients and optimiser state, activations excluded:
+    per trainable (float32) parameter 4 bytes weight + 4 gradient + :func:`optimizer_state_bytes`; every
+    frozen parameter and the frozen reference copy at their own element size. Qwen2.5-VL-7B full
+    fine-tuning with a frozen vision tower and AdamW: 7.62 B x 16 + 0.68 B x 2 = 123 GB (115 GiB)."""
+    total = 0
+    for m in [model] + ([ref_model] if ref_model is not None else []):
+        for p in m.parameters():
+            if p.requires_grad and m is model:
+                total += p.numel() * (4 + 4 + optimizer_state_bytes(optim))
+            else:
+                total += p.numel() * p.element_size()
+    return total
+
+
+def check_fits_device(trainer: Trainer, cfg: CommonConfig, ref_model: torch.nn.Module | None = None) -> None:
+    """On a CUDA device with every weight replicated (one GPU or plain DDP; DeepSpeed and FSDP shard),
+    refuse a run whose weights + gradients + optimiser state alone (:func:`training_memory_bytes`)
+    exceed the device's memory, naming the fixes - instead of an out-of-memory error after loading."""
+    dev = trainer.args.device
+    if dev.type != "cuda" or trainer.is_deepspeed_enabled or getattr(trainer, "is_fsdp_enabled", False):
+        return
+    need = training_memory_bytes(trainer.model, ref_model, cfg.optim)
+    have = torch.cuda.get_device_properties(dev).total_memory
+    if need > have:
+        raise RuntimeError(
+            f"finetune={cfg.finetune} needs {need / 2**30:.0f} GiB per GPU for float32 master weights, gradients and "
+            f"{cfg.optim} states before activations, and {torch.cuda.get_device_name(dev)} has {have / 2**30:.0f} GiB. "
+            "Fixes: shard them over several GPUs (accelerate launch --config_file env/accelerate_deepspeed_zero2.yaml), "
+            "train a LoRA adapter (env/train_configs/sft_7b_lora.yaml, finetune=lora or qlora), or an 8-bit optimiser "
+            "(optim=adamw_bnb_8bit, bitsandbytes); see docs/training.md 'Real size'")
+
+
 def load_policy(cfg: CommonConfig):
     """Load (model, processor) for training as the config says.
 
@@ -468,6 +512,7 @@ def run_stage(cfg: CommonConfig, trainer_cls: type[VQATrainer], *, with_answers:
     trainer = trainer_cls(model=model, args=args, train_dataset=examples, data_collator=collator,
                           processing_class=processor, cfg=cfg, callbacks=callbacks, **extra)
     clock.trainer = trainer
+    check_fits_device(trainer, cfg, extra.get("ref_model"))
     if cfg.max_train_seconds > 0:
         _tqdm_progress(trainer)
     if trainer.is_world_process_zero():
