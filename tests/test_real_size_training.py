@@ -358,3 +358,22 @@ def test_fsdp2_on_cpu_gathers_and_saves_loadable_weights(tmp_path):
     assert res["n_keys"] == res["n_ref"] and res["checked"]["model"]["n_params"] > 0
     assert res["moved"] > 1e-4  # the step changed the weights ...
     assert res["max_diff"] < 1e-5, res  # ... and the gathered, saved weights are the unsharded step's
+
+
+def test_aso_full_bf16_with_frozen_bf16_vision_and_reference(tmp_path):
+    """aso_7b.yaml's kind of run on the tiny model: full fine-tuning, bf16, frozen vision tower, rationale
+    KL to the frozen reference copy. The tower and the copy are bf16, the trained weights float32, π_ref
+    read under the training autocast; the run trains and saves."""
+    from vqalib.train.aso_trainer import train_aso
+    from vqalib.train.common import read_manifest
+
+    out = tmp_path / "aso"
+    train_aso(_cfg("aso", "env/train_configs/aso_tiny.yaml", "init_from=", "model=tiny", "finetune=full",
+                   "freeze_vision=true", "bf16=true", "rationale=short", "rationale_loss=kl", "max_clips=2",
+                   "batch_size=1", "max_steps=1", "lr=1e-3", f"output_dir={out}"), progress=False)
+    man = read_manifest(out)
+    prec = man["precision"]
+    assert man["status"] == "done" and prec["trainable_dtype"] == "float32" and prec["compute_dtype"] == "bfloat16"
+    assert prec["reference_dtype"] == "bfloat16" and prec["frozen_dtypes"].get("bfloat16", 0) > 0
+    step = [r for r in man["log_history"] if "loss_rationale" in r][0]
+    assert abs(step["loss_rationale"]) < 0.05  # policy (fp32 weights, bf16 compute) vs its bf16 copy: rounding only
