@@ -386,3 +386,15 @@ def test_aso_full_bf16_with_frozen_bf16_vision_and_reference(tmp_path):
     assert prec["reference_dtype"] == "bfloat16" and prec["frozen_dtypes"].get("bfloat16", 0) > 0
     step = [r for r in man["log_history"] if "loss_rationale" in r][0]
     assert abs(step["loss_rationale"]) < 0.05  # policy (fp32 weights, bf16 compute) vs its bf16 copy: rounding only
+
+
+def test_training_memory_bytes_counts_master_weights_gradients_and_optimiser_state():
+    """The arithmetic behind the one-GPU refusal (``check_fits_device``) and docs/training.md's table."""
+    from vqalib.train.base import optimizer_state_bytes, training_memory_bytes
+
+    net = torch.nn.Sequential(torch.nn.Linear(10, 10), torch.nn.Linear(10, 10))  # 110 parameters each
+    net[1].to(torch.bfloat16).requires_grad_(False)  # a frozen bf16 part
+    ref = torch.nn.Linear(10, 20).to(torch.bfloat16)  # a frozen bf16 reference copy, 220 parameters
+    assert optimizer_state_bytes("adamw_torch") == 8 and optimizer_state_bytes("adamw_bnb_8bit") == 2
+    assert training_memory_bytes(net, None, "adamw_torch") == 110 * 16 + 110 * 2
+    assert training_memory_bytes(net, ref, "adamw_bnb_8bit") == 110 * 10 + 110 * 2 + 220 * 2
