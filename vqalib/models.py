@@ -410,3 +410,68 @@ def describe_model(model) -> dict[str, Any]:
         "attn_implementation": getattr(base.config, "_attn_implementation", None),
         "attn_implementation_parts": attention_parts(model),
     }
+
+
+def adapter_folder(path: str | os.PathLike) -> Path | None:
+    """The LoRA adapter of a checkpoint folder that holds no full model, else ``None``.
+
+    ``path`` itself when it holds ``adapter_config.json`` and no ``config.json`` (an adapter folder such as
+    ``checkpoints/sft/adapter``); ``path/adapter`` when ``path`` has no ``config.json`` (a QLoRA stage's
+    output: adapter only); ``None`` for a folder with a full model (a LoRA stage's merged output loads as
+    a plain model), a hub id or a missing path. One rule for the trainers and the scorer."""
+    p = Path(path)
+    if not p.is_dir() or (p / "config.json").is_file():
+        return None
+    if (p / "adapter_config.json").is_file():
+        return p
+    if (p / "adapter" / "adapter_config.json").is_file():
+        return p / "adapter"
+    return None
+
+
+def adapter_base_model(adapter: str | os.PathLike) -> str:
+    """The base model a LoRA adapter folder was trained on: ``base_model_name_or_path`` of its
+    ``adapter_config.json``, else the ``base_model`` of the training manifest beside it (the adapter
+    folder or its parent). Raises ``ValueError`` naming the folder when neither says."""
+    from vqalib.train.common import read_manifest
+
+    a = Path(adapter)
+    base = json.loads((a / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not base:
+        base = next((m.get("base_model") for m in (read_manifest(a), read_manifest(a.parent)) if m.get("base_model")), None)
+    if not base:
+        raise ValueError(f"{a}: LoRA adapter without a base model (no base_model_name_or_path in adapter_config.json, "
+                         "no base_model in the checkpoint manifest); load the base and the adapter yourself "
+                         "(peft.PeftModel.from_pretrained) and pass the model on")
+    return str(base)
+
+
+def load_adapter_checkpoint(adapter: str | os.PathLike, *, dtype: str | torch.dtype | None = "float32",
+                            device_map: str | dict | None = None, quantization: str | None = None,
+                            trainable: bool = False, freeze_vision: bool = False,
+                            gradient_checkpointing: bool = False):
+    """``(PeftModel, processor)``: the base of a LoRA adapter folder (:func:`adapter_base_model`) loaded
+    like :func:`load_model_and_processor` (``dtype``, ``quantization``...) with the adapter on top.
+
+    ``trainable``: the adapter's weights require gradients (a later stage continues training it; the
+    base is frozen, and a quantised base is prepared for k-bit training) - else the whole model is
+    frozen for inference. The processor saved beside the adapter (the adapter folder or its parent)
+    is used when there is one. The scorer and the trainers both load adapter checkpoints here."""
+    from peft import PeftModel
+
+    a = Path(adapter)
+    net, processor = load_model_and_processor(adapter_base_model(a), dtype=dtype, device_map=device_map,
+                                              quantization=quantization, freeze_vision=freeze_vision,
+                                              gradient_checkpointing=gradient_checkpointing)
+    if trainable and quantization is not None:
+        from peft import prepare_model_for_kbit_training
+
+        net = prepare_model_for_kbit_training(net, use_gradient_checkpointing=gradient_checkpointing)
+    net = PeftModel.from_pretrained(net, str(a), is_trainable=trainable)
+    proc_dir = next((d for d in (a, a.parent) if (d / "preprocessor_config.json").is_file()
+                     or (d / "processor_config.json").is_file()), None)
+    if proc_dir is not None:
+        from transformers import AutoProcessor
+
+        processor = AutoProcessor.from_pretrained(str(proc_dir))
+    return net, processor

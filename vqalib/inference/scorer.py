@@ -134,7 +134,7 @@ def load_scoring_model(model: str | os.PathLike, device: str = "auto", dtype: st
     ``adapter/`` loads the merged model. ``info`` holds the source, the sampling settings saved with
     the checkpoint (if any), the device and dtype.
     """
-    from vqalib.models import is_tiny_preset, load_model_and_processor, resolve_model_path
+    from vqalib.models import adapter_folder, is_tiny_preset, load_adapter_checkpoint, load_model_and_processor, resolve_model_path
     from vqalib.train.common import resolve_device  # one device rule for training and scoring
 
     device = resolve_device(device)
@@ -142,31 +142,10 @@ def load_scoring_model(model: str | os.PathLike, device: str = "auto", dtype: st
     device_map = None if device == "cpu" else device
     src = resolve_model_path(model)
     p = Path(src)
-    adapter = None
-    if p.is_dir() and (p / "adapter_config.json").is_file() and not (p / "config.json").is_file():
-        adapter = p
-    elif p.is_dir() and not (p / "config.json").is_file() and (p / "adapter" / "adapter_config.json").is_file():
-        adapter = p / "adapter"
+    adapter = adapter_folder(p)  # one adapter rule and loader for the scorer and the trainers
     manifest = _checkpoint_manifest(p) if p.is_dir() else {}
     if adapter is not None:
-        import json
-
-        from peft import PeftModel
-
-        base = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path") \
-            or manifest.get("base_model")
-        if not base:
-            raise ValueError(f"{adapter}: LoRA adapter without a base model (no base_model_name_or_path in "
-                             "adapter_config.json, no base_model in the checkpoint manifest); load the base and the "
-                             "adapter yourself and pass the model to Scorer")
-        net, processor = load_model_and_processor(base, dtype=dtype, device_map=device_map)
-        net = PeftModel.from_pretrained(net, str(adapter))
-        proc_dir = next((d for d in (adapter, adapter.parent) if (d / "preprocessor_config.json").is_file()
-                         or (d / "processor_config.json").is_file()), None)
-        if proc_dir is not None:
-            from transformers import AutoProcessor
-
-            processor = AutoProcessor.from_pretrained(str(proc_dir))
+        net, processor = load_adapter_checkpoint(adapter, dtype=dtype, device_map=device_map)
     else:
         net, processor = load_model_and_processor(src, dtype=dtype, device_map=device_map)
     if device == "cpu":
