@@ -43,7 +43,6 @@ without ``--dry-run``) it stops at once with exit code 2 saying so.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
 import math
@@ -325,10 +324,12 @@ def memory_rows(p: dict[str, int]) -> list[dict[str, Any]]:
              note="today's `bf16: true` path; issue 19 item 1: updates below bf16 resolution are lost"),
         dict(setting="full, fp32 master weights (fp32 params + bf16 autocast)", weights=4 * lm + 2 * vis, grads=4 * lm,
              optim=8 * lm, ref=0, note="vision tower kept in bf16 (frozen)"),
+        dict(setting="ASO full + rationale KL, bf16 weights", weights=2 * total, grads=2 * lm, optim=4 * lm,
+             ref=2 * total, note="+ frozen bf16 reference copy (`aso_7b.yaml`)"),
         dict(setting="ASO full + rationale KL, fp32 master weights", weights=4 * lm + 2 * vis, grads=4 * lm,
              optim=8 * lm, ref=2 * total, note="+ frozen bf16 reference copy"),
-        dict(setting="LoRA r=16 (bf16 base)", weights=2 * total + 4 * lora, grads=4 * lora, optim=8 * lora, ref=0,
-             note="reference = adapter disabled (no copy)"),
+        dict(setting="LoRA r=16 (bf16 base; SFT and GRPO)", weights=2 * total + 4 * lora, grads=4 * lora,
+             optim=8 * lora, ref=0, note="reference = adapter disabled (no copy)"),
     ]
     q_lin = p["lm_linear"] + p["vision_linear"]
     rest = total - q_lin
@@ -337,6 +338,50 @@ def memory_rows(p: dict[str, int]) -> list[dict[str, Any]]:
     for r in rows:
         r["static"] = r["weights"] + r["grads"] + r["optim"] + r["ref"]
     return rows
+
+
+MEM_BEGIN, MEM_END = "<!-- gpu_check_memory:begin -->", "<!-- gpu_check_memory:end -->"
+TRAINING_DOCS = ROOT / "docs" / "training.md"
+
+
+def _measured_for(setting: str, stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The stage results whose run corresponds to a memory-table row (by finetune and weight dtype)."""
+    out = []
+    for r in stages:
+        if "peak_GiB" not in r or "s_per_step" not in r:
+            continue
+        dtype = r.get("param_dtype", "")
+        if setting.startswith("full, bf16") and r["stage"] == "sft_full" and dtype == "bfloat16" \
+                or setting.startswith("full, fp32") and r["stage"] == "sft_full" and dtype == "float32" \
+                or setting.startswith("ASO") and r["stage"] == "aso" and ("bf16" in setting) == (dtype == "bfloat16") \
+                or setting.startswith("LoRA") and r["stage"] in ("sft_lora", "grpo") \
+                or setting.startswith("QLoRA") and r["stage"] == "sft_qlora":
+            out.append(r)
+    return out
+
+
+def memory_markdown(p: dict[str, int], stages: list[dict[str, Any]] | None = None, device: str = "") -> str:
+    """The 7B memory table of ``docs/training.md``: computed static memory per setting (:func:`memory_rows`)
+    and, from a GPU run (``stages`` of :func:`run_stage_check`, ``device`` named), the measured peak."""
+    g = lambda b: f"{b / 2**30:.1f}"  # noqa: E731
+    lines = ["| setting | weights | gradients | AdamW states | reference copy | static total | peak in one step |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in memory_rows(p):
+        meas = _measured_for(r["setting"], stages or [])
+        peak = "; ".join(f"{m['peak_GiB']:.1f} ({m['stage']}) *measured ({device})*" for m in meas) or "not measured yet"
+        lines.append(f"| {r['setting']} | {g(r['weights'])} | {g(r['grads'])} | {g(r['optim'])} | "
+                     f"{g(r['ref']) if r['ref'] else '–'} | **{g(r['static'])}** | {peak} |")
+    return "\n".join(lines)
+
+
+def write_between(path: Path, begin: str, end: str, body: str) -> None:
+    """Replace the text between the ``begin`` and ``end`` markers of ``path`` (both must be there)."""
+    text = path.read_text()
+    if begin not in text or end not in text:
+        raise ValueError(f"{path}: markers {begin} / {end} not found; the section was removed or renamed")
+    text = re.sub(re.escape(begin) + r".*?" + re.escape(end), lambda _: f"{begin}\n{body.rstrip()}\n{end}", text,
+                  count=1, flags=re.S)
+    path.write_text(text)
 
 
 # ----------------------------------------------------------------------------------------------- the run
@@ -357,6 +402,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--out", default="", help="write the results as JSON to this file")
     ap.add_argument("--docs", default=None, help="markdown file whose gpu_check section is rewritten "
                     "(default docs/benchmarks.md on a GPU, none with --dry-run; '' = none)")
+    ap.add_argument("--from-json", default="", help="measure nothing: write the docs sections and the summary "
+                    "from the JSON of an earlier run (--out of the run on the GPU machine)")
+    ap.add_argument("--training-docs", default=None, help="markdown file whose 7B memory table gets the measured "
+                    "peaks (default docs/training.md on a GPU, none with --dry-run; '' = none)")
     args = ap.parse_args(argv)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     bad = [s for s in stages if s not in STAGES]
@@ -364,7 +413,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error(f"--stages {args.stages!r}: unknown stage(s) {bad}; choose from {list(STAGES)}")
     args.stages = stages
     args.device = args.device or ("cpu" if args.dry_run else "cuda")
-    if not args.dry_run and not args.device.startswith("cuda"):
+    if args.from_json and not Path(args.from_json).is_file():
+        ap.error(f"--from-json {args.from_json}: no such file")
+    if not args.dry_run and not args.from_json and not args.device.startswith("cuda"):
         ap.error(f"--device {args.device!r}: the GPU check runs on a CUDA device (cuda or cuda:N); "
                  "use --dry-run for the CPU run")
     for name in ("steps", "grpo_steps"):
@@ -375,7 +426,25 @@ def parse_args(argv=None) -> argparse.Namespace:
             ap.error(f"--{name.replace('_', '-')} must be >= 0")
     if args.docs is None:
         args.docs = "" if args.dry_run else str(DOCS)
+    if args.training_docs is None:
+        args.training_docs = "" if args.dry_run else str(TRAINING_DOCS)
     return args
+
+
+def write_docs(result: dict[str, Any], docs: str, training_docs: str) -> None:
+    """Write the gpu_check section (``docs``) and the measured column of the 7B memory table
+    (``training_docs``, not for a dry run) from a run's result; '' skips either."""
+    if docs:
+        write_section(Path(docs), render(result))
+        print(f"wrote the gpu_check section of {docs}")
+    if training_docs and not result["dry_run"]:
+        from vqalib.tokenizer import SPECIAL_TOKENS, build_tokenizer
+
+        tok = build_tokenizer()
+        cfg = qwen2_5_vl_7b_config({t: int(tok.convert_tokens_to_ids(t)) for t in SPECIAL_TOKENS})
+        write_between(Path(training_docs), MEM_BEGIN, MEM_END,
+                      memory_markdown(param_counts(cfg), result["stages"], result["device"]))
+        print(f"wrote the measured column of the 7B memory table in {training_docs}")
 
 
 def require_cuda(device: str) -> str:
@@ -723,6 +792,11 @@ def summary(result: dict[str, Any]) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.from_json:
+        result = json.loads(Path(args.from_json).read_text())
+        write_docs(result, args.docs, args.training_docs)
+        print(summary(result), flush=True)
+        return 0
     try:
         args.env = check_environment()
     except RuntimeError as exc:
@@ -791,11 +865,7 @@ def main(argv=None) -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=1, default=str))
         print(f"wrote {args.out}")
-    if args.docs and not args.dry_run:
-        write_section(Path(args.docs), render(result))
-        print(f"wrote the gpu_check section of {args.docs}")
-    elif args.docs:
-        write_section(Path(args.docs), render(result))
+    write_docs(result, args.docs, args.training_docs)
     print(summary(result), flush=True)
     failed = [r for r in result["stages"] if "error" in r]
     return 1 if failed else 0

@@ -258,3 +258,34 @@ def test_dry_run_runs_every_stage_end_to_end_from_a_bare_checkout(dry_run):
     assert len(tail) - head == 1 + len(gpu_check.STAGES)  # the summary ends stdout
     assert "DRY RUN" in tail[head]
     assert not (repo / "docs" / "benchmarks.md").read_text().count("measured on CPU")  # dry run writes no docs
+
+
+def test_memory_table_in_training_docs_is_the_computed_one():
+    """docs/training.md's 7B memory table holds the numbers the code computes (the measured column aside)."""
+    p = gpu_check.param_counts(gpu_check.qwen2_5_vl_7b_config(_special_ids()))
+    text = (ROOT / "docs" / "training.md").read_text()
+    doc = text[text.index(gpu_check.MEM_BEGIN):text.index(gpu_check.MEM_END)]
+    computed = lambda t: [line.rsplit("|", 2)[0] for line in t.splitlines() if line.startswith("| ")]  # noqa: E731
+    assert computed(doc) == computed(gpu_check.memory_markdown(p)) and len(computed(doc)) == 8
+
+
+def test_docs_are_written_from_a_runs_json(dry_run, tmp_path):
+    """``--from-json`` (what the lead runs on the JSON a GPU machine sent back) writes both sections."""
+    _, out, _ = dry_run
+    res = json.loads(out.read_text())
+    res.update(dry_run=False, device="NVIDIA H200", peak_tflops=989.4, matmul_tflops=790.0, matmul_ratio=790 / 989.4)
+    for r in res["stages"]:
+        r["peak_GiB"] = 1.5
+        gpu_check.add_utilisation(r, 989.4)
+    src = tmp_path / "gpu_check.json"
+    src.write_text(json.dumps(res))
+    bench, training = tmp_path / "benchmarks.md", tmp_path / "training.md"
+    bench.write_text(f"# B\n\n{gpu_check.BEGIN}\n(no GPU run yet)\n{gpu_check.END}\n")
+    training.write_text(f"# T\n\n{gpu_check.MEM_BEGIN}\nold\n{gpu_check.MEM_END}\n")
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--from-json", str(src), "--docs", str(bench),
+                           "--training-docs", str(training)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    b, t = bench.read_text(), training.read_text()
+    assert "measured on NVIDIA H200" in b and "| sft_lora |" in b and "no GPU run yet" not in b
+    assert "1.5 (sft_lora) *measured (NVIDIA H200)*" in t and "1.5 (grpo) *measured (NVIDIA H200)*" in t
+    assert "old" not in t and proc.stdout.strip().splitlines()[-len(gpu_check.STAGES) - 1].startswith("gpu_check summary")
