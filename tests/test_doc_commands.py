@@ -216,7 +216,7 @@ DECISIONS: dict[str, Run | Check | Skip] = {
              "on the dry run's JSON"),
     # ---- fragments quoted in prose (not whole commands)
     **{c: Skip(FRAGMENT) for c in (".venv/bin/", "OMP_NUM_THREADS=1", "accelerate launch", "bench/bench_score.py",
-                                   "bench/bench_train_steps.py", "uv sync", "bench/gpu_check.py")},
+                                   "uv sync", "bench/gpu_check.py")},
 }
 
 
