@@ -67,9 +67,9 @@ MIN_TRANSFORMERS = (5, 17)
 #: stage -> (trainer stage, config file, overrides)
 STAGES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "sft_lora": ("sft", "env/train_configs/sft_7b_lora.yaml", {}),
+    "grpo": ("grpo", "env/train_configs/grpo_7b_lora.yaml", {}),  # second: the longest, never cut by --budget-s
     "sft_full": ("sft", "env/train_configs/sft_7b.yaml", {}),
     "aso": ("aso", "env/train_configs/aso_7b.yaml", {}),
-    "grpo": ("grpo", "env/train_configs/grpo_7b_lora.yaml", {}),
     "sft_qlora": ("sft", "env/train_configs/sft_7b_lora.yaml", {"finetune": "qlora"}),
 }
 

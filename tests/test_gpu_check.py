@@ -225,8 +225,14 @@ def dry_run(tmp_path_factory):
     shim.mkdir()
     (shim / "python3").write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")
     (shim / "python3").chmod(0o755)
+    blocked = base / "blocked"  # the lent GPU machine has no video decoder and no bitsandbytes
+    blocked.mkdir()
+    # None in sys.modules: ``import`` fails and ``importlib.util.find_spec`` answers None, as for a missing package
+    (blocked / "sitecustomize.py").write_text("import sys\nfor _n in ('decord', 'av', 'bitsandbytes'):\n"
+                                              "    sys.modules[_n] = None\n")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VQALIB_CACHE")}
-    env.update(PATH=f"{shim}:{env.get('PATH', '')}", VQALIB_CACHE=str(base / "cache"), HF_HUB_OFFLINE="1")
+    env.update(PATH=f"{shim}:{env.get('PATH', '')}", VQALIB_CACHE=str(base / "cache"), HF_HUB_OFFLINE="1",
+               PYTHONPATH=str(blocked))
     out = base / "out" / "gpu_check.json"
     proc = subprocess.run(["bash", "bench/gpu_check.sh", "--dry-run", "--out", str(out)], cwd=repo, env=env,
                           capture_output=True, text=True, timeout=1500)
