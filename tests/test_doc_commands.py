@@ -226,9 +226,14 @@ DECISIONS: dict[str, Run | Check | Skip] = {
     ".venv/bin/python bench/bench_generation_leak.py --checkpoint runs/leak/sft --clips 24": Skip(LEAK_MEASUREMENT),
     "bash bench/gpu_check.sh": Skip("needs a CUDA GPU; tests/test_gpu_check.py runs its argument handling and its "
                                     "no-CUDA error"),
+    "bash bench/gpu_check.sh --dry-run": Skip("run from a bare copy of the checkout by tests/test_gpu_check.py::"
+                                              "test_dry_run_runs_every_stage_end_to_end_from_a_bare_checkout"),
+    ".venv/bin/python bench/gpu_check.py --from-json <files_at>/gpu_check.json":
+        Skip("needs the JSON of a GPU run; tests/test_gpu_check.py::test_docs_are_written_from_a_runs_json runs it "
+             "on the dry run's JSON"),
     # ---- fragments quoted in prose (not whole commands)
     **{c: Skip(FRAGMENT) for c in (".venv/bin/", "OMP_NUM_THREADS=1", "accelerate launch", "bench/bench_score.py",
-                                   "bench/bench_train_steps.py", "uv sync")},
+                                   "uv sync", "bench/gpu_check.py")},
 }
 
 
