@@ -35,7 +35,7 @@ RUN_DIR: str = "runs/demo"  # run folder for figures, tables and metrics
 DATA_DIR: str = ""  # dataset folder (videos/ratings/rationales .jsonl or .parquet); empty means the embedded sample dataset
 SAMPLE_SIZE: str = "default"  # sample dataset size when DATA_DIR is empty: smoke | default | large
 SEED: int = 0  # seed of the sample dataset and of the bootstrap
-MIN_RATERS: int = 3  # minimum final-phase raters per video and dimension; fewer is a validation error
+MIN_RATERS: int = -1  # minimum final-phase raters per video and dimension (fewer is a validation error); -1 takes the value the dataset folder was converted with (dataset.json), else 3
 STRICT: bool = True  # True: stop on any invalid row; False: drop invalid rows and show the report
 N_BOOT: int = 300  # bootstrap resamples for the confidence intervals (0 for none)
 TOLERANCE: float = 1.0  # Relaxed Match: largest score difference that still counts as a match
@@ -55,7 +55,9 @@ from vqalib.synth import dataset_root
 run = Run(RUN_DIR, "02_annotator_agreement")
 pd.set_option("display.precision", 3)
 data_dir = dataset_root(DATA_DIR, SAMPLE_SIZE, SEED)
-loaded = load_dataset(data_dir, strict=STRICT, min_raters=MIN_RATERS)
+# this notebook reads only the tables, so the video files need not be here (a ratings-only study)
+loaded = load_dataset(data_dir, strict=STRICT, min_raters=None if MIN_RATERS < 0 else MIN_RATERS,
+                      check_files=False)
 ds, report = (loaded, None) if STRICT else loaded
 print(ds)
 print("validation:", "strict, no problems" if report is None else report.summary(max_lines=10))

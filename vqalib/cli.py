@@ -72,6 +72,48 @@ def _scorer_args(ap) -> None:
     ap.add_argument("--no-progress", action="store_true")
 
 
+class _UsageError(ValueError):
+    """A command-line error found before the model loads: printed as one ``error:`` line, exit 2."""
+
+
+class _Stopped(SystemExit):
+    """Raised in the main process by the SIGTERM handler (SLURM, ``timeout``, ``kill``)."""
+
+
+_STOP_SIGNAL: list[int] = []
+
+
+def _on_sigterm(signum, _frame) -> None:
+    """SIGTERM -> an exception in the main process, so the run unwinds: the DataLoader shuts its
+    workers down, the output's lock is dropped, the rows written so far stay (rerun to resume)."""
+    _STOP_SIGNAL.append(signum)
+    raise _Stopped(128 + signum)
+
+
+def _check_output(output, args) -> None:
+    """The output checks that need no model (suffix, path, mode/model of an existing output, lock)."""
+    from vqalib.inference.store import check_output
+
+    check_output(output, {"model": args.model, "mode": args.mode}, getattr(args, "overwrite", False))
+
+
+def _preflight_score(args):
+    """Everything ``score`` can check before loading the model: the output and the video list. Returns the
+    listed videos (``video_id, path``; files skipped as not videos in ``attrs["skipped"]``)."""
+    from vqalib.inference.scorer import Scorer
+    from vqalib.inference.sources import list_videos
+
+    _check_output(args.output, args)
+    try:
+        videos = list_videos(args.videos, warn=False)  # ids and skipped files are settled before the model loads
+        Scorer.list_items(videos)
+    except (FileNotFoundError, _UsageError):
+        raise
+    except ValueError as exc:  # an id or path used twice, a malformed list: the user's input
+        raise _UsageError(str(exc)) from None
+    return videos
+
+
 def _make_scorer(args):
     import dataclasses
 
@@ -101,9 +143,9 @@ def _score(argv: Sequence[str]) -> int:
     ap.add_argument("--output", "-o", required=True, type=cli_path, help="scores.csv, scores.jsonl or scores.parquet")
     _scorer_args(ap)
     args = ap.parse_args(argv)
-    from vqalib.inference.sources import list_videos, skipped_summary
+    from vqalib.inference.sources import skipped_summary
 
-    videos = list_videos(args.videos, warn=False)  # ids and skipped files are settled before the model loads
+    videos = _preflight_score(args)
     if skipped_summary(videos):
         print(skipped_summary(videos), file=sys.stderr)
     scorer = _make_scorer(args)
@@ -145,6 +187,13 @@ def _benchmark(argv: Sequence[str]) -> int:
     _scorer_args(ap)
     args = ap.parse_args(argv)
     combos = list(COMBINATIONS) if args.combination == "all" else [args.combination]
+    from vqalib.inference.benchmark import check_readout, default_output
+
+    try:
+        check_readout(args.readout, args.mode)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    _check_output(args.output or default_output(args.name, args.model, args.mode), args)
     scorer = _make_scorer(args)
     table, info = run_benchmark(args.name, args.videos, labels=args.labels, split=args.split, output=args.output,
                                 combinations=combos, readout=args.readout, n_boot=args.n_boot,
@@ -177,16 +226,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cmd == "sample-data":
         return _sample_data(rest)
     if cmd in ("score", "benchmark"):
+        import signal
+        import threading
+
         from vqalib.inference.sources import VideoListError
+        from vqalib.inference.store import OutputError, OutputLocked, ResumeMismatch
         from vqalib.mos import LabelFileError
 
+        _STOP_SIGNAL.clear()
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _on_sigterm)
         try:
             return _score(rest) if cmd == "score" else _benchmark(rest)
-        except (FileNotFoundError, VideoListError, LabelFileError) as exc:
-            # what the user typed is wrong (a --model, video or label path, a video list): the message names
-            # the file and the fix, so no traceback
+        except (FileNotFoundError, VideoListError, LabelFileError, OutputError, OutputLocked, ResumeMismatch,
+                _UsageError) as exc:
+            # what the user typed is wrong (a --model, video or label path, a video list, the output): the
+            # message names the file and the fix, so no traceback; most are checked before the model loads
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        except BaseException:
+            if not _STOP_SIGNAL:
+                raise
+            # stopped by SIGTERM (also when a DataLoader worker, killed by the same signal, was noticed first)
+            print(f"stopped by signal {_STOP_SIGNAL[0]} (SIGTERM); the rows written so far are kept: rerun the same "
+                  "command to resume", file=sys.stderr)
+            return 128 + _STOP_SIGNAL[0]
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, previous)
     print(f"unknown command {cmd!r}\n{__doc__}", file=sys.stderr)
     return 2
 

@@ -232,8 +232,8 @@ def save_dataset(ds: VQADataset, folder: str | os.PathLike, fmt: str = "jsonl") 
 # loading + validation
 
 
-def load_dataset(path: str | os.PathLike, strict: bool = True, min_raters: int | None = None, check_files: bool = True,
-                 min_raters_phase: str = "final"):
+def load_dataset(path: str | os.PathLike, strict: bool = True, min_raters: int | None = None,
+                 check_files: bool | None = None, min_raters_phase: str = "final"):
     """Load and validate a dataset folder (tables as JSONL or Parquet).
 
     Returns the :class:`VQADataset` (``strict=True``; raises :class:`DataValidationError` on any
@@ -241,7 +241,9 @@ def load_dataset(path: str | os.PathLike, strict: bool = True, min_raters: int |
     ``min_raters`` applies per (video, dimension) in phase ``min_raters_phase``; ``None`` takes the
     value the dataset was converted with (``min_raters`` in ``dataset.json``, written by
     :func:`save_dataset` for a :func:`from_ratings_csv` dataset), else 3. So a folder converted with
-    ``min_raters=2`` loads the same way in every notebook and trainer.
+    ``min_raters=2`` loads the same way in every notebook and trainer. ``check_files`` (whether every
+    video file must exist) likewise: ``None`` takes the saved choice (``check_files`` in
+    ``dataset.json``; a ratings-only study converted with ``check_files=False`` stays so), else True.
     """
     root = resolve_path(path)
     if not root.is_dir():
@@ -266,6 +268,8 @@ def load_dataset(path: str | os.PathLike, strict: bool = True, min_raters: int |
         info = json.loads((root / "dataset.json").read_text())
     if min_raters is None:
         min_raters = int(info.get("min_raters", 3))
+    if check_files is None:
+        check_files = bool(info.get("check_files", True))
     ds, report = validate(root, tables["videos"], tables["ratings"], tables["rationales"], files=files,
                           min_raters=min_raters, check_files=check_files, min_raters_phase=min_raters_phase,
                           issues=issues)
@@ -607,24 +611,79 @@ _SNIFF_DELIMITERS = ",;\t|"
 _DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+")
 
 
+_EXCEL_SUFFIXES = (".xlsx", ".xlsm")
+_ZIP_MAGIC, _OLE2_MAGIC = b"PK\x03\x04", b"\xd0\xcf\x11\xe0"
+
+
+def _read_workbook(path: Path, sheet: str | int | None, id_cols: Sequence[str]) -> pd.DataFrame:
+    """The ratings sheet of an .xlsx/.xlsm workbook (openpyxl): ``sheet`` or the only sheet; id columns as text."""
+    try:
+        sheets = pd.ExcelFile(path, engine="openpyxl")
+    except ImportError:  # pragma: no cover - openpyxl is a dependency
+        raise ValueError(f"{path}: reading an Excel workbook needs openpyxl (pip install openpyxl), or save the sheet "
+                         "as CSV (File > Save As > CSV UTF-8)") from None
+    except Exception as exc:  # noqa: BLE001 - a damaged or mislabelled workbook
+        raise ValueError(f"{path}: cannot be read as an Excel workbook ({type(exc).__name__}: {exc}); open it in a "
+                         "spreadsheet program and save it again as .xlsx or as CSV UTF-8") from None
+    with sheets:
+        names = sheets.sheet_names
+        if sheet is None:
+            if len(names) != 1:
+                raise ValueError(f"{path}: the workbook has {len(names)} sheets {names}; pass sheet= (a name or a "
+                                 "0-based number) to say which holds the ratings")
+            sheet = names[0]
+        elif isinstance(sheet, str) and sheet not in names:
+            raise ValueError(f"{path}: no sheet {sheet!r} (sheets: {names}); pass sheet= one of them")
+        df = pd.read_excel(sheets, sheet_name=sheet)
+        ids = [c for c in dict.fromkeys(id_cols) if c in df.columns]
+        if ids:  # ids exactly as written: 01 stays 01, an empty cell stays empty (never NaN -> 'nan')
+            text = pd.read_excel(sheets, sheet_name=sheet, usecols=ids, dtype=str, keep_default_na=False)
+            for c in ids:
+                df[c] = text[c].to_numpy()
+    return df
+
+
 def read_ratings_csv(path: str | os.PathLike, *, video_col: str | None = None, sep: str | None = None,
-                     decimal: str = ".", encoding: str = "utf-8-sig") -> tuple[pd.DataFrame, str]:
-    """Read a ratings CSV with pandas; returns ``(table, separator used)``.
+                     decimal: str = ".", encoding: str = "utf-8-sig", id_cols: Sequence[str] = (),
+                     sheet: str | int | None = None) -> tuple[pd.DataFrame, str]:
+    """Read a ratings table with pandas; returns ``(table, separator used)``.
 
     ``sep=None`` sniffs the separator among ``, ; TAB |`` from the first 64 kB (:class:`csv.Sniffer`);
     a file with one column and none of them is read with ``,``. Cells are kept as text where pandas
-    cannot read a number, so :func:`from_ratings_csv` reports them row by row. Every failure raises a
-    ``ValueError`` that names the file and the option to change (``encoding=``, ``sep=``)."""
+    cannot read a number, so :func:`from_ratings_csv` reports them row by row. ``video_col`` and
+    ``id_cols`` (rater, dimension, phase columns) are read as text exactly as written: ``01`` stays
+    ``01`` and ``NA`` stays ``NA``; an empty id cell is ``""`` (the caller reports it).
+
+    An Excel workbook (``.xlsx``/``.xlsm``, or any file that starts like one) is read with openpyxl,
+    from ``sheet`` (a name or 0-based number; needed when it has several sheets); the separator
+    returned is ``"xlsx"``. An old binary ``.xls``, or an ``.ods``, is refused with the fix (save as
+    .xlsx or CSV). Every failure raises a ``ValueError`` that names the file and the option to change
+    (``encoding=``, ``sep=``, ``sheet=``)."""
     import codecs
     import csv
 
     given, path = path, resolve_path(path)
+    ids = [c for c in ([video_col] if video_col else []) + list(id_cols) if c]
     try:
         with open(path, "rb") as fh:
             raw = fh.read(65536)
-        head = codecs.getincrementaldecoder(encoding)().decode(raw, final=len(raw) < 65536)
     except FileNotFoundError:
         raise FileNotFoundError(f"ratings CSV {path} does not exist{relative_note(given)}") from None
+    suffix = path.suffix.lower()
+    kind = None
+    if suffix == ".ods":
+        kind = "an OpenDocument spreadsheet (.ods)"
+    elif raw.startswith(_OLE2_MAGIC) or suffix == ".xls":
+        kind = "an old binary Excel workbook (.xls)"
+    elif raw.startswith(_ZIP_MAGIC):
+        if suffix in (*_EXCEL_SUFFIXES, ".csv", ".tsv", ".txt", ""):  # a workbook, whatever its name says
+            return _read_workbook(path, sheet, ids), "xlsx"
+        kind = f"a zip archive ({suffix})"
+    if kind:
+        raise ValueError(f"{path}: is {kind}, not a CSV or .xlsx; open it in a spreadsheet program and save it as "
+                         ".xlsx (Excel Workbook) or as CSV UTF-8, then pass that file")
+    try:
+        head = codecs.getincrementaldecoder(encoding)().decode(raw, final=len(raw) < 65536)
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: cannot be decoded as {encoding} ({exc.reason} at byte {exc.start}); "
                          f"pass encoding='cp1252' or 'latin-1' (or the file's encoding)") from None
@@ -638,8 +697,12 @@ def read_ratings_csv(path: str | os.PathLike, *, video_col: str | None = None, s
         except csv.Error:
             sep = ","
     try:
-        df = pd.read_csv(path, sep=sep, decimal=decimal, encoding=encoding,
-                         dtype={video_col: str} if video_col else None)
+        df = pd.read_csv(path, sep=sep, decimal=decimal, encoding=encoding)
+        present = [c for c in dict.fromkeys(ids) if c in df.columns]
+        if present:  # ids exactly as written: 01 stays 01, NA stays NA, an empty cell stays "" (never 'nan')
+            text = pd.read_csv(path, sep=sep, encoding=encoding, usecols=present, dtype=str, keep_default_na=False)
+            for c in present:
+                df[c] = text[c].to_numpy()
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: cannot be decoded as {encoding} ({exc.reason} at byte {exc.start}); "
                          f"pass encoding='cp1252' or 'latin-1' (or the file's encoding)") from None
@@ -694,8 +757,8 @@ def from_ratings_csv(csv_path: str | os.PathLike, *, video_col: str = "video",
                      category_col: str | None = None, test_fraction: float = 0.2,
                      min_raters: int = 3, check_files: bool = True, strict: bool = True,
                      na_values: Iterable[Any] = (), sep: str | None = None, decimal: str = ".",
-                     encoding: str = "utf-8-sig"):
-    """Load a CSV of per-rater scores (any subset of dimensions, any numeric scale) as a dataset.
+                     encoding: str = "utf-8-sig", sheet: str | int | None = None):
+    """Load a CSV (or .xlsx workbook) of per-rater scores (any subset of dimensions, any numeric scale) as a dataset.
 
     Three ways to say where the scores are (pick one):
 
@@ -703,7 +766,12 @@ def from_ratings_csv(csv_path: str | os.PathLike, *, video_col: str = "video",
     * **wide, explicit**: ``score_columns={"r1_sharpness": ("clarity_quality", "r1"), ...}``
       (column -> (dimension, rater)).
     * **wide, by pattern**: ``column_pattern=r"(?P<rater>r\\d+)_(?P<dimension>\\w+)"``: every column
-      whose full name matches is a score column.
+      whose full name matches is a score column (the pattern must have both named groups).
+
+    Ids are text exactly as written: raters ``1`` and ``01`` are two raters, a video named ``NA``
+    or ``0001`` keeps that id. A row with an empty video cell, or (long format) an empty rater cell,
+    is a ``missing_field`` error naming the row (``strict=False``: rejected and counted in the
+    report), never a video or rater called ``nan``.
 
     Dimension names pass through ``dimension_map`` first (e.g. ``{"sharpness": "clarity_quality"}``),
     then :func:`vqalib.levels.dimension_key` (keys or display names). Scores are mapped linearly from
@@ -726,6 +794,9 @@ def from_ratings_csv(csv_path: str | os.PathLike, *, video_col: str = "video",
       ``bad_value`` error that says so.
     * ``encoding``: default ``utf-8-sig`` (UTF-8, with or without the byte-order mark spreadsheet
       programs write); e.g. ``cp1252`` or ``latin-1`` for older exports.
+    * ``sheet``: for an Excel workbook (``.xlsx``, read with openpyxl), the sheet holding the ratings
+      (a name or 0-based number; needed only when the workbook has several sheets). An old ``.xls``
+      or an ``.ods`` is refused with the fix (save it as .xlsx or CSV UTF-8).
 
     Every read error (undecodable bytes, a malformed row, an empty file) is a ``ValueError`` naming the
     file and the option that fixes it.
@@ -738,7 +809,8 @@ def from_ratings_csv(csv_path: str | os.PathLike, *, video_col: str = "video",
     come from :func:`split_of`. Returns like :func:`load_dataset`.
     """
 
-    df, sep = read_ratings_csv(csv_path, video_col=video_col, sep=sep, decimal=decimal, encoding=encoding)
+    df, sep = read_ratings_csv(csv_path, video_col=video_col, sep=sep, decimal=decimal, encoding=encoding,
+                               id_cols=[c for c in (rater_col, dimension_col, phase_col) if c], sheet=sheet)
     csv_path = resolve_path(csv_path)  # after reading: read_ratings_csv's error names a relative path's rule
     fname = csv_path.name
     na_text, na_num = _na_matchers(na_values)
@@ -757,6 +829,8 @@ def from_ratings_csv(csv_path: str | os.PathLike, *, video_col: str = "video",
 
     def add_rating(line: int, vid: Any, rater: Any, dim_raw: Any, value: Any, ph: str) -> None:
         nonlocal empty, not_rated
+        if _missing(vid):  # reported once per row below
+            return
         if _missing(value):
             empty += 1
             return
@@ -778,12 +852,21 @@ def from_ratings_csv(csv_path: str | os.PathLike, *, video_col: str = "video",
                                 "fix the value, pass the right scale=(lo, hi), or list a 'not rated' marker "
                                 "in na_values=", str(vid)))
             return
+        if _missing(rater):
+            issues.append(Issue("missing_field", fname, line, rater_col or "rater",
+                                f"the rater cell is empty (score {value!r} for video {vid!r})",
+                                "fill in the rater id or remove the row", str(vid)))
+            return
         mapped = float(map_scale(x, lo, hi))
         score = float(L.snap_to_grid(mapped)) if snap else mapped
         rows.append({"video_id": str(vid), "rater": str(rater), "phase": ph, "dimension": dim, "score": score,
                      "tags": [], "comment": "", "raw_score": x, "_line": line})
 
     records = df.to_dict(orient="records")
+    for i, rec in enumerate(records):
+        if _missing(rec[video_col]):
+            issues.append(Issue("missing_field", fname, i + 2, video_col, f"the {video_col!r} cell is empty",
+                                "fill in the video id or remove the row"))
     if score_col is not None:
         for col in (rater_col, dimension_col, score_col):
             if col is None or col not in df.columns:
@@ -794,7 +877,15 @@ def from_ratings_csv(csv_path: str | os.PathLike, *, video_col: str = "video",
                        str(rec[phase_col]) if phase_col else phase)
     else:
         if column_pattern is not None:
-            pat = re.compile(column_pattern)
+            try:
+                pat = re.compile(column_pattern)
+            except re.error as exc:
+                raise ValueError(f"column_pattern {column_pattern!r} is not a regular expression ({exc})") from None
+            absent = [g for g in ("rater", "dimension") if g not in pat.groupindex]
+            if absent:
+                raise ValueError(f"column_pattern {column_pattern!r} has no named group {' or '.join(absent)}: write "
+                                 "(?P<rater>...) and (?P<dimension>...) around the parts of the column name that "
+                                 r"give them, e.g. r'(?P<rater>r\d+)_(?P<dimension>\w+)'")
             score_columns = {}
             for c in df.columns:
                 m = pat.fullmatch(str(c))
@@ -810,7 +901,7 @@ def from_ratings_csv(csv_path: str | os.PathLike, *, video_col: str = "video",
                 add_rating(i + 2, rec[video_col], rater, dim_raw, rec[col], str(rec[phase_col]) if phase_col else phase)
 
     root = resolve_path(video_dir) if video_dir is not None else csv_path.parent
-    vids = list(dict.fromkeys(str(v) for v in df[video_col]))
+    vids = list(dict.fromkeys(str(v) for v in df[video_col] if not _missing(v)))
     cats = {}
     if category_col:
         cats = {str(r[video_col]): r[category_col] for r in records}
@@ -839,7 +930,7 @@ def from_ratings_csv(csv_path: str | os.PathLike, *, video_col: str = "video",
     report.n_rows["ratings"] = len(rows) + sum(1 for i in issues if i.file == fname and i.kind in ("bad_value", "out_of_range"))
     ds.info = {"source": str(csv_path), "scale": [lo, hi], "snap": snap, "empty_cells": empty,
                "not_rated": not_rated, "na_values": [str(v) for v in na_values], "sep": sep, "decimal": decimal,
-               "encoding": encoding, "min_raters": min_raters}
+               "encoding": encoding, "min_raters": min_raters, "check_files": check_files}
     if strict:
         if not report.ok:
             raise DataValidationError(report)

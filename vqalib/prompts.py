@@ -26,14 +26,37 @@ Parser rules (documented choices, tested in ``tests/test_prompts.py``):
   model answering on another scale is counted, never read as a 1-5 score. Rescaling is the
   caller's explicit choice (``parse_answer(text, rescale=True)`` maps ``x/N`` and ``x out of N``
   linearly from [0, N] to [1, 5] and flags it with ``rescaled=True``; off by default).
-* If a dimension has several score matches the **last** one counts (the score block ends the
-  answer); the number of matches is recorded.
+* If a dimension has several score matches the **last** one with a number counts (the score
+  block ends the answer); a match with no number (``Motion Quality: smooth``, as in a JSON
+  ``"reason"`` after the score) counts only when no match has a number. The number of matches is
+  recorded.
 * A number inside [1, 5] but off the 0.5 grid (``3.3``) is snapped with
   :func:`vqalib.levels.snap_to_grid` (round half up) and counted as ``ok`` with
   ``off_grid=True`` and the raw value kept, so evaluation can report how often it happens.
 * A number outside [1, 5] (``7``, ``0``) or a dimension followed by no number
   (``Clarity Quality: good``) is ``unparsable``; a dimension that is never named is ``missing``.
   No default is ever filled in: failed dimensions have ``score=None``.
+* The text is read after NFKC normalisation (per character, so spans still index the text as
+  given): full-width ``３．５`` and ``：`` read as ``3.5`` and ``:``. Superscripts, subscripts and
+  vulgar fractions are kept, so ``3²`` and ``3½`` are unparsable, never 32 or 31.
+* A number is read as written or not at all: ``1e1`` is 10 (outside [1, 5]), and a number that
+  runs on into letters, digits or another decimal point (``3.5.1``, ``3rd``, ``3½``) is
+  ``unparsable`` ("the number runs on"); it is never cut to its first digits.
+* A scale stated next to the score decides which scale it is on: ``4 of 10``, ``3 (on a 1-10
+  scale)``, ``3, on a scale of 10``, ``3 (out of 10)`` and a bracketed label ``Motion Quality
+  (1-10): 7`` are other scales (``unparsable``, or mapped with ``rescale=True``); ``(1-5)``,
+  ``out of 5`` and ``of 5`` are the 1-5 scale. A bracket saying no scale (``4.5 (Excellent)``) is ignored.
+* Three other layouts that instruction-tuned VLMs emit are read with the same rules: JSON objects
+  keyed by dimension names or keys (``{"Motion Quality": 3.5}``, ``{"motion_quality": "3.5"}``,
+  ``{"motion_quality": {"score": 3.5, ...}}``), markdown table rows with the score in the cell
+  right after the name (``| Motion Quality | 3.5 |``) and labels with the scale in brackets
+  (``Motion Quality (1-5): 3.5``); ``Motion Quality Score: 3.5`` too. A table whose score is not
+  the cell after the name, or a transposed table (names in the header row), is not read:
+  ``unparsable`` ("no number after the dimension name") or ``missing``, counted as always.
+* Text inside ``<think>...</think>`` (the reasoning of thinking models) is not read: an unclosed
+  ``<think>`` runs to the end, and a ``</think>`` with no opening before it closes a block that
+  starts the text (chat templates that open the block in the prompt). A dimension scored only
+  there is ``missing`` with that reason; the rationale leaves the block out.
 * The rationale is the text before the first match that counts (without the list/markdown marks
   that open its line), so a dimension named inside a sentence earlier on (``The motion quality:
   okay-ish.``) does not cut it.
@@ -45,6 +68,7 @@ so ``3`` or ``3.50`` parse as scores but earn no format reward.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -117,20 +141,39 @@ _NAME_ALTS = sorted(
     [re.escape(n).replace(r"\ ", r"[ _]+") for n in DIMENSIONS] + [re.escape(k) for k in DIMENSION_KEYS],
     key=len, reverse=True,
 )
-#: name, separator, then (optionally) a number and what follows it (checked in :func:`_read_number`).
+_MD = r"(?:\*\*|__|\*)?"  # optional markdown emphasis
+_NUM = r"\d+(?:\.\d+)?"
+#: name (optionally "... Score"), a closing quote (JSON), an optional label in brackets ("(1-5)"),
+#: the separator (":", "=", or a table bar "|"), a nested JSON {"score": ...} opening or a quote,
+#: then (optionally) a number and what follows it (checked in :func:`_read_number`).
 _SCORE_RE = re.compile(
-    r"(?P<name>" + "|".join(_NAME_ALTS) + r")"
-    r"[ \t]*(?:\*\*|__|\*)?[ \t]*[:=：][ \t]*(?:\*\*|__|\*)?[ \t]*"
-    r"(?:(?P<num>[+-]?\d+(?:\.\d+)?))?",
+    r"(?P<name>" + "|".join(_NAME_ALTS) + r")(?:[ _]+(?:score|rating))?[\"']?"
+    r"[ \t]*" + _MD + r"[ \t]*(?:[(\[](?P<label>[^)\]\n]{0,40})[)\]][ \t]*" + _MD + r")?[ \t]*[\"']?"
+    r"[ \t]*[:=：|][ \t]*" + _MD + r"[ \t]*"
+    r"(?:\{\s*[\"']?(?:score|rating|value)[\"']?\s*:\s*)?[\"']?[ \t]*"
+    r"(?:(?P<num>[+-]?" + _NUM + r"))?",
     re.IGNORECASE,
 )
-#: what may follow the number: a denominator ("/ 5", "out of 10"), a percent sign, a decimal comma
-#: ("3,5") or the second end of a range ("3-4", "3 – 4", "3 to 4").
-_DEN_RE = re.compile(r"[ \t]*(?:\*\*|__|\*)?[ \t]*(?:/|out[ \t]+of)[ \t]*(?P<den>\d+(?:\.\d+)?)", re.IGNORECASE)
+#: what may follow the number: a denominator ("/ 5", "out of 10", "4 of 10"), a percent sign, a decimal
+#: comma ("3,5") or the second end of a range ("3-4", "3 – 4", "3 to 4").
+_DEN_RE = re.compile(r"[ \t]*(?:\*\*|__|\*)?[ \t]*(?:/|out[ \t]+of|of)[ \t]*(?P<den>\d+(?:\.\d+)?)", re.IGNORECASE)
 _PERCENT_RE = re.compile(r"[ \t]*%")
 _COMMA_RE = re.compile(r",\d")
-_MARKUP_TAIL_RE = re.compile(r"(?:^|(?<=\n))[ \t]*(?:[-*+>#]+|\d+[.)])?[ \t]*(?:\*\*|__|\*)?[ \t]*$")  # "- **" before a score
+_EXP_RE = re.compile(r"[eE][+-]?\d+")  # 1e1: read as written (10), never as 1
+_MARKUP_TAIL_RE = re.compile(r"(?:^|(?<=\n))[ \t]*(?:[-*+>#|]+|\d+[.)])?[ \t]*(?:\*\*|__|\*)?[\"'{ \t]*$")  # "- **" before a score
 _RANGE_RE = re.compile(r"[ \t]*(?:[-–—~]|to)[ \t]*\d", re.IGNORECASE)
+#: a scale stated right after the number: "3 (on a 1-10 scale)", "3 (out of 10)", "3, on a scale of 10".
+_PAREN_TAIL_RE = re.compile(r"[ \t]*" + _MD + r"[ \t]*[(\[](?P<inner>[^)\]\n]{0,40})[)\]]")
+_ON_SCALE_RE = re.compile(
+    r"[ \t]*,?[ \t]*(?P<inner>on[ \t]+(?:a|the)[ \t]+(?:" + _NUM + r"[ \t]*(?:-|–|—|to)[ \t]*" + _NUM
+    + r"[ \t-]*(?:point[ \t]+)?scale|scale[ \t]+(?:of|from)[ \t]+(?:" + _NUM + r"[ \t]*(?:-|–|—|to)[ \t]*)?" + _NUM + r"))",
+    re.IGNORECASE)
+_SCALE_RANGE_RE = re.compile(r"(?P<lo>" + _NUM + r")[ \t]*(?:-|–|—|to)[ \t]*(?P<hi>" + _NUM + r")", re.IGNORECASE)
+_SCALE_DEN_RE = re.compile(r"(?:out[ \t]+of|of|/)[ \t]*(?P<hi>" + _NUM + r")", re.IGNORECASE)
+_THINK_OPEN_RE = re.compile(r"<think>", re.IGNORECASE)
+_THINK_CLOSE_RE = re.compile(r"</think>", re.IGNORECASE)
+#: compatibility forms kept as they are by the normalisation: "3½" or "3²" must not become "31⁄2" or "32".
+_KEEP_COMPAT = ("<super>", "<sub>", "<fraction>")
 _STRICT_RE = re.compile(
     r"(?:(?P<rationale>.*\S)\n\n)?" + r"\n".join(
         re.escape(n) + r": (?:" + "|".join(re.escape(s) for s in LEVEL_STRINGS) + r")" for n in DIMENSIONS
@@ -193,12 +236,34 @@ class _Read:
     rescaled: bool = False
 
 
+def _scale_of(inner: str) -> tuple[float | None, float] | None:
+    """The scale a bracketed label or tail states: (low, high) for "1-10", (None, high) for a bare
+    top ("on a scale of 10", "out of 5"; read as [0, high] like ``x/N``), or None."""
+    m = _SCALE_RANGE_RE.search(inner)
+    if m:
+        return float(m.group("lo")), float(m.group("hi"))
+    m = _SCALE_DEN_RE.search(inner)
+    if m:
+        return None, float(m.group("hi"))
+    return None
+
+
+def _is_five_point(scale: tuple[float | None, float]) -> bool:
+    """The range 1-5, or a bare top of 5 ("out of 5", ``3.5/5``); "0-5" is another scale."""
+    return scale in ((levels.SCORE_MIN, levels.SCORE_MAX), (None, levels.SCORE_MAX))
+
+
 def _read_number(m: re.Match, text: str, rescale: bool) -> _Read:
     """Read the number of a score match and what follows it (see the module docstring's rules)."""
     num = m.group("num")
     if num is None:
         return _Read(None, STATUS_UNPARSABLE, "no number after the dimension name", m.group(0).strip())
-    value, end, span = float(num), m.end("num"), (m.start("num"), m.end("num"))
+    end, span = m.end("num"), (m.start("num"), m.end("num"))
+    exp = _EXP_RE.match(text, end)
+    if exp:  # read as written: 1e1 is 10, not 1
+        num, end = num + exp.group(0), exp.end()
+        span = (span[0], end)
+    value = float(num)
     den = _DEN_RE.match(text, end)
     if _COMMA_RE.match(text, end):
         return _Read(None, STATUS_UNPARSABLE, f"decimal comma ({num},{text[end + 1]}...); write a decimal point",
@@ -208,47 +273,122 @@ def _read_number(m: re.Match, text: str, rescale: bool) -> _Read:
     rng = _RANGE_RE.match(text, end)
     if rng:
         return _Read(None, STATUS_UNPARSABLE, "a range, not one score", text[m.start("num"): rng.end()], value, span)
+    if end < len(text) and (text[end].isalnum() or text[end] == "_"
+                            or (text[end] == "." and end + 1 < len(text) and text[end + 1].isalnum())):
+        runon = re.match(r"[^\s,;)\]|*]*", text[end:]).group(0)
+        return _Read(None, STATUS_UNPARSABLE, f"the number runs on into {runon!r} ({num}{runon}); "
+                     "write the score as a plain number", num + runon, value, span)
     rescaled = False
     raw = num
+    scale: tuple[float | None, float] | None = None
     if den:
-        scale = float(den.group("den"))
-        raw = num + den.group(0)
-        if scale != levels.SCORE_MAX:
-            if not rescale or scale <= 0:
-                return _Read(None, STATUS_UNPARSABLE, f"score on another scale ({raw.strip()}), not out of 5",
-                             raw, value, span)
-            if not 0 <= value <= scale:
-                return _Read(None, STATUS_UNPARSABLE, f"{raw.strip()} is outside [0, {den.group('den')}]", raw, value, span)
-            value, rescaled = levels.SCORE_MIN + (levels.SCORE_MAX - levels.SCORE_MIN) * value / scale, True
+        scale, raw = (None, float(den.group("den"))), num + den.group(0)
+    else:
+        tail = _ON_SCALE_RE.match(text, end) or _PAREN_TAIL_RE.match(text, end)
+        tail_scale = _scale_of(tail.group("inner")) if tail else None
+        if tail_scale is not None:
+            scale, raw = tail_scale, num + tail.group(0)
+        elif m.group("label") and _scale_of(m.group("label")) is not None:
+            scale = _scale_of(m.group("label"))
+            raw = f"{num} (label: {m.group('label').strip()})"
+    if scale is not None and not _is_five_point(scale):
+        lo, hi = scale[0] or 0.0, scale[1]
+        if not rescale or hi <= lo:
+            return _Read(None, STATUS_UNPARSABLE, f"score on another scale ({raw.strip()}), not 1-5",
+                         raw, value, span)
+        if not lo <= value <= hi:
+            return _Read(None, STATUS_UNPARSABLE, f"{raw.strip()} is outside [{lo:g}, {hi:g}]", raw, value, span)
+        value, rescaled = levels.SCORE_MIN + (levels.SCORE_MAX - levels.SCORE_MIN) * (value - lo) / (hi - lo), True
     if not (levels.SCORE_MIN <= value <= levels.SCORE_MAX):
         return _Read(None, STATUS_UNPARSABLE, f"{num} is outside [1, 5]", raw, float(num), span)
     return _Read(levels.snap_to_grid(value), STATUS_OK, None, raw, float(num), span,
                  off_grid=not levels.is_on_grid(value), rescaled=rescaled)
 
 
+def _think_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of ``<think>...</think>`` blocks (the model's reasoning, not its answer).
+
+    An unclosed ``<think>`` runs to the end of the text; a ``</think>`` with no opening before it
+    (the chat template opened the block in the prompt) closes a block that starts the text."""
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    close = _THINK_CLOSE_RE.search(text)
+    opening = _THINK_OPEN_RE.search(text)
+    if close and (opening is None or close.start() < opening.start()):
+        spans.append((0, close.end()))
+        pos = close.end()
+    while True:
+        o = _THINK_OPEN_RE.search(text, pos)
+        if o is None:
+            return spans
+        c = _THINK_CLOSE_RE.search(text, o.end())
+        stop = c.end() if c else len(text)
+        spans.append((o.start(), stop))
+        pos = stop
+
+
+def _normalise(text: str) -> tuple[str, list[int]]:
+    """NFKC per character (full-width ``３．５`` -> ``3.5``, ``：`` -> ``:``) with a map from each
+    normalised character to its index in ``text`` (the last entry maps the end).
+    Superscripts, subscripts and vulgar fractions are kept (``3½`` is not ``31⁄2``)."""
+    out: list[str] = []
+    where: list[int] = []
+    for i, ch in enumerate(text):
+        n = ch
+        if ord(ch) > 127 and not unicodedata.decomposition(ch).startswith(_KEEP_COMPAT):
+            n = unicodedata.normalize("NFKC", ch) or ch
+        out.append(n)
+        where.extend([i] * len(n))
+    where.append(len(text))
+    return "".join(out), where
+
+
+def _rationale_of(before: str) -> str:
+    """The rationale: text before the first counted score, without the marks opening the score's
+    line, a table header above it, or an opening JSON brace / code fence."""
+    lines = _MARKUP_TAIL_RE.sub("", before).rstrip().split("\n")
+    while lines and (lines[-1].strip().startswith("|") or lines[-1].strip() in ("{", "```", "```json")):
+        lines.pop()
+    return "\n".join(lines).strip()
+
+
 def parse_answer(text: str, rescale: bool = False) -> ParseResult:
     """Read the five scores from a model answer; see the module docstring for the rules.
 
-    ``rescale=True`` (opt-in) maps a score written on another scale (``x/N``, ``x out of N``)
-    linearly from [0, N] to [1, 5] and flags it in ``rescaled``; by default it is unparsable."""
+    ``rescale=True`` (opt-in) maps a score written on another scale (``x/N``, ``x out of N``,
+    ``x (on a lo-hi scale)``, a ``Name (lo-hi):`` label) linearly onto [1, 5] and flags it in
+    ``rescaled``; by default it is unparsable. Spans index ``text`` as given."""
     res = ParseResult(text=text)
     for k in DIMENSION_KEYS:
         res.scores[k], res.status[k], res.raw[k], res.raw_value[k] = None, STATUS_MISSING, None, None
         res.off_grid[k], res.rescaled[k], res.spans[k], res.n_matches[k] = False, False, None, 0
         res.reason[k] = "the dimension is never named with a score"
-    counted: dict[str, int] = {}  # key -> start of the match that counts (the last one)
-    for m in _SCORE_RE.finditer(text):
+    thinks = _think_spans(text)
+    visible = list(text)
+    for a, b in thinks:  # blanked, not cut, so indices still point into ``text``
+        visible[a:b] = [c if c == "\n" else " " for c in text[a:b]]
+    norm, where = _normalise("".join(visible))
+    counted: dict[str, int] = {}  # key -> start of the match that counts (the last one), in ``text``
+    for m in _SCORE_RE.finditer(norm):
         key = _key_of_match(m.group("name"))
         res.n_matches[key] += 1
-        counted[key] = m.start()
-        r = _read_number(m, text, rescale)
+        r = _read_number(m, norm, rescale)
+        if m.group("num") is None and res.raw_value[key] is not None:
+            continue  # "Motion Quality: smooth" after its score (a JSON "reason", a closing remark)
+        counted[key] = where[m.start()]
+        span = None if r.span is None else (where[r.span[0]], where[r.span[1] - 1] + 1)
         res.scores[key], res.status[key], res.reason[key], res.raw[key] = r.value, r.status, r.reason, r.raw
-        res.raw_value[key], res.spans[key], res.off_grid[key], res.rescaled[key] = r.raw_value, r.span, r.off_grid, r.rescaled
-    if counted:
-        first = min(counted.values())
-        res.rationale = _MARKUP_TAIL_RE.sub("", text[:first]).strip()
-    else:
-        res.rationale = text.strip()
+        res.raw_value[key], res.spans[key], res.off_grid[key], res.rescaled[key] = r.raw_value, span, r.off_grid, r.rescaled
+    for a, b in thinks:
+        inner = _normalise(text[a:b])[0]
+        for m in _SCORE_RE.finditer(inner):
+            key = _key_of_match(m.group("name"))
+            if res.status[key] == STATUS_MISSING and m.group("num") is not None:
+                res.reason[key] = ("scored only inside a <think> block (the model's reasoning), "
+                                   "not in the answer after it")
+    before = "".join(c for i, c in enumerate(text[:min(counted.values()) if counted else len(text)])
+                     if not any(a <= i < b for a, b in thinks))
+    res.rationale = _rationale_of(before) if counted else before.strip()
     return res
 
 

@@ -86,6 +86,18 @@ def format_row(row: Mapping[str, Any]) -> str:
            + " | ".join(parts) + " | " + tail + why
 
 
+def check_readout(readout: str, mode: str) -> None:
+    """Raise ``ValueError`` with the fix when ``readout`` cannot come from a scorer run in ``mode``:
+    fast mode does not generate, so it has no parsed scores."""
+    readouts = ("expected_score", "argmax_score", "parsed_score")
+    if readout not in readouts:
+        raise ValueError(f"readout={readout!r}; use one of {readouts}")
+    if readout == "parsed_score" and mode == "fast":
+        raise ValueError("readout parsed_score needs generated answers, and fast mode generates none (it reads the "
+                         "level distributions only); use --mode generate (mode='generate'), or --readout "
+                         "expected_score / argmax_score")
+
+
 def default_output(name: str, model: str, mode: str) -> Path:
     """``runs/benchmarks/<name>/<model>.<mode>.csv`` under the project root."""
     slug = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(str(model)).name or str(model))
@@ -104,10 +116,12 @@ def run_benchmark(name: str, videos: str | os.PathLike, model: Any = "tiny", *, 
     the output path. ``labels_root``: where FAST-VQA lists are looked for without ``labels``. ``limit`` scores only the first N found videos (a quick check; the counts
     say so). ``scorer`` reuses a :class:`~vqalib.inference.scorer.Scorer`; else one is built from
     ``model``, ``mode`` and ``scorer_kwargs`` (``batch_size``, ``device``, ``num_workers`` ...).
+    ``readout="parsed_score"`` needs ``mode="generate"`` (raises ``ValueError`` before scoring otherwise).
     """
     from vqalib.inference.scorer import Scorer, to_prediction_rows
     from vqalib.mos import load_benchmark
 
+    check_readout(readout, scorer.mode if scorer is not None else mode)
     bench = load_benchmark(name, videos, split=split, label_file=labels, scale=scale, labels_root=labels_root)
     if scorer is None:
         scorer = Scorer(model, mode=mode, **scorer_kwargs)

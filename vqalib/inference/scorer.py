@@ -237,8 +237,57 @@ class _Collate:
         return prep
 
 
-def _worker_init(_: int) -> None:
-    torch.set_num_threads(1)
+def _die_with_parent(parent: int) -> None:
+    """Linux: have the kernel kill this process when its parent dies (``prctl(PR_SET_PDEATHSIG)``),
+    so DataLoader workers never outlive a run killed with SIGKILL or stopped by SIGTERM; exit at once
+    when the parent is already gone. Elsewhere nothing (the DataLoader's own watchdog remains)."""
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - no prctl
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+class _WorkerInit:
+    """``worker_init_fn``: one torch thread per worker, and the worker dies with the scoring process."""
+
+    def __init__(self) -> None:
+        self.parent = os.getpid()
+
+    def __call__(self, _: int) -> None:
+        import signal
+
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the CLI's handler (inherited through fork)
+        _die_with_parent(self.parent)
+        _quiet_handover_errors()
+        torch.set_num_threads(1)
+
+
+def _quiet_handover_errors() -> None:
+    """In a worker: no traceback from multiprocessing's fd hand-over thread (``resource_sharer``)
+    when the main process stops while receiving a batch (SIGTERM); a real hand-over failure is
+    raised in the main process, which receives the batch."""
+    import sys
+    import threading
+    from multiprocessing import resource_sharer
+
+    hook = sys.excepthook
+
+    def quiet(tp, value, tb):
+        if threading.current_thread() is getattr(resource_sharer._resource_sharer, "_thread", None):
+            return
+        hook(tp, value, tb)
+
+    sys.excepthook = quiet
 
 
 # --------------------------------------------------------------------------- the scorer
@@ -406,14 +455,50 @@ class Scorer:
               overwrite: bool = False, limit: int | None = None) -> ScoreRun:
         """Score ``videos`` (a folder, glob, .txt/.csv list, a list of paths or a DataFrame with
         ``video_id, path``) and return all rows; with ``output`` (.csv, .jsonl or .parquet) rows are
-        appended after every batch and videos already in it are skipped (resume)."""
-        from vqalib.inference.sources import list_videos
-        from vqalib.inference.store import RowStore, last_row_per_video
+        appended after every batch and videos already in it are skipped (resume).
 
+        Checked before anything is scored: the output (:func:`vqalib.inference.store.check_output`:
+        ``OutputError`` for a bad suffix or path, ``ResumeMismatch`` for another mode or model,
+        ``OutputLocked`` while another run writes into it) and the list (``ValueError`` for an id or
+        path used twice). The run holds the output's lock until it returns."""
+        from vqalib.inference.store import acquire_lock, check_output, release_lock
+
+        if output is not None:  # before listing: a wrong output path, mode or a running run fails at once
+            check_output(output, self.resume_settings(), overwrite)
         t_start = time.perf_counter()
-        items = videos.copy() if isinstance(videos, pd.DataFrame) else list_videos(videos)
+        items = self.list_items(videos)
         if limit:
             items = items.head(limit)
+        lock = acquire_lock(output) if output is not None else None  # one run per output (store docstring)
+        try:
+            return self._score(items, output, progress, overwrite, t_start)
+        finally:
+            release_lock(lock)
+
+    def resume_settings(self) -> dict[str, Any]:
+        """The manifest settings known before the sampling is resolved (checked by :func:`check_output`)."""
+        return {"model": self.info.get("model"), "mode": self.mode}
+
+    @staticmethod
+    def list_items(videos: Any) -> pd.DataFrame:
+        """``video_id, path`` of ``videos`` (see :meth:`score`); raises ``ValueError`` naming a video_id
+        or path that is used twice (the output keys rows by them)."""
+        from vqalib.inference.sources import list_videos
+
+        items = videos.copy() if isinstance(videos, pd.DataFrame) else list_videos(videos)
+        for col in ("video_id", "path"):
+            if col not in items.columns:
+                raise ValueError(f"the videos table has no {col!r} column; give video_id and path columns")
+            key = items[col].astype(str)
+            dup = key[key.duplicated()]
+            if len(dup):
+                raise ValueError(f"{col} {dup.iloc[0]!r} is used by {int((key == dup.iloc[0]).sum())} videos; "
+                                 "give each video a unique id and path")
+        return items
+
+    def _score(self, items: pd.DataFrame, output, progress: bool, overwrite: bool, t_start: float) -> ScoreRun:
+        from vqalib.inference.store import RowStore, last_row_per_video
+
         store = RowStore(output, self.columns, self.manifest(), overwrite=overwrite) if output else None
         done = store.open() if store else pd.DataFrame(columns=self.columns)
         # a video whose row is ok is skipped; one that failed before (decode_error) is tried again, and its
@@ -425,7 +510,7 @@ class Scorer:
         loader = torch.utils.data.DataLoader(
             _Clips(todo, self.sampling), batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
             collate_fn=_Collate(self.processor, FAST_ANSWER if self.mode == "fast" else None, self.instruction),
-            worker_init_fn=_worker_init if self.num_workers else None,
+            worker_init_fn=_WorkerInit() if self.num_workers else None,
             persistent_workers=False, prefetch_factor=2 if self.num_workers else None)
         threads = torch.get_num_threads()
         if self.device.type == "cpu" and self.num_workers and todo:

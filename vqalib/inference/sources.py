@@ -22,6 +22,7 @@ line raises naming the file and line.
 from __future__ import annotations
 
 import glob
+import io
 import os
 import warnings
 from pathlib import Path
@@ -37,9 +38,23 @@ class VideoListError(ValueError):
     """A video list is malformed; the message names the file, the line and the fix."""
 
 
+def _list_text(path: Path) -> str:
+    """A video list's text: UTF-8 with or without the byte-order mark (Notepad, Excel), or UTF-16 with
+    its mark (Notepad's "Unicode"); any other encoding raises naming the file and the fix."""
+    raw = path.read_bytes()
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return raw.decode("utf-16")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise VideoListError(f"{path} line {line}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the list "
+                             "as UTF-8 (in Notepad or Excel: Save As, encoding UTF-8) and run again") from None
+
+
 def _from_txt(path: Path) -> list[Path]:
     out = []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
+    for n, line in enumerate(_list_text(path).splitlines(), start=1):
         s = line.strip()
         if not s or s.startswith("#"):
             continue
@@ -52,7 +67,7 @@ def _from_txt(path: Path) -> list[Path]:
 
 
 def _from_csv(path: Path) -> tuple[list[Path], list[str] | None]:
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df = pd.read_csv(io.StringIO(_list_text(path)), dtype=str, keep_default_na=False)
     if "path" not in df.columns:
         raise VideoListError(f"{path}: no 'path' column (columns: {list(df.columns)}); add a 'path' column with "
                              "one video file per row (optional 'video_id')")

@@ -13,6 +13,14 @@ Formats by file suffix:
 A manifest ``<name>.manifest.json`` beside the output records the model, mode, sampling settings,
 instruction and (generate mode) every decoding parameter (``generation``, :mod:`vqalib.generation`). Resuming with different settings raises (the rows would not be comparable);
 use a new output file, or ``overwrite=True``.
+
+One run at a time: a scorer run (:meth:`vqalib.inference.scorer.Scorer.score`) takes an exclusive
+lock (:func:`acquire_lock`, ``fcntl.flock``) on ``<name>.lock`` beside the output before it reads
+the output and holds it to the end of the run (or of the process, however it ends: the kernel
+drops the lock). A second run on the same output is refused with
+:class:`OutputLocked`, naming the other run (its pid, command line and start time) from the lock
+file. The lock file stays (removing it could let two runs lock two different files); it is empty
+of meaning when no process holds the lock.
 """
 
 from __future__ import annotations
@@ -25,9 +33,10 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 
-from vqalib.runs import jsonable, resolve_path, write_json
+from vqalib.runs import jsonable, relative_note, resolve_path, write_json
 
 #: Manifest keys that must agree between the run that wrote an output and the one resuming it.
 RESUME_KEYS = ("model", "mode", "sampling", "instruction", "max_new_tokens", "generation")
@@ -35,6 +44,73 @@ RESUME_KEYS = ("model", "mode", "sampling", "instruction", "max_new_tokens", "ge
 
 class ResumeMismatch(ValueError):
     """The output file was written with other settings than the current run."""
+
+
+class OutputLocked(RuntimeError):
+    """Another run is writing into the same output (its lock is held)."""
+
+
+def lock_path(path: str | os.PathLike) -> Path:
+    """``<output>.lock``: the file a run locks while it writes ``path``."""
+    p = resolve_path(path)
+    return p.with_name(p.name + ".lock")
+
+
+def _holder(lock: Path) -> str:
+    try:
+        info = json.loads(lock.read_text() or "{}")
+    except (OSError, ValueError):
+        info = {}
+    if not info:
+        return "another run"
+    return (f"another run (pid {info.get('pid')} on {info.get('host')}, started {info.get('started')}: "
+            f"{info.get('command')})")
+
+
+def acquire_lock(path: str | os.PathLike) -> int:
+    """Take the output's lock (non-blocking) and write who holds it; returns the open descriptor.
+
+    Raises :class:`OutputLocked` naming the holder when another process holds it. Release with
+    :func:`release_lock` (or let the process end)."""
+    import fcntl
+    import socket
+    import sys
+    import time
+
+    lock = lock_path(path)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise OutputLocked(f"{resolve_path(path)} is being written by {_holder(lock)}; wait for it to finish (then "
+                           "rerun to resume), stop it, or write to another output file") from None
+    info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "command": " ".join(sys.argv)}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(info).encode(), 0)
+    return fd
+
+
+def release_lock(fd: int | None) -> None:
+    """Drop a lock taken with :func:`acquire_lock` (the lock file stays)."""
+    if fd is None:
+        return
+    import fcntl
+
+    try:
+        os.ftruncate(fd, 0)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def check_not_locked(path: str | os.PathLike) -> None:
+    """Raise :class:`OutputLocked` when another run holds the output's lock (a check before loading
+    a model; :meth:`RowStore.open` takes the lock for real)."""
+    if lock_path(path).is_file():
+        release_lock(acquire_lock(path))
 
 
 def manifest_path(path: str | os.PathLike) -> Path:
@@ -65,8 +141,9 @@ def _truncate(path: Path, n_bytes: int, why: str) -> None:
         f.truncate(n_bytes)
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL file; a torn last line (killed mid-write) is cut off, a bad line elsewhere raises."""
+def _read_jsonl(path: Path, cut: bool = True) -> list[dict[str, Any]]:
+    """Rows of a JSONL file; a torn last line (killed mid-write) is cut off (``cut=False``: left out
+    with a warning, the file unchanged), a bad line elsewhere raises."""
     if not path.is_file():
         return []
     raw = path.read_bytes()
@@ -82,18 +159,29 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
             rows.append(json.loads(line))
         except ValueError as e:
             if i >= len(lines) - 2:
-                _truncate(path, pos, f"torn last row ({e})")
+                if cut:
+                    _truncate(path, pos, f"torn last row ({e})")
+                else:
+                    warnings.warn(f"{path}: left out a torn last row ({e})", stacklevel=3)
                 break
             raise ValueError(f"{path} line {i + 1}: not valid JSON ({e}); the file is damaged, remove that line") from e
         pos += len(line) + 1
     return rows
 
 
-def _read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
-    """Rows of a CSV file written by :class:`RowStore`; a torn last row is cut off."""
-    if not path.is_file() or path.stat().st_size == 0:
-        return pd.DataFrame(columns=list(columns))
-    text = path.read_bytes().decode()
+#: Output columns that hold text (ids, paths, status, messages, answers): read as strings, never as
+#: numbers, so ids like ``0001``, ``007.5``, ``1e5``, ``NA`` and ``null`` come back exactly as written.
+TEXT_COLUMNS = ("video_id", "path", "status", "error", "mode", "rationale", "raw_text", "dist_prefix")
+
+
+def is_text_column(name: str) -> bool:
+    """True for the text columns of a scorer output (:data:`TEXT_COLUMNS` and ``<dim>_parse_status``)."""
+    return name in TEXT_COLUMNS or name.endswith("_parse_status")
+
+
+def _csv_records(text: str) -> list[tuple[int, list[str]]]:
+    """``(end offset in characters, fields)`` per CSV record; an unterminated quoted field ends the
+    list with an empty record (a torn last row)."""
     consumed = 0
     # split on "\n" alone: str.splitlines also splits on \x1c-\x1e, \x85 and \u2028, which a model's
     # generated text can hold and the CSV writer leaves unquoted (a row was read as two, and a torn
@@ -113,9 +201,48 @@ def _read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
             ends.append((consumed, row))
     except csv.Error:
         ends.append((consumed, []))  # an unterminated quoted field: the last row is torn
+    return ends
+
+
+def _typed_frame(path: Path, header: list[str], records: list[list[str]]) -> pd.DataFrame:
+    """A scorer output frame from CSV records (the header excluded): text columns as strings (an
+    empty cell is None), the others numeric (an empty cell is NaN). Header lines repeated inside the
+    data (two runs that wrote into one file before the lock) are skipped with a warning that counts them."""
+    body = [r for r in records if r != header]
+    if len(body) < len(records):
+        warnings.warn(f"{path}: skipped {len(records) - len(body)} repeated header line(s) inside the data "
+                      "(two runs wrote into this file at once)", stacklevel=3)
+    for i, r in enumerate(body):
+        if len(r) != len(header):
+            raise ValueError(f"{path}: a row has {len(r)} fields where the header has {len(header)} (row {i + 1} of "
+                             "the data); the file is damaged: remove that row")
+    df = pd.DataFrame(body, columns=header, dtype=object) if body else pd.DataFrame(columns=header)
+    for c in header:
+        col = df[c]
+        if is_text_column(c):
+            df[c] = col.where(col != "", None).astype(object)
+        else:
+            try:
+                df[c] = pd.to_numeric(col.replace("", np.nan))
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"{path}: column {c!r} holds a value that is not a number ({e}); the file is damaged "
+                                 "or not a scorer output") from e
+    return df
+
+
+def _read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
+    """Rows of a CSV file written by :class:`RowStore`; a torn last row (or a torn header, the whole
+    file) is cut off, repeated header lines are skipped."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return pd.DataFrame(columns=list(columns))
+    text = path.read_bytes().decode()
+    ends = _csv_records(text)
     if not ends:
         return pd.DataFrame(columns=list(columns))
     header = ends[0][1]
+    if len(ends) == 1 and not text.endswith("\n") and ",".join(columns).startswith(text):
+        _truncate(path, 0, "torn header (killed while writing its first line)")
+        return pd.DataFrame(columns=list(columns))
     if list(header) != list(columns):
         raise ResumeMismatch(f"{path}: its columns differ from this scorer's ({len(header)} vs {len(columns)} columns); "
                              "it was written by another version or mode: use a new output file")
@@ -123,8 +250,48 @@ def _read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
     if len(ends) > 1 and (not text.endswith("\n") or len(last) != len(header)):
         keep = ends[-2][0]
         _truncate(path, len(text[:keep].encode()), "torn last row")
-        text = text[:keep]
-    return pd.read_csv(io.StringIO(text), keep_default_na=True)
+        ends = ends[:-1]
+    return _typed_frame(path, header, [r for _, r in ends[1:]])
+
+
+class OutputError(ValueError):
+    """The output path cannot be written (unsupported suffix, a folder, a path under a file)."""
+
+
+OUTPUT_SUFFIXES = (".csv", ".jsonl", ".parquet")
+
+
+def check_output(path: str | os.PathLike, settings: dict[str, Any] | None = None, overwrite: bool = False) -> Path:
+    """Everything about an output that can be checked before a model is loaded; returns the resolved path.
+
+    Raises :class:`OutputError` for a suffix other than .csv/.jsonl/.parquet, an output that is a
+    folder, or a path below an existing file; :class:`ResumeMismatch` when the output's manifest was
+    written with other ``settings`` (a subset of :data:`RESUME_KEYS`, e.g. ``{"mode": "fast"}``)
+    and ``overwrite`` is false; :class:`OutputLocked` when another run writes into it."""
+    p = resolve_path(path)
+    if p.is_dir():
+        raise OutputError(f"{p} is a folder; give a file name inside it, e.g. {p / 'scores.csv'}")
+    if p.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise OutputError(f"{p}: output must end in .csv, .jsonl or .parquet (the suffix picks the format), "
+                          f"not {p.suffix or 'no suffix'!r}")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputError(f"{p}: {parent} is a file, not a folder, so nothing can be written below it; "
+                                  "choose another output path")
+            break
+    mp = manifest_path(p)
+    if settings and not overwrite and mp.is_file():
+        try:
+            old = json.loads(mp.read_text())
+        except ValueError:
+            old = {}
+        for k, v in settings.items():
+            if k in old and jsonable(old[k]) != jsonable(v):
+                raise ResumeMismatch(f"{p} was written with {k}={old[k]!r}, this run has {k}={v!r}; use a new output "
+                                     "file, or pass overwrite (--overwrite) to start again")
+    check_not_locked(p)
+    return p
 
 
 class RowStore:
@@ -142,8 +309,8 @@ class RowStore:
         self.manifest = dict(manifest)
         self.overwrite = overwrite
         suffix = self.path.suffix.lower()
-        if suffix not in (".csv", ".jsonl", ".parquet"):
-            raise ValueError(f"{self.path}: output must end in .csv, .jsonl or .parquet")
+        if suffix not in OUTPUT_SUFFIXES:
+            raise OutputError(f"{self.path}: output must end in .csv, .jsonl or .parquet")
         self.format = suffix[1:]
         self._target = _journal(self.path) if self.format == "parquet" else self.path
         self._header_written = False
@@ -215,6 +382,20 @@ class RowStore:
         self._target.unlink(missing_ok=True)
 
 
+def _read_csv_readonly(path: Path) -> pd.DataFrame:
+    """:func:`_read_csv` for a reader: the header is the file's own and nothing is cut off."""
+    text = path.read_bytes().decode()
+    ends = _csv_records(text)
+    if not ends:
+        return pd.DataFrame()
+    header = ends[0][1]
+    if len(ends) > 1 and (not text.endswith("\n") or len(ends[-1][1]) != len(header)):
+        warnings.warn(f"{path}: left out a torn last row (a run was killed while writing it, or is still writing)",
+                      stacklevel=3)
+        ends = ends[:-1]
+    return _typed_frame(path, header, [r for _, r in ends[1:]])
+
+
 def last_row_per_video(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per ``path``, the last one: a video that failed and was tried again by a resumed run
     has its old row earlier in the file."""
@@ -226,15 +407,24 @@ def last_row_per_video(rows: pd.DataFrame) -> pd.DataFrame:
 def read_scores(path: str | os.PathLike) -> pd.DataFrame:
     """Read a scorer output (CSV, JSONL or Parquet, plus an unfinished Parquet journal): one row per
     video. A video that failed and was tried again by a resumed run has several rows in the file; the
-    last one is returned. A relative ``path`` is taken from the project root."""
+    last one is returned. A relative ``path`` is taken from the project root.
+
+    Text columns (:data:`TEXT_COLUMNS`: ``video_id``, ``path``, ``error`` ...) are strings exactly as
+    written, in every format (a video named ``0001`` or ``NA`` keeps its id); numeric columns are
+    numbers. A missing file raises ``FileNotFoundError``. The file is not changed: a torn last row
+    (a run killed mid-write, or still writing) is left out with a warning, repeated header lines are
+    skipped with a warning that counts them."""
     p = resolve_path(path)
-    if p.suffix.lower() == ".csv":
-        df = pd.read_csv(p)
-    elif p.suffix.lower() == ".jsonl":
-        df = pd.DataFrame(_read_jsonl(p))
+    suffix = p.suffix.lower()
+    if suffix in (".csv", ".jsonl") and not p.is_file():
+        raise FileNotFoundError(f"{p}: no scores file{relative_note(path)}")
+    if suffix == ".csv":
+        df = _read_csv_readonly(p)
+    elif suffix == ".jsonl":
+        df = pd.DataFrame(_read_jsonl(p, cut=False))
     else:
         parts = [pd.read_parquet(p)] if p.is_file() else []
-        rows = _read_jsonl(_journal(p))
+        rows = _read_jsonl(_journal(p), cut=False)
         if rows:
             parts.append(pd.DataFrame(rows))
         if not parts:
