@@ -14,19 +14,15 @@ import numpy as np
 import pytest
 import torch
 
+from model_helpers import synthetic_clip
+
 from vqalib.levels import DIMENSION_KEYS
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
 
 def _clip(seed: int):
-    from vqalib.video import SampledVideo
-
-    rng = np.random.default_rng(seed)
-    idx = np.arange(8, dtype=np.int64) * 4
-    return SampledVideo(frames=rng.integers(0, 256, (8, 112, 112, 3), dtype=np.uint8), indices=idx,
-                        timestamps=idx / 8.0, source_fps=8.0, width=112, height=112, n_source_frames=32,
-                        backend="synthetic", path=f"synthetic-{seed}")
+    return synthetic_clip(n_frames=8, source_fps=8.0, n_source_frames=32, seed=seed)
 
 
 @pytest.fixture(scope="module")
