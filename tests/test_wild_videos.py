@@ -286,6 +286,24 @@ def test_hdr_clips_are_reported(tmp_path, trc, name):
     assert probe_video(clip)["hdr"] == name
 
 
+def test_score_output_says_which_clips_are_hdr(tmp_path):
+    """`score` writes the transfer of an HDR source in its `hdr` column (empty for SDR), read back as text."""
+    from vqalib.inference.scorer import Scorer
+    from vqalib.inference.store import read_scores
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    write_indexed(folder / "pq.mp4", 10, fps=10, color_trc=16, color_primaries=9)
+    write_indexed(folder / "hlg.mp4", 10, fps=10, color_trc=18, color_primaries=9)
+    write_indexed(folder / "sdr.mp4", 10, fps=10)
+    out = tmp_path / "scores.csv"
+    run = Scorer("tiny", mode="fast", batch_size=3, device="cpu").score(folder, out, progress=False)
+    assert run.n_failed == 0
+    rows = read_scores(out).set_index("video_id")
+    assert rows.loc["pq", "hdr"] == "pq" and rows.loc["hlg", "hdr"] == "hlg"
+    assert rows.loc["sdr", "hdr"] is None  # an empty text cell reads back as None
+
+
 # ----------------------------------------------------------------- memory: resize as frames are decoded
 
 @pytest.mark.parametrize("backend", ["pyav", "decord"])

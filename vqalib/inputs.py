@@ -88,6 +88,7 @@ def sampling_record(video, grid_thw: Sequence[int], second_per_grid_t: float, pa
         "model_height": h * patch_size, "model_width": w * patch_size,
         "grid_thw": [t, h, w], "second_per_grid_t": float(second_per_grid_t),
         "backend": getattr(video, "backend", None),
+        "hdr": getattr(video, "hdr", None),  # "pq" / "hlg": an HDR source, read as its 8-bit RGB (not tone-mapped)
     }
 
 

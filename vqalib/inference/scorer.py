@@ -68,7 +68,7 @@ def columns(mode: str) -> list[str]:
     ``<dim>_argmax`` (most probable level), ``<dim>_outside`` (mass outside the nine levels);
     generate mode adds ``<dim>_parsed`` (NaN when that line did not parse) and
     ``<dim>_parse_status``, ``rationale``, ``raw_text``, ``dist_prefix``; then the 45 columns
-    ``p_<dim>_<level>``; then ``n_frames, sampled_fps, frame_height, frame_width, decode_s,
+    ``p_<dim>_<level>``; then ``n_frames, sampled_fps, frame_height, frame_width, hdr, decode_s,
     processor_s, model_s`` (seconds per clip; model time is the batch's share) and ``batch``.
     """
     if mode not in MODES:
@@ -81,7 +81,8 @@ def columns(mode: str) -> list[str]:
     if mode == "generate":
         cols += ["rationale", "raw_text", "dist_prefix"]
     cols += [dist_column(k, s) for k in DIMENSION_KEYS for s in LEVEL_STRINGS]
-    cols += ["n_frames", "sampled_fps", "frame_height", "frame_width", "decode_s", "processor_s", "model_s", "batch"]
+    cols += ["n_frames", "sampled_fps", "frame_height", "frame_width", "hdr", "decode_s", "processor_s", "model_s",
+             "batch"]
     return cols
 
 
@@ -428,7 +429,8 @@ class Scorer:
             row["dist_prefix"] = res.dist_prefix[j]
         if sampling:
             row.update(n_frames=sampling["n_frames"], sampled_fps=sampling["sampled_fps"],
-                       frame_height=sampling["frame_height"], frame_width=sampling["frame_width"])
+                       frame_height=sampling["frame_height"], frame_width=sampling["frame_width"],
+                       hdr=sampling.get("hdr"))
         return row
 
     def _generation(self) -> dict[str, Any]:

@@ -171,7 +171,7 @@ def _read_jsonl(path: Path, cut: bool = True) -> list[dict[str, Any]]:
 
 #: Output columns that hold text (ids, paths, status, messages, answers): read as strings, never as
 #: numbers, so ids like ``0001``, ``007.5``, ``1e5``, ``NA`` and ``null`` come back exactly as written.
-TEXT_COLUMNS = ("video_id", "path", "status", "error", "mode", "rationale", "raw_text", "dist_prefix")
+TEXT_COLUMNS = ("video_id", "path", "status", "error", "mode", "rationale", "raw_text", "dist_prefix", "hdr")
 
 
 def is_text_column(name: str) -> bool:
