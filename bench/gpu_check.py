@@ -627,7 +627,8 @@ def run_stage_check(stage: str, ckpt: Path, args, work: Path) -> dict[str, Any]:
             extra["ref_model"] = make_reference(model)
         g = torch.Generator().manual_seed(0)
         extra["pi_ref"] = {ex.video_id: torch.log_softmax(torch.randn(5, 9, generator=g), -1) for ex in examples}
-        collator = VideoCollator(processor, cache, with_answers=True, rationale=cfg.rationale, instruction=cfg.instruction)
+        collator = VideoCollator(processor, cache, with_answers=True, rationale=cfg.rationale, instruction=cfg.instruction,
+                                 keywords=cfg.target_position == "keyword")  # aso_7b.yaml: pi* at the keyword
     else:
         from vqalib.train.grpo import GRPOTrainer as cls
 

@@ -81,8 +81,9 @@ def test_defaults_measure_the_configured_7b_workload(tmp_path):
         assert cfg.model == str(tmp_path / "m") and cfg.init_from == "" and cfg.grad_accum == 1
     assert gpu_check.frame_side(cfgs["sft_full"].max_pixels) == 448
     assert (cfgs["sft_full"].finetune, cfgs["sft_lora"].finetune, cfgs["sft_qlora"].finetune) == ("full", "lora", "qlora")
-    assert cfgs["sft_full"].rationale == "full" and cfgs["aso"].rationale == "scrubbed"
-    assert (cfgs["aso"].finetune, cfgs["aso"].rationale_loss, cfgs["aso"].rationale_weight) == ("full", "kl", 1.0)
+    assert cfgs["sft_full"].rationale == "full" and cfgs["aso"].rationale == "full"
+    assert cfgs["aso"].target_position == "keyword"  # aso_7b.yaml: pi* at the evaluation keyword (issue 20)
+    assert (cfgs["aso"].finetune, cfgs["aso"].rationale_loss, cfgs["aso"].rationale_weight) == ("full", "kl", 0.1)
     g = cfgs["grpo"]
     assert (g.num_generations, g.max_new_tokens, g.finetune, g.kl_coef) == (8, 512, "lora", 0.1)
     assert cfgs["sft_lora"].max_steps == 1 + args.steps and g.max_steps == 1 + args.grpo_steps
