@@ -48,8 +48,8 @@ def _srcc_mean(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def _keyword_levels(text: str) -> list[float | None]:
-    """The level named by each dimension's own keyword in ``text`` (``vqalib.train.compare.own_keyword_levels``)."""
-    from vqalib.train.compare import own_keyword_levels
+    """The level named by each dimension's own keyword in ``text`` (``vqalib.report.compare.own_keyword_levels``)."""
+    from vqalib.report.compare import own_keyword_levels
 
     return own_keyword_levels(text)
 
@@ -58,13 +58,13 @@ def evaluate(checkpoint: str, cfg, examples, batch_size: int = 16) -> dict[str, 
     """Teacher-forced expected scores, generated scores (NaN where unparsed) and keyword levels, each [N, 5]."""
     import torch
 
-    from vqalib.inputs import build_batch
-    from vqalib.levels import DIMENSION_KEYS, LEVELS
-    from vqalib.models import load_model_and_processor
-    from vqalib.predict import generate_answers
-    from vqalib.prompts import parse_answer
+    from vqalib.model.inputs import build_batch
+    from vqalib.schema.levels import DIMENSION_KEYS, LEVELS
+    from vqalib.model.loading import load_model_and_processor
+    from vqalib.eval.predict import generate_answers
+    from vqalib.schema.prompts import parse_answer
     from vqalib.train.aso_trainer import precompute_pi_ref
-    from vqalib.train.base import sampling_config
+    from vqalib.train.common import sampling_config
     from vqalib.train.collator import FrameCache
 
     model, proc = load_model_and_processor(checkpoint)

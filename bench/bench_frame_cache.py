@@ -56,8 +56,8 @@ class UnboundedFrameCache:
         return hashlib.sha1(raw.encode()).hexdigest()[:20]
 
     def get(self, path):
-        from vqalib.runs import cache_dir
-        from vqalib.video import SampledVideo, sample_video
+        from vqalib.core.runs import cache_dir
+        from vqalib.video.frames import SampledVideo, sample_video
 
         path = Path(path)
         key = str(path)
@@ -90,7 +90,7 @@ class UnboundedFrameCache:
 
 
 def sampling():
-    from vqalib.video import SamplingConfig
+    from vqalib.video.frames import SamplingConfig
 
     # the 7B configs' sampling; PyAV for both caches (decord's start-up per file only adds time here)
     return SamplingConfig(fps=2.0, max_frames=32, max_pixels=200704, backend="pyav")
@@ -98,7 +98,7 @@ def sampling():
 
 def make_clips(folder: Path, n: int, sources: int, frames: int, height: int, width: int) -> list[Path]:
     """``sources`` generated 8-s clips at 2 fps (moving gradients + noise), then ``n`` hard links."""
-    from vqalib.synth import write_mp4
+    from vqalib.data.synth import write_mp4
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:height, 0:width]
@@ -123,7 +123,7 @@ def child(args) -> None:
     """One measurement: walk the clips once with one cache; at every count of ``args.counts`` print the
     peak RSS so far (``ru_maxrss`` only grows, so it is the peak over the first n clips), the bytes the
     cache holds and the size of its disk folder, as one JSON line."""
-    from vqalib.runs import cache_dir
+    from vqalib.core.runs import cache_dir
     from vqalib.train.collator import FrameCache
 
     counts = sorted(int(c) for c in args.counts.split(","))
@@ -165,7 +165,7 @@ def konvid_disk_format() -> list[dict]:
     would save (raw / compressed) at what CPU time."""
     import zlib
 
-    from vqalib.video import sample_video
+    from vqalib.video.frames import sample_video
 
     rows = []
     for p in sorted((ROOT.parent / "shared" / "data" / "videos" / "konvid").glob("*.mp4")):

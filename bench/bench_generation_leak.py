@@ -8,7 +8,7 @@ measures, side by side in one run on the same clips:
 * greedy prediction: the share of parsed scores (clip x dimension; a parse failure counts as a
   value) that differ from those of the same weights with a clean generation config, for the call
   ``predict.generate_ids`` made before this change (copied below) and for the current one
-  (``vqalib.generation.generate`` with greedy settings, what ``generate_ids`` calls);
+  (``vqalib.model.generation.generate`` with greedy settings, what ``generate_ids`` calls);
 * GRPO rollouts (same seed): the share of completions that differ, old call vs current one.
 
 Run::
@@ -30,7 +30,7 @@ OLD_VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|
 
 
 def old_greedy_ids(model, processor, inputs, max_new_tokens):
-    """``vqalib.predict.generate_ids`` before this change (commit 56d816e), verbatim."""
+    """``vqalib.eval.predict.generate_ids`` before this change (commit 56d816e), verbatim."""
     tok = processor.tokenizer
     suppress = [tok.convert_tokens_to_ids(t) for t in OLD_VISION_TOKENS]
     eos = [tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids("<|endoftext|>")]
@@ -42,7 +42,7 @@ def old_greedy_ids(model, processor, inputs, max_new_tokens):
 
 def old_rollout_ids(model, processor, inputs, max_new_tokens, temperature=1.0, top_p=1.0):
     """``vqalib.train.grpo.sample_completions``'s generate call before this change, verbatim."""
-    from vqalib.generation import suppressed_token_ids
+    from vqalib.model.generation import suppressed_token_ids
 
     tok = processor.tokenizer
     gen_cfg = model.generation_config
@@ -57,8 +57,8 @@ def old_rollout_ids(model, processor, inputs, max_new_tokens, temperature=1.0, t
 
 
 def parsed(processor, ids):
-    from vqalib.levels import DIMENSION_KEYS
-    from vqalib.prompts import parse_answer
+    from vqalib.schema.levels import DIMENSION_KEYS
+    from vqalib.schema.prompts import parse_answer
 
     texts = processor.tokenizer.batch_decode(ids, skip_special_tokens=True)
     return [[parse_answer(t).scores[k] for k in DIMENSION_KEYS] for t in texts]
@@ -86,13 +86,13 @@ def main() -> None:
     ap.add_argument("--json", default="", help="also write the numbers here")
     args = ap.parse_args()
 
-    from vqalib import generation
-    from vqalib.data import load_dataset
+    from vqalib.model import generation
+    from vqalib.data.dataset import load_dataset
     from vqalib.inference.scorer import default_sampling, load_scoring_model
-    from vqalib.inputs import build_batch
-    from vqalib.predict import items_from
-    from vqalib.synth import dataset_root
-    from vqalib.video import sample_video
+    from vqalib.model.inputs import build_batch
+    from vqalib.eval.predict import items_from
+    from vqalib.data.synth import dataset_root
+    from vqalib.video.frames import sample_video
 
     model, proc, info = load_scoring_model(args.checkpoint, device="cpu")
     sampling = default_sampling(info)

@@ -2,7 +2,7 @@
 
 The model is a random Qwen2.5-VL built from ``../shared/data/qwen2_5_vl/config.json`` (the real
 152,064-token vocabulary, special ids, patch/window/merge sizes, M-RoPE) with the layers and widths
-shrunk (``vqalib.models.shrink_config``), wrapped in LoRA with the vision tower frozen, as in
+shrunk (``vqalib.model.loading.shrink_config``), wrapped in LoRA with the vision tower frozen, as in
 ``env/train_configs/grpo_7b_lora.yaml``; G = 8 completions per prompt, KL to the reference policy
 (the adapter disabled). One GRPO step = ``GRPOTrainer.compute_loss`` (rollouts with the video,
 rewards, policy and reference log-probs, loss) + backward.
@@ -60,7 +60,7 @@ def full_sequence_completion_logprobs(model, prompt, completion, mask, temperatu
 
 
 def clip(seed: int, frames: int, side: int):
-    from vqalib.video import SampledVideo
+    from vqalib.video.frames import SampledVideo
 
     rng = np.random.default_rng(seed)
     idx = np.arange(frames, dtype=np.int64) * 15
@@ -74,7 +74,9 @@ def build(args):
     from peft import get_peft_model
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-    from vqalib.models import LoraSettings, attention_implementation, shrink_config
+    from vqalib.model.loading import LoraSettings
+    from vqalib.model.attention import attention_implementation
+    from vqalib.model.tiny import shrink_config
 
     cfg = shrink_config(QWEN_DIR / "config.json")  # text hidden 64, 2 layers; vision depth 2, hidden 32
     impl = attention_implementation("cpu")
@@ -94,7 +96,7 @@ class TowerVideos:
     """Videos through the vision tower (rows of ``grid_thw`` at its forward)."""
 
     def __init__(self, model):
-        from vqalib.models import vision_tower
+        from vqalib.model.loading import vision_tower
 
         self.n = 0
         self.h = vision_tower(model).register_forward_pre_hook(self._hook, with_kwargs=True)
@@ -132,8 +134,8 @@ def vision_attention_calls(frames: int, max_pixels: int) -> tuple[int, int, tupl
     returns (calls, tower depth, grid_thw)."""
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-    from vqalib.inputs import build_batch
-    from vqalib.models import shrink_config
+    from vqalib.model.inputs import build_batch
+    from vqalib.model.tiny import shrink_config
 
     real = __import__("json").loads((QWEN_DIR / "config.json").read_text())["vision_config"]
     cfg = shrink_config(QWEN_DIR / "config.json")
@@ -175,7 +177,7 @@ def main():
         sys.exit(f"needs the real config and processor files at {QWEN_DIR}")
     from transformers import TrainingArguments
 
-    from vqalib.inputs import build_batch
+    from vqalib.model.inputs import build_batch
     from vqalib.train.common import GRPOConfig
     from vqalib.train.grpo import GRPOTrainer
 

@@ -26,12 +26,12 @@ sys.path.insert(0, str(ROOT))
 def worker(args) -> None:
     import torch
 
-    from vqalib.models import load_model_and_processor
+    from vqalib.model.loading import load_model_and_processor
     from vqalib.train.aso_trainer import precompute_pi_ref
-    from vqalib.train.base import sampling_config
+    from vqalib.train.common import sampling_config
     from vqalib.train.collator import FrameCache, load_examples
     from vqalib.train.common import ASOConfig
-    from vqalib.train.distributed import gather_dict, is_main_process, num_processes, process_index, wait_for_everyone
+    from vqalib.core.distributed import gather_dict, is_main_process, num_processes, process_index, wait_for_everyone
 
     torch.set_num_threads(1)
     cfg = ASOConfig(sample_size=args.sample_size, device="cpu")

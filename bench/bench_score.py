@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from model_helpers import QWEN_DIR, shrunk_real_model, write_clip  # noqa: E402
 from vqalib.inference.scorer import Scorer  # noqa: E402
-from vqalib.video import SamplingConfig  # noqa: E402
+from vqalib.video.frames import SamplingConfig  # noqa: E402
 
 
 def run(scorer: Scorer, videos, repeats: int) -> dict:

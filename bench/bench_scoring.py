@@ -4,9 +4,9 @@ Runs, side by side in one process, on the tiny preset and on a random model buil
 Qwen2.5-VL-7B ``config.json`` with its sizes shrunk (needs ../shared/data/qwen2_5_vl; skipped
 otherwise), at 8 and 32 frames:
 
-* ``tree``     : :func:`vqalib.scoring.level_logprobs_raw`, one forward pass for the whole batch;
+* ``tree``     : :func:`vqalib.method.distributions.level_logprobs_raw`, one forward pass for the whole batch;
 * ``9 passes`` : one full forward pass of prefix + level for every clip x dimension x level
-                 (45 passes per clip), :func:`vqalib.scoring.level_logprobs_independent`;
+                 (45 passes per clip), :func:`vqalib.method.distributions.level_logprobs_independent`;
 * ``9 batched``: the 9 candidates of a dimension stacked as one batch (5 passes of 9 per clip).
 
 Also times the tree pass forward + backward for a training batch (ASO's use). Prints a table;
@@ -29,9 +29,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from model_helpers import QWEN_DIR, shrunk_real_model, synthetic_clip  # noqa: E402
-from vqalib import models, prompts, scoring  # noqa: E402
-from vqalib.inputs import build_batch  # noqa: E402
-from vqalib.levels import DIMENSION_KEYS  # noqa: E402
+from vqalib.model import loading as models  # noqa: E402
+from vqalib.schema import prompts
+from vqalib.method import distributions as scoring
+from vqalib.model.inputs import build_batch  # noqa: E402
+from vqalib.schema.levels import DIMENSION_KEYS  # noqa: E402
 
 
 def _time(fn, repeats: int) -> tuple[float, object]:

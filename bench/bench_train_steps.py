@@ -19,7 +19,7 @@ parameters and patch count the same way. This is the usual estimate (Kaplan et a
 profiler count. Without CUDA, ``--device cuda`` stops with a clear error.
 
 The steps run the same functions the trainers use (``vqalib.train.sft.answer_token_ce``,
-``vqalib.train.aso_trainer.level_logprobs``, ``vqalib.aso``, ``vqalib.train.grpo``).
+``vqalib.train.aso_trainer.level_logprobs``, ``vqalib.method.aso``, ``vqalib.train.grpo``).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vqalib.levels import DIMENSION_KEYS  # noqa: E402
+from vqalib.schema.levels import DIMENSION_KEYS  # noqa: E402
 
 
 class PeakRSS:
@@ -72,7 +72,7 @@ class PeakRSS:
 
 def synthetic_clip(seed: int, frames: int, side: int):
     """A SampledVideo of random frames (no file needed)."""
-    from vqalib.video import SampledVideo
+    from vqalib.video.frames import SampledVideo
 
     rng = np.random.default_rng(seed)
     idx = np.arange(frames, dtype=np.int64) * 4
@@ -83,7 +83,7 @@ def synthetic_clip(seed: int, frames: int, side: int):
 
 def build_model(args):
     """(model, processor, reference) for the tiny preset or a full-size config with random weights."""
-    from vqalib.models import LoraSettings, load_model_and_processor
+    from vqalib.model.loading import LoraSettings, load_model_and_processor
 
     dtype = torch.bfloat16 if args.bf16 else torch.float32
     if args.config:
@@ -160,13 +160,13 @@ def main(argv=None) -> int:
         return 2
     side = args.side or (448 if args.config else 112)
 
-    from vqalib.aso import aso_loss, optimal_policy, reward_abs
-    from vqalib.inputs import build_batch
-    from vqalib.prompts import format_answer
+    from vqalib.method.aso import aso_loss, optimal_policy, reward_abs
+    from vqalib.model.inputs import build_batch
+    from vqalib.schema.prompts import format_answer
     from vqalib.train.aso_trainer import level_logprobs, rationale_ce, score_token_mask
     from vqalib.train.base import make_reference, reference_mode
     from vqalib.train.grpo import completion_logprobs, sample_completions
-    from vqalib.train.grpo_math import group_advantages, grpo_loss
+    from vqalib.method.grpo_math import group_advantages, grpo_loss
     from vqalib.train.sft import answer_token_ce
 
     model, processor = build_model(args)
@@ -221,7 +221,7 @@ def main(argv=None) -> int:
         flops["aso_cached"] = k_train * (n_lm * n_tf + n_vis * n_vis_patches)
 
     def step_aso_on_policy():
-        from vqalib.prompts import parse_answer
+        from vqalib.schema.prompts import parse_answer
 
         roll = sample_completions(model, processor, prompt1, max_new_tokens=args.max_new_tokens)
         rats = [parse_answer(t).rationale for t in roll["texts"]]

@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_video.py [--repeats 3] [--fps 2] [--clips DIR]
 
-For every clip the same frame indices (``vqalib.video.frame_indices``) are decoded three ways, full
+For every clip the same frame indices (``vqalib.video.frames.frame_indices``) are decoded three ways, full
 size, RGB, without the resize:
   decord   ``VideoReader.get_batch(indices)`` (1 decoding thread)
   pyav     seek to the keyframe before each needed frame, decode forward only as needed
@@ -11,7 +11,7 @@ Time includes opening the file (and decord's index build) but not the PyAV probe
 median seconds, sampled frames per second, and the speed-up over decode-all.
 
 Then the cost of choosing frames by presentation time (issue 8), per clip, side by side:
-  probe    ``vqalib.video.probe`` (demux every packet + decode the first frame for the display
+  probe    ``vqalib.video.frames.probe`` (demux every packet + decode the first frame for the display
            matrix + the regular-grid check) vs demux-only (what the probe did before)
   select   ``select_frames`` on the pts (the variable-frame-rate path, forced) vs the index rule
            ``frame_indices`` (microseconds; both give the same indices on these constant-rate clips)
@@ -29,7 +29,7 @@ import numpy as np
 
 import dataclasses
 
-from vqalib.video import (SamplingConfig, _frame_pipeline, _read_decord, _read_pyav, decord_available, frame_indices,
+from vqalib.video.frames import (SamplingConfig, _frame_pipeline, _read_decord, _read_pyav, decord_available, frame_indices,
                           probe, select_frames)
 
 

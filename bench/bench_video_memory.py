@@ -1,5 +1,5 @@
 """Peak memory of sampling a 4K clip: frames kept at full size, then resized (before) vs resized one
-by one as they are decoded (after, ``vqalib.video.sample_video``), side by side in one run.
+by one as they are decoded (after, ``vqalib.video.frames.sample_video``), side by side in one run.
 
     .venv/bin/python bench/bench_video_memory.py [--frames 32] [--backends pyav,decord]
 
@@ -26,7 +26,7 @@ import numpy as np
 CHILD = r"""
 import json, resource, sys, time
 import numpy as np
-from vqalib import video as V
+from vqalib.video import frames as V
 path, way, backend, out = sys.argv[1:5]
 cfg = V.SamplingConfig(backend=backend)
 info = V.probe(path)
@@ -71,7 +71,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=32, help="frames in the generated clip (all are sampled)")
     ap.add_argument("--backends", default=None, help="comma list (default: pyav, and decord when installed)")
     args = ap.parse_args()
-    from vqalib.video import decord_available
+    from vqalib.video.frames import decord_available
 
     backends = args.backends.split(",") if args.backends else ["pyav"] + (["decord"] if decord_available() else [])
     with tempfile.TemporaryDirectory() as tmp:

@@ -14,7 +14,7 @@ What runs, per stage (``--stages``; each stage's settings are read from its ``en
   checked against the real ``config.json`` by ``tests/test_gpu_check.py``) with random weights,
   saved once in bf16 and loaded by the trainers' own loader (``vqalib.train.base.load_policy``:
   LoRA, frozen vision tower, gradient checkpointing as configured); the project's embedded tokenizer
-  (``vqalib.tokenizer``: its special-token ids are written into the config; vocabulary size and
+  (``vqalib.model.tokenizer``: its special-token ids are written into the config; vocabulary size and
   every layer size stay the 7B's);
 * the input: one clip per step of ``max_frames`` synthetic frames (random uint8, no decoding) at the
   largest square frame within ``max_pixels`` (32 frames of 448 x 448 = 200704 pixels: 16 x 32 x 32
@@ -136,7 +136,7 @@ def check_environment() -> dict[str, str]:
 def qwen2_5_vl_7b_config(special_ids: dict[str, int], shrink: bool = False):
     """``Qwen2_5_VLConfig`` of the 7B architecture (:data:`QWEN2_5_VL_7B`) with the token ids of the
     tokenizer in use (``special_ids``: ``<|video_pad|>``, ``<|im_end|>`` ... -> id). ``shrink=True``:
-    the same config with every size shrunk (``vqalib.models.shrink_config``) and a 4096-token
+    the same config with every size shrunk (``vqalib.model.loading.shrink_config``) and a 4096-token
     vocabulary, for ``--dry-run``."""
     import copy
 
@@ -152,7 +152,7 @@ def qwen2_5_vl_7b_config(special_ids: dict[str, int], shrink: bool = False):
                            vision_end_token_id=special_ids["<|vision_end|>"])
     cfg.architectures = ["Qwen2_5_VLForConditionalGeneration"]
     if shrink:
-        from vqalib.models import shrink_config
+        from vqalib.model.tiny import shrink_config
 
         cfg = shrink_config(cfg, text={"vocab_size": 4096})  # > the tokenizer's, so sampled ids outside it occur too
     return cfg
@@ -282,11 +282,11 @@ def param_counts(cfg, lora_r: int = 16) -> dict[str, int]:
     """Parameter counts of the architecture ``cfg`` (built on the meta device, no memory): ``total``,
     ``vision``, ``lm`` (everything outside the vision tower), ``embed_head`` (input embeddings + lm_head),
     ``lm_linear`` (the LM's attention/MLP ``nn.Linear`` weights: what 4-bit quantises and LoRA adapts),
-    ``vision_linear`` (the vision tower's ``nn.Linear`` weights) and ``lora`` (LoRA r=``lora_r`` parameters on those, ``vqalib.models.DEFAULT_LORA_TARGETS``)."""
+    ``vision_linear`` (the vision tower's ``nn.Linear`` weights) and ``lora`` (LoRA r=``lora_r`` parameters on those, ``vqalib.model.loading.DEFAULT_LORA_TARGETS``)."""
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    from vqalib.models import DEFAULT_LORA_TARGETS
+    from vqalib.model.loading import DEFAULT_LORA_TARGETS
 
     with torch.device("meta"):
         model = Qwen2_5_VLForConditionalGeneration(cfg)
@@ -438,7 +438,7 @@ def write_docs(result: dict[str, Any], docs: str, training_docs: str) -> None:
         write_section(Path(docs), render(result))
         print(f"wrote the gpu_check section of {docs}")
     if training_docs and not result["dry_run"]:
-        from vqalib.tokenizer import SPECIAL_TOKENS, build_tokenizer
+        from vqalib.model.tokenizer import SPECIAL_TOKENS, build_tokenizer
 
         tok = build_tokenizer()
         cfg = qwen2_5_vl_7b_config({t: int(tok.convert_tokens_to_ids(t)) for t in SPECIAL_TOKENS})
@@ -479,7 +479,7 @@ class SyntheticFrames:
 
         import numpy as np
 
-        from vqalib.video import SampledVideo
+        from vqalib.video.frames import SampledVideo
 
         rng = np.random.default_rng(zlib.crc32(str(path).encode()))
         idx = np.arange(self.frames, dtype=np.int64) * 12  # 2 fps of a 24 fps source
@@ -493,8 +493,8 @@ class SyntheticFrames:
 
 def synthetic_examples(n: int) -> list:
     """``n`` training clips with labels, template rationales and tags (what the collator needs)."""
-    from vqalib.levels import DIMENSION_KEYS, TAGS
-    from vqalib.prompts import template_rationale
+    from vqalib.schema.levels import DIMENSION_KEYS, TAGS
+    from vqalib.schema.prompts import template_rationale
     from vqalib.train.collator import ClipExample
 
     out = []
@@ -511,8 +511,8 @@ def build_checkpoint(folder: Path, dry_run: bool, max_pixels: int, device: str) 
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    from vqalib.models import build_processor
-    from vqalib.tokenizer import SPECIAL_TOKENS, build_tokenizer
+    from vqalib.model.tiny import build_processor
+    from vqalib.model.tokenizer import SPECIAL_TOKENS, build_tokenizer
 
     tok = build_tokenizer()
     ids = {t: int(tok.convert_tokens_to_ids(t)) for t in SPECIAL_TOKENS}

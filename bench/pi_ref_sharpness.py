@@ -33,9 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from vqalib.train.aso_trainer import pi_ref_sharpness
-    from vqalib.train.base import load_policy, sampling_config
+    from vqalib.train.base import load_policy
+    from vqalib.train.common import sampling_config
     from vqalib.train.collator import FrameCache, load_examples
-    from vqalib.train.common import load_config, read_manifest, resolve_device
+    from vqalib.train.common import load_config, resolve_device
+    from vqalib.core.runs import read_manifest
 
     ckpt = Path(args.checkpoint)
     man = read_manifest(ckpt)

@@ -22,7 +22,7 @@
 #
 # It runs on any dataset in the project's schema (`DATA_DIR`, see `data_cards/ultravqa_format.md`);
 # empty means the embedded sample dataset (`data_cards/sample_dataset.md`), generated on first use.
-# All logic lives in `vqalib.data` and `vqalib.stats` (tests: `tests/test_data.py`, `tests/test_stats.py`).
+# All logic lives in `vqalib.data.dataset` and `vqalib.report.dataset_stats` (tests: `tests/test_data.py`, `tests/test_stats.py`).
 
 # %% tags=["parameters"]
 RUN_DIR: str = "runs/demo"  # run folder for figures, tables and metrics
@@ -40,10 +40,10 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from vqalib import stats
-from vqalib.data import aggregate, load_dataset
-from vqalib.runs import Run
-from vqalib.synth import dataset_root
+from vqalib.report import dataset_stats as stats
+from vqalib.data.dataset import aggregate, load_dataset
+from vqalib.core.runs import Run
+from vqalib.data.synth import dataset_root
 
 run = Run(RUN_DIR, "01_data_statistics")
 pd.set_option("display.precision", 3)

@@ -24,11 +24,11 @@
 # * 95 % **bootstrap CIs** resample videos (a video keeps all its ratings).
 # * **Per-rater bias and leniency** against the other raters of the same video, and the effect of the
 #   **high-variance filter** (labels whose rater std exceeds 1.0).
-# * **On the original scale**: a dataset converted with `vqalib.data.from_ratings_csv` keeps each
+# * **On the original scale**: a dataset converted with `vqalib.data.dataset.from_ratings_csv` keeps each
 #   rating as the rater gave it (`raw_score`, e.g. 0–100); the same statistics on those values are
 #   shown beside the grid ones, because snapping continuous ratings to 9 levels changes α.
 #
-# Code: `vqalib.agreement`, `vqalib.stats` (tests: `tests/test_agreement.py`).
+# Code: `vqalib.data.agreement`, `vqalib.report.dataset_stats` (tests: `tests/test_agreement.py`).
 
 # %% tags=["parameters"]
 RUN_DIR: str = "runs/demo"  # run folder for figures, tables and metrics
@@ -47,10 +47,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from vqalib import agreement, stats
-from vqalib.data import load_dataset
-from vqalib.runs import Run
-from vqalib.synth import dataset_root
+from vqalib.data import agreement
+from vqalib.report import dataset_stats as stats
+from vqalib.data.dataset import load_dataset
+from vqalib.core.runs import Run
+from vqalib.data.synth import dataset_root
 
 run = Run(RUN_DIR, "02_annotator_agreement")
 pd.set_option("display.precision", 3)
@@ -186,4 +187,4 @@ print(f"flagged {int(effect['n_flagged'].sum())} of {int(effect['n_videos'].sum(
 # pilot raters have about twice the noise and bias of the final raters, so final-phase α should be
 # clearly higher on every dimension; with the 32-clip smoke size the CIs are wide. The sample
 # dataset's α values (≈0.85-0.9 final) are a property of the simulation settings
-# (`vqalib.synth.SynthConfig`), not an estimate of UltraVQA's agreement.
+# (`vqalib.data.synth.SynthConfig`), not an estimate of UltraVQA's agreement.

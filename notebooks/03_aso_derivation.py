@@ -19,12 +19,12 @@
 # ASO (Stage III of the paper) treats scoring one quality dimension of one video as a **one-step
 # bandit** over the 9 levels `s ∈ {1.0, 1.5, …, 5.0}` and solves the KL-regularised problem in
 # closed form. This notebook walks the derivation (the paper's Eqs. 3–13; below in our own numbering
-# (A1)–(A7), as in `vqalib/aso.py`) and checks **each step numerically** on the values chosen in the
+# (A1)–(A7), as in `vqalib/method/aso.py`) and checks **each step numerically** on the values chosen in the
 # parameters cell. Then an interactive explorer moves λ, β, s*, the reward and the shape of π_ref,
 # and a last section compares the analytic soft target with sampled (GRPO-style) policy gradient
 # on bandits built from the sample dataset's labels.
 #
-# Everything computed here comes from `vqalib.aso`, `vqalib.bandit` and `vqalib.widgets`
+# Everything computed here comes from `vqalib.method.aso`, `vqalib.teaching.bandit` and `vqalib.teaching.widgets`
 # (unit-tested in `tests/test_aso.py`, `test_bandit.py`, `test_widgets.py`).
 
 # %% tags=["parameters"]
@@ -52,11 +52,12 @@ import torch
 from IPython.display import Image, display
 from matplotlib.figure import Figure
 
-from vqalib import aso, bandit, widgets
-from vqalib.data import aggregate, load_dataset
-from vqalib.levels import LEVEL_STRINGS, level_index, snap_to_grid
-from vqalib.runs import Run
-from vqalib.synth import dataset_root
+from vqalib.method import aso
+from vqalib.teaching import bandit, widgets
+from vqalib.data.dataset import aggregate, load_dataset
+from vqalib.schema.levels import LEVEL_STRINGS, level_index, snap_to_grid
+from vqalib.core.runs import Run
+from vqalib.data.synth import dataset_root
 
 run = Run(RUN_DIR, "03_aso_derivation")
 data_path = dataset_root(DATA_DIR, SAMPLE_SIZE, seed=0)
@@ -416,6 +417,6 @@ print(f"""What the numbers show (computed in this run):
 # %% [markdown]
 # **Reading the comparison.** These are one-step bandits with exact 9-level distributions, the
 # setting in which ASO is exact; in a VLM the same loss is applied to the score-token
-# log-probabilities (`vqalib.scoring.level_logprobs`) while GRPO samples whole completions.
+# log-probabilities (`vqalib.method.distributions.level_logprobs`) while GRPO samples whole completions.
 # Learning rates are per method (`LR_ASO`, `LR_PG`), so "updates to reach TV < 0.05" compares
 # methods at these settings, not at their best tuning.

@@ -17,7 +17,7 @@
 # %% [markdown]
 # # 04 · Stage I: supervised fine-tuning (SFT)
 #
-# The model learns to write the answer format of `vqalib.prompts` (a short rationale, then one
+# The model learns to write the answer format of `vqalib.schema.prompts` (a short rationale, then one
 # `Dimension: level` line per dimension) from the human labels, with cross-entropy on the
 # **answer tokens only** (prompt, instruction and video tokens carry label −100). This is the
 # paper's Stage I; its checkpoint is the reference policy π_ref of GRPO (notebook 05) and ASO
@@ -47,7 +47,7 @@ LR: float = 2e-3  # peak learning rate (cosine decay after warm-up); paper, full
 WARMUP_STEPS: int = 20  # linear warm-up steps
 WEIGHT_DECAY: float = 0.1  # AdamW weight decay; paper: 0.01 for the 7B model
 RATIONALE: str = "none"  # rationale in the target answer: none (scores only) | short (defects seen) | full
-INSTRUCTION: str = "Rate the video quality."  # user instruction; empty means the full vqalib.prompts.INSTRUCTION
+INSTRUCTION: str = "Rate the video quality."  # user instruction; empty means the full vqalib.schema.prompts.INSTRUCTION
 AUGMENT: bool = True  # random flips / time reversal of the cached frames
 TIME_JITTER: int = 4  # with AUGMENT: each training draw shifts the sampled times by a random phase (1: off; decodes 4x the frames once)
 DEVICE: str = "cpu"  # cpu | cuda | auto
@@ -64,9 +64,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from vqalib.predictions import read_predictions
-from vqalib.runs import Run
-from vqalib.train import report
+from vqalib.eval.predictions_file import read_predictions
+from vqalib.core.runs import Run
+from vqalib.report import training as report
 from vqalib.train.common import load_config
 from vqalib.train.sft import train_sft
 
@@ -85,7 +85,7 @@ pd.Series({k: v for k, v in vars(cfg).items()}, name="value").to_frame()
 #
 # A random vision tower of width 64 cannot learn camera speed from 667 rated clips while SFT also
 # teaches the answer format: without this stage SFT reached held-out SRCC ~0.4 on motion amplitude,
-# and a hand-feature probe showed why (docs/training.md, "Third round"). `vqalib.pretrain` therefore
+# and a hand-feature probe showed why (docs/training.md, "Third round"). `vqalib.model.pretrain` therefore
 # builds `tiny-pretrained` once (cached): the generator renders clips from its own seed stream with
 # every setting drawn at random, *no raters, no scores, no text*, and the vision tower learns to
 # regress the rendering's physical settings (camera speed, zoom, shake, flicker, stutter, blur, haze,
@@ -102,7 +102,8 @@ pd.Series({k: v for k, v in vars(cfg).items()}, name="value").to_frame()
 import json
 from pathlib import Path
 
-from vqalib.models import TINY_PRETRAINED, resolve_model_path
+from vqalib.model.loading import resolve_model_path
+from vqalib.model.tiny import TINY_PRETRAINED
 
 if MODEL == TINY_PRETRAINED:
     t0 = time.time()
@@ -141,7 +142,7 @@ print(f"trained {int(losses['step'].max())} steps in {train_s:.0f} s; loss {loss
 # ## Held-out predictions
 #
 # The SFT model answers every clip of the held-out split greedily; each dimension's
-# 9-level distribution is read exactly at its score position (`vqalib.predict`). The file
+# 9-level distribution is read exactly at its score position (`vqalib.eval.predict`). The file
 # `RUN_DIR/predictions/sft.jsonl` is what notebook 07 tabulates. The untrained model's answers
 # (`base.jsonl`) are made here too if missing, to show what training changed.
 

@@ -22,12 +22,12 @@
 # rewarded per dimension with `R_acc = 1[round(pred) = round(gt)]` (round = to the nearest level, so
 # the exact level; `acc_rounding: integer` in the config is the literal integer reading, lopsided on
 # the 0.5 grid) + `R_dist = 5 − |pred − gt|` plus a format reward (1 only for the strict answer
-# format, `vqalib.prompts.check_format`); rewards are normalised within the group per dimension, as
+# format, `vqalib.schema.prompts.check_format`); rewards are normalised within the group per dimension, as
 # the paper groups "per video and dimension", and averaged over the five dimensions (advantage), and
 # the policy follows the clipped ratio objective with a KL penalty (coefficient 0.1)
 # to the SFT model. A dimension that does not parse earns 0 and is **counted** (`n_unparsable`),
 # never given a random score. Vision tokens (`<|video_pad|>` …) are never sampled.
-# Code: `vqalib.train.grpo`, `vqalib.train.grpo_math` (tests: `tests/test_train_grpo_math.py`).
+# Code: `vqalib.train.grpo`, `vqalib.method.grpo_math` (tests: `tests/test_train_grpo_math.py`).
 
 # %% tags=["parameters"]
 RUN_DIR: str = "runs/demo"  # run folder; reads RUN_DIR/checkpoints/sft, writes RUN_DIR/checkpoints/grpo
@@ -47,7 +47,7 @@ TEMPERATURE: float = 1.0  # sampling temperature of the rollouts
 MAX_NEW_TOKENS: int = 64  # longest sampled answer
 LR: float = 2e-4  # peak learning rate
 RATIONALE: str = "none"  # answer format the SFT stage used: none | short | full
-INSTRUCTION: str = "Rate the video quality."  # instruction the SFT stage used; empty means vqalib.prompts.INSTRUCTION
+INSTRUCTION: str = "Rate the video quality."  # instruction the SFT stage used; empty means vqalib.schema.prompts.INSTRUCTION
 DEVICE: str = "cpu"  # cpu | cuda | auto
 BF16: bool = False  # bfloat16 training (GPU)
 EVAL_SPLIT: str = "test"  # held-out split for the predictions file
@@ -63,11 +63,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from vqalib.predictions import read_predictions
-from vqalib.runs import Run
-from vqalib.train import report
+from vqalib.eval.predictions_file import read_predictions
+from vqalib.core.runs import Run
+from vqalib.report import training as report
 from vqalib.train.common import load_config
-from vqalib.train.compare import seed_run_name, train_seeds
+from vqalib.report.compare import seed_run_name, train_seeds
 from vqalib.train.grpo import train_grpo
 
 run = Run(RUN_DIR, "05_grpo")

@@ -34,7 +34,7 @@
 #
 # `ON_POLICY=True` samples the rationale from the current policy and scores there instead (then
 # π_ref is evaluated on the sampled text, with the reference kept in memory). Code:
-# `vqalib.train.aso_trainer`, `vqalib.aso` (tests: `tests/test_train_losses.py`, `tests/test_aso.py`).
+# `vqalib.train.aso_trainer`, `vqalib.method.aso` (tests: `tests/test_train_losses.py`, `tests/test_aso.py`).
 
 # %% tags=["parameters"]
 RUN_DIR: str = "runs/demo"  # run folder; reads RUN_DIR/checkpoints/sft, writes RUN_DIR/checkpoints/aso
@@ -58,7 +58,7 @@ BATCH_SIZE: int = 16  # clips per step (paper: 32)
 LR: float = 5e-4  # peak learning rate (paper, 7B: 5e-6)
 RATIONALE: str = "none"  # text pi_ref is read after: none | short | scrubbed (full names the score: refused) | full with TARGET_POSITION keyword
 TARGET_POSITION: str = "score"  # where pi* is trained: score (paper: the score line after RATIONALE) | keyword (the evaluation keyword in the full rationale; docs/training.md)
-INSTRUCTION: str = "Rate the video quality."  # instruction the SFT stage used; empty means vqalib.prompts.INSTRUCTION
+INSTRUCTION: str = "Rate the video quality."  # instruction the SFT stage used; empty means vqalib.schema.prompts.INSTRUCTION
 DEVICE: str = "cpu"  # cpu | cuda | auto
 BF16: bool = False  # bfloat16 training (GPU)
 N_SHOW: int = 3  # clips whose distributions are drawn
@@ -78,12 +78,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from vqalib.predictions import read_predictions
-from vqalib.runs import Run
-from vqalib.train import report
+from vqalib.eval.predictions_file import read_predictions
+from vqalib.core.runs import Run
+from vqalib.report import training as report
 from vqalib.train.aso_trainer import train_aso
 from vqalib.train.common import load_config
-from vqalib.train.compare import seed_run_name, train_seeds
+from vqalib.report.compare import seed_run_name, train_seeds
 
 run = Run(RUN_DIR, "06_aso")
 cfg = load_config("aso", CONFIG or None, {
@@ -122,7 +122,8 @@ pd.Series(vars(cfg), name="value").to_frame()
 
 # %%
 from vqalib.train.aso_trainer import pi_ref_sharpness
-from vqalib.train.base import load_policy, sampling_config
+from vqalib.train.base import load_policy
+from vqalib.train.common import sampling_config
 from vqalib.train.collator import FrameCache, load_examples
 from vqalib.train.common import resolve_device
 
@@ -192,7 +193,7 @@ curves.tail()
 # %% [markdown]
 # ### π_ref health (issue 20)
 #
-# Before training, the trainer checks the cached π_ref (`vqalib.aso.pi_ref_health`, stored in `pi_ref.pt`
+# Before training, the trainer checks the cached π_ref (`vqalib.method.aso.pi_ref_health`, stored in `pi_ref.pt`
 # beside it): how much of the SFT model's mass at the score positions is **off** the nine level strings
 # (renormalising hides it; mostly off means π_ref is close to noise), its entropy, π_ref(s\*), and how far
 # λ and β move it: KL(π\*‖π_ref), the share of items whose argmax flips and the mean change of the
@@ -203,8 +204,8 @@ curves.tail()
 import torch
 
 if not ON_POLICY:
-    from vqalib.aso import format_health, pi_ref_health_problems
-    from vqalib.runs import resolve_path as _rp
+    from vqalib.method.aso import format_health, pi_ref_health_problems
+    from vqalib.core.runs import resolve_path as _rp
 
     saved_pi_ref = torch.load(_rp(cfg.pi_ref_path), weights_only=True)
     health = saved_pi_ref.get("health")
@@ -229,7 +230,7 @@ import math
 
 import torch
 
-from vqalib import aso as aso_math
+from vqalib.method import aso as aso_math
 
 first_out, last_out = float(curves["outside_mass"].iloc[0]), float(curves["outside_mass"].iloc[-1])
 shape = torch.log_softmax(torch.linspace(-1, 1, 9, dtype=torch.float64), -1)
@@ -245,7 +246,7 @@ pd.DataFrame(outside_rows).round(4)
 #
 # Grey: the SFT model (π_ref); orange: the closed-form target π\* (π_ref tilted towards the human
 # level, dashed line, by `exp(−β|s − s*|/λ)`); blue: the trained ASO model. Levels where π_ref is 0
-# stay 0 in π\* (the paper's limitation; `vqalib.aso.zero_mass`).
+# stay 0 in π\* (the paper's limitation; `vqalib.method.aso.zero_mass`).
 
 # %%
 if not ON_POLICY and TARGET_POSITION == "score":
@@ -290,7 +291,7 @@ display(change.round(3))
 # context, so only the generated view says whether the answers users get improved.
 
 # %%
-from vqalib.train import compare as _compare
+from vqalib.report import compare as _compare
 
 view_preds = {n: [read_predictions(p)[0]] for n, p in others.items() if p.is_file()} | {"aso": [aso_rows]}
 views = _compare.answer_views(view_preds, n_boot=N_BOOT, seed=SEED)
@@ -301,13 +302,13 @@ views
 # ## Using every rater's score (`REWARD = "multi_rater"`)
 #
 # The label s\* is the mean of at least three raters snapped to the grid. `REWARD = "multi_rater"`
-# uses each rater's score instead: `R(s) = −β · mean_r |s − s_r|` (`vqalib.aso.reward_multi_rater`,
+# uses each rater's score instead: `R(s) = −β · mean_r |s − s_r|` (`vqalib.method.aso.reward_multi_rater`,
 # beyond the paper), so a clip the raters disagree on gets a wider π\*. Below, the training clip
 # whose raters disagree most: π\* under both rewards with a uniform π_ref (GRPO has the same option,
 # `reward: multi_rater`, which averages `R_dist` over the raters).
 
 # %%
-from vqalib.levels import LEVEL_STRINGS
+from vqalib.schema.levels import LEVEL_STRINGS
 
 spread = [(max(v) - min(v), ex.video_id, k, v, ex.scores[k]) for ex in sharp_examples
           for k, v in ex.ratings.items() if v]
@@ -326,7 +327,7 @@ mr.T.round(3)
 # level the SFT model gives probability 0 keeps probability 0 in π\* for every λ, however far the
 # human label s\* is from where π_ref sits; a level it gives a tiny probability can grow by at most
 # `exp(β·max|s − s*|/λ)` (≈ 55 at λ = β = 1). The model trained on π\* then has no reason to move
-# mass there either. A floor ε under π_ref, `(1 − 9ε) π_ref + ε` (`vqalib.aso.as_log_probs`, config
+# mass there either. A floor ε under π_ref, `(1 − 9ε) π_ref + ε` (`vqalib.method.aso.as_log_probs`, config
 # key `eps`, 0 = the paper), gives every level at least ε before the re-weighting.
 #
 # Below, from the cached π_ref of this run (`report.zero_mass_case`): the training (clip, dimension)

@@ -26,7 +26,7 @@
 # paper's setting; parse failures are counted, never filled in) and the **expected score**
 # `Σ s π(s)` from the level distribution. Metrics: Acc@0.5 (|ŷ − y| ≤ 0.5), MAE, SRCC, PLCC (paper),
 # plus KRCC, RMSE and PLCC after the 4-parameter logistic fit in the long tables. Code:
-# `vqalib.evaluation`, `vqalib.metrics`, `vqalib.mos` (tests: `tests/test_evaluation.py`, `test_metrics.py`, `test_mos.py`).
+# `vqalib.eval.tables`, `vqalib.eval.metrics`, `vqalib.data.mos` (tests: `tests/test_evaluation.py`, `test_metrics.py`, `test_mos.py`).
 
 # %% tags=["parameters"]
 RUN_DIR: str = "runs/demo"  # run folder; predictions are read from RUN_DIR/predictions/*.jsonl
@@ -52,10 +52,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from vqalib import evaluation as ev
-from vqalib.predictions import parse_failure_counts, prediction_files, read_predictions
-from vqalib.runs import Run, resolve_path
-from vqalib.train.compare import is_seed_run
+from vqalib.eval import tables as ev
+from vqalib.eval.predictions_file import parse_failure_counts, prediction_files, read_predictions
+from vqalib.core.runs import Run, resolve_path
+from vqalib.report.compare import is_seed_run
 
 run = Run(RUN_DIR, "07_evaluation")
 pd.set_option("display.precision", 3)
@@ -106,7 +106,7 @@ t1_parsed
 # %% [markdown]
 # The table above leaves failed answers out, so two models with different failure rates are scored
 # on different clips. The same table **on all items**: a failure counts as wrong for Acc@0.5 and as
-# the scale midpoint 3.0 for MAE, SRCC and PLCC (`vqalib.evaluation.FAILURE_SCORE`), so every model
+# the scale midpoint 3.0 for MAE, SRCC and PLCC (`vqalib.eval.tables.FAILURE_SCORE`), so every model
 # is compared on the same clips and failing cannot raise a score.
 
 # %%
@@ -174,7 +174,7 @@ cal
 # values per method and the differences ASO − GRPO, ASO − SFT, GRPO − SFT with 95 % intervals from a
 # **hierarchical bootstrap**: each resample draws the seeds of each method and the clips (the same clips
 # for every method, so the differences are paired) with replacement
-# (`vqalib.evaluation.hierarchical_bootstrap`). A parse failure is scored as the scale midpoint 3.0,
+# (`vqalib.eval.tables.hierarchical_bootstrap`). A parse failure is scored as the scale midpoint 3.0,
 # so every method is scored on the same clips. The sentences after the table are computed from it.
 # Notebooks 05 and 06 each show the paired change of their *first* seed against SFT, resampling clips
 # only; the intervals here also resample the seeds, so they are wider, and they are the ones to read
@@ -184,7 +184,7 @@ cal
 # %%
 from IPython.display import Markdown
 
-from vqalib.train import compare
+from vqalib.report import compare
 
 curve = compare.load_curves(RUN_DIR)
 if curve is None:
@@ -237,7 +237,7 @@ if not BENCHMARK_DIR:
     print("BENCHMARK_DIR is empty: cross-benchmark section skipped")
 else:
     from vqalib.inference.benchmark import format_row, run_benchmark, table2
-    from vqalib.mos import COMBINATIONS
+    from vqalib.data.mos import COMBINATIONS
 
     table2_rows, binfo = run_benchmark(
         BENCHMARK, BENCHMARK_DIR, BENCHMARK_MODEL, labels=BENCHMARK_LABELS or None, split=BENCHMARK_SPLIT or None,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vqalib.video import SampledVideo
+from vqalib.video.frames import SampledVideo
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 QWEN_DIR = SHARED / "qwen2_5_vl"
@@ -29,7 +29,7 @@ def shrunk_real_model(seed: int = 0):
     import torch
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-    from vqalib.models import shrink_config
+    from vqalib.model.tiny import shrink_config
 
     cfg = shrink_config(QWEN_DIR / "config.json")
     cfg._attn_implementation = "sdpa"

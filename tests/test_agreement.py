@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from conftest import shared_data_or_skip
-from vqalib import agreement as A
-from vqalib import levels as L
+from vqalib.data import agreement as A
+from vqalib.schema import levels as L
 
 
 def _reference() -> dict:
@@ -113,8 +113,8 @@ def test_high_variance_filter_removes_disagreeing_items():
 
 
 def test_compare_phases_and_sample_dataset_final_beats_pilot():
-    from vqalib.data import load_dataset
-    from vqalib.synth import ensure_sample_dataset
+    from vqalib.data.dataset import load_dataset
+    from vqalib.data.synth import ensure_sample_dataset
 
     ds = load_dataset(ensure_sample_dataset("smoke", progress=False))
     table = A.agreement_table(ds.ratings, n_boot=0)

@@ -1,4 +1,4 @@
-"""Tests of vqalib.aso: rewards, the closed-form optimal policy (A3) and the ASO loss (A6)."""
+"""Tests of vqalib.method.aso: rewards, the closed-form optimal policy (A3) and the ASO loss (A6)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 from scipy.optimize import minimize
 
-from vqalib import aso
-from vqalib.levels import LEVELS
+from vqalib.method import aso
+from vqalib.schema.levels import LEVELS
 
 torch.set_num_threads(1)
 

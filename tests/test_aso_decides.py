@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from vqalib.aso import (HealthThresholds, argmax_score, expected_score, keep_argmax_threshold, optimal_policy,
+from vqalib.method.aso import (HealthThresholds, argmax_score, expected_score, keep_argmax_threshold, optimal_policy,
                         pi_ref_health, pi_ref_health_problems, reward_abs)
 
 UNIFORM = math.log(1 / 9)
@@ -130,8 +130,8 @@ def test_check_pi_ref_health_warns_refuses_or_stays_silent():
 def _rationale_example(vid: str = "clip-a"):
     from pathlib import Path
 
-    from vqalib.levels import DIMENSION_KEYS as DIMS
-    from vqalib.synth import rationale_text
+    from vqalib.schema.levels import DIMENSION_KEYS as DIMS
+    from vqalib.data.synth import rationale_text
     from vqalib.train.collator import ClipExample
 
     scores = dict(zip(DIMS, (2.5, 4.0, 3.5, 1.0, 5.0)))
@@ -159,14 +159,14 @@ class _Frames:
 
 @pytest.fixture(scope="module")
 def tiny():
-    from vqalib.models import load_model_and_processor
+    from vqalib.model.loading import load_model_and_processor
 
     torch.manual_seed(0)
     return load_model_and_processor("tiny")
 
 
 def test_keyword_spans_find_each_dimension_s_evaluation_keyword():
-    from vqalib.levels import KEYWORDS
+    from vqalib.schema.levels import KEYWORDS
     from vqalib.train.collator import answer_text, keyword_spans
 
     ex = _rationale_example()
@@ -180,7 +180,7 @@ def test_keyword_spans_find_each_dimension_s_evaluation_keyword():
 
 
 def test_keyword_positions_point_at_the_keyword_tokens_and_are_scored_like_levels(tiny):
-    from vqalib.levels import KEYWORDS
+    from vqalib.schema.levels import KEYWORDS
     from vqalib.train.aso_trainer import keyword_logprobs_raw, keyword_token_mask
     from vqalib.train.collator import VideoCollator, keyword_token_ids
 
@@ -237,8 +237,8 @@ def test_keyword_target_config_needs_the_full_rationale():
 def _pred_rows(method_shift: float, n: int = 12, keyword_ok: bool = True):
     import pandas as pd
 
-    from vqalib.levels import DIMENSION_KEYS as DIMS
-    from vqalib.levels import KEYWORDS, NAME_OF
+    from vqalib.schema.levels import DIMENSION_KEYS as DIMS
+    from vqalib.schema.levels import KEYWORDS, NAME_OF
 
     rng = np.random.default_rng(0)
     rows = []
@@ -264,7 +264,7 @@ import numpy as np  # noqa: E402
 
 
 def test_answer_views_report_generated_and_teacher_forced_side_by_side():
-    from vqalib.train.compare import VIEW_LABEL, answer_views
+    from vqalib.report.compare import VIEW_LABEL, answer_views
 
     views = answer_views({"sft": [_pred_rows(0.0)], "aso": [_pred_rows(0.0, keyword_ok=False)]}, n_boot=50)
     assert list(views.index) == ["SFT", "ASO"]
@@ -276,7 +276,7 @@ def test_answer_views_report_generated_and_teacher_forced_side_by_side():
 
 
 def test_own_keyword_levels_reads_each_dimension_s_keyword_not_the_score_lines():
-    from vqalib.train.compare import own_keyword_levels
+    from vqalib.report.compare import own_keyword_levels
 
     text = "Motion Quality is subpar: shake.\nBecause of blur; the clarity quality is good.\n\nMotion Quality: 2.5\nClarity Quality: 3.5"
     assert own_keyword_levels(text) == [2.5, None, None, None, 3.5]

@@ -1,4 +1,4 @@
-"""Tests of vqalib.bandit: ASO vs sampled policy gradient on the one-step bandit over 9 levels."""
+"""Tests of vqalib.teaching.bandit: ASO vs sampled policy gradient on the one-step bandit over 9 levels."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from vqalib import aso, bandit
-from vqalib.levels import LEVELS
+from vqalib.method import aso
+from vqalib.teaching import bandit
+from vqalib.schema.levels import LEVELS
 
 torch.set_num_threads(1)
 
@@ -106,8 +107,8 @@ def test_items_from_labels_frame_and_errors():
 
 
 def test_items_from_sample_dataset():
-    synth = pytest.importorskip("vqalib.synth", reason="vqalib.synth not written yet (data engineer)")
-    data = pytest.importorskip("vqalib.data", reason="vqalib.data not written yet (data engineer)")
+    synth = pytest.importorskip("vqalib.data.synth", reason="vqalib.data.synth not written yet (data engineer)")
+    data = pytest.importorskip("vqalib.data.dataset", reason="vqalib.data.dataset not written yet (data engineer)")
     ds = data.load_dataset(synth.ensure_sample_dataset("smoke"))
     labels = data.aggregate(ds)
     it = bandit.items_from_labels(labels)

@@ -3,7 +3,7 @@
 The parser reads ``Motion Quality: 3`` as 3.0. Before, the 9-level distribution counted only the
 strings ``"3.0"`` ... so a model that writes ``3`` had that mass in ``outside_mass`` and its argmax /
 expected score could name another level than its parsed answer. With
-``continue_ids=number_continuation_ids(tokenizer)`` (what :func:`vqalib.predict.predict` uses) the
+``continue_ids=number_continuation_ids(tokenizer)`` (what :func:`vqalib.eval.predict.predict` uses) the
 ``X.0`` levels also count ``X`` followed by anything that does not continue the number.
 """
 
@@ -13,9 +13,11 @@ import pytest
 import torch
 
 from model_helpers import synthetic_clip
-from vqalib import models, prompts, scoring
-from vqalib.inputs import build_batch
-from vqalib.levels import DIMENSION_KEYS, LEVEL_STRINGS
+from vqalib.model import loading as models
+from vqalib.schema import prompts
+from vqalib.method import distributions as scoring
+from vqalib.model.inputs import build_batch
+from vqalib.schema.levels import DIMENSION_KEYS, LEVEL_STRINGS
 
 BARE = prompts.format_answer(dict(zip(DIMENSION_KEYS, [3.0, 2.0, 4.0, 1.0, 5.0])), "Steady.").replace(": 3.0", ": 3")
 
@@ -66,7 +68,7 @@ def test_integer_form_equals_independent_passes(tiny):
 
 def test_predict_counts_the_bare_form(tiny):
     """score_answers (the prediction path) uses the integer form: less mass outside the 9 levels."""
-    from vqalib.predict import score_answers
+    from vqalib.eval.predict import score_answers
 
     model, proc = tiny
     clip = synthetic_clip(seed=0)

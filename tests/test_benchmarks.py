@@ -12,7 +12,7 @@ import pytest
 
 from model_helpers import write_clip
 from vqalib.inference.benchmark import format_row, run_benchmark, table2
-from vqalib.mos import LabelFileError, find_label_file, load_benchmark, read_label_file
+from vqalib.data.mos import LabelFileError, find_label_file, load_benchmark, read_label_file
 
 ROOT = Path(__file__).resolve().parents[1]
 

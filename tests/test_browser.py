@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vqalib.runs import project_root, resolve_path
+from vqalib.core.runs import project_root, resolve_path
 
 pytestmark = pytest.mark.browser
 

@@ -104,7 +104,7 @@ def test_budget_counts_training_not_evaluation(tmp_path, monkeypatch):
 
 def test_heldout_curve_from_real_predictions(tmp_path):
     """The default evaluation: greedy answers on 3 held-out clips, rows per dimension plus the mean, at step 0 and the end."""
-    from vqalib.levels import DIMENSION_KEYS
+    from vqalib.schema.levels import DIMENSION_KEYS
     from vqalib.train.sft import train_sft
 
     res = train_sft(_sft(tmp_path, "max_steps=1", "eval_every_seconds=1e6", "eval_limit=3"), progress=False)

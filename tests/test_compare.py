@@ -1,4 +1,4 @@
-"""Notebook 07's GRPO-vs-ASO section (``vqalib.train.compare``): sentences and figures computed from
+"""Notebook 07's GRPO-vs-ASO section (``vqalib.report.compare``): sentences and figures computed from
 the tables, on prediction rows whose differences are known."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from tests.test_hierarchical_bootstrap import frame
-from vqalib.levels import DIMENSION_KEYS
-from vqalib.train import compare
+from vqalib.schema.levels import DIMENSION_KEYS
+from vqalib.report import compare
 
 
 def runs_table(budget=45.0):

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vqalib import levels as L
-from vqalib.data import (DataValidationError, aggregate, assign_splits, from_ratings_csv, labelled_items,
+from vqalib.schema import levels as L
+from vqalib.data.dataset import (DataValidationError, aggregate, assign_splits, from_ratings_csv, labelled_items,
                          labels_wide, load_dataset, map_scale, save_dataset, split_of)
-from vqalib.synth import write_mp4
+from vqalib.data.synth import write_mp4
 
 RATERS = ("a", "b", "c")
 

@@ -1,8 +1,8 @@
-"""vqalib.train.distributed in one process (the multi-process behaviour: tests/test_multiprocess.py)."""
+"""vqalib.core.distributed in one process (the multi-process behaviour: tests/test_multiprocess.py)."""
 
 import pytest
 
-from vqalib.train.distributed import gather_dict, is_main_process, num_processes, process_index, shard
+from vqalib.core.distributed import gather_dict, is_main_process, num_processes, process_index, shard
 
 
 def test_one_process_is_the_main_one_and_owns_everything():

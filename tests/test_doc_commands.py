@@ -266,8 +266,8 @@ def my_vqa(tmp_path_factory) -> Path:
     """Run README's "Bring your own dataset" Python snippet, substituting only its paths: a generated
     per-rater CSV on a 0-100 scale for ``my_scores.csv``, generated clips for ``/data/my_videos``,
     a temporary folder for ``/data/my_vqa``. The result stands in for ``/data/my_vqa`` below."""
-    from vqalib.levels import DIMENSION_KEYS
-    from vqalib.synth import write_mp4
+    from vqalib.schema.levels import DIMENSION_KEYS
+    from vqalib.data.synth import write_mp4
 
     tmp = tmp_path_factory.mktemp("byod")
     videos = tmp / "my_videos"
@@ -290,7 +290,7 @@ def my_vqa(tmp_path_factory) -> Path:
         assert old in snippet, f"README's snippet no longer contains {old}; update the substitutions"
         snippet = snippet.replace(old, new)
     exec(compile(snippet, "README.md (Bring your own dataset)", "exec"), {})
-    from vqalib.data import load_dataset
+    from vqalib.data.dataset import load_dataset
 
     ds = load_dataset(tmp / "my_vqa")
     assert len(ds.videos) == 12 and set(ds.ratings["dimension"]) == set(DIMENSION_KEYS)
@@ -433,7 +433,7 @@ def train_tmp(tmp_path_factory) -> Path:
     # sft_tiny.yaml trains tiny-pretrained: build it here (once per cache, ~1.5 min on an idle 2-core
     # machine; tests/test_pretrain.py tests the build) rather than inside the command's subprocess timeout,
     # which a busy machine exceeded on a fresh cache
-    from vqalib.models import resolve_model_path
+    from vqalib.model.loading import resolve_model_path
 
     resolve_model_path("tiny-pretrained")
     _run(_substituted(TRAIN["sft"], DECISIONS[TRAIN["sft"]], tmp))

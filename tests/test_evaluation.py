@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vqalib.evaluation import (
+from vqalib.eval.tables import (
     calibration_table,
     confusion,
     cross_benchmark_table,
@@ -21,8 +21,8 @@ from vqalib.evaluation import (
     plot_reliability,
     table1,
 )
-from vqalib.levels import DIMENSION_KEYS, LEVELS
-from vqalib.predictions import rows_from_distributions
+from vqalib.schema.levels import DIMENSION_KEYS, LEVELS
+from vqalib.eval.predictions_file import rows_from_distributions
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -127,7 +127,7 @@ def test_cross_benchmark_table_on_real_konvid_labels():
     labels = SHARED / "labels"
     if not labels.is_dir():
         pytest.skip(f"label files not found in {labels}")
-    from vqalib.mos import load_benchmark
+    from vqalib.data.mos import load_benchmark
 
     bench = load_benchmark("KoNViD", SHARED / "videos" / "konvid", labels_root=labels)
     preds = {"base": simulated(2, 1.0, 0, ids=["10053703034", "5115335471"])}
@@ -146,8 +146,8 @@ def test_notebook_07_on_generated_prediction_files(tmp_path):
     import papermill as pm
     import yaml
 
-    from vqalib.predictions import make_manifest, write_predictions
-    from vqalib.video import SamplingConfig
+    from vqalib.eval.predictions_file import make_manifest, write_predictions
+    from vqalib.video.frames import SamplingConfig
 
     root = Path(__file__).resolve().parents[1]
     man = make_manifest("simulated", SamplingConfig(), {"note": "test"})

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vqalib.synth import write_mp4
+from vqalib.data.synth import write_mp4
 from vqalib.train.collator import (DEFAULT_FRAME_CACHE_MB, DEFAULT_FRAME_DISK_CACHE_MB, FrameCache, TimeJitterCache,
                                    frame_cache, video_nbytes)
-from vqalib.video import SamplingConfig
+from vqalib.video.frames import SamplingConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDE = 112

@@ -17,9 +17,10 @@ import pytest
 import torch
 
 from model_helpers import synthetic_clip, write_clip
-from vqalib import generation, models, predict
-from vqalib.inputs import build_batch
-from vqalib.video import SamplingConfig
+from vqalib.model import generation, loading as models
+from vqalib.eval import predict
+from vqalib.model.inputs import build_batch
+from vqalib.video.frames import SamplingConfig
 
 SAMPLING = SamplingConfig(fps=2.0, max_frames=4, max_pixels=112 * 112, min_pixels=112 * 112)
 #: What Qwen2.5-VL-7B-Instruct's generation_config.json sets besides token ids (../shared/data/qwen2_5_vl).

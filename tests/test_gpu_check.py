@@ -27,7 +27,7 @@ REAL_CONFIG = ROOT.parent / "shared" / "data" / "qwen2_5_vl" / "config.json"
 
 
 def _special_ids() -> dict[str, int]:
-    from vqalib.tokenizer import SPECIAL_TOKENS, build_tokenizer
+    from vqalib.model.tokenizer import SPECIAL_TOKENS, build_tokenizer
 
     tok = build_tokenizer()
     return {t: int(tok.convert_tokens_to_ids(t)) for t in SPECIAL_TOKENS}

@@ -16,7 +16,7 @@ import torch
 
 from model_helpers import synthetic_clip
 
-from vqalib.levels import DIMENSION_KEYS
+from vqalib.schema.levels import DIMENSION_KEYS
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
@@ -27,7 +27,7 @@ def _clip(seed: int):
 
 @pytest.fixture(scope="module")
 def tiny():
-    from vqalib.models import load_model_and_processor
+    from vqalib.model.loading import load_model_and_processor
 
     torch.manual_seed(0)
     model, proc = load_model_and_processor("tiny")
@@ -77,7 +77,7 @@ def _old_completion_logprobs(model, prompt, completion, mask):
 def test_completion_logprobs_project_only_completion_positions(tiny):
     """GRPO's log pi(o_t | x, o_<t): lm_head sees N x L positions (not N x (P + L)); values and the
     gradient of a weighted sum equal the full-sequence computation to 1e-5."""
-    from vqalib.inputs import build_batch
+    from vqalib.model.inputs import build_batch
     from vqalib.train.grpo import completion_logprobs, sample_completions
 
     model, proc = tiny
@@ -109,8 +109,8 @@ def test_completion_logprobs_project_only_completion_positions(tiny):
 
 
 def _aso_batch(proc, with_ids=("a", "b")):
-    from vqalib.inputs import build_batch
-    from vqalib.prompts import format_answer
+    from vqalib.model.inputs import build_batch
+    from vqalib.schema.prompts import format_answer
 
     answers = [format_answer({k: 1.0 + 0.5 * i for i, k in enumerate(DIMENSION_KEYS)}, "Seen: blur and noise."),
                format_answer({k: 5.0 - 0.5 * i for i, k in enumerate(DIMENSION_KEYS)}, "Seen: shaky camera.")]
@@ -129,7 +129,7 @@ def test_aso_rationale_term_reads_logits_only_at_answer_positions(tiny, tmp_path
     vocabulary, and the loss and its gradients equal the full-sequence computation to 1e-5."""
     from transformers import TrainingArguments
 
-    from vqalib.scoring import level_logprobs_raw, level_token_ids
+    from vqalib.method.distributions import level_logprobs_raw, level_token_ids
     from vqalib.train.aso_trainer import (ASOTrainer, aso_target, rationale_ce, rationale_kl, score_loss,
                                           score_token_mask)
     from vqalib.train.base import make_reference
@@ -205,7 +205,7 @@ def test_answer_logit_positions_pads_rows_and_marks_them_invalid():
 def test_attention_chosen_per_part():
     """Vision tower on flash-attention only when it is installed and the model is on CUDA; the language
     model keeps sdpa (the tree mask) unless no tree-masked pass will run."""
-    from vqalib.models import attention_implementation, flash_attention_available
+    from vqalib.model.attention import attention_implementation, flash_attention_available
 
     assert attention_implementation(flash=True) == {"": "sdpa", "text_config": "sdpa",
                                                     "vision_config": "flash_attention_2"}
@@ -219,9 +219,9 @@ def test_attention_chosen_per_part():
 def test_vision_attention_choice_is_recorded_and_leaves_level_scores_unchanged(tiny):
     """A model loaded with a different vision attention (``eager`` here; flash-attention on CUDA) scores
     the same tree-masked level distributions; the choice per part is in ``describe_model``."""
-    from vqalib.inputs import build_batch
-    from vqalib.models import attention_parts, describe_model, load_model_and_processor
-    from vqalib.scoring import level_logprobs, level_token_ids
+    from vqalib.model.inputs import build_batch
+    from vqalib.model.loading import attention_parts, describe_model, load_model_and_processor
+    from vqalib.method.distributions import level_logprobs, level_token_ids
 
     model, proc = tiny
     assert attention_parts(model) == {"text": "sdpa", "vision": "sdpa"}  # the default on CPU
@@ -241,7 +241,7 @@ def test_vision_attention_choice_is_recorded_and_leaves_level_scores_unchanged(t
 def test_level_scoring_refuses_a_language_model_without_4d_masks(tiny, monkeypatch):
     """The tree mask needs sdpa/eager in the *language model*: the check reads its sub-config, so
     flash-attention there (even with the top-level config saying sdpa) is refused with the fix."""
-    from vqalib.scoring import level_logprobs, level_token_ids
+    from vqalib.method.distributions import level_logprobs, level_token_ids
 
     model, proc = tiny
     monkeypatch.setattr(model.config.text_config, "_attn_implementation", "flash_attention_2", raising=False)
@@ -257,7 +257,7 @@ class _TowerVideos:
     """Counts the videos that go through vision towers (rows of ``grid_thw`` at the tower's forward)."""
 
     def __init__(self, *models):
-        from vqalib.models import vision_tower
+        from vqalib.model.loading import vision_tower
 
         self.n = 0
         towers = {id(vision_tower(m)): vision_tower(m) for m in models if m is not None}
@@ -285,7 +285,7 @@ def _grpo_trainer(model, proc, tmp_path, ref, G: int, kl_coef: float = 0.1):
 
 
 def _grpo_inputs(proc, clips, G: int):
-    from vqalib.inputs import build_batch
+    from vqalib.model.inputs import build_batch
 
     videos = [c for c in clips for _ in range(G)]  # the collator's repeat: G adjacent copies per clip
     batch = dict(build_batch(proc, videos))
@@ -319,7 +319,7 @@ def test_grpo_encodes_each_clip_once_per_group(tiny, tmp_path, setting):
     a trainable tower (generate, policy with gradient, reference with its own weights). Same sampled
     tokens under a fixed seed, same loss and gradients (tower gradients included) as the
     un-optimised path."""
-    from vqalib.models import LoraSettings, load_model_and_processor, vision_tower
+    from vqalib.model.loading import LoraSettings, load_model_and_processor, vision_tower
     from vqalib.train.base import make_reference
 
     base, proc = tiny
@@ -359,7 +359,7 @@ def test_grpo_encodes_each_clip_once_per_group(tiny, tmp_path, setting):
 def test_reuse_keeps_different_clips_apart(tiny):
     """Two different clips in one call keep their own features (exact pixel comparison), and the
     un-patched method is back after the block."""
-    from vqalib.inputs import build_batch
+    from vqalib.model.inputs import build_batch
     from vqalib.train.vision_cache import reuse_video_features
 
     model, proc = tiny

@@ -1,5 +1,5 @@
 """The hierarchical (seeds x clips) bootstrap of notebook 07's method comparison
-(``vqalib.evaluation.hierarchical_bootstrap``) against cases whose answer is known."""
+(``vqalib.eval.tables.hierarchical_bootstrap``) against cases whose answer is known."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vqalib.evaluation import hierarchical_bootstrap
-from vqalib.levels import DIMENSION_KEYS, LEVELS
+from vqalib.eval.tables import hierarchical_bootstrap
+from vqalib.schema.levels import DIMENSION_KEYS, LEVELS
 
 
 def frame(n: int, noise: float, seed: int, dims=DIMENSION_KEYS, target_seed: int = 0, fail: tuple[int, ...] = ()):
@@ -57,7 +57,7 @@ def test_seed_resampling_widens_the_interval():
     w2 = pick(two, "method", "m", "mean").pipe(lambda r: r.ci_high - r.ci_low)
     w1 = pick(one, "method", "m", "mean").pipe(lambda r: r.ci_high - r.ci_low)
     assert w2 > 1.5 * w1
-    from vqalib.metrics import srcc
+    from vqalib.eval.metrics import srcc
 
     est = np.mean([np.mean([srcc(f[f.dimension == d].target, f[f.dimension == d].parsed_score).value
                             for d in DIMENSION_KEYS]) for f in (good, bad)])
@@ -65,7 +65,7 @@ def test_seed_resampling_widens_the_interval():
 
 
 def test_one_seed_is_the_paired_clip_bootstrap_of_paired_change():
-    from vqalib.train.report import paired_change
+    from vqalib.report.training import paired_change
 
     dim = DIMENSION_KEYS[0]
     before, after = frame(50, 1.0, 1, dims=[dim]), frame(50, 0.5, 2, dims=[dim])
@@ -82,8 +82,8 @@ def test_clips_are_shared_and_failures_scored_by_the_rule():
     a, b = frame(30, 0.5, 1, fail=(0, 1, 2)), frame(30, 0.5, 2)
     res = hierarchical_bootstrap({"a": [a], "b": [b]}, [("a", "b")], metrics=["mae"], n_boot=50)
     assert (res["n_clips"] == 30).all()  # all_items: failures count (as the midpoint 3.0), same clips
-    from vqalib.evaluation import FAILURE_SCORE
-    from vqalib.metrics import mae
+    from vqalib.eval.tables import FAILURE_SCORE
+    from vqalib.eval.metrics import mae
 
     sub = a[a.dimension == DIMENSION_KEYS[0]]
     expect = mae(sub.target, sub.parsed_score.fillna(FAILURE_SCORE)).value

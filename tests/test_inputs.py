@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from model_helpers import synthetic_clip
-from vqalib import models, prompts
-from vqalib.inputs import build_batch
-from vqalib.levels import DIMENSION_KEYS
+from vqalib.model import loading as models
+from vqalib.schema import prompts
+from vqalib.model.inputs import build_batch
+from vqalib.schema.levels import DIMENSION_KEYS
 
 ANSWER = prompts.format_answer(dict(zip(DIMENSION_KEYS, [3.5, 2.0, 4.0, 1.0, 5.0])), "Soft but steady.")
 

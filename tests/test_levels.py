@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vqalib import levels as L
+from vqalib.schema import levels as L
 
 
 def test_grid_has_nine_levels_from_1_to_5():

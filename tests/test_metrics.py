@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from vqalib.levels import LEVELS
-from vqalib.metrics import (
+from vqalib.schema.levels import LEVELS
+from vqalib.eval.metrics import (
     acc_at,
     argmax_score,
     bootstrap_ci,

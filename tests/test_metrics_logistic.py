@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from vqalib.metrics import fit_logistic4, logistic4, plcc_fitted
+from vqalib.eval.metrics import fit_logistic4, logistic4, plcc_fitted
 
 CASES = [
     ([1, 1, 1, 5, 5, 5], [1, 1, 1, 5, 5, 5]),  # two clusters, perfectly separated

@@ -6,9 +6,11 @@ import pytest
 import torch
 
 from model_helpers import QWEN_DIR, synthetic_clip
-from vqalib import models, prompts
-from vqalib.inputs import build_batch
-from vqalib.levels import DIMENSION_KEYS
+from vqalib.model import loading as models
+from vqalib.model import tiny as tiny_preset
+from vqalib.schema import prompts
+from vqalib.model.inputs import build_batch
+from vqalib.schema.levels import DIMENSION_KEYS
 
 
 @pytest.fixture(scope="module")
@@ -29,15 +31,15 @@ def test_tiny_preset_is_a_real_qwen25vl_of_under_a_million_params(tiny):
     tok = proc.tokenizer
     assert model.config.video_token_id == tok.convert_tokens_to_ids("<|video_pad|>")
     assert model.config.text_config.vocab_size == len(tok)
-    assert proc.video_processor.size.longest_edge == models.TINY_FRAME_PIXELS
+    assert proc.video_processor.size.longest_edge == tiny_preset.TINY_FRAME_PIXELS
 
 
 def test_tiny_name_and_folder_load_the_same_weights(tiny, tmp_path):
     model, _ = tiny
-    again, _ = models.load_model_and_processor(models.build_tiny())
+    again, _ = models.load_model_and_processor(tiny_preset.build_tiny())
     for (k, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
         assert torch.equal(a, b), k
-    other = models.build_tiny(tmp_path / "seed1", seed=1)
+    other = tiny_preset.build_tiny(tmp_path / "seed1", seed=1)
     m1, _ = models.load_model_and_processor(other)
     w0 = model.get_input_embeddings().weight
     assert not torch.equal(w0, m1.get_input_embeddings().weight), "a different seed must give different weights"
@@ -45,7 +47,7 @@ def test_tiny_name_and_folder_load_the_same_weights(tiny, tmp_path):
 
 def test_tiny_config_rejects_a_bad_mrope_section():
     with pytest.raises(ValueError, match="head_dim/2"):
-        models.tiny_config(100, text={"rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]}})
+        tiny_preset.tiny_config(100, text={"rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]}})
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU error; on a GPU 4-bit loading is real")
@@ -83,7 +85,7 @@ def test_freeze_vision_stops_vision_gradients():
 def test_shrunk_real_config_keeps_the_real_vocabulary_and_token_ids():
     if not (QWEN_DIR / "config.json").is_file():
         pytest.skip(f"real Qwen2.5-VL config not found in {QWEN_DIR} (../shared/data is CI-only)")
-    cfg = models.shrink_config(QWEN_DIR / "config.json")
+    cfg = tiny_preset.shrink_config(QWEN_DIR / "config.json")
     assert cfg.text_config.vocab_size == 152064 and cfg.video_token_id == 151656
     assert cfg.vision_config.tokens_per_second == 2 and cfg.vision_config.patch_size == 14
     assert cfg.text_config.num_hidden_layers == 2 and len(cfg.text_config.layer_types) == 2

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vqalib.levels import DIMENSION_KEYS
-from vqalib.mos import (
+from vqalib.schema.levels import DIMENSION_KEYS
+from vqalib.data.mos import (
     BENCHMARKS,
     LabelFileError,
     benchmark_scores,

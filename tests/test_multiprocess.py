@@ -179,7 +179,7 @@ def test_docs_show_the_commands_these_tests_run(launcher, stage, overrides):
 
 
 PROBE = """
-from vqalib.train.distributed import gather_dict, is_main_process, num_processes, process_index, shard
+from vqalib.core.distributed import gather_dict, is_main_process, num_processes, process_index, shard
 mine = shard(list(range(5)))
 everything = gather_dict({f"clip{i}": process_index() for i in mine})
 line = f"rank {process_index()}/{num_processes()} main={is_main_process()} mine={mine} all={sorted(everything.items())}"

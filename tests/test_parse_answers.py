@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from vqalib import prompts
-from vqalib.levels import DIMENSION_KEYS
+from vqalib.schema import prompts
+from vqalib.schema.levels import DIMENSION_KEYS
 
 MQ = "motion_quality"
 

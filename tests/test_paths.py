@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import vqalib.runs as runs
-from vqalib.data import from_ratings_csv, load_dataset, save_dataset
-from vqalib.synth import generate_dataset, write_mp4
+import vqalib.core.runs as runs
+from vqalib.data.dataset import from_ratings_csv, load_dataset, save_dataset
+from vqalib.data.synth import generate_dataset, write_mp4
 
 
 @pytest.fixture
@@ -29,8 +29,8 @@ def elsewhere(tmp_path, monkeypatch):
     """A project root and a different working directory; the real cache stays in use. The modules are
     imported before the patch, so none can keep the patched ``project_root`` after the test."""
     import vqalib.cli  # noqa: F401
-    import vqalib.models  # noqa: F401
-    import vqalib.mos  # noqa: F401
+    import vqalib.model.loading  # noqa: F401
+    import vqalib.data.mos  # noqa: F401
     import vqalib.train.cli  # noqa: F401
 
     monkeypatch.setenv("VQALIB_CACHE", str(runs.cache_dir()))
@@ -77,7 +77,7 @@ def test_ratings_csv_and_save_dataset_round_trip_from_another_directory(elsewher
 def test_video_lists_predictions_and_scores_read_from_the_project_root(elsewhere):
     from vqalib.inference.sources import list_videos
     from vqalib.inference.store import read_scores
-    from vqalib.predictions import manifest_path
+    from vqalib.eval.predictions_file import manifest_path
 
     root, _ = elsewhere
     (root / "clips").mkdir()
@@ -90,7 +90,7 @@ def test_video_lists_predictions_and_scores_read_from_the_project_root(elsewhere
 
 
 def test_label_files_and_video_folders_of_a_benchmark_from_the_project_root(elsewhere):
-    from vqalib.mos import load_benchmark, read_label_file
+    from vqalib.data.mos import load_benchmark, read_label_file
 
     root, _ = elsewhere
     (root / "konvid" / "videos").mkdir(parents=True)
@@ -128,7 +128,7 @@ def test_model_folders_from_the_project_root_and_a_clear_error_for_a_missing_one
     """``MODEL="runs/x/checkpoints/sft"`` in a kernel started in ``notebooks/`` (or a script elsewhere)
     loads the project's checkpoint; before, the folder was looked up in the working directory and the
     path went to the hub as a repo id ("Repo id must be in the form ...")."""
-    from vqalib.models import resolve_model_path
+    from vqalib.model.loading import resolve_model_path
 
     root, _ = elsewhere
     (root / "runs" / "x" / "checkpoints" / "sft").mkdir(parents=True)
@@ -143,7 +143,7 @@ def test_model_folders_from_the_project_root_and_a_clear_error_for_a_missing_one
 
 def test_a_model_folder_only_in_the_working_directory_is_named_not_sent_to_the_hub(elsewhere, capsys):
     from vqalib.cli import main
-    from vqalib.models import resolve_model_path
+    from vqalib.model.loading import resolve_model_path
 
     root, cwd = elsewhere
     (cwd / "out" / "sft").mkdir(parents=True)
@@ -165,8 +165,8 @@ def test_a_missing_relative_path_says_where_it_was_looked_for(elsewhere):
     folder otherwise sees only an absolute path under the checkout), and stays as it was for an
     absolute path."""
     from vqalib.inference.sources import VideoListError, list_videos
-    from vqalib.mos import LabelFileError, read_label_file
-    from vqalib.predictions import PredictionsError, read_predictions
+    from vqalib.data.mos import LabelFileError, read_label_file
+    from vqalib.eval.predictions_file import PredictionsError, read_predictions
 
     root, cwd = elsewhere
     note = r"\(a relative path is taken from the project root .*project, not the working directory\)"

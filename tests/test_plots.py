@@ -13,10 +13,12 @@ import pandas as pd
 import pytest
 from matplotlib.container import BarContainer, ErrorbarContainer
 
-from vqalib import agreement, plots, stats
-from vqalib import levels as L
-from vqalib.evaluation import calibration_table, confusion, plot_confusions, plot_reliability, reliability_long
-from vqalib.train import report
+from vqalib.data import agreement
+from vqalib.eval import plots
+from vqalib.report import dataset_stats as stats
+from vqalib.schema import levels as L
+from vqalib.eval.tables import calibration_table, confusion, plot_confusions, plot_reliability, reliability_long
+from vqalib.report import training as report
 
 from test_evaluation import simulated
 

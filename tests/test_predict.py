@@ -8,11 +8,14 @@ import pytest
 import torch
 
 from model_helpers import synthetic_clip, write_clip
-from vqalib import models, predict, prompts, scoring
-from vqalib.inputs import build_batch
-from vqalib.levels import DIMENSION_KEYS
-from vqalib.predictions import validate_predictions
-from vqalib.video import SamplingConfig
+from vqalib.model import loading as models
+from vqalib.eval import predict
+from vqalib.schema import prompts
+from vqalib.method import distributions as scoring
+from vqalib.model.inputs import build_batch
+from vqalib.schema.levels import DIMENSION_KEYS
+from vqalib.eval.predictions_file import validate_predictions
+from vqalib.video.frames import SamplingConfig
 
 SAMPLING = SamplingConfig(fps=2.0, max_frames=8, max_pixels=112 * 112, min_pixels=112 * 112)
 
@@ -105,8 +108,8 @@ def test_score_answers_uses_the_generated_text_or_the_canonical_prefix(tiny):
 def test_predict_to_file_writes_rows_and_manifest(tmp_path):
     """The file notebook 07 and the training notebooks read: rows for every clip x dimension, and a
     manifest that records the model, the sampling settings and the parse-status counts."""
-    from vqalib.predict import predict_to_file
-    from vqalib.predictions import read_predictions
+    from vqalib.eval.predict import predict_to_file
+    from vqalib.eval.predictions_file import read_predictions
 
     path = predict_to_file(tmp_path / "base.jsonl", model="tiny", sample_size="smoke", max_videos=2, progress=False)
     df, manifest = read_predictions(path)

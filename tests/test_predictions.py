@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vqalib.levels import DIMENSION_KEYS, LEVELS
-from vqalib.predictions import (
+from vqalib.schema.levels import DIMENSION_KEYS, LEVELS
+from vqalib.eval.predictions_file import (
     COLUMNS,
     PredictionsError,
     make_manifest,
@@ -20,7 +20,7 @@ from vqalib.predictions import (
     rows_from_distributions,
     write_predictions,
 )
-from vqalib.video import SamplingConfig
+from vqalib.video.frames import SamplingConfig
 
 
 def _frame(n: int = 6, seed: int = 0) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""The tiny preset's vision-tower pre-training (vqalib.pretrain) and the "tiny-pretrained" preset."""
+"""The tiny preset's vision-tower pre-training (vqalib.model.pretrain) and the "tiny-pretrained" preset."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from vqalib import models, pretrain, synth
+from vqalib.model import loading as models, pretrain
+from vqalib.model import tiny as tiny_preset
+from vqalib.data import synth
 
 SMALL = pretrain.PretrainConfig(n_clips=8, steps=2, batch_size=4, n_eval=8)
 
@@ -81,7 +83,7 @@ def test_config_rejects_bad_values(field, value):
 
 
 def test_pretrain_changes_only_the_vision_tower(tmp_path):
-    base = models.build_tiny()
+    base = tiny_preset.build_tiny()
     record = pretrain.pretrain_vision(base, tmp_path / "pt", SMALL)
     assert set(record["heldout_r2"]) == set(pretrain.PRETEXT_TARGETS)
     assert record["config"]["steps"] == 2 and record["version"] == pretrain.PRETRAIN_VERSION
@@ -99,15 +101,15 @@ def test_pretrain_changes_only_the_vision_tower(tmp_path):
 def test_ensure_pretrained_tiny_builds_once_and_resolves(tmp_path, monkeypatch):
     monkeypatch.setenv("VQALIB_CACHE", str(tmp_path))
     first = pretrain.ensure_pretrained_tiny(SMALL, progress=False)
-    assert (first / ".complete").is_file() and first.name.startswith(models.TINY_PRETRAINED + "-")
+    assert (first / ".complete").is_file() and first.name.startswith(tiny_preset.TINY_PRETRAINED + "-")
     monkeypatch.setattr(pretrain, "pretrain_vision", lambda *a, **k: pytest.fail("rebuilt a cached preset"))
     assert pretrain.ensure_pretrained_tiny(SMALL, progress=False) == first
     other = pretrain.PretrainConfig(n_clips=8, steps=3, batch_size=4, n_eval=8)
-    assert pretrain._key(other, models.build_tiny()) != pretrain._key(SMALL, models.build_tiny())
+    assert pretrain._key(other, tiny_preset.build_tiny()) != pretrain._key(SMALL, tiny_preset.build_tiny())
     monkeypatch.setattr(pretrain, "ensure_pretrained_tiny", lambda *a, **k: first)
     assert models.resolve_model_path("tiny-pretrained") == str(first)
-    assert models.is_tiny_preset("tiny-pretrained") and models.is_tiny_preset("tiny")
-    assert not models.is_tiny_preset(str(first))
+    assert tiny_preset.is_tiny_preset("tiny-pretrained") and tiny_preset.is_tiny_preset("tiny")
+    assert not tiny_preset.is_tiny_preset(str(first))
 
 
 
@@ -116,7 +118,7 @@ def test_tiny_preset_key_survives_a_build(tmp_path, monkeypatch):
     # second build_tiny() in the same process got a new cache key, a second folder, and tiny-pretrained was
     # built again on top of it
     monkeypatch.setenv("VQALIB_CACHE", str(tmp_path))
-    before = json.dumps(models.TINY_TEXT_DEFAULTS, sort_keys=True)
-    assert models.build_tiny() == models.build_tiny()
-    assert json.dumps(models.TINY_TEXT_DEFAULTS, sort_keys=True) == before
+    before = json.dumps(tiny_preset.TINY_TEXT_DEFAULTS, sort_keys=True)
+    assert tiny_preset.build_tiny() == tiny_preset.build_tiny()
+    assert json.dumps(tiny_preset.TINY_TEXT_DEFAULTS, sort_keys=True) == before
     assert len(list((tmp_path / "models").glob("tiny-*"))) == 1

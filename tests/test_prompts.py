@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vqalib import levels, prompts
-from vqalib.levels import DIMENSION_KEYS, DIMENSIONS
+from vqalib.schema import levels, prompts
+from vqalib.schema.levels import DIMENSION_KEYS, DIMENSIONS
 
 SCORES = dict(zip(DIMENSION_KEYS, [3.5, 2.0, 4.0, 1.0, 5.0]))
 

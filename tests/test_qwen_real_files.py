@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from model_helpers import QWEN_DIR, SHARED, shrunk_real_model
-from vqalib import prompts, scoring
-from vqalib.inputs import build_batch
-from vqalib.levels import DIMENSION_KEYS, LEVEL_STRINGS
+from vqalib.schema import prompts
+from vqalib.method import distributions as scoring
+from vqalib.model.inputs import build_batch
+from vqalib.schema.levels import DIMENSION_KEYS, LEVEL_STRINGS
 
 CLIP = SHARED / "videos" / "konvid" / "10053703034.mp4"
 
@@ -41,7 +42,7 @@ def test_level_strings_tokenise_as_digit_dot_digit(real_processor):
 def test_video_pad_count_for_a_real_clip_at_2fps(real_processor):
     if not CLIP.is_file():
         pytest.skip(f"sample clip not found at {CLIP}")
-    from vqalib.video import SamplingConfig, sample_video
+    from vqalib.video.frames import SamplingConfig, sample_video
 
     clip = sample_video(CLIP, SamplingConfig(fps=2.0, max_frames=64, max_pixels=224 * 224))
     b = build_batch(real_processor, [clip])

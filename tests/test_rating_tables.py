@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vqalib import agreement as A
-from vqalib import levels as L
-from vqalib.data import DataValidationError, from_ratings_csv, load_dataset, save_dataset
-from vqalib.synth import write_mp4
+from vqalib.data import agreement as A
+from vqalib.schema import levels as L
+from vqalib.data.dataset import DataValidationError, from_ratings_csv, load_dataset, save_dataset
+from vqalib.data.synth import write_mp4
 
 
 def tiny_video(path: Path, value: int = 100) -> None:
@@ -226,7 +226,7 @@ def test_notebook_02_reports_grid_and_raw_agreement_side_by_side(study, tmp_path
     import subprocess
     import sys
 
-    from vqalib.runs import project_root
+    from vqalib.core.runs import project_root
 
     root, table = study
     rng = np.random.default_rng(3)

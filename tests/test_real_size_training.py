@@ -63,7 +63,7 @@ def sft_bf16_and_fp32(tmp_path_factory):
 
 
 def test_bf16_full_finetuning_updates_the_weights_like_fp32(sft_bf16_and_fp32):
-    from vqalib.models import resolve_model_path
+    from vqalib.model.loading import resolve_model_path
 
     w0 = _lm_weights(Path(resolve_model_path("tiny")))
     n = sum(v.numel() for v in w0.values())
@@ -90,7 +90,7 @@ def test_bf16_full_finetuning_updates_the_weights_like_fp32(sft_bf16_and_fp32):
 def test_optimizer_holds_float32_parameters_under_bf16(finetune, tmp_path):
     from transformers import Trainer
 
-    from vqalib.models import vision_tower
+    from vqalib.model.loading import vision_tower
     from vqalib.train.base import load_policy, precision_info
     from vqalib.train.common import training_arguments
 
@@ -128,7 +128,7 @@ def test_check_trainable_fp32_refuses_bf16_trainable_weights():
 @pytest.fixture(scope="module")
 def tiny_saved(tmp_path_factory):
     """The tiny model saved by ``save_pretrained`` (a complete folder), and the model."""
-    from vqalib.models import load_model_and_processor
+    from vqalib.model.loading import load_model_and_processor
 
     model, processor = load_model_and_processor("tiny")
     out = tmp_path_factory.mktemp("saved") / "ok"
@@ -189,7 +189,8 @@ def test_save_final_without_weights_raises_and_never_writes_done(tmp_path):
     from transformers import Trainer
 
     from vqalib.train.base import SaveCheckError, load_policy, save_final
-    from vqalib.train.common import read_manifest, training_arguments
+    from vqalib.train.common import training_arguments
+    from vqalib.core.runs import read_manifest
 
     class ShardedOnlyTrainer(Trainer):
         def save_model(self, output_dir=None, _internal_call=False):  # the FSDP + SHARDED_STATE_DICT branch
@@ -211,7 +212,7 @@ def test_save_final_without_weights_raises_and_never_writes_done(tmp_path):
 
 
 def test_verify_saved_refuses_an_adapter_without_weights(tmp_path):
-    from vqalib.models import LoraSettings, load_model_and_processor
+    from vqalib.model.loading import LoraSettings, load_model_and_processor
     from vqalib.train.base import SaveCheckError, verify_saved
 
     model, _ = load_model_and_processor("tiny", lora=LoraSettings(r=2, alpha=4))
@@ -253,7 +254,7 @@ def adapter_only_sft(tmp_path_factory):
 def _score_one_clip(model_dir: Path, tmp: Path) -> float:
     from model_helpers import write_clip
     from vqalib.inference.scorer import Scorer
-    from vqalib.levels import DIMENSION_KEYS
+    from vqalib.schema.levels import DIMENSION_KEYS
 
     clip = write_clip(tmp / "clip.mp4", n_frames=16, seed=0)
     rows = Scorer(str(model_dir), device="cpu", batch_size=1, num_workers=0).score([str(clip)]).rows
@@ -270,7 +271,7 @@ def _adapter_tensors(folder: Path) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("stage", ["grpo", "aso"])
 def test_adapter_only_checkpoint_starts_grpo_and_aso_and_scores(adapter_only_sft, stage, tmp_path):
     from vqalib.train.aso_trainer import train_aso
-    from vqalib.train.common import read_manifest
+    from vqalib.core.runs import read_manifest
     from vqalib.train.grpo import train_grpo
 
     out = tmp_path / stage
@@ -310,7 +311,7 @@ from pathlib import Path
 dist.init_process_group("gloo")
 from torch.distributed.fsdp import fully_shard
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-from vqalib.models import load_model_and_processor
+from vqalib.model.loading import load_model_and_processor
 from vqalib.train.base import verify_saved
 
 out = Path(sys.argv[1])
@@ -374,7 +375,7 @@ def test_aso_full_bf16_with_frozen_bf16_vision_and_reference(tmp_path):
     KL to the frozen reference copy. The tower and the copy are bf16, the trained weights float32, π_ref
     read under the training autocast; the run trains and saves."""
     from vqalib.train.aso_trainer import train_aso
-    from vqalib.train.common import read_manifest
+    from vqalib.core.runs import read_manifest
 
     out = tmp_path / "aso"
     train_aso(_cfg("aso", "env/train_configs/aso_tiny.yaml", "init_from=", "model=tiny", "finetune=full",

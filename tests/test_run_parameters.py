@@ -15,7 +15,7 @@ import papermill as pm
 import pytest
 
 from vqalib.notebook_runner import convert_parameter, declared_parameters, list_notebooks, main, typed_overrides
-from vqalib.runs import project_root
+from vqalib.core.runs import project_root
 from vqalib.train.cli import main as train_main
 from vqalib.train.common import load_config, parse_overrides
 

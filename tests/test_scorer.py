@@ -18,7 +18,7 @@ from model_helpers import QWEN_DIR, shrunk_real_model, synthetic_clip, write_cli
 from vqalib.inference.scorer import FAST_ANSWER, Scorer, columns, distributions
 from vqalib.inference.sources import VideoListError, list_videos
 from vqalib.inference.store import ResumeMismatch, read_scores
-from vqalib.levels import DIMENSION_KEYS, LEVELS
+from vqalib.schema.levels import DIMENSION_KEYS, LEVELS
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_VIDEOS = ROOT.parent / "shared" / "data" / "videos"
@@ -74,8 +74,8 @@ def test_fast_matches_independent_passes_on_the_fixed_answer(fast_scorer):
     """The fast readout is exactly pi(s | prefix) of plain teacher-forced passes on FAST_ANSWER."""
     import torch
 
-    from vqalib.inputs import build_batch
-    from vqalib.scoring import level_logprobs_independent, normalise
+    from vqalib.model.inputs import build_batch
+    from vqalib.method.distributions import level_logprobs_independent, normalise
 
     clip = synthetic_clip(8, seed=4)
     res = fast_scorer.run_batch([clip])

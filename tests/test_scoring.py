@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from model_helpers import QWEN_DIR, shrunk_real_model, synthetic_clip
-from vqalib import models, prompts, scoring
-from vqalib.inputs import build_batch
-from vqalib.levels import DIMENSION_KEYS, LEVELS
+from vqalib.model import loading as models
+from vqalib.schema import prompts
+from vqalib.method import distributions as scoring
+from vqalib.model.inputs import build_batch
+from vqalib.schema.levels import DIMENSION_KEYS, LEVELS
 
 ANSWERS = [prompts.format_answer(dict(zip(DIMENSION_KEYS, [3.5, 2.0, 4.0, 1.0, 5.0])), "Soft but steady, a longer one."),
            prompts.format_answer({k: 2.5 for k in DIMENSION_KEYS})]

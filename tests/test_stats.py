@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vqalib import levels as L
-from vqalib import stats
+from vqalib.schema import levels as L
+from vqalib.report import dataset_stats as stats
 
 
 def _labels():
@@ -69,9 +69,9 @@ def test_notebooks_01_02_run_on_a_csv_dataset_with_two_dimensions_and_one_phase(
     phase only, no rationales, no tags) saved with save_dataset runs through notebooks 01 and 02."""
     import papermill as pm
 
-    from vqalib.data import from_ratings_csv, save_dataset
-    from vqalib.runs import project_root
-    from vqalib.synth import write_mp4
+    from vqalib.data.dataset import from_ratings_csv, save_dataset
+    from vqalib.core.runs import project_root
+    from vqalib.data.synth import write_mp4
 
     rng = np.random.default_rng(0)
     lines = ["clip,r1_sharp,r2_sharp,r3_sharp,r1_look,r2_look,r3_look"]

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from vqalib import levels as L
-from vqalib import synth as S
-from vqalib.data import aggregate, load_dataset, probe_video
+from vqalib.schema import levels as L
+from vqalib.data import synth as S
+from vqalib.data.dataset import aggregate, load_dataset, probe_video
 
 TINY = S.SynthConfig(n_clips={"smoke": 6, "default": 6, "large": 6}, n_pilot_clips={"smoke": 3, "default": 3, "large": 3})
 
@@ -274,7 +274,7 @@ def test_default_labels_are_predictable_from_frames_at_2fps():
     (measured SRCC 0.49-0.89; chance 0)."""
     from scipy.stats import spearmanr
 
-    from vqalib.data import labelled_items
+    from vqalib.data.dataset import labelled_items
 
     items = labelled_items(load_dataset(S.ensure_sample_dataset("default", progress=False)))
     X = np.array([_clip_features(p) for p in items.path])
@@ -289,8 +289,8 @@ def test_default_labels_are_predictable_from_frames_at_2fps():
 
 
 def test_dataset_root_is_data_dir_or_the_sample_dataset(tmp_path):
-    from vqalib.runs import project_root
-    from vqalib.synth import dataset_root, ensure_sample_dataset
+    from vqalib.core.runs import project_root
+    from vqalib.data.synth import dataset_root, ensure_sample_dataset
 
     assert dataset_root("", "smoke", 0) == ensure_sample_dataset("smoke", seed=0)
     assert dataset_root(str(tmp_path)) == tmp_path

@@ -1,6 +1,6 @@
 """Issue 20 item 3: template-level tells of the score, derived from the rationale templates.
 
-The paper's rationale-expansion prompts (its Figs. 3-6) and the project's own generator (``vqalib.synth``)
+The paper's rationale-expansion prompts (its Figs. 3-6) and the project's own generator (``vqalib.data.synth``)
 tie phrases other than the level keyword to the score. A scrubbed rationale (the text ASO reads pi_ref
 after) must hold none of them, and scrubbing must leave no heading stub ("Overall Content Quality.").
 The sentences below are built from the templates' slots, with the evidence slots held fixed, so the
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from vqalib.levels import DIMENSION_KEYS, KEYWORDS, LEVELS, TAG_TEXT, TAGS
+from vqalib.schema.levels import DIMENSION_KEYS, KEYWORDS, LEVELS, TAG_TEXT, TAGS
 from vqalib.train.collator import PAPER_TELLS, reveals_score, score_tells, scrub_rationale, short_rationale
 
 #: The clarity prompt's own keyword list (Fig. 6), level by level.
@@ -110,8 +110,8 @@ def _tag_sets(dim: str) -> list[list[str]]:
 
 @pytest.mark.parametrize("dim", DIMENSION_KEYS)
 def test_sample_dataset_rationales_scrub_to_a_function_of_the_tags_only(dim):
-    """vqalib.synth writes a rationale from (level, tags, phrasing); scrubbed, it must not depend on the level."""
-    from vqalib.synth import amplitude_tag, rationale_text
+    """vqalib.data.synth writes a rationale from (level, tags, phrasing); scrubbed, it must not depend on the level."""
+    from vqalib.data.synth import amplitude_tag, rationale_text
 
     for alt in (False, True):
         by_tags: dict[tuple, set[str]] = {}
@@ -141,7 +141,7 @@ def test_short_rationales_and_plain_evidence_reveal_nothing():
 
 def test_every_tell_pattern_matches_its_own_source_phrase():
     """Each generator-derived tell matches the generator's phrase verbatim (the table stays in sync)."""
-    from vqalib import synth
+    from vqalib.data import synth
 
     for text in synth._AMOUNT.values():
         assert reveals_score(text), text

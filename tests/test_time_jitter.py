@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vqalib.synth import write_mp4
+from vqalib.data.synth import write_mp4
 from vqalib.train.collator import FrameCache, TimeJitterCache
-from vqalib.video import SamplingConfig
+from vqalib.video.frames import SamplingConfig
 
 
 def _numbered_clip(path, n_frames: int, fps: int = 8):

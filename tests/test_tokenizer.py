@@ -7,8 +7,8 @@ import json
 import pytest
 
 from model_helpers import QWEN_DIR
-from vqalib import levels, prompts
-from vqalib import tokenizer as tk
+from vqalib.schema import levels, prompts
+from vqalib.model import tokenizer as tk
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vqalib.levels import DIMENSION_KEYS, KEYWORDS
+from vqalib.schema.levels import DIMENSION_KEYS, KEYWORDS
 from vqalib.train.collator import ClipExample, answer_text, short_rationale
 from vqalib.train.common import ASOConfig, GRPOConfig, SFTConfig, load_config, parse_overrides
 
@@ -68,7 +68,7 @@ def test_answer_text_modes():
 # ------------------------------------------------------------------ issue 9: what pi_ref is read after
 
 def test_scrubbed_rationales_drop_every_sentence_naming_a_level():
-    from vqalib.prompts import parse_answer, template_rationale
+    from vqalib.schema.prompts import parse_answer, template_rationale
     from vqalib.train.collator import reveals_score, scrub_rationale
 
     rats = {k: template_rationale(k, 1.0 + i, ["blur"] if k == "clarity_quality" else []) for i, k in enumerate(DIMENSION_KEYS)}

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from vqalib.levels import DIMENSION_KEYS
-from vqalib.prompts import format_answer, parse_answer
-from vqalib.train.grpo_math import grpo_loss, group_advantages, k3_kl, score_rewards
+from vqalib.schema.levels import DIMENSION_KEYS
+from vqalib.schema.prompts import format_answer, parse_answer
+from vqalib.method.grpo_math import grpo_loss, group_advantages, k3_kl, score_rewards
 
 
 def test_group_advantages_hand_computed():
@@ -100,7 +100,7 @@ def test_score_rewards_default_accuracy_is_symmetric_and_integer_reading_is_an_o
 
 
 def test_advantages_grouped_per_clip_and_dimension():
-    from vqalib.train.grpo_math import group_advantages_per_dimension
+    from vqalib.method.grpo_math import group_advantages_per_dimension
 
     # G = 4 completions of one clip; dimension 0 varies a lot, dimension 1 a little but in the other order
     per_dim = torch.tensor([[5.0, 1.0], [4.0, 1.1], [2.0, 1.2], [1.0, 1.3]])

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from vqalib.levels import DIMENSION_KEYS
+from vqalib.schema.levels import DIMENSION_KEYS
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
 
 def _clip(seed: int):
-    from vqalib.video import SampledVideo
+    from vqalib.video.frames import SampledVideo
 
     rng = np.random.default_rng(seed)
     idx = np.arange(8, dtype=np.int64) * 4
@@ -24,14 +24,14 @@ def _clip(seed: int):
 
 @pytest.fixture(scope="module")
 def tiny():
-    from vqalib.models import load_model_and_processor
+    from vqalib.model.loading import load_model_and_processor
 
     torch.manual_seed(0)
     return load_model_and_processor("tiny")
 
 
 def _answers():
-    from vqalib.prompts import format_answer
+    from vqalib.schema.prompts import format_answer
 
     a = format_answer({k: 1.0 + 0.5 * i for i, k in enumerate(DIMENSION_KEYS)}, "Seen: blur.")
     b = format_answer({k: 5.0 - 0.5 * i for i, k in enumerate(DIMENSION_KEYS)}, None)
@@ -39,7 +39,7 @@ def _answers():
 
 
 def test_sft_loss_is_answer_only(tiny):
-    from vqalib.inputs import build_batch
+    from vqalib.model.inputs import build_batch
     from vqalib.train.sft import answer_token_ce
 
     model, proc = tiny
@@ -67,9 +67,9 @@ def test_sft_loss_is_answer_only(tiny):
 
 def test_aso_gradient_on_score_logits_is_pi_theta_minus_pi_star(tiny):
     """Through the real model: d loss / d (level scores) = pi_theta - pi* (A7), per clip and dimension."""
-    from vqalib.aso import aso_loss, optimal_policy, reward_abs
-    from vqalib.inputs import build_batch
-    from vqalib.scoring import level_logprobs_raw, level_token_ids, normalise
+    from vqalib.method.aso import aso_loss, optimal_policy, reward_abs
+    from vqalib.model.inputs import build_batch
+    from vqalib.method.distributions import level_logprobs_raw, level_token_ids, normalise
 
     model, proc = tiny
     batch = build_batch(proc, [_clip(2), _clip(3)], _answers())
@@ -89,9 +89,9 @@ def test_aso_score_loss_penalises_mass_off_the_levels(tiny):
     -log(1 - outside); renormalising first (the old loss) is blind to the outside mass."""
     import math
 
-    from vqalib.aso import aso_loss, optimal_policy, reward_abs
-    from vqalib.inputs import build_batch
-    from vqalib.scoring import level_logprobs_raw, level_token_ids, normalise
+    from vqalib.method.aso import aso_loss, optimal_policy, reward_abs
+    from vqalib.model.inputs import build_batch
+    from vqalib.method.distributions import level_logprobs_raw, level_token_ids, normalise
     from vqalib.train.aso_trainer import score_loss
 
     model, proc = tiny
@@ -114,9 +114,9 @@ def test_aso_score_loss_penalises_mass_off_the_levels(tiny):
 
 
 def test_lora_reference_equals_base_model(tiny):
-    from vqalib.inputs import build_batch
-    from vqalib.models import LoraSettings, load_model_and_processor
-    from vqalib.scoring import level_logprobs, level_token_ids
+    from vqalib.model.inputs import build_batch
+    from vqalib.model.loading import LoraSettings, load_model_and_processor
+    from vqalib.method.distributions import level_logprobs, level_token_ids
     from vqalib.train.base import make_reference, reference_mode
 
     base, proc = tiny
@@ -152,7 +152,7 @@ def test_full_finetune_reference_is_frozen_copy(tiny):
 def test_sampling_never_emits_vision_tokens(tiny):
     """A random tiny model spreads mass over all ~770 tokens: 16 x 48 samples would hit one of the vision
     tokens with near certainty if they were not suppressed (and the next forward would then fail)."""
-    from vqalib.inputs import build_batch
+    from vqalib.model.inputs import build_batch
     from vqalib.train.grpo import sample_completions, vision_token_ids
 
     model, proc = tiny

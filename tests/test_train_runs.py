@@ -70,7 +70,7 @@ def test_cli_aso_one_step(sft_dir, tmp_path, extra):
 
 def test_aso_with_eps_floor_and_the_zero_mass_case(sft_dir, tmp_path):
     """eps travels config -> manifest; zero_mass_case reads pi_ref and the trained model on the real run."""
-    from vqalib.train import report
+    from vqalib.report import training as report
     from vqalib.train.common import load_config
 
     out = tmp_path / "aso_eps"

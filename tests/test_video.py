@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vqalib.video import (
+from vqalib.video.frames import (
     SamplingConfig,
     VideoDecodeError,
     decord_available,
@@ -84,7 +84,7 @@ def test_resize_to_multiples_of_28_within_budget():
 def test_smart_resize_copy_matches_transformers():
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize as reference
 
-    from vqalib.video import smart_resize
+    from vqalib.video.frames import smart_resize
 
     for h, w in [(540, 960), (144, 176), (720, 1280), (272, 640), (30, 40), (1080, 1920), (50, 4000)]:
         for lo, hi in [(3136, 200704), (56 * 56, 28 * 28 * 16), (28 * 28 * 64, 28 * 28 * 768)]:
@@ -251,7 +251,7 @@ def test_sample_many_and_preflight_report_every_failure(tmp_path):
 def test_preflight_accepts_a_dataset_like_object(tmp_path):
     import pandas as pd
 
-    class DS:  # the two members preflight uses from vqalib.data.VQADataset
+    class DS:  # the two members preflight uses from vqalib.data.dataset.VQADataset
         videos = pd.DataFrame({"video_id": ["good", "bad"]})
 
         @staticmethod

@@ -6,7 +6,7 @@ display rotation 90/180/270 and mirroring, non-square sample aspect ratio, varia
 B-frames, webm/VP9 (1 ms timestamps), odd sizes, very short and one-frame clips. Each frame shows a
 white block at the stored top-left corner and its own index as 6 binary blocks, so a test can check
 both *which* frame came back and *how it is oriented*, against an expectation built independently
-of ``vqalib.video`` (np.rot90 / flips as a player turns the picture, PIL for the SAR stretch).
+of ``vqalib.video.frames`` (np.rot90 / flips as a player turns the picture, PIL for the SAR stretch).
 
 Checked for both backends: the same frames (within the codec tolerance of tests/test_video.py),
 the displayed size, the frames a player shows, the right source frames and pts timestamps.
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vqalib.video import (
+from vqalib.video.frames import (
     SampledVideo,
     SamplingConfig,
     VideoDecodeError,
@@ -301,7 +301,7 @@ def test_short_clip_keeps_temporal_positions_distinct(tmp_path):
 @pytest.mark.parametrize("n_frames,fps", [(30, 30), (27, 30), (20, 30), (45, 30), (24, 25), (60, 24), (31, 30)])
 def test_rule_matches_the_model_for_clips_around_one_second(n_frames, fps):
     cfg = SamplingConfig(fps=2.0, min_frames=4, max_frames=32)
-    from vqalib.video import num_sampled_frames
+    from vqalib.video.frames import num_sampled_frames
 
     n = num_sampled_frames(n_frames, float(fps), cfg)
     idx = frame_indices(n_frames, float(fps), cfg)
@@ -366,7 +366,7 @@ def test_real_clips_constant_rate_indices_unchanged(clip):
 def test_constant_rate_selection_is_the_index_rule_for_any_length_and_time_base():
     """Pure check over many clip lengths/rates: exact pts grids (forced through the presentation-time
     path) and millisecond-rounded grids (webm) both give ``floor((i + 0.5) * N / n)``."""
-    from vqalib.video import VideoInfo, _regular_grid
+    from vqalib.video.frames import VideoInfo, _regular_grid
 
     cfg = SamplingConfig(fps=2.0, min_frames=4, max_frames=32)
     checked = 0

@@ -1,4 +1,4 @@
-"""Tests of vqalib.widgets: the pure state function and the explorer driven headless."""
+"""Tests of vqalib.teaching.widgets: the pure state function and the explorer driven headless."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from vqalib import aso, widgets
-from vqalib.levels import LEVELS
+from vqalib.method import aso
+from vqalib.teaching import widgets
+from vqalib.schema.levels import LEVELS
 
 torch.set_num_threads(1)
 

@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vqalib.data import DataValidationError, from_ratings_csv, load_dataset, save_dataset
+from vqalib.data.dataset import DataValidationError, from_ratings_csv, load_dataset, save_dataset
 from vqalib.inference.sources import VideoListError, list_videos
 from vqalib.inference.store import RowStore, read_scores
-from vqalib.runs import project_root
-from vqalib.synth import write_mp4
+from vqalib.core.runs import project_root
+from vqalib.data.synth import write_mp4
 
 IDS = ["0001", "007.5", "1e5", "NA", "null", "nan", "None", "-", "TRUE", " 42"]
 COLS = ["video_id", "path", "status", "error", "x_expected", "batch"]

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vqalib import video as V
-from vqalib.video import SamplingConfig, VideoDecodeError, decord_available, frame_indices, preflight, probe, sample_video
+from vqalib.video import frames as V
+from vqalib.video.frames import SamplingConfig, VideoDecodeError, decord_available, frame_indices, preflight, probe, sample_video
 
 av = pytest.importorskip("av")
 
@@ -242,7 +242,7 @@ def test_ratings_csv_stores_what_the_sampler_sees(tmp_path):
     """Rotated 96x128 (stored 128x96), anamorphic 160x96 (stored 120x96, SAR 4:3), VFR 13.3 fps / 3.0 s."""
     from test_video_geometry import write_clip
 
-    from vqalib.data import from_ratings_csv
+    from vqalib.data.dataset import from_ratings_csv
 
     media = tmp_path / "media"
     media.mkdir()
@@ -281,7 +281,7 @@ def test_hdr_clips_are_reported(tmp_path, trc, name):
         assert "HDR video" in df.loc[0, "notes"] and "tone" in df.loc[0, "notes"]
     else:
         assert not any("HDR" in n for n in v.notes)
-    from vqalib.data import probe_video
+    from vqalib.data.dataset import probe_video
 
     assert probe_video(clip)["hdr"] == name
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from vqalib import aso
-from vqalib.levels import DIMENSION_KEYS, LEVELS
-from vqalib.train import report
+from vqalib.method import aso
+from vqalib.schema.levels import DIMENSION_KEYS, LEVELS
+from vqalib.report import training as report
 from vqalib.train.aso_trainer import aso_target
 from vqalib.train.common import load_config
 
@@ -20,7 +20,7 @@ EPS = 0.05
 
 
 def _by_hand_pistar(p_ref: np.ndarray, s_star: float, eps: float, lam: float = 1.0, beta: float = 1.0) -> np.ndarray:
-    """π* of paper Eq. 8 on the floored reference, written out in numpy (independent of vqalib.aso)."""
+    """π* of paper Eq. 8 on the floored reference, written out in numpy (independent of vqalib.method.aso)."""
     p = (1 - 9 * eps) * p_ref + eps
     w = p * np.exp(-beta * np.abs(LEVELS - s_star) / lam)
     return w / w.sum()
@@ -64,7 +64,8 @@ def test_trainer_target_keeps_zero_mass_at_zero_unless_eps(reward):
 
 
 def test_eps_is_recorded_in_the_training_manifest(tmp_path):
-    from vqalib.train.common import read_manifest, write_manifest
+    from vqalib.train.common import write_manifest
+    from vqalib.core.runs import read_manifest
 
     write_manifest(load_config("aso", None, ["eps=0.03"]), tmp_path)
     assert read_manifest(tmp_path)["config"]["eps"] == 0.03

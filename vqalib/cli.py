@@ -26,7 +26,7 @@ import os
 import sys
 from typing import Sequence
 
-from vqalib.runs import cli_path
+from vqalib.core.runs import cli_path
 
 #: --model's rule, shown under score's and benchmark's --help
 _MODEL_RULE = ("--model is a folder in the working directory when one exists there, else a folder under the project "
@@ -44,7 +44,7 @@ def _model_arg(p: str) -> str:
 def _sample_data(argv: Sequence[str]) -> int:
     import argparse
 
-    from vqalib.synth import ensure_sample_dataset
+    from vqalib.data.synth import ensure_sample_dataset
 
     ap = argparse.ArgumentParser(prog="python -m vqalib sample-data")
     ap.add_argument("--size", default="default", help="smoke | default | large")
@@ -169,7 +169,7 @@ def _benchmark(argv: Sequence[str]) -> int:
     import pandas as pd
 
     from vqalib.inference.benchmark import format_row, run_benchmark
-    from vqalib.mos import BENCHMARKS, COMBINATIONS
+    from vqalib.data.mos import BENCHMARKS, COMBINATIONS
 
     ap = argparse.ArgumentParser(prog="python -m vqalib benchmark",
                                  description="Score a public MOS benchmark's videos and print a Table 2 row.",
@@ -231,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         from vqalib.inference.sources import VideoListError
         from vqalib.inference.store import OutputError, OutputLocked, ResumeMismatch
-        from vqalib.mos import LabelFileError
+        from vqalib.data.mos import LabelFileError
 
         _STOP_SIGNAL.clear()
         if threading.current_thread() is threading.main_thread():

@@ -39,7 +39,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from vqalib.runs import cli_path, environment_info, project_root, resolve_path, write_json
+from vqalib.core.runs import cli_path, environment_info, project_root, resolve_path, write_json
 
 NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_[A-Za-z0-9_]+\.ipynb$")
 #: Per-cell limit (seconds) when neither ``cell_timeout`` nor ``VQALIB_CELL_TIMEOUT`` is given: longer

@@ -1,15 +1,15 @@
 """Public-benchmark evaluation end to end: ``python -m vqalib benchmark NAME --videos DIR --model M``.
 
-1. The labels: ``--labels FILE`` in any format :func:`vqalib.mos.read_label_file` reads (the
+1. The labels: ``--labels FILE`` in any format :func:`vqalib.data.mos.read_label_file` reads (the
    official files of KoNViD-1k, LIVE-VQC, YouTube-UGC, LSVQ, or a FAST-VQA list); without it,
-   :func:`vqalib.mos.find_label_file` looks beside the videos and in ``../shared/data/labels`` and
+   :func:`vqalib.data.mos.find_label_file` looks beside the videos and in ``../shared/data/labels`` and
    otherwise raises saying what to download and where to point ``--labels``.
 2. The videos present under ``--videos`` are scored with :class:`vqalib.inference.scorer.Scorer`
    into a resumable output file (listed-but-absent videos are counted, never guessed).
-3. One Table 2 row per combination of dimensions (:data:`vqalib.mos.COMBINATIONS`, default the
+3. One Table 2 row per combination of dimensions (:data:`vqalib.data.mos.COMBINATIONS`, default the
    mean of the four quality dimensions): SRCC, PLCC, PLCC after the 4-parameter logistic fit and
    KRCC against the MOS, each with a percentile bootstrap CI (videos resampled,
-   :func:`vqalib.metrics.bootstrap_ci`), plus the counts found / missing / failed / without score.
+   :func:`vqalib.eval.metrics.bootstrap_ci`), plus the counts found / missing / failed / without score.
 
 Notebook 07's cross-benchmark section calls :func:`run_benchmark` and :func:`table2`.
 """
@@ -23,8 +23,8 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from vqalib.metrics import METRIC_LABELS, bootstrap_ci, score_metrics
-from vqalib.runs import resolve_path
+from vqalib.eval.metrics import METRIC_LABELS, bootstrap_ci, score_metrics
+from vqalib.core.runs import resolve_path
 
 #: The metrics of a Table 2 row, in column order.
 TABLE2_METRICS = ("srcc", "plcc", "plcc_fit", "krcc")
@@ -33,7 +33,7 @@ TABLE2_METRICS = ("srcc", "plcc", "plcc_fit", "krcc")
 def table2(bench, preds: Mapping[str, pd.DataFrame], combinations: Iterable[str] = ("mean_quality",),
            readout: str = "expected_score", n_boot: int = 1000, seed: int = 0,
            n_failed: Mapping[str, int] | None = None) -> pd.DataFrame:
-    """Table 2 rows (model x combination) for a :class:`vqalib.mos.BenchmarkSet`.
+    """Table 2 rows (model x combination) for a :class:`vqalib.data.mos.BenchmarkSet`.
 
     ``preds`` maps a model name to long prediction rows (``video_id, dimension, <readout>``: a
     predictions file, or :func:`vqalib.inference.scorer.to_prediction_rows` of a scorer output).
@@ -43,7 +43,7 @@ def table2(bench, preds: Mapping[str, pd.DataFrame], combinations: Iterable[str]
     video folder), ``n_failed`` (found, failed to decode; from ``n_failed``), ``n_no_score``
     (found, no prediction or an incomplete one) and ``reason`` (first NaN reason).
     """
-    from vqalib.mos import benchmark_scores
+    from vqalib.data.mos import benchmark_scores
 
     rows = []
     for model, df in preds.items():
@@ -112,14 +112,14 @@ def run_benchmark(name: str, videos: str | os.PathLike, model: Any = "tiny", *, 
                   progress: bool = False, scorer=None, **scorer_kwargs: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Score the benchmark videos found under ``videos`` and return ``(table2 rows, info)``.
 
-    ``info`` holds the :class:`vqalib.mos.BenchmarkSet` (``bench``), the scorer run (``run``) and
+    ``info`` holds the :class:`vqalib.data.mos.BenchmarkSet` (``bench``), the scorer run (``run``) and
     the output path. ``labels_root``: where FAST-VQA lists are looked for without ``labels``. ``limit`` scores only the first N found videos (a quick check; the counts
     say so). ``scorer`` reuses a :class:`~vqalib.inference.scorer.Scorer`; else one is built from
     ``model``, ``mode`` and ``scorer_kwargs`` (``batch_size``, ``device``, ``num_workers`` ...).
     ``readout="parsed_score"`` needs ``mode="generate"`` (raises ``ValueError`` before scoring otherwise).
     """
     from vqalib.inference.scorer import Scorer, to_prediction_rows
-    from vqalib.mos import load_benchmark
+    from vqalib.data.mos import load_benchmark
 
     check_readout(readout, scorer.mode if scorer is not None else mode)
     bench = load_benchmark(name, videos, split=split, label_file=labels, scale=scale, labels_root=labels_root)

@@ -8,15 +8,15 @@ timing. Two readouts:
 - ``mode="fast"`` (default): no generation. Every clip is teacher-forced with the same fixed
   score-only answer (:data:`FAST_ANSWER`: the five score lines, earlier dimensions filled with
   :data:`FAST_FILL`), and the distributions of all five dimensions are read in **one**
-  tree-masked forward pass (:func:`vqalib.scoring.level_logprobs`). Dimension ``d``'s
+  tree-masked forward pass (:func:`vqalib.method.distributions.level_logprobs`). Dimension ``d``'s
   distribution is ``pi(s | video, prompt, "Motion Quality: 3.0 ... <Dimension d>: ")``. Like
   Q-Align's level readout this works zero-shot on a base model: it only needs the model to put
   mass on the level tokens after a score label.
-- ``mode="generate"``: greedy answer (rationale + scores, :func:`vqalib.predict.generate_answers`;
+- ``mode="generate"``: greedy answer (rationale + scores, :func:`vqalib.eval.predict.generate_answers`;
   no repetition penalty or other setting from the checkpoint's ``generation_config``, see
-  :mod:`vqalib.generation`; the settings are in the manifest's ``generation``),
-  parsed (:func:`vqalib.prompts.parse_answer`), then the distributions teacher-forced on the
-  model's own answer (:func:`vqalib.predict.score_answers`, exactly what ``predict`` does).
+  :mod:`vqalib.model.generation`; the settings are in the manifest's ``generation``),
+  parsed (:func:`vqalib.schema.prompts.parse_answer`), then the distributions teacher-forced on the
+  model's own answer (:func:`vqalib.eval.predict.score_answers`, exactly what ``predict`` does).
 
 Videos are decoded (and run through the processor) in ``torch.utils.data.DataLoader`` workers
 (``num_workers``), so that decoding overlaps with the model. A video that fails to decode gets a
@@ -43,8 +43,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from vqalib import prompts
-from vqalib.levels import DIMENSION_KEYS, LEVEL_STRINGS, LEVELS
+from vqalib.schema import prompts
+from vqalib.schema.levels import DIMENSION_KEYS, LEVEL_STRINGS, LEVELS
 
 MODES = ("fast", "generate")
 #: The level that fills the earlier dimensions' score lines of the fast readout's fixed answer.
@@ -94,7 +94,7 @@ def distributions(frame: pd.DataFrame) -> np.ndarray:
 
 def to_prediction_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """Long prediction rows (``video_id, dimension, expected_score, argmax_score, parsed_score,
-    parse_status``) from a scorer output, for :mod:`vqalib.mos` / :mod:`vqalib.evaluation`.
+    parse_status``) from a scorer output, for :mod:`vqalib.data.mos` / :mod:`vqalib.eval.tables`.
     Only rows with ``status == "ok"``."""
     ok = frame[frame["status"] == STATUS_OK]
     out = []
@@ -117,7 +117,7 @@ def default_dtype(device: str) -> str:
 
 
 def _checkpoint_manifest(path: Path) -> dict[str, Any]:
-    from vqalib.train.common import read_manifest
+    from vqalib.core.runs import read_manifest
 
     for d in (path, path.parent):
         m = read_manifest(d)
@@ -135,7 +135,8 @@ def load_scoring_model(model: str | os.PathLike, device: str = "auto", dtype: st
     ``adapter/`` loads the merged model. ``info`` holds the source, the sampling settings saved with
     the checkpoint (if any), the device and dtype.
     """
-    from vqalib.models import adapter_folder, is_tiny_preset, load_adapter_checkpoint, load_model_and_processor, resolve_model_path
+    from vqalib.model.loading import adapter_folder, load_adapter_checkpoint, load_model_and_processor, resolve_model_path
+    from vqalib.model.tiny import is_tiny_preset
     from vqalib.train.common import resolve_device  # one device rule for training and scoring
 
     device = resolve_device(device)
@@ -163,9 +164,9 @@ def load_scoring_model(model: str | os.PathLike, device: str = "auto", dtype: st
 
 def default_sampling(info: dict[str, Any]):
     """Sampling for scoring: the checkpoint's own settings when saved with it, the tiny preset's
-    frame size for ``"tiny"``, else :class:`vqalib.video.SamplingConfig` defaults (2 fps, <= 32 frames)."""
-    from vqalib.models import TINY_FRAME_PIXELS
-    from vqalib.video import SamplingConfig
+    frame size for ``"tiny"``, else :class:`vqalib.video.frames.SamplingConfig` defaults (2 fps, <= 32 frames)."""
+    from vqalib.model.tiny import TINY_FRAME_PIXELS
+    from vqalib.video.frames import SamplingConfig
 
     saved = info.get("checkpoint_sampling")
     if saved:
@@ -190,7 +191,7 @@ class _Clips(torch.utils.data.Dataset):
         return len(self.records)
 
     def __getitem__(self, i: int):
-        from vqalib.video import VideoDecodeError, sample_video
+        from vqalib.video.frames import VideoDecodeError, sample_video
 
         rec = self.records[i]
         t0 = time.perf_counter()
@@ -220,7 +221,7 @@ class _Collate:
         self.instruction = instruction
 
     def __call__(self, items) -> _Prepared:
-        from vqalib.inputs import build_batch
+        from vqalib.model.inputs import build_batch
 
         prep = _Prepared([], [], [], [])
         for rec, video, err, sec in items:
@@ -334,7 +335,7 @@ class Scorer:
     ``model``: a hub id, a local folder, ``"tiny"``, a run's checkpoint (LoRA adapters included,
     see :func:`load_scoring_model`) or an already loaded model (then pass ``processor``).
     ``mode``: ``"fast"`` or ``"generate"`` (module docstring). ``sampling``: a
-    :class:`vqalib.video.SamplingConfig` (default :func:`default_sampling`). ``device``: ``auto``
+    :class:`vqalib.video.frames.SamplingConfig` (default :func:`default_sampling`). ``device``: ``auto``
     (CUDA if visible), ``cpu``, ``cuda``, ``cuda:1`` ...; ``dtype`` default bfloat16 on a GPU,
     float32 on the CPU. ``num_workers``: DataLoader worker processes that decode videos and run the
     processor while the model works (0 = in the main process, no overlap).
@@ -374,18 +375,18 @@ class Scorer:
 
     def fast_distributions(self, batch) -> tuple[np.ndarray, np.ndarray]:
         """``(pi [B, 5, 9], outside [B, 5])`` from one tree-masked pass over a batch built with
-        :data:`FAST_ANSWER` (:func:`vqalib.scoring.level_logprobs`)."""
-        from vqalib.scoring import level_logprobs
+        :data:`FAST_ANSWER` (:func:`vqalib.method.distributions.level_logprobs`)."""
+        from vqalib.method.distributions import level_logprobs
 
         with torch.no_grad():
             lp, out = level_logprobs(self.model, batch.to(self.device))
         return lp.float().exp().cpu().numpy().astype(float), out.float().cpu().numpy().astype(float)
 
     def run_batch(self, videos: Sequence[Any], batch=None) -> BatchResult:
-        """Model outputs for sampled clips (:class:`vqalib.video.SampledVideo`); ``batch`` is the
+        """Model outputs for sampled clips (:class:`vqalib.video.frames.SampledVideo`); ``batch`` is the
         prebuilt input (from the DataLoader), else built here."""
-        from vqalib.inputs import build_batch
-        from vqalib.predict import generate_answers, score_answers
+        from vqalib.model.inputs import build_batch
+        from vqalib.eval.predict import generate_answers, score_answers
 
         if batch is None:
             answers = [FAST_ANSWER] * len(videos) if self.mode == "fast" else None
@@ -434,18 +435,18 @@ class Scorer:
         return row
 
     def _generation(self) -> dict[str, Any]:
-        from vqalib.generation import GenerationSettings, describe
+        from vqalib.model.generation import GenerationSettings, describe
 
         return describe(GenerationSettings.greedy(self.max_new_tokens), self.processor, self.model)
 
     def manifest(self) -> dict[str, Any]:
-        from vqalib.models import describe_model
-        from vqalib.runs import environment_info
+        from vqalib.model.loading import describe_model
+        from vqalib.core.runs import environment_info
 
         return {"model": self.info.get("model"), "mode": self.mode, "sampling": self.sampling.to_dict(),
                 "instruction": self.instruction or prompts.INSTRUCTION,
                 "max_new_tokens": self.max_new_tokens if self.mode == "generate" else None,
-                # every decoding parameter of generate mode, none from the checkpoint (vqalib.generation)
+                # every decoding parameter of generate mode, none from the checkpoint (vqalib.model.generation)
                 "generation": self._generation() if self.mode == "generate" else None,
                 "fast_answer": FAST_ANSWER if self.mode == "fast" else None,
                 "model_info": {**describe_model(self.model), **{k: v for k, v in self.info.items() if k != "model"}},

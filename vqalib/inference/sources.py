@@ -1,6 +1,6 @@
 """Which videos to score: a folder, a glob pattern, a text list or a CSV list -> ``video_id, path``.
 
-- a **folder**: every file with a video extension (:data:`vqalib.video.VIDEO_EXTENSIONS`: what
+- a **folder**: every file with a video extension (:data:`vqalib.video.frames.VIDEO_EXTENSIONS`: what
   PyAV/FFmpeg decode, ``.mp4 .mkv .mov .webm .avi .ts .mts .m2ts .mpg .ogv .gif .flv .wmv .3gp`` ...)
   below it, recursively, in sorted order (a symlinked file under its own name). Files skipped (no or another
   extension, broken symlinks) are counted and named: ``df.attrs["skipped"]``, a warning, and a line
@@ -30,8 +30,8 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
-from vqalib.runs import relative_note, resolve_path
-from vqalib.video import VIDEO_EXTENSIONS
+from vqalib.core.runs import relative_note, resolve_path
+from vqalib.video.frames import VIDEO_EXTENSIONS
 
 
 class VideoListError(ValueError):
@@ -139,7 +139,7 @@ def skipped_summary(skipped: pd.DataFrame | Sequence[tuple[str, str]], show: int
 def list_videos(spec: str | os.PathLike | Iterable[str | os.PathLike], *, warn: bool = True) -> pd.DataFrame:
     """``video_id, path`` (absolute path strings) for a folder, glob, .txt/.csv list or a list of paths.
 
-    Relative paths and patterns are taken from the project root (:func:`vqalib.runs.resolve_path`);
+    Relative paths and patterns are taken from the project root (:func:`vqalib.core.runs.resolve_path`);
     relative entries of a list file from the list file's folder. Paths are made absolute without
     resolving symlinks (a link keeps its own name and id). Files of a folder (or glob) that are not
     listed (no or another extension, broken symlinks) are in ``df.attrs["skipped"]`` as

@@ -11,7 +11,7 @@ Formats by file suffix:
   ``os.replace``) and removes the journal. A killed run resumes from the Parquet file plus the journal.
 
 A manifest ``<name>.manifest.json`` beside the output records the model, mode, sampling settings,
-instruction and (generate mode) every decoding parameter (``generation``, :mod:`vqalib.generation`). Resuming with different settings raises (the rows would not be comparable);
+instruction and (generate mode) every decoding parameter (``generation``, :mod:`vqalib.model.generation`). Resuming with different settings raises (the rows would not be comparable);
 use a new output file, or ``overwrite=True``.
 
 One run at a time: a scorer run (:meth:`vqalib.inference.scorer.Scorer.score`) takes an exclusive
@@ -36,7 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from vqalib.runs import jsonable, relative_note, resolve_path, write_json
+from vqalib.core.runs import jsonable, relative_note, resolve_path, write_json
 
 #: Manifest keys that must agree between the run that wrote an output and the one resuming it.
 RESUME_KEYS = ("model", "mode", "sampling", "instruction", "max_new_tokens", "generation")

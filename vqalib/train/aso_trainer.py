@@ -3,10 +3,10 @@
 For every training clip and dimension d, with the SFT model as reference:
 
     pi_ref(s | x)   the SFT model's distribution over the 9 levels at d's score position
-                    (``vqalib.scoring.level_logprobs``), PRECOMPUTED ONCE over the training set and
+                    (``vqalib.method.distributions.level_logprobs``), PRECOMPUTED ONCE over the training set and
                     cached (``<output_dir>/pi_ref.pt`` or ``pi_ref_path``, keyed by :func:`pi_ref_key`), so no reference
                     model is held in memory for it;
-    pi*(s | x)      = pi_ref(s|x) exp(R(s, s*)/lambda) / Z(x),  R = -beta |s - s*|   (vqalib.aso, A3)
+    pi*(s | x)      = pi_ref(s|x) exp(R(s, s*)/lambda) / Z(x),  R = -beta |s - s*|   (vqalib.method.aso, A3)
                     (``eps > 0``: pi_ref floored to (1 - 9 eps) pi_ref + eps first, so pi* > 0 on
                     every level; ``eps: 0`` is the paper, where a level with pi_ref = 0 keeps pi* = 0)
                     (``reward: multi_rater``: R = -beta mean_r |s - s_r| over the raters' own scores)
@@ -50,21 +50,22 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from vqalib.levels import DIMENSION_KEYS
-from vqalib.runs import resolve_path
+from vqalib.schema.levels import DIMENSION_KEYS
+from vqalib.core.runs import resolve_path
 from vqalib.train.base import VQATrainer, make_reference, reference_mode, run_stage
 from vqalib.train.collator import ClipExample, FrameCache, VideoCollator, model_inputs
-from vqalib.train.common import ASOConfig, TrainResult, read_manifest
+from vqalib.train.common import ASOConfig, TrainResult
+from vqalib.core.runs import read_manifest
 from vqalib.train.token_logits import answer_logit_positions, rationale_ce_at, rationale_kl_at
 
 
 def level_logprobs(model: Any, batch: dict[str, Any], tokenizer: Any, return_logits: bool = False):
     """log pi over the 9 levels at each dimension's score position: ([B, 5, 9], outside mass [B, 5]).
 
-    Thin wrapper over :func:`vqalib.scoring.level_logprobs` (one tree-masked pass) taking a collated batch;
+    Thin wrapper over :func:`vqalib.method.distributions.level_logprobs` (one tree-masked pass) taking a collated batch;
     ``return_logits=True`` adds the sequence's teacher-forced logits [B, L, V] from the same pass."""
-    from vqalib.scoring import level_logprobs as _llp
-    from vqalib.scoring import level_token_ids
+    from vqalib.method.distributions import level_logprobs as _llp
+    from vqalib.method.distributions import level_token_ids
 
     return _llp(model, model_inputs(batch), level_token_ids(tokenizer), batch["score_positions"],
                 return_logits=return_logits)
@@ -75,10 +76,10 @@ def keyword_logprobs_raw(model: Any, batch: dict[str, Any], tokenizer: Any,
     """Unnormalised log pi over the nine evaluation keywords at each dimension's keyword position
     (``batch["keyword_positions"]`` [B, 5], from ``VideoCollator(keywords=True)``): [B, 5, 9], NaN where a
     dimension has no keyword; the keywords are a level set scored like the level strings
-    (``vqalib.scoring.level_logprobs_raw``, shared-prefix tree). A batch with capitalised keywords takes a
+    (``vqalib.method.distributions.level_logprobs_raw``, shared-prefix tree). A batch with capitalised keywords takes a
     second pass for them. ``return_logits=True`` adds the sequence's teacher-forced logits [B, L, V]; a [B, K]
     position tensor adds only those positions' logits [B, K, V] (as ``level_logprobs_raw``)."""
-    from vqalib.scoring import level_logprobs_raw
+    from vqalib.method.distributions import level_logprobs_raw
     from vqalib.train.collator import keyword_token_ids
 
     pos, cap = batch["keyword_positions"], batch["keyword_capitalised"].to(batch["keyword_positions"].device)
@@ -185,7 +186,7 @@ def revealing_answers(examples: Sequence[ClipExample], rationale: str) -> list[t
     """The clips whose teacher-forced rationale under ``rationale`` names the score: ``[(video_id, words)]``.
 
     Only the rationale part is checked (the score lines themselves are what pi is read at)."""
-    from vqalib.prompts import parse_answer
+    from vqalib.schema.prompts import parse_answer
     from vqalib.train.collator import answer_text, reveals_score
 
     out = []
@@ -227,11 +228,11 @@ def precompute_pi_ref(model: Any, processor: Any, examples: Sequence[ClipExample
 
     Runs once before training (no augmentation). A clip whose answer has no score position raises.
     Under several processes each rank scores its shard (``examples[rank::world]``,
-    :func:`vqalib.train.distributed.shard`) and the shards are gathered, so every rank returns the
+    :func:`vqalib.core.distributed.shard`) and the shards are gathered, so every rank returns the
     whole mapping for 1/world of the work (the caller writes it once, on the main process)."""
     from tqdm.auto import tqdm
 
-    from vqalib.train.distributed import gather_dict, is_main_process, num_processes, process_index, shard
+    from vqalib.core.distributed import gather_dict, is_main_process, num_processes, process_index, shard
 
     keywords = target_position == "keyword"
     collator = pi_ref_collator(processor, cache, rationale, instruction, keywords=keywords)
@@ -260,7 +261,7 @@ def precompute_pi_ref(model: Any, processor: Any, examples: Sequence[ClipExample
                                      f"there; fix rationales.jsonl or use target_position=score")
             batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
             if keywords:
-                from vqalib.scoring import normalise
+                from vqalib.method.distributions import normalise
 
                 logp, outside = normalise(keyword_logprobs_raw(model, batch, processor.tokenizer))
             else:
@@ -288,7 +289,7 @@ def pi_ref_sharpness(model: Any, processor: Any, examples: Sequence[ClipExample]
 
     import pandas as pd
 
-    from vqalib.aso import entropy, optimal_policy, reward_abs
+    from vqalib.method.aso import entropy, optimal_policy, reward_abs
 
     rows = []
     targets = torch.tensor([ex.targets() for ex in examples], dtype=torch.float64)  # [N, 5]
@@ -318,11 +319,11 @@ def score_loss(logp_raw: torch.Tensor, target: torch.Tensor, penalise_outside: b
     """ASO's score term from the model's unnormalised level log-probs ``logp_raw`` [B, 5, 9] and π* [B, 5, 9].
 
     ``penalise_outside=True``: ``−Σ π* log π_θ(s)`` on the raw log-probs, i.e. the 9-level soft-target
-    CE plus ``−log(1 − outside)`` (``vqalib.aso.outside_penalty``), so moving mass off the nine levels
+    CE plus ``−log(1 − outside)`` (``vqalib.method.aso.outside_penalty``), so moving mass off the nine levels
     raises the loss. ``False``: the CE on the distribution renormalised over the 9 levels, which is
     blind to that mass (the score tokens are also masked out of the rationale term)."""
-    from vqalib.aso import aso_loss
-    from vqalib.scoring import normalise
+    from vqalib.method.aso import aso_loss
+    from vqalib.method.distributions import normalise
 
     return aso_loss(logp_raw if penalise_outside else normalise(logp_raw)[0], target)
 
@@ -331,13 +332,13 @@ def aso_target(cfg: ASOConfig, logp_ref: torch.Tensor, scores: torch.Tensor,
                raters: torch.Tensor | None = None) -> torch.Tensor:
     """The soft target pi* [B, 5, 9] (float32) the ASO trainer fits, from log pi_ref [B, 5, 9] and the labels.
 
-    ``pi* = pi_ref exp(R/lambda) / Z`` (paper Eq. 8, ``vqalib.aso.optimal_policy``, computed in float64)
+    ``pi* = pi_ref exp(R/lambda) / Z`` (paper Eq. 8, ``vqalib.method.aso.optimal_policy``, computed in float64)
     with ``R = -beta |s - s*|`` on the mean labels ``scores`` [B, 5] (``reward: abs``) or
     ``-beta mean_r |s - s_r|`` on the raters' scores ``raters`` [B, 5, R] (``reward: multi_rater``; a
     batch without them raises ``KeyError``). ``cfg.eps > 0`` floors pi_ref first
-    (``(1 - 9 eps) pi_ref + eps``, ``vqalib.aso.as_log_probs``), so the target has mass on levels
+    (``(1 - 9 eps) pi_ref + eps``, ``vqalib.method.aso.as_log_probs``), so the target has mass on levels
     where pi_ref has none; ``eps = 0`` is the paper's target, which keeps them at exactly 0."""
-    from vqalib.aso import optimal_policy, reward_abs, reward_multi_rater
+    from vqalib.method.aso import optimal_policy, reward_abs, reward_multi_rater
 
     if cfg.reward == "multi_rater":
         if raters is None:
@@ -364,8 +365,8 @@ class ASOTrainer(VQATrainer):
 
     def _on_policy_batch(self, model, inputs: dict[str, Any]) -> dict[str, Any]:
         """Sample rationales with the current policy and rebuild the batch with them teacher-forced."""
-        from vqalib.inputs import build_batch
-        from vqalib.prompts import format_answer, parse_answer
+        from vqalib.model.inputs import build_batch
+        from vqalib.schema.prompts import format_answer, parse_answer
         from vqalib.train.collator import scrub_rationale
         from vqalib.train.grpo import sample_completions
 
@@ -389,7 +390,7 @@ class ASOTrainer(VQATrainer):
         return batch
 
     def compute_loss(self, model, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch=None):
-        from vqalib.scoring import level_logprobs_raw, level_token_ids, normalise
+        from vqalib.method.distributions import level_logprobs_raw, level_token_ids, normalise
 
         cfg: ASOConfig = self.cfg  # type: ignore[assignment]
         batch = self._on_policy_batch(model, inputs) if cfg.on_policy else inputs
@@ -442,7 +443,7 @@ class ASOTrainer(VQATrainer):
         with torch.no_grad():
             p_theta = logp_theta.exp()
             levels = torch.linspace(1.0, 5.0, 9, device=p_theta.device)
-            from vqalib.aso import aso_loss, entropy
+            from vqalib.method.aso import aso_loss, entropy
 
             # the two parts of the score term: 9-level soft-target CE and the outside-mass penalty; the CE is
             # H(pi*) + KL(pi* || pi_theta), and H(pi*) is fixed by the labels and pi_ref: the floor of the CE
@@ -480,11 +481,11 @@ class OnPolicyCollator:
 
 def cached_pi_ref_health(cfg: ASOConfig, examples: Sequence[ClipExample], pi_ref: dict[str, torch.Tensor],
                          outside: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
-    """:func:`vqalib.aso.pi_ref_health` of a cached pi_ref over ``examples`` under the config's lambda and
+    """:func:`vqalib.method.aso.pi_ref_health` of a cached pi_ref over ``examples`` under the config's lambda and
     beta (issue 20): off-level mass (``outside``; NaN for a cache written before it was kept), entropy,
     pi_ref(s*) quantiles, and how far lambda and beta move it (KL(pi*||pi_ref), argmax flips, mean change
     of the expected score)."""
-    from vqalib.aso import pi_ref_health
+    from vqalib.method.aso import pi_ref_health
 
     lp = torch.stack([pi_ref[ex.video_id] for ex in examples])
     off = torch.stack([outside[ex.video_id] for ex in examples]) if outside else None
@@ -493,12 +494,12 @@ def cached_pi_ref_health(cfg: ASOConfig, examples: Sequence[ClipExample], pi_ref
 
 
 def check_pi_ref_health(cfg: ASOConfig, health: dict[str, Any], announce: bool = True) -> list[str]:
-    """Print the health report (``announce``) and act on its problems (:func:`vqalib.aso.pi_ref_health_problems`)
+    """Print the health report (``announce``) and act on its problems (:func:`vqalib.method.aso.pi_ref_health_problems`)
     as ``cfg.pi_ref_health`` says: ``warn`` (a ``UserWarning`` per problem), ``refuse`` (``ValueError`` with
     the fixes) or ``off``. Returns the problems."""
     import warnings
 
-    from vqalib.aso import HealthThresholds, format_health, pi_ref_health_problems
+    from vqalib.method.aso import HealthThresholds, format_health, pi_ref_health_problems
 
     if cfg.pi_ref_health == "off":
         return []
@@ -523,7 +524,7 @@ def pi_ref_file(cfg: ASOConfig) -> Path:
 def train_aso(cfg: ASOConfig, progress: bool = True, on_step=None) -> TrainResult:
     """Run Stage III from a config (the CLI and notebook 06 both call this). Starts from ``init_from``."""
     from vqalib.train.common import resolve_device
-    from vqalib.train.distributed import is_main_process, process_device
+    from vqalib.core.distributed import is_main_process, process_device
 
     def prepare(model, processor, examples, cache):
         extra: dict[str, Any] = {}

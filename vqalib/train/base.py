@@ -21,19 +21,11 @@ from typing import Any, Callable, Iterator
 import torch
 from transformers import Trainer, TrainerCallback
 
-from vqalib.runs import resolve_path
+from vqalib.core.runs import resolve_path
+from vqalib.core.runs import read_manifest
 from vqalib.train.common import (
-    CommonConfig, TrainResult, cpu_threads, read_manifest, resolve_device, seed_everything, training_arguments, write_manifest,
+    CommonConfig, TrainResult, cpu_threads, resolve_device, sampling_config, seed_everything, training_arguments, write_manifest,
 )
-
-
-def sampling_config(cfg: CommonConfig):
-    """The ``vqalib.video.SamplingConfig`` of a training config (saved with every checkpoint)."""
-    from vqalib.video import SamplingConfig
-
-    max_frames = max(2, cfg.max_frames - cfg.max_frames % 2)
-    return SamplingConfig(fps=cfg.fps, min_frames=min(4, max_frames), max_frames=max_frames,
-                          max_pixels=cfg.max_pixels, min_pixels=min(4 * 28 * 28, cfg.max_pixels))
 
 
 def is_peft(model: torch.nn.Module) -> bool:
@@ -141,11 +133,11 @@ def load_policy(cfg: CommonConfig):
     (except under FSDP, which shards mixed dtypes badly; it keeps the tower in float32).
 
     An adapter-only checkpoint as ``init_from`` (a QLoRA stage writes only ``adapter/``,
-    :func:`vqalib.models.adapter_folder`) is loaded onto its base with the loader the scorer uses
-    (:func:`vqalib.models.load_adapter_checkpoint`): under ``lora``/``qlora`` the adapter itself trains
+    :func:`vqalib.model.loading.adapter_folder`) is loaded onto its base with the loader the scorer uses
+    (:func:`vqalib.model.loading.load_adapter_checkpoint`): under ``lora``/``qlora`` the adapter itself trains
     on and a frozen copy of it (:data:`REFERENCE_ADAPTER`) is the reference policy; under ``full`` the
     adapter is merged into the float32 base."""
-    from vqalib.models import LoraSettings, adapter_folder, load_adapter_checkpoint, load_model_and_processor, vision_tower
+    from vqalib.model.loading import LoraSettings, adapter_folder, load_adapter_checkpoint, load_model_and_processor, vision_tower
 
     source = cfg.init_from or cfg.model
     if cfg.init_from:
@@ -486,7 +478,7 @@ def run_stage(cfg: CommonConfig, trainer_cls: type[VQATrainer], *, with_answers:
     held-out evaluation (default :class:`vqalib.train.budget.HeldoutEvaluator` when
     ``eval_every_seconds > 0``, else none)."""
     from vqalib.train import budget as budget_mod
-    from vqalib.models import attention_parts
+    from vqalib.model.loading import attention_parts
     from vqalib.train.collator import VideoCollator, frame_cache, load_examples
 
     t0 = time.time()

@@ -12,10 +12,10 @@ held-out evaluations**. Config fields (``vqalib.train.common.CommonConfig``):
   the first step end after every multiple of this many training seconds, and at the end;
 - ``eval_limit`` (0 = all clips of ``eval_split``) and ``eval_split`` (default ``test``).
 
-An evaluation is the held-out **greedy answers** of the current policy (:func:`vqalib.predict.predict`,
-the same code as the predictions files), scored per dimension by :func:`vqalib.evaluation.metrics_long`
+An evaluation is the held-out **greedy answers** of the current policy (:func:`vqalib.eval.predict.predict`,
+the same code as the predictions files), scored per dimension by :func:`vqalib.eval.tables.metrics_long`
 on the parsed scores (SRCC, PLCC, MAE) in the ``all_items`` view: a parse failure counts as the scale
-midpoint (``vqalib.evaluation.FAILURE_SCORE``), so every point of every curve uses the same clips; a
+midpoint (``vqalib.eval.tables.FAILURE_SCORE``), so every point of every curve uses the same clips; a
 ``mean`` row averages the five dimensions. Rows go to ``output_dir/curve.csv`` and the training
 manifest (``curve``; the clock in ``budget``).
 
@@ -37,15 +37,13 @@ from typing import Any, Callable
 import pandas as pd
 from transformers import TrainerCallback
 
-from vqalib.train.distributed import broadcast_from_main
+from vqalib.core.distributed import broadcast_from_main
 
 #: Training seconds per seed of the demo's GRPO-vs-ASO comparison (notebooks 05 and 06 default to it;
 #: ``tests/test_budget.py`` keeps their ``BUDGET_S`` equal to it).
 DEMO_BUDGET_S: float = 10.0
 #: Training seconds between two held-out evaluations in the demo (notebooks 05 and 06 ``EVAL_EVERY_S``).
 DEMO_EVAL_EVERY_S: float = 5.0
-#: Learning-rate schedules that do not depend on the total number of steps (allowed with a budget).
-BUDGET_SCHEDULERS: tuple[str, ...] = ("constant", "constant_with_warmup", "inverse_sqrt")
 #: Greedy answer length of the curve's evaluations (as ``report.write_stage_predictions``).
 EVAL_MAX_NEW_TOKENS: int = 96
 CURVE_METRICS: tuple[str, ...] = ("srcc", "plcc", "mae")
@@ -62,9 +60,9 @@ def _now() -> float:
 
 def curve_rows(preds: pd.DataFrame, readout: str = "parsed_score", failures: str = "all_items") -> list[dict[str, Any]]:
     """Per dimension (and ``mean`` over the dimensions) the SRCC, PLCC and MAE of one predictions frame
-    (rows of :func:`vqalib.predict.predict`), with ``n_clips`` (items used) and ``n_failed`` (parse
-    failures). Metrics come from :func:`vqalib.evaluation.metrics_long`; an undefined value is NaN."""
-    from vqalib.evaluation import metrics_long
+    (rows of :func:`vqalib.eval.predict.predict`), with ``n_clips`` (items used) and ``n_failed`` (parse
+    failures). Metrics come from :func:`vqalib.eval.tables.metrics_long`; an undefined value is NaN."""
+    from vqalib.eval.tables import metrics_long
 
     long = metrics_long({"m": preds}, readout, metrics=CURVE_METRICS, failures=failures)
     out = []
@@ -85,16 +83,16 @@ class HeldoutEvaluator:
     :func:`curve_rows`. The model is put in eval mode and back in the mode it was in."""
 
     def __init__(self, cfg: Any, processor: Any, batch_size: int = 16):
-        from vqalib.data import load_dataset
-        from vqalib.synth import dataset_root
-        from vqalib.train.base import sampling_config
+        from vqalib.data.dataset import load_dataset
+        from vqalib.data.synth import dataset_root
+        from vqalib.train.common import sampling_config
 
         self.cfg, self.processor, self.batch_size = cfg, processor, batch_size
         self.dataset = load_dataset(dataset_root(cfg.data_dir, cfg.sample_size, cfg.data_seed))
         self.sampling = sampling_config(cfg)
 
     def __call__(self, model: Any) -> list[dict[str, Any]]:
-        from vqalib.predict import predict
+        from vqalib.eval.predict import predict
 
         was = model.training
         try:
@@ -212,7 +210,7 @@ class BudgetCallback(TrainerCallback):
             else:
                 self._run_eval(model, state.global_step, self.train_seconds, at, "end")
         if self._main() and self.rows:
-            from vqalib.runs import resolve_path
+            from vqalib.core.runs import resolve_path
 
             out = resolve_path(self.cfg.output_dir)
             out.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ import json
 import sys
 from typing import Sequence
 
-from vqalib.runs import cli_path, resolve_path
+from vqalib.core.runs import cli_path, resolve_path
 from vqalib.train.common import STAGES, load_config
 
 
@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(dataclasses.asdict(cfg), indent=2))
         return 0
     result = run_config(cfg)
-    from vqalib.train.distributed import is_main_process
+    from vqalib.core.distributed import is_main_process
 
     if not is_main_process():  # under torchrun / accelerate launch one process reports
         return 0

@@ -2,7 +2,7 @@
 
 Decoding video is the slow part of a CPU step, so every clip is sampled **once** per sampling
 setting (fps / max frames / max pixels) and kept in memory and, optionally, on disk under
-``vqalib.runs.cache_dir() / "frames"`` (keyed by the file's path, size, mtime and the sampling
+``vqalib.core.runs.cache_dir() / "frames"`` (keyed by the file's path, size, mtime and the sampling
 settings), so notebooks 04, 05 and 06 decode each clip once between them. Both are bounded
 (:class:`FrameCache`: ``frame_cache_mb`` per process in memory, ``frame_disk_cache_mb`` on disk, least
 recently used out first), so a dataset of any size fits a fixed host budget.
@@ -31,7 +31,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from vqalib.levels import DIMENSION_KEYS, TAG_TEXT
+from vqalib.schema.levels import DIMENSION_KEYS, TAG_TEXT
+from vqalib.video.augment import augment_video
 
 
 @dataclass
@@ -51,7 +52,7 @@ class ClipExample:
 
 def rater_scores(examples: Sequence[ClipExample], repeat: int = 1) -> torch.Tensor:
     """The raters' own scores ``[B * repeat, 5, R_max]`` (NaN-padded; R_max = most raters of any clip and
-    dimension), for the multi-rater reward (``vqalib.aso.reward_multi_rater``). A clip and dimension
+    dimension), for the multi-rater reward (``vqalib.method.aso.reward_multi_rater``). A clip and dimension
     without any rating raises naming them."""
     rows = []
     for ex in examples:
@@ -83,12 +84,12 @@ def short_rationale(tags: dict[str, list[str]]) -> str:
 
 def load_examples(data_dir: str = "", split: str = "train", sample_size: str = "default", data_seed: int = 0,
                   max_clips: int = 0, phase: str = "final") -> list[ClipExample]:
-    """The clips of one split with their aggregated labels (``vqalib.data.aggregate``) and rationales.
+    """The clips of one split with their aggregated labels (``vqalib.data.dataset.aggregate``) and rationales.
 
-    ``data_dir`` empty -> the embedded sample dataset (``vqalib.synth.ensure_sample_dataset``).
+    ``data_dir`` empty -> the embedded sample dataset (``vqalib.data.synth.ensure_sample_dataset``).
     A clip without a label for some dimension raises naming the clip and the dimension."""
-    from vqalib.data import aggregate, labels_wide, load_dataset
-    from vqalib.synth import dataset_root
+    from vqalib.data.dataset import aggregate, labels_wide, load_dataset
+    from vqalib.data.synth import dataset_root
 
     root = dataset_root(data_dir, sample_size, data_seed)
     ds = load_dataset(root)
@@ -266,7 +267,7 @@ def _trim_disk(folder: Path, budget: int, target: int | None = None, keep: Path 
 
 
 class FrameCache:
-    """Samples each clip's frames (``vqalib.video.sample_video``) and keeps them within a memory budget.
+    """Samples each clip's frames (``vqalib.video.frames.sample_video``) and keeps them within a memory budget.
 
     Memory: the decoded clips of this process are kept least-recently-used first out, while their
     bytes (:func:`video_nbytes`) fit ``memory_mb`` MiB (:attr:`mem_bytes` never exceeds it); 0 keeps
@@ -321,8 +322,8 @@ class FrameCache:
         return hashlib.sha1(raw.encode()).hexdigest()[:20]
 
     def get(self, path: str | os.PathLike):
-        """The clip's sampled frames (``vqalib.video.SampledVideo``): from memory, disk or a decode."""
-        from vqalib.video import SampledVideo, sample_video
+        """The clip's sampled frames (``vqalib.video.frames.SampledVideo``): from memory, disk or a decode."""
+        from vqalib.video.frames import SampledVideo, sample_video
 
         path = Path(path)
         key = (self._sampling_key, str(path))
@@ -331,7 +332,7 @@ class FrameCache:
             return video
         disk_path = None
         if self.disk:
-            from vqalib.runs import cache_dir
+            from vqalib.core.runs import cache_dir
 
             disk_path = cache_dir() / "frames" / f"{self._key(path)}.npz"
             if disk_path.is_file():
@@ -425,7 +426,7 @@ class TimeJitterCache(FrameCache):
 
     def draw(self, path: str | os.PathLike, rng: np.random.Generator):
         """The clip's normal frame count at one random phase (class docstring); ``SampledVideo``."""
-        from vqalib.video import num_sampled_frames
+        from vqalib.video.frames import num_sampled_frames
 
         dense = super().get(path)
         n = num_sampled_frames(int(dense.n_source_frames), float(dense.source_fps), self.normal.sampling)
@@ -449,25 +450,6 @@ def frame_cache(cfg: Any, sampling: Any) -> FrameCache:
     if cfg.augment and cfg.time_jitter > 1:
         return TimeJitterCache(sampling, cfg.time_jitter, **budgets)
     return FrameCache(sampling, **budgets)
-
-
-def augment_video(video: Any, rng: np.random.Generator):
-    """Random flips, transposition (together: any of the 8 rotations/reflections) and time reversal of
-    a sampled clip; none changes a label of the sample dataset."""
-    return dataclasses.replace(video, frames=augment_frames(video.frames, rng))
-
-
-def augment_frames(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """:func:`augment_video` on frames ``[T, H, W, C]``; returns a contiguous array."""
-    if rng.random() < 0.5:
-        frames = frames[:, :, ::-1]
-    if rng.random() < 0.5:
-        frames = frames[:, ::-1]
-    if rng.random() < 0.5:
-        frames = frames[::-1]
-    if rng.random() < 0.5:  # transpose (with the flips: all 8 rotations/reflections of the square)
-        frames = frames.transpose(0, 2, 1, 3)
-    return np.ascontiguousarray(frames)
 
 
 #: Rationale modes of a teacher-forced answer. ``full``: the dataset's rationales as written (they
@@ -497,7 +479,7 @@ _LO = (1.0, 1.5, 2.0, 2.5)
 #: Template-level tells of the paper's rationale-expansion prompts (its Figs. 3-6): phrases that the
 #: prompt's output template or rating guide writes for some levels only, so a text holding one gives the
 #: score (or a range of it) away even with the keyword removed. One table; :func:`score_tells` adds the
-#: ones derived from the project's own generator (``vqalib.synth``, ``vqalib.prompts``).
+#: ones derived from the project's own generator (``vqalib.data.synth``, ``vqalib.schema.prompts``).
 PAPER_TELLS: tuple[Tell, ...] = (
     # Fig. 6 (clarity): "(If the clarity score reaches 5, please add: the picture quality reaches 1080p or
     # higher)"; rating guide: 3 "Resolution approximately 720p", 4 "Resolution of 720p or higher", 5 "1080p or higher"
@@ -537,18 +519,18 @@ PAPER_TELLS: tuple[Tell, ...] = (
 
 def _generator_tells() -> tuple[Tell, ...]:
     """Tells of the project's own rationale generator, derived from its phrase table: the sample dataset's
-    motion-amplitude sentence (``vqalib.synth._AMOUNT``) is chosen by ``amplitude_tag`` of the *level*, so
+    motion-amplitude sentence (``vqalib.data.synth._AMOUNT``) is chosen by ``amplitude_tag`` of the *level*, so
     it names a range of levels. (Its no-defect sentence ``_GOOD`` is written whenever no tag reached a
     majority - a function of the tags, the evidence the short rationale's "no defects" also keeps - so it
     is not a tell; ``tests/test_tells.py`` checks that every scrubbed generator text depends on the tags only.)"""
-    from vqalib import synth
-    from vqalib.levels import LEVELS
+    from vqalib.data import synth
+    from vqalib.schema.levels import LEVELS
 
     out = []
     for tag, text in synth._AMOUNT.items():
         lv = tuple(float(v) for v in LEVELS if synth.amplitude_tag(float(v)) == tag)
         out.append(Tell(re.escape(text).replace(r"\ ", r"\s+"), lv,
-                        f"vqalib.synth._AMOUNT[{tag!r}] (motion amplitude, amplitude_tag of the level)"))
+                        f"vqalib.data.synth._AMOUNT[{tag!r}] (motion amplitude, amplitude_tag of the level)"))
     return tuple(out)
 
 
@@ -565,7 +547,7 @@ _CLAUSE_SPLIT = re.compile(r"((?<=[.!?])\s+|\n|[;:]\s*|,\s+)")
 def _score_word_re() -> re.Pattern:
     global _SCORE_WORD_RE
     if _SCORE_WORD_RE is None:
-        from vqalib.levels import SCORE_WORDS
+        from vqalib.schema.levels import SCORE_WORDS
 
         words = sorted(SCORE_WORDS, key=len, reverse=True)
         alts = "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in words)
@@ -578,7 +560,7 @@ def _score_word_re() -> re.Pattern:
 
 def reveals_score(text: str) -> list[str]:
     """The words of ``text`` that name a score level: a level keyword or synonym
-    (``vqalib.levels.SCORE_WORDS``, whole words, any case), a template-level tell (:func:`score_tells`:
+    (``vqalib.schema.levels.SCORE_WORDS``, whole words, any case), a template-level tell (:func:`score_tells`:
     e.g. "reaches 1080p or higher", "no content quality issues", "a lack of") or a stand-alone number
     1–5 (``3``, ``3.5``). Empty list = the text does not give the score away."""
     return [m.group(0) for m in _score_word_re().finditer(text)]
@@ -625,9 +607,9 @@ def scrub_rationale(text: str) -> str:
 
 
 def answer_text(example: ClipExample, rationale: str = "short") -> str:
-    """The target answer for a clip (``vqalib.prompts.format_answer``); ``rationale`` is one of
+    """The target answer for a clip (``vqalib.schema.prompts.format_answer``); ``rationale`` is one of
     :data:`RATIONALE_MODES`. ``full``/``scrubbed`` need the clip's rationales (missing ones raise)."""
-    from vqalib.prompts import format_answer
+    from vqalib.schema.prompts import format_answer
 
     if rationale not in RATIONALE_MODES:
         raise ValueError(f"rationale={rationale!r}; use one of {list(RATIONALE_MODES)}")
@@ -655,7 +637,7 @@ _KEYWORD_RE = None
 def _keyword_re() -> re.Pattern:
     global _KEYWORD_RE
     if _KEYWORD_RE is None:
-        from vqalib.levels import KEYWORDS
+        from vqalib.schema.levels import KEYWORDS
 
         _KEYWORD_RE = re.compile(r"\b(" + "|".join(re.escape(w) for w in KEYWORDS.values()) + r")\b", re.IGNORECASE)
     return _KEYWORD_RE
@@ -667,7 +649,7 @@ def keyword_spans(example: ClipExample) -> list[tuple[int, int, float, bool] | N
     keyword names, whether it is written with a capital) or ``None`` when that dimension's rationale holds no
     keyword. The **last** keyword of the dimension's paragraph counts (the paper's templates put the overall
     keyword at the end; the sample data has one). Raises (like :func:`answer_text`) without rationales."""
-    from vqalib.levels import KEYWORDS
+    from vqalib.schema.levels import KEYWORDS
 
     if not example.rationales:
         raise ValueError(f"clip {example.video_id!r} has no rationales; target_position=keyword needs the full "
@@ -694,9 +676,9 @@ def keyword_spans(example: ClipExample) -> list[tuple[int, int, float, bool] | N
 def keyword_token_ids(tokenizer, capitalised: bool = False) -> list[tuple[int, ...]]:
     """Token ids of the nine keywords as written inside a sentence (``" subpar"``, or ``" Subpar"`` with
     ``capitalised=True``), in level order: the level set the keyword target scores, by the same
-    shared-prefix tree as the level strings (``vqalib.scoring.level_logprobs_raw``). Checks that each
+    shared-prefix tree as the level strings (``vqalib.method.distributions.level_logprobs_raw``). Checks that each
     tokenises the same alone and after "is" (raises naming the keyword otherwise)."""
-    from vqalib.levels import KEYWORDS
+    from vqalib.schema.levels import KEYWORDS
 
     out = []
     pre = tokenizer.encode("The quality is", add_special_tokens=False)
@@ -713,7 +695,7 @@ def keyword_token_ids(tokenizer, capitalised: bool = False) -> list[tuple[int, .
 
 def keyword_positions(tokenizer, answers: Sequence[str], examples: Sequence[ClipExample], prompt_lengths: Sequence[int],
                       length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token index (in the left-padded batch of :func:`vqalib.inputs.build_batch`, width ``length``) of each
+    """Token index (in the left-padded batch of :func:`vqalib.model.inputs.build_batch`, width ``length``) of each
     dimension's keyword's first token: ``(positions [B, 5], capitalised [B, 5] bool)``, -1 where none."""
     pos = torch.full((len(answers), len(DIMENSION_KEYS)), -1, dtype=torch.long)
     cap = torch.zeros((len(answers), len(DIMENSION_KEYS)), dtype=torch.bool)
@@ -733,7 +715,7 @@ def keyword_positions(tokenizer, answers: Sequence[str], examples: Sequence[Clip
 
 
 class VideoCollator:
-    """Turns a list of :class:`ClipExample` into a model batch via ``vqalib.inputs.build_batch``.
+    """Turns a list of :class:`ClipExample` into a model batch via ``vqalib.model.inputs.build_batch``.
 
     ``with_answers=True`` (SFT, ASO): the target answer is appended and ``labels`` mark its tokens.
     ``with_answers=False`` (GRPO): prompt only, ready for ``generate``; ``repeat`` copies each clip
@@ -757,7 +739,7 @@ class VideoCollator:
         self.with_raters = with_raters
 
     def __call__(self, examples: Sequence[ClipExample]) -> dict[str, Any]:
-        from vqalib.inputs import build_batch
+        from vqalib.model.inputs import build_batch
 
         videos, answers, ids, targets = [], [], [], []
         # augmentation randomness is drawn from torch's RNG, which the Trainer saves in checkpoints and

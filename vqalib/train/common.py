@@ -17,7 +17,7 @@ notebooks and YAML files care about is set there explicitly.
 from __future__ import annotations
 
 import dataclasses
-import json
+
 import os
 import random
 import time
@@ -27,11 +27,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vqalib.runs import environment_info, resolve_path, write_json
+from vqalib.core.runs import MANIFEST_NAME, environment_info, resolve_path, write_json
 
 STAGES: tuple[str, ...] = ("sft", "grpo", "aso")
 FINETUNE_MODES: tuple[str, ...] = ("full", "lora", "qlora")
-MANIFEST_NAME = "vqalib_train_manifest.json"
+
+
+#: Learning-rate schedules that do not depend on the total number of steps (allowed with a budget).
+BUDGET_SCHEDULERS: tuple[str, ...] = ("constant", "constant_with_warmup", "inverse_sqrt")
 
 
 @dataclass
@@ -69,7 +72,7 @@ class CommonConfig:
     augment: bool = True  # random rot90 / flips / time reversal of the cached frames (train only)
     time_jitter: int = 1  # with augment: decode at this many times the rate, each draw one random phase (collator.TimeJitterCache); 1: off
     rationale: str = "short"  # rationale in the target answer: full | scrubbed | short | none (collator.RATIONALE_MODES)
-    instruction: str = ""  # user instruction after the video; empty -> vqalib.prompts.INSTRUCTION (the paper-style one)
+    instruction: str = ""  # user instruction after the video; empty -> vqalib.schema.prompts.INSTRUCTION (the paper-style one)
     logging_steps: int = 10
     save_steps: int = 0  # 0: save only at the end
     report_to: str = "tensorboard"  # tensorboard | none | wandb ...
@@ -135,7 +138,7 @@ class ASOConfig(CommonConfig):
     on_policy: bool = False  # sample the rationale from the current policy (scrubbed of score words) and score there
     max_new_tokens: int = 96  # on-policy sampling length
     temperature: float = 1.0  # on-policy sampling temperature
-    pi_ref_health: str = "warn"  # pi_ref health check before training (issue 20): warn | refuse | off (vqalib.aso.pi_ref_health_problems)
+    pi_ref_health: str = "warn"  # pi_ref health check before training (issue 20): warn | refuse | off (vqalib.method.aso.pi_ref_health_problems)
     pi_ref_path: str = ""  # cached pi_ref file (read if its key matches, else written); empty -> <output_dir>/pi_ref.pt
     lr: float = 5e-4
     max_steps: int = 60
@@ -246,7 +249,6 @@ def validate_config(cfg: CommonConfig, source: str = "<config>") -> None:
     for key in ("max_train_seconds", "eval_every_seconds", "eval_limit"):
         if getattr(cfg, key) < 0:
             raise ValueError(f"{source}: {key}={getattr(cfg, key)}; use 0 (off) or a positive number")
-    from vqalib.train.budget import BUDGET_SCHEDULERS
 
     if cfg.max_train_seconds > 0 and cfg.lr_scheduler not in BUDGET_SCHEDULERS:
         # a decaying schedule is laid out over max_steps; a time budget stops it at an unknown step,
@@ -256,7 +258,7 @@ def validate_config(cfg: CommonConfig, source: str = "<config>") -> None:
                          f"advance; use lr_scheduler=constant_with_warmup (or one of {list(BUDGET_SCHEDULERS)}) for a "
                          f"budgeted run, or max_train_seconds=0")
     if isinstance(cfg, GRPOConfig) or (isinstance(cfg, ASOConfig) and cfg.on_policy):
-        from vqalib.generation import GenerationSettings
+        from vqalib.model.generation import GenerationSettings
 
         try:
             GenerationSettings.from_config(cfg)
@@ -398,18 +400,12 @@ def write_manifest(cfg: CommonConfig, out_dir: str | os.PathLike, **extra: Any) 
         "written_at": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     if isinstance(cfg, GRPOConfig) or (isinstance(cfg, ASOConfig) and cfg.on_policy):
-        from vqalib.generation import GenerationSettings, describe
+        from vqalib.model.generation import GenerationSettings, describe
 
-        # every rollout sampling parameter, none from the checkpoint's generation_config (vqalib.generation)
+        # every rollout sampling parameter, none from the checkpoint's generation_config (vqalib.model.generation)
         payload["generation"] = describe(GenerationSettings.from_config(cfg))
     payload.update(extra)
     return write_json(Path(out_dir) / MANIFEST_NAME, payload)
-
-
-def read_manifest(ckpt_dir: str | os.PathLike) -> dict[str, Any]:
-    """The manifest written by :func:`write_manifest` in ``ckpt_dir`` (empty dict if none)."""
-    p = Path(ckpt_dir) / MANIFEST_NAME
-    return json.loads(p.read_text()) if p.is_file() else {}
 
 
 @dataclass
@@ -429,3 +425,12 @@ class TrainResult:
 
         rows = [r for r in self.log_history if "loss" in r]
         return pd.DataFrame(rows)
+
+
+def sampling_config(cfg: CommonConfig):
+    """The ``vqalib.video.frames.SamplingConfig`` of a training config (saved with every checkpoint)."""
+    from vqalib.video.frames import SamplingConfig
+
+    max_frames = max(2, cfg.max_frames - cfg.max_frames % 2)
+    return SamplingConfig(fps=cfg.fps, min_frames=min(4, max_frames), max_frames=max_frames,
+                          max_pixels=cfg.max_pixels, min_pixels=min(4 * 28 * 28, cfg.max_pixels))

@@ -6,10 +6,10 @@ Per optimisation step and prompt (one clip), G completions are sampled from the 
 (``<|video_pad|>``, ``<|image_pad|>``, ``<|vision_start|>``, ...) are suppressed during sampling: a
 sampled ``<|video_pad|>`` would make the next forward count more video placeholders than video
 features and fail (or, worse, misalign). Each completion is parsed
-(:func:`vqalib.prompts.parse_answer`) and rewarded per dimension with the paper's ``R_acc + R_dist``
-plus a format reward (:mod:`vqalib.train.grpo_math`); an unparsable dimension earns 0 and is counted
+(:func:`vqalib.schema.prompts.parse_answer`) and rewarded per dimension with the paper's ``R_acc + R_dist``
+plus a format reward (:mod:`vqalib.method.grpo_math`); an unparsable dimension earns 0 and is counted
 in the logs (``n_unparsable``), never given a random score. Advantages are normalised within each
-group, per dimension by default (``group_by``; see :mod:`vqalib.train.grpo_math`), and the loss
+group, per dimension by default (``group_by``; see :mod:`vqalib.method.grpo_math`), and the loss
 is the clipped ratio objective with a k3 KL penalty to the reference policy
 (coefficient 0.1, paper). One gradient step is taken per batch of rollouts, so the ratio is 1 at
 the step (the clip matters only if rollouts are reused; the code keeps the general form).
@@ -22,18 +22,18 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from vqalib.generation import (SUPPRESSED_TOKENS, GenerationSettings, generate, pad_token_id, stop_token_ids,
+from vqalib.model.generation import (SUPPRESSED_TOKENS, GenerationSettings, generate, pad_token_id, stop_token_ids,
                                suppressed_token_ids)
 from vqalib.train.base import VQATrainer, make_reference, reference_mode, run_stage
 from vqalib.train.collator import VideoCollator, model_inputs
 from vqalib.train.common import GRPOConfig, TrainResult
-from vqalib.train.grpo_math import group_advantages, group_advantages_per_dimension, grpo_loss, score_rewards
+from vqalib.method.grpo_math import group_advantages, group_advantages_per_dimension, grpo_loss, score_rewards
 
 VISION_TOKENS: tuple[str, ...] = SUPPRESSED_TOKENS
 
 
 def vision_token_ids(processor: Any, model: Any | None = None) -> list[int]:
-    """Ids that must never be sampled: :func:`vqalib.generation.suppressed_token_ids`."""
+    """Ids that must never be sampled: :func:`vqalib.model.generation.suppressed_token_ids`."""
     return suppressed_token_ids(processor, model)
 
 
@@ -52,7 +52,7 @@ def sample_completions(model: Any, processor: Any, prompt: dict[str, torch.Tenso
                        settings: GenerationSettings | None = None) -> dict[str, Any]:
     """Sample one completion per row of ``prompt`` (a prompt-only batch from the collator) with the video.
 
-    ``settings`` (:class:`vqalib.generation.GenerationSettings`, e.g. ``from_config(cfg)``) are the
+    ``settings`` (:class:`vqalib.model.generation.GenerationSettings`, e.g. ``from_config(cfg)``) are the
     complete sampling parameters; without it they are built from ``max_new_tokens``, ``temperature``,
     ``top_p`` and ``do_sample`` (no other filter, no penalty). Nothing comes from the checkpoint's
     ``generation_config``. Returns ``completion`` ids [N, L], ``mask`` [N, L] (through the first
@@ -139,7 +139,7 @@ class GRPOTrainer(VQATrainer):
         prompt = model_inputs(inputs)
         unwrapped = self.accelerator.unwrap_model(model)
         roll = sample_completions(unwrapped, self.processing_class, prompt, settings=GenerationSettings.from_config(cfg))
-        from vqalib.prompts import parse_answer
+        from vqalib.schema.prompts import parse_answer
 
         parsed = [parse_answer(t) for t in roll["texts"]]
         raters = inputs["rater_scores"].numpy() if cfg.reward == "multi_rater" else None

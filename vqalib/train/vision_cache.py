@@ -32,7 +32,7 @@ import torch
 def _owner(model: Any) -> Any:
     """The module whose ``get_video_features`` Qwen2.5-VL's ``forward`` and ``generate`` call (the inner
     ``Qwen2_5_VLModel``), under DDP and peft wrappers."""
-    from vqalib.models import base_model
+    from vqalib.model.loading import base_model
 
     m = model
     while hasattr(m, "module") and isinstance(m.module, torch.nn.Module):

@@ -1,0 +1,507 @@
+"""Cross-benchmark adapters for public MOS datasets (the paper's Table 2 style evaluation).
+
+Reads the label files distributed with FAST-VQA (``relative_path, duration_s, fps, MOS``, -1 =
+unknown) for KoNViD-1k, LIVE-VQC, YouTube-UGC and LSVQ, the VIDEVAL metadata CSVs, and the
+**official files as each dataset's authors distribute them** (:func:`read_label_file`):
+KoNViD-1k's ``KoNViD_1k_mos.csv`` (``flickr_id, mos``) or ``KoNViD_1k_attributes.csv``
+(``file_name, MOS``), LIVE-VQC's ``data.mat`` (``video_list``, ``mos``), YouTube-UGC's
+``MOS_for_YouTube_UGC_dataset.xlsx`` (sheet ``MOS``: ``vid``, ``MOS full``; or that sheet saved as
+CSV), and LSVQ's release CSVs (``name, ..., height, width, ..., mos, frame_number, ...``), given the
+user's local video folder. Listed videos that are not found locally are reported (count and list),
+never dropped silently. Relative paths (label files, video folders) are taken from the project
+root, like every path vqalib is given (:func:`vqalib.core.runs.resolve_path`).
+
+MOS -> 1-5: ``1 + 4 (mos - lo) / (hi - lo)`` over the dataset's **nominal** rating scale
+(KoNViD-1k and YouTube-UGC 1-5, LIVE-VQC and LSVQ 0-100), not the observed min/max. Why: the
+nominal scale is a property of the dataset, so the mapping is the same for every subset (a test
+split, the videos a user has locally, a bootstrap resample), and MAE / Acc@0.5 stay comparable
+across runs. The observed range changes with the subset and would stretch a narrow subset over
+the whole 1-5 range. SRCC / KRCC / PLCC do not depend on this choice (the map is affine);
+``scale="observed"`` is available for comparison.
+
+Which prediction is compared with the MOS (one overall rating) is a choice, see
+:data:`COMBINATIONS` and ``data_cards/public_mos_benchmarks.md``: by default ``"mean_quality"``,
+the mean of the four *quality* dimensions (Motion Amplitude measures how much motion there is,
+not how good the video is, so it is left out); ``"mean5"`` or any single dimension key are options.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from vqalib.schema.levels import DIMENSION_KEYS, SCORE_MAX, SCORE_MIN
+from vqalib.core.runs import relative_note, resolve_path
+
+
+class LabelFileError(ValueError):
+    """A benchmark label file is malformed; the message names the file, line and field."""
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """A public MOS dataset: where its labels are and its nominal rating scale."""
+
+    name: str
+    label_files: dict[str, str]  # split -> path relative to the labels root
+    scale: tuple[float, float]  # nominal MOS scale (lo, hi)
+    note: str = ""
+    official_files: tuple[str, ...] = ()  # the authors' label file names, looked for beside the videos
+    download: str = ""  # where the official label file comes from
+
+
+BENCHMARKS: dict[str, BenchmarkSpec] = {
+    "KoNViD": BenchmarkSpec("KoNViD-1k", {"all": "fastvqa/KoNViD/labels.txt"}, (1.0, 5.0),
+                            "1,200 Flickr videos, 5-point ACR, 8 s, 540p",
+                            ("KoNViD_1k_mos.csv", "KoNViD_1k_attributes.csv"),
+                            "KoNViD_1k_metadata.zip from https://database.mmsp-kn.de/konvid-1k-database.html "
+                            "(holds KoNViD_1k_mos.csv)"),
+    "LIVE_VQC": BenchmarkSpec("LIVE-VQC", {"all": "fastvqa/LIVE_VQC/labels.txt"}, (0.0, 100.0),
+                              "585 smartphone videos, continuous 0-100 slider", ("data.mat",),
+                              "the LIVE-VQC database from https://live.ece.utexas.edu/research/LIVEVQC/ "
+                              "(data.mat sits beside the Video/ folder)"),
+    "YouTubeUGC": BenchmarkSpec("YouTube-UGC", {"all": "fastvqa/YouTubeUGC/labels.txt"}, (1.0, 5.0),
+                                "1,147 YouTube UGC clips (20 s), 1-5",
+                                ("original_videos_MOS_for_YouTube_UGC_dataset.xlsx", "MOS_for_YouTube_UGC_dataset.xlsx",
+                                 "original_videos_MOS_for_YouTube_UGC_dataset.csv", "MOS_for_YouTube_UGC_dataset.csv"),
+                                "MOS_for_YouTube_UGC_dataset.xlsx from https://media.withyoutube.com/ "
+                                "(storage.googleapis.com/ugc-dataset/original_videos/)"),
+    "LSVQ": BenchmarkSpec("LSVQ", {"test": "fastvqa/LSVQ/labels_test.txt", "1080p": "fastvqa/LSVQ/labels_1080p.txt",
+                                   "train": "fastvqa/LSVQ/labels.txt"}, (0.0, 100.0),
+                          "39k UGC videos, 0-100; test (7,186) and test-1080p (3,573) splits",
+                          ("labels_test_1080p.csv", "LSVQ_whole_test_1080p.csv", "labels_train_test.csv",
+                           "LSVQ_whole_test.csv"),
+                          "the LSVQ label CSVs (labels_train_test.csv, labels_test_1080p.csv) from "
+                          "https://github.com/baidut/PatchVQ"),
+}
+
+#: How the five predicted dimensions become one score to compare with an overall MOS.
+COMBINATIONS: dict[str, tuple[str, ...]] = {
+    "mean_quality": ("motion_quality", "aesthetic_quality", "content_quality", "clarity_quality"),
+    "mean5": DIMENSION_KEYS,
+    **{k: (k,) for k in DIMENSION_KEYS},
+}
+
+
+def default_labels_root() -> Path:
+    """``../shared/data/labels`` next to the checkout (tests/benchmarks only; users pass their own)."""
+    from vqalib.core.runs import project_root
+
+    return project_root().parent / "shared" / "data" / "labels"
+
+
+def spec(name: str) -> BenchmarkSpec:
+    """Look up a benchmark by key (``KoNViD``, ``LIVE_VQC``, ``YouTubeUGC``, ``LSVQ``), case-insensitive."""
+    for k, s in BENCHMARKS.items():
+        if name.lower() in (k.lower(), s.name.lower()):
+            return s
+    raise ValueError(f"unknown benchmark {name!r}; choose one of {list(BENCHMARKS)}")
+
+
+def to_1_5(mos, scale: tuple[float, float], source: str | os.PathLike | None = None) -> np.ndarray:
+    """``1 + 4 (mos - lo) / (hi - lo)``: map MOS on the scale ``(lo, hi)`` to 1-5.
+
+    Raises ``ValueError`` when ``hi <= lo``, naming ``source`` (the label file) when given."""
+    lo, hi = scale
+    if not hi > lo:
+        where = f"{source}: " if source else ""
+        raise ValueError(f"{where}MOS scale {scale}: hi must exceed lo (an 'observed' scale whose MOS values are all "
+                         "equal has zero width); pass the dataset's nominal scale")
+    return SCORE_MIN + (SCORE_MAX - SCORE_MIN) * (np.asarray(mos, dtype=float) - lo) / (hi - lo)
+
+
+def read_fastvqa_labels(path: str | os.PathLike) -> pd.DataFrame:
+    """Parse a FAST-VQA label file: ``relative_path, duration_s, fps, MOS`` per line (-1 = unknown -> NaN).
+
+    Returns ``video_id`` (the file stem; the relative path without extension when stems repeat,
+    as in LSVQ), ``relative_path``, ``duration_s``, ``fps``, ``mos``, ``line``.
+    """
+    given, path = path, resolve_path(path)
+    if not path.is_file():
+        raise LabelFileError(f"{path}: label file not found{relative_note(given)}")
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) != 4:
+            raise LabelFileError(f"{path} line {n}: expected 4 comma-separated fields "
+                                 f"(relative_path, duration_s, fps, MOS), got {len(parts)}: {line!r}")
+        rel = parts[0]
+        vals = []
+        for name, text in zip(("duration_s", "fps", "MOS"), parts[1:]):
+            try:
+                vals.append(float(text))
+            except ValueError:
+                raise LabelFileError(f"{path} line {n}: field {name} = {text!r} is not a number") from None
+        dur, fps, mos = vals
+        if not np.isfinite(mos) or mos == -1:
+            raise LabelFileError(f"{path} line {n}: MOS = {parts[3]!r} is missing or not finite")
+        rows.append({"video_id": Path(rel).stem, "relative_path": rel, "duration_s": np.nan if dur == -1 else dur,
+                     "fps": np.nan if fps == -1 else fps, "mos": mos, "line": n})
+    if not rows:
+        raise LabelFileError(f"{path}: no label lines")
+    df = pd.DataFrame(rows)
+    if not df["video_id"].is_unique:
+        # Same file name in several folders (LSVQ: yfcc-batch1/747.mp4, yfcc-batch2/747.mp4): use the
+        # relative path without extension as the id, so ids stay unique and stable for this file.
+        df["video_id"] = [str(Path(r).with_suffix("")) for r in df["relative_path"]]
+    dup = df["relative_path"].duplicated(keep=False)
+    if dup.any():
+        d = df[dup].head(2)
+        raise LabelFileError(f"{path} lines {d['line'].tolist()}: duplicate video {d['relative_path'].iloc[0]!r}")
+    return df
+
+
+def _norm(col: str) -> str:
+    """Column name compared without case, spaces and underscores (``MOS full`` == ``MOSFull``)."""
+    return "".join(ch for ch in str(col).lower() if ch.isalnum())
+
+
+def _label_frame(path: Path, ids: list[str], rel: list[str], mos, fmt: str, benchmark: str, lines: list[int],
+                 extra: dict[str, Any] | None = None) -> pd.DataFrame:
+    """The common frame of every reader, with the MOS checked (line numbers name bad values)."""
+    mos = pd.to_numeric(pd.Series(list(mos)), errors="coerce").to_numpy(float)
+    bad = ~np.isfinite(mos)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise LabelFileError(f"{path} {'line' if fmt != 'live_vqc_mat' else 'entry'} {lines[i]}: MOS is missing or "
+                             "not a number")
+    df = pd.DataFrame({"video_id": ids, "relative_path": rel, "mos": mos, "line": lines, **(extra or {})})
+    df.attrs.update(format=fmt, benchmark=benchmark)
+    dup = df["video_id"].duplicated(keep=False)
+    if dup.any():
+        d = df[dup].head(2)
+        raise LabelFileError(f"{path} lines {d['line'].tolist()}: duplicate video {d['video_id'].iloc[0]!r}")
+    if df.empty:
+        raise LabelFileError(f"{path}: no label rows")
+    return df
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    if path.suffix.lower() in (".xlsx", ".xls"):
+        try:
+            import openpyxl  # noqa: F401
+        except ImportError:
+            raise LabelFileError(f"{path}: reading .xlsx needs openpyxl (pip install openpyxl), or save the sheet "
+                                 "'MOS' as CSV and pass that file") from None
+        sheets = pd.read_excel(path, sheet_name=None)
+        name = next((n for n in sheets if _norm(n) == "mos"), next(iter(sheets)))
+        return sheets[name]
+    return pd.read_csv(path)
+
+
+def read_label_file(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a benchmark label file in the format its authors distribute, detected from its content.
+
+    Formats (``df.attrs["format"]`` / ``["benchmark"]`` say which was read):
+
+    - FAST-VQA list (``.txt``): :func:`read_fastvqa_labels`;
+    - KoNViD-1k ``KoNViD_1k_mos.csv`` (``flickr_id, mos, ...``) and VIDEVAL's ``KONVID_1K_metadata.csv``
+      (same columns): file ``<flickr_id>.mp4``; ``KoNViD_1k_attributes.csv`` (``file_name, MOS``);
+    - LIVE-VQC ``data.mat`` (MATLAB, variables ``video_list`` (cell of ``A001.mp4`` ...) and ``mos``,
+      read with ``scipy.io.loadmat``); VIDEVAL's ``LIVE_VQC_metadata.csv`` (``File, MOS``);
+    - YouTube-UGC ``MOS_for_YouTube_UGC_dataset.xlsx`` (sheet ``MOS``, columns ``vid``, ``MOS full``;
+      needs openpyxl) or that sheet as CSV, and VIDEVAL's ``YOUTUBE_UGC_metadata.csv`` (``vid, MOSFull``):
+      ``relative_path`` is the id without extension, matched to ``<vid>.mkv``, ``<vid>.mp4`` or the
+      transcoded ``<vid>_crf_10_ss_00_t_20.0.mp4`` by :func:`load_benchmark`;
+    - LSVQ release CSVs (``labels_train_test.csv``, ``labels_test_1080p.csv``; columns ``name, p1, p2,
+      p3, height, width, mos_p1, ..., mos, frame_number, ...``): file ``<name>.mp4``
+      (``name`` = ``yfcc-batch1/747``). ``height``, ``width``, ``frame_number`` are kept.
+
+    Returns ``video_id, relative_path, mos, line`` (+ kept extras). Raises :class:`LabelFileError`
+    naming the file and line for a missing MOS, a duplicate video or an unknown layout.
+    """
+    given, path = path, resolve_path(path)
+    if not path.is_file():
+        raise LabelFileError(f"{path}: label file not found{relative_note(given)}")
+    suffix = path.suffix.lower()
+    if suffix in (".txt", ".lst"):
+        df = read_fastvqa_labels(path)
+        df.attrs.update(format="fastvqa", benchmark=None)
+        return df
+    if suffix == ".mat":
+        from scipy.io import loadmat
+
+        try:
+            mat = loadmat(str(path))
+        except (NotImplementedError, ValueError) as e:  # v7.3 files are HDF5
+            raise LabelFileError(f"{path}: cannot read this MATLAB file ({e}); LIVE-VQC's data.mat is a v5 file, "
+                                 "re-download it") from e
+        if "video_list" not in mat or "mos" not in mat:
+            raise LabelFileError(f"{path}: expected the LIVE-VQC variables 'video_list' and 'mos', found "
+                                 f"{sorted(k for k in mat if not k.startswith('__'))}")
+        names = [str(np.asarray(v).ravel()[0]) if np.asarray(v).size else "" for v in np.asarray(mat["video_list"]).ravel()]
+        mos = np.asarray(mat["mos"], dtype=float).ravel()
+        if len(names) != len(mos):
+            raise LabelFileError(f"{path}: video_list has {len(names)} entries but mos has {len(mos)}")
+        return _label_frame(path, [Path(n).stem for n in names], names, mos, "live_vqc_mat", "LIVE_VQC",
+                            list(range(1, len(names) + 1)))
+    if suffix not in (".csv", ".xlsx", ".xls"):
+        raise LabelFileError(f"{path}: unknown label file type {suffix!r}; give a .txt (FAST-VQA), .csv, .xlsx or .mat")
+    raw = _read_table(path)
+    cols = {_norm(c): c for c in raw.columns}
+    lines = list(range(2, len(raw) + 2))
+
+    def col(*names: str) -> str | None:
+        return next((cols[n] for n in names if n in cols), None)
+
+    if col("name") and col("mos") and (col("framenumber") or col("height")):  # LSVQ release CSV
+        names = [str(n).strip() for n in raw[col("name")]]
+        rel = [n if Path(n).suffix else n + ".mp4" for n in names]
+        extra = {k: raw[c].to_numpy() for k, c in (("height", col("height")), ("width", col("width")),
+                                                   ("frame_number", col("framenumber"))) if c}
+        if col("istest"):
+            extra["is_test"] = raw[col("istest")].astype(bool).to_numpy()
+        return _label_frame(path, [str(Path(r).with_suffix("")) for r in rel], rel, raw[col("mos")], "lsvq_csv",
+                            "LSVQ", lines, extra)
+    if col("flickrid") and col("mos"):  # KoNViD_1k_mos.csv, KONVID_1K_metadata.csv
+        ids = [str(int(float(v))) if str(v).replace(".", "", 1).isdigit() else str(v) for v in raw[col("flickrid")]]
+        return _label_frame(path, ids, [f"{i}.mp4" for i in ids], raw[col("mos")], "konvid_csv", "KoNViD", lines)
+    if col("filename") and col("mos"):  # KoNViD_1k_attributes.csv
+        names = [str(v).strip() for v in raw[col("filename")]]
+        return _label_frame(path, [Path(n).stem for n in names], names, raw[col("mos")], "konvid_attributes_csv",
+                            "KoNViD", lines)
+    if col("file") and col("mos"):  # VIDEVAL LIVE_VQC_metadata.csv
+        names = [str(v).strip() for v in raw[col("file")]]
+        return _label_frame(path, [Path(n).stem for n in names], names, raw[col("mos")], "live_vqc_csv", "LIVE_VQC",
+                            lines)
+    if col("vid") and col("mosfull"):  # YouTube-UGC MOS sheet, VIDEVAL YOUTUBE_UGC_metadata.csv
+        ids = [str(v).strip() for v in raw[col("vid")]]
+        extra = {k: raw[c].to_numpy() for k, c in (("mos_std", col("stdfull", "sdfull")), ("category", col("category")))
+                 if c}
+        return _label_frame(path, ids, ids, raw[col("mosfull")], "youtube_ugc", "YouTubeUGC", lines, extra)
+    raise LabelFileError(f"{path}: columns {list(raw.columns)} match no known label layout (KoNViD flickr_id/mos, "
+                         "LIVE-VQC File/MOS, YouTube-UGC vid/MOS full, LSVQ name/mos/frame_number)")
+
+
+def find_label_file(name: str, video_root: str | os.PathLike | None = None, split: str | None = None,
+                    labels_root: str | os.PathLike | None = None) -> Path:
+    """The label file to use when none is given: an official file (:attr:`BenchmarkSpec.official_files`)
+    in ``video_root`` or its parent, else the FAST-VQA list under ``labels_root`` (default
+    ``../shared/data/labels``). Raises ``FileNotFoundError`` saying what to download and where to
+    point ``--labels`` when there is none."""
+    s = spec(name)
+    looked = []
+    if video_root is not None:
+        root = resolve_path(video_root)
+        for d in (root, root.parent):
+            for f in s.official_files:
+                looked.append(str(d / f))
+                if (d / f).is_file():
+                    return d / f
+    key = next(k for k, v in BENCHMARKS.items() if v is s)
+    split = split or next(iter(s.label_files))
+    if split in s.label_files:
+        lr = resolve_path(labels_root) if labels_root else default_labels_root()
+        looked.append(str(lr / s.label_files[split]))
+        if (lr / s.label_files[split]).is_file():
+            return lr / s.label_files[split]
+    raise FileNotFoundError(
+        f"no {s.name} label file found (looked for {', '.join(looked)}). Download {s.download}, then pass "
+        f"--labels /path/to/{s.official_files[0]} (in Python: label_file=...). FAST-VQA's list "
+        f"examplar_data_labels/{key}/labels.txt works too.")
+
+
+#: VIDEVAL metadata: id column, MOS column, optional extra columns kept.
+_VIDEVAL_COLUMNS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "KONVID_1K": ("flickr_id", "mos", ()),
+    "LIVE_VQC": ("File", "MOS", ()),
+    "YOUTUBE_UGC": ("vid", "MOSFull", ("stdFull", "x_Subjects", "category")),
+}
+
+
+def read_videval_metadata(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a VIDEVAL ``*_metadata.csv`` into ``video_id, mos, width, height, framerate, nb_frames`` (+ extras:
+    YouTube-UGC keeps ``mos_std`` and ``n_subjects``)."""
+    path = resolve_path(path)
+    key = next((k for k in _VIDEVAL_COLUMNS if path.name.upper().startswith(k)), None)
+    if key is None:
+        raise LabelFileError(f"{path}: unknown VIDEVAL metadata file; expected one of {[k + '_metadata.csv' for k in _VIDEVAL_COLUMNS]}")
+    id_col, mos_col, extra = _VIDEVAL_COLUMNS[key]
+    raw = pd.read_csv(path)
+    missing = [c for c in (id_col, mos_col) if c not in raw.columns]
+    if missing:
+        raise LabelFileError(f"{path}: missing column(s) {missing}")
+    bad = raw[mos_col].isna() | ~np.isfinite(pd.to_numeric(raw[mos_col], errors="coerce"))
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise LabelFileError(f"{path} line {i + 2}: field {mos_col} = {raw[mos_col].iloc[i]!r} is not a number")
+    out = pd.DataFrame({"video_id": raw[id_col].astype(str).map(lambda s: Path(s).stem if s.endswith(".mp4") else s),
+                        "mos": raw[mos_col].astype(float)})
+    for c in ("width", "height", "framerate", "nb_frames"):
+        if c in raw.columns:
+            out[c] = raw[c]
+    rename = {"stdFull": "mos_std", "x_Subjects": "n_subjects", "category": "category"}
+    for c in extra:
+        out[rename[c]] = raw[c]
+    return out
+
+
+@dataclass
+class BenchmarkSet:
+    """The labelled videos of one benchmark split found (or not) in the user's video folder."""
+
+    name: str
+    split: str
+    scale: tuple[float, float]
+    scale_rule: str  # "nominal" or "observed"
+    video_root: Path
+    label_file: Path
+    available: pd.DataFrame  # video_id, relative_path, path, mos, mos_1to5, duration_s, fps
+    missing: pd.DataFrame = field(repr=False)  # listed in the labels, not found locally
+
+    @property
+    def n_listed(self) -> int:
+        return len(self.available) + len(self.missing)
+
+    def summary(self, show: int = 5) -> str:
+        lines = [f"{self.name} ({self.split}): {self.n_listed} videos listed in {self.label_file.name}, "
+                 f"{len(self.available)} found under {self.video_root}, {len(self.missing)} missing"]
+        if len(self.missing):
+            head = self.missing["relative_path"].head(show).tolist()
+            lines.append(f"  missing (first {len(head)}): {head}" + (" ..." if len(self.missing) > show else ""))
+        lines.append(f"  MOS mapped to 1-5 over the {self.scale_rule} scale {self.scale}")
+        return "\n".join(lines)
+
+
+#: File extensions treated as videos when a folder is searched: one list, kept in ``vqalib.video.frames``.
+from vqalib.video.frames import VIDEO_EXTENSIONS  # noqa: E402
+
+
+def _file_index(root: Path) -> dict[str, list[Path]]:
+    """Video files below ``root`` by stem (one walk), for label ids without a usable path."""
+    index: dict[str, list[Path]] = {}
+    for p in root.rglob("*"):
+        if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file():
+            index.setdefault(p.stem, []).append(p)
+    return index
+
+
+def _locate(root: Path, rel: str, index_fn) -> Path | None:
+    """``root/rel``, else ``root/<file name>``, else the one file whose stem is the id (or starts
+    with ``<id>_``, YouTube-UGC's transcoded names); None when absent or ambiguous."""
+    p = root / rel
+    if p.is_file():
+        return p
+    alt = root / Path(rel).name
+    if alt.is_file():
+        return alt
+    index, stems = index_fn()
+    stem = Path(rel).stem if Path(rel).suffix else Path(rel).name
+    hits = list(index.get(stem, []))
+    if not hits:
+        i = bisect.bisect_left(stems, stem + "_")
+        while i < len(stems) and stems[i].startswith(stem + "_"):
+            hits += index[stems[i]]
+            i += 1
+    return hits[0] if len(hits) == 1 else None
+
+
+def load_benchmark(name: str, video_root: str | os.PathLike, split: str | None = None,
+                   labels_root: str | os.PathLike | None = None, scale: str = "nominal",
+                   strict: bool = False, label_file: str | os.PathLike | None = None) -> BenchmarkSet:
+    """Match a benchmark's label file against ``video_root``.
+
+    ``label_file`` is any file :func:`read_label_file` reads (an official file or a FAST-VQA list);
+    without it, :func:`find_label_file` looks beside the videos, then under ``labels_root``.
+    A video is found at ``video_root/relative_path``, ``video_root/<file name>`` (folders are often
+    flattened), or as the single file below ``video_root`` whose stem is the label id. Missing
+    ones go to ``.missing`` (``strict=True`` raises instead). ``scale="nominal"`` (default) maps
+    MOS with the dataset's rating scale; ``"observed"`` uses the min/max of the listed MOS.
+    """
+    s = spec(name)
+    key = next(k for k, v in BENCHMARKS.items() if v is s)
+    if label_file is None:
+        split = split or next(iter(s.label_files))
+        if split not in s.label_files:
+            raise ValueError(f"{s.name}: unknown split {split!r}; choose one of {list(s.label_files)}")
+        label_file = find_label_file(name, video_root, split, labels_root)
+    label_file = resolve_path(label_file)
+    df = read_label_file(label_file)
+    found_for = df.attrs.get("benchmark")
+    if found_for is not None and found_for != key:
+        raise LabelFileError(f"{label_file} is a {BENCHMARKS[found_for].name} label file "
+                             f"({df.attrs['format']}), not {s.name}'s; pass the {s.name} labels")
+    split = split or ("test" if "is_test" in df.columns else "all")
+    if "is_test" in df.columns and split in ("test", "train"):
+        df = df[df["is_test"] == (split == "test")].reset_index(drop=True)
+    for c in ("duration_s", "fps"):
+        if c not in df.columns:
+            df[c] = np.nan
+    root = resolve_path(video_root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"video folder {root} does not exist{relative_note(video_root)}; pass the folder "
+                                f"holding the {s.name} videos")
+    if scale == "nominal":
+        sc = s.scale
+    elif scale == "observed":
+        sc = (float(df["mos"].min()), float(df["mos"].max()))
+    else:
+        raise ValueError(f"scale={scale!r} must be 'nominal' or 'observed'")
+    off = df[(df["mos"] < s.scale[0]) | (df["mos"] > s.scale[1])]
+    if len(off):
+        r = off.iloc[0]
+        raise LabelFileError(f"{label_file} line {r['line']}: MOS {r['mos']} outside the nominal scale {s.scale}")
+    cache: dict[str, dict] = {}
+
+    def index():
+        if "i" not in cache:
+            idx = _file_index(root)
+            cache["i"] = (idx, sorted(idx))
+        return cache["i"]
+
+    paths = [_locate(root, rel, index) for rel in df["relative_path"]]
+    df["path"] = [str(p) if p else None for p in paths]
+    df["mos_1to5"] = to_1_5(df["mos"], sc, source=f"{label_file} (scale={scale!r})")
+    found = df["path"].notna()
+    bs = BenchmarkSet(s.name, split, sc, scale, root, label_file,
+                      df[found].drop(columns="line").reset_index(drop=True),
+                      df[~found].drop(columns=["path"]).reset_index(drop=True))
+    if strict and len(bs.missing):
+        raise FileNotFoundError(bs.summary(show=20))
+    return bs
+
+
+def combine_predictions(pred: pd.DataFrame, how: str = "mean_quality", readout: str = "expected_score") -> pd.DataFrame:
+    """One score per video from per-dimension prediction rows: the mean of the dimensions in
+    ``COMBINATIONS[how]`` of column ``readout`` (``expected_score``, ``parsed_score`` or ``argmax_score``).
+
+    Returns ``video_id, score, n_dims`` where ``score`` is NaN (and counted by the caller) when
+    any needed dimension is missing or has no value (e.g. an unparsed answer): never a partial mean.
+    """
+    if how not in COMBINATIONS:
+        raise ValueError(f"how={how!r}; choose one of {list(COMBINATIONS)}")
+    if readout not in ("expected_score", "parsed_score", "argmax_score"):
+        raise ValueError(f"readout={readout!r}; choose expected_score, parsed_score or argmax_score")
+    dims = COMBINATIONS[how]
+    wide = pred[pred["dimension"].isin(dims)].pivot_table(index="video_id", columns="dimension", values=readout,
+                                                          aggfunc="first", dropna=False)
+    wide = wide.reindex(columns=list(dims))
+    n_dims = wide.notna().sum(axis=1)
+    score = wide.mean(axis=1).where(n_dims == len(dims))
+    return pd.DataFrame({"video_id": wide.index.astype(str), "score": score.to_numpy(), "n_dims": n_dims.to_numpy()})
+
+
+def benchmark_scores(bench: BenchmarkSet, pred: pd.DataFrame, how: str = "mean_quality",
+                     readout: str = "expected_score") -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Join a benchmark's MOS (1-5) with combined predictions.
+
+    Returns the joined frame (``video_id, mos, mos_1to5, score``) and counts: ``n_available``
+    (videos found locally), ``n_predicted`` (with a score), ``n_no_prediction`` (found but no
+    usable prediction, listed in ``no_prediction``).
+    """
+    comb = combine_predictions(pred, how, readout)
+    joined = bench.available[["video_id", "mos", "mos_1to5"]].merge(comb, on="video_id", how="left")
+    no_pred = joined["score"].isna()
+    info = {"benchmark": bench.name, "split": bench.split, "combination": how, "readout": readout,
+            "n_listed": bench.n_listed, "n_missing_videos": len(bench.missing), "n_available": len(bench.available),
+            "n_predicted": int((~no_pred).sum()), "n_no_prediction": int(no_pred.sum()),
+            "no_prediction": joined.loc[no_pred, "video_id"].tolist()}
+    return joined, info

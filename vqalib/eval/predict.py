@@ -1,0 +1,249 @@
+"""Prediction loop: sample videos, generate greedily, parse, and read the 9-level distributions.
+
+For every clip: the video is sampled (:func:`vqalib.video.frames.sample_video`); the model writes an
+answer greedily (``generate`` gets the video inputs and ``mm_token_type_ids``; vision tokens are
+suppressed so the model can never emit ``<|video_pad|>`` and friends; every decoding parameter is
+set by :func:`vqalib.model.generation.generate`, none comes from the checkpoint's
+``generation_config.json``); the answer is parsed
+(:func:`vqalib.schema.prompts.parse_answer`); then each dimension's distribution pi(s|x) over the 9
+levels is computed exactly (:func:`vqalib.method.distributions.level_logprobs`, counting a bare integer ``3``
+as the level 3.0 as the parser does) by teacher-forcing:
+
+* the model's **own generated text** up to that dimension's score, when all five scores parsed
+  (``dist_prefix = "generated"``). The text is re-tokenised; with a digit-splitting tokenizer the
+  score tokens are the ones generated, the words before them may be tokenised canonically;
+* otherwise a **canonical prefix** (``dist_prefix = "canonical"``): the generated rationale (text
+  before the first score match) followed by the strict score lines, where a dimension that parsed
+  keeps its parsed value and one that failed gets the argmax level of its own distribution,
+  computed dimension by dimension in order. So the distribution of a failed dimension is still
+  the model's, while ``parsed_score`` stays null and ``parse_status`` says why.
+
+Videos that fail to decode are listed in ``Predictions.failures`` (video id, path, error), never
+substituted; parse failures are counted per dimension in the manifest, never replaced.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from vqalib.schema import prompts
+from vqalib.model.generation import SUPPRESSED_TOKENS, GenerationSettings, describe, generate
+from vqalib.model.inputs import build_batch
+from vqalib.schema.levels import DIMENSION_KEYS, LEVELS
+from vqalib.method.distributions import level_logprobs, number_continuation_ids
+
+#: Tokens the model must never generate (vision placeholders and markers): :data:`vqalib.model.generation.SUPPRESSED_TOKENS`.
+VISION_TOKENS = SUPPRESSED_TOKENS
+
+
+@dataclass
+class Predictions:
+    """Prediction rows (one per clip x dimension), decode failures and a manifest dict."""
+
+    rows: pd.DataFrame
+    failures: list[dict[str, str]] = field(default_factory=list)
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def items_from(data, split: str | None = "test") -> pd.DataFrame:
+    """``video_id, path`` (absolute) and a target column per dimension key (NaN when unlabelled).
+
+    ``data`` is a :class:`vqalib.data.dataset.VQADataset` (targets = :func:`vqalib.data.dataset.aggregate` of the
+    final phase; ``split=None`` takes every video) or a DataFrame with ``video_id, path`` and
+    optional target columns named by the dimension keys.
+    """
+    from vqalib.data.dataset import VQADataset, aggregate, labels_wide
+
+    if isinstance(data, VQADataset):
+        vids = data.videos if split is None else data.videos[data.videos["split"] == split]
+        if vids.empty:
+            raise ValueError(f"no videos in split {split!r} of {data!r}; splits present: {sorted(data.videos['split'].unique())}")
+        items = pd.DataFrame({"video_id": vids["video_id"].astype(str).tolist(),
+                              "path": [str(data.video_path(v)) for v in vids["video_id"]]})
+        wide = labels_wide(aggregate(data)) if len(data.ratings) else pd.DataFrame()
+        for k in DIMENSION_KEYS:
+            items[k] = items["video_id"].map(wide[k]) if k in wide.columns else np.nan
+        return items
+    if isinstance(data, pd.DataFrame):
+        missing = [c for c in ("video_id", "path") if c not in data.columns]
+        if missing:
+            raise ValueError(f"items frame lacks column(s) {missing}; give video_id and path (and optional targets)")
+        items = data.copy()
+        for k in DIMENSION_KEYS:
+            if k not in items.columns:
+                items[k] = np.nan
+        return items
+    raise TypeError(f"predict: expected a VQADataset or a DataFrame of video_id/path, got {type(data).__name__}")
+
+
+def generate_ids(model, processor, batch, max_new_tokens: int = 256) -> torch.Tensor:
+    """Greedy new token ids [B, n] for a prompt-only batch (left padded), vision tokens suppressed.
+
+    ``generate`` receives the video inputs, ``mm_token_type_ids``, ``video_grid_thw`` and
+    ``second_per_grid_ts`` (so M-RoPE positions are used); generation stops at ``<|im_end|>``.
+    The decoding parameters are :meth:`vqalib.model.generation.GenerationSettings.greedy` (no repetition
+    penalty, one beam), whatever the checkpoint's ``generation_config.json`` says.
+    """
+    return generate(model, processor, batch.model_inputs(with_labels=False), GenerationSettings.greedy(max_new_tokens))
+
+
+def generate_answers(model, processor, batch, max_new_tokens: int = 256) -> list[str]:
+    """Greedy answer texts (special tokens dropped) for a prompt-only batch; see :func:`generate_ids`."""
+    return processor.tokenizer.batch_decode(generate_ids(model, processor, batch, max_new_tokens),
+                                            skip_special_tokens=True)
+
+
+def _canonical_text(rationale: str, values: list[float | None], upto: int) -> str:
+    """Rationale + strict lines for dimensions ``0..upto`` (dimension ``upto`` with a placeholder)."""
+    lines = []
+    for d in range(upto + 1):
+        v = values[d] if d < upto else 1.0  # only the text before this score is used
+        lines.append(prompts.score_line(DIMENSION_KEYS[d], v))
+    body = "\n".join(lines)
+    return f"{rationale}\n\n{body}" if rationale else body
+
+
+def score_answers(model, processor, videos: Sequence, texts: Sequence[str], instruction: str | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, list[str], list[prompts.ParseResult]]:
+    """Distributions ``[N, 5, 9]`` (probabilities), outside mass ``[N, 5]``, the prefix kind per
+    clip and the parses, for answers ``texts`` of ``videos`` (see the module docstring)."""
+    n = len(texts)
+    parses = [prompts.parse_answer(t) for t in texts]
+    dist = np.full((n, 5, len(LEVELS)), np.nan)
+    outside = np.full((n, 5), np.nan)
+    kinds = ["generated" if p.ok else "canonical" for p in parses]
+    ok = [i for i in range(n) if parses[i].ok]
+    device = next(model.parameters()).device  # the batches are built on the CPU
+    cont = number_continuation_ids(processor.tokenizer)  # a bare "3" counts as 3.0, as the parser reads it
+    with torch.no_grad():
+        if ok:
+            b = build_batch(processor, [videos[i] for i in ok], [texts[i] for i in ok], instruction=instruction).to(device)
+            lp, out = level_logprobs(model, b, continue_ids=cont)
+            dist[ok], outside[ok] = lp.float().exp().cpu().numpy(), out.float().cpu().numpy()
+        bad = [i for i in range(n) if not parses[i].ok]
+        values = {i: [parses[i].scores[k] if parses[i].status[k] == "ok" else None for k in DIMENSION_KEYS] for i in bad}
+        for d in range(5) if bad else ():
+            cano = [_canonical_text(parses[i].rationale, values[i], d) for i in bad]
+            b = build_batch(processor, [videos[i] for i in bad], cano, instruction=instruction).to(device)
+            sp = torch.full_like(b.score_positions, -1)
+            sp[:, d] = b.score_positions[:, d]
+            lp, out = level_logprobs(model, b, score_positions=sp, continue_ids=cont)
+            p = lp[:, d].float().exp().cpu().numpy()
+            for row, i in enumerate(bad):
+                dist[i, d], outside[i, d] = p[row], float(out[row, d])
+                if values[i][d] is None:
+                    values[i][d] = float(LEVELS[int(np.argmax(p[row]))])
+    return dist, outside, kinds, parses
+
+
+def predict(model, processor, data, split: str | None = "test", sampling=None, max_new_tokens: int = 256,
+            batch_size: int = 4, instruction: str | None = None, progress: bool = False,
+            limit: int | None = None) -> Predictions:
+    """Prediction rows for every clip of ``data`` (a VQADataset split or a DataFrame of clips).
+
+    Row columns: the INTERFACES.md prediction-row fields (``video_id, dimension, target,
+    parsed_score, expected_score, argmax_score, dist, outside_mass, raw_text, parse_status``)
+    plus ``raw_value, off_grid, parse_reason`` (why a dimension did not parse, e.g. "score on another
+    scale (4/10), not out of 5"; null when it did) and ``dist_prefix``. ``sampling`` is a
+    :class:`vqalib.video.frames.SamplingConfig` (default: 2 fps, the config's defaults).
+    """
+    from vqalib.model.loading import describe_model
+    from vqalib.video.frames import SamplingConfig, VideoDecodeError, sample_video
+
+    sampling = sampling or SamplingConfig()
+    items = items_from(data, split)
+    if limit is not None:
+        items = items.head(limit)
+    model.eval()
+    t0 = time.time()
+    rows: list[dict[str, Any]] = []
+    failures: list[dict[str, str]] = []
+    clip_info: list[dict[str, Any]] = []
+    records = items.to_dict("records")
+    starts = range(0, len(records), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="predict", unit="batch")
+    for s in starts:
+        chunk, videos = [], []
+        for rec in records[s: s + batch_size]:
+            try:
+                videos.append(sample_video(rec["path"], sampling))
+                chunk.append(rec)
+            except (VideoDecodeError, ValueError, OSError) as e:
+                failures.append({"video_id": str(rec["video_id"]), "path": str(rec["path"]), "error": str(e)})
+        if not chunk:
+            continue
+        # on the model's device: a model trained on a GPU is evaluated there during training (vqalib.train.budget)
+        batch = build_batch(processor, videos, instruction=instruction).to(next(model.parameters()).device)
+        texts = generate_answers(model, processor, batch, max_new_tokens)
+        dist, outside, kinds, parses = score_answers(model, processor, videos, texts, instruction)
+        for j, rec in enumerate(chunk):
+            clip_info.append({"video_id": str(rec["video_id"]), **batch.sampling[j]})
+            for d, k in enumerate(DIMENSION_KEYS):
+                p = dist[j, d]
+                target = rec.get(k)
+                rows.append({
+                    "video_id": str(rec["video_id"]), "dimension": k,
+                    "target": None if target is None or pd.isna(target) else float(target),
+                    "parsed_score": parses[j].scores[k], "expected_score": float(p @ LEVELS),
+                    "argmax_score": float(LEVELS[int(np.argmax(p))]), "dist": p.tolist(),
+                    "outside_mass": float(outside[j, d]), "raw_text": texts[j], "parse_status": parses[j].status[k],
+                    "raw_value": parses[j].raw_value[k], "off_grid": bool(parses[j].off_grid[k]),
+                    "parse_reason": parses[j].reason[k], "dist_prefix": kinds[j],
+                })
+    df = pd.DataFrame(rows, columns=["video_id", "dimension", "target", "parsed_score", "expected_score",
+                                     "argmax_score", "dist", "outside_mass", "raw_text", "parse_status",
+                                     "raw_value", "off_grid", "parse_reason", "dist_prefix"])
+    counts = {k: {st: int(((df["dimension"] == k) & (df["parse_status"] == st)).sum())
+                  for st in (prompts.STATUS_OK, prompts.STATUS_MISSING, prompts.STATUS_UNPARSABLE)}
+              for k in DIMENSION_KEYS}
+    manifest = {
+        "model": describe_model(model), "sampling": sampling.to_dict(), "split": split,
+        "parameters": {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "decoding": "greedy",
+                       "instruction": instruction or prompts.INSTRUCTION, "suppressed_tokens": list(VISION_TOKENS)},
+        "generation": describe(GenerationSettings.greedy(max_new_tokens), processor, model),
+        "n_items": len(records), "n_scored": len(clip_info), "n_failed_videos": len(failures),
+        "failures": failures, "parse_status_counts": counts, "clips": clip_info,
+        "wall_s": round(time.time() - t0, 3),
+    }
+    return Predictions(df, failures, manifest)
+
+
+
+def predict_to_file(path, *, model: str = "tiny", data_dir: str = "", sample_size: str = "default", seed: int = 0,
+                    split: str | None = "test", device: str = "cpu", max_videos: int = 0, sampling=None,
+                    max_new_tokens: int = 96, batch_size: int = 8, progress: bool = True,
+                    instruction: str | None = None, extra_manifest: dict[str, Any] | None = None):
+    """Load ``model`` ("tiny", a hub id or a checkpoint folder), predict a dataset split and write
+    ``path`` (JSONL rows) plus its manifest with :func:`vqalib.eval.predictions_file.write_predictions`.
+
+    ``data_dir`` empty means the embedded sample dataset (``sample_size``, ``seed``); ``max_videos``
+    > 0 limits the clips (0 = all). ``instruction`` must be the one the model was trained with
+    (default: :data:`vqalib.schema.prompts.INSTRUCTION`). Returns the JSONL path. Decode failures and parse failures are
+    recorded in the manifest (``predict.failures``, ``predict.parse_status_counts``).
+    """
+    from vqalib.data.dataset import load_dataset
+    from vqalib.model.loading import load_model_and_processor
+    from vqalib.eval.predictions_file import make_manifest, write_predictions
+    from vqalib.core.runs import resolve_path
+    from vqalib.data.synth import dataset_root
+    from vqalib.video.frames import SamplingConfig
+
+    root = dataset_root(data_dir, sample_size, seed)
+    model_path = resolve_path(model) if resolve_path(model).exists() else model  # else "tiny" / a hub id
+    net, processor = load_model_and_processor(str(model_path), device_map=None if device == "cpu" else device)
+    sampling = sampling or SamplingConfig()
+    res = predict(net, processor, load_dataset(root), split=split, sampling=sampling, max_new_tokens=max_new_tokens,
+                  batch_size=batch_size, progress=progress, limit=max_videos or None, instruction=instruction)
+    params = {"split": split, "max_new_tokens": max_new_tokens, "batch_size": batch_size, "device": device}
+    manifest = make_manifest(str(model_path), sampling, params, predict=res.manifest, dataset=str(root),
+                             generation=res.manifest["generation"], **(extra_manifest or {}))
+    return write_predictions(path, res.rows, manifest)

@@ -1,0 +1,374 @@
+"""GRPO vs ASO at equal compute (issue 12): what notebook 07 reads from a run folder, and the
+numbers its verdicts are written from.
+
+Notebooks 05 and 06 train each method for the same training-clock budget
+(``max_train_seconds``, :mod:`vqalib.train.budget`) with several seeds from the same SFT checkpoint,
+write the held-out curve of every seed to ``RUN_DIR/05_grpo/tables/curve.csv`` /
+``RUN_DIR/06_aso/tables/curve.csv`` and the final held-out predictions to
+``RUN_DIR/predictions/<method>.jsonl`` (first seed) and ``<method>_seed<k>.jsonl`` (the others);
+each predictions manifest holds the checkpoint's training manifest (config, ``budget`` clock).
+
+- :func:`load_curves`: the curve tables (``None`` when none exists);
+- :func:`seed_runs`: the predictions of every seed per method, with a table of the runs (seed, steps,
+  training seconds, budget, setup seconds, what stopped it);
+- :func:`compare_methods`: :func:`vqalib.eval.tables.hierarchical_bootstrap` over seeds and clips
+  for the methods and their differences;
+- :func:`summary_table`, :func:`plot_method_curves`, :func:`verdicts`: the table, the figures and the
+  sentences of notebook 07, every number taken from those tables.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from vqalib.schema.levels import DIMENSION_KEYS, NAME_OF
+
+METHODS: tuple[str, ...] = ("sft", "grpo", "aso")
+CONTRASTS: tuple[tuple[str, str], ...] = (("aso", "grpo"), ("aso", "sft"), ("grpo", "sft"))
+CURVE_NOTEBOOKS: tuple[str, ...] = ("05_grpo", "06_aso")
+LABEL = {"sft": "SFT", "grpo": "GRPO", "aso": "ASO"}
+_SEED_NAME = re.compile(r"^(?P<method>.+)_seed(?P<seed>\d+)$")
+
+
+def seed_run_name(method: str, seed: int, first_seed: int = 0) -> str:
+    """Name of one seed's checkpoint / predictions file: ``method`` for the first seed (what notebook 07's
+    tables and notebook 06's paired changes read), ``method_seed<k>`` for the others."""
+    return method if seed == first_seed else f"{method}_seed{seed}"
+
+
+def method_of(name: str) -> str:
+    """``"grpo_seed2"`` -> ``"grpo"``; other names unchanged."""
+    m = _SEED_NAME.match(name)
+    return m.group("method") if m else name
+
+
+def is_seed_run(name: str) -> bool:
+    """True for the extra seeds' predictions (``<method>_seed<k>``), which Table 1 leaves out."""
+    return bool(_SEED_NAME.match(name))
+
+
+def train_seeds(train_fn: Any, cfgs: dict[int, Any]) -> tuple[dict[int, Any], pd.DataFrame, pd.DataFrame]:
+    """Train one config per seed with ``train_fn`` (``train_grpo`` / ``train_aso``), in order:
+    ``({seed: TrainResult}, clock per seed (seed + ``BudgetCallback.summary``), curve rows of all seeds)``."""
+    results = {s: train_fn(c) for s, c in cfgs.items()}
+    budgets = pd.DataFrame([{"seed": s, **r.budget} for s, r in results.items()])
+    from vqalib.train.budget import CURVE_COLUMNS
+
+    curve = pd.DataFrame([row for r in results.values() for row in r.curve], columns=list(CURVE_COLUMNS))
+    return results, budgets, curve
+
+
+def load_curves(run_dir: str | Path, notebooks: Sequence[str] = CURVE_NOTEBOOKS) -> pd.DataFrame | None:
+    """The held-out curves of notebooks 05 and 06 (``RUN_DIR/<notebook>/tables/curve.csv``) in one
+    frame, or ``None`` when neither exists (e.g. only notebook 04 ran, or ``EVAL_EVERY_S = 0``)."""
+    from vqalib.core.runs import resolve_path
+
+    parts = [pd.read_csv(p) for nb in notebooks if (p := resolve_path(run_dir) / nb / "tables" / "curve.csv").is_file()]
+    parts = [p for p in parts if len(p)]
+    return pd.concat(parts, ignore_index=True) if parts else None
+
+
+def seed_runs(run_dir: str | Path, methods: Sequence[str] = METHODS) -> tuple[dict[str, list[pd.DataFrame]], pd.DataFrame]:
+    """``({method: [predictions of each seed]}, runs)`` from ``RUN_DIR/predictions``: the ``<method>`` and
+    ``<method>_seed<k>`` files of each method present. ``runs`` has one row per file: ``method, name,
+    seed, steps, train_seconds, max_train_seconds, setup_s, stopped_by, n_clips`` (NaN where the
+    checkpoint's manifest does not say, e.g. a run trained before budgets existed)."""
+    from vqalib.eval.predictions_file import prediction_files, read_predictions
+
+    preds: dict[str, list[pd.DataFrame]] = {}
+    rows = []
+    for name, path in prediction_files(run_dir).items():
+        method = method_of(name)
+        if method not in methods or "@" in name:
+            continue
+        df, man = read_predictions(path)
+        train = man.get("training") or {}
+        budget, config = train.get("budget") or {}, train.get("config") or {}
+        preds.setdefault(method, []).append(df)
+        rows.append({"method": method, "name": name, "seed": config.get("seed", np.nan),
+                     "steps": budget.get("steps", np.nan), "train_seconds": budget.get("train_seconds", np.nan),
+                     "max_train_seconds": config.get("max_train_seconds", np.nan),
+                     "setup_s": budget.get("setup_s", np.nan), "stopped_by": budget.get("stopped_by", ""),
+                     "n_clips": int(df["video_id"].nunique())})
+    order = [m for m in methods if m in preds]
+    runs = pd.DataFrame(rows, columns=["method", "name", "seed", "steps", "train_seconds", "max_train_seconds",
+                                       "setup_s", "stopped_by", "n_clips"])
+    runs["method"] = pd.Categorical(runs["method"], order, ordered=True)
+    return {m: preds[m] for m in order}, runs.sort_values(["method", "seed"]).reset_index(drop=True)
+
+
+def compare_methods(preds: dict[str, list[pd.DataFrame]], n_boot: int = 1000, seed: int = 0,
+                    metrics: Sequence[str] = ("srcc", "mae"), readout: str = "parsed_score",
+                    failures: str = "all_items") -> pd.DataFrame:
+    """:func:`vqalib.eval.tables.hierarchical_bootstrap` of the methods present and the differences of
+    :data:`CONTRASTS` whose two methods are present (``name`` ``"aso − grpo"`` ...)."""
+    from vqalib.eval.tables import hierarchical_bootstrap
+
+    contrasts = [(a, b) for a, b in CONTRASTS if a in preds and b in preds]
+    return hierarchical_bootstrap(preds, contrasts, readout=readout, metrics=metrics, n_boot=n_boot, seed=seed,
+                                  failures=failures)
+
+
+def _fmt_ci(r) -> str:
+    return f"{r.estimate:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]" if np.isfinite(r.ci_low) else f"{r.estimate:+.3f} (no CI: {r.reason})"
+
+
+def summary_table(runs: pd.DataFrame, boot: pd.DataFrame) -> pd.DataFrame:
+    """One row per method: seeds, steps reached (mean, min-max), training seconds, budget, setup
+    seconds, then SRCC (per dimension and mean) and mean MAE as ``value [95 % CI]`` over seeds and clips."""
+    rows = []
+    present = list(dict.fromkeys(str(m) for m in runs["method"]))
+    for method in [m for m in METHODS if m in present] + [m for m in present if m not in METHODS]:
+        sub = runs[runs["method"].astype(str) == method]
+        est = boot[(boot["kind"] == "method") & (boot["name"] == method)].set_index(["metric", "dimension"])
+        row = {"method": LABEL.get(method, method), "seeds": ", ".join(str(int(s)) for s in sub["seed"].dropna()),
+               "steps": f"{sub['steps'].mean():.0f} ({sub['steps'].min():.0f}–{sub['steps'].max():.0f})"
+               if sub["steps"].notna().any() else "",
+               "train s": round(float(sub["train_seconds"].mean()), 1),
+               "budget s": float(sub["max_train_seconds"].iloc[0]) if sub["max_train_seconds"].notna().any() else np.nan,
+               "setup s": round(float(sub["setup_s"].mean()), 1)}
+        for dim in [*DIMENSION_KEYS, "mean"]:
+            if ("srcc", dim) in est.index:
+                row[f"SRCC {NAME_OF.get(dim, dim)}"] = _fmt_ci(est.loc[("srcc", dim)])
+        if ("mae", "mean") in est.index:
+            row["MAE mean"] = _fmt_ci(est.loc[("mae", "mean")])
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("method")
+
+
+def curve_wide(curve: pd.DataFrame, metric: str, x: str) -> pd.DataFrame:
+    """The long curve rows as one column per dimension (display names, plus ``mean``) of ``metric``,
+    indexed by ``method`` (display name), ``seed`` and ``x`` (``at_seconds`` or ``step``)."""
+    c = curve.assign(method=curve["method"].map(lambda m: LABEL.get(m, m)),
+                     dimension=curve["dimension"].map(lambda d: NAME_OF.get(d, d)))
+    wide = c.pivot_table(index=["method", "seed", x], columns="dimension", values=metric, aggfunc="first").reset_index()
+    wide.columns.name = None
+    return wide
+
+
+def _clip_counts(curve: pd.DataFrame) -> list[int]:
+    """The distinct held-out clip counts of a curve's points, ascending (empty without ``n_clips``)."""
+    return sorted({int(v) for v in curve["n_clips"].dropna()}) if "n_clips" in curve else []
+
+
+def plot_method_curves(curve: pd.DataFrame, x: str = "at_seconds"):
+    """Held-out SRCC per dimension and its mean, and mean MAE, against ``x`` with ``hue`` = method.
+
+    ``x="at_seconds"`` (the scheduled evaluation time in training seconds, shared by the seeds): the
+    line is the mean over seeds and the band their range (min-max); ``x="step"`` (the optimisation step
+    an evaluation happened at, which differs between seeds): one line per seed. The SRCC panels share one
+    y-range; the MAE panel has its own."""
+    from vqalib.report.training import plot_curves
+
+    srcc = curve_wide(curve, "srcc", x)
+    mae = curve_wide(curve, "mae", x)[["method", "seed", x, "mean"]].rename(columns={"mean": "MAE (mean)"})
+    frame = srcc.merge(mae, on=["method", "seed", x]).rename(columns={"mean": "SRCC (mean)"})
+    keys = [NAME_OF[d] for d in DIMENSION_KEYS] + ["SRCC (mean)", "MAE (mean)"]
+    order = [LABEL[m] for m in ("grpo", "aso", "sft") if LABEL[m] in set(frame["method"])]
+    ylabel = {k: "held-out SRCC" for k in keys} | {"MAE (mean)": "MAE, 1-5 score scale (own y-range)"}
+    n = _clip_counts(curve)
+    clips = f"{n[0]} held-out clips per point" if len(n) == 1 else f"{n[0]}-{n[-1]} held-out clips per point" if n else ""
+    if x == "step":
+        fig = plot_curves(frame, keys, "Held-out SRCC per dimension (and MAE) against the optimisation step, one line "
+                          f"per seed; {clips}; SRCC panels share one y-axis", x="step", hue="method", units="seed",
+                          col_wrap=4, hue_order=order, xlabel="optimisation step", ylabel=ylabel)
+    else:
+        fig = plot_curves(frame, keys, "Held-out SRCC per dimension (and MAE) against training seconds "
+                                       f"(line: mean over seeds, band: range); {clips}; SRCC panels share one y-axis",
+                          x=x, hue="method", errorbar=("pi", 100), col_wrap=4, hue_order=order,
+                          xlabel="training seconds (evaluation excluded)", ylabel=ylabel)
+    # one y-range for every SRCC panel, so a dimension's change reads at the same scale as the others'
+    srcc_axes = [ax for ax in fig.axes if ax.get_visible() and ax.get_title() in keys[:-1]]
+    if srcc_axes:
+        lo = min(ax.get_ylim()[0] for ax in srcc_axes)
+        hi = max(ax.get_ylim()[1] for ax in srcc_axes)
+        for ax in srcc_axes:
+            ax.set_ylim(lo, hi)
+    return fig
+
+
+def contains_zero(r) -> bool:
+    """True when the interval of row ``r`` contains 0 (or is undefined)."""
+    return not (np.isfinite(r.ci_low) and np.isfinite(r.ci_high)) or r.ci_low <= 0 <= r.ci_high
+
+
+#: A budgeted run whose training clock passed this many times its budget was not run at comparable speed
+#: (the budget stops at a step end, so one step took a large share of it): the verdict says so.
+OVERRUN: float = 1.25
+#: A budgeted run with fewer optimisation steps than this barely left its SFT checkpoint (the first
+#: warm-up step has learning rate 0): the verdict says it is not a trained method.
+MIN_STEPS: int = 5
+
+
+def verdicts(runs: pd.DataFrame, boot: pd.DataFrame, curve: pd.DataFrame | None, level: float = 0.95) -> str:
+    """The comparison in sentences (Markdown), every number read from ``runs`` (:func:`seed_runs`),
+    ``boot`` (:func:`compare_methods`) and ``curve`` (:func:`load_curves`): the budgets, seeds, steps
+    and clips; per contrast the mean SRCC and mean MAE differences with their intervals, the
+    dimensions whose SRCC interval excludes 0, and whether the mean-MAE interval does. An interval
+    containing 0 is said to show no detectable difference (with the largest difference it does not rule
+    out); the verdict is "no detectable difference" only when no mean-SRCC
+    and no mean-MAE interval excludes 0. A run
+    whose clock passed ``OVERRUN`` times its budget gets a warning that the clocks were not comparable."""
+    pct = f"{level:.0%}"
+    lines = []
+    rl = runs[runs["method"].isin(["grpo", "aso"])]
+    budgets = sorted({float(b) for b in rl["max_train_seconds"].dropna()})
+    n_clips = int(boot["n_clips"].iloc[0]) if len(boot) else 0
+    n_boot = int(boot["n_boot"].max()) if len(boot) else 0
+    per = "; ".join(f"{LABEL[m]}: {len(s)} seed(s), {s['steps'].min():.0f}–{s['steps'].max():.0f} steps in "
+                    f"{s['train_seconds'].min():.1f}–{s['train_seconds'].max():.1f} training s (setup {s['setup_s'].mean():.1f} s)"
+                    for m, s in rl.groupby("method", observed=True))
+    if len(budgets) == 1 and budgets[0] > 0:
+        lines.append(f"**Budget.** Each seed of GRPO and ASO trained for {budgets[0]:g} s of training clock from the same "
+                     f"SFT checkpoint (evaluation and setup excluded; setup includes ASO's π_ref precompute). {per}.")
+    else:
+        lines.append(f"**Budget.** The GRPO and ASO runs do not share one time budget (max_train_seconds: "
+                     f"{budgets or 'none'}), so this is **not** an equal-compute comparison. {per}.")
+    over = rl[rl["train_seconds"] > OVERRUN * rl["max_train_seconds"].where(rl["max_train_seconds"] > 0)]
+    if len(over):  # one step took a large share of the budget: the machine was busy, or a step is slow
+        lines.append("**Warning: the clock was not comparable.** " + "; ".join(
+            f"{r.name} ran {r.train_seconds:.1f} training s on a {r.max_train_seconds:g} s budget ({r.steps:.0f} steps)"
+            for r in over.itertuples()) + f" (more than {OVERRUN:g}× the budget: a step took a large share of it, "
+            "e.g. on a busy machine). Rerun on an idle machine before reading the differences below as equal-compute.")
+    few = rl[(rl["max_train_seconds"] > 0) & (rl["steps"] < MIN_STEPS)]
+    if len(few):
+        lines.append("**Warning: too few steps to compare.** " + "; ".join(
+            f"{r.name} took {r.steps:.0f} step(s) in its {r.max_train_seconds:g} s" for r in few.itertuples())
+            + f" (fewer than {MIN_STEPS}; the first warm-up step has learning rate 0, so such a run is close to "
+            "the SFT checkpoint itself). The differences below do not compare trained methods; rerun on an idle "
+            "machine or with a larger BUDGET_S.")
+    lines.append(f"Held-out clips: {n_clips}; intervals: {pct} hierarchical bootstrap ({n_boot} resamples; seeds and "
+                 f"clips resampled, clips shared by the methods); a parse failure is scored as the scale midpoint.")
+    if curve is not None and len(curve):
+        at0 = curve[(curve["step"] == 0) & (curve["dimension"] == "mean")]
+        start = at0["srcc"]
+        if len(start):
+            n0 = _clip_counts(at0)
+            on = (f" on the curves' {n0[0]} held-out clips (the first {n0[0]} of the split)" if len(n0) == 1 else
+                  f" on the curves' {n0[0]}-{n0[-1]} held-out clips" if n0 else "")
+            sft = boot[(boot["kind"] == "method") & (boot["name"] == "sft") & (boot["metric"] == "srcc")
+                       & (boot["dimension"] == "mean")]
+            table = (f"; the SFT row above, on all {n_clips} clips, has {sft['estimate'].iloc[0]:.3f}"
+                     if on and len(sft) and n0[-1] != n_clips else "")
+            lines.append(f"At step 0 (the SFT checkpoint) every curve starts from mean SRCC {start.min():.3f}"
+                         + (f"–{start.max():.3f}" if start.max() - start.min() > 1e-9 else "") + on + table
+                         + (". The curves show each method's course on that subset (per dimension it can sit several "
+                            "hundredths from the full split); the comparison is the table and the intervals below."
+                            if table else "."))
+    diffs = boot[boot["kind"] == "difference"]
+    null_all = True
+    for name in diffs["name"].unique():
+        d = diffs[diffs["name"] == name]
+        a, b = (LABEL.get(x.strip(), x.strip()) for x in name.split("−"))
+        s = d[(d["metric"] == "srcc") & (d["dimension"] == "mean")].iloc[0]
+        text = f"**{a} − {b}**: mean SRCC {_fmt_ci(s)}"
+        m = d[(d["metric"] == "mae") & (d["dimension"] == "mean")]
+        m = m.iloc[0] if len(m) else None
+        if m is not None:
+            text += f", mean MAE {_fmt_ci(m)} (lower is better)"
+        if not np.isfinite(s.ci_low):
+            text += f". The mean SRCC difference has no interval ({s.reason}): no verdict on it"
+        elif contains_zero(s):
+            text += (f". The mean-SRCC interval contains 0: this run detects no difference in ranking between {a} and {b} "
+                     f"(differences from {s.ci_low:+.3f} to {s.ci_high:+.3f} are not ruled out)")
+        else:
+            null_all = False
+            text += f". The mean-SRCC interval excludes 0: {a if s.estimate > 0 else b} ranks the clips better"
+        sig = [r for r in d[(d["metric"] == "srcc") & (d["dimension"] != "mean")].itertuples() if not contains_zero(r)]
+        text += ("; per dimension, the SRCC interval excludes 0 for " + ", ".join(
+            f"{NAME_OF[r.dimension]} ({r.estimate:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}])" for r in sig)
+            if sig else "; no dimension's SRCC interval excludes 0") + "."
+        if m is not None and np.isfinite(m.ci_low):
+            if contains_zero(m):
+                text += " The mean-MAE interval contains 0."
+            else:
+                null_all = False
+                text += (f" The mean-MAE interval excludes 0: {b if m.estimate > 0 else a}'s scores are closer to the MOS "
+                         "on average (a difference in calibration, not necessarily in ranking).")
+        lines.append(text)
+    per_dim = diffs[(diffs["metric"] == "srcc") & (diffs["dimension"] != "mean")]
+    per_dim = per_dim[np.isfinite(per_dim["ci_low"])]
+    n_sig = sum(not contains_zero(r) for r in per_dim.itertuples())
+    mean_srcc = diffs[(diffs["metric"] == "srcc") & (diffs["dimension"] == "mean")]
+    # how far the mean-SRCC intervals reach from 0: differences up to that size are compatible with the data
+    reach = float(mean_srcc[["ci_low", "ci_high"]].abs().to_numpy().max()) if len(mean_srcc) else float("nan")
+    if len(few) or len(over):
+        lines.append("**Verdict:** none: see the warning(s) above; the runs named there are not comparable.")
+    elif len(diffs) and null_all and n_sig:
+        lines.append(f"**Verdict:** no mean-SRCC or mean-MAE interval excludes 0; {n_sig} of the {len(per_dim)} "
+                     f"per-dimension SRCC intervals do (named above), where {1 - level:.0%} of {len(per_dim)}, about "
+                     f"{(1 - level) * len(per_dim):.2g}, would by chance alone: at this budget, with these seeds and "
+                     "clips, the tiny setting shows no detectable difference between the methods (the mean-SRCC "
+                     f"intervals reach ±{reach:.3f}: differences that large are not ruled out); a per-dimension one is "
+                     "a lead to rerun with more seeds (SEEDS), not a result.")
+    elif len(diffs) and null_all:
+        lines.append("**Verdict:** no mean-SRCC or mean-MAE interval excludes 0, nor any per-dimension SRCC interval; "
+                     "at this budget, with these seeds and clips, the tiny setting shows no detectable difference between "
+                     f"the methods (the mean-SRCC intervals reach ±{reach:.3f}: differences that large are not ruled out).")
+    elif len(diffs):
+        lines.append("**Verdict:** only the differences whose interval excludes 0 above are supported by this run; "
+                     "with this many intervals, one excluding 0 by chance is to be expected, so a single one is a lead "
+                     "to rerun with more seeds (SEEDS), not a result.")
+    return "\n\n".join(lines)
+
+
+# ------------------------------------------------------------------------ the two views (issue 20)
+
+#: Labels of the two readouts every method is reported under (issue 20): what a user reads, and the score
+#: distribution read by teacher-forcing (after the model's own answer text, ``expected_score``).
+VIEW_LABEL = {"parsed_score": "generated (parsed answer)", "expected_score": "teacher-forced (expected score)"}
+
+
+def own_keyword_levels(text: str) -> list[float | None]:
+    """Per dimension (``DIMENSION_KEYS`` order), the level named by the last evaluation keyword (Abysmal …
+    Perfect) on a rationale line that names the dimension (score lines themselves skipped); ``None`` if none."""
+    from vqalib.schema.levels import DIMENSIONS, KEYWORDS
+
+    level_of = {w.lower(): v for v, w in KEYWORDS.items()}
+    kw = re.compile(r"\b(" + "|".join(KEYWORDS.values()) + r")\b", re.IGNORECASE)
+    lines = str(text or "").split("\n")
+    out: list[float | None] = []
+    for name in DIMENSIONS:
+        found = None
+        for line in lines:
+            if name.lower() in line.lower() and not re.match(rf"\s*{re.escape(name)}\s*[:=]\s*\d", line, re.IGNORECASE):
+                hits = kw.findall(line)
+                if hits:
+                    found = level_of[hits[-1].lower()]
+        out.append(found)
+    return out
+
+
+def answer_views(preds: dict[str, list[pd.DataFrame]], n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """One row per method: mean SRCC of the **generated** answers (``parsed_score``) and of the
+    **teacher-forced** readout (``expected_score``), each ``value [95 % CI]`` over seeds and clips
+    (:func:`compare_methods`), the parse rate, and, among parsed items whose answer names the dimension
+    with a keyword, the share whose parsed score equals that keyword's level ("score = its own keyword")."""
+    views = {r: compare_methods(preds, n_boot=n_boot, seed=seed, metrics=("srcc",), readout=r) for r in VIEW_LABEL}
+    rows = []
+    for method, frames in preds.items():
+        df = pd.concat(frames, ignore_index=True)
+        row: dict[str, Any] = {"method": LABEL.get(method, method)}
+        for r, boot in views.items():
+            est = boot[(boot["kind"] == "method") & (boot["name"] == method) & (boot["metric"] == "srcc")
+                       & (boot["dimension"] == "mean")]
+            row[f"SRCC mean, {VIEW_LABEL[r]}"] = _fmt_ci(est.iloc[0]) if len(est) else "n/a"
+        row["parse rate"] = float((df["parse_status"] == "ok").mean())
+        agree = n = 0
+        dim_index = {k: i for i, k in enumerate(DIMENSION_KEYS)}
+        for text, dim, parsed in zip(df["raw_text"], df["dimension"], df["parsed_score"]):
+            if parsed is None or not np.isfinite(parsed):
+                continue
+            lv = own_keyword_levels(text)[dim_index[dim]]
+            if lv is not None:
+                n += 1
+                agree += int(float(parsed) == lv)
+        row["score = its own keyword"] = agree / n if n else float("nan")
+        row["items with a keyword"] = n
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("method")

@@ -1,0 +1,182 @@
+"""The ASO explorer: sliders for λ, β, s*, the reward and the shape of π_ref; plots of π_ref, R, π*.
+
+Thin on purpose.  Every number shown comes from :func:`explorer_state`, which only calls
+``vqalib.method.aso`` (unit-tested); :func:`plot_state` draws a state; :class:`Explorer` wires ipywidgets
+to the two.  Widget callbacks swallow exceptions in a live kernel, so notebooks also call
+:func:`explorer_state` directly once (a headless run then fails loudly if it breaks).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from vqalib.method import aso
+from vqalib.schema.levels import LEVEL_STRINGS, LEVELS, N_LEVELS, level_index, snap_to_grid
+
+REF_SHAPES: tuple[str, ...] = ("peaked_truth", "peaked_elsewhere", "flat", "bimodal", "zero_mass")
+LAMBDA_GRID: np.ndarray = np.logspace(-2, 2, 41)
+
+
+def _bump(centre: float, width: float) -> np.ndarray:
+    w = np.exp(-0.5 * ((LEVELS - centre) / width) ** 2)
+    return w / w.sum()
+
+
+def reference_policy(shape: str, s_star: float, width: float = 0.6) -> np.ndarray:
+    """A teaching π_ref over the 9 levels (probabilities) for the target ``s_star``.
+
+    ``peaked_truth``: a discretised Gaussian bump (sd ``width``) at s*; ``peaked_elsewhere``: the
+    bump 2 points away from s* (above it when s* ≤ 3, else below); ``flat``: uniform;
+    ``bimodal``: equal bumps at 2.0 and 4.5 (raters split); ``zero_mass``: the bump at s* with the
+    level nearest s* set to exactly 0 (the paper's limitation: ASO cannot put mass back there).
+    """
+    if shape == "peaked_truth":
+        return _bump(s_star, width)
+    if shape == "peaked_elsewhere":
+        return _bump(s_star + 2.0 if s_star <= 3.0 else s_star - 2.0, width)
+    if shape == "flat":
+        return np.full(N_LEVELS, 1.0 / N_LEVELS)
+    if shape == "bimodal":
+        return 0.5 * _bump(2.0, width) + 0.5 * _bump(4.5, width)
+    if shape == "zero_mass":
+        p = _bump(s_star, width)
+        p[level_index(snap_to_grid(s_star))] = 0.0
+        return p / p.sum()
+    raise ValueError(f"unknown reference shape {shape!r}; use one of {REF_SHAPES}")
+
+
+@dataclass
+class ExplorerParams:
+    """The explorer's inputs (the sliders)."""
+
+    lam: float = 1.0             # λ, KL strength (paper 1.0)
+    beta: float = 1.0            # β, reward scale for 'abs' / 'sq' (paper 1.0)
+    s_star: float = 3.0          # ground-truth score s*
+    reward: str = "abs"          # one of aso.REWARD_KINDS
+    ref_shape: str = "peaked_elsewhere"  # one of REF_SHAPES
+    eps: float = 0.0             # optional floor on π_ref (0 = off)
+
+
+def explorer_state(params: ExplorerParams | None = None, **overrides: Any) -> dict[str, Any]:
+    """Everything the explorer shows, as plain numpy values, computed with ``vqalib.method.aso``.
+
+    Keys: ``params``, ``pi_ref``, ``R``, ``pi_star``, ``log_z``, ``expected_reward``,
+    ``kl_star_ref`` (KL(π*‖π_ref)), ``objective`` (J(π*) = λ log Z), ``expected_score``,
+    ``argmax_score``, ``zero_levels`` (level strings with π_ref = 0), ``curve`` (the λ trade-off
+    curve on :data:`LAMBDA_GRID`).
+    """
+    p = ExplorerParams(**{**asdict(params or ExplorerParams()), **overrides})
+    pi_ref = reference_policy(p.ref_shape, p.s_star)
+    R = aso.reward(p.reward, p.s_star, p.beta)
+    logp_ref = aso.as_log_probs(pi_ref, probs=True, eps=p.eps)
+    pi_star = aso.optimal_policy(logp_ref, R, p.lam)
+    mask = aso.zero_mass(logp_ref).numpy()
+    return {
+        "params": p,
+        "pi_ref": logp_ref.exp().numpy(),
+        "R": R.numpy(),
+        "pi_star": pi_star.numpy(),
+        "log_z": float(aso.log_partition(logp_ref, R, p.lam)),
+        "expected_reward": float(aso.expected_reward(pi_star, R)),
+        "kl_star_ref": float(aso.kl(pi_star, logp_ref.exp())),
+        "objective": float(aso.objective(pi_star, R, logp_ref.exp(), p.lam)),
+        "expected_score": float(aso.expected_score(pi_star)),
+        "argmax_score": float(aso.argmax_score(pi_star)),
+        "zero_levels": [LEVEL_STRINGS[i] for i in np.flatnonzero(mask)],
+        "curve": aso.tradeoff_curve(logp_ref, R, LAMBDA_GRID),
+    }
+
+
+def plot_state(state: dict[str, Any]) -> Figure:
+    """Three panels: π_ref vs π* (bars), the reward R(s, s*), and the λ trade-off curve with the current point."""
+    p: ExplorerParams = state["params"]
+    fig = Figure(figsize=(12, 3.4))
+    ax1, ax2, ax3 = fig.subplots(1, 3)
+    x = np.arange(N_LEVELS)
+    ax1.bar(x - 0.2, state["pi_ref"], 0.4, label="π_ref", color="0.6")
+    ax1.bar(x + 0.2, state["pi_star"], 0.4, label="π*", color="C0")
+    ax1.axvline((p.s_star - 1.0) / 0.5, color="C3", ls="--", lw=1, label="s*")
+    ax1.set_xticks(x, LEVEL_STRINGS, fontsize=8)
+    ax1.set_title(f"λ={p.lam:.3g}: E[s]={state['expected_score']:.2f}, argmax={state['argmax_score']:.1f}")
+    ax1.legend(fontsize=8)
+    if state["zero_levels"]:
+        ax1.text(0.02, 0.95, "π_ref = 0 at " + ", ".join(state["zero_levels"]), transform=ax1.transAxes,
+                 fontsize=8, va="top", color="C3")
+    ax2.plot(x, state["R"], "o-", color="C2")
+    ax2.set_xticks(x, LEVEL_STRINGS, fontsize=8)
+    ax2.set_title(f"reward '{p.reward}' (β={p.beta:g}, s*={p.s_star:g})")
+    c = state["curve"]
+    ax3.plot(c["kl"], c["reward"], "-", color="0.4")
+    ax3.plot([state["kl_star_ref"]], [state["expected_reward"]], "o", color="C0", ms=9, label=f"λ={p.lam:.3g}")
+    ax3.set_xlabel("KL(π* ‖ π_ref)")
+    ax3.set_ylabel("E_π*[R]")
+    ax3.set_title("trade-off as λ moves (0.01 … 100)")
+    ax3.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def figure_png(fig: Figure) -> bytes:
+    """A matplotlib figure as PNG bytes."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    return buf.getvalue()
+
+
+class Explorer:
+    """ipywidgets front end: sliders → :func:`explorer_state` → :func:`plot_state` into an Output.
+
+    ``Explorer().widget`` is the box to display; ``.state`` and ``.png`` hold the last result
+    (tests drive the sliders headless and compare ``.state`` with :func:`explorer_state`).
+    """
+
+    def __init__(self, params: ExplorerParams | None = None) -> None:
+        import ipywidgets as w
+
+        p = params or ExplorerParams()
+        style = {"description_width": "60px"}
+        self.lam = w.FloatLogSlider(value=p.lam, base=10, min=-2, max=2, step=0.05, description="λ", style=style,
+                                    continuous_update=False)
+        self.beta = w.FloatSlider(value=p.beta, min=0.1, max=5.0, step=0.1, description="β", style=style,
+                                  continuous_update=False)
+        self.s_star = w.FloatSlider(value=p.s_star, min=1.0, max=5.0, step=0.1, description="s*", style=style,
+                                    continuous_update=False)
+        self.reward = w.Dropdown(options=list(aso.REWARD_KINDS), value=p.reward, description="reward", style=style)
+        self.ref_shape = w.Dropdown(options=list(REF_SHAPES), value=p.ref_shape, description="π_ref", style=style)
+        self.eps = p.eps
+        self.summary = w.HTML()
+        self.out = w.Output()
+        self.state: dict[str, Any] = {}
+        self.png: bytes = b""
+        for c in (self.lam, self.beta, self.s_star, self.reward, self.ref_shape):
+            c.observe(self._on_change, names="value")
+        controls = w.HBox([w.VBox([self.lam, self.beta, self.s_star]), w.VBox([self.reward, self.ref_shape, self.summary])])
+        self.widget = w.VBox([controls, self.out])
+        self.update()
+
+    def params(self) -> ExplorerParams:
+        """The current slider values."""
+        return ExplorerParams(self.lam.value, self.beta.value, self.s_star.value, self.reward.value,
+                              self.ref_shape.value, self.eps)
+
+    def _on_change(self, _change: dict) -> None:
+        self.update()
+
+    def update(self) -> None:
+        """Recompute the state, redraw the figure into the Output and refresh the summary line."""
+        from IPython.display import Image, clear_output, display
+
+        self.state = explorer_state(self.params())
+        s = self.state
+        self.summary.value = (f"<b>E_π*[R]</b> = {s['expected_reward']:.3f} &nbsp; <b>KL(π*‖π_ref)</b> = "
+                              f"{s['kl_star_ref']:.3f} &nbsp; <b>λ log Z</b> = {s['params'].lam * s['log_z']:.3f}")
+        self.png = figure_png(plot_state(s))
+        with self.out:
+            clear_output(wait=True)
+            display(Image(data=self.png, format="png"))
