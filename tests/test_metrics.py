@@ -11,10 +11,8 @@ from scipy import stats
 from vqalib.schema.levels import LEVELS
 from vqalib.eval.metrics import (
     acc_at,
-    argmax_score,
     bootstrap_ci,
     calibration,
-    expected_score,
     fit_logistic4,
     krcc,
     logistic4,
@@ -150,14 +148,6 @@ def test_calibration_rejects_bad_input_naming_the_row():
         calibration(d, [1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match=r"position 0 \(3.2\) is not on the 9-level grid"):
         calibration(np.full((1, 9), 1 / 9), [3.2])
-
-
-def test_readouts():
-    d = np.zeros((2, 9))
-    d[0, [2, 3]] = 0.5  # 2.0 and 2.5
-    d[1, 8] = 1.0
-    np.testing.assert_allclose(expected_score(d), [2.25, 5.0])
-    np.testing.assert_allclose(argmax_score(d), [2.0, 5.0])
 
 
 INF = float("inf")

@@ -136,18 +136,6 @@ def test_flash_attention_is_refused(tiny, monkeypatch):
         scoring.level_logprobs(model, _batch(proc))
 
 
-def test_readouts():
-    p = np.zeros((2, 9))
-    p[0, 4] = 1.0  # all mass on 3.0
-    p[1, [0, 8]] = 0.5  # half on 1.0, half on 5.0
-    with np.errstate(divide="ignore"):
-        lp = torch.tensor(np.log(p))
-    assert scoring.expected_score(lp).tolist() == pytest.approx([3.0, 3.0])
-    assert scoring.argmax_score(lp).tolist() == [3.0, 1.0]
-    nan = torch.full((1, 9), float("nan"))
-    assert np.isnan(scoring.argmax_score(nan)).all() and np.isnan(scoring.expected_score(nan)).all()
-
-
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_returned_sequence_logits_equal_a_plain_forward(tiny, side):
     """return_logits=True: the sequence part of the tree-masked pass is a plain teacher-forced pass,

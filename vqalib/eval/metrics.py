@@ -25,7 +25,8 @@ Bootstrap CIs (:func:`bootstrap_ci`) resample items with replacement (seeded), p
 Calibration (:func:`calibration`) uses the saved 9-level distributions: confidence = max level
 probability, correct = argmax level equals the (grid) target level; expected calibration error
 ``ECE = sum_b n_b/n |acc_b - conf_b|`` over equal-width confidence bins, with the reliability
-diagram data, the negative log-likelihood of the target level and the Brier score.
+diagram data, the negative log-likelihood of the target level and the Brier score. The readouts of a
+distribution (expected score, argmax level) are :mod:`vqalib.method.readout`'s.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from vqalib.schema.levels import LEVELS, N_LEVELS, is_on_grid, level_index
+from vqalib.method.readout import check_distributions
+from vqalib.schema.levels import N_LEVELS, is_on_grid, level_index
 
 NAN = float("nan")
 
@@ -269,12 +271,7 @@ def _check_dists(dists, where: str = "distributions") -> np.ndarray:
     d = np.asarray(dists, dtype=float)
     if d.ndim != 2 or d.shape[1] != N_LEVELS:
         raise ValueError(f"{where}: expected shape [n, {N_LEVELS}], got {d.shape}")
-    bad = np.flatnonzero(~np.isfinite(d).all(axis=1) | (d < -1e-9).any(axis=1) | (np.abs(d.sum(axis=1) - 1) > 1e-4))
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(f"{where}: row {i} is not a probability distribution over the {N_LEVELS} levels "
-                         f"(sum {d[i].sum():.6f}, values {np.round(d[i], 4).tolist()}); {bad.size} bad row(s) in all")
-    return d
+    return check_distributions(d, where)
 
 
 @dataclass
@@ -332,13 +329,3 @@ def calibration(dists, targets, n_bins: int = 10) -> Calibration:
     brier = float(np.mean(((d - onehot) ** 2).sum(axis=1)))
     return Calibration(MetricResult(float(ece)), MetricResult(nll), MetricResult(brier),
                        float(correct.mean()), float(conf.mean()), pd.DataFrame(rows))
-
-
-def expected_score(dists) -> np.ndarray:
-    """``sum_s s * pi(s)`` per row (the expected-score readout)."""
-    return _check_dists(dists) @ LEVELS
-
-
-def argmax_score(dists) -> np.ndarray:
-    """The level with the highest probability per row (ties: the lower level)."""
-    return LEVELS[_check_dists(dists).argmax(axis=1)]

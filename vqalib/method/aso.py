@@ -18,6 +18,8 @@ axes (items, dimensions) are batch axes.  The paper's derivation (its Eqs. 3–1
 Limitation made visible (paper): where ``π_ref(s) = 0`` also ``π*(s) = 0`` for every λ, so
 ASO cannot move mass onto a level the reference never produces.  :func:`zero_mass` reports
 those levels; :func:`optimal_policy` keeps them at zero unless the user sets a floor ``eps``.
+
+The readouts ``expected_score`` / ``argmax_score`` used here are :mod:`vqalib.method.readout`'s (torch variant).
 """
 
 from __future__ import annotations
@@ -29,23 +31,12 @@ from typing import Literal
 import numpy as np
 import torch
 
-from vqalib.schema.levels import LEVELS, N_LEVELS, level_index, round_half_up, snap_to_grid
+from vqalib.method.readout import argmax_score, expected_score, levels_like
+from vqalib.method.readout import as_float_tensor as _t
+from vqalib.schema.levels import N_LEVELS, level_index, round_half_up, snap_to_grid
 
 RewardKind = Literal["abs", "sq", "acc", "dist", "grpo", "multi_rater"]
 REWARD_KINDS: tuple[str, ...] = ("abs", "sq", "acc", "dist", "grpo")
-
-
-def _t(x, like: torch.Tensor | None = None) -> torch.Tensor:
-    """Array-like → floating tensor (float64 for Python/numpy floats; keeps a tensor's dtype)."""
-    if isinstance(x, torch.Tensor):
-        return x if x.is_floating_point() else x.to(torch.get_default_dtype())
-    dtype = like.dtype if like is not None else torch.float64
-    return torch.as_tensor(np.asarray(x, dtype=float), dtype=dtype)
-
-
-def levels_like(x: torch.Tensor) -> torch.Tensor:
-    """The 9 level values ``s`` as a tensor with ``x``'s dtype and device."""
-    return torch.tensor(LEVELS.tolist(), dtype=x.dtype, device=x.device)
 
 
 # --------------------------------------------------------------------------------------- rewards
@@ -301,18 +292,6 @@ def stationarity_gap(pi, R, pi_ref, lam: float) -> torch.Tensor:
     hi = torch.where(on, d, torch.full_like(d, -math.inf)).max(-1).values
     lo = torch.where(on, d, torch.full_like(d, math.inf)).min(-1).values
     return hi - lo
-
-
-def expected_score(pi) -> torch.Tensor:
-    """Expected score ``Σ_s s π(s)`` (the soft readout)."""
-    pi = _t(pi)
-    return (pi * levels_like(pi)).sum(-1)
-
-
-def argmax_score(pi) -> torch.Tensor:
-    """The level with the largest probability (the hard readout); ties go to the lower level."""
-    pi = _t(pi)
-    return levels_like(pi)[pi.argmax(-1)]
 
 
 def tradeoff_curve(logp_ref, R, lams, *, probs: bool = False, eps: float = 0.0) -> dict[str, np.ndarray]:

@@ -33,18 +33,19 @@ the parser and from the distribution; training targets (ASO) keep the strict lev
 The pass is differentiable (the ASO trainer backpropagates through it). It needs an attention
 implementation that takes a 4-D mask: ``sdpa`` or ``eager`` (not ``flash_attention_2``) in the
 language model; the vision tower may use any (``vqalib.model.loading.attention_implementation``).
+
+The readouts of these distributions (expected score, argmax level) are :mod:`vqalib.method.readout`'s:
+``expected_score_np(logp.exp())``.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import torch
 
-from vqalib.schema.levels import DIMENSION_KEYS, LEVEL_STRINGS, LEVELS
+from vqalib.schema.levels import DIMENSION_KEYS, LEVEL_STRINGS
 
 N_DIMS = len(DIMENSION_KEYS)
 
@@ -378,22 +379,3 @@ def level_logprobs_independent(model, batch, level_ids: Sequence[Sequence[int]] 
                     s = level_ids[i]
                     out[b][d][i] = sum(lp[row, k, s[k]] for k in range(len(s)))
     return torch.stack([torch.stack([torch.stack(r) for r in rows]) for rows in out])
-
-
-# --------------------------------------------------------------------------- readouts
-
-
-def expected_score(logp: torch.Tensor | np.ndarray) -> np.ndarray:
-    """``sum_s s * pi(s)`` over the 9 levels (last axis)."""
-    p = np.exp(np.asarray(torch.as_tensor(logp).detach().cpu().double()))
-    return (p * LEVELS).sum(-1)
-
-
-def argmax_score(logp: torch.Tensor | np.ndarray) -> np.ndarray:
-    """The most probable level (NaN where the distribution is NaN)."""
-    arr = np.asarray(torch.as_tensor(logp).detach().cpu().double())
-    nan = np.isnan(arr).any(-1)
-    idx = np.nanargmax(np.where(np.isnan(arr), -np.inf, arr), axis=-1)
-    out = LEVELS[idx].astype(float)
-    out[nan] = math.nan
-    return out
