@@ -9,6 +9,7 @@ import hashlib
 import numpy as np
 
 from tests.test_hierarchical_bootstrap import frame
+from vqalib.core.bootstrap import bootstrap_values, hierarchical_values, percentile_ci, unit_bootstrap_ci
 from vqalib.data import agreement as A
 from vqalib.eval.metrics import bootstrap_ci
 from vqalib.eval.tables import hierarchical_bootstrap
@@ -31,12 +32,12 @@ def _hex(values) -> list[str]:
 def test_agreement_bootstrap_is_pinned():
     c = _counts(40, 1)
     alpha = lambda x: A._alpha_from_counts(x, "interval")  # noqa: E731
-    assert _hex(A.bootstrap_ci(c, alpha, n_boot=60, seed=3)) == PIN["agreement"]
+    assert _hex(unit_bootstrap_ci(c, alpha, n_boot=60, seed=3)) == PIN["agreement"]
     # a statistic that is NaN on some resamples: those are left out
     odd = lambda x: float("nan") if x[0, 4] > 0 else float(x[:, 4].mean())  # noqa: E731
-    assert _hex(A.bootstrap_ci(c, odd, n_boot=60, seed=3)) == PIN["agreement_nan"]
-    assert all(np.isnan(A.bootstrap_ci(c, lambda x: float("nan"), n_boot=10)))
-    assert all(np.isnan(A.bootstrap_ci(c[:1], alpha, n_boot=10)))
+    assert _hex(unit_bootstrap_ci(c, odd, n_boot=60, seed=3)) == PIN["agreement_nan"]
+    assert all(np.isnan(unit_bootstrap_ci(c, lambda x: float("nan"), n_boot=10)))
+    assert all(np.isnan(unit_bootstrap_ci(c[:1], alpha, n_boot=10)))
 
 
 def test_metric_bootstrap_is_pinned():
@@ -75,3 +76,29 @@ PIN: dict = {
     "hierarchical": "7761e45d02c10c6c9a7ed510b8c6e8002d275d911dd5ce7e5e2f4fec7c42368e",
     "hierarchical_exclude": "be387509217d6c1267d9f3639ade35c9b8166eef6b514ab318c54bc45399ff4e",
 }
+
+
+def test_core_percentile_interval_counts_and_names_undefined_resamples():
+    ci = percentile_ci([1.0, 2.0, 3.0, np.nan, 5.0], level=0.5)
+    assert (ci.low, ci.high, ci.n_boot, ci.n_undefined, ci.reason) == (1.75, 3.5, 5, 1, None)
+    half = percentile_ci([np.nan, np.inf, 1.0, 2.0, np.nan])
+    assert np.isnan(half.low) and (half.n_undefined, half.reason) == (3, "metric undefined on 3 of 5 resamples")
+    assert percentile_ci([np.nan, np.nan, 1.0], min_defined=0.0).low == 1.0  # at least one finite is enough
+    assert percentile_ci([]).reason == "no resamples"
+
+
+def test_core_draws_are_seeded_and_shared_by_the_groups():
+    draws = bootstrap_values(lambda idx: float(idx.sum()), 7, 5, seed=3)
+    rng = np.random.default_rng(3)
+    assert draws.tolist() == [float(rng.integers(0, 7, 7).sum()) for _ in range(5)]
+    # two groups with one run each see the same units in every resample: their difference is paired
+    seen: dict[str, list] = {"a": [], "b": []}
+
+    def stat(g, idx):
+        seen[g].append(idx.copy())
+        return idx[None, :3].astype(float)  # one run; value = the first three unit indices
+
+    out = hierarchical_values(stat, 10, {"a": 1, "b": 1}, 4, seed=0)
+    assert all((x == y).all() for x, y in zip(seen["a"], seen["b"]))
+    assert out["a"].shape == (4, 3) and (out["a"] == out["b"]).all()
+    assert hierarchical_values(stat, 10, {"a": 1}, 0)["a"].shape == (0,)

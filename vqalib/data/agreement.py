@@ -8,7 +8,7 @@ CIs, per-rater bias and leniency, and the effect of the high-variance filter.
   hand-written here), computed from per-unit value counts over the 9 grid levels, with the
   ``interval`` or ``ordinal`` difference function.
 * **Bootstrap CIs** resample *units* (videos) with replacement, keeping each unit's ratings
-  together, and report percentile intervals.
+  together, and report percentile intervals (:func:`vqalib.core.bootstrap.unit_bootstrap_ci`).
 * **Original scale.** ``value="raw_score"`` computes the same statistics on the ratings as the rater
   gave them (the ``raw_score`` column :func:`vqalib.data.dataset.from_ratings_csv` keeps, e.g. 0-100), from
   raters x units reliability data instead of grid counts; ``tol`` is then in the original units.
@@ -19,12 +19,13 @@ CIs, per-rater bias and leniency, and the effect of the high-variance filter.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import krippendorff
 import numpy as np
 import pandas as pd
 
+from vqalib.core.bootstrap import unit_bootstrap_ci
 from vqalib.schema import levels as L
 
 #: Levels of measurement accepted by :func:`krippendorff_alpha`.
@@ -89,8 +90,8 @@ def _check_value(ratings: pd.DataFrame, value: str) -> None:
 def units_by_raters(ratings: pd.DataFrame, dimension: str, phase: str = "final", value: str = "raw_score") -> np.ndarray:
     """Units x raters array of ``value`` (NaN where a rater did not rate the video), units sorted by id.
 
-    The layout :func:`bootstrap_ci` resamples (rows = units); transpose it for the ``krippendorff``
-    package's raters x units ``reliability_data``."""
+    The layout :func:`vqalib.core.bootstrap.unit_bootstrap_ci` resamples (rows = units); transpose it for the
+    ``krippendorff`` package's raters x units ``reliability_data``."""
     r = ratings[(ratings["dimension"] == dimension) & (ratings["phase"] == phase)]
     dup = r.duplicated(["video_id", "rater"], keep=False)
     if dup.any():
@@ -156,21 +157,6 @@ def _alpha_from_counts(c: np.ndarray, level: str) -> float:
     return krippendorff_alpha(value_counts=c[keep], level=level, value_domain=list(L.LEVELS))
 
 
-def bootstrap_ci(value_counts: np.ndarray, stat: Callable[[np.ndarray], float], n_boot: int = 200,
-                 ci: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap CI of ``stat(value_counts)``, resampling units (rows) with replacement."""
-    c = np.asarray(value_counts, dtype=float)
-    if n_boot <= 0 or len(c) < 2:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    vals = np.array([stat(c[rng.integers(0, len(c), size=len(c))]) for _ in range(n_boot)])
-    vals = vals[np.isfinite(vals)]
-    if not len(vals):
-        return float("nan"), float("nan")
-    lo, hi = np.quantile(vals, [(1 - ci) / 2, 1 - (1 - ci) / 2])
-    return float(lo), float(hi)
-
-
 def _present(ratings: pd.DataFrame, dimensions: Iterable[str] | None) -> list[str]:
     """The given dimensions, or those that have ratings (in the canonical order)."""
     if dimensions is not None:
@@ -211,7 +197,7 @@ def agreement_table(ratings: pd.DataFrame, phases: Iterable[str] = ("pilot", "fi
             row = {"dimension": dim, "phase": phase, "value": value, "n_videos": len(units), "n_ratings": n_ratings}
             for j, (name, fn) in enumerate(stats.items()):
                 row[name] = fn(c) if len(c) else float("nan")
-                row[f"{name}_lo"], row[f"{name}_hi"] = bootstrap_ci(c, fn, n_boot, ci, seed=seed + 100 * k + j)
+                row[f"{name}_lo"], row[f"{name}_hi"] = unit_bootstrap_ci(c, fn, n_boot, ci, seed=seed + 100 * k + j)
             rows.append(row)
     return pd.DataFrame(rows)
 

@@ -21,7 +21,8 @@ Metrics (``y`` = human score, ``p`` = prediction, both on the 1-5 scale, ``n`` i
   constant fitted curve): NaN with the reason; the raw ``plcc`` is still reported beside it.
   Never replaced by the raw value.
 
-Bootstrap CIs (:func:`bootstrap_ci`) resample items with replacement (seeded), percentile interval.
+Bootstrap CIs (:func:`bootstrap_ci`) resample items with replacement (seeded), percentile interval
+(:mod:`vqalib.core.bootstrap`).
 Calibration (:func:`calibration`) uses the saved 9-level distributions: confidence = max level
 probability, correct = argmax level equals the (grid) target level; expected calibration error
 ``ECE = sum_b n_b/n |acc_b - conf_b|`` over equal-width confidence bins, with the reliability
@@ -39,6 +40,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from vqalib.core.bootstrap import BootstrapCI, bootstrap_values, percentile_ci
 from vqalib.method.readout import check_distributions
 from vqalib.schema.levels import N_LEVELS, is_on_grid, level_index
 
@@ -226,42 +228,25 @@ def score_metrics(y, p, names: tuple[str, ...] | list[str] | None = None) -> dic
     return {n: METRICS[n](y, p) for n in names}
 
 
-@dataclass(frozen=True)
-class BootstrapCI:
-    """Percentile bootstrap interval of a metric; ``reason`` set when it is NaN."""
-
-    low: float
-    high: float
-    n_boot: int
-    n_undefined: int  # resamples where the metric was NaN (e.g. a constant resample), left out
-    reason: str | None = None
-
-
 def bootstrap_ci(metric: str | Callable[..., MetricResult], y, p, n_boot: int = 1000, level: float = 0.95,
                  seed: int = 0) -> BootstrapCI:
     """Percentile bootstrap CI: resample the ``n`` items with replacement ``n_boot`` times (seeded).
 
     Resamples on which the metric is undefined are counted in ``n_undefined`` and left out; when
-    more than half are undefined, or the metric is undefined on the full data, the CI is NaN with a reason.
+    more than half are undefined, or the metric is undefined on the full data, the CI is NaN with a reason
+    (:func:`vqalib.core.bootstrap.percentile_ci`; ``n_boot=0``: NaN, "no resamples").
     """
     fn = METRICS[metric] if isinstance(metric, str) else metric
     y, p, why = _arrays(y, p)
     full = fn(y, p)
     if why or not full.defined:
         return BootstrapCI(NAN, NAN, n_boot, n_boot, why or full.reason)
-    rng = np.random.default_rng(seed)
-    vals = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, y.size, y.size)
+
+    def stat(idx: np.ndarray) -> float:
         r = fn(y[idx], p[idx])
-        if r.defined:
-            vals.append(r.value)
-    n_undef = n_boot - len(vals)
-    if len(vals) < n_boot / 2:
-        return BootstrapCI(NAN, NAN, n_boot, n_undef, f"metric undefined on {n_undef} of {n_boot} resamples")
-    a = (1 - level) / 2
-    lo, hi = np.quantile(vals, [a, 1 - a])
-    return BootstrapCI(float(lo), float(hi), n_boot, n_undef)
+        return r.value if r.defined else NAN
+
+    return percentile_ci(bootstrap_values(stat, y.size, n_boot, seed), level)
 
 
 # --------------------------------------------------------------------------- calibration

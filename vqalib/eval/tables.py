@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from vqalib.schema.levels import DIMENSION_KEYS, LEVEL_STRINGS, N_LEVELS, NAME_OF, level_index, snap_to_grid
+from vqalib.core.bootstrap import hierarchical_values, percentile_ci
 from vqalib.eval.metrics import METRIC_LABELS, bootstrap_ci, calibration, score_metrics
 
 READOUTS: tuple[str, ...] = ("parsed_score", "expected_score", "argmax_score")
@@ -370,7 +371,8 @@ def hierarchical_bootstrap(runs: Mapping[str, Sequence[pd.DataFrame]], contrasts
     method's value is the mean over its drawn seeds on the drawn clips. The interval is the percentile
     interval at ``level``. With one seed per method this is the paired clip bootstrap of
     :func:`vqalib.report.training.paired_change` (same generator, same draws: ``numpy.random.default_rng(seed)``
-    for the clips, a second stream for the seeds); with identical runs every difference is exactly 0.
+    for the clips, a second stream for the seeds; :func:`vqalib.core.bootstrap.hierarchical_values`); with
+    identical runs every difference is exactly 0.
 
     Clips: those with a target and a row in every frame (``n_clips``); ``failures="all_items"``
     (default) scores a parse failure by the module's rule (:data:`FAILURE_SCORE`; wrong for Acc@0.5),
@@ -401,35 +403,27 @@ def hierarchical_bootstrap(runs: Mapping[str, Sequence[pd.DataFrame]], contrasts
         v = np.array([[METRICS[k](y[d, idx], p[s, d, idx]).value for d in range(len(dims))] for s in range(len(p))])
         return np.concatenate([v, v.mean(axis=1, keepdims=True)], axis=1)
 
+    def per_seed_all(method: str, idx: np.ndarray) -> np.ndarray:
+        """[S, K, D + 1]: :func:`per_seed` of every metric (the core draws the seeds on the first axis)."""
+        return np.stack([per_seed(method, k, idx) for k in metrics], axis=1)
+
     full = np.arange(n)
     point = {m: {k: per_seed(m, k, full).mean(axis=0) for k in metrics} for m in runs}
-    rng_clips, rng_seeds = np.random.default_rng(seed), np.random.default_rng([seed, 1])
-    boots = {m: {k: [] for k in metrics} for m in runs}
-    for _ in range(n_boot if n > 3 else 0):
-        idx = rng_clips.integers(0, n, n)
-        for m in runs:
-            draw = rng_seeds.integers(0, len(preds[m][metrics[0]]), len(preds[m][metrics[0]]))
-            for k in metrics:
-                boots[m][k].append(per_seed(m, k, idx)[draw].mean(axis=0))
-    boots = {m: {k: np.asarray(v).reshape(-1, len(labels)) for k, v in bk.items()} for m, bk in boots.items()}
+    n_seeds = {m: len(preds[m][metrics[0]]) for m in runs}
+    drawn = hierarchical_values(per_seed_all, n, n_seeds, n_boot if n > 3 else 0, seed)
+    boots = {m: {k: v.reshape(-1, len(metrics), len(labels))[:, i] for i, k in enumerate(metrics)} for m, v in drawn.items()}
 
     def row(kind: str, name: str, k: str, j: int, est: float, samples: np.ndarray, n_seeds: str) -> dict[str, Any]:
-        good = samples[np.isfinite(samples)]
-        n_undef = len(samples) - len(good)
-        lo = hi = np.nan
-        reason = None
+        ci = percentile_ci(samples, level)
+        lo, hi, reason = ci.low, ci.high, ci.reason
         if not np.isfinite(est):
+            lo = hi = np.nan
             reason = "metric undefined on the full data (e.g. a constant prediction)"
         elif len(samples) == 0:
             reason = f"no resamples (n_boot={n_boot}, {n} clips)"
-        elif len(good) < len(samples) / 2:
-            reason = f"metric undefined on {n_undef} of {len(samples)} resamples"
-        else:
-            a = (1 - level) / 2
-            lo, hi = (float(q) for q in np.quantile(good, [a, 1 - a]))
         return {"kind": kind, "name": name, "dimension": labels[j], "metric": k, "estimate": float(est),
                 "ci_low": lo, "ci_high": hi, "n_clips": n, "n_seeds": n_seeds, "n_boot": len(samples),
-                "n_undefined": n_undef, "reason": reason}
+                "n_undefined": ci.n_undefined, "reason": reason}
 
     rows = []
     for m in runs:
