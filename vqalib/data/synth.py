@@ -492,29 +492,52 @@ def render_clip(photo: str, plan: dict[str, Any], cfg: SynthConfig, rng: np.rand
 
 
 def _render_clip(photo: str, plan: dict[str, Any], cfg: SynthConfig, rng: np.random.Generator) -> np.ndarray:
-    """:func:`render_clip`'s work.
+    """:func:`render_clip`'s work, one named step per stage, in this order (the order of the random draws,
+    which :data:`GENERATOR_VERSION` and ``tests/test_synth.py``'s pinned hash hold fixed):
 
-    Order: camera (pan/zoom, shake, tilt, cut-off) -> stutter (time index) -> screen-in-screen ->
-    clarity (blur, haze, low resolution, noise) -> aesthetic photometry (exposure, colour cast) ->
-    flicker -> post-production overlays (borders, subtitles/watermark). Compression is applied by
-    the encoder (CRF).
+    time index (stutter) -> camera (pan/zoom, tilt, cut-off, shake: draws) -> filming the canvas ->
+    screen-in-screen -> clarity (blur, haze, low resolution, noise: draws) -> aesthetic photometry
+    (exposure, colour cast) -> flicker (draws, always) -> 8-bit frames -> post-production overlays
+    (borders, subtitles/watermark: draws). Compression is applied by the encoder (CRF).
     """
     import torch
-    import torch.nn.functional as F
 
-    lv, p, ap = plan["levels"], plan["params"], plan["applied"]
-    sev = {k: severity(v) for k, v in lv.items()}
+    p, ap = plan["params"], plan["applied"]
+    sev = {k: severity(v) for k, v in plan["levels"].items()}
     canvas = _canvas(photo)
-    ch, cw = canvas.shape[:2]
-    T = N_FRAMES
-    t = np.arange(T, dtype=np.float64)
+    tau = _time_index(ap, sev, cfg)
+    centre, zoom, angle = _camera_path(canvas.shape[:2], tau, p, ap, sev, cfg, rng)
+    with torch.no_grad():
+        fr = _film(canvas, centre, zoom, angle)  # [T, 3, H, W] in [0, 1]
+        if "screen_in_screen" in ap["content_quality"]:
+            fr = _screen_in_screen(fr, sev["content_quality"], cfg)
+        fr = _clarity(fr, ap, sev["clarity_quality"], cfg, rng)
+        fr = _photometry(fr, p, ap, sev["aesthetic_quality"], cfg)
+        fr = _flicker(fr, tau, ap, sev["motion_quality"], cfg, rng)
+        fr = fr.clamp(0, 1)
+        frames = (fr.permute(0, 2, 3, 1).numpy() * 255.0 + 0.5).astype(np.uint8)
+    return _post_production(frames, p, ap, sev["content_quality"], cfg, rng)
 
-    # -- time index: stutter holds frames (frozen / dropped frames) --
+
+def _time_index(ap: dict[str, list[str]], sev: dict[str, float], cfg: SynthConfig) -> np.ndarray:
+    """The source time of each of the :data:`N_FRAMES` frames, float64 ``[T]``: ``t``, or, with stutter,
+    ``t`` held for ``1 + round(sev * (stutter_hold - 1))`` frames (frozen / dropped frames)."""
+    t = np.arange(N_FRAMES, dtype=np.float64)
     tau = t.copy()
     if "stutter" in ap["motion_quality"]:
         hold = 1 + int(round(sev["motion_quality"] * (cfg.stutter_hold - 1)))
         tau = np.floor(t / hold) * hold
-    # -- camera path (canvas pixels) --
+    return tau
+
+
+def _camera_path(canvas_hw: tuple[int, int], tau: np.ndarray, p: dict[str, Any], ap: dict[str, list[str]],
+                 sev: dict[str, float], cfg: SynthConfig, rng: np.random.Generator):
+    """The virtual camera per frame, in canvas pixels: ``(centre [T, 2], zoom [T], angle [T] rad)``.
+
+    Pan at the plan's speed and direction from the start offset, zoom ``exp(rate * tau)``; poor composition
+    tilts the frame and shifts it towards a cut-off; camera shake adds Gaussian jitter to the centre and the
+    angle (two draws: ``[T, 2]`` then ``[T]``), held with the frames of a stutter."""
+    ch, cw = canvas_hw
     scale = VIEW / SIZE_PX
     cam = p["camera"]
     v = cam["speed_px"] * scale * np.array([np.cos(cam["direction_rad"]), np.sin(cam["direction_rad"])])
@@ -527,15 +550,25 @@ def _render_clip(photo: str, plan: dict[str, Any], cfg: SynthConfig, rng: np.ran
         centre0 = centre0 + cfg.cutoff_frac * s_a * VIEW * np.array([np.cos(d), np.sin(d)]) * 1.4
     centre = centre0[None, :] + tau[:, None] * v[None, :]
     zoom = np.exp(cam["zoom_rate"] * tau) * (1.6 if cam["zoom_rate"] < 0 else 1.0)
-    angle = np.full(T, tilt)
+    angle = np.full(len(tau), tilt)
     if "camera_shake" in ap["motion_quality"]:
         s_m = sev["motion_quality"]
-        jit = rng.normal(0, cfg.shake_px * s_m * scale, size=(T, 2))
-        rot = rng.normal(0, np.deg2rad(cfg.shake_deg) * s_m, size=T)
+        jit = rng.normal(0, cfg.shake_px * s_m * scale, size=(len(tau), 2))
+        rot = rng.normal(0, np.deg2rad(cfg.shake_deg) * s_m, size=len(tau))
         idx = tau.astype(int)  # held frames keep their jitter
         centre = centre + jit[idx]
         angle = angle + rot[idx]
-    # sampling grid (align_corners=False): canvas = centre + (scale/zoom) * R(angle) (u, v)
+    return centre, zoom, angle
+
+
+def _film(canvas: np.ndarray, centre: np.ndarray, zoom: np.ndarray, angle: np.ndarray):
+    """Sample the canvas along the camera path: float32 tensor ``[T, 3, 112, 112]`` (bilinear, reflected
+    borders; grid ``canvas = centre + (scale/zoom) R(angle) (u, v)``, ``align_corners=False``)."""
+    import torch
+    import torch.nn.functional as F
+
+    ch, cw = canvas.shape[:2]
+    scale = VIEW / SIZE_PX
     u = np.arange(SIZE_PX) - (SIZE_PX - 1) / 2
     uu, vv = np.meshgrid(u, u, indexing="xy")
     cos, sin = np.cos(angle)[:, None, None], np.sin(angle)[:, None, None]
@@ -543,54 +576,81 @@ def _render_clip(photo: str, plan: dict[str, Any], cfg: SynthConfig, rng: np.ran
     x = centre[:, 0, None, None] + k * (cos * uu - sin * vv)
     y = centre[:, 1, None, None] + k * (sin * uu + cos * vv)
     grid = np.stack([(2 * x + 1) / cw - 1, (2 * y + 1) / ch - 1], axis=-1).astype(np.float32)
-    src = torch.from_numpy(canvas).permute(2, 0, 1)[None].expand(T, -1, -1, -1)
-    with torch.no_grad():
-        fr = F.grid_sample(src, torch.from_numpy(grid), mode="bilinear", padding_mode="reflection",
-                           align_corners=False)  # [T, 3, H, W]
-        # -- screen-in-screen: the scene is filmed off a monitor, so everything after this (clarity,
-        # photometry, flicker) applies to the whole captured frame, monitor included (version 9; before,
-        # the shrink came last and scaled the blur down with the picture) --
-        s_k = sev["content_quality"]
-        if "screen_in_screen" in ap["content_quality"]:
-            inner = max(16, int(round(SIZE_PX * (1 - cfg.pip_shrink * s_k))))
-            small = F.interpolate(fr, size=(inner, inner), mode="bilinear", align_corners=False, antialias=True)
-            bg = torch.full_like(fr, 0.18)
-            bg[:, 1] = 0.22  # a dark "monitor" frame with a light bezel line
-            o = (SIZE_PX - inner) // 2
-            bg[:, :, max(0, o - 2):o + inner + 2, max(0, o - 2):o + inner + 2] = 0.75
-            bg[:, :, o:o + inner, o:o + inner] = small
-            fr = bg
-        # -- clarity --
-        s_c = sev["clarity_quality"]
-        if s_c > 0:
-            fr = _gaussian_blur(fr, cfg.blur_sigma * s_c)
-            w = cfg.haze * s_c
-            fr = fr * (1 - w) + 0.7 * w
-            if "low_resolution" in ap["clarity_quality"]:
-                b = 1 + int(round(s_c * (cfg.mosaic_block - 1)))
-                small = F.interpolate(fr, size=(max(1, round(SIZE_PX / b)),) * 2, mode="area")
-                # a player's bilinear upscale: soft, like the blur (version 9; nearest-neighbour blocks
-                # added sharp edges, which read as detail)
-                fr = F.interpolate(small, size=(SIZE_PX, SIZE_PX), mode="bilinear", align_corners=False)
-        if "noise" in ap["clarity_quality"]:
-            noise = rng.standard_normal(size=(T, 3, SIZE_PX, SIZE_PX), dtype=np.float32)
-            fr = fr + torch.from_numpy(noise) * (cfg.noise_std * s_c)
-        # -- aesthetic photometry --
-        s_a = sev["aesthetic_quality"]
-        if "exposure_error" in ap["aesthetic_quality"]:
-            gain = 1 - cfg.exposure_under * s_a if p["exposure_dir"] == "under" else 1 + cfg.exposure_over * s_a
-            fr = fr * gain
-        if "abnormal_colour" in ap["aesthetic_quality"]:
-            g = 1 + cfg.colour_cast * s_a * torch.tensor(p["cast"], dtype=torch.float32)
-            fr = fr * g[None, :, None, None]
-        # -- flicker --
-        flick = rng.choice([-1.0, 1.0], size=T) * rng.uniform(0.5, 1.0, size=T)
-        if "flicker" in ap["motion_quality"]:
-            gains = 1 + cfg.flicker_amp * sev["motion_quality"] * flick[tau.astype(int)]
-            fr = fr * torch.from_numpy(gains.astype(np.float32))[:, None, None, None]
-        fr = fr.clamp(0, 1)
-        # -- content overlays added in post-production (static, crisp; s_k from the screen-in-screen step) --
-        frames = (fr.permute(0, 2, 3, 1).numpy() * 255.0 + 0.5).astype(np.uint8)
+    src = torch.from_numpy(canvas).permute(2, 0, 1)[None].expand(len(centre), -1, -1, -1)
+    return F.grid_sample(src, torch.from_numpy(grid), mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def _screen_in_screen(fr, s_k: float, cfg: SynthConfig):
+    """The scene filmed off a monitor: the picture shrunk by ``pip_shrink * sev`` inside a dark frame with a
+    light bezel line. It comes before clarity, photometry and flicker, which then apply to the whole captured
+    frame, monitor included (version 9; before, the shrink came last and scaled the blur down with the picture)."""
+    import torch
+    import torch.nn.functional as F
+
+    inner = max(16, int(round(SIZE_PX * (1 - cfg.pip_shrink * s_k))))
+    small = F.interpolate(fr, size=(inner, inner), mode="bilinear", align_corners=False, antialias=True)
+    bg = torch.full_like(fr, 0.18)
+    bg[:, 1] = 0.22  # a dark "monitor" frame with a light bezel line
+    o = (SIZE_PX - inner) // 2
+    bg[:, :, max(0, o - 2):o + inner + 2, max(0, o - 2):o + inner + 2] = 0.75
+    bg[:, :, o:o + inner, o:o + inner] = small
+    return bg
+
+
+def _clarity(fr, ap: dict[str, list[str]], s_c: float, cfg: SynthConfig, rng: np.random.Generator):
+    """Blur (sigma ``blur_sigma * sev``) and haze (towards 0.7 by ``haze * sev``) when ``sev > 0``, then low
+    resolution (an ``area`` downscale by up to ``mosaic_block``, bilinear upscale) and Gaussian noise (one draw
+    ``[T, 3, H, W]``) where applied."""
+    import torch
+    import torch.nn.functional as F
+
+    if s_c > 0:
+        fr = _gaussian_blur(fr, cfg.blur_sigma * s_c)
+        w = cfg.haze * s_c
+        fr = fr * (1 - w) + 0.7 * w
+        if "low_resolution" in ap["clarity_quality"]:
+            b = 1 + int(round(s_c * (cfg.mosaic_block - 1)))
+            small = F.interpolate(fr, size=(max(1, round(SIZE_PX / b)),) * 2, mode="area")
+            # a player's bilinear upscale: soft, like the blur (version 9; nearest-neighbour blocks
+            # added sharp edges, which read as detail)
+            fr = F.interpolate(small, size=(SIZE_PX, SIZE_PX), mode="bilinear", align_corners=False)
+    if "noise" in ap["clarity_quality"]:
+        noise = rng.standard_normal(size=(len(fr), 3, SIZE_PX, SIZE_PX), dtype=np.float32)
+        fr = fr + torch.from_numpy(noise) * (cfg.noise_std * s_c)
+    return fr
+
+
+def _photometry(fr, p: dict[str, Any], ap: dict[str, list[str]], s_a: float, cfg: SynthConfig):
+    """Aesthetic photometry: an exposure gain (under: ``1 - exposure_under * sev``, over: ``1 + exposure_over
+    * sev``) and a colour cast (per-channel gain ``1 + colour_cast * sev * cast``), where applied."""
+    import torch
+
+    if "exposure_error" in ap["aesthetic_quality"]:
+        gain = 1 - cfg.exposure_under * s_a if p["exposure_dir"] == "under" else 1 + cfg.exposure_over * s_a
+        fr = fr * gain
+    if "abnormal_colour" in ap["aesthetic_quality"]:
+        g = 1 + cfg.colour_cast * s_a * torch.tensor(p["cast"], dtype=torch.float32)
+        fr = fr * g[None, :, None, None]
+    return fr
+
+
+def _flicker(fr, tau: np.ndarray, ap: dict[str, list[str]], s_m: float, cfg: SynthConfig, rng: np.random.Generator):
+    """Brightness flicker: a gain ``1 + flicker_amp * sev * (±1 * U(0.5, 1))`` per source frame. The signs and
+    sizes are drawn for every clip, flicker or not, so the draws after it do not depend on the plan."""
+    import torch
+
+    flick = rng.choice([-1.0, 1.0], size=len(tau)) * rng.uniform(0.5, 1.0, size=len(tau))
+    if "flicker" in ap["motion_quality"]:
+        gains = 1 + cfg.flicker_amp * s_m * flick[tau.astype(int)]
+        fr = fr * torch.from_numpy(gains.astype(np.float32))[:, None, None, None]
+    return fr
+
+
+def _post_production(frames: np.ndarray, p: dict[str, Any], ap: dict[str, list[str]], s_k: float, cfg: SynthConfig,
+                     rng: np.random.Generator) -> np.ndarray:
+    """Content overlays added after filming (static, crisp) on the 8-bit frames: black borders of
+    ``round(border_px * sev)`` pixels (letterbox: top and bottom; pillarbox: left and right), then a burnt-in
+    subtitle bar and watermark (:func:`_overlay_text`; draws), where applied."""
     if "black_borders" in ap["content_quality"]:
         b = int(round(cfg.border_px * s_k))
         if b > 0:
