@@ -14,12 +14,14 @@ each predictions manifest holds the checkpoint's training manifest (config, ``bu
 - :func:`compare_methods`: :func:`vqalib.eval.tables.hierarchical_bootstrap` over seeds and clips
   for the methods and their differences;
 - :func:`summary_table`, :func:`plot_method_curves`, :func:`verdicts`: the table, the figures and the
-  sentences of notebook 07, every number taken from those tables.
+  sentences of notebook 07, every number taken from those tables (:func:`read_verdicts` gives the numbers and
+  decisions as a :class:`Verdicts`, :func:`render_verdicts` the sentences).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -205,116 +207,266 @@ OVERRUN: float = 1.25
 MIN_STEPS: int = 5
 
 
-def verdicts(runs: pd.DataFrame, boot: pd.DataFrame, curve: pd.DataFrame | None, level: float = 0.95) -> str:
-    """The comparison in sentences (Markdown), every number read from ``runs`` (:func:`seed_runs`),
-    ``boot`` (:func:`compare_methods`) and ``curve`` (:func:`load_curves`): the budgets, seeds, steps
-    and clips; per contrast the mean SRCC and mean MAE differences with their intervals, the
-    dimensions whose SRCC interval excludes 0, and whether the mean-MAE interval does. An interval
-    containing 0 is said to show no detectable difference (with the largest difference it does not rule
-    out); the verdict is "no detectable difference" only when no mean-SRCC
-    and no mean-MAE interval excludes 0. A run
-    whose clock passed ``OVERRUN`` times its budget gets a warning that the clocks were not comparable."""
-    pct = f"{level:.0%}"
-    lines = []
+@dataclass(frozen=True)
+class Interval:
+    """One row of :func:`compare_methods`: a value and its interval (NaN, with ``reason``, when undefined)."""
+
+    estimate: float
+    ci_low: float
+    ci_high: float
+    reason: str | None = None
+
+    @classmethod
+    def of(cls, r) -> "Interval":
+        return cls(float(r.estimate), float(r.ci_low), float(r.ci_high), r.reason)
+
+    @property
+    def defined(self) -> bool:
+        return bool(np.isfinite(self.ci_low))
+
+    @property
+    def excludes_zero(self) -> bool:
+        return not contains_zero(self)
+
+
+@dataclass(frozen=True)
+class MethodRuns:
+    """The budgeted seeds of one method (GRPO or ASO): how many, the steps and training seconds they reached."""
+
+    method: str
+    n_seeds: int
+    steps: tuple[float, float]  # min, max
+    train_seconds: tuple[float, float]  # min, max
+    setup_s: float  # mean
+
+
+@dataclass(frozen=True)
+class SlowRun:
+    """A budgeted run whose clock passed :data:`OVERRUN` x its budget, or that took fewer than :data:`MIN_STEPS` steps."""
+
+    name: str
+    steps: float
+    train_seconds: float
+    max_train_seconds: float
+
+
+@dataclass(frozen=True)
+class CurveStart:
+    """Where the held-out curves start (step 0 = the SFT checkpoint): mean SRCC range, the curves' clip counts,
+    and the SFT row's mean SRCC on the full split when it is named beside them (the counts differ)."""
+
+    srcc: tuple[float, float]  # min, max over the curves
+    n_clips: list[int]
+    sft_full_split: float | None
+
+
+@dataclass(frozen=True)
+class ContrastVerdict:
+    """One difference ``a − b`` (display labels): the mean-SRCC and mean-MAE intervals and what they decide."""
+
+    a: str
+    b: str
+    srcc: Interval  # mean SRCC difference
+    mae: Interval | None  # mean MAE difference (None when MAE was not computed)
+    ranks_better: str | None  # a or b when the mean-SRCC interval excludes 0
+    closer_scores: str | None  # a or b when the mean-MAE interval excludes 0 (lower MAE)
+    dimensions: list[tuple[str, Interval]]  # per-dimension SRCC intervals that exclude 0
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """Every number and decision of notebook 07's GRPO-vs-ASO verdicts (:func:`read_verdicts`); the sentences
+    are :func:`render_verdicts`' job.
+
+    ``verdict``: ``"none"`` (a warning above: the runs are not comparable), ``"no_difference"`` (no interval
+    excludes 0), ``"no_difference_but_dimensions"`` (only per-dimension SRCC intervals do, ``n_dimensions_excluding``
+    of ``n_dimension_intervals``), ``"only_those_named"`` (a mean interval excludes 0) or ``""`` (no contrast)."""
+
+    level: float
+    budgets: list[float]  # the distinct max_train_seconds of the GRPO and ASO runs
+    equal_budget: bool  # one shared budget > 0
+    methods: list[MethodRuns]
+    overruns: list[SlowRun]
+    too_few_steps: list[SlowRun]
+    n_clips: int
+    n_boot: int
+    curve_start: CurveStart | None
+    contrasts: list[ContrastVerdict]
+    n_dimensions_excluding: int  # per-dimension SRCC difference intervals that exclude 0
+    n_dimension_intervals: int  # per-dimension SRCC difference intervals that are defined
+    reach: float  # max |bound| of the mean-SRCC difference intervals
+    verdict: str
+
+
+def _method_runs(rl: pd.DataFrame) -> list[MethodRuns]:
+    return [MethodRuns(m, len(s), (s["steps"].min(), s["steps"].max()),
+                       (s["train_seconds"].min(), s["train_seconds"].max()), s["setup_s"].mean())
+            for m, s in rl.groupby("method", observed=True)]
+
+
+def _slow(rows: pd.DataFrame) -> list[SlowRun]:
+    return [SlowRun(r.name, r.steps, r.train_seconds, r.max_train_seconds) for r in rows.itertuples()]
+
+
+def _curve_start(curve: pd.DataFrame | None, boot: pd.DataFrame, n_clips: int) -> CurveStart | None:
+    if curve is None or not len(curve):
+        return None
+    at0 = curve[(curve["step"] == 0) & (curve["dimension"] == "mean")]
+    if not len(at0):
+        return None
+    n0 = _clip_counts(at0)
+    sft = boot[(boot["kind"] == "method") & (boot["name"] == "sft") & (boot["metric"] == "srcc")
+               & (boot["dimension"] == "mean")]
+    full = sft["estimate"].iloc[0] if n0 and len(sft) and n0[-1] != n_clips else None
+    return CurveStart((at0["srcc"].min(), at0["srcc"].max()), n0, full)
+
+
+def _contrast(name: str, d: pd.DataFrame) -> ContrastVerdict:
+    a, b = (LABEL.get(x.strip(), x.strip()) for x in name.split("−"))
+    s = Interval.of(d[(d["metric"] == "srcc") & (d["dimension"] == "mean")].iloc[0])
+    m = d[(d["metric"] == "mae") & (d["dimension"] == "mean")]
+    m = Interval.of(m.iloc[0]) if len(m) else None
+    dims = [(r.dimension, Interval.of(r)) for r in d[(d["metric"] == "srcc") & (d["dimension"] != "mean")].itertuples()
+            if not contains_zero(r)]
+    return ContrastVerdict(a, b, s, m, ranks_better=(a if s.estimate > 0 else b) if s.defined and s.excludes_zero else None,
+                           closer_scores=(b if m.estimate > 0 else a) if m is not None and m.defined and m.excludes_zero
+                           else None, dimensions=dims)
+
+
+def read_verdicts(runs: pd.DataFrame, boot: pd.DataFrame, curve: pd.DataFrame | None, level: float = 0.95) -> Verdicts:
+    """The numbers and decisions of the comparison, read from ``runs`` (:func:`seed_runs`), ``boot``
+    (:func:`compare_methods`) and ``curve`` (:func:`load_curves`): the budgets, seeds, steps and clips; per
+    contrast the mean SRCC and mean MAE differences with their intervals, the dimensions whose SRCC interval
+    excludes 0, and whether the mean-MAE interval does. An interval containing 0 shows no detectable
+    difference; the verdict is "no detectable difference" only when no mean-SRCC and no mean-MAE interval
+    excludes 0; a run whose clock passed ``OVERRUN`` times its budget, or with fewer than ``MIN_STEPS``
+    steps, makes the runs not comparable (verdict ``"none"``)."""
     rl = runs[runs["method"].isin(["grpo", "aso"])]
     budgets = sorted({float(b) for b in rl["max_train_seconds"].dropna()})
     n_clips = int(boot["n_clips"].iloc[0]) if len(boot) else 0
-    n_boot = int(boot["n_boot"].max()) if len(boot) else 0
-    per = "; ".join(f"{LABEL[m]}: {len(s)} seed(s), {s['steps'].min():.0f}–{s['steps'].max():.0f} steps in "
-                    f"{s['train_seconds'].min():.1f}–{s['train_seconds'].max():.1f} training s (setup {s['setup_s'].mean():.1f} s)"
-                    for m, s in rl.groupby("method", observed=True))
-    if len(budgets) == 1 and budgets[0] > 0:
-        lines.append(f"**Budget.** Each seed of GRPO and ASO trained for {budgets[0]:g} s of training clock from the same "
-                     f"SFT checkpoint (evaluation and setup excluded; setup includes ASO's π_ref precompute). {per}.")
-    else:
-        lines.append(f"**Budget.** The GRPO and ASO runs do not share one time budget (max_train_seconds: "
-                     f"{budgets or 'none'}), so this is **not** an equal-compute comparison. {per}.")
     over = rl[rl["train_seconds"] > OVERRUN * rl["max_train_seconds"].where(rl["max_train_seconds"] > 0)]
-    if len(over):  # one step took a large share of the budget: the machine was busy, or a step is slow
-        lines.append("**Warning: the clock was not comparable.** " + "; ".join(
-            f"{r.name} ran {r.train_seconds:.1f} training s on a {r.max_train_seconds:g} s budget ({r.steps:.0f} steps)"
-            for r in over.itertuples()) + f" (more than {OVERRUN:g}× the budget: a step took a large share of it, "
-            "e.g. on a busy machine). Rerun on an idle machine before reading the differences below as equal-compute.")
     few = rl[(rl["max_train_seconds"] > 0) & (rl["steps"] < MIN_STEPS)]
-    if len(few):
-        lines.append("**Warning: too few steps to compare.** " + "; ".join(
-            f"{r.name} took {r.steps:.0f} step(s) in its {r.max_train_seconds:g} s" for r in few.itertuples())
-            + f" (fewer than {MIN_STEPS}; the first warm-up step has learning rate 0, so such a run is close to "
-            "the SFT checkpoint itself). The differences below do not compare trained methods; rerun on an idle "
-            "machine or with a larger BUDGET_S.")
-    lines.append(f"Held-out clips: {n_clips}; intervals: {pct} hierarchical bootstrap ({n_boot} resamples; seeds and "
-                 f"clips resampled, clips shared by the methods); a parse failure is scored as the scale midpoint.")
-    if curve is not None and len(curve):
-        at0 = curve[(curve["step"] == 0) & (curve["dimension"] == "mean")]
-        start = at0["srcc"]
-        if len(start):
-            n0 = _clip_counts(at0)
-            on = (f" on the curves' {n0[0]} held-out clips (the first {n0[0]} of the split)" if len(n0) == 1 else
-                  f" on the curves' {n0[0]}-{n0[-1]} held-out clips" if n0 else "")
-            sft = boot[(boot["kind"] == "method") & (boot["name"] == "sft") & (boot["metric"] == "srcc")
-                       & (boot["dimension"] == "mean")]
-            table = (f"; the SFT row above, on all {n_clips} clips, has {sft['estimate'].iloc[0]:.3f}"
-                     if on and len(sft) and n0[-1] != n_clips else "")
-            lines.append(f"At step 0 (the SFT checkpoint) every curve starts from mean SRCC {start.min():.3f}"
-                         + (f"–{start.max():.3f}" if start.max() - start.min() > 1e-9 else "") + on + table
-                         + (". The curves show each method's course on that subset (per dimension it can sit several "
-                            "hundredths from the full split); the comparison is the table and the intervals below."
-                            if table else "."))
     diffs = boot[boot["kind"] == "difference"]
-    null_all = True
-    for name in diffs["name"].unique():
-        d = diffs[diffs["name"] == name]
-        a, b = (LABEL.get(x.strip(), x.strip()) for x in name.split("−"))
-        s = d[(d["metric"] == "srcc") & (d["dimension"] == "mean")].iloc[0]
-        text = f"**{a} − {b}**: mean SRCC {_fmt_ci(s)}"
-        m = d[(d["metric"] == "mae") & (d["dimension"] == "mean")]
-        m = m.iloc[0] if len(m) else None
-        if m is not None:
-            text += f", mean MAE {_fmt_ci(m)} (lower is better)"
-        if not np.isfinite(s.ci_low):
-            text += f". The mean SRCC difference has no interval ({s.reason}): no verdict on it"
-        elif contains_zero(s):
-            text += (f". The mean-SRCC interval contains 0: this run detects no difference in ranking between {a} and {b} "
-                     f"(differences from {s.ci_low:+.3f} to {s.ci_high:+.3f} are not ruled out)")
-        else:
-            null_all = False
-            text += f". The mean-SRCC interval excludes 0: {a if s.estimate > 0 else b} ranks the clips better"
-        sig = [r for r in d[(d["metric"] == "srcc") & (d["dimension"] != "mean")].itertuples() if not contains_zero(r)]
-        text += ("; per dimension, the SRCC interval excludes 0 for " + ", ".join(
-            f"{NAME_OF[r.dimension]} ({r.estimate:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}])" for r in sig)
-            if sig else "; no dimension's SRCC interval excludes 0") + "."
-        if m is not None and np.isfinite(m.ci_low):
-            if contains_zero(m):
-                text += " The mean-MAE interval contains 0."
-            else:
-                null_all = False
-                text += (f" The mean-MAE interval excludes 0: {b if m.estimate > 0 else a}'s scores are closer to the MOS "
-                         "on average (a difference in calibration, not necessarily in ranking).")
-        lines.append(text)
+    contrasts = [_contrast(name, diffs[diffs["name"] == name]) for name in diffs["name"].unique()]
     per_dim = diffs[(diffs["metric"] == "srcc") & (diffs["dimension"] != "mean")]
     per_dim = per_dim[np.isfinite(per_dim["ci_low"])]
     n_sig = sum(not contains_zero(r) for r in per_dim.itertuples())
     mean_srcc = diffs[(diffs["metric"] == "srcc") & (diffs["dimension"] == "mean")]
     # how far the mean-SRCC intervals reach from 0: differences up to that size are compatible with the data
     reach = float(mean_srcc[["ci_low", "ci_high"]].abs().to_numpy().max()) if len(mean_srcc) else float("nan")
+    null_all = all(c.ranks_better is None and c.closer_scores is None for c in contrasts)
     if len(few) or len(over):
-        lines.append("**Verdict:** none: see the warning(s) above; the runs named there are not comparable.")
-    elif len(diffs) and null_all and n_sig:
-        lines.append(f"**Verdict:** no mean-SRCC or mean-MAE interval excludes 0; {n_sig} of the {len(per_dim)} "
-                     f"per-dimension SRCC intervals do (named above), where {1 - level:.0%} of {len(per_dim)}, about "
-                     f"{(1 - level) * len(per_dim):.2g}, would by chance alone: at this budget, with these seeds and "
-                     "clips, the tiny setting shows no detectable difference between the methods (the mean-SRCC "
-                     f"intervals reach ±{reach:.3f}: differences that large are not ruled out); a per-dimension one is "
-                     "a lead to rerun with more seeds (SEEDS), not a result.")
-    elif len(diffs) and null_all:
-        lines.append("**Verdict:** no mean-SRCC or mean-MAE interval excludes 0, nor any per-dimension SRCC interval; "
-                     "at this budget, with these seeds and clips, the tiny setting shows no detectable difference between "
-                     f"the methods (the mean-SRCC intervals reach ±{reach:.3f}: differences that large are not ruled out).")
-    elif len(diffs):
-        lines.append("**Verdict:** only the differences whose interval excludes 0 above are supported by this run; "
-                     "with this many intervals, one excluding 0 by chance is to be expected, so a single one is a lead "
-                     "to rerun with more seeds (SEEDS), not a result.")
+        verdict = "none"
+    elif contrasts and null_all:
+        verdict = "no_difference_but_dimensions" if n_sig else "no_difference"
+    else:
+        verdict = "only_those_named" if contrasts else ""
+    return Verdicts(level, budgets, len(budgets) == 1 and budgets[0] > 0, _method_runs(rl), _slow(over), _slow(few),
+                    n_clips, int(boot["n_boot"].max()) if len(boot) else 0, _curve_start(curve, boot, n_clips),
+                    contrasts, n_sig, len(per_dim), reach, verdict)
+
+
+def verdicts(runs: pd.DataFrame, boot: pd.DataFrame, curve: pd.DataFrame | None, level: float = 0.95) -> str:
+    """The comparison in sentences (Markdown): :func:`render_verdicts` of :func:`read_verdicts`."""
+    return render_verdicts(read_verdicts(runs, boot, curve, level))
+
+
+def render_verdicts(v: Verdicts) -> str:
+    """The sentences of :class:`Verdicts` (Markdown paragraphs): budget, warnings, clips and intervals, the
+    curves' start, one paragraph per contrast, the verdict. An interval containing 0 is said to show no
+    detectable difference (with the largest difference it does not rule out)."""
+    lines = [_budget_text(v), *_warning_texts(v),
+             f"Held-out clips: {v.n_clips}; intervals: {v.level:.0%} hierarchical bootstrap ({v.n_boot} resamples; seeds "
+             "and clips resampled, clips shared by the methods); a parse failure is scored as the scale midpoint."]
+    if v.curve_start is not None:
+        lines.append(_curve_text(v.curve_start, v.n_clips))
+    lines += [_contrast_text(c) for c in v.contrasts]
+    if v.verdict:
+        lines.append(_verdict_text(v))
     return "\n\n".join(lines)
+
+
+def _budget_text(v: Verdicts) -> str:
+    per = "; ".join(f"{LABEL[g.method]}: {g.n_seeds} seed(s), {g.steps[0]:.0f}–{g.steps[1]:.0f} steps in "
+                    f"{g.train_seconds[0]:.1f}–{g.train_seconds[1]:.1f} training s (setup {g.setup_s:.1f} s)"
+                    for g in v.methods)
+    if v.equal_budget:
+        return (f"**Budget.** Each seed of GRPO and ASO trained for {v.budgets[0]:g} s of training clock from the same "
+                f"SFT checkpoint (evaluation and setup excluded; setup includes ASO's π_ref precompute). {per}.")
+    return (f"**Budget.** The GRPO and ASO runs do not share one time budget (max_train_seconds: "
+            f"{v.budgets or 'none'}), so this is **not** an equal-compute comparison. {per}.")
+
+
+def _warning_texts(v: Verdicts) -> list[str]:
+    out = []
+    if v.overruns:  # one step took a large share of the budget: the machine was busy, or a step is slow
+        out.append("**Warning: the clock was not comparable.** " + "; ".join(
+            f"{r.name} ran {r.train_seconds:.1f} training s on a {r.max_train_seconds:g} s budget ({r.steps:.0f} steps)"
+            for r in v.overruns) + f" (more than {OVERRUN:g}× the budget: a step took a large share of it, "
+            "e.g. on a busy machine). Rerun on an idle machine before reading the differences below as equal-compute.")
+    if v.too_few_steps:
+        out.append("**Warning: too few steps to compare.** " + "; ".join(
+            f"{r.name} took {r.steps:.0f} step(s) in its {r.max_train_seconds:g} s" for r in v.too_few_steps)
+            + f" (fewer than {MIN_STEPS}; the first warm-up step has learning rate 0, so such a run is close to "
+            "the SFT checkpoint itself). The differences below do not compare trained methods; rerun on an idle "
+            "machine or with a larger BUDGET_S.")
+    return out
+
+
+def _curve_text(c: CurveStart, n_clips: int) -> str:
+    n0, (lo, hi) = c.n_clips, c.srcc
+    on = (f" on the curves' {n0[0]} held-out clips (the first {n0[0]} of the split)" if len(n0) == 1 else
+          f" on the curves' {n0[0]}-{n0[-1]} held-out clips" if n0 else "")
+    table = f"; the SFT row above, on all {n_clips} clips, has {c.sft_full_split:.3f}" if c.sft_full_split is not None else ""
+    return (f"At step 0 (the SFT checkpoint) every curve starts from mean SRCC {lo:.3f}"
+            + (f"–{hi:.3f}" if hi - lo > 1e-9 else "") + on + table
+            + (". The curves show each method's course on that subset (per dimension it can sit several "
+               "hundredths from the full split); the comparison is the table and the intervals below."
+               if table else "."))
+
+
+def _contrast_text(c: ContrastVerdict) -> str:
+    a, b, s, m = c.a, c.b, c.srcc, c.mae
+    text = f"**{a} − {b}**: mean SRCC {_fmt_ci(s)}"
+    if m is not None:
+        text += f", mean MAE {_fmt_ci(m)} (lower is better)"
+    if not s.defined:
+        text += f". The mean SRCC difference has no interval ({s.reason}): no verdict on it"
+    elif c.ranks_better is None:
+        text += (f". The mean-SRCC interval contains 0: this run detects no difference in ranking between {a} and {b} "
+                 f"(differences from {s.ci_low:+.3f} to {s.ci_high:+.3f} are not ruled out)")
+    else:
+        text += f". The mean-SRCC interval excludes 0: {c.ranks_better} ranks the clips better"
+    text += ("; per dimension, the SRCC interval excludes 0 for " + ", ".join(
+        f"{NAME_OF[dim]} ({r.estimate:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}])" for dim, r in c.dimensions)
+        if c.dimensions else "; no dimension's SRCC interval excludes 0") + "."
+    if m is not None and m.defined:
+        if c.closer_scores is None:
+            text += " The mean-MAE interval contains 0."
+        else:
+            text += (f" The mean-MAE interval excludes 0: {c.closer_scores}'s scores are closer to the MOS "
+                     "on average (a difference in calibration, not necessarily in ranking).")
+    return text
+
+
+def _verdict_text(v: Verdicts) -> str:
+    k, n, level = v.n_dimensions_excluding, v.n_dimension_intervals, v.level
+    if v.verdict == "none":
+        return "**Verdict:** none: see the warning(s) above; the runs named there are not comparable."
+    if v.verdict == "no_difference_but_dimensions":
+        return (f"**Verdict:** no mean-SRCC or mean-MAE interval excludes 0; {k} of the {n} "
+                f"per-dimension SRCC intervals do (named above), where {1 - level:.0%} of {n}, about "
+                f"{(1 - level) * n:.2g}, would by chance alone: at this budget, with these seeds and "
+                "clips, the tiny setting shows no detectable difference between the methods (the mean-SRCC "
+                f"intervals reach ±{v.reach:.3f}: differences that large are not ruled out); a per-dimension one is "
+                "a lead to rerun with more seeds (SEEDS), not a result.")
+    if v.verdict == "no_difference":
+        return ("**Verdict:** no mean-SRCC or mean-MAE interval excludes 0, nor any per-dimension SRCC interval; "
+                "at this budget, with these seeds and clips, the tiny setting shows no detectable difference between "
+                f"the methods (the mean-SRCC intervals reach ±{v.reach:.3f}: differences that large are not ruled out).")
+    return ("**Verdict:** only the differences whose interval excludes 0 above are supported by this run; "
+            "with this many intervals, one excluding 0 by chance is to be expected, so a single one is a lead "
+            "to rerun with more seeds (SEEDS), not a result.")
 
 
 # ------------------------------------------------------------------------ the two views (issue 20)
