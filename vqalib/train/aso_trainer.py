@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -521,55 +522,82 @@ def pi_ref_file(cfg: ASOConfig) -> Path:
     return resolve_path(cfg.pi_ref_path) if cfg.pi_ref_path else resolve_path(cfg.output_dir) / "pi_ref.pt"
 
 
-def train_aso(cfg: ASOConfig, progress: bool = True, on_step=None) -> TrainResult:
-    """Run Stage III from a config (the CLI and notebook 06 both call this). Starts from ``init_from``."""
-    from vqalib.train.common import resolve_device
+def refuse_revealing_rationales(cfg: ASOConfig, examples: Sequence[ClipExample]) -> None:
+    """Raise ``ValueError`` when pi_ref would be read at the score positions after teacher-forced rationales that
+    name the score (:func:`revealing_answers`): the answer would be given away."""
+    leaks = revealing_answers(examples, cfg.rationale) if cfg.target_position == "score" else []
+    if leaks:
+        vid, words = leaks[0]
+        raise ValueError(f"rationale={cfg.rationale!r}: {len(leaks)} of {len(examples)} teacher-forced rationales "
+                         f"name the score (e.g. clip {vid!r}: {words[:3]}), so pi_ref would be read after the "
+                         f"answer is given away; use rationale=scrubbed, short or none")
+
+
+def load_pi_ref(path: Path, key: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None] | None:
+    """``(pi_ref, outside)`` from the cache file ``path`` when it holds ``key`` (:func:`pi_ref_key`), else None."""
+    if path.is_file():
+        saved = torch.load(path, weights_only=True)
+        if saved.get("key") == key:
+            return saved["pi_ref"], saved.get("outside")
+    return None
+
+
+def compute_pi_ref(cfg: ASOConfig, model: Any, processor: Any, examples: Sequence[ClipExample], cache: FrameCache,
+                   key: str, path: Path, progress: bool = True):
+    """:func:`precompute_pi_ref` on this process's device, then the main process writes ``{key, pi_ref, outside,
+    health}`` to ``path`` (through a temporary file). Returns ``(pi_ref, outside)``."""
     from vqalib.core.distributed import is_main_process, process_device
+    from vqalib.train.common import resolve_device
 
-    def prepare(model, processor, examples, cache):
-        extra: dict[str, Any] = {}
-        if cfg.on_policy or cfg.rationale_loss == "kl":
-            extra["ref_model"] = make_reference(model)
-        if not cfg.on_policy:
-            leaks = revealing_answers(examples, cfg.rationale) if cfg.target_position == "score" else []
-            if leaks:
-                vid, words = leaks[0]
-                raise ValueError(f"rationale={cfg.rationale!r}: {len(leaks)} of {len(examples)} teacher-forced rationales "
-                                 f"name the score (e.g. clip {vid!r}: {words[:3]}), so pi_ref would be read after the "
-                                 f"answer is given away; use rationale=scrubbed, short or none")
-            key = pi_ref_key(cfg, examples)
-            path = pi_ref_file(cfg)
-            outside = None
-            if path.is_file():
-                saved = torch.load(path, weights_only=True)
-                if saved.get("key") == key:
-                    extra["pi_ref"], outside = saved["pi_ref"], saved.get("outside")
-            if "pi_ref" not in extra:
-                device = process_device(resolve_device(cfg.device))
-                model.to(device)
-                pi, outside = precompute_pi_ref(model, processor, examples, cache, cfg.rationale, device=device,
-                                                progress=progress, instruction=cfg.instruction, with_outside=True,
-                                                target_position=cfg.target_position)
-                health = cached_pi_ref_health(cfg, examples, pi, outside)
-                if is_main_process():  # every rank holds the gathered pi_ref; one writes it
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = path.with_name(path.name + ".tmp")
-                    torch.save({"key": key, "pi_ref": pi, "outside": outside, "health": health}, tmp)
-                    tmp.replace(path)
-                extra["pi_ref"] = pi
-            check_pi_ref_health(cfg, cached_pi_ref_health(cfg, examples, extra["pi_ref"], outside),
-                                announce=progress and is_main_process())
+    device = process_device(resolve_device(cfg.device))
+    model.to(device)
+    pi, outside = precompute_pi_ref(model, processor, examples, cache, cfg.rationale, device=device,
+                                    progress=progress, instruction=cfg.instruction, with_outside=True,
+                                    target_position=cfg.target_position)
+    health = cached_pi_ref_health(cfg, examples, pi, outside)
+    if is_main_process():  # every rank holds the gathered pi_ref; one writes it
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save({"key": key, "pi_ref": pi, "outside": outside, "health": health}, tmp)
+        tmp.replace(path)
+    return pi, outside
+
+
+def prepare_aso(cfg: ASOConfig, model: Any, processor: Any, examples: Sequence[ClipExample], cache: FrameCache,
+                progress: bool = True) -> dict[str, Any]:
+    """The extra keyword arguments of :class:`ASOTrainer` (``run_stage``'s ``prepare``): the reference model when
+    the rationale or on-policy training needs one, and, teacher-forced, the cached pi_ref (loaded when the cache
+    holds this config's key, else computed and saved), checked by :func:`check_pi_ref_health`."""
+    from vqalib.core.distributed import is_main_process
+
+    extra: dict[str, Any] = {}
+    if cfg.on_policy or cfg.rationale_loss == "kl":
+        extra["ref_model"] = make_reference(model)
+    if cfg.on_policy:
         return extra
+    refuse_revealing_rationales(cfg, examples)
+    key, path = pi_ref_key(cfg, examples), pi_ref_file(cfg)
+    cached = load_pi_ref(path, key)
+    pi, outside = cached if cached is not None else compute_pi_ref(cfg, model, processor, examples, cache, key, path,
+                                                                   progress)
+    extra["pi_ref"] = pi
+    check_pi_ref_health(cfg, cached_pi_ref_health(cfg, examples, pi, outside), announce=progress and is_main_process())
+    return extra
 
+
+def aso_collator(cfg: ASOConfig, processor: Any, cache: FrameCache):
+    """The stage's collator (``run_stage``'s ``collator_factory``): :class:`OnPolicyCollator` (prompts only) or a
+    teacher-forced :class:`VideoCollator` with answers (keyword positions marked when pi* sits there)."""
     raters = cfg.reward == "multi_rater"
     if cfg.on_policy:
-        def collator_factory(processor, cache):  # noqa: E306
-            return OnPolicyCollator(processor, cache, seed=cfg.seed, instruction=cfg.instruction, with_raters=raters)
-    else:
-        def collator_factory(processor, cache):  # noqa: E306
-            return VideoCollator(processor, cache, with_answers=True, augment=cfg.augment, rationale=cfg.rationale,
-                                 seed=cfg.seed, instruction=cfg.instruction, with_raters=raters,
-                                 keywords=cfg.target_position == "keyword")
+        return OnPolicyCollator(processor, cache, seed=cfg.seed, instruction=cfg.instruction, with_raters=raters)
+    return VideoCollator(processor, cache, with_answers=True, augment=cfg.augment, rationale=cfg.rationale,
+                         seed=cfg.seed, instruction=cfg.instruction, with_raters=raters,
+                         keywords=cfg.target_position == "keyword")
 
-    return run_stage(cfg, ASOTrainer, with_answers=True, progress=progress, on_step=on_step, prepare=prepare,
-                     collator_factory=collator_factory)
+
+def train_aso(cfg: ASOConfig, progress: bool = True, on_step=None) -> TrainResult:
+    """Run Stage III from a config (the CLI and notebook 06 both call this). Starts from ``init_from``;
+    setup in :func:`prepare_aso` (reference model, cached pi_ref) and :func:`aso_collator`."""
+    return run_stage(cfg, ASOTrainer, with_answers=True, progress=progress, on_step=on_step,
+                     prepare=partial(prepare_aso, cfg, progress=progress), collator_factory=partial(aso_collator, cfg))
