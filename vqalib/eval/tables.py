@@ -29,8 +29,8 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from vqalib.schema.levels import DIMENSION_KEYS, LEVEL_STRINGS, N_LEVELS, NAME_OF, level_index, snap_to_grid
 from vqalib.core.bootstrap import hierarchical_values, percentile_ci
+from vqalib.schema.levels import DIMENSION_KEYS, LEVEL_STRINGS, N_LEVELS, NAME_OF, level_index, snap_to_grid
 from vqalib.eval.metrics import METRIC_LABELS, bootstrap_ci, calibration, score_metrics
 
 READOUTS: tuple[str, ...] = ("parsed_score", "expected_score", "argmax_score")
@@ -409,8 +409,8 @@ def hierarchical_bootstrap(runs: Mapping[str, Sequence[pd.DataFrame]], contrasts
 
     full = np.arange(n)
     point = {m: {k: per_seed(m, k, full).mean(axis=0) for k in metrics} for m in runs}
-    n_seeds = {m: len(preds[m][metrics[0]]) for m in runs}
-    drawn = hierarchical_values(per_seed_all, n, n_seeds, n_boot if n > 3 else 0, seed)
+    seeds_of = {m: len(preds[m][metrics[0]]) for m in runs}
+    drawn = hierarchical_values(per_seed_all, n, seeds_of, n_boot if n > 3 else 0, seed)
     boots = {m: {k: v.reshape(-1, len(metrics), len(labels))[:, i] for i, k in enumerate(metrics)} for m, v in drawn.items()}
 
     def row(kind: str, name: str, k: str, j: int, est: float, samples: np.ndarray, n_seeds: str) -> dict[str, Any]:
