@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-PKG = Path(__file__).resolve().parents[1] / "vqalib"
+PKG = Path(__file__).resolve().parents[2] / "vqalib"
 
 #: Layer of each subpackage, lowest first; modules directly in ``vqalib/`` (the command line, the
 #: notebook runner) are the top layer. Packages on one rank are peers and must not import each other.

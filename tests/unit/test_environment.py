@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 _REQ = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*([^;]*)")
 
 

@@ -14,7 +14,7 @@ from model_helpers import write_clip
 from vqalib.inference.benchmark import format_row, run_benchmark, table2
 from vqalib.data.mos import LabelFileError, find_label_file, load_benchmark, read_label_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_konvid_mos_csv(tmp_path):

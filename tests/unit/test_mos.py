@@ -20,7 +20,7 @@ from vqalib.data.mos import (
 
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 LABELS = SHARED / "labels"
 needs_labels = pytest.mark.skipif(not LABELS.is_dir(), reason=f"label files not found in {LABELS} (../shared/data is absent)")
 

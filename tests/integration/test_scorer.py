@@ -20,7 +20,7 @@ from vqalib.inference.sources import VideoListError, list_videos
 from vqalib.inference.store import ResumeMismatch, read_scores
 from vqalib.schema.levels import DIMENSION_KEYS, LEVELS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REAL_VIDEOS = ROOT.parent / "shared" / "data" / "videos"
 
 

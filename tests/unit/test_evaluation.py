@@ -24,7 +24,7 @@ from vqalib.eval.tables import (
 from vqalib.schema.levels import DIMENSION_KEYS, LEVELS
 from vqalib.eval.predictions_file import rows_from_distributions
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def simulated(n: int, skill: float, seed: int, fail_every: int = 0, ids=None) -> pd.DataFrame:
@@ -149,7 +149,7 @@ def test_notebook_07_on_generated_prediction_files(tmp_path):
     from vqalib.eval.predictions_file import make_manifest, write_predictions
     from vqalib.video.frames import SamplingConfig
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     man = make_manifest("simulated", SamplingConfig(), {"note": "test"})
     write_predictions(tmp_path / "predictions" / "base.jsonl", simulated(40, 0.0, 1, fail_every=3), man)
     write_predictions(tmp_path / "predictions" / "aso.jsonl", simulated(40, 4.0, 2, fail_every=20), man)

@@ -41,7 +41,7 @@ import torch
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_TIMEOUT_S = 900
 COMMON = ["sample_size=smoke", "device=cpu", "report_to=none", "augment=false", "warmup_steps=0",
           "lr_scheduler=constant", "logging_steps=1", "max_steps=1", "seed=0", "num_workers=0", "optim=sgd"]

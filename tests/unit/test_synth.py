@@ -332,7 +332,7 @@ def test_a_script_without_a_main_guard_can_generate(tmp_path):
         "n_pilot_clips={'smoke': 3, 'default': 3, 'large': 3})\n"
         f"S.generate_dataset({str(tmp_path / 'script')!r}, 'smoke', seed=2, config=cfg, progress=False, workers=2)\n"
         "print('generated')\n")
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                           env={**__import__("os").environ, "PYTHONPATH": str(root)})
     assert proc.returncode == 0 and proc.stdout.count("generated") == 1, proc.stderr[-3000:]

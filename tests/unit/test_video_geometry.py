@@ -338,7 +338,7 @@ def test_three_frame_clip_error_names_min_frames(tmp_path):
 # ----------------------------------------------------------------- the real clips
 
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "videos"
 CLIPS = sorted(SHARED.glob("*/*.mp4")) if SHARED.is_dir() else []
 
 

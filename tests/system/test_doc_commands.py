@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 COMMAND_START = ("python ", "make ", ".venv/bin/", "papermill ", "accelerate ", "OMP_NUM_THREADS=", "uv ", "conda ",
                  "jupyter ", "tensorboard ", "bench/")

@@ -18,7 +18,7 @@ from vqalib.train.collator import (DEFAULT_FRAME_CACHE_MB, DEFAULT_FRAME_DISK_CA
                                    frame_cache, video_nbytes)
 from vqalib.video.frames import SamplingConfig
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SIDE = 112
 SAMPLING = SamplingConfig(fps=2.0, min_frames=4, max_frames=8, max_pixels=SIDE * SIDE, min_pixels=SIDE * SIDE)
 CLIP_BYTES = 8 * SIDE * SIDE * 3  # 8 frames of 112 x 112 RGB uint8: 301,056 bytes (+ indices, timestamps)

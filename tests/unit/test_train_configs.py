@@ -11,7 +11,7 @@ from vqalib.schema.levels import DIMENSION_KEYS, KEYWORDS
 from vqalib.train.collator import ClipExample, answer_text, short_rationale
 from vqalib.train.common import ASOConfig, GRPOConfig, SFTConfig, load_config, parse_overrides
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "env" / "train_configs").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "env" / "train_configs").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
@@ -114,7 +114,7 @@ def test_shipped_aso_configs_read_pi_ref_after_score_free_text_and_state_lambda_
 
     from vqalib.train.collator import SCORE_FREE_MODES
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     for path in sorted((root / "env" / "train_configs").glob("aso_*.yaml")):
         raw = yaml.safe_load(path.read_text())
         assert {"lam", "beta", "rationale", "rationale_loss", "reward", "penalise_outside"} <= set(raw), path.name

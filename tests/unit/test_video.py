@@ -24,7 +24,7 @@ from vqalib.video.frames import (
     sample_video,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 VIDEOS = SHARED / "videos"
 CLIPS = sorted(VIDEOS.glob("*/*.mp4")) if VIDEOS.is_dir() else []
 needs_clips = pytest.mark.skipif(not CLIPS, reason=f"real clips not found in {VIDEOS} (../shared/data is absent)")

@@ -358,7 +358,7 @@ def test_fsdp2_on_cpu_gathers_and_saves_loadable_weights(tmp_path):
     script.write_text(FSDP_WORKER)
     out = tmp_path / "fsdp_out"
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH", "")) if p)
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            str(script), str(out)], cwd=root, env=env, capture_output=True, text=True, timeout=900)
