@@ -280,26 +280,3 @@ def test_own_keyword_levels_reads_each_dimension_s_keyword_not_the_score_lines()
 
     text = "Motion Quality is subpar: shake.\nBecause of blur; the clarity quality is good.\n\nMotion Quality: 2.5\nClarity Quality: 3.5"
     assert own_keyword_levels(text) == [2.5, None, None, None, 3.5]
-
-
-# ------------------------------------------------------------------ end to end: a keyword-target ASO step
-
-def test_keyword_aso_trains_one_step_and_stores_the_health_report(tmp_path):
-    import json
-
-    from vqalib.train.cli import main
-
-    out = tmp_path / "aso_kw"
-    sets = ["sample_size=smoke", "max_clips=4", "batch_size=2", "report_to=none", "logging_steps=1",
-            "warmup_steps=0", "max_steps=1", "init_from=", "model=tiny", f"output_dir={out}",
-            "target_position=keyword", "rationale=full"]
-    argv = ["aso", "--config", "env/train_configs/aso_tiny.yaml"] + [a for s in sets for a in ("--set", s)]
-    assert main(argv) == 0
-    saved = torch.load(out / "pi_ref.pt", weights_only=True)
-    assert len(saved["pi_ref"]) == 4 and set(saved["outside"]) == set(saved["pi_ref"])
-    h = saved["health"]
-    assert h["n_items"] == 20 and 0 <= h["off_level_mean"] <= 1 and h["lam"] == 1.0
-    assert {"entropy", "p_label_p50", "kl_star_ref", "argmax_flip_share", "expected_shift_mean"} <= set(h)
-    logs = json.loads((out / "vqalib_train_manifest.json").read_text())["log_history"]
-    step = [r for r in logs if "loss_score" in r][0]
-    assert step["loss_score"] > 0 and "loss_rationale" in step

@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 
-from tests.test_hierarchical_bootstrap import frame
+from test_hierarchical_bootstrap import frame
 from vqalib.schema.levels import DIMENSION_KEYS
 from vqalib.report import compare
 

@@ -135,31 +135,3 @@ def test_cross_benchmark_table_on_real_konvid_labels():
     assert tab["n"].tolist() == [2, 2] and (tab["n_missing_videos"] == 1198).all()
     assert tab["SRCC"].isna().all() and "fewer than 3 items (n=2)" in tab["reason"].iloc[0]
     assert not np.isnan(tab["MAE"].iloc[0])
-
-
-@pytest.mark.notebooks
-@pytest.mark.slow
-def test_notebook_07_on_generated_prediction_files(tmp_path):
-    """Notebook 07 headless on simulated base (no skill, many parse failures) and aso (skilled) files."""
-    import json
-
-    import papermill as pm
-    import yaml
-
-    from vqalib.eval.predictions_file import make_manifest, write_predictions
-    from vqalib.video.frames import SamplingConfig
-
-    root = Path(__file__).resolve().parents[2]
-    man = make_manifest("simulated", SamplingConfig(), {"note": "test"})
-    write_predictions(tmp_path / "predictions" / "base.jsonl", simulated(40, 0.0, 1, fail_every=3), man)
-    write_predictions(tmp_path / "predictions" / "aso.jsonl", simulated(40, 4.0, 2, fail_every=20), man)
-    params = yaml.safe_load((root / "notebooks" / "params" / "07_evaluation.smoke.yaml").read_text())
-    params.update(RUN_DIR=str(tmp_path), BENCHMARK_DIR="")
-    pm.execute_notebook(str(root / "notebooks" / "07_evaluation.ipynb"), str(tmp_path / "out.ipynb"),
-                        parameters=params, cwd=str(root), progress_bar=False)
-    m = json.loads((tmp_path / "07_evaluation" / "metrics.json").read_text())
-    assert m["table1_parsed/aso/motion_quality/srcc"] > 0.9
-    assert abs(m["table1_expected/base/motion_quality/srcc"]) < 0.5
-    assert m["parse_failures/base"] == sum(len(range(k, 40, 3)) for k in range(5))
-    assert m["table1_parsed/base/motion_quality/n_failed"] == 14
-    assert (tmp_path / "07_evaluation" / "figures" / "reliability.png").is_file()

@@ -217,44 +217,6 @@ def test_nan_alpha_is_undefined_not_lower():
 # --------------------------------------------------------------------------- notebook 02 on such a table
 
 
-@pytest.mark.notebooks
-@pytest.mark.slow
-def test_notebook_02_reports_grid_and_raw_agreement_side_by_side(study, tmp_path):
-    """The user's path: convert the table once, save it, run notebook 02 on it from the command line
-    (``-p`` values converted to the declared types), read both tables it wrote."""
-    import json
-    import subprocess
-    import sys
-
-    from vqalib.core.runs import project_root
-
-    root, table = study
-    rng = np.random.default_rng(3)
-    pilot = table.copy()
-    cols = [c for c in table.columns if c.endswith("_sharpness")]
-    noisy = np.clip(np.round(pilot[cols].to_numpy() + rng.normal(0, 12, pilot[cols].shape), 1), 0, 100)
-    pilot[cols] = np.where(pilot[cols].to_numpy() == -1, -1, noisy)
-    both = pd.concat([pilot.assign(phase="pilot"), table.assign(phase="final")])
-    csv = root / "study_phases.csv"
-    both.to_csv(csv, index=False)
-    ds = from_ratings_csv(csv, video_dir=root / "media", na_values=[-1], phase_col="phase", **WIDE)
-    data_dir = save_dataset(ds, tmp_path / "my_vqa")
-    run_dir = tmp_path / "run"
-    res = subprocess.run([sys.executable, "-m", "vqalib", "run-notebooks", "--only", "02", "--run-dir", str(run_dir),
-                          "-p", "DATA_DIR", str(data_dir), "-p", "N_BOOT", "20", "-p", "STRICT", "yes"],
-                         cwd=project_root(), capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    metrics = json.loads((run_dir / "02_annotator_agreement" / "metrics.json").read_text())
-    assert metrics["has_raw_scale"] is True and metrics["raw_tolerance"] == 25.0 and metrics["raw_scale"] == [0.0, 100.0]
-    side = pd.read_csv(run_dir / "02_annotator_agreement" / "tables" / "agreement_grid_vs_raw.csv")
-    raw = A.agreement_table(ds.ratings, phases=["pilot", "final"], n_boot=0, tol=25.0, value="raw_score")
-    got = side.set_index(["phase", "dimension", "statistic"])
-    for row in raw.itertuples():
-        assert got.loc[(row.phase, row.dimension, "alpha_interval"), "raw"] == pytest.approx(row.alpha_interval)
-        assert metrics[f"{row.phase}_{row.dimension}_alpha_interval_raw"] == pytest.approx(row.alpha_interval)
-    assert (side["raw_minus_grid"].abs() > 0).any()
-
-
 def test_min_raters_of_the_conversion_is_kept_by_the_saved_folder(study, tmp_path):
     """A study with fewer than 3 raters on some clips converts with min_raters=2; the saved folder must
     load with that rule everywhere (the trainers call load_dataset(root) with no arguments), not fail

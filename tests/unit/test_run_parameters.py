@@ -8,14 +8,10 @@ and ``no`` became ``False`` even for a ``str`` parameter; ``--set a=1 b=2`` was 
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import papermill as pm
 import pytest
 
 from vqalib.notebook_runner import convert_parameter, declared_parameters, list_notebooks, main, typed_overrides
-from vqalib.core.runs import project_root
 from vqalib.train.cli import main as train_main
 from vqalib.train.common import load_config, parse_overrides
 
@@ -98,24 +94,6 @@ def test_help_notebook_lists_the_types_the_runner_uses():
 
 
 # --------------------------------------------------------------------------- train CLI --set
-
-
-def test_several_overrides_after_one_set():
-    cfg = train_config(["aso", "--config", "env/train_configs/aso_7b.yaml",
-                        "--set", "data_dir=/data/my_vqa", "finetune=lora", "lr=5e-5", "grad_accum=32"])
-    assert (cfg["data_dir"], cfg["finetune"], cfg["lr"], cfg["grad_accum"]) == ("/data/my_vqa", "lora", 5e-5, 32)
-    cfg = train_config(["aso", "--set", "lam=0.5", "--set", "beta=2", "max_steps=3"])  # repeated --set still works
-    assert (cfg["lam"], cfg["beta"], cfg["max_steps"]) == (0.5, 2.0, 3)
-
-
-def train_config(argv):
-    """The resolved config the train CLI prints, run as a user runs it (a subprocess)."""
-    import json
-
-    res = subprocess.run([sys.executable, "-m", "vqalib", "train", *argv, "--print-config"], cwd=project_root(),
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    return json.loads(res.stdout)
 
 
 def test_set_errors_name_the_item():

@@ -10,6 +10,7 @@ import pytest
 from vqalib.schema.levels import DIMENSION_KEYS, KEYWORDS
 from vqalib.train.collator import ClipExample, answer_text, short_rationale
 from vqalib.train.common import ASOConfig, GRPOConfig, SFTConfig, load_config, parse_overrides
+from vqalib.train.cli import main
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "env" / "train_configs").glob("*.yaml"))
 
@@ -218,3 +219,12 @@ def test_train_without_config_is_the_demo_config(stage, capsys):
     params = pm.inspect_notebook(str(CONFIGS[0].parents[2] / "notebooks" / f"{nb}.ipynb"))
     for name, key in fields.items():
         assert ast.literal_eval(params[name]["default"]) == bare[key], f"{nb} {name} vs {stage}_tiny.yaml {key}"
+
+
+def test_cli_rejects_bad_config(capsys):
+    assert main(["aso", "--set", "lam=0"]) == 2
+    assert "lambda must be > 0" in capsys.readouterr().err
+    assert main(["aso", "--set", "rationale=full"]) == 2  # pi_ref would be read after the score is named
+    assert "rationale=full teacher-forces rationales that name the score" in capsys.readouterr().err
+    assert main(["sft", "--set", "finetun=lora"]) == 2
+    assert "unknown sft config key 'finetun'" in capsys.readouterr().err
