@@ -1,13 +1,15 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - run every notebook in notebooks/ in order, headless, on the embedded default
-#   make test   - run the test suite (unit tests, notebooks in smoke mode, browser test)
+#   make test   - run the whole test suite, every tier (tests/README.md)
+#   make test-fast (= test-unit), test-integration, test-notebooks, test-system - one tier each;
+#   PYTEST_ARGS="..." is passed on to pytest in every test target
 # Both create/refresh .venv from uv.lock first.
 
 PY      := .venv/bin/python
 RUN_DIR ?= runs/demo
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-fast sync-notebooks bench clean-runs
+.PHONY: venv demo test test-fast test-unit test-integration test-notebooks test-system sync-notebooks bench clean-runs
 
 venv: .venv/.synced
 
@@ -23,8 +25,20 @@ test: venv
 	bash env/install_browser.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: venv
-	$(PY) -m pytest -m "not notebooks and not browser and not slow" $(PYTEST_ARGS)
+test-fast: test-unit
+
+test-unit: venv
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: venv
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+test-notebooks: venv
+	$(PY) -m pytest tests/notebooks $(PYTEST_ARGS)
+
+test-system: venv
+	bash env/install_browser.sh
+	$(PY) -m pytest tests/system $(PYTEST_ARGS)
 
 sync-notebooks: venv
 	$(PY) -m jupytext --sync notebooks/[0-9][0-9]_*.py

@@ -8,18 +8,32 @@ it skip with a reason when it is absent (a user's fresh clone has no ``../shared
 as ``make demo``, with a per-cell timeout (``SMOKE_CELL_TIMEOUT_S``): a hung cell fails the chain
 naming the notebook and the cell instead of blocking the test run. Notebook tests read what each
 notebook logged in ``<run>/<stem>/metrics.json``.
+
+Tiers (``tests/README.md``): every test file sits in one of ``tests/unit``, ``tests/integration``,
+``tests/notebooks``, ``tests/system``; ``pytest_collection_modifyitems`` marks each test with its
+folder's name, so ``-m unit`` and ``-m "not system"`` select by tier. ``tests/`` and every tier
+folder are on ``sys.path``: ``from model_helpers import ...``, ``from conftest import ...`` and
+imports of another test module by its base name (unique across the tiers) work from every tier.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
+#: The tier folders, cheapest first; each test is marked with its folder's name.
+TIERS = ("unit", "integration", "notebooks", "system")
+
+for _folder in (TESTS, *(TESTS / t for t in TIERS)):
+    if str(_folder) not in sys.path:
+        sys.path.insert(0, str(_folder))
 #: Per-cell timeout of the smoke chain (seconds): the slowest smoke cell takes well under a minute on
 #: 2 busy cores; a cell past this limit is a hang, reported as such.
 SMOKE_CELL_TIMEOUT_S = 900
@@ -33,6 +47,23 @@ def shared_data_or_skip(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"reference data not found at {path} (../shared/data sits beside the checkout in CI only)")
     return path
+
+
+def tier_of(path: Path) -> str | None:
+    """The tier folder a test file sits in (``None`` for a file outside them, e.g. one just added in
+    ``tests/``: it still runs under ``make test``, and ``tests/unit/test_tiers.py`` asks to file it)."""
+    try:
+        parts = Path(path).resolve().relative_to(TESTS).parts
+    except ValueError:
+        return None
+    return parts[0] if len(parts) > 1 and parts[0] in TIERS else None
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        tier = tier_of(item.path)
+        if tier is not None:
+            item.add_marker(tier)
 
 
 @pytest.fixture(scope="session")

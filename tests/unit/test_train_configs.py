@@ -1,0 +1,230 @@
+"""Training configs and answer texts: every shipped YAML loads, overrides are typed, the short
+rationale never gives the score away, and a missing rationale is an error, not a silent default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vqalib.schema.levels import DIMENSION_KEYS, KEYWORDS
+from vqalib.train.collator import ClipExample, answer_text, short_rationale
+from vqalib.train.common import ASOConfig, GRPOConfig, SFTConfig, load_config, parse_overrides
+from vqalib.train.cli import main
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "env" / "train_configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_shipped_configs_load(path):
+    stage = path.stem.split("_")[0]
+    cfg = load_config(stage, path)
+    assert isinstance(cfg, {"sft": SFTConfig, "grpo": GRPOConfig, "aso": ASOConfig}[stage])
+    if "7b" in path.stem:  # paper values
+        assert cfg.bf16 and cfg.device == "cuda"
+        assert cfg.batch_size * cfg.grad_accum * (8 if cfg.finetune == "full" else 1) == 32
+        if stage == "sft" and cfg.finetune == "full":
+            assert cfg.lr == 1e-6 and cfg.weight_decay == 0.01 and cfg.lr_scheduler == "cosine" and cfg.num_epochs == 1
+        if stage == "aso":
+            assert cfg.lr == 5e-6 and cfg.lam == 1.0 and cfg.beta == 1.0
+        if stage == "grpo":
+            assert cfg.num_generations == 8 and cfg.kl_coef == 0.1
+
+
+def test_overrides_are_typed_and_checked():
+    cfg = load_config("aso", None, ["lam=0.5", "on_policy=yes", "max_steps=7"])
+    assert cfg.lam == 0.5 and cfg.on_policy is True and cfg.max_steps == 7
+    with pytest.raises(ValueError, match="max_steps.*not a valid int"):
+        load_config("sft", None, ["max_steps=1.5"])
+    with pytest.raises(ValueError, match="expected KEY=VALUE"):
+        parse_overrides(["lr"])
+    with pytest.raises(ValueError, match="finetune='half'"):
+        load_config("sft", None, ["finetune=half"])
+
+
+def _example(rationales=None):
+    scores = {k: 1.0 + i for i, k in enumerate(DIMENSION_KEYS)}
+    tags = {"clarity_quality": ["blur"], "motion_amplitude": ["large_motion"], "motion_quality": ["flicker"]}
+    return ClipExample("v1", Path("v1.mp4"), scores, rationales or {}, tags)
+
+
+def test_short_rationale_names_defects_but_no_score():
+    text = short_rationale(_example().tags)
+    assert text == "Seen: brightness flicker, blur."  # amplitude tags (an amount, not a defect) left out
+    assert not any(ch.isdigit() for ch in text)
+    assert not any(kw.lower() in text.lower() for kw in KEYWORDS.values())
+    assert short_rationale({}) == "Seen: no defects."
+
+
+def test_answer_text_modes():
+    ex = _example()
+    assert answer_text(ex, "none").startswith("Motion Quality: 1.0")
+    assert answer_text(ex, "short").startswith("Seen: brightness flicker, blur.\n\nMotion Quality: 1.0")
+    with pytest.raises(ValueError, match="no rationales but rationale='full'"):
+        answer_text(ex, "full")
+    full = _example({k: f"Reason {i}." for i, k in enumerate(DIMENSION_KEYS)})
+    assert answer_text(full, "full").startswith("Reason 0.\nReason 1.")
+
+
+# ------------------------------------------------------------------ issue 9: what pi_ref is read after
+
+def test_scrubbed_rationales_drop_every_sentence_naming_a_level():
+    from vqalib.schema.prompts import parse_answer, template_rationale
+    from vqalib.train.collator import reveals_score, scrub_rationale
+
+    rats = {k: template_rationale(k, 1.0 + i, ["blur"] if k == "clarity_quality" else []) for i, k in enumerate(DIMENSION_KEYS)}
+    ex = _example(rats)
+    full = parse_answer(answer_text(ex, "full")).rationale
+    assert reveals_score(full)  # the dataset's rationales name the level ("... is abysmal.")
+    scrubbed = answer_text(ex, "scrubbed")
+    assert not reveals_score(parse_answer(scrubbed).rationale)
+    assert "The video shows blur." in scrubbed  # the visual evidence stays
+    assert scrubbed.endswith(answer_text(ex, "none"))  # the score lines are unchanged
+    # inputs from the wild: paper-style "Overall ..." lines, numbers, synonyms, decimals inside a sentence
+    text = ("Dynamic Motion Quality Reason: smooth pan.\nOverall Clarity: Overall clarity quality Satisfactory.\n"
+            "Rated 4/5 overall. The frame is 1080p. Score 3.5! Motion is decent. Sharp edges.")
+    # issue 20: "1080p" is a template tell (clarity score 5) and the emptied "Overall Clarity:" heading goes
+    assert scrub_rationale(text) == "Dynamic Motion Quality Reason: smooth pan.\nSharp edges."
+    # the sample dataset's style: keyword and evidence in one sentence; only the clause with the keyword goes
+    assert scrub_rationale("Clarity Quality is subpar: the video shows blur, so fine detail is lost.") == \
+        "the video shows blur, so fine detail is lost."
+    # issue 20: the sample dataset's motion-amount sentence is chosen by the level (synth.amplitude_tag): a tell
+    assert scrub_rationale("The camera moves at a moderate pace, so the motion amplitude is rated acceptable.") == ""
+    for word in KEYWORDS.values():
+        assert reveals_score(f"It looks {word.lower()} overall.")
+
+
+def test_teacher_forced_aso_refuses_rationales_that_name_the_score():
+    with pytest.raises(ValueError, match="rationale=full teacher-forces rationales that name the score"):
+        load_config("aso", None, ["rationale=full"])
+    for mode in ("scrubbed", "short", "none"):
+        assert load_config("aso", None, [f"rationale={mode}"]).rationale == mode
+    # on-policy reads pi_ref after the model's own (scrubbed) sample, so the mode does not matter there
+    assert load_config("aso", None, ["rationale=full", "on_policy=true"]).on_policy
+
+
+def test_pi_ref_collator_warns_on_a_revealing_mode():
+    from vqalib.train.aso_trainer import pi_ref_collator
+
+    with pytest.warns(UserWarning, match="may name the score"):
+        pi_ref_collator(None, None, "full")
+
+
+def test_shipped_aso_configs_read_pi_ref_after_score_free_text_and_state_lambda_beta():
+    import yaml
+
+    from vqalib.train.collator import SCORE_FREE_MODES
+
+    root = Path(__file__).resolve().parents[2]
+    for path in sorted((root / "env" / "train_configs").glob("aso_*.yaml")):
+        raw = yaml.safe_load(path.read_text())
+        assert {"lam", "beta", "rationale", "rationale_loss", "reward", "penalise_outside"} <= set(raw), path.name
+        cfg = load_config("aso", path)
+        # issue 20: target_position=keyword reads pi at the keyword itself, before the text that names the level
+        assert cfg.on_policy or cfg.rationale in SCORE_FREE_MODES or cfg.target_position == "keyword", path.name
+        assert cfg.rationale_loss == "kl", path.name  # the paper's whole-sequence KL
+    for path in sorted((root / "env" / "train_configs").glob("grpo_*.yaml")):
+        raw = yaml.safe_load(path.read_text())
+        assert {"kl_coef", "acc_rounding", "group_by", "reward"} <= set(raw), path.name
+    for path in sorted((root / "notebooks" / "params").glob("06_aso.*.yaml")):
+        raw = yaml.safe_load(path.read_text())
+        rationale = raw.get("RATIONALE", "none")
+        assert raw.get("ON_POLICY", False) or rationale in SCORE_FREE_MODES or raw.get("TARGET_POSITION") == "keyword", \
+            path.name
+
+
+def test_on_policy_ce_is_refused_and_kl_is_the_default():
+    assert ASOConfig().rationale_loss == "kl"
+    with pytest.raises(ValueError, match="self-training"):
+        load_config("aso", None, ["on_policy=true", "rationale_loss=ce"])
+    assert load_config("aso", None, ["on_policy=true", "rationale_loss=kl"]).on_policy
+
+
+def test_pi_ref_key_changes_with_everything_that_changes_pi_ref(tmp_path):
+    from vqalib.train.aso_trainer import pi_ref_key
+
+    ckpt = tmp_path / "sft"
+    ckpt.mkdir()
+    (ckpt / "model.safetensors").write_bytes(b"weights-1")
+    (ckpt / "config.json").write_text("{}")
+    base = {"init_from": str(ckpt), "rationale": "short"}
+    exs = [_example()]
+    key = pi_ref_key(load_config("aso", None, base), exs)
+    assert key == pi_ref_key(load_config("aso", None, base), exs)  # deterministic
+    for change in ({"finetune": "lora"}, {"finetune": "qlora"}, {"bf16": True}, {"augment": False},
+                   {"rationale": "none"}, {"instruction": "Rate it."}, {"max_pixels": 50176}):
+        assert pi_ref_key(load_config("aso", None, {**base, **change}), exs) != key, change
+    import dataclasses
+
+    # issue 20: pi_ref read at the keyword is another distribution than at the score line
+    assert pi_ref_key(dataclasses.replace(load_config("aso", None, base), target_position="keyword"), exs) != key
+    relabelled = _example()
+    relabelled.scores["clarity_quality"] = 1.5  # an earlier score line is teacher-forced: labels count
+    assert pi_ref_key(load_config("aso", None, base), [relabelled]) != key
+    (ckpt / "model.safetensors").write_bytes(b"weights-2")  # same path and config, new weights
+    assert pi_ref_key(load_config("aso", None, base), exs) != key
+
+
+def test_multi_rater_scores_reach_the_batch_keys_helper():
+    from vqalib.train.collator import NON_MODEL_KEYS, rater_scores
+
+    ex = _example()
+    ex.ratings = {k: [1.0 + i, 2.0 + i] + ([3.0] if i == 0 else []) for i, k in enumerate(DIMENSION_KEYS)}
+    r = rater_scores([ex], repeat=2)
+    assert r.shape == (2, 5, 3) and float(r[0, 0, 2]) == 3.0 and bool(r[0, 1, 2].isnan())
+    assert "rater_scores" in NON_MODEL_KEYS
+    ex.ratings["content_quality"] = []
+    with pytest.raises(ValueError, match="no rater score for 'content_quality'"):
+        rater_scores([ex])
+
+
+#: notebook parameter -> config field, for the settings notebooks 04-06 train with
+NOTEBOOK_FIELDS = {
+    "sft": ("04_sft", {"MODEL": "model", "FINETUNE": "finetune", "FREEZE_VISION": "freeze_vision", "STEPS": "max_steps",
+                       "BATCH_SIZE": "batch_size", "GRAD_ACCUM": "grad_accum", "LR": "lr", "WARMUP_STEPS": "warmup_steps",
+                       "WEIGHT_DECAY": "weight_decay", "RATIONALE": "rationale", "INSTRUCTION": "instruction",
+                       "AUGMENT": "augment", "TIME_JITTER": "time_jitter"}),
+    # GRPO and ASO run on a time budget in the notebooks (STEPS is only a cap there), a fixed step count in the YAML
+    "grpo": ("05_grpo", {"FINETUNE": "finetune", "BATCH_SIZE": "batch_size", "NUM_GENERATIONS": "num_generations",
+                         "KL_COEF": "kl_coef", "TEMPERATURE": "temperature", "MAX_NEW_TOKENS": "max_new_tokens",
+                         "LR": "lr", "RATIONALE": "rationale", "INSTRUCTION": "instruction"}),
+    "aso": ("06_aso", {"FINETUNE": "finetune", "LAM": "lam", "BETA": "beta", "REWARD": "reward",
+                       "PENALISE_OUTSIDE": "penalise_outside", "RATIONALE_LOSS": "rationale_loss",
+                       "RATIONALE_WEIGHT": "rationale_weight", "ON_POLICY": "on_policy", "BATCH_SIZE": "batch_size",
+                       "LR": "lr", "RATIONALE": "rationale", "INSTRUCTION": "instruction",
+                       "TARGET_POSITION": "target_position"}),
+}
+
+
+@pytest.mark.parametrize("stage", ["sft", "grpo", "aso"])
+def test_train_without_config_is_the_demo_config(stage, capsys):
+    """``python -m vqalib train STAGE`` with no ``--config`` trains with ``STAGE_tiny.yaml``, whose
+    settings are the ones the notebook trains with by default. (Before: the dataclass defaults, e.g.
+    SFT on the all-random ``tiny`` model with short rationales, 300 steps, weight decay 0.01.)"""
+    import ast
+    import json
+
+    import papermill as pm
+
+    from vqalib.train.cli import main
+
+    assert main([stage, "--print-config"]) == 0
+    out = capsys.readouterr()
+    bare = json.loads(out.out)
+    assert f"config: {CONFIGS[0].parent / f'{stage}_tiny.yaml'} (no --config given" in out.err
+    assert main([stage, "--config", f"env/train_configs/{stage}_tiny.yaml", "--print-config"]) == 0
+    assert bare == json.loads(capsys.readouterr().out)
+
+    nb, fields = NOTEBOOK_FIELDS[stage]
+    params = pm.inspect_notebook(str(CONFIGS[0].parents[2] / "notebooks" / f"{nb}.ipynb"))
+    for name, key in fields.items():
+        assert ast.literal_eval(params[name]["default"]) == bare[key], f"{nb} {name} vs {stage}_tiny.yaml {key}"
+
+
+def test_cli_rejects_bad_config(capsys):
+    assert main(["aso", "--set", "lam=0"]) == 2
+    assert "lambda must be > 0" in capsys.readouterr().err
+    assert main(["aso", "--set", "rationale=full"]) == 2  # pi_ref would be read after the score is named
+    assert "rationale=full teacher-forces rationales that name the score" in capsys.readouterr().err
+    assert main(["sft", "--set", "finetun=lora"]) == 2
+    assert "unknown sft config key 'finetun'" in capsys.readouterr().err
