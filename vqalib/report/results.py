@@ -356,7 +356,8 @@ def _run_section(res: dict[str, Any]) -> list[str]:
         ["versions", ", ".join(f"{k} {v}" for k, v in src["versions"].items() if k != "platform") or DASH],
         ["platform", src["versions"].get("platform", DASH)],
     ])
-    out += ["", f"Wall time per notebook (`{run}/manifest.json`):", ""]
+    out += ["", f"Wall time per notebook (`{run}/manifest.json`; it depends on the machine and its load, which a run "
+                "folder does not record):", ""]
     rows = [[f"`{n['notebook']}`", _val(n["status"]), _val(n["wall_s"], "{:.0f} s")] for n in nbs["notebooks"]]
     rows.append(["**total**", "", _val(nbs["total_wall_s"], "**{:.0f} s**")])
     out += _table(["notebook", "status", "wall time"], rows)
@@ -406,7 +407,8 @@ def _comparison_section(res: dict[str, Any]) -> list[str]:
     budgets = ", ".join(f"{LABEL[m]} {_val(b, '{:g} s')}" for m, b in c["budget_s"].items())
     curve = (f"held-out curve every {c['eval_every_s']:g} s on {'/'.join(map(str, c['curve_clips']))} clips; "
              if c["eval_every_s"] and c["curve_clips"] else "")
-    out += [f"From the same SFT checkpoint, each seed trained for a training-clock budget ({budgets}); "
+    out += [f"From the same SFT checkpoint, each seed trained for a training-clock budget ({budgets}; the steps a budget "
+            "buys depend on the machine's speed and load, so these numbers move between runs, unlike SFT's); "
             + (f"GRPO with G = {c['num_generations']}; " if c["num_generations"] else "")
             + f"steps reached: {steps or DASH}; {curve}final predictions on {_val(c['n_clips'])} clips; "
             f"{_val(c['n_boot'])} resamples of a bootstrap over clips and seeds "
