@@ -123,6 +123,7 @@ def test_every_number_comes_from_the_file_that_holds_it(run):
     assert c["contrasts"]["aso − grpo"]["mae_mean"] == {"estimate": -0.037, "ci_low": -0.084, "ci_high": 0.015}
     assert [(x["contrast"], x["dimension"]) for x in c["intervals_excluding_zero"]] == [("aso − grpo", "aesthetic_quality")]
     assert c["mean_intervals_excluding_zero"] == [] and c["n_per_dimension_srcc_intervals"] == 2
+    assert c["too_few_steps"] == [] and c["clock_overrun"] == []
     diag = res["aso_diagnostics"]
     assert diag["target_entropy"] == 1.33
     assert diag["kl_first"] == {"0": 0.131, "1": pytest.approx(0.113)} and diag["kl_batches"] == 4
@@ -184,6 +185,22 @@ def test_several_runs_get_the_mean_of_their_sft_rows(run, tmp_path):
     md = render_markdown([collect(run), collect(other)])
     assert "| **mean of 2 runs** | **0.77** | **0.73** | **0.69** | **0.82** | **0.71** |" in md
     assert md.count("## Run `") == 2
+
+
+def test_runs_too_short_to_compare_are_flagged(run):
+    """Notebook 07's own checks (vqalib.report.compare): fewer than MIN_STEPS steps, or a clock past OVERRUN x the
+    budget, and the comparison is said not to compare trained methods."""
+    from vqalib.report.compare import MIN_STEPS
+
+    m = json.loads((run / "05_grpo/metrics.json").read_text())
+    m |= {"grpo/steps/seed1": MIN_STEPS - 1, "grpo/train_seconds/seed0": 29.9}
+    (run / "05_grpo/metrics.json").write_text(json.dumps(m))
+    c = collect(run)["comparison"]
+    assert [(x["method"], x["seed"]) for x in c["too_few_steps"]] == [("grpo", 1)]
+    assert [(x["method"], x["seed"], x["train_seconds"]) for x in c["clock_overrun"]] == [("grpo", 0, 29.9)]
+    md = render_markdown([collect(run)])
+    assert f"**Not a comparison of trained methods:** GRPO seed 1 took {MIN_STEPS - 1} step(s)" in md
+    assert "GRPO seed 0 ran 29.9 training s on a 10 s budget" in md
 
 
 def test_excludes_zero():

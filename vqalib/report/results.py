@@ -235,7 +235,16 @@ def _comparison(r: _Reader) -> dict[str, Any]:
         if path.is_file():
             curve = pd.read_csv(path)
             curve_clips += [int(n) for n in curve["n_clips"].dropna().unique()]
+    from vqalib.report.compare import MIN_STEPS, OVERRUN
+
+    # the same checks as notebook 07's verdict (vqalib.report.compare.verdicts): a run with too few steps, or whose
+    # clock passed its budget by far, is not a trained method at equal compute
+    few = [{"method": m, **x} for m, rs in runs.items() for x in rs
+           if budget.get(m) and x["steps"] is not None and x["steps"] < MIN_STEPS]
+    over = [{"method": m, **x} for m, rs in runs.items() for x in rs
+            if budget.get(m) and x["train_seconds"] is not None and x["train_seconds"] > OVERRUN * budget[m]]
     return {"budget_s": budget, "num_generations": grpo_cfg.get("num_generations"),
+            "too_few_steps": few, "clock_overrun": over, "min_steps": MIN_STEPS, "overrun": OVERRUN,
             "eval_every_s": grpo_cfg.get("eval_every_seconds"), "curve_clips": sorted(set(curve_clips)),
             "n_clips": n_clips, "n_boot": n_boot, "runs": runs, "methods": methods, "contrasts": contrasts,
             "intervals_excluding_zero": excluding, "mean_intervals_excluding_zero": means_excluding,
@@ -413,6 +422,15 @@ def _comparison_section(res: dict[str, Any]) -> list[str]:
             + f"steps reached: {steps or DASH}; {curve}final predictions on {_val(c['n_clips'])} clips; "
             f"{_val(c['n_boot'])} resamples of a bootstrap over clips and seeds "
             f"(`{run}/07_evaluation/metrics.json`, `compare/*`; `07_evaluation/tables/method_comparison.csv`).", ""]
+    if c["too_few_steps"] or c["clock_overrun"]:
+        out += ["**Not a comparison of trained methods:** "
+                + "; ".join([f"{LABEL[x['method']]} seed {x['seed']} took {x['steps']} step(s) (fewer than {c['min_steps']})"
+                             for x in c["too_few_steps"]]
+                            + [f"{LABEL[x['method']]} seed {x['seed']} ran {x['train_seconds']:.1f} training s on a "
+                               f"{c['budget_s'][x['method']]:g} s budget (more than {c['overrun']:g}×)" for x in c["clock_overrun"]])
+                + ". One step took a large share of the budget (a slow or busy machine), so the runs are close to the SFT "
+                  "checkpoint and the differences below say nothing about the methods (notebook 07 gives no verdict); "
+                  "rerun on an idle machine or with a larger `BUDGET_S`.", ""]
     out += _table(["method", "seeds", "mean SRCC [95 % CI]", "mean MAE [95 % CI]"],
                   [[LABEL[m], _val(v["seeds"]), _fiv(v["srcc_mean"]), _fiv(v["mae_mean"])] for m, v in c["methods"].items()])
     out += [""]
