@@ -10,10 +10,12 @@ Commands
                   resumable (``python -m vqalib score VIDEOS --model M --output scores.csv``)
   benchmark       a Table 2 row on a public MOS benchmark (``python -m vqalib benchmark KoNViD
                   --videos DIR [--labels FILE] --model M``)
+  report          the results of run folders, read from their files (``python -m vqalib report
+                  runs/demo --markdown > docs/results.md``; JSON fields without ``--markdown``)
 
 Paths typed on the command line (score's VIDEOS and ``--output``, benchmark's ``--videos``,
 ``--labels``, ``--output``, ``--table``, sample-data's ``--root``, train's ``--config``,
-run-notebooks' ``--run-dir``) are from the working directory; ``--model`` is a folder there when one
+run-notebooks' ``--run-dir``, report's RUN_DIR and ``--output``) are from the working directory; ``--model`` is a folder there when one
 exists, else a folder under the project root, else a hub id. Paths inside a config, a ``--set`` or
 a ``-p`` value are from the project root, where the trainers and notebooks read them. The project
 root is the checkout (the folder with ``pyproject.toml``); for a package installed without a
@@ -225,6 +227,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return train_main(rest)
     if cmd == "sample-data":
         return _sample_data(rest)
+    if cmd == "report":
+        from vqalib.report.results import RunFolderError, main as report_main
+
+        try:
+            return report_main(rest)
+        except RunFolderError as exc:  # the folder named is not a run folder: the message says how to make one
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if cmd in ("score", "benchmark"):
         import signal
         import threading

@@ -1,4 +1,9 @@
-"""Every command in README.md and docs/*.md, run here or skipped with the reason (issue 8, section 4).
+"""Every command in README.md, CHANGELOG.md and docs/*.md, run here or skipped with the reason (issue 8, section 4).
+
+The command blocks of README.md, CHANGELOG.md and the docs pages live in ``docs/snippets/`` (issue 22, part 5):
+each block follows a ``<!-- snippet: NAME -->`` marker and equals the file (``python docs/snippets/_sync.py``
+checks, ``--write`` copies); the tests run the snippet files, not the prose around them. Only
+``docs/training.md`` and ``docs/benchmarks.md`` (:data:`SNIPPET_EXEMPT`) still hold blocks of their own.
 
 The commands are read from the files themselves (fenced ``bash`` blocks, with ``\\`` continuations
 joined and comments dropped, and inline code that starts like a command), so a command added to the
@@ -7,14 +12,16 @@ docs without a decision below fails :func:`test_every_doc_command_has_a_decision
 Each decision is one of:
 
 * ``Run(subs, extra)``: run the command as written after the listed substitutions only: paths
-  (``/data/my_vqa`` -> a dataset generated here by README's own "Bring your own dataset" snippet,
+  (``/data/my_vqa`` -> a dataset generated here by the docs' own "your ratings" snippet, own_ratings.py,
   ``runs/...`` -> a temporary folder), ``python`` / ``.venv/bin/`` -> the interpreter running the
   tests, plus the extra arguments listed (``max_steps=1``, the smoke sample data);
 * ``Check(reason, ...)``: the real run needs what this machine lacks (a CUDA GPU, the 7B model from the
   hub, several GPUs); what can be checked without it is run (the resolved training config with
   ``--print-config``, papermill's ``--prepare-only``, the parameter sets), then the test is skipped
   with the reason;
-* ``Skip(reason)``: nothing useful to run here (the test suite itself, a server, an installer).
+* ``Skip(reason)``: nothing useful to run here (the test suite itself, a server, an installer);
+* ``InSnippet(name)``: a line of a snippet whose lines depend on each other (make clips, score them, train
+  on them, score again), run in order by :func:`test_quickstart_snippets_run_in_order`.
 
 Every subprocess has a timeout.
 """
@@ -34,7 +41,11 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOC_FILES = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
+SNIPPETS = ROOT / "docs" / "snippets"
+#: docs pages whose command blocks are not snippets yet (kept as they are by issue 22; their commands are still
+#: decided below, read from the prose)
+SNIPPET_EXEMPT = ("training.md", "benchmarks.md")
 COMMAND_START = ("python ", "make ", ".venv/bin/", "papermill ", "accelerate ", "OMP_NUM_THREADS=", "uv ", "conda ",
                  "jupyter ", "tensorboard ", "bench/")
 TIMEOUT = 600  # seconds per subprocess
@@ -42,6 +53,12 @@ PY = sys.executable
 BIN = str(Path(sys.executable).parent)
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+
+
+def snippet_lines(name: str) -> list[str]:
+    """The commands of a shell snippet (``docs/snippets/NAME``), as :func:`doc_commands` reads them from a block."""
+    text = (SNIPPETS / name).read_text().replace("\\\n", " ")
+    return [c for c in (" ".join(re.sub(r"(^|\s)#.*$", "", line).split()) for line in text.splitlines()) if c]
 
 
 def doc_commands() -> dict[str, list[str]]:
@@ -79,6 +96,11 @@ class Skip:
     reason: str
 
 
+@dataclass
+class InSnippet:
+    snippet: str  # docs/snippets/<snippet>: its lines run in order in test_quickstart_snippets_run_in_order
+
+
 GPU_7B = "needs a CUDA GPU (config: device cuda, bf16) and Qwen/Qwen2.5-VL-7B-Instruct from the hub"
 MULTI_GPU = "needs several GPUs (accelerate launch with DDP / DeepSpeed ZeRO-2 / FSDP)"
 BENCH = "a benchmark: minutes of timing runs; `make bench` runs it and docs/benchmarks.md records the results"
@@ -104,31 +126,38 @@ SFT_SEED1 = "python -m vqalib run-notebooks --only 04 --run-dir runs/sft_seed1 -
 FULL_COMPARISON = ("python -m vqalib run-notebooks --only 04,05,06,07 --run-dir runs/compare3 -p SEEDS 3 -p BUDGET_S 40 "
                    "-p EVAL_EVERY_S 10 -p CURVE_LIMIT 0")
 
-DECISIONS: dict[str, Run | Check | Skip] = {
+#: README: the demo's results, written from the run folder (issue 22)
+REPORT_DEMO = "python -m vqalib report runs/demo --markdown -o docs/results.md"
+
+DECISIONS: dict[str, Run | Check | Skip | InSnippet] = {
     # ---- README.md
-    "make demo": Skip("the whole chain on the default data (~8 min); the smoke chain (tests/test_notebooks.py) "
+    "make venv": Skip("creates .venv from uv.lock (uv sync, from the network); the tests run in that environment"),
+    "source .venv/bin/activate": Skip("a shell builtin that changes the calling shell; the tests already run in .venv"),
+    "make demo": Skip("the whole chain on the default data (~10-60 min); the smoke chain (tests/test_notebooks.py) "
                       "runs the same runner over every notebook"),
+    REPORT_DEMO: Check("needs runs/demo, written by `make demo`", "check_report_on_a_run_folder"),
     "make test": Skip("the test suite this test belongs to"),
-    "make test PYTEST_ARGS='-m \"not browser\"'": Skip("the test suite this test belongs to"),
     "make test-fast": Skip("the test suite this test belongs to"),
-    "make sync-notebooks": Skip("rewrites the repository's notebooks; tests/test_notebooks.py checks the pairs are in sync"),
     "make bench": Skip(BENCH),
     "bench/bench_*.py": Skip("a file pattern (what `make bench` runs), not a command"),
-    "python -m vqalib run-notebooks --params smoke --run-dir runs/smoke": Skip(
-        "the smoke chain itself: tests/conftest.py::smoke_run runs the same runner with the same parameter set"),
+    "make sync-notebooks": Skip("rewrites the repository's notebooks; tests/test_notebooks.py checks the pairs are in sync"),
+    "python docs/snippets/_sync.py --write": Check("rewrites README.md and docs/ from the snippets",
+                                                   "check_snippets_in_sync"),
+    **{c: InSnippet("score_sample.sh") for c in snippet_lines("score_sample.sh")},
+    **{c: InSnippet("train_own.sh") for c in snippet_lines("train_own.sh") if " run-notebooks " not in c},
+    "python -m vqalib run-notebooks -p DATA_DIR runs/sample --run-dir runs/mine_notebooks": Check(
+        "the whole chain on the data (~10-60 min); tests/test_notebooks.py runs every notebook in smoke mode",
+        "check_overrides_typed"),
     SFT_SEED1: Run(subs=[("python", PY), ("runs/sft_seed1", "{tmp}/sft_seed1")], extra=["--params", "smoke"]),
     FULL_COMPARISON: Check("about 13 minutes of training on 2 cores (SFT, then 3 seeds x 40 s of GRPO and of ASO with "
                            "held-out curves); notebooks 04-07 run in smoke mode with 2 seeds in tests/test_notebooks.py",
                            "check_overrides_convert"),
-    "python -m vqalib run-notebooks --only 03": Run(
-        subs=[("python", PY)], extra=["--run-dir", "{tmp}/run03", "--params", "smoke"]),
     "papermill --help-notebook notebooks/NN_name.ipynb": Run(
         subs=[("papermill", f"{BIN}/papermill"),
               ("notebooks/NN_name.ipynb", "notebooks/02_annotator_agreement.ipynb")]),
     "jupyter lab": Skip("an interactive server; tests/test_browser.py serves JupyterLab and drives notebook 03"),
     "conda env create -f environment.yml": Skip("needs conda and the network; tests/test_environment.py keeps "
                                                  "environment.yml and pyproject.toml in step"),
-    "uv sync --extra multigpu": Skip("installs and compiles DeepSpeed from the network"),
     "python -m vqalib run-notebooks --params qwen7b_lora -p DATA_DIR /data/my_vqa --run-dir runs/real": Check(
         GPU_7B, "check_param_set_and_overrides"),
     ".venv/bin/papermill notebooks/04_sft.ipynb runs/real/04_sft.ipynb -f notebooks/params/04_sft.qwen7b_lora.yaml "
@@ -146,6 +175,18 @@ DECISIONS: dict[str, Run | Check | Skip] = {
     "env/train_configs/sft_7b.yaml": Check(MULTI_GPU, "check_accelerate"),
     "accelerate launch --config_file env/accelerate_fsdp.yaml -m vqalib train aso --config "
     "env/train_configs/aso_7b.yaml": Check(MULTI_GPU, "check_accelerate"),
+    # ---- docs/results.md (generated) and docs/scoring.md
+    REPORT_DEMO.removesuffix(" -o docs/results.md"): Check("needs runs/demo, written by `make demo`",
+                                                           "check_report_on_a_run_folder"),
+    "python -m vqalib score runs/sample/clips --model tiny -o runs/scores/tiny_fast.csv": Run(
+        subs=[("python", PY), ("runs/sample/clips", "{sample}/clips"), ("runs/scores/tiny_fast.csv", "{tmp}/tiny_fast.csv")]),
+    "python -m vqalib score runs/sample/clips --model tiny --mode generate --max-new-tokens 32 "
+    "-o runs/scores/tiny_gen.parquet": Run(
+        subs=[("python", PY), ("runs/sample/clips", "{sample}/clips"),
+              ("runs/scores/tiny_gen.parquet", "{tmp}/tiny_gen.parquet")], extra=["--limit", "4"]),
+    "python -m vqalib benchmark KoNViD --videos /data/KoNViD_1k_videos --model tiny --n-boot 200": Run(
+        subs=[("python", PY), ("/data/KoNViD_1k_videos", "{shared}/videos/konvid")],
+        extra=["--output", "{tmp}/konvid.csv"]),
     # ---- docs/training.md, "ASO where the model decides" (issue 20)
     ".venv/bin/python bench/bench_aso_decides.py --sft-steps 800 --aso-steps 120 --seeds 3": Skip(BENCH),
     ".venv/bin/python bench/bench_aso_decides.py --seeds 2": Skip(BENCH),
@@ -176,14 +217,7 @@ DECISIONS: dict[str, Run | Check | Skip] = {
     "python -m vqalib train aso --print-config --set lam=0.5": Run(subs=[("python", PY)]),
     "tensorboard --logdir runs/": Skip("a server (TensorBoard); the trainers' logs are checked in tests/test_train_runs.py"),
     "uv pip install deepspeed": Skip("installs and compiles DeepSpeed from the network"),
-    # ---- README.md: score your videos (../shared/data beside the checkout; skipped without it)
-    "python -m vqalib score ../shared/data/videos --model tiny -o runs/scores/tiny_fast.csv": Run(
-        subs=[("python", PY), ("runs/scores/tiny_fast.csv", "{tmp}/tiny_fast.csv")]),
-    "python -m vqalib score ../shared/data/videos --model tiny --mode generate --max-new-tokens 32 "
-    "-o runs/scores/tiny_gen.parquet": Run(
-        subs=[("python", PY), ("runs/scores/tiny_gen.parquet", "{tmp}/tiny_gen.parquet")]),
-    "python -m vqalib benchmark KoNViD --videos ../shared/data/videos/konvid --model tiny --n-boot 200": Run(
-        subs=[("python", PY)]),
+    "uv sync --extra multigpu": Skip("installs and compiles DeepSpeed from the network"),
     # ---- docs/training.md: several processes, several machines, the pi_ref measurement
     **{c: Skip(MULTI_PROC) for c in (
         "python -m vqalib train sft --set sample_size=smoke --set device=cpu --set report_to=none --set augment=false "
@@ -232,7 +266,10 @@ DECISIONS: dict[str, Run | Check | Skip] = {
              "on the dry run's JSON"),
     # ---- fragments quoted in prose (not whole commands)
     **{c: Skip(FRAGMENT) for c in (".venv/bin/", "OMP_NUM_THREADS=1", "accelerate launch", "bench/bench_score.py",
-                                   "uv sync", "bench/gpu_check.py")},
+                                   "uv sync", "bench/gpu_check.py", "python -m vqalib ...", "python -m vqalib report",
+                                   "python -m vqalib report RUN_DIR [--markdown]", "python -m vqalib score",
+                                   "python -m vqalib benchmark", "python -m vqalib train", "python docs/snippets/_sync.py")},
+    "python -m vqalib sample-data --size smoke --root runs/sample": InSnippet("score_sample.sh"),
 }
 
 
@@ -242,6 +279,71 @@ def test_every_doc_command_has_a_decision():
     assert not undecided, f"commands in the docs with no decision in {__file__}: {undecided}"
     stale = sorted(set(DECISIONS) - set(found))
     assert not stale, f"decisions for commands no longer in the docs: {stale}"
+    wrong = [c for c, d in DECISIONS.items() if isinstance(d, InSnippet) and c not in snippet_lines(d.snippet)]
+    assert not wrong, f"InSnippet decisions for commands that are not lines of their snippet: {wrong}"
+
+
+# --------------------------------------------------------------------------- snippets (issue 22, part 5)
+
+
+def _sync_tool():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("snippet_sync", SNIPPETS / "_sync.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_doc_blocks_equal_their_snippets():
+    assert _sync_tool().out_of_sync() == [], "run: python docs/snippets/_sync.py --write"
+
+
+def test_every_command_block_is_a_snippet_and_every_snippet_is_used():
+    tool = _sync_tool()
+    loose, used = [], set()
+    for path in DOC_FILES:
+        text = path.read_text()
+        used |= {m["name"] for m in tool.includes(text)}
+        if path.name in SNIPPET_EXEMPT:
+            continue
+        for m in re.finditer(r"^(.*)\n```(?:bash|sh|console|python)\n", text, flags=re.M):
+            if not m.group(1).startswith("<!-- snippet: "):
+                loose.append(f"{path.name} line {text[:m.start(1)].count(chr(10)) + 2}")
+    assert not loose, f"command blocks without a snippet (move them to docs/snippets/, include with a marker): {loose}"
+    unused = sorted(set(tool.snippet_files()) - used)
+    assert not unused, f"snippets no doc includes: {unused}"
+
+
+def test_architecture_doc_draws_the_enforced_layers():
+    """docs/architecture.md's layer table is tests/test_layers.py's LAYERS (rank and package, every package)."""
+    from test_layers import LAYERS, TOP
+
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    rows = re.findall(r"^\| (\d+) \| `?(\w+)`? \|", text, flags=re.M)
+    drawn = {pkg: int(rank) for rank, pkg in rows}
+    assert drawn == {**LAYERS, "top": TOP}, f"docs/architecture.md's table differs from tests/test_layers.py: {drawn}"
+
+
+def test_aso_quickstart_snippet():
+    """README's "ASO in 30 seconds", run as it is: π* is the closed form, training on the soft target reaches it."""
+    import contextlib
+    import io
+
+    import torch
+
+    ns: dict = {}
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile((SNIPPETS / "aso_quickstart.py").read_text(), "docs/snippets/aso_quickstart.py", "exec"), ns)
+    levels = torch.tensor([1.0 + 0.5 * i for i in range(9)], dtype=torch.float64)
+    want = ns["pi_ref"] * torch.exp(-(levels - 2.5).abs())  # lam = beta = 1, s* = 2.5
+    assert torch.allclose(ns["pi_star"], want / want.sum(), atol=1e-12)
+    pi_theta = ns["logits"].softmax(-1).detach()
+    assert (pi_theta - ns["pi_star"]).abs().max() < 1e-3, "500 steps of ASO did not reach pi*"
+    lines = out.getvalue().splitlines()
+    assert [line.split()[0] for line in lines] == ["pi_ref", "pi*", "pi_theta"]
+    assert float(lines[1].split()[2]) == pytest.approx(float(ns["pi_star"] @ levels), abs=0.005)
 
 
 def _run(argv: list[str], timeout: int = TIMEOUT) -> subprocess.CompletedProcess:
@@ -263,7 +365,7 @@ def _substituted(cmd: str, decision: Run, tmp: Path, data: Path | None = None) -
 
 @pytest.fixture(scope="module")
 def my_vqa(tmp_path_factory) -> Path:
-    """Run README's "Bring your own dataset" Python snippet, substituting only its paths: a generated
+    """Run the "your own ratings" snippet (docs/snippets/own_ratings.py), substituting only its paths: a generated
     per-rater CSV on a 0-100 scale for ``my_scores.csv``, generated clips for ``/data/my_videos``,
     a temporary folder for ``/data/my_vqa``. The result stands in for ``/data/my_vqa`` below."""
     from vqalib.schema.levels import DIMENSION_KEYS
@@ -281,15 +383,13 @@ def my_vqa(tmp_path_factory) -> Path:
         for d in dims:
             table[f"r{r + 1}_{d}"] = np.round(rng.uniform(0, 100, len(table["clip"])), 1)
     pd.DataFrame(table).to_csv(tmp / "my_scores.csv", index=False)
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Bring your own dataset"):]
-    snippet = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+    snippet = (SNIPPETS / "own_ratings.py").read_text()
     subs = {'"my_scores.csv"': repr(str(tmp / "my_scores.csv")), '"/data/my_videos"': repr(str(videos)),
             '"/data/my_vqa"': repr(str(tmp / "my_vqa"))}
     for old, new in subs.items():
-        assert old in snippet, f"README's snippet no longer contains {old}; update the substitutions"
+        assert old in snippet, f"docs/snippets/own_ratings.py no longer contains {old}; update the substitutions"
         snippet = snippet.replace(old, new)
-    exec(compile(snippet, "README.md (Bring your own dataset)", "exec"), {})
+    exec(compile(snippet, "docs/snippets/own_ratings.py", "exec"), {})
     from vqalib.data.dataset import load_dataset
 
     ds = load_dataset(tmp / "my_vqa")
@@ -369,9 +469,43 @@ def check_accelerate(cmd: str, tmp: Path, data: Path) -> None:
     _run([PY, "-m", *train, "--print-config"])
 
 
+def check_overrides_typed(cmd: str, tmp: Path, data: Path) -> None:
+    """Every ``-p`` value converts to the type of each notebook that declares it (what run-notebooks checks
+    before running anything), and the training notebooks declare them."""
+    from vqalib.notebook_runner import list_notebooks, typed_overrides
+
+    argv = shlex.split(cmd)
+    overrides = {argv[i + 1]: argv[i + 2] for i, a in enumerate(argv) if a == "-p"}
+    typed = typed_overrides(list_notebooks(), overrides)
+    users = {nb for nb, t in typed.items() if t}
+    assert {"04_sft.ipynb", "05_grpo.ipynb", "06_aso.ipynb"} <= users
+    assert all(typed[nb] == overrides for nb in users)
+
+
+def check_report_on_a_run_folder(cmd: str, tmp: Path, data: Path) -> None:
+    """The report command on a synthetic run folder in place of runs/demo (tests/test_report_results.py
+    builds it): it writes the Markdown of docs/results.md, with the run's numbers. docs/results.md itself
+    is that command's output."""
+    from test_report_results import make_run
+
+    run = make_run(tmp / "runs" / "demo")
+    out = tmp / "results.md"
+    argv = [{"python": PY, "runs/demo": str(run), "docs/results.md": str(out)}.get(a, a) for a in shlex.split(cmd)]
+    res = _run(argv)
+    text = out.read_text() if "-o" in argv else res.stdout
+    assert text.startswith("# Results of the embedded default") and "| 0.77 [0.68, 0.85] | 0.71 [0.58, 0.81] |" in text
+    committed = (ROOT / "docs" / "results.md").read_text()
+    assert committed.startswith("# Results of the embedded default\n\nGenerated by `python -m vqalib report ")
+
+
+def check_snippets_in_sync(cmd: str, tmp: Path, data: Path) -> None:
+    """The tool's check mode (no --write): every block equals its snippet, so --write would change nothing."""
+    _run([PY, "docs/snippets/_sync.py"])
+
+
 CHECKS = {f.__name__: f for f in (check_print_config, check_param_set_and_overrides, check_papermill_prepare_only,
-                                  check_overrides_convert,
-                                  check_accelerate)}
+                                  check_overrides_convert, check_overrides_typed, check_report_on_a_run_folder,
+                                  check_snippets_in_sync, check_accelerate)}
 
 
 def _short(cmd: str) -> str:
@@ -398,14 +532,42 @@ def test_commands_skipped_with_the_reason(cmd):
 # --------------------------------------------------------------------------- commands that run here
 
 
+@pytest.fixture(scope="module")
+def sample_root() -> Path:
+    """The smoke sample dataset (cached; generated in seconds when not): clips the project makes."""
+    from vqalib.data.synth import ensure_sample_dataset
+
+    return ensure_sample_dataset("smoke", progress=False)
+
+
+def _placeholders(decision: Run, request) -> Run:
+    """``{sample}`` -> the smoke sample dataset, ``{shared}`` -> ../shared/data (skips without it)."""
+    text = repr(decision)
+    subs = {}
+    if "{shared}" in text:
+        from conftest import shared_data_or_skip
+
+        subs["{shared}"] = str(shared_data_or_skip())
+    if "{sample}" in text:
+        subs["{sample}"] = str(request.getfixturevalue("sample_root"))
+
+    def fill(a: str) -> str:
+        for k, v in subs.items():
+            a = a.replace(k, v)
+        return a
+
+    return Run([(w, fill(n)) for w, n in decision.subs], [fill(a) for a in decision.extra])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("cmd", [c for c in _ids(Run) if " train " not in c], ids=_short)
-def test_run_command(cmd, tmp_path):
+def test_run_command(cmd, tmp_path, request):
     if "../shared/data" in cmd:
         from conftest import shared_data_or_skip
 
         shared_data_or_skip()
-    res = _run(_substituted(cmd, DECISIONS[cmd], tmp_path))
+    decision = _placeholders(DECISIONS[cmd], request)
+    res = _run(_substituted(cmd, decision, tmp_path))
     if "--print-config" in cmd:
         assert json.loads(res.stdout)["lam"] == 0.5
     if "--help-notebook" in cmd:
@@ -413,14 +575,48 @@ def test_run_command(cmd, tmp_path):
     if cmd.startswith("mkdir"):
         assert (tmp_path / "real").is_dir()
     if cmd.startswith("python -m vqalib score "):
-        out = next(a for a in _substituted(cmd, DECISIONS[cmd], tmp_path) if a.startswith(str(tmp_path)))
+        out = next(a for a in _substituted(cmd, decision, tmp_path) if a.startswith(str(tmp_path)))
         table = pd.read_parquet(out) if out.endswith(".parquet") else pd.read_csv(out)
-        n_videos = len(list((ROOT.parent / "shared" / "data" / "videos").rglob("*.mp4")))
+        n_videos = 4 if "--limit" in decision.extra else len(list((request.getfixturevalue("sample_root") / "clips").glob("*.mp4")))
         assert len(table) == n_videos and (table["status"] == "ok").all(), table[["status"]].value_counts()
     if cmd.startswith("python -m vqalib benchmark "):
         assert "SRCC" in res.stdout and "KoNViD" in res.stdout, res.stdout[-2000:]
-    if "--only 03" in cmd:
-        assert json.loads((tmp_path / "run03" / "manifest.json").read_text())["notebooks"][0]["status"] == "ok"
+    if "--only 04" in cmd:
+        assert json.loads((tmp_path / "sft_seed1" / "manifest.json").read_text())["notebooks"][0]["status"] == "ok"
+
+
+@pytest.mark.slow
+def test_quickstart_snippets_run_in_order(tmp_path):
+    """README's quickstart as a user on a fresh clone runs it, from the project root: make clips
+    (score_sample.sh), score them from the command line and from Python (score_api.py), train SFT then ASO
+    on their ratings and score with the result (train_own.sh). Substituted: ``runs/`` -> a temporary
+    ``runs/``, ``python`` -> this interpreter, and training stops after one step (``max_steps=1``)."""
+    runs = tmp_path / "runs"
+
+    def argv(cmd: str) -> list[str]:
+        out = [PY if a == "python" else a.replace("runs/", f"{runs}/") for a in shlex.split(cmd)]
+        return out + (["max_steps=1"] if " train " in cmd else [])
+
+    for cmd in snippet_lines("score_sample.sh"):
+        _run(argv(cmd))
+    clips = sorted((runs / "sample" / "clips").glob("*.mp4"))
+    sample = pd.read_csv(runs / "scores" / "sample.csv", dtype={"video_id": str})
+    assert len(clips) == 32 and sorted(sample["video_id"]) == [c.stem for c in clips] and (sample["status"] == "ok").all()
+
+    code = (SNIPPETS / "score_api.py").read_text().replace('"runs/', f'"{runs}/')
+    ns: dict = {}
+    exec(compile(code, "docs/snippets/score_api.py", "exec"), ns)
+    api = pd.read_csv(runs / "scores" / "api.csv", dtype={"video_id": str})
+    assert ns["run"].n_failed == 0
+    pd.testing.assert_frame_equal(api.filter(like="_expected"), sample.filter(like="_expected"), atol=1e-4)  # same model, clips
+
+    for cmd in [c for c in snippet_lines("train_own.sh") if " run-notebooks " not in c]:
+        _run(argv(cmd))
+    for stage in ("sft", "aso"):
+        man = json.loads((runs / "mine" / stage / "vqalib_train_manifest.json").read_text())
+        assert man["status"] == "done" and man["config"]["data_dir"] == f"{runs}/sample"
+    mine = pd.read_csv(runs / "scores" / "mine.csv", dtype={"video_id": str})
+    assert len(mine) == 32 and (mine["status"] == "ok").all()
 
 
 TRAIN = {stage: next(c for c in _ids(Run) if f"train {stage} " in c and "tiny" in c and c != BUDGETED)
