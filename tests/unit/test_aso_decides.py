@@ -146,7 +146,7 @@ class _Frames:
     """Serves one synthetic clip per path (the collator's cache interface: get / draw)."""
 
     def __init__(self):
-        from tests.model_helpers import synthetic_clip
+        from model_helpers import synthetic_clip
 
         self.clip = synthetic_clip()
 

@@ -8,7 +8,7 @@ import hashlib
 
 import numpy as np
 
-from tests.test_hierarchical_bootstrap import frame
+from test_hierarchical_bootstrap import frame
 from vqalib.core.bootstrap import bootstrap_values, hierarchical_values, percentile_ci, unit_bootstrap_ci
 from vqalib.data import agreement as A
 from vqalib.eval.metrics import bootstrap_ci
