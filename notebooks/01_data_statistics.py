@@ -45,6 +45,11 @@ from vqalib.data.dataset import aggregate, load_dataset
 from vqalib.core.runs import Run
 from vqalib.data.synth import dataset_root
 
+# %% [markdown]
+# The dataset, validated (`STRICT`), and its labels: per video and dimension the mean of the raters'
+# scores in `PHASE`, snapped to the grid.
+
+# %%
 run = Run(RUN_DIR, "01_data_statistics")
 pd.set_option("display.precision", 3)
 data_dir = dataset_root(DATA_DIR, SAMPLE_SIZE, SEED)

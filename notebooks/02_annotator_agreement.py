@@ -52,7 +52,12 @@ from vqalib.report import dataset_stats as stats
 from vqalib.data.dataset import load_dataset
 from vqalib.core.runs import Run
 from vqalib.data.synth import dataset_root
+from vqalib.report import agreement_summary as summary
 
+# %% [markdown]
+# The dataset, validated (`STRICT`), and the rating phases it holds.
+
+# %%
 run = Run(RUN_DIR, "02_annotator_agreement")
 pd.set_option("display.precision", 3)
 data_dir = dataset_root(DATA_DIR, SAMPLE_SIZE, SEED)
@@ -74,11 +79,9 @@ run.save_table(table, "agreement", index=False)
 fig = stats.plot_agreement(table)
 run.save_fig(fig, "agreement")
 plt.show()
-for row in table.itertuples():
-    run.log_metrics({f"{row.phase}_{row.dimension}_{k}": getattr(row, k)
-                     for k in ("relaxed_match", "alpha_interval", "alpha_ordinal")})
+run.log_metrics(summary.agreement_metrics(table))
 show = table.copy()
-for k in ("relaxed_match", "alpha_interval", "alpha_ordinal"):
+for k in summary.STATISTICS:
     show[k] = [f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in zip(table[k], table[f"{k}_lo"], table[f"{k}_hi"])]
 display(show[["phase", "dimension", "n_videos", "n_ratings", "relaxed_match", "alpha_interval", "alpha_ordinal"]])
 
@@ -87,22 +90,9 @@ display(show[["phase", "dimension", "n_videos", "n_ratings", "relaxed_match", "a
 
 # %%
 if {"pilot", "final"} <= set(phases):
-    comparisons = {col: agreement.compare_phases(table, col) for col in ("alpha_interval", "alpha_ordinal")}
-    for col, cmp in comparisons.items():
-        worse = [d for d, v in cmp.verdict.items() if v == "not higher"]
-        print(f"{col}: final > pilot on {sum(v == 'higher' for v in cmp.verdict.values())} of {len(cmp.verdict)} "
-              "dimensions" + ("" if not worse else f"; NOT on {worse}")
-              + ("" if not cmp.undefined else f"; undefined (α is NaN in a phase) on {cmp.undefined}"))
-    run.log_metrics(final_alpha_interval_above_pilot_all=comparisons["alpha_interval"].all_higher,
-                    final_alpha_ordinal_above_pilot_all=comparisons["alpha_ordinal"].all_higher,
-                    final_alpha_interval_above_pilot=comparisons["alpha_interval"].final_higher)
-    undefined = sorted({d for c in comparisons.values() for d in c.undefined})
-    verdict = ("Final-phase α is higher than pilot-phase α on every dimension (interval and ordinal)."
-               if all(c.all_higher for c in comparisons.values())
-               else f"Undefined on {undefined}: α is NaN in a phase (e.g. no variation), so no comparison there."
-               if undefined
-               else "Final-phase α is NOT higher than pilot-phase α on every dimension; see the lines above.")
-    print(verdict)
+    comparisons = summary.phase_comparisons(table)
+    print(summary.phase_report(comparisons))
+    run.log_metrics(summary.phase_metrics(comparisons))
 else:
     print("only one phase in this dataset: no pilot/final comparison")
 
@@ -115,29 +105,17 @@ else:
 # has no `raw_score`: its grid numbers above are the agreement.
 
 # %%
-has_raw = "raw_score" in ds.ratings.columns and bool(ds.ratings["raw_score"].notna().all())
+has_raw = summary.has_raw_scale(ds.ratings)
 if has_raw:
-    if RAW_TOLERANCE > 0:
-        raw_tol = RAW_TOLERANCE
-    elif "scale" in ds.info:
-        raw_tol = agreement.raw_tolerance(TOLERANCE, ds.info["scale"])
-    else:
-        raise ValueError(f"{data_dir}: ratings carry raw_score but dataset.json records no scale; "
-                         "set RAW_TOLERANCE to the Relaxed Match tolerance in the original units")
-    raw_table = agreement.agreement_table(ds.ratings, phases=phases, n_boot=N_BOOT, tol=raw_tol, seed=SEED,
-                                          value="raw_score")
+    raw_table, side, raw_tol = summary.raw_scale_agreement(ds, table, phases, TOLERANCE, RAW_TOLERANCE, N_BOOT, SEED)
     run.save_table(raw_table, "agreement_raw_scale", index=False)
-    side = agreement.compare_scales(table, raw_table)
     run.save_table(side, "agreement_grid_vs_raw", index=False)
-    for row in raw_table.itertuples():
-        run.log_metrics({f"{row.phase}_{row.dimension}_{k}_raw": getattr(row, k)
-                         for k in ("relaxed_match", "alpha_interval", "alpha_ordinal")})
+    run.log_metrics(summary.agreement_metrics(raw_table, suffix="_raw"))
     run.log_metrics(raw_tolerance=raw_tol, raw_scale=ds.info.get("scale"))
-    print(f"original scale {ds.info.get('scale')}; Relaxed Match tolerance {raw_tol:g} original units "
-          f"(grid: {TOLERANCE:g})")
+    print(summary.raw_scale_sentence(ds.info.get("scale"), raw_tol, TOLERANCE))
     display(side.pivot_table(index=["phase", "dimension"], columns="statistic",
                              values=["grid", "raw", "raw_minus_grid"]))
-    print(f"largest |α(raw) − α(grid)|: {side.loc[side.statistic.str.startswith('alpha'), 'raw_minus_grid'].abs().max():.3f}")
+    print(summary.largest_alpha_change(side))
 else:
     print("no raw_score column: the ratings were given on the 9-level grid, so the grid agreement above is the "
           "agreement on the original scale")

@@ -58,7 +58,12 @@ from vqalib.data.dataset import aggregate, load_dataset
 from vqalib.schema.levels import LEVEL_STRINGS, level_index, snap_to_grid
 from vqalib.core.runs import Run
 from vqalib.data.synth import dataset_root
+from vqalib.report import derivation
 
+# %% [markdown]
+# The reference `π_ref` (shape `REF_SHAPE`) and the reward `R` (`REWARD`, β, s\*) every check below uses.
+
+# %%
 run = Run(RUN_DIR, "03_aso_derivation")
 data_path = dataset_root(DATA_DIR, SAMPLE_SIZE, seed=0)
 torch.manual_seed(SEED)
@@ -225,26 +230,12 @@ print(f"zero-mass levels: {zm['zero_levels']}; π*(truth) at λ=0.05 without flo
 # %%
 readings = {"Appendix C: λ = 1, β = 1": (1.0, 1.0), f"Section 5.1: λ = {LAM_SECTION_5_1:g}, β = 1": (LAM_SECTION_5_1, 1.0)}
 uniform = torch.full((9,), 1 / 9, dtype=torch.float64)
-fig = Figure(figsize=(10, 3.2))
-axes = fig.subplots(1, 2, sharey=True)
-reading_rows = []
-for ax, (ref_name, ref) in zip(axes, [("uniform π_ref", uniform), (f"π_ref = {REF_SHAPE}", pi_ref)]):
-    width = 0.4
-    for i, (name, (lam_r, beta_r)) in enumerate(readings.items()):
-        target = aso.optimal_policy(ref, aso.reward_abs(S_STAR, beta_r), lam_r, probs=True)
-        ax.bar(np.arange(9) + (i - 0.5) * width, target.numpy(), width, label=name)
-        reading_rows.append({"π_ref": ref_name, "reading": name, "β/λ": beta_r / lam_r,
-                             "π*(s*)": float(target[level_index(snap_to_grid(S_STAR))]),
-                             "H(π*) nats": float(aso.entropy(target)), "E_π*[s]": float(aso.expected_score(target))})
-    ax.plot(np.arange(9), ref.numpy(), "k.--", lw=0.8, label="π_ref")
-    ax.set_xticks(range(9), LEVEL_STRINGS)
-    ax.set_title(f"π* for s* = {S_STAR}, {ref_name}")
-axes[0].legend(fontsize=8)
+fig, reading_table = derivation.lambda_beta_readings(readings, S_STAR,
+                                                     {"uniform π_ref": uniform, f"π_ref = {REF_SHAPE}": pi_ref})
 display(Image(filename=run.save_fig(fig, "lambda_beta_readings")))
-reading_table = pd.DataFrame(reading_rows)
 run.save_table(reading_table, "lambda_beta_readings", index=False)
-run.log_metrics(pistar_label_uniform_appendix_c=reading_rows[0]["π*(s*)"],
-                pistar_label_uniform_section_5_1=reading_rows[1]["π*(s*)"])
+run.log_metrics(pistar_label_uniform_appendix_c=float(reading_table["π*(s*)"].iloc[0]),
+                pistar_label_uniform_section_5_1=float(reading_table["π*(s*)"].iloc[1]))
 reading_table.round(3)
 
 # %% [markdown]
@@ -390,29 +381,9 @@ display(gv)
 Image(filename=run.save_fig(fig2, "gradient_variance"))
 
 # %%
-g = summary
-grpo, grpo_kl, pg = f"GRPO G={GROUP_SIZE}", f"GRPO G={GROUP_SIZE} KL={KL_COEF:g}", f"PG on J(λ) G={GROUP_SIZE}"
-v = gv[gv.estimator == "grpo"].set_index("group_size")["variance"]
-slope = float(np.polyfit(np.log(v.index.to_numpy(float)), np.log(v.to_numpy()), 1)[0])
-metrics = run.log_metrics(
-    bandit_items=len(items.s_star), target_expected_reward=target_reward,
-    aso_final_tv=g.loc["ASO", "tv_to_star"], aso_steps_to_tv_005=g.loc["ASO", "steps_to_tv_0.05"],
-    aso_final_reward=g.loc["ASO", "expected_reward"],
-    grpo_final_tv=g.loc[grpo, "tv_to_star"], grpo_final_reward=g.loc[grpo, "expected_reward"],
-    grpo_kl_final_tv=g.loc[grpo_kl, "tv_to_star"], grpo_kl_final_reward=g.loc[grpo_kl, "expected_reward"],
-    pg_final_tv=g.loc[pg, "tv_to_star"], pg_steps_to_tv_005=g.loc[pg, "steps_to_tv_0.05"],
-    grpo_var_G2=float(v.loc[2]), grpo_var_G32=float(v.loc[32]), grpo_var_loglog_slope=slope,
-)
-display(g.round(4))
-print(f"""What the numbers show (computed in this run):
-- ASO reaches TV(πθ, π*) = {g.loc['ASO', 'tv_to_star']:.4f} after {BANDIT_STEPS} updates (below 0.05 from update {g.loc['ASO', 'steps_to_tv_0.05']:.0f});
-  its expected reward settles at E_π*[R] = {target_reward:.3f}, the regularised optimum, not at the reward's maximum 0.
-- GRPO (G={GROUP_SIZE}) ends at E[R] = {g.loc[grpo, 'expected_reward']:.3f} without KL and {g.loc[grpo_kl, 'expected_reward']:.3f} with KL {KL_COEF:g},
-  i.e. it keeps pushing towards the single best level; its TV to π* is {g.loc[grpo, 'tv_to_star']:.3f} / {g.loc[grpo_kl, 'tv_to_star']:.3f}.
-  Group-normalised advantages and the k3 penalty optimise a different objective than (A1), so it does not converge to π*.
-- The sampled PG of the *same* objective ends at TV {g.loc[pg, 'tv_to_star']:.4f} (below 0.05 from update {g.loc[pg, 'steps_to_tv_0.05']:.0f}, ASO: {g.loc['ASO', 'steps_to_tv_0.05']:.0f}).
-  {"So with these learning rates and G, sampling does not make it slower here: averaged over items, the analytic target's gain on this 9-level bandit is removing sampling noise and the need for rollouts, not faster convergence." if g.loc[pg, 'steps_to_tv_0.05'] <= 1.25 * g.loc['ASO', 'steps_to_tv_0.05'] else "It needs clearly more updates than ASO at these settings: the sampling noise costs convergence speed."}
-- Sampled-gradient variance falls from {v.loc[2]:.3f} (G=2) to {v.loc[32]:.4f} (G=32), log-log slope {slope:.2f} (≈ −1 is 1/G); ASO's is 0.""")
+run.log_metrics(derivation.bandit_metrics(summary, gv, GROUP_SIZE, KL_COEF, len(items.s_star), target_reward))
+display(summary.round(4))
+print(derivation.bandit_findings(summary, gv, GROUP_SIZE, KL_COEF, BANDIT_STEPS, target_reward))
 
 # %% [markdown]
 # **Reading the comparison.** These are one-step bandits with exact 9-level distributions, the

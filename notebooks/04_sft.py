@@ -25,10 +25,11 @@
 #
 # On the embedded default a tiny Qwen2.5-VL (same class as the 7B model, about 0.4 M parameters) is
 # trained on the generated sample dataset on CPU. Its language model starts random; its vision tower
-# is first pre-trained on *unrated* generated clips (`MODEL="tiny-pretrained"`, next section), the
-# tiny stand-in for the pre-trained vision tower a real Qwen2.5-VL arrives with. The same cell
-# trains Qwen2.5-VL-7B when `MODEL`, `DATA_DIR`, `DEVICE` and the precision are changed (or
-# `CONFIG` points at `env/train_configs/sft_7b_lora.yaml`); nothing else changes. Code:
+# is first pre-trained on *unrated* generated clips (`model: tiny-pretrained` in `sft_tiny.yaml`, next
+# section), the tiny stand-in for the pre-trained vision tower a real Qwen2.5-VL arrives with. The demo's
+# settings come from `CONFIG` (`env/train_configs/sft_tiny.yaml`), `SET` overrides any of them. The same cell
+# trains Qwen2.5-VL-7B when `CONFIG` points at `env/train_configs/sft_7b_lora.yaml` and `DATA_DIR`,
+# `DEVICE` are changed (the `qwen7b_lora` parameter set); nothing else changes. Code:
 # `vqalib.train.sft` (tests: `tests/test_train_losses.py`, `tests/test_train_runs.py`).
 
 # %% tags=["parameters"]
@@ -36,22 +37,10 @@ RUN_DIR: str = "runs/demo"  # run folder; the checkpoint goes to RUN_DIR/checkpo
 DATA_DIR: str = ""  # dataset folder; empty means the embedded sample dataset
 SAMPLE_SIZE: str = "default"  # sample dataset size when DATA_DIR is empty: smoke | default | large
 SEED: int = 0  # training seed (data order, augmentation, initialisation of LoRA)
-CONFIG: str = ""  # optional YAML training config (env/train_configs/*.yaml); the values below override it
-MODEL: str = "tiny-pretrained"  # tiny-pretrained (vision tower pre-trained, built once) | tiny (all random) | a hub id (Qwen/Qwen2.5-VL-7B-Instruct) | a local folder
-FINETUNE: str = "full"  # full | lora | qlora (qlora needs a CUDA GPU)
-FREEZE_VISION: bool = False  # keep the vision tower frozen
-STEPS: int = 800  # optimisation steps
-BATCH_SIZE: int = 16  # clips per device step
-GRAD_ACCUM: int = 1  # gradient accumulation steps; global batch is BATCH_SIZE x GRAD_ACCUM x devices
-LR: float = 2e-3  # peak learning rate (cosine decay after warm-up); paper, full 7B: 1e-6
-WARMUP_STEPS: int = 20  # linear warm-up steps
-WEIGHT_DECAY: float = 0.1  # AdamW weight decay; paper: 0.01 for the 7B model
-RATIONALE: str = "none"  # rationale in the target answer: none (scores only) | short (defects seen) | full
-INSTRUCTION: str = "Rate the video quality."  # user instruction; empty means the full vqalib.schema.prompts.INSTRUCTION
-AUGMENT: bool = True  # random flips / time reversal of the cached frames
-TIME_JITTER: int = 4  # with AUGMENT: each training draw shifts the sampled times by a random phase (1: off; decodes 4x the frames once)
+CONFIG: str = "env/train_configs/sft_tiny.yaml"  # training config (YAML, from the project root): steps, batch, lr, rationale ... of the demo; a real run: sft_7b_lora.yaml
+SET: str = ""  # config overrides, as `python -m vqalib train --set` takes them: space-separated key-value pairs joined by an equals sign (example below)
+MODEL: str = ""  # model to fine-tune; empty means CONFIG's (sft_tiny.yaml: tiny-pretrained, vision tower pre-trained, built once) | tiny (all random) | a hub id (Qwen/Qwen2.5-VL-7B-Instruct) | a local folder
 DEVICE: str = "cpu"  # cpu | cuda | auto
-BF16: bool = False  # bfloat16 training (GPU)
 NUM_WORKERS: int = 1  # data-loader worker processes (prepare the next batch while the model trains)
 EVAL_SPLIT: str = "test"  # held-out split for the predictions file
 EVAL_LIMIT: int = 0  # evaluate on at most this many clips; 0 means all
@@ -64,21 +53,22 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from vqalib.eval.predictions_file import read_predictions
 from vqalib.core.runs import Run
+from vqalib.eval.predictions_file import read_predictions
 from vqalib.report import training as report
-from vqalib.train.common import load_config
+from vqalib.report.stage_config import stage_config
 from vqalib.train.sft import train_sft
 
+# %% [markdown]
+# The config: `CONFIG` (the demo's `sft_tiny.yaml`: 800 steps of 16 clips, lr 2e-3, scores only), the
+# run folder, `MODEL`, then `SET` (e.g.
+# `SET="max_steps=100 lr=1e-3"`; `vqalib.report.stage_config`).
+
+# %%
 run = Run(RUN_DIR, "04_sft")
-cfg = load_config("sft", CONFIG or None, {
-    "model": MODEL, "data_dir": DATA_DIR, "sample_size": SAMPLE_SIZE, "seed": SEED, "finetune": FINETUNE,
-    "freeze_vision": FREEZE_VISION, "max_steps": STEPS, "batch_size": BATCH_SIZE, "grad_accum": GRAD_ACCUM,
-    "lr": LR, "warmup_steps": WARMUP_STEPS, "weight_decay": WEIGHT_DECAY, "rationale": RATIONALE, "instruction": INSTRUCTION, "augment": AUGMENT, "time_jitter": TIME_JITTER, "device": DEVICE,
-    "bf16": BF16, "num_workers": NUM_WORKERS, "output_dir": f"{RUN_DIR}/checkpoints/sft",
-    "logging_steps": max(1, min(20, STEPS // 10)),
-})
-pd.Series({k: v for k, v in vars(cfg).items()}, name="value").to_frame()
+cfg = stage_config("sft", CONFIG, RUN_DIR, SET, data_dir=DATA_DIR, sample_size=SAMPLE_SIZE, seed=SEED,
+                   model=MODEL or None, device=DEVICE, num_workers=NUM_WORKERS)
+pd.Series(vars(cfg), name="value").to_frame()
 
 # %% [markdown]
 # ## The tiny model's vision tower: pre-trained on unrated clips
@@ -99,24 +89,14 @@ pd.Series({k: v for k, v in vars(cfg).items()}, name="value").to_frame()
 # part of the paper's method; a real run sets `MODEL` to a hub id and skips it.
 
 # %%
-import json
-from pathlib import Path
-
-from vqalib.model.loading import resolve_model_path
-from vqalib.model.tiny import TINY_PRETRAINED
-
-if MODEL == TINY_PRETRAINED:
-    t0 = time.time()
-    pretrain_record = json.loads((Path(resolve_model_path(MODEL)) / "vqalib_pretrain.json").read_text())
-    run.log_metrics({"pretrain/seconds": time.time() - t0, "pretrain/steps": pretrain_record["config"]["steps"],
-                     "pretrain/n_clips": pretrain_record["config"]["n_clips"],
-                     **{f"pretrain/heldout_r2/{k}": v for k, v in pretrain_record["heldout_r2"].items()}})
-    print(f"{pretrain_record['config']['steps']} steps on {pretrain_record['config']['n_clips']} unrated clips "
-          f"(built in {pretrain_record['render_seconds'] + pretrain_record['train_seconds']:.0f} s, or read from the cache); "
-          f"loss {pretrain_record['loss_first']:.2f} -> {pretrain_record['loss_last']:.2f} (standardised targets)")
-    display(pd.Series(pretrain_record["heldout_r2"], name="held-out R²").to_frame().T)
+t0 = time.time()
+pretrain = report.pretrain_record(cfg.model)  # builds tiny-pretrained once (cached); None for another model
+if pretrain is not None:
+    run.log_metrics(report.pretrain_metrics(pretrain, time.time() - t0))
+    print(report.pretrain_sentence(pretrain))
+    display(pd.Series(pretrain["heldout_r2"], name="held-out R²").to_frame().T)
 else:
-    print(f"MODEL={MODEL!r}: no pre-training stage (it exists for the tiny preset only)")
+    print(f"model {cfg.model!r}: no pre-training stage (it exists for the tiny preset only)")
 
 # %% [markdown]
 # ## Train
@@ -128,15 +108,12 @@ else:
 t0 = time.time()
 result = train_sft(cfg)
 train_s = time.time() - t0
-losses = report.log_frame(result.log_history, ["loss", "grad_norm", "learning_rate"])
-fig = report.plot_curves(losses, ["loss", "grad_norm", "learning_rate"], "SFT: answer-token cross-entropy",
-                         ylabel={"loss": "cross-entropy (nats per answer token)", "grad_norm": "gradient L2 norm",
-                                 "learning_rate": "learning rate"})
+losses = report.log_frame(result.log_history, report.STAGE_CURVES["sft"].keys)
+fig = report.plot_stage_curves("sft", losses)
 run.save_fig(fig, "sft_loss")
 plt.show()
-run.log_metrics({"sft/train_s": train_s, "sft/steps": int(losses["step"].max()),
-                 "sft/first_loss": float(losses["loss"].iloc[0]), "sft/final_loss": float(losses["loss"].iloc[-1])})
-print(f"trained {int(losses['step'].max())} steps in {train_s:.0f} s; loss {losses['loss'].iloc[0]:.3f} -> {losses['loss'].iloc[-1]:.3f}")
+run.log_metrics(report.sft_metrics(losses, train_s))
+print(report.sft_sentence(losses, train_s))
 
 # %% [markdown]
 # ## Held-out predictions
@@ -150,8 +127,8 @@ print(f"trained {int(losses['step'].max())} steps in {train_s:.0f} s; loss {loss
 sft_path, sft_rows = report.write_stage_predictions(RUN_DIR, "sft", cfg.output_dir, cfg, split=EVAL_SPLIT,
                                                     limit=EVAL_LIMIT)
 base_path = run.path("predictions", "base.jsonl")
-if not base_path.is_file():  # the untrained model (FINETUNE does not matter: nothing is trained)
-    report.write_stage_predictions(RUN_DIR, "base", MODEL, cfg, split=EVAL_SPLIT, limit=EVAL_LIMIT)
+if not base_path.is_file():  # the untrained model (finetune does not matter: nothing is trained)
+    report.write_stage_predictions(RUN_DIR, "base", cfg.model, cfg, split=EVAL_SPLIT, limit=EVAL_LIMIT)
 preds = {"base": read_predictions(base_path)[0], "sft": sft_rows}
 table = report.compare_stages(preds, "parsed_score", n_boot=N_BOOT, seed=SEED)
 run.save_table(table, "sft_vs_base", index=False)
@@ -160,27 +137,12 @@ display(wide.round(3))
 
 # %%
 TARGET_SRCC = 0.6  # issue 12's bar for "learned": held-out SRCC of the parsed answers
-srcc = table[(table["model"] == "sft") & (table["metric"] == "srcc")].set_index("dimension")["value"]
-n_learned = int((srcc >= TARGET_SRCC).sum())
-run.log_metrics({f"sft/test_srcc/{d}": float(v) for d, v in srcc.items()})
-run.log_metrics({"sft/n_dims_srcc_ge_0.6": n_learned,
-                 "sft/parse_failures": int((sft_rows["parse_status"] != "ok").sum()),
-                 "sft/n_test_clips": int(sft_rows["video_id"].nunique())})
-fig, ax = plt.subplots(figsize=(7, 3))
-sub = table[(table["metric"] == "srcc")]
-for i, (name, g) in enumerate(sub.groupby("model", sort=False)):
-    x = range(len(g))
-    ax.errorbar([j + 0.15 * i for j in x], g["value"], yerr=[g["value"] - g["ci_low"], g["ci_high"] - g["value"]],
-                fmt="o", capsize=3, label=name)
-ax.set_xticks(range(len(g)), g["dimension"], rotation=20)
-ax.axhline(TARGET_SRCC, color="gray", ls=":")
-ax.set_ylabel("held-out SRCC (95 % CI)")
-ax.legend()
+srcc = report.model_srcc(table, "sft")
+run.log_metrics(report.sft_heldout_metrics(srcc, sft_rows, TARGET_SRCC))
+fig = report.plot_srcc_by_model(table, TARGET_SRCC)
 run.save_fig(fig, "sft_srcc")
 plt.show()
-below = {d: round(float(v), 2) for d, v in srcc.items() if not v >= TARGET_SRCC}
-print(f"held-out SRCC >= {TARGET_SRCC} on {n_learned} of 5 dimensions"
-      + (f"; below it: {below}" if below else ""))
+print(report.bar_sentence(srcc, TARGET_SRCC))
 
 # %% [markdown]
 # ## What this shows, and what it cannot
@@ -188,7 +150,7 @@ print(f"held-out SRCC >= {TARGET_SRCC} on {n_learned} of 5 dimensions"
 # The numbers above are measured on held-out clips the model never saw, each with a bootstrap
 # interval; with the 133 test clips of the default sample dataset an SRCC interval is roughly ±0.1
 # wide, so small differences between dimensions are noise. The embedded default trains on scores
-# only (`RATIONALE="none"`) with a one-line instruction: shorter sequences mean about twice the
+# only (`rationale: none`) with a one-line instruction: shorter sequences mean about twice the
 # optimisation steps in the same minutes. What decides whether a dimension is learned in this budget
 # is whether the vision tower can see it: with a random tower (`MODEL="tiny"`) overlays, borders,
 # exposure and colour are learned, but camera speed (motion amplitude) stays at SRCC ~0.4, because

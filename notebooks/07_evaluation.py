@@ -52,11 +52,16 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from vqalib.eval import tables as ev
-from vqalib.eval.predictions_file import parse_failure_counts, prediction_files, read_predictions
 from vqalib.core.runs import Run, resolve_path
-from vqalib.report.compare import is_seed_run
+from vqalib.eval import tables as ev
+from vqalib.report import stage_files
 
+# %% [markdown]
+# The stages' predictions files (`base`, `sft`, `grpo`, `aso`; the extra training seeds `<method>_seed<k>`
+# are read by the comparison section, the benchmark runs `<model>@<benchmark>` by the cross-benchmark one)
+# and what their manifests say.
+
+# %%
 run = Run(RUN_DIR, "07_evaluation")
 pd.set_option("display.precision", 3)
 pd.set_option("display.width", 200)
@@ -65,17 +70,8 @@ if CREATE_BASE:
     base_path, created = ev.ensure_base_predictions(RUN_DIR, DATA_DIR, SAMPLE_SIZE, SEED, BASE_MODEL, SPLIT, DEVICE)
     print(("created " if created else "found ") + str(base_path))
 
-# name@benchmark = benchmark runs; <method>_seed<k> = further training seeds (the comparison section below)
-files = {name: p for name, p in prediction_files(RUN_DIR).items() if "@" not in name and not is_seed_run(name)}
-if not files:
-    raise FileNotFoundError(f"no predictions files in {resolve_path(RUN_DIR) / 'predictions'}; "
-                            "run notebooks 04-06 or set CREATE_BASE=True")
-preds, manifests = {}, {}
-for name, p in files.items():
-    preds[name], manifests[name] = read_predictions(p)
-pd.DataFrame({n: {"model": m.get("model"), "rows": len(preds[n]), "videos": preds[n]["video_id"].nunique(),
-                  "fps": m.get("sampling", {}).get("fps"), "max_frames": m.get("sampling", {}).get("max_frames"),
-                  "commit": (m.get("environment") or {}).get("commit")} for n, m in manifests.items()}).T
+preds, manifests = stage_files.table1_predictions(RUN_DIR)
+stage_files.manifest_table(preds, manifests)
 
 # %% [markdown]
 # ## Parse failures
@@ -199,7 +195,8 @@ else:
 
 # %%
 seed_preds, seed_table = compare.seed_runs(RUN_DIR)
-if not {"grpo", "aso"} <= set(seed_preds):
+compared = {"grpo", "aso"} <= set(seed_preds)
+if not compared:
     print(f"the comparison needs GRPO and ASO predictions (notebooks 05 and 06); found {sorted(seed_preds) or 'none'}: "
           f"section skipped")
 else:
@@ -211,7 +208,9 @@ else:
     run.log_metrics({f"compare/{m}/seeds": len(v) for m, v in seed_preds.items()})
     display(seed_table)
     display(compare.summary_table(seed_table, boot))
-    # issue 20: both views of every method, labelled; the verdict below is on the generated answers
+
+# %%
+if compared:  # issue 20: both views of every method, labelled; the verdict below is on the generated answers
     views = compare.answer_views(seed_preds, n_boot=N_BOOT, seed=SEED)
     run.save_table(views.reset_index(), "method_views", index=False)
     display(views)
@@ -246,10 +245,11 @@ else:
     bench = binfo["bench"]
     print(bench.summary())
     print(binfo["run"].summary())
-    tag = f"@{BENCHMARK.lower()}"
-    bfiles = {n.split("@")[0]: p for n, p in prediction_files(RUN_DIR).items() if n.lower().endswith(tag)}
-    if bfiles:
-        bpreds = {n: read_predictions(p)[0] for n, p in bfiles.items()}
+
+# %%
+if BENCHMARK_DIR:  # predictions files RUN_DIR/predictions/<model>@<benchmark>.jsonl are further rows
+    bpreds = stage_files.benchmark_predictions(RUN_DIR, BENCHMARK)
+    if bpreds:
         table2_rows = pd.concat([table2_rows, table2(bench, bpreds, list(COMBINATIONS), n_boot=N_BOOT, seed=SEED)],
                                 ignore_index=True)
     run.save_table(table2_rows, f"table2_{BENCHMARK}", index=False)

@@ -76,7 +76,7 @@ def test_smoke_sft_trains_and_predicts_the_held_out_clips(smoke_run):
 @pytest.mark.notebooks
 def test_smoke_grpo_counts_every_completion(smoke_run):
     m = smoke_run.metrics("05_grpo")
-    # the 2 s budget stops each seed before the STEPS cap of 50; BATCH_SIZE 1 prompt x NUM_GENERATIONS 2 completions
+    # the 2 s budget stops each seed before the STEPS cap of 50; 1 prompt x 2 completions (SET in 05_grpo.smoke.yaml)
     assert 1 <= m["grpo/steps"] < 50 and m["grpo/completions"] == 2 * m["grpo/steps"]
     assert 0 <= m["grpo/unparsable_completions"] <= m["grpo/completions"]
 

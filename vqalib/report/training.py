@@ -425,3 +425,194 @@ def plot_zero_mass_case(zm: ZeroMassCase):
         sns.move_legend(axes[0][1], "upper left", bbox_to_anchor=(1.02, 1), title="")
         fig.suptitle(f"clip {zm.video_id}, {NAME_OF[zm.dimension]}: human level {zm.label:.1f} (dashed)")
     return fig
+
+
+# ------------------------------------------------------------------ what notebooks 04-06 draw and log after training
+
+@dataclass(frozen=True)
+class CurveSpec:
+    """What a stage's notebook reads from the Trainer's log: ``keys`` (logged values kept), ``panels``
+    (key -> y label, one panel each, in order), the figure ``title`` and ``col_wrap`` (panels per row; 0: one row)."""
+
+    keys: tuple[str, ...]
+    panels: dict[str, str]
+    title: str
+    col_wrap: int = 0
+
+
+STAGE_CURVES: dict[str, CurveSpec] = {
+    "sft": CurveSpec(("loss", "grad_norm", "learning_rate"),
+                     {"loss": "cross-entropy (nats per answer token)", "grad_norm": "gradient L2 norm",
+                      "learning_rate": "learning rate"},
+                     "SFT: answer-token cross-entropy"),
+    "grpo": CurveSpec(("loss", "reward", "reward_acc", "reward_dist", "reward_format", "reward_std", "kl",
+                       "n_unparsable", "n_completions"),
+                      {"reward": "mean R_acc + R_dist + format", "reward_acc": "mean R_acc",
+                       "reward_dist": "mean R_dist", "reward_format": "mean format reward",
+                       "kl": "KL to π_ref (k3, nats per token)", "loss": "−clipped objective + β·KL (≈ β·KL)"},
+                      "GRPO: mean reward of the sampled answers, KL to the SFT model", col_wrap=3),
+    "aso": CurveSpec(("loss", "loss_score", "loss_score_levels", "target_entropy", "kl_to_target", "loss_outside",
+                      "loss_rationale", "mae_expected", "outside_mass"),
+                     {"loss": "total loss (nats)", "loss_score": "CE to π* (nats per score)",
+                      "loss_score_levels": "nats per score", "kl_to_target": "KL(π* ‖ π_θ), nats per score",
+                      "loss_outside": "nats per score", "loss_rationale": "nats per rationale token",
+                      "mae_expected": "|E_θ[score] − label|, 1-5 scale"},
+                     "ASO: soft-target CE on the score positions (+ rationale term)", col_wrap=4),
+}
+
+#: The clock of each seed (``vqalib.train.budget``) that notebooks 05-06 log per seed.
+BUDGET_KEYS: tuple[str, ...] = ("steps", "train_seconds", "setup_s", "stopped_by")
+
+
+def seed_log_frames(results: dict[int, Any], stage: str, first: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(the first seed's log, every seed's log with a text column "seed")`` of ``results`` (``{seed:
+    TrainResult}``), each the :data:`STAGE_CURVES` keys of ``stage`` (:func:`log_frame`)."""
+    keys = STAGE_CURVES[stage].keys
+    every = pd.concat([log_frame(r.log_history, keys).assign(seed=str(s)) for s, r in results.items()])
+    return log_frame(results[first].log_history, keys), every
+
+
+def plot_stage_curves(stage: str, frame: pd.DataFrame):
+    """The panels of :data:`STAGE_CURVES` for ``stage`` (:func:`plot_curves`): one line per seed without a
+    band when ``frame`` has a ``seed`` column (:func:`seed_log_frames`), else one line with its 95 % band."""
+    spec = STAGE_CURVES[stage]
+    by_seed = {"hue": "seed", "errorbar": None} if "seed" in frame.columns else {}
+    return plot_curves(frame, list(spec.panels), spec.title, col_wrap=spec.col_wrap, ylabel=spec.panels, **by_seed)
+
+
+def budget_metrics(method: str, budgets: pd.DataFrame) -> dict[str, Any]:
+    """``{"<method>/<key>/seed<k>": value}`` for the :data:`BUDGET_KEYS` of each seed's row of ``budgets``
+    (the clock table of :func:`vqalib.report.compare.train_seeds`)."""
+    return {f"{method}/{k}/seed{b['seed']}": b[k] for b in budgets.to_dict("records") for k in BUDGET_KEYS}
+
+
+def sft_metrics(losses: pd.DataFrame, train_s: float) -> dict[str, Any]:
+    """Notebook 04's training metrics from the logged ``loss`` rows (:func:`log_frame`): ``sft/train_s``,
+    ``sft/steps`` (last logged step), ``sft/first_loss``, ``sft/final_loss`` (nats per answer token)."""
+    return {"sft/train_s": train_s, "sft/steps": int(losses["step"].max()),
+            "sft/first_loss": float(losses["loss"].iloc[0]), "sft/final_loss": float(losses["loss"].iloc[-1])}
+
+
+def sft_sentence(losses: pd.DataFrame, train_s: float) -> str:
+    """``trained N steps in T s; loss a -> b``."""
+    return (f"trained {int(losses['step'].max())} steps in {train_s:.0f} s; "
+            f"loss {losses['loss'].iloc[0]:.3f} -> {losses['loss'].iloc[-1]:.3f}")
+
+
+def grpo_metrics(curves: pd.DataFrame, train_s: float, seeds: int, budget_s: float, curve_rows: int) -> dict[str, Any]:
+    """Notebook 05's training metrics from the first seed's log (:func:`seed_log_frames`): steps, first and
+    final logged mean reward, sampled answers (``n_completions``) and those with an unparsable score,
+    plus the run's ``seeds``, ``budget_s`` (seconds per seed) and ``curve_rows`` (held-out curve rows)."""
+    return {"grpo/train_s": train_s, "grpo/steps": int(curves["step"].max()),
+            "grpo/first_reward": float(curves["reward"].iloc[0]), "grpo/final_reward": float(curves["reward"].iloc[-1]),
+            "grpo/unparsable_completions": int(curves["n_unparsable"].sum()),
+            "grpo/completions": int(curves["n_completions"].sum()),
+            "grpo/seeds": seeds, "grpo/budget_s": budget_s, "grpo/curve_rows": curve_rows}
+
+
+def grpo_reading(curves: pd.DataFrame, seed: int, seeds: int, train_s: float) -> str:
+    """Two lines on the first seed's GRPO log: steps and unparsable answers, then the mean reward over the
+    first and the last third of the logged points (each point one batch, so it moves with the clips drawn)."""
+    n_bad, n_all = int(curves["n_unparsable"].sum()), int(curves["n_completions"].sum())
+    third = max(1, len(curves) // 3)
+    return (f"seed {seed}: {int(curves['step'].max())} steps; {n_bad} of {n_all} sampled answers had a missing or "
+            f"unparsable score (no accuracy or distance reward for that dimension, no format reward for the answer); "
+            f"all {seeds} seed(s) took {train_s:.0f} s with setup and evaluations\n"
+            f"mean reward, first third of the logged points {curves['reward'].iloc[:third].mean():.2f}, last third "
+            f"{curves['reward'].iloc[-third:].mean():.2f} (seed {seed}): each point is one batch of clips, so it moves "
+            "with the clips drawn as much as with the policy; the KL to π_ref says how far the policy moved, and the "
+            "held-out curve (notebook 07) says whether that helped")
+
+
+def aso_metrics(curves: pd.DataFrame, train_s: float, seeds: int, budget_s: float, curve_rows: int) -> dict[str, Any]:
+    """Notebook 06's training metrics from the first seed's log (:func:`seed_log_frames`): steps, the
+    score loss (CE to π*, nats per score) at the first and the last logged batch, its 9-level part and
+    the part off the levels, the mean target entropy H(π*) and the last KL(π* ‖ π_θ); plus ``seeds``,
+    ``budget_s`` and ``curve_rows`` as in :func:`grpo_metrics`."""
+    return {"aso/train_s": train_s, "aso/steps": int(curves["step"].max()), "aso/seeds": seeds,
+            "aso/budget_s": budget_s, "aso/curve_rows": curve_rows,
+            "aso/first_loss_score": float(curves["loss_score"].iloc[0]),
+            "aso/final_loss_score": float(curves["loss_score"].iloc[-1]),
+            "aso/final_loss_score_levels": float(curves["loss_score_levels"].iloc[-1]),
+            "aso/final_loss_outside": float(curves["loss_outside"].iloc[-1]),
+            "aso/target_entropy": float(curves["target_entropy"].mean()),
+            "aso/final_kl_to_target": float(curves["kl_to_target"].iloc[-1])}
+
+
+def aso_ce_reading(curves: pd.DataFrame, all_curves: pd.DataFrame) -> str:
+    """The 9-level CE split into its floor H(π*) (fixed by the labels and π_ref) and the part training can
+    remove, KL(π* ‖ π_θ), from the first seed's log and the range of the KL over every seed's log."""
+    return (f"The 9-level CE is H(π*) + KL(π* ‖ π_θ). H(π*), fixed by the labels and π_ref, averages "
+            f"{curves['target_entropy'].mean():.3f} nats per score over the logged batches: the CE cannot go below "
+            f"it, so a flat loss_score near {curves['loss_score_levels'].iloc[-1]:.2f} is mostly that floor. The part "
+            f"training can remove, KL(π* ‖ π_θ), was {curves['kl_to_target'].iloc[0]:.3f} at the first logged batch "
+            f"and {curves['kl_to_target'].iloc[-1]:.3f} at the last, within {all_curves['kl_to_target'].min():.3f}–"
+            f"{all_curves['kl_to_target'].max():.3f} over every seed's logged batches (each point is one batch).")
+
+
+# ------------------------------------------------------------------ notebook 04: the tiny model's pre-training, the bar
+
+def pretrain_record(model: str) -> dict[str, Any] | None:
+    """The build record (``vqalib_pretrain.json``) of the ``tiny-pretrained`` preset, building it first
+    when the cache has none (:mod:`vqalib.model.pretrain`, about 1.5 minutes); ``None`` for any other model."""
+    import json
+
+    from vqalib.model.loading import resolve_model_path
+    from vqalib.model.tiny import TINY_PRETRAINED
+
+    if model != TINY_PRETRAINED:
+        return None
+    return json.loads((Path(resolve_model_path(model)) / "vqalib_pretrain.json").read_text())
+
+
+def pretrain_metrics(record: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """``pretrain/seconds`` (to build or read it), ``pretrain/steps``, ``pretrain/n_clips`` and the held-out R² of
+    each rendering setting (``pretrain/heldout_r2/<setting>``) of a :func:`pretrain_record`."""
+    return {"pretrain/seconds": seconds, "pretrain/steps": record["config"]["steps"],
+            "pretrain/n_clips": record["config"]["n_clips"],
+            **{f"pretrain/heldout_r2/{k}": v for k, v in record["heldout_r2"].items()}}
+
+
+def pretrain_sentence(record: dict[str, Any]) -> str:
+    """Steps, clips, build time and the loss of a :func:`pretrain_record` in one line."""
+    return (f"{record['config']['steps']} steps on {record['config']['n_clips']} unrated clips "
+            f"(built in {record['render_seconds'] + record['train_seconds']:.0f} s, or read from the cache); "
+            f"loss {record['loss_first']:.2f} -> {record['loss_last']:.2f} (standardised targets)")
+
+
+def model_srcc(table: pd.DataFrame, model: str) -> pd.Series:
+    """Held-out SRCC per dimension of ``model`` in a :func:`compare_stages` table."""
+    return table[(table["model"] == model) & (table["metric"] == "srcc")].set_index("dimension")["value"]
+
+
+def sft_heldout_metrics(srcc: pd.Series, rows: pd.DataFrame, target: float) -> dict[str, Any]:
+    """Notebook 04's held-out metrics: SRCC per dimension (``sft/test_srcc/<dim>``), the dimensions at or
+    above ``target`` (``sft/n_dims_srcc_ge_<target>``), parse failures and test clips of ``rows``."""
+    return {**{f"sft/test_srcc/{d}": float(v) for d, v in srcc.items()},
+            f"sft/n_dims_srcc_ge_{target:g}": int((srcc >= target).sum()),
+            "sft/parse_failures": int((rows["parse_status"] != "ok").sum()),
+            "sft/n_test_clips": int(rows["video_id"].nunique())}
+
+
+def plot_srcc_by_model(table: pd.DataFrame, target: float):
+    """Held-out SRCC per dimension with its 95 % interval, one marker series per model of a
+    :func:`compare_stages` table (dodged), and the bar ``target`` dotted."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3))
+    sub = table[table["metric"] == "srcc"]
+    for i, (name, g) in enumerate(sub.groupby("model", sort=False)):
+        ax.errorbar([j + 0.15 * i for j in range(len(g))], g["value"], capsize=3, label=name, fmt="o",
+                    yerr=[g["value"] - g["ci_low"], g["ci_high"] - g["value"]])
+    ax.set_xticks(range(len(g)), g["dimension"], rotation=20)
+    ax.axhline(target, color="gray", ls=":")
+    ax.set_ylabel("held-out SRCC (95 % CI)")
+    ax.legend()
+    return fig
+
+
+def bar_sentence(srcc: pd.Series, target: float) -> str:
+    """How many dimensions reach held-out SRCC ``target``, naming those below it (NaN counts as below)."""
+    below = {d: round(float(v), 2) for d, v in srcc.items() if not v >= target}
+    return (f"held-out SRCC >= {target} on {int((srcc >= target).sum())} of {len(srcc)} dimensions"
+            + (f"; below it: {below}" if below else ""))

@@ -8,8 +8,8 @@ from ``--set key=value`` on the command line, or from a notebook's parameters::
 
 Paper defaults (Stage I SFT: lr 1e-6 full, cosine, weight decay 0.01, 1 epoch, global batch 32,
 bf16; Stage II GRPO: 8 rollouts, KL 0.1; Stage III ASO: AdamW lr 5e-6, batch 32, lambda = beta = 1)
-live in ``env/train_configs/*_7b.yaml``; the embedded demo's values in the notebooks' parameters and
-``env/train_configs/*_tiny.yaml`` (which ``python -m vqalib train STAGE`` reads when no ``--config`` is
+live in ``env/train_configs/*_7b.yaml``; the embedded demo's values in ``env/train_configs/*_tiny.yaml``
+(notebooks 04-06 read it as their ``CONFIG``, ``python -m vqalib train STAGE`` when no ``--config`` is
 given). The dataclass defaults are small CPU-sized values for library calls and tests; every field the
 notebooks and YAML files care about is set there explicitly.
 """
