@@ -411,7 +411,7 @@ def _sft_section(res: dict[str, Any]) -> list[str]:
 def _comparison_section(res: dict[str, Any]) -> list[str]:
     c, run = res["comparison"], res["run_dir"]
     out = ["### GRPO vs ASO at equal compute (notebooks 05–07)", ""]
-    steps = "; ".join(f"{LABEL[m]}: " + ", ".join(f"seed {x['seed']} {_val(x['steps'])} steps" for x in rs)
+    steps = "; ".join(f"{LABEL[m]} " + ", ".join(f"seed {x['seed']}: {_val(x['steps'])}" for x in rs)
                       for m, rs in c["runs"].items() if rs)
     budgets = ", ".join(f"{LABEL[m]} {_val(b, '{:g} s')}" for m, b in c["budget_s"].items())
     curve = (f"held-out curve every {c['eval_every_s']:g} s on {'/'.join(map(str, c['curve_clips']))} clips; "
@@ -419,7 +419,7 @@ def _comparison_section(res: dict[str, Any]) -> list[str]:
     out += [f"From the same SFT checkpoint, each seed trained for a training-clock budget ({budgets}; the steps a budget "
             "buys depend on the machine's speed and load, so these numbers move between runs, unlike SFT's); "
             + (f"GRPO with G = {c['num_generations']}; " if c["num_generations"] else "")
-            + f"steps reached: {steps or DASH}; {curve}final predictions on {_val(c['n_clips'])} clips; "
+            + f"optimisation steps reached: {steps or DASH}; {curve}final predictions on {_val(c['n_clips'])} clips; "
             f"{_val(c['n_boot'])} resamples of a bootstrap over clips and seeds "
             f"(`{run}/07_evaluation/metrics.json`, `compare/*`; `07_evaluation/tables/method_comparison.csv`).", ""]
     if c["too_few_steps"] or c["clock_overrun"]:
