@@ -225,7 +225,7 @@ print(f"zero-mass levels: {zm['zero_levels']}; π*(truth) at λ=0.05 without flo
 # Section 5.1's 0.1. That reconciles both sections without changing π\* (its row would equal Appendix C's
 # below): it sets `rationale_weight`, the weight of the whole-sequence KL to the SFT model on the other
 # answer tokens. It is the config default (`rationale_weight: 0.1`, `aso_7b.yaml`, the `qwen7b_lora`
-# parameters); the tiny demo keeps 1.0 (its numbers in the README were measured with it).
+# parameters); the tiny demo keeps 1.0 (the numbers in docs/results.md are measured with it).
 
 # %%
 readings = {"Appendix C: λ = 1, β = 1": (1.0, 1.0), f"Section 5.1: λ = {LAM_SECTION_5_1:g}, β = 1": (LAM_SECTION_5_1, 1.0)}
