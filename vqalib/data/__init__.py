@@ -1,6 +1,6 @@
-"""Layer 2, data: the dataset schema, IO, validation, aggregation and splits (:mod:`~vqalib.data.dataset`),
-the generated sample dataset (:mod:`~vqalib.data.synth`), inter-annotator agreement
-(:mod:`~vqalib.data.agreement`) and the label files of public MOS benchmarks (:mod:`~vqalib.data.mos`).
+"""Layer 2, data: the dataset schema, IO, aggregation and splits (:mod:`~vqalib.data.dataset`), the
+validation rules, one checker per table (:mod:`~vqalib.data.validation`), the generated sample dataset
+(:mod:`~vqalib.data.synth`), inter-annotator agreement (:mod:`~vqalib.data.agreement`) and the label files of public MOS benchmarks (:mod:`~vqalib.data.mos`).
 
 The names of :mod:`vqalib.data.dataset` are re-exported here, so ``from vqalib.data import load_dataset`` keeps working.
 """

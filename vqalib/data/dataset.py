@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -36,12 +34,11 @@ import pandas as pd
 
 from vqalib.schema import levels as L
 from vqalib.core.runs import jsonable, relative_note, resolve_path
+from vqalib.data.validation import (  # noqa: F401 - the table schema and the report are re-exported here
+    PHASES, RATING_COLUMNS, RATIONALE_COLUMNS, SPLITS, VIDEO_COLUMNS, DataValidationError, Issue, ValidationReport,
+    check_tables, is_blank,
+)
 
-VIDEO_COLUMNS = ("video_id", "path", "duration", "fps", "width", "height", "category", "source", "split")
-RATING_COLUMNS = ("video_id", "rater", "phase", "dimension", "score", "tags", "comment")
-RATIONALE_COLUMNS = ("video_id", "dimension", "rationale")
-PHASES = ("pilot", "final")
-SPLITS = ("train", "test", "val")
 TABLES = ("videos", "ratings", "rationales")
 
 #: A (video, dimension) label is high-variance when the sample std (ddof=1) of its ratings exceeds this.
@@ -84,68 +81,6 @@ class VQADataset:
     def __repr__(self) -> str:
         return (f"VQADataset(root={str(self.root)!r}, videos={len(self.videos)}, ratings={len(self.ratings)}, "
                 f"rationales={len(self.rationales)})")
-
-
-# ----------------------------------------------------------------------------------------------
-# validation report
-
-
-@dataclass
-class Issue:
-    """One rejected row (or video) and why."""
-
-    kind: str  # error class, e.g. 'off_grid', 'duplicate'
-    file: str
-    line: int | None  # 1-based line (JSONL) or row (Parquet / CSV data row)
-    field: str
-    message: str
-    fix: str
-    video_id: str | None = None
-
-    def __str__(self) -> str:
-        where = f"{self.file} line {self.line}" if self.line is not None else self.file
-        return f"{where}: field '{self.field}': {self.message}. Fix: {self.fix}"
-
-
-@dataclass
-class ValidationReport:
-    """Everything validation rejected. ``report.ok`` is True when nothing was rejected."""
-
-    issues: list[Issue] = field(default_factory=list)
-    n_rows: dict[str, int] = field(default_factory=dict)  # rows read per table
-    n_kept: dict[str, int] = field(default_factory=dict)  # rows kept per table
-
-    @property
-    def ok(self) -> bool:
-        return not self.issues
-
-    def counts(self) -> dict[str, int]:
-        """Number of issues per error class."""
-        return dict(Counter(i.kind for i in self.issues))
-
-    def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([i.__dict__ for i in self.issues],
-                            columns=["kind", "file", "line", "field", "message", "fix", "video_id"])
-
-    def summary(self, max_lines: int = 20) -> str:
-        head = (f"{len(self.issues)} problem(s): " + ", ".join(f"{k}={v}" for k, v in sorted(self.counts().items()))
-                if self.issues else "no problems")
-        rows = "; ".join(f"{t}: kept {self.n_kept.get(t, 0)} of {n}" for t, n in self.n_rows.items())
-        lines = [head + (f" ({rows})" if rows else "")]
-        lines += [f"  {i}" for i in self.issues[:max_lines]]
-        if len(self.issues) > max_lines:
-            lines.append(f"  ... and {len(self.issues) - max_lines} more (report.to_frame() lists all)")
-        return "\n".join(lines)
-
-    __str__ = summary
-
-
-class DataValidationError(ValueError):
-    """Raised in strict mode; ``.report`` holds every problem found."""
-
-    def __init__(self, report: ValidationReport):
-        self.report = report
-        super().__init__("dataset failed validation: " + report.summary())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -281,19 +216,16 @@ def load_dataset(path: str | os.PathLike, strict: bool = True, min_raters: int |
     return ds, report
 
 
-def _missing(v: Any) -> bool:
-    if v is None:
-        return True
-    if isinstance(v, float) and math.isnan(v):
-        return True
-    return isinstance(v, str) and not v.strip()
-
-
 def validate(root: str | os.PathLike, videos: pd.DataFrame, ratings: pd.DataFrame,
              rationales: pd.DataFrame | None = None, files: Mapping[str, str] | None = None, min_raters: int = 3,
              check_files: bool = True, min_raters_phase: str = "final",
              issues: list[Issue] | None = None) -> tuple[VQADataset, ValidationReport]:
     """Check every row; return the clean dataset and the report of every rejected row.
+
+    The rules, one function each and in the order they run, are in :mod:`vqalib.data.validation`
+    (one checker per table). ``files`` names each table's file in the messages; ``issues`` (e.g.
+    the ``bad_json`` lines :func:`read_table` found) come first in the report, which appends to
+    that list. A table without a required column raises :class:`DataValidationError` at once.
 
     Error classes: ``missing_field``, ``bad_value``, ``duplicate_video``, ``missing_video_file``,
     ``unknown_video``, ``bad_phase``, ``unknown_dimension``, ``out_of_range``, ``off_grid``,
@@ -301,216 +233,9 @@ def validate(root: str | os.PathLike, videos: pd.DataFrame, ratings: pd.DataFram
     its video was rejected), ``empty_rationale``, ``duplicate_rationale``, ``bad_json``.
     """
     root = Path(root)
-    files = dict(files or {})
-    fv, fr, fx = files.get("videos", "videos.jsonl"), files.get("ratings", "ratings.jsonl"), \
-        files.get("rationales", "rationales.jsonl")
-    issues = issues if issues is not None else []
-    rationales = rationales if rationales is not None else pd.DataFrame(columns=list(RATIONALE_COLUMNS))
-    # an empty file has no columns: give it the schema's, so the checks below report what is missing
-    if len(videos) == 0:
-        videos = pd.DataFrame(columns=[*VIDEO_COLUMNS, "_line"])
-    if len(ratings) == 0:
-        ratings = pd.DataFrame(columns=[*RATING_COLUMNS, "_line"])
-    if len(rationales) == 0:
-        rationales = pd.DataFrame(columns=[*RATIONALE_COLUMNS, "_line"])
-    for df in (videos, ratings, rationales):
-        if "_line" not in df.columns:
-            df["_line"] = np.arange(1, len(df) + 1)
-    n_rows = {"videos": len(videos), "ratings": len(ratings), "rationales": len(rationales)}
-
-    def add(kind, file, line, fld, msg, fix, vid=None):
-        issues.append(Issue(kind, file, None if line is None else int(line), fld, msg, fix,
-                            None if vid is None else str(vid)))
-
-    # ---- videos ----
-    for col in ("video_id", "path"):
-        if col not in videos.columns:
-            raise DataValidationError(ValidationReport([Issue(
-                "missing_field", fv, None, col, f"the videos table has no '{col}' column",
-                f"add a '{col}' column (columns: {', '.join(VIDEO_COLUMNS)})")]))
-    for col in VIDEO_COLUMNS:
-        if col not in videos.columns:
-            videos[col] = np.nan if col in ("duration", "fps", "width", "height") else ""
-    good_videos: dict[str, int] = {}
-    vid_rows = []
-    for rec in videos.to_dict(orient="records"):
-        line, vid = rec["_line"], rec.get("video_id")
-        if _missing(vid):
-            add("missing_field", fv, line, "video_id", "empty video_id", "give every video a unique id")
-            continue
-        vid = str(vid)
-        if vid in good_videos:
-            add("duplicate_video", fv, line, "video_id", f"video_id {vid!r} already used on line {good_videos[vid]}",
-                "give every video a unique id", vid)
-            continue
-        if _missing(rec.get("path")):
-            add("missing_field", fv, line, "path", f"video {vid!r} has no path", "set path (relative to the dataset folder)", vid)
-            continue
-        bad = None
-        for col in ("duration", "fps", "width", "height"):
-            v = rec.get(col)
-            if _missing(v):
-                continue
-            try:
-                if float(v) <= 0:
-                    raise ValueError
-            except (TypeError, ValueError):
-                bad = col
-                add("bad_value", fv, line, col, f"{col}={v!r} is not a positive number",
-                    f"write {col} as a positive number or leave it empty", vid)
-                break
-        if bad:
-            continue
-        if not _missing(rec.get("split")) and str(rec["split"]) not in SPLITS:
-            add("bad_value", fv, line, "split", f"split {rec['split']!r} is not one of {SPLITS}",
-                "use 'train', 'val' or 'test' (or leave empty and call assign_splits)", vid)
-            continue
-        p = Path(str(rec["path"]))
-        full = p if p.is_absolute() else root / p
-        if check_files and not full.is_file():
-            add("missing_video_file", fv, line, "path", f"video file {full} does not exist",
-                "fix the path (relative to the dataset folder) or remove the video", vid)
-            continue
-        good_videos[vid] = line
-        vid_rows.append(rec)
-
-    # ---- ratings ----
-    for col in ("video_id", "rater", "phase", "dimension", "score"):
-        if col not in ratings.columns:
-            raise DataValidationError(ValidationReport([Issue(
-                "missing_field", fr, None, col, f"the ratings table has no '{col}' column",
-                f"add a '{col}' column (columns: {', '.join(RATING_COLUMNS)})")]))
-    known_ids = set(videos["video_id"].astype(str))
-    seen: dict[tuple, int] = {}
-    rat_rows = []
-    for rec in ratings.to_dict(orient="records"):
-        line, vid = rec["_line"], str(rec.get("video_id"))
-        if _missing(rec.get("video_id")) or vid not in known_ids:
-            add("unknown_video", fr, line, "video_id", f"video_id {rec.get('video_id')!r} is not in {fv}",
-                f"add the video to {fv} or fix the id", vid)
-            continue
-        if vid not in good_videos:
-            add("video_rejected", fr, line, "video_id", f"video {vid!r} was rejected in {fv} (see its issue)",
-                f"fix the video's row in {fv}", vid)
-            continue
-        if _missing(rec.get("rater")):
-            add("missing_field", fr, line, "rater", "empty rater id", "give every rating a rater id", vid)
-            continue
-        phase = rec.get("phase")
-        if phase not in PHASES:
-            add("bad_phase", fr, line, "phase", f"phase {phase!r} is not 'pilot' or 'final'",
-                "set phase to 'pilot' or 'final'", vid)
-            continue
-        try:
-            dim = L.dimension_key(rec.get("dimension"))
-        except ValueError:
-            add("unknown_dimension", fr, line, "dimension", f"unknown dimension {rec.get('dimension')!r}",
-                f"use one of {list(L.DIMENSION_KEYS)}", vid)
-            continue
-        try:
-            score = float(rec.get("score"))
-            if math.isnan(score):
-                raise ValueError
-        except (TypeError, ValueError):
-            add("bad_value", fr, line, "score", f"score {rec.get('score')!r} is not a number",
-                "write the score as a number on the grid 1.0-5.0 (steps of 0.5)", vid)
-            continue
-        if not (L.SCORE_MIN <= score <= L.SCORE_MAX):
-            add("out_of_range", fr, line, "score", f"score {score:g} is outside 1.0-5.0",
-                "map the scale to 1-5 first (from_ratings_csv(scale=...) does this)", vid)
-            continue
-        if not L.is_on_grid(score):
-            add("off_grid", fr, line, "score", f"score {score:g} is not on the 0.5 grid (1.0-5.0)",
-                f"snap it (levels.snap_to_grid({score:g}) = {L.snap_to_grid(score):.1f}) or fix the value", vid)
-            continue
-        tags = rec.get("tags")
-        if _missing(tags) if not isinstance(tags, (list, tuple, np.ndarray)) else False:
-            tags = []
-        if isinstance(tags, str):
-            tags = [t.strip() for t in tags.split(",") if t.strip()] if tags.strip() else []
-        tags = [str(t) for t in tags]
-        bad_tags = L.check_tags(dim, tags)
-        if bad_tags:
-            add("unknown_tag", fr, line, "tags", f"tag(s) {bad_tags} are not tags of {dim}",
-                f"use tags from {list(L.TAGS[dim])}", vid)
-            continue
-        key = (vid, str(rec["rater"]), phase, dim)
-        if key in seen:
-            add("duplicate", fr, line, "rater", f"rater {rec['rater']!r} already rated {vid!r} / {dim} in the "
-                f"{phase} phase on line {seen[key]}", "keep one rating per (video, rater, phase, dimension)", vid)
-            continue
-        seen[key] = line
-        comment = rec.get("comment")
-        rat_rows.append({"video_id": vid, "rater": str(rec["rater"]), "phase": phase, "dimension": dim,
-                         "score": score, "tags": tags, "comment": "" if _missing(comment) else str(comment),
-                         "_line": line, **{k: v for k, v in rec.items() if k not in RATING_COLUMNS and k != "_line"}})
-    rat = pd.DataFrame(rat_rows, columns=None if rat_rows else [*RATING_COLUMNS, "_line"])
-
-    # ---- minimum raters per (video, dimension) in the chosen phase ----
-    rejected_vd: set[tuple[str, str]] = set()
-    if min_raters > 0:
-        ph = rat[rat["phase"] == min_raters_phase] if len(rat) else rat
-        counts = ph.groupby(["video_id", "dimension"])["rater"].nunique().to_dict() if len(ph) else {}
-        # a dataset may rate a subset of the dimensions (bring-your-own data); with no valid rating
-        # at all, every video lacks raters on every dimension
-        present_dims = [d for d in L.DIMENSION_KEYS if d in set(rat["dimension"])] if len(rat) else list(L.DIMENSION_KEYS)
-        for vid, vline in good_videos.items():
-            for dim in present_dims:
-                n = counts.get((vid, dim), 0)
-                if n < min_raters:
-                    rejected_vd.add((vid, dim))
-                    add("too_few_raters", fv, vline, "video_id",
-                        f"video {vid!r} has {n} valid {min_raters_phase}-phase rater(s) for {dim}, fewer than "
-                        f"min_raters={min_raters}", "collect more ratings or lower min_raters", vid)
-        if rejected_vd and len(rat):
-            drop = rat.apply(lambda r: (r["video_id"], r["dimension"]) in rejected_vd, axis=1)
-            for rec in rat[drop].to_dict(orient="records"):
-                add("video_rejected", fr, rec["_line"], "video_id",
-                    f"rating of {rec['video_id']!r} / {rec['dimension']} removed: too few raters for this video and dimension",
-                    "collect more ratings or lower min_raters", rec["video_id"])
-            rat = rat[~drop]
-
-    # ---- rationales ----
-    rx_rows = []
-    seen_x: dict[tuple, int] = {}
-    if len(rationales):
-        for rec in rationales.to_dict(orient="records"):
-            line, vid = rec["_line"], str(rec.get("video_id"))
-            if vid not in known_ids:
-                add("unknown_video", fx, line, "video_id", f"video_id {rec.get('video_id')!r} is not in {fv}",
-                    f"add the video to {fv} or fix the id", vid)
-                continue
-            if vid not in good_videos:
-                add("video_rejected", fx, line, "video_id", f"video {vid!r} was rejected in {fv}",
-                    f"fix the video's row in {fv}", vid)
-                continue
-            try:
-                dim = L.dimension_key(rec.get("dimension"))
-            except ValueError:
-                add("unknown_dimension", fx, line, "dimension", f"unknown dimension {rec.get('dimension')!r}",
-                    f"use one of {list(L.DIMENSION_KEYS)}", vid)
-                continue
-            text = rec.get("rationale")
-            if _missing(text):
-                add("empty_rationale", fx, line, "rationale", "empty rationale", "write the rationale text or drop the row", vid)
-                continue
-            if (vid, dim) in seen_x:
-                add("duplicate_rationale", fx, line, "dimension",
-                    f"a rationale for {vid!r} / {dim} is already on line {seen_x[(vid, dim)]}",
-                    "keep one rationale per (video, dimension)", vid)
-                continue
-            seen_x[(vid, dim)] = line
-            rx_rows.append({"video_id": vid, "dimension": dim, "rationale": str(text)})
-    rx = pd.DataFrame(rx_rows, columns=list(RATIONALE_COLUMNS))
-
-    vdf = pd.DataFrame(vid_rows)
-    if len(vdf) == 0:
-        vdf = pd.DataFrame(columns=list(VIDEO_COLUMNS))
-    vdf = vdf[[*VIDEO_COLUMNS, *[c for c in vdf.columns if c not in VIDEO_COLUMNS and c != "_line"]]]
-    vdf["video_id"] = vdf["video_id"].astype(str)
-    rat = rat.drop(columns=["_line"]).reset_index(drop=True) if "_line" in rat.columns else rat.reset_index(drop=True)
-    report = ValidationReport(issues, n_rows, {"videos": len(vdf), "ratings": len(rat), "rationales": len(rx)})
-    return VQADataset(root, vdf.reset_index(drop=True), rat, rx), report
+    checked = check_tables(root, videos, ratings, rationales, dict(files or {}), min_raters, check_files,
+                           min_raters_phase, issues if issues is not None else [])
+    return VQADataset(root, checked.videos, checked.ratings, checked.rationales), checked.report
 
 
 # ----------------------------------------------------------------------------------------------
@@ -829,9 +554,9 @@ def from_ratings_csv(csv_path: str | os.PathLike, *, video_col: str = "video",
 
     def add_rating(line: int, vid: Any, rater: Any, dim_raw: Any, value: Any, ph: str) -> None:
         nonlocal empty, not_rated
-        if _missing(vid):  # reported once per row below
+        if is_blank(vid):  # reported once per row below
             return
-        if _missing(value):
+        if is_blank(value):
             empty += 1
             return
         if _is_na_marker(value, na_text, na_num, decimal):
@@ -852,7 +577,7 @@ def from_ratings_csv(csv_path: str | os.PathLike, *, video_col: str = "video",
                                 "fix the value, pass the right scale=(lo, hi), or list a 'not rated' marker "
                                 "in na_values=", str(vid)))
             return
-        if _missing(rater):
+        if is_blank(rater):
             issues.append(Issue("missing_field", fname, line, rater_col or "rater",
                                 f"the rater cell is empty (score {value!r} for video {vid!r})",
                                 "fill in the rater id or remove the row", str(vid)))
@@ -864,7 +589,7 @@ def from_ratings_csv(csv_path: str | os.PathLike, *, video_col: str = "video",
 
     records = df.to_dict(orient="records")
     for i, rec in enumerate(records):
-        if _missing(rec[video_col]):
+        if is_blank(rec[video_col]):
             issues.append(Issue("missing_field", fname, i + 2, video_col, f"the {video_col!r} cell is empty",
                                 "fill in the video id or remove the row"))
     if score_col is not None:
@@ -901,7 +626,7 @@ def from_ratings_csv(csv_path: str | os.PathLike, *, video_col: str = "video",
                 add_rating(i + 2, rec[video_col], rater, dim_raw, rec[col], str(rec[phase_col]) if phase_col else phase)
 
     root = resolve_path(video_dir) if video_dir is not None else csv_path.parent
-    vids = list(dict.fromkeys(str(v) for v in df[video_col] if not _missing(v)))
+    vids = list(dict.fromkeys(str(v) for v in df[video_col] if not is_blank(v)))
     cats = {}
     if category_col:
         cats = {str(r[video_col]): r[category_col] for r in records}
