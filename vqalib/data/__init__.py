@@ -9,5 +9,5 @@ from vqalib.data.dataset import (  # noqa: F401
     VIDEO_COLUMNS, RATING_COLUMNS, RATIONALE_COLUMNS, PHASES, SPLITS, TABLES, HIGH_VARIANCE_STD, VQADataset,
     Issue, ValidationReport, DataValidationError, read_table, write_table, save_dataset, load_dataset,
     validate, aggregate, labels_wide, split_of, assign_splits, labelled_items, probe_video, map_scale,
-    read_ratings_csv, from_ratings_csv,
+    read_ratings_csv, from_ratings_csv, RatingsCsvOptions,
 )
