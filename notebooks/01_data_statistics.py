@@ -54,12 +54,10 @@ run = Run(RUN_DIR, "01_data_statistics")
 pd.set_option("display.precision", 3)
 data_dir = dataset_root(DATA_DIR, SAMPLE_SIZE, SEED)
 # this notebook reads only the tables, so the video files need not be here (a ratings-only study)
-loaded = load_dataset(data_dir, strict=STRICT, min_raters=None if MIN_RATERS < 0 else MIN_RATERS,
-                      check_files=False)
-ds, report = (loaded, None) if STRICT else loaded
+ds = load_dataset(data_dir, strict=STRICT, min_raters=None if MIN_RATERS < 0 else MIN_RATERS, check_files=False)
 labels = aggregate(ds, phase=PHASE)
 print(ds)
-print("validation:", "strict, no problems" if report is None else report.summary(max_lines=10))
+print("validation:", ds.report.summary(max_lines=10))
 n_files = sum(ds.video_path(v).is_file() for v in ds.videos["video_id"])
 print(f"video files present: {n_files} of {len(ds.videos)} (not needed here; training and evaluation decode them)")
 

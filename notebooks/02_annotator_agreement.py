@@ -62,11 +62,9 @@ run = Run(RUN_DIR, "02_annotator_agreement")
 pd.set_option("display.precision", 3)
 data_dir = dataset_root(DATA_DIR, SAMPLE_SIZE, SEED)
 # this notebook reads only the tables, so the video files need not be here (a ratings-only study)
-loaded = load_dataset(data_dir, strict=STRICT, min_raters=None if MIN_RATERS < 0 else MIN_RATERS,
-                      check_files=False)
-ds, report = (loaded, None) if STRICT else loaded
+ds = load_dataset(data_dir, strict=STRICT, min_raters=None if MIN_RATERS < 0 else MIN_RATERS, check_files=False)
 print(ds)
-print("validation:", "strict, no problems" if report is None else report.summary(max_lines=10))
+print("validation:", ds.report.summary(max_lines=10))
 phases = [p for p in ("pilot", "final") if (ds.ratings["phase"] == p).any()]
 print("phases present:", phases)
 

@@ -66,8 +66,9 @@ def test_clean_dataset_loads_strict(tiny):
     ds = load_dataset(tiny)
     assert len(ds.videos) == 2 and len(ds.ratings) == 2 * 2 * 3 * 5 and len(ds.rationales) == 10
     assert ds.video_path("v1") == (tiny / "clips" / "v1.mp4").resolve()
-    ds2, report = load_dataset(tiny, strict=False)
+    report = load_dataset(tiny, strict=False).report
     assert report.ok and report.n_kept["ratings"] == 60
+    assert ds.report.ok  # strict mode keeps its (empty) report too
 
 
 def test_off_grid_score_names_file_line_field_and_fix(tiny):
@@ -115,7 +116,8 @@ def test_missing_video_file(tiny):
     issue, err = _only_issue(tiny, "missing_video_file")
     assert issue.file == "videos.jsonl" and issue.line == 2 and issue.field == "path" and "v2.mp4" in issue.message
     # lenient: v2 and all its rows are removed and every removed row is reported
-    ds, report = load_dataset(tiny, strict=False)
+    ds = load_dataset(tiny, strict=False)
+    report = ds.report
     assert ds.videos.video_id.tolist() == ["v1"]
     assert report.counts() == {"missing_video_file": 1, "video_rejected": 30 + 5}
     assert report.n_kept["ratings"] == 30
@@ -131,7 +133,8 @@ def test_too_few_raters(tiny):
     _write_jsonl(path, rows)
     issue, _ = _only_issue(tiny, "too_few_raters")
     assert issue.line == 2 and "2 valid final-phase rater(s) for clarity_quality, fewer than min_raters=3" in issue.message
-    ds, report = load_dataset(tiny, strict=False)
+    ds = load_dataset(tiny, strict=False)
+    report = ds.report
     # the (video, dimension) is rejected in both phases: 2 final + 3 pilot ratings removed, each reported
     assert report.counts() == {"too_few_raters": 1, "video_rejected": 5}
     assert len(ds.ratings) == 59 - 5
@@ -233,12 +236,12 @@ def test_csv_adapter_long_format_reports_out_of_scale_and_missing_file(tmp_path)
     kw = dict(rater_col="who", dimension_col="dim", score_col="value", scale=(1, 10))
     with pytest.raises(DataValidationError) as err:
         from_ratings_csv(csv, **kw)
-    ds, report = from_ratings_csv(csv, strict=False, min_raters=2, **kw)
-    assert report.counts() == {"missing_video_file": 1, "video_rejected": 3}
+    ds = from_ratings_csv(csv, strict=False, min_raters=2, **kw)
+    assert ds.report.counts() == {"missing_video_file": 1, "video_rejected": 3}
     # a value outside the declared scale is an error, never clipped
     csv.write_text(csv.read_text().replace("a.mp4,z,clarity_quality,10", "a.mp4,z,clarity_quality,11"))
-    ds, report = from_ratings_csv(csv, strict=False, min_raters=2, **kw)
-    bad = [i for i in report.issues if i.kind == "out_of_range"]
+    ds = from_ratings_csv(csv, strict=False, min_raters=2, **kw)
+    bad = [i for i in ds.report.issues if i.kind == "out_of_range"]
     assert len(bad) == 1 and bad[0].file == "long.csv" and bad[0].line == 4 and "outside the declared scale" in bad[0].message
     assert ds.ratings.score.tolist() == [1.0, 3.5]  # 1 -> 1.0, 7 -> 3.67 -> 3.5
     assert "b.mp4" in str(err.value)
@@ -256,3 +259,69 @@ def test_save_dataset_elsewhere_keeps_videos_reachable(tiny, tmp_path_factory):
     out = save_dataset(ds, tmp_path_factory.mktemp("elsewhere") / "copy")
     back = load_dataset(out)  # strict: the video files must be found from the new folder
     assert back.video_path("v1") == ds.video_path("v1")
+
+
+def test_lenient_loading_returns_the_dataset_with_its_report(tiny):
+    """strict=False returns the dataset, not a (dataset, report) pair; unpacking one says where the report went."""
+    (tiny / "clips" / "v2.mp4").unlink()
+    ds = load_dataset(tiny, strict=False)
+    assert ds.videos.video_id.tolist() == ["v1"] and ds.report.counts()["missing_video_file"] == 1
+    with pytest.raises(TypeError, match="ds.report"):
+        ds, report = load_dataset(tiny, strict=False)
+    assert ds.subset(["v1"]).report is None  # a dataset built in memory was not validated as such
+
+
+def test_ratings_csv_options_object_and_keywords_agree(tmp_path):
+    from vqalib.data.dataset import RatingsCsvOptions
+
+    csv = tmp_path / "long.csv"
+    csv.write_text("video,who,dim,value\n" + "".join(f"a,{r},clarity_quality,{v}\n" for r, v in zip("xyz", (1, 7, 11))))
+    kw = dict(rater_col="who", dimension_col="dim", score_col="value", scale=(1, 10), check_files=False, strict=False)
+    by_keywords = from_ratings_csv(csv, min_raters=2, **kw)
+    opts = RatingsCsvOptions(**kw)
+    by_options = from_ratings_csv(csv, options=opts, min_raters=2)  # a keyword beside the options wins
+    pd.testing.assert_frame_equal(by_options.ratings, by_keywords.ratings)
+    assert by_options.info == by_keywords.info and by_options.info["min_raters"] == 2 and opts.min_raters == 3
+    assert [str(i) for i in by_options.report.issues] == [str(i) for i in by_keywords.report.issues]
+    assert by_keywords.report.counts() == {"out_of_range": 1} and by_keywords.report.n_rows["ratings"] == 3
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['score_column'\].*'score_col'"):
+        from_ratings_csv(csv, score_column="value")
+
+
+def test_dataset_metadata_of_a_rotated_phone_clip_is_its_displayed_size(tmp_path):
+    """One probe: from_ratings_csv stores what the sampler's probe reads. A phone clip stored 128x96
+    with a 90-degree display matrix is 96x128 in the dataset, also after save and load."""
+    from test_video_geometry import write_clip
+
+    from vqalib.data.dataset import probe_video
+    from vqalib.video.frames import probe
+
+    (tmp_path / "media").mkdir()
+    clip = write_clip(tmp_path / "media" / "phone.mp4", rotation=90)
+    info = probe(clip)
+    assert (info.coded_width, info.coded_height, info.rotation) == (128, 96, 90)
+    meta = probe_video(clip)
+    assert (meta["width"], meta["height"]) == (info.width, info.height) == (96, 128)
+    assert (meta["fps"], meta["duration"]) == (info.fps, info.duration)
+    csv = tmp_path / "study.csv"
+    csv.write_text("clip,r1_overall,r2_overall\nphone,3,4\n")
+    ds = from_ratings_csv(csv, video_col="clip", column_pattern=r"(?P<rater>r\d)_(?P<dimension>\w+)",
+                          dimension_map={"overall": "clarity_quality"}, video_dir=tmp_path / "media",
+                          path_template="{video}.mp4", min_raters=2)
+    back = load_dataset(save_dataset(ds, tmp_path / "saved"))
+    for table in (ds.videos, back.videos):
+        row = table.set_index("video_id").loc["phone"]
+        assert (row["width"], row["height"]) == (96, 128) and row["fps"] == pytest.approx(info.fps)
+
+
+def test_sample_dataset_metadata_is_what_the_probe_reads():
+    """The generated clips are not rotated: the sizes, rates and durations videos.jsonl was written
+    with are the probe's, clip by clip (so one probe changes no value of the sample dataset)."""
+    from vqalib.data.dataset import probe_video
+    from vqalib.data.synth import ensure_sample_dataset
+
+    ds = load_dataset(ensure_sample_dataset("smoke", progress=False))
+    for row in ds.videos.itertuples():
+        meta = probe_video(ds.video_path(row.video_id))
+        assert (meta["width"], meta["height"], meta["fps"]) == (row.width, row.height, row.fps), row.video_id
+        assert meta["duration"] == pytest.approx(row.duration) and meta["hdr"] is None

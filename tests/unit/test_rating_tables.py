@@ -87,8 +87,8 @@ def test_semicolon_file_with_decimal_commas(study):
                                    ref.ratings["raw_score"].reset_index(drop=True))
     assert (ds.ratings["raw_score"] % 1 != 0).any()  # the decimals were read, not cut at the comma
     # without decimal=",": every decimal-comma cell is a bad_value whose fix says so
-    ds2, report = from_ratings_csv(csv, video_dir=root / "media", na_values=[-1], strict=False, min_raters=1, **WIDE)
-    bad = [i for i in report.issues if i.kind == "bad_value"]
+    ds2 = from_ratings_csv(csv, video_dir=root / "media", na_values=[-1], strict=False, min_raters=1, **WIDE)
+    bad = [i for i in ds2.report.issues if i.kind == "bad_value"]
     assert bad and all(i.file == "study_eu.csv" and "decimal=','" in i.fix for i in bad)
 
 

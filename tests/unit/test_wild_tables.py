@@ -110,10 +110,10 @@ def test_an_empty_rater_cell_is_an_error_naming_the_row(tmp_path):
     csv = _long(tmp_path, [("v1", "a", 3), ("v1", "", 4), ("v2", "a", 2), ("v2", "b", 2)])
     with pytest.raises(DataValidationError, match=r"long.csv.*line 3.*rater.*empty"):
         from_ratings_csv(csv, **LONG)
-    ds, report = from_ratings_csv(csv, strict=False, **LONG)
+    ds = from_ratings_csv(csv, strict=False, **LONG)
     assert "nan" not in set(ds.ratings["rater"])
-    assert report.counts().get("missing_field") == 1
-    assert report.counts().get("too_few_raters") == 1  # v1 has one rater left, not two
+    assert ds.report.counts().get("missing_field") == 1
+    assert ds.report.counts().get("too_few_raters") == 1  # v1 has one rater left, not two
 
 
 def test_an_empty_video_cell_is_an_error_naming_the_row(tmp_path):
@@ -121,9 +121,9 @@ def test_an_empty_video_cell_is_an_error_naming_the_row(tmp_path):
     csv = _long(tmp_path, [("v1", "a", 3), ("v1", "b", 4), ("", "a", 2), ("", "b", 2)])
     with pytest.raises(DataValidationError, match=r"long.csv.*line 4.*'video' cell is empty"):
         from_ratings_csv(csv, **LONG)
-    ds, report = from_ratings_csv(csv, strict=False, **LONG)
+    ds = from_ratings_csv(csv, strict=False, **LONG)
     assert ds.videos["video_id"].tolist() == ["v1"] and "nan" not in set(ds.ratings["video_id"])
-    assert report.counts().get("missing_field") == 2
+    assert ds.report.counts().get("missing_field") == 2
     wide = tmp_path / "wide.csv"
     wide.write_text("video,r1_clarity,r2_clarity\nv1,3,4\n,2,2\n")
     with pytest.raises(DataValidationError, match=r"wide.csv.*line 3.*'video' cell is empty"):

@@ -1,6 +1,6 @@
-"""Layer 2, data: the dataset schema, IO, validation, aggregation and splits (:mod:`~vqalib.data.dataset`),
-the generated sample dataset (:mod:`~vqalib.data.synth`), inter-annotator agreement
-(:mod:`~vqalib.data.agreement`) and the label files of public MOS benchmarks (:mod:`~vqalib.data.mos`).
+"""Layer 2, data: the dataset schema, IO, aggregation and splits (:mod:`~vqalib.data.dataset`), the
+validation rules, one checker per table (:mod:`~vqalib.data.validation`), the generated sample dataset
+(:mod:`~vqalib.data.synth`), inter-annotator agreement (:mod:`~vqalib.data.agreement`) and the label files of public MOS benchmarks (:mod:`~vqalib.data.mos`).
 
 The names of :mod:`vqalib.data.dataset` are re-exported here, so ``from vqalib.data import load_dataset`` keeps working.
 """
@@ -9,5 +9,5 @@ from vqalib.data.dataset import (  # noqa: F401
     VIDEO_COLUMNS, RATING_COLUMNS, RATIONALE_COLUMNS, PHASES, SPLITS, TABLES, HIGH_VARIANCE_STD, VQADataset,
     Issue, ValidationReport, DataValidationError, read_table, write_table, save_dataset, load_dataset,
     validate, aggregate, labels_wide, split_of, assign_splits, labelled_items, probe_video, map_scale,
-    read_ratings_csv, from_ratings_csv,
+    read_ratings_csv, from_ratings_csv, RatingsCsvOptions,
 )

@@ -10,10 +10,11 @@ A dataset is a folder with three tables (each as ``NAME.jsonl`` or ``NAME.parque
 :data:`vqalib.schema.levels.DIMENSION_KEYS` (display names such as "Motion Quality" are accepted on
 input and converted). ``score`` must lie on the 9-level grid 1.0..5.0 (steps of 0.5).
 
-Validation (``load_dataset`` / ``validate``) checks every row and names file, line, field and the
-fix. ``strict=True`` raises :class:`DataValidationError` listing all problems; ``strict=False``
-returns the clean data and a :class:`ValidationReport` of every rejected row. Nothing is silently
-dropped: a row removed because its video was rejected is reported too.
+Validation (``load_dataset`` / ``validate``; the rules are in :mod:`vqalib.data.validation`) checks
+every row and names file, line, field and the fix. ``strict=True`` raises :class:`DataValidationError`
+listing all problems; ``strict=False`` returns the clean data, with the :class:`ValidationReport` of
+every rejected row on ``ds.report``. Nothing is silently dropped: a row removed because its video was
+rejected is reported too.
 
 Labels (``aggregate``): per video and dimension the mean of the valid ratings of one phase,
 snapped to the grid (round half up), with the spread and a high-variance flag.
@@ -26,22 +27,20 @@ import json
 import math
 import os
 import re
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
 
 from vqalib.schema import levels as L
 from vqalib.core.runs import jsonable, relative_note, resolve_path
+from vqalib.data.validation import (  # noqa: F401 - the table schema and the report are re-exported here
+    PHASES, RATING_COLUMNS, RATIONALE_COLUMNS, SPLITS, VIDEO_COLUMNS, DataValidationError, Issue, ValidationReport,
+    check_tables, is_blank,
+)
 
-VIDEO_COLUMNS = ("video_id", "path", "duration", "fps", "width", "height", "category", "source", "split")
-RATING_COLUMNS = ("video_id", "rater", "phase", "dimension", "score", "tags", "comment")
-RATIONALE_COLUMNS = ("video_id", "dimension", "rationale")
-PHASES = ("pilot", "final")
-SPLITS = ("train", "test", "val")
 TABLES = ("videos", "ratings", "rationales")
 
 #: A (video, dimension) label is high-variance when the sample std (ddof=1) of its ratings exceeds this.
@@ -61,6 +60,9 @@ class VQADataset:
     ratings: pd.DataFrame
     rationales: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(RATIONALE_COLUMNS)))
     info: dict[str, Any] = field(default_factory=dict)  # dataset.json when present
+    #: What validation rejected when the dataset was loaded or converted (``report.ok``: nothing);
+    #: None for a dataset built in memory (e.g. :meth:`subset`), which was not validated as such.
+    report: ValidationReport | None = field(default=None, repr=False, compare=False)
 
     def video_path(self, video_id: str) -> Path:
         """Absolute path of a video's file."""
@@ -85,67 +87,10 @@ class VQADataset:
         return (f"VQADataset(root={str(self.root)!r}, videos={len(self.videos)}, ratings={len(self.ratings)}, "
                 f"rationales={len(self.rationales)})")
 
-
-# ----------------------------------------------------------------------------------------------
-# validation report
-
-
-@dataclass
-class Issue:
-    """One rejected row (or video) and why."""
-
-    kind: str  # error class, e.g. 'off_grid', 'duplicate'
-    file: str
-    line: int | None  # 1-based line (JSONL) or row (Parquet / CSV data row)
-    field: str
-    message: str
-    fix: str
-    video_id: str | None = None
-
-    def __str__(self) -> str:
-        where = f"{self.file} line {self.line}" if self.line is not None else self.file
-        return f"{where}: field '{self.field}': {self.message}. Fix: {self.fix}"
-
-
-@dataclass
-class ValidationReport:
-    """Everything validation rejected. ``report.ok`` is True when nothing was rejected."""
-
-    issues: list[Issue] = field(default_factory=list)
-    n_rows: dict[str, int] = field(default_factory=dict)  # rows read per table
-    n_kept: dict[str, int] = field(default_factory=dict)  # rows kept per table
-
-    @property
-    def ok(self) -> bool:
-        return not self.issues
-
-    def counts(self) -> dict[str, int]:
-        """Number of issues per error class."""
-        return dict(Counter(i.kind for i in self.issues))
-
-    def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([i.__dict__ for i in self.issues],
-                            columns=["kind", "file", "line", "field", "message", "fix", "video_id"])
-
-    def summary(self, max_lines: int = 20) -> str:
-        head = (f"{len(self.issues)} problem(s): " + ", ".join(f"{k}={v}" for k, v in sorted(self.counts().items()))
-                if self.issues else "no problems")
-        rows = "; ".join(f"{t}: kept {self.n_kept.get(t, 0)} of {n}" for t, n in self.n_rows.items())
-        lines = [head + (f" ({rows})" if rows else "")]
-        lines += [f"  {i}" for i in self.issues[:max_lines]]
-        if len(self.issues) > max_lines:
-            lines.append(f"  ... and {len(self.issues) - max_lines} more (report.to_frame() lists all)")
-        return "\n".join(lines)
-
-    __str__ = summary
-
-
-class DataValidationError(ValueError):
-    """Raised in strict mode; ``.report`` holds every problem found."""
-
-    def __init__(self, report: ValidationReport):
-        self.report = report
-        super().__init__("dataset failed validation: " + report.summary())
+    def __iter__(self):
+        # code written for 0.1 unpacked ``ds, report = load_dataset(..., strict=False)``: say what changed
+        raise TypeError("a VQADataset is not a (dataset, report) pair: load_dataset and from_ratings_csv return the "
+                        "dataset, and the validation report is ds.report (write ds = load_dataset(...); ds.report)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -236,8 +181,9 @@ def load_dataset(path: str | os.PathLike, strict: bool = True, min_raters: int |
                  check_files: bool | None = None, min_raters_phase: str = "final"):
     """Load and validate a dataset folder (tables as JSONL or Parquet).
 
-    Returns the :class:`VQADataset` (``strict=True``; raises :class:`DataValidationError` on any
-    problem) or ``(dataset, ValidationReport)`` with the rejected rows removed (``strict=False``).
+    Returns the :class:`VQADataset`, its :class:`ValidationReport` on ``ds.report``. ``strict=True``
+    raises :class:`DataValidationError` on any problem; ``strict=False`` removes the rejected rows
+    and lists them in ``ds.report``.
     ``min_raters`` applies per (video, dimension) in phase ``min_raters_phase``; ``None`` takes the
     value the dataset was converted with (``min_raters`` in ``dataset.json``, written by
     :func:`save_dataset` for a :func:`from_ratings_csv` dataset), else 3. So a folder converted with
@@ -274,19 +220,14 @@ def load_dataset(path: str | os.PathLike, strict: bool = True, min_raters: int |
                           min_raters=min_raters, check_files=check_files, min_raters_phase=min_raters_phase,
                           issues=issues)
     ds.info = info
-    if strict:
-        if not report.ok:
-            raise DataValidationError(report)
-        return ds
-    return ds, report
+    return _checked(ds, strict)
 
 
-def _missing(v: Any) -> bool:
-    if v is None:
-        return True
-    if isinstance(v, float) and math.isnan(v):
-        return True
-    return isinstance(v, str) and not v.strip()
+def _checked(ds: VQADataset, strict: bool) -> VQADataset:
+    """``ds``, or in strict mode the :class:`DataValidationError` of its report when anything was rejected."""
+    if strict and not ds.report.ok:
+        raise DataValidationError(ds.report)
+    return ds
 
 
 def validate(root: str | os.PathLike, videos: pd.DataFrame, ratings: pd.DataFrame,
@@ -295,222 +236,20 @@ def validate(root: str | os.PathLike, videos: pd.DataFrame, ratings: pd.DataFram
              issues: list[Issue] | None = None) -> tuple[VQADataset, ValidationReport]:
     """Check every row; return the clean dataset and the report of every rejected row.
 
+    The rules, one function each and in the order they run, are in :mod:`vqalib.data.validation`
+    (one checker per table). ``files`` names each table's file in the messages; ``issues`` (e.g.
+    the ``bad_json`` lines :func:`read_table` found) come first in the report, which appends to
+    that list. A table without a required column raises :class:`DataValidationError` at once.
+
     Error classes: ``missing_field``, ``bad_value``, ``duplicate_video``, ``missing_video_file``,
     ``unknown_video``, ``bad_phase``, ``unknown_dimension``, ``out_of_range``, ``off_grid``,
     ``unknown_tag``, ``duplicate``, ``too_few_raters``, ``video_rejected`` (a row removed because
     its video was rejected), ``empty_rationale``, ``duplicate_rationale``, ``bad_json``.
     """
     root = Path(root)
-    files = dict(files or {})
-    fv, fr, fx = files.get("videos", "videos.jsonl"), files.get("ratings", "ratings.jsonl"), \
-        files.get("rationales", "rationales.jsonl")
-    issues = issues if issues is not None else []
-    rationales = rationales if rationales is not None else pd.DataFrame(columns=list(RATIONALE_COLUMNS))
-    # an empty file has no columns: give it the schema's, so the checks below report what is missing
-    if len(videos) == 0:
-        videos = pd.DataFrame(columns=[*VIDEO_COLUMNS, "_line"])
-    if len(ratings) == 0:
-        ratings = pd.DataFrame(columns=[*RATING_COLUMNS, "_line"])
-    if len(rationales) == 0:
-        rationales = pd.DataFrame(columns=[*RATIONALE_COLUMNS, "_line"])
-    for df in (videos, ratings, rationales):
-        if "_line" not in df.columns:
-            df["_line"] = np.arange(1, len(df) + 1)
-    n_rows = {"videos": len(videos), "ratings": len(ratings), "rationales": len(rationales)}
-
-    def add(kind, file, line, fld, msg, fix, vid=None):
-        issues.append(Issue(kind, file, None if line is None else int(line), fld, msg, fix,
-                            None if vid is None else str(vid)))
-
-    # ---- videos ----
-    for col in ("video_id", "path"):
-        if col not in videos.columns:
-            raise DataValidationError(ValidationReport([Issue(
-                "missing_field", fv, None, col, f"the videos table has no '{col}' column",
-                f"add a '{col}' column (columns: {', '.join(VIDEO_COLUMNS)})")]))
-    for col in VIDEO_COLUMNS:
-        if col not in videos.columns:
-            videos[col] = np.nan if col in ("duration", "fps", "width", "height") else ""
-    good_videos: dict[str, int] = {}
-    vid_rows = []
-    for rec in videos.to_dict(orient="records"):
-        line, vid = rec["_line"], rec.get("video_id")
-        if _missing(vid):
-            add("missing_field", fv, line, "video_id", "empty video_id", "give every video a unique id")
-            continue
-        vid = str(vid)
-        if vid in good_videos:
-            add("duplicate_video", fv, line, "video_id", f"video_id {vid!r} already used on line {good_videos[vid]}",
-                "give every video a unique id", vid)
-            continue
-        if _missing(rec.get("path")):
-            add("missing_field", fv, line, "path", f"video {vid!r} has no path", "set path (relative to the dataset folder)", vid)
-            continue
-        bad = None
-        for col in ("duration", "fps", "width", "height"):
-            v = rec.get(col)
-            if _missing(v):
-                continue
-            try:
-                if float(v) <= 0:
-                    raise ValueError
-            except (TypeError, ValueError):
-                bad = col
-                add("bad_value", fv, line, col, f"{col}={v!r} is not a positive number",
-                    f"write {col} as a positive number or leave it empty", vid)
-                break
-        if bad:
-            continue
-        if not _missing(rec.get("split")) and str(rec["split"]) not in SPLITS:
-            add("bad_value", fv, line, "split", f"split {rec['split']!r} is not one of {SPLITS}",
-                "use 'train', 'val' or 'test' (or leave empty and call assign_splits)", vid)
-            continue
-        p = Path(str(rec["path"]))
-        full = p if p.is_absolute() else root / p
-        if check_files and not full.is_file():
-            add("missing_video_file", fv, line, "path", f"video file {full} does not exist",
-                "fix the path (relative to the dataset folder) or remove the video", vid)
-            continue
-        good_videos[vid] = line
-        vid_rows.append(rec)
-
-    # ---- ratings ----
-    for col in ("video_id", "rater", "phase", "dimension", "score"):
-        if col not in ratings.columns:
-            raise DataValidationError(ValidationReport([Issue(
-                "missing_field", fr, None, col, f"the ratings table has no '{col}' column",
-                f"add a '{col}' column (columns: {', '.join(RATING_COLUMNS)})")]))
-    known_ids = set(videos["video_id"].astype(str))
-    seen: dict[tuple, int] = {}
-    rat_rows = []
-    for rec in ratings.to_dict(orient="records"):
-        line, vid = rec["_line"], str(rec.get("video_id"))
-        if _missing(rec.get("video_id")) or vid not in known_ids:
-            add("unknown_video", fr, line, "video_id", f"video_id {rec.get('video_id')!r} is not in {fv}",
-                f"add the video to {fv} or fix the id", vid)
-            continue
-        if vid not in good_videos:
-            add("video_rejected", fr, line, "video_id", f"video {vid!r} was rejected in {fv} (see its issue)",
-                f"fix the video's row in {fv}", vid)
-            continue
-        if _missing(rec.get("rater")):
-            add("missing_field", fr, line, "rater", "empty rater id", "give every rating a rater id", vid)
-            continue
-        phase = rec.get("phase")
-        if phase not in PHASES:
-            add("bad_phase", fr, line, "phase", f"phase {phase!r} is not 'pilot' or 'final'",
-                "set phase to 'pilot' or 'final'", vid)
-            continue
-        try:
-            dim = L.dimension_key(rec.get("dimension"))
-        except ValueError:
-            add("unknown_dimension", fr, line, "dimension", f"unknown dimension {rec.get('dimension')!r}",
-                f"use one of {list(L.DIMENSION_KEYS)}", vid)
-            continue
-        try:
-            score = float(rec.get("score"))
-            if math.isnan(score):
-                raise ValueError
-        except (TypeError, ValueError):
-            add("bad_value", fr, line, "score", f"score {rec.get('score')!r} is not a number",
-                "write the score as a number on the grid 1.0-5.0 (steps of 0.5)", vid)
-            continue
-        if not (L.SCORE_MIN <= score <= L.SCORE_MAX):
-            add("out_of_range", fr, line, "score", f"score {score:g} is outside 1.0-5.0",
-                "map the scale to 1-5 first (from_ratings_csv(scale=...) does this)", vid)
-            continue
-        if not L.is_on_grid(score):
-            add("off_grid", fr, line, "score", f"score {score:g} is not on the 0.5 grid (1.0-5.0)",
-                f"snap it (levels.snap_to_grid({score:g}) = {L.snap_to_grid(score):.1f}) or fix the value", vid)
-            continue
-        tags = rec.get("tags")
-        if _missing(tags) if not isinstance(tags, (list, tuple, np.ndarray)) else False:
-            tags = []
-        if isinstance(tags, str):
-            tags = [t.strip() for t in tags.split(",") if t.strip()] if tags.strip() else []
-        tags = [str(t) for t in tags]
-        bad_tags = L.check_tags(dim, tags)
-        if bad_tags:
-            add("unknown_tag", fr, line, "tags", f"tag(s) {bad_tags} are not tags of {dim}",
-                f"use tags from {list(L.TAGS[dim])}", vid)
-            continue
-        key = (vid, str(rec["rater"]), phase, dim)
-        if key in seen:
-            add("duplicate", fr, line, "rater", f"rater {rec['rater']!r} already rated {vid!r} / {dim} in the "
-                f"{phase} phase on line {seen[key]}", "keep one rating per (video, rater, phase, dimension)", vid)
-            continue
-        seen[key] = line
-        comment = rec.get("comment")
-        rat_rows.append({"video_id": vid, "rater": str(rec["rater"]), "phase": phase, "dimension": dim,
-                         "score": score, "tags": tags, "comment": "" if _missing(comment) else str(comment),
-                         "_line": line, **{k: v for k, v in rec.items() if k not in RATING_COLUMNS and k != "_line"}})
-    rat = pd.DataFrame(rat_rows, columns=None if rat_rows else [*RATING_COLUMNS, "_line"])
-
-    # ---- minimum raters per (video, dimension) in the chosen phase ----
-    rejected_vd: set[tuple[str, str]] = set()
-    if min_raters > 0:
-        ph = rat[rat["phase"] == min_raters_phase] if len(rat) else rat
-        counts = ph.groupby(["video_id", "dimension"])["rater"].nunique().to_dict() if len(ph) else {}
-        # a dataset may rate a subset of the dimensions (bring-your-own data); with no valid rating
-        # at all, every video lacks raters on every dimension
-        present_dims = [d for d in L.DIMENSION_KEYS if d in set(rat["dimension"])] if len(rat) else list(L.DIMENSION_KEYS)
-        for vid, vline in good_videos.items():
-            for dim in present_dims:
-                n = counts.get((vid, dim), 0)
-                if n < min_raters:
-                    rejected_vd.add((vid, dim))
-                    add("too_few_raters", fv, vline, "video_id",
-                        f"video {vid!r} has {n} valid {min_raters_phase}-phase rater(s) for {dim}, fewer than "
-                        f"min_raters={min_raters}", "collect more ratings or lower min_raters", vid)
-        if rejected_vd and len(rat):
-            drop = rat.apply(lambda r: (r["video_id"], r["dimension"]) in rejected_vd, axis=1)
-            for rec in rat[drop].to_dict(orient="records"):
-                add("video_rejected", fr, rec["_line"], "video_id",
-                    f"rating of {rec['video_id']!r} / {rec['dimension']} removed: too few raters for this video and dimension",
-                    "collect more ratings or lower min_raters", rec["video_id"])
-            rat = rat[~drop]
-
-    # ---- rationales ----
-    rx_rows = []
-    seen_x: dict[tuple, int] = {}
-    if len(rationales):
-        for rec in rationales.to_dict(orient="records"):
-            line, vid = rec["_line"], str(rec.get("video_id"))
-            if vid not in known_ids:
-                add("unknown_video", fx, line, "video_id", f"video_id {rec.get('video_id')!r} is not in {fv}",
-                    f"add the video to {fv} or fix the id", vid)
-                continue
-            if vid not in good_videos:
-                add("video_rejected", fx, line, "video_id", f"video {vid!r} was rejected in {fv}",
-                    f"fix the video's row in {fv}", vid)
-                continue
-            try:
-                dim = L.dimension_key(rec.get("dimension"))
-            except ValueError:
-                add("unknown_dimension", fx, line, "dimension", f"unknown dimension {rec.get('dimension')!r}",
-                    f"use one of {list(L.DIMENSION_KEYS)}", vid)
-                continue
-            text = rec.get("rationale")
-            if _missing(text):
-                add("empty_rationale", fx, line, "rationale", "empty rationale", "write the rationale text or drop the row", vid)
-                continue
-            if (vid, dim) in seen_x:
-                add("duplicate_rationale", fx, line, "dimension",
-                    f"a rationale for {vid!r} / {dim} is already on line {seen_x[(vid, dim)]}",
-                    "keep one rationale per (video, dimension)", vid)
-                continue
-            seen_x[(vid, dim)] = line
-            rx_rows.append({"video_id": vid, "dimension": dim, "rationale": str(text)})
-    rx = pd.DataFrame(rx_rows, columns=list(RATIONALE_COLUMNS))
-
-    vdf = pd.DataFrame(vid_rows)
-    if len(vdf) == 0:
-        vdf = pd.DataFrame(columns=list(VIDEO_COLUMNS))
-    vdf = vdf[[*VIDEO_COLUMNS, *[c for c in vdf.columns if c not in VIDEO_COLUMNS and c != "_line"]]]
-    vdf["video_id"] = vdf["video_id"].astype(str)
-    rat = rat.drop(columns=["_line"]).reset_index(drop=True) if "_line" in rat.columns else rat.reset_index(drop=True)
-    report = ValidationReport(issues, n_rows, {"videos": len(vdf), "ratings": len(rat), "rationales": len(rx)})
-    return VQADataset(root, vdf.reset_index(drop=True), rat, rx), report
+    checked = check_tables(root, videos, ratings, rationales, dict(files or {}), min_raters, check_files,
+                           min_raters_phase, issues if issues is not None else [])
+    return VQADataset(root, checked.videos, checked.ratings, checked.rationales, report=checked.report), checked.report
 
 
 # ----------------------------------------------------------------------------------------------
@@ -746,21 +485,56 @@ def _is_na_marker(value: Any, texts: set[str], nums: list[float], decimal: str) 
     return any(x == n for n in nums)
 
 
-def from_ratings_csv(csv_path: str | os.PathLike, *, video_col: str = "video",
-                     score_columns: Mapping[str, tuple[str, str]] | None = None,
-                     column_pattern: str | None = None,
-                     rater_col: str | None = None, dimension_col: str | None = None, score_col: str | None = None,
-                     dimension_map: Mapping[str, str] | None = None,
-                     scale: tuple[float, float] = (1.0, 5.0), snap: bool = True,
-                     phase: str = "final", phase_col: str | None = None,
-                     video_dir: str | os.PathLike | None = None, path_template: str = "{video}",
-                     category_col: str | None = None, test_fraction: float = 0.2,
-                     min_raters: int = 3, check_files: bool = True, strict: bool = True,
-                     na_values: Iterable[Any] = (), sep: str | None = None, decimal: str = ".",
-                     encoding: str = "utf-8-sig", sheet: str | int | None = None):
+@dataclass
+class RatingsCsvOptions:
+    """How :func:`from_ratings_csv` reads a table of per-rater scores. Every field is also a keyword
+    of :func:`from_ratings_csv` (``from_ratings_csv(path, scale=(0, 100))``); an options object is
+    handy to reuse one study's settings (``from_ratings_csv(path, options=opts, sheet="day 2")``)."""
+
+    # where the scores are: give one layout (see from_ratings_csv)
+    video_col: str = "video"
+    score_columns: Mapping[str, tuple[str, str]] | None = None  # wide, explicit: column -> (dimension, rater)
+    column_pattern: str | None = None  # wide, by pattern, with groups (?P<rater>...) and (?P<dimension>...)
+    rater_col: str | None = None  # long (one row per rating): rater_col, dimension_col and score_col
+    dimension_col: str | None = None
+    score_col: str | None = None
+    dimension_map: Mapping[str, str] | None = None  # dimension name in the table -> key or display name
+    phase: str = "final"  # the phase of every rating, unless phase_col names a column holding it
+    phase_col: str | None = None
+    category_col: str | None = None  # a column copied to the videos' category
+    # the scores
+    scale: tuple[float, float] = (1.0, 5.0)  # (lowest, highest) of the table's scale, mapped to 1-5
+    snap: bool = True  # put mapped scores on the 9-level grid (else a score off the grid is an error)
+    na_values: Iterable[Any] = ()  # cell values that mean "not rated"
+    # reading the file
+    sep: str | None = None  # column separator; None sniffs it
+    decimal: str = "."
+    encoding: str = "utf-8-sig"
+    sheet: str | int | None = None  # the sheet of an .xlsx workbook
+    # the videos
+    video_dir: str | os.PathLike | None = None  # default: the table's folder
+    path_template: str = "{video}"
+    test_fraction: float = 0.2  # share of videos in the test split (split_of)
+    check_files: bool = True  # every video file must exist
+    # validation
+    min_raters: int = 3
+    strict: bool = True  # raise DataValidationError on any problem (else: rejected rows listed in ds.report)
+
+
+def _options(options: RatingsCsvOptions | None, keywords: Mapping[str, Any]) -> RatingsCsvOptions:
+    known = [f.name for f in fields(RatingsCsvOptions)]
+    unknown = sorted(set(keywords) - set(known))
+    if unknown:
+        raise TypeError(f"from_ratings_csv() got unexpected keyword argument(s) {unknown}; its options are {known}")
+    return replace(options if options is not None else RatingsCsvOptions(), **keywords)
+
+
+def from_ratings_csv(csv_path: str | os.PathLike, *, options: RatingsCsvOptions | None = None,
+                     **keywords: Any) -> VQADataset:
     """Load a CSV (or .xlsx workbook) of per-rater scores (any subset of dimensions, any numeric scale) as a dataset.
 
-    Three ways to say where the scores are (pick one):
+    The keywords are the fields of :class:`RatingsCsvOptions` (``options=`` gives them as one object;
+    keywords given beside it win). Three ways to say where the scores are (pick one):
 
     * **long** (one row per rating): ``rater_col``, ``dimension_col``, ``score_col``.
     * **wide, explicit**: ``score_columns={"r1_sharpness": ("clarity_quality", "r1"), ...}``
@@ -799,140 +573,211 @@ def from_ratings_csv(csv_path: str | os.PathLike, *, video_col: str = "video",
       or an ``.ods`` is refused with the fix (save it as .xlsx or CSV UTF-8).
 
     Every read error (undecodable bytes, a malformed row, an empty file) is a ``ValueError`` naming the
-    file and the option that fixes it.
+    file and the option that fixes it; an unknown keyword is a ``TypeError`` listing the options.
 
     Relative ``csv_path`` and ``video_dir`` are taken from the project root, as in :func:`load_dataset`
     (:func:`vqalib.core.runs.resolve_path`).
 
     Videos: ``video_dir / path_template.format(video=<id>)``; duration, fps and size are read from
-    the file when it exists (``check_files=False`` allows absent files, leaving them empty). Splits
-    come from :func:`split_of`. Returns like :func:`load_dataset`.
-    """
+    the file when it exists (:func:`probe_video`, the sampler's probe: the displayed size of a rotated
+    clip; ``check_files=False`` allows absent files, leaving them empty). Splits come from
+    :func:`split_of`.
 
-    df, sep = read_ratings_csv(csv_path, video_col=video_col, sep=sep, decimal=decimal, encoding=encoding,
-                               id_cols=[c for c in (rater_col, dimension_col, phase_col) if c], sheet=sheet)
+    Returns the :class:`VQADataset`, as :func:`load_dataset` does: the import report (rejected
+    rows and cells) is ``ds.report``, the conversion's settings and counts are ``ds.info``.
+    ``strict=True`` (default) raises :class:`DataValidationError` on any problem.
+    """
+    opts = _options(options, keywords)
+    # 1. read the table
+    df, sep = read_ratings_csv(csv_path, video_col=opts.video_col, sep=opts.sep, decimal=opts.decimal,
+                               encoding=opts.encoding, sheet=opts.sheet,
+                               id_cols=[c for c in (opts.rater_col, opts.dimension_col, opts.phase_col) if c])
     csv_path = resolve_path(csv_path)  # after reading: read_ratings_csv's error names a relative path's rule
     fname = csv_path.name
-    na_text, na_num = _na_matchers(na_values)
-    if video_col not in df.columns:
-        raise ValueError(f"{fname}: no column {video_col!r} (columns: {list(df.columns)}); pass video_col=")
-    dimension_map = dict(dimension_map or {})
-    modes = [score_columns is not None, column_pattern is not None, score_col is not None]
-    if sum(modes) != 1:
-        raise ValueError("give exactly one of score_columns=, column_pattern= or (rater_col=, dimension_col=, score_col=)")
-    lo, hi = float(scale[0]), float(scale[1])
-    if lo == hi:
-        raise ValueError(f"{fname}: scale={scale} has zero width; pass the rating scale's (lowest, highest) values")
-    issues: list[Issue] = []
-    rows: list[dict] = []
-    empty = not_rated = 0
+    # 2. map columns: where the videos and the scores are
+    _check_layout(df, opts, fname)
+    issues = _empty_video_cells(df, opts, fname)
+    cells = _score_cells(df, opts, fname)
+    # 3. map scale: each score cell to a rating on 1-5, or an issue
+    rows, empty, not_rated = _map_scores(cells, opts, fname, issues)
+    # 4. build the tables (videos probed) and validate them
+    root = resolve_path(opts.video_dir) if opts.video_dir is not None else csv_path.parent
+    videos = _video_rows(df, opts, root, fname, issues)
+    ratings = pd.DataFrame(rows, columns=[*RATING_COLUMNS, "raw_score", "_line"])
+    ds, report = validate(root, videos, ratings, None, files={"videos": f"{fname} (videos)", "ratings": fname},
+                          min_raters=opts.min_raters, check_files=opts.check_files, issues=issues)
+    # 5. report: rows read are the ratings built plus the cells rejected before validation
+    rejected = sum(1 for i in issues if i.file == fname and i.kind in ("bad_value", "out_of_range"))
+    report.n_rows["ratings"] = len(rows) + rejected
+    ds.info = {"source": str(csv_path), "scale": [float(opts.scale[0]), float(opts.scale[1])], "snap": opts.snap,
+               "empty_cells": empty, "not_rated": not_rated, "na_values": [str(v) for v in opts.na_values], "sep": sep,
+               "decimal": opts.decimal, "encoding": opts.encoding, "min_raters": opts.min_raters,
+               "check_files": opts.check_files}
+    return _checked(ds, opts.strict)
 
-    def add_rating(line: int, vid: Any, rater: Any, dim_raw: Any, value: Any, ph: str) -> None:
-        nonlocal empty, not_rated
-        if _missing(vid):  # reported once per row below
-            return
-        if _missing(value):
-            empty += 1
-            return
-        if _is_na_marker(value, na_text, na_num, decimal):
-            not_rated += 1
-            return
-        dim = dimension_map.get(str(dim_raw), str(dim_raw))
+
+# ---- the steps of from_ratings_csv ----
+
+
+class _Cell(NamedTuple):
+    """One score cell of a ratings table, as written (``line``: the file's line, header = 1)."""
+
+    line: int
+    video: Any
+    rater: Any
+    dimension: Any
+    value: Any
+    phase: str
+
+
+def _check_layout(df: pd.DataFrame, opts: RatingsCsvOptions, fname: str) -> None:
+    """The video column exists, exactly one layout is given, the scale has a width (else ``ValueError``)."""
+    if opts.video_col not in df.columns:
+        raise ValueError(f"{fname}: no column {opts.video_col!r} (columns: {list(df.columns)}); pass video_col=")
+    layouts = [opts.score_columns is not None, opts.column_pattern is not None, opts.score_col is not None]
+    if sum(layouts) != 1:
+        raise ValueError("give exactly one of score_columns=, column_pattern= or "
+                         "(rater_col=, dimension_col=, score_col=)")
+    if float(opts.scale[0]) == float(opts.scale[1]):
+        raise ValueError(f"{fname}: scale={opts.scale} has zero width; pass the rating scale's "
+                         "(lowest, highest) values")
+
+
+def _empty_video_cells(df: pd.DataFrame, opts: RatingsCsvOptions, fname: str) -> list[Issue]:
+    """A ``missing_field`` issue per row whose video cell is empty (its scores are skipped, not reported again)."""
+    return [Issue("missing_field", fname, i + 2, opts.video_col, f"the {opts.video_col!r} cell is empty",
+                  "fill in the video id or remove the row")
+            for i, v in enumerate(df[opts.video_col]) if is_blank(v)]
+
+
+def _wide_columns(df: pd.DataFrame, opts: RatingsCsvOptions, fname: str) -> dict[Any, tuple[Any, Any]]:
+    """Score column -> (dimension, rater) of a wide table: ``score_columns``, or the columns that
+    ``column_pattern`` matches."""
+    score_columns = opts.score_columns
+    if opts.column_pattern is not None:
         try:
-            x = _number(value, decimal)
-        except (TypeError, ValueError):
-            hint = ("it has a decimal comma: pass decimal=','" if decimal == "." and _DECIMAL_COMMA.fullmatch(str(value).strip())
-                    else "write scores as numbers, or list the marker in na_values= if it means 'not rated'")
-            issues.append(Issue("bad_value", fname, line, "score", f"score {value!r} is not a number",
-                                hint, str(vid)))
-            return
-        if not (min(lo, hi) <= x <= max(lo, hi)):
-            issues.append(Issue("out_of_range", fname, line, "score",
-                                f"score {x:g} ({rater}, {dim_raw}) is outside the declared scale {scale}",
-                                "fix the value, pass the right scale=(lo, hi), or list a 'not rated' marker "
-                                "in na_values=", str(vid)))
-            return
-        if _missing(rater):
-            issues.append(Issue("missing_field", fname, line, rater_col or "rater",
-                                f"the rater cell is empty (score {value!r} for video {vid!r})",
-                                "fill in the rater id or remove the row", str(vid)))
-            return
-        mapped = float(map_scale(x, lo, hi))
-        score = float(L.snap_to_grid(mapped)) if snap else mapped
-        rows.append({"video_id": str(vid), "rater": str(rater), "phase": ph, "dimension": dim, "score": score,
-                     "tags": [], "comment": "", "raw_score": x, "_line": line})
+            pat = re.compile(opts.column_pattern)
+        except re.error as exc:
+            raise ValueError(f"column_pattern {opts.column_pattern!r} is not a regular expression ({exc})") from None
+        absent = [g for g in ("rater", "dimension") if g not in pat.groupindex]
+        if absent:
+            raise ValueError(f"column_pattern {opts.column_pattern!r} has no named group {' or '.join(absent)}: write "
+                             "(?P<rater>...) and (?P<dimension>...) around the parts of the column name that "
+                             r"give them, e.g. r'(?P<rater>r\d+)_(?P<dimension>\w+)'")
+        score_columns = {}
+        for c in df.columns:
+            m = pat.fullmatch(str(c))
+            if m:
+                score_columns[c] = (m.group("dimension"), m.group("rater"))
+        if not score_columns:
+            raise ValueError(f"{fname}: no column matches column_pattern {opts.column_pattern!r} "
+                             f"(columns: {list(df.columns)})")
+    missing = [c for c in score_columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{fname}: score_columns {missing} are not columns of the CSV ({list(df.columns)})")
+    return dict(score_columns)
 
+
+def _score_cells(df: pd.DataFrame, opts: RatingsCsvOptions, fname: str) -> list[_Cell]:
+    """Step "map columns": every score cell of the table, row by row (in a wide row, column by column)."""
     records = df.to_dict(orient="records")
-    for i, rec in enumerate(records):
-        if _missing(rec[video_col]):
-            issues.append(Issue("missing_field", fname, i + 2, video_col, f"the {video_col!r} cell is empty",
-                                "fill in the video id or remove the row"))
-    if score_col is not None:
-        for col in (rater_col, dimension_col, score_col):
+
+    def phase_of(rec: dict) -> str:
+        return str(rec[opts.phase_col]) if opts.phase_col else opts.phase
+
+    if opts.score_col is not None:
+        for col in (opts.rater_col, opts.dimension_col, opts.score_col):
             if col is None or col not in df.columns:
                 raise ValueError(f"{fname}: long format needs rater_col, dimension_col and score_col that exist "
                                  f"(columns: {list(df.columns)})")
-        for i, rec in enumerate(records):
-            add_rating(i + 2, rec[video_col], rec[rater_col], rec[dimension_col], rec[score_col],
-                       str(rec[phase_col]) if phase_col else phase)
-    else:
-        if column_pattern is not None:
-            try:
-                pat = re.compile(column_pattern)
-            except re.error as exc:
-                raise ValueError(f"column_pattern {column_pattern!r} is not a regular expression ({exc})") from None
-            absent = [g for g in ("rater", "dimension") if g not in pat.groupindex]
-            if absent:
-                raise ValueError(f"column_pattern {column_pattern!r} has no named group {' or '.join(absent)}: write "
-                                 "(?P<rater>...) and (?P<dimension>...) around the parts of the column name that "
-                                 r"give them, e.g. r'(?P<rater>r\d+)_(?P<dimension>\w+)'")
-            score_columns = {}
-            for c in df.columns:
-                m = pat.fullmatch(str(c))
-                if m:
-                    score_columns[c] = (m.group("dimension"), m.group("rater"))
-            if not score_columns:
-                raise ValueError(f"{fname}: no column matches column_pattern {column_pattern!r} (columns: {list(df.columns)})")
-        missing = [c for c in score_columns if c not in df.columns]
-        if missing:
-            raise ValueError(f"{fname}: score_columns {missing} are not columns of the CSV ({list(df.columns)})")
-        for i, rec in enumerate(records):
-            for col, (dim_raw, rater) in score_columns.items():
-                add_rating(i + 2, rec[video_col], rater, dim_raw, rec[col], str(rec[phase_col]) if phase_col else phase)
+        return [_Cell(i + 2, rec[opts.video_col], rec[opts.rater_col], rec[opts.dimension_col], rec[opts.score_col],
+                      phase_of(rec)) for i, rec in enumerate(records)]
+    columns = _wide_columns(df, opts, fname)
+    return [_Cell(i + 2, rec[opts.video_col], rater, dim, rec[col], phase_of(rec))
+            for i, rec in enumerate(records) for col, (dim, rater) in columns.items()]
 
-    root = resolve_path(video_dir) if video_dir is not None else csv_path.parent
-    vids = list(dict.fromkeys(str(v) for v in df[video_col] if not _missing(v)))
-    cats = {}
-    if category_col:
-        cats = {str(r[video_col]): r[category_col] for r in records}
-    first_line = {}
+
+def _map_scores(cells: Iterable[_Cell], opts: RatingsCsvOptions, fname: str,
+                issues: list[Issue]) -> tuple[list[dict], int, int]:
+    """Step "map scale": ``(rating rows, empty cells, 'not rated' cells)``; a bad cell's issue is
+    appended to ``issues``.
+
+    A cell of an empty video is skipped (reported once per row), an empty one or a ``na_values``
+    marker counted; the rest must be a number within ``scale`` with a rater, mapped to 1-5 (and
+    snapped to the grid with ``snap``), the value as written kept as ``raw_score``.
+    """
+    na_text, na_num = _na_matchers(opts.na_values)
+    dimension_map = dict(opts.dimension_map or {})
+    rows: list[dict] = []
+    empty = not_rated = 0
+    for c in cells:
+        if is_blank(c.video):
+            continue
+        if is_blank(c.value):
+            empty += 1
+            continue
+        if _is_na_marker(c.value, na_text, na_num, opts.decimal):
+            not_rated += 1
+            continue
+        x, issue = _score_in_scale(c, opts, fname)
+        if issue is None and is_blank(c.rater):
+            issue = Issue("missing_field", fname, c.line, opts.rater_col or "rater",
+                          f"the rater cell is empty (score {c.value!r} for video {c.video!r})",
+                          "fill in the rater id or remove the row", str(c.video))
+        if issue is not None:
+            issues.append(issue)
+            continue
+        mapped = float(map_scale(x, float(opts.scale[0]), float(opts.scale[1])))
+        rows.append({"video_id": str(c.video), "rater": str(c.rater), "phase": c.phase,
+                     "dimension": dimension_map.get(str(c.dimension), str(c.dimension)),
+                     "score": float(L.snap_to_grid(mapped)) if opts.snap else mapped, "tags": [], "comment": "",
+                     "raw_score": x, "_line": c.line})
+    return rows, empty, not_rated
+
+
+def _score_in_scale(c: _Cell, opts: RatingsCsvOptions, fname: str) -> tuple[float, Issue | None]:
+    """``(value, None)`` for a number within ``opts.scale``, else ``(nan, the bad_value / out_of_range issue)``."""
+    try:
+        x = _number(c.value, opts.decimal)
+    except (TypeError, ValueError):
+        comma = opts.decimal == "." and _DECIMAL_COMMA.fullmatch(str(c.value).strip())
+        hint = ("it has a decimal comma: pass decimal=','" if comma
+                else "write scores as numbers, or list the marker in na_values= if it means 'not rated'")
+        return math.nan, Issue("bad_value", fname, c.line, "score", f"score {c.value!r} is not a number", hint,
+                               str(c.video))
+    lo, hi = float(opts.scale[0]), float(opts.scale[1])
+    if not (min(lo, hi) <= x <= max(lo, hi)):
+        return math.nan, Issue("out_of_range", fname, c.line, "score",
+                               f"score {x:g} ({c.rater}, {c.dimension}) is outside the declared scale {opts.scale}",
+                               "fix the value, pass the right scale=(lo, hi), or list a 'not rated' marker "
+                               "in na_values=", str(c.video))
+    return x, None
+
+
+def _video_rows(df: pd.DataFrame, opts: RatingsCsvOptions, root: Path, fname: str, issues: list[Issue]) -> pd.DataFrame:
+    """Step "build tables" (videos): one row per video in order of first appearance, probed when its file exists.
+
+    A file that does not probe is a ``bad_value`` issue on the video's first line, and the video is left out.
+    """
+    records = df.to_dict(orient="records")
+    vids = list(dict.fromkeys(str(v) for v in df[opts.video_col] if not is_blank(v)))
+    cats = {str(r[opts.video_col]): r[opts.category_col] for r in records} if opts.category_col else {}
+    first_line: dict[str, int] = {}
     for i, rec in enumerate(records):
-        first_line.setdefault(str(rec[video_col]), i + 2)
-    vrows = []
+        first_line.setdefault(str(rec[opts.video_col]), i + 2)
+    rows = []
     for vid in vids:
-        rel = path_template.format(video=vid)
+        rel = opts.path_template.format(video=vid)
         full = Path(rel) if Path(rel).is_absolute() else root / rel
         meta = {"duration": np.nan, "fps": np.nan, "width": np.nan, "height": np.nan}
         if full.is_file():
             try:
                 meta = probe_video(full)
             except Exception as exc:  # noqa: BLE001 - reported, the video is rejected
-                issues.append(Issue("bad_value", fname, first_line[vid], video_col,
+                issues.append(Issue("bad_value", fname, first_line[vid], opts.video_col,
                                     f"video file {full} could not be read ({type(exc).__name__}: {exc})",
                                     "replace the file or remove the video", vid))
                 continue
-        vrows.append({"video_id": vid, "path": rel, **meta, "category": cats.get(vid, ""), "source": fname,
-                      "split": split_of(vid, test_fraction), "_line": first_line[vid]})
-    videos = pd.DataFrame(vrows, columns=[*VIDEO_COLUMNS, "_line"])
-    ratings = pd.DataFrame(rows, columns=[*RATING_COLUMNS, "raw_score", "_line"])
-    ds, report = validate(root, videos, ratings, None, files={"videos": f"{fname} (videos)", "ratings": fname},
-                          min_raters=min_raters, check_files=check_files, issues=issues)
-    report.n_rows["ratings"] = len(rows) + sum(1 for i in issues if i.file == fname and i.kind in ("bad_value", "out_of_range"))
-    ds.info = {"source": str(csv_path), "scale": [lo, hi], "snap": snap, "empty_cells": empty,
-               "not_rated": not_rated, "na_values": [str(v) for v in na_values], "sep": sep, "decimal": decimal,
-               "encoding": encoding, "min_raters": min_raters, "check_files": check_files}
-    if strict:
-        if not report.ok:
-            raise DataValidationError(report)
-        return ds
-    return ds, report
+        rows.append({"video_id": vid, "path": rel, **meta, "category": cats.get(vid, ""), "source": fname,
+                     "split": split_of(vid, opts.test_fraction), "_line": first_line[vid]})
+    return pd.DataFrame(rows, columns=[*VIDEO_COLUMNS, "_line"])

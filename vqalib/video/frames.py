@@ -577,132 +577,231 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     size (SAR and rotation applied), whether the frame rate is variable, and notes on each.
     Raises :class:`VideoDecodeError` naming the file and the fix (also for a display rotation
     that is not a multiple of 90 degrees, and a first frame that does not decode).
-    """
-    import av
 
+    The steps, in order (each raises for its own problems): the file (:func:`_check_file`), the
+    container and its video stream (:func:`_open_container`, :func:`_video_stream`), the packets
+    (:func:`_demux`, :func:`_check_packets`), the first frame (:func:`_first_frame`), the frame rate
+    (:func:`_frame_rate`), the rotation (:func:`_rotation`), the displayed size (:func:`display_size`,
+    :func:`_sar_note`), HDR (:func:`_hdr_of`, :func:`_hdr_note`) and the keyframes.
+    """
     p = Path(path)
+    _check_file(p)
+    container = _open_container(p)
+    try:
+        stream, width, height = _video_stream(container, p)
+        ctx = stream.codec_context
+        packets = _demux(container, stream, p)
+        pts = _check_packets(packets, int(stream.frames or 0), p)
+        first = _first_frame(packets, ctx, p)
+        rate = _frame_rate(stream, pts, packets.durations, p)
+        rot = _rotation(first, p)
+        sar = _sample_aspect_ratio(stream)
+        dw, dh = display_size(width, height, sar, rot.ops[0])
+        hdr, primaries = _hdr_of(first, ctx)
+        notes = [*rate.notes, *rot.notes, *_sar_note(sar, width, height, dw, dh), *_hdr_note(hdr, primaries)]
+        where = {v: i for i, v in enumerate(pts)}
+        keyframes = sorted(where[k] for k in packets.key_pts) or [0]
+        return VideoInfo(str(p), len(pts), rate.fps, dw, dh, ctx.name, pts, keyframes, time_base=rate.time_base,
+                         end_pts=rate.end_pts, variable_frame_rate=rate.variable, coded_width=width,
+                         coded_height=height, sample_aspect_ratio=sar, rotation=rot.degrees, mirrored=rot.mirrored,
+                         display_matrix=rot.matrix, notes=notes, pix_fmt=str(getattr(first.format, "name", "")),
+                         container_format=str(getattr(container.format, "name", "") or ""), hdr=hdr,
+                         color_primaries=primaries)
+    finally:
+        container.close()
+
+
+def _check_file(p: Path) -> None:
+    """The path is a non-empty file (else :class:`VideoDecodeError` with the fix)."""
     if not p.exists():
         raise VideoDecodeError(p, "file does not exist", "check the path / the dataset's video folder")
     if p.is_dir():
         raise VideoDecodeError(p, "is a directory, not a video file")
     if p.stat().st_size == 0:
         raise VideoDecodeError(p, "file is empty (0 bytes)", "re-download or re-encode the video")
+
+
+def _open_container(p: Path):
+    """The PyAV container of ``p``; every PyAV/FFmpeg error becomes a named :class:`VideoDecodeError`."""
+    import av
+
     try:
-        container = av.open(str(p))
+        return av.open(str(p))
     except Exception as e:  # noqa: BLE001 - every PyAV/FFmpeg error becomes a named VideoDecodeError
         raise VideoDecodeError(p, f"cannot open the container: {type(e).__name__}: {e}",
                                "the file is corrupt, truncated or not a video; re-download or re-encode it") from e
+
+
+def _video_stream(container, p: Path) -> tuple[Any, int, int]:
+    """``(stream, coded width, coded height)`` of the container's first video stream, which must have a size."""
+    if not container.streams.video:
+        raise VideoDecodeError(p, "has no video stream")
+    stream = container.streams.video[0]
+    ctx = stream.codec_context
+    width, height = int(ctx.width or 0), int(ctx.height or 0)
+    if width <= 0 or height <= 0:
+        raise VideoDecodeError(p, f"video stream reports size {width}x{height}")
+    return stream, width, height
+
+
+@dataclass
+class _Packets:
+    """What demuxing the video stream found (:func:`_demux`)."""
+
+    pts: list[int] = field(default_factory=list)  # of every packet with a pts and data, in file order
+    key_pts: list[int] = field(default_factory=list)  # of the keyframe packets
+    durations: dict[int, int] = field(default_factory=dict)  # pts -> packet duration (0: unknown)
+    first: Any = None  # the first decoded frame (None: none decoded while demuxing)
+    decode_error: Exception | None = None  # the last error of decoding the first frame
+
+
+def _demux(container, stream, p: Path) -> _Packets:
+    """Every packet of ``stream`` (I/O only), decoding packets only until the first frame comes out."""
+    ctx = stream.codec_context
+    out = _Packets()
     try:
-        if not container.streams.video:
-            raise VideoDecodeError(p, "has no video stream")
-        stream = container.streams.video[0]
-        ctx = stream.codec_context
-        width, height = int(ctx.width or 0), int(ctx.height or 0)
-        if width <= 0 or height <= 0:
-            raise VideoDecodeError(p, f"video stream reports size {width}x{height}")
-        header_frames = int(stream.frames or 0)
-        pts: list[int] = []
-        key_pts: list[int] = []
-        durations: dict[int, int] = {}
-        first = None  # the first decoded frame (for its display matrix)
-        decode_error: Exception | None = None
-        try:
-            for packet in container.demux(stream):
-                if first is None:
-                    try:  # feed packets until the decoder gives its first frame (B-frame delay, a bad packet)
-                        got = ctx.decode(packet if packet.size else None)
-                        first = got[0] if got else None
-                    except Exception as e:  # noqa: BLE001 - kept; only "no frame at all" is an error
-                        decode_error = e
-                if packet.pts is None or packet.size == 0:
-                    continue
-                pts.append(int(packet.pts))
-                durations[int(packet.pts)] = int(packet.duration or 0)
-                if packet.is_keyframe:
-                    key_pts.append(int(packet.pts))
-        except Exception as e:  # noqa: BLE001
-            raise VideoDecodeError(p, f"reading packets failed after {len(pts)} frames: {type(e).__name__}: {e}",
-                                   "the file is truncated or corrupt; re-download or re-encode it") from e
-        if not pts:
-            raise VideoDecodeError(p, "video stream holds no frames")
-        if header_frames and len(pts) < header_frames:
-            raise VideoDecodeError(p, f"truncated: the header announces {header_frames} frames, only {len(pts)} are present",
-                                   "re-download or re-encode the video")
-        pts.sort()
-        if len(set(pts)) != len(pts):
-            raise VideoDecodeError(p, "duplicate frame timestamps (pts); frame indices would be ambiguous",
-                                   "re-encode the video, e.g. ffmpeg -i in.mp4 -c:v libx264 out.mp4")
-        if first is None:
-            try:
-                got = ctx.decode(None)  # flush: a clip shorter than the decoder's delay
-                first = got[0] if got else None
-            except Exception as e:  # noqa: BLE001
-                decode_error = e
-        if first is None:
-            why = f"{type(decode_error).__name__}: {decode_error}" if decode_error else "the decoder returned no frame"
-            raise VideoDecodeError(p, f"the first frame does not decode ({why})", "the file is corrupt; re-encode it")
-        notes: list[str] = []
-        header_rate = stream.average_rate or stream.guessed_rate
-        fps = float(header_rate) if header_rate else 0.0
-        tb = Fraction(stream.time_base) if stream.time_base else Fraction(0)
-        end_pts = None
-        regular = True
-        if tb and len(pts) >= 2:
-            steps = np.diff(np.asarray(pts, dtype=np.int64))
-            last = durations.get(pts[-1], 0) or int(steps[-1])
-            end_pts = pts[-1] + last
-            regular = _regular_grid(pts, tb)
-            pts_fps = len(pts) / float((end_pts - pts[0]) * tb)
-            if not regular:
-                fps = pts_fps
-                notes.append(f"variable frame rate: frame durations {float(steps.min() * tb):.3f}-"
-                             f"{float(steps.max() * tb):.3f} s, mean {pts_fps:.3f} fps; frames chosen evenly in "
-                             "presentation time")
-            elif not (fps > 0 and math.isfinite(fps)) or abs(fps / pts_fps - 1) > max(1e-3, 2 / (end_pts - pts[0])):
-                if fps > 0 and math.isfinite(fps):
-                    notes.append(f"header frame rate {fps:.3f} fps disagrees with the timestamps "
-                                 f"({pts_fps:.3f} fps); using the timestamps")
-                fps = pts_fps
-        if not (fps > 0 and math.isfinite(fps)):
-            if stream.duration and stream.time_base:
-                fps = len(pts) / float(stream.duration * stream.time_base)
-            else:
-                raise VideoDecodeError(p, "frame rate unknown (no average rate and no duration)", "re-encode the video")
-        matrix = _display_matrix_of(first)
-        rotation, mirrored = 0, False
-        ops = (False, False, False)
-        if matrix is not None:
-            deg, mirrored = display_rotation(matrix)
-            ops = _orientation_ops(matrix)
-            if ops is None:
-                raise VideoDecodeError(p, f"display matrix rotates by {deg:.1f} degrees, not a multiple of 90; frames "
-                                       "cannot be shown without resampling",
-                                       "re-encode with the rotation applied, e.g. ffmpeg -i in.mp4 -c:v libx264 out.mp4")
-            rotation = int(round(deg)) % 360
-            if rotation or mirrored:
-                notes.append(f"display matrix: rotated {rotation} degrees counter-clockwise"
-                             + (", mirrored" if mirrored else "") + "; frames are returned as displayed")
-        sar = _sample_aspect_ratio(stream)
-        dw, dh = display_size(width, height, sar, ops[0])
-        if sar != 1:
-            notes.append(f"sample aspect ratio {sar.numerator}:{sar.denominator}: stored {width}x{height}, "
-                         f"displayed {dw}x{dh}; frames are resized to the displayed aspect")
-        hdr, primaries = _hdr_of(first, ctx)
-        if hdr:
-            notes.append(f"HDR video ({hdr.upper()} transfer{', ' + primaries.upper() + ' primaries' if primaries else ''}): "
-                         "frames are its values converted to 8-bit RGB without tone mapping, so they look flat and "
-                         "washed out next to SDR clips; scores of HDR and SDR clips are not comparable (tone-map "
-                         "first, e.g. ffmpeg -vf zscale=t=linear,tonemap=hable,zscale=t=bt709:m=bt709:p=bt709)")
-        where = {v: i for i, v in enumerate(pts)}
-        keyframes = sorted(where[k] for k in key_pts) or [0]
-        return VideoInfo(str(p), len(pts), fps, dw, dh, ctx.name, pts, keyframes, time_base=tb, end_pts=end_pts,
-                         variable_frame_rate=not regular, coded_width=width, coded_height=height,
-                         sample_aspect_ratio=sar, rotation=rotation, mirrored=bool(mirrored),
-                         display_matrix=matrix, notes=notes, pix_fmt=str(getattr(first.format, "name", "")),
-                         container_format=str(getattr(container.format, "name", "") or ""), hdr=hdr,
-                         color_primaries=primaries)
-    finally:
-        container.close()
+        for packet in container.demux(stream):
+            if out.first is None:
+                try:  # feed packets until the decoder gives its first frame (B-frame delay, a bad packet)
+                    got = ctx.decode(packet if packet.size else None)
+                    out.first = got[0] if got else None
+                except Exception as e:  # noqa: BLE001 - kept; only "no frame at all" is an error
+                    out.decode_error = e
+            if packet.pts is None or packet.size == 0:
+                continue
+            out.pts.append(int(packet.pts))
+            out.durations[int(packet.pts)] = int(packet.duration or 0)
+            if packet.is_keyframe:
+                out.key_pts.append(int(packet.pts))
+    except Exception as e:  # noqa: BLE001
+        raise VideoDecodeError(p, f"reading packets failed after {len(out.pts)} frames: {type(e).__name__}: {e}",
+                               "the file is truncated or corrupt; re-download or re-encode it") from e
+    return out
+
+
+def _check_packets(packets: _Packets, header_frames: int, p: Path) -> list[int]:
+    """The sorted pts, after checking there are frames, as many as the header announces, each pts once."""
+    pts = packets.pts
+    if not pts:
+        raise VideoDecodeError(p, "video stream holds no frames")
+    if header_frames and len(pts) < header_frames:
+        raise VideoDecodeError(p, f"truncated: the header announces {header_frames} frames, only {len(pts)} are present",
+                               "re-download or re-encode the video")
+    pts.sort()
+    if len(set(pts)) != len(pts):
+        raise VideoDecodeError(p, "duplicate frame timestamps (pts); frame indices would be ambiguous",
+                               "re-encode the video, e.g. ffmpeg -i in.mp4 -c:v libx264 out.mp4")
+    return pts
+
+
+def _first_frame(packets: _Packets, ctx, p: Path):
+    """The first decoded frame: the one demuxing gave, else what flushing the decoder gives (a clip
+    shorter than the decoder's delay); none is a :class:`VideoDecodeError`."""
+    if packets.first is not None:
+        return packets.first
+    try:
+        got = ctx.decode(None)
+        if got:
+            return got[0]
+    except Exception as e:  # noqa: BLE001
+        packets.decode_error = e
+    err = packets.decode_error
+    why = f"{type(err).__name__}: {err}" if err else "the decoder returned no frame"
+    raise VideoDecodeError(p, f"the first frame does not decode ({why})", "the file is corrupt; re-encode it")
+
+
+@dataclass
+class _Rate:
+    """The frame rate :func:`_frame_rate` settled on, and how the pts lie."""
+
+    fps: float
+    time_base: Fraction  # seconds per pts tick (0: unknown)
+    end_pts: int | None  # where the last frame ends
+    variable: bool  # pts off a regular grid
+    notes: list[str]
+
+
+def _frame_rate(stream, pts: list[int], durations: dict[int, int], p: Path) -> _Rate:
+    """The header's rate on a constant-rate clip whose pts agree with it; else frames / presentation time.
+
+    A variable-rate clip (pts off a regular grid, :func:`_regular_grid`) gets the mean rate of its
+    pts and a note; a header rate that disagrees with regular pts is replaced by theirs, with a note.
+    Without pts (or a time base) the header's rate, else ``n / stream duration``; none is an error.
+    """
+    notes: list[str] = []
+    header_rate = stream.average_rate or stream.guessed_rate
+    fps = float(header_rate) if header_rate else 0.0
+    tb = Fraction(stream.time_base) if stream.time_base else Fraction(0)
+    end_pts = None
+    regular = True
+    if tb and len(pts) >= 2:
+        steps = np.diff(np.asarray(pts, dtype=np.int64))
+        last = durations.get(pts[-1], 0) or int(steps[-1])
+        end_pts = pts[-1] + last
+        regular = _regular_grid(pts, tb)
+        pts_fps = len(pts) / float((end_pts - pts[0]) * tb)
+        if not regular:
+            fps = pts_fps
+            notes.append(f"variable frame rate: frame durations {float(steps.min() * tb):.3f}-"
+                         f"{float(steps.max() * tb):.3f} s, mean {pts_fps:.3f} fps; frames chosen evenly in "
+                         "presentation time")
+        elif not (fps > 0 and math.isfinite(fps)) or abs(fps / pts_fps - 1) > max(1e-3, 2 / (end_pts - pts[0])):
+            if fps > 0 and math.isfinite(fps):
+                notes.append(f"header frame rate {fps:.3f} fps disagrees with the timestamps "
+                             f"({pts_fps:.3f} fps); using the timestamps")
+            fps = pts_fps
+    if not (fps > 0 and math.isfinite(fps)):
+        if stream.duration and stream.time_base:
+            fps = len(pts) / float(stream.duration * stream.time_base)
+        else:
+            raise VideoDecodeError(p, "frame rate unknown (no average rate and no duration)", "re-encode the video")
+    return _Rate(fps, tb, end_pts, not regular, notes)
+
+
+@dataclass
+class _Rotation:
+    """The display matrix of the first frame, as :func:`_rotation` reads it."""
+
+    matrix: tuple[int, ...] | None
+    degrees: int  # counter-clockwise, 0/90/180/270
+    mirrored: bool
+    ops: tuple[bool, bool, bool]  # (transpose, flip_rows, flip_cols): stored -> displayed
+    notes: list[str]
+
+
+def _rotation(first, p: Path) -> _Rotation:
+    """The first frame's display matrix; a rotation that is not a multiple of 90 degrees is an error."""
+    matrix = _display_matrix_of(first)
+    if matrix is None:
+        return _Rotation(None, 0, False, (False, False, False), [])
+    deg, mirrored = display_rotation(matrix)
+    ops = _orientation_ops(matrix)
+    if ops is None:
+        raise VideoDecodeError(p, f"display matrix rotates by {deg:.1f} degrees, not a multiple of 90; frames "
+                               "cannot be shown without resampling",
+                               "re-encode with the rotation applied, e.g. ffmpeg -i in.mp4 -c:v libx264 out.mp4")
+    rotation = int(round(deg)) % 360
+    notes = []
+    if rotation or mirrored:
+        notes.append(f"display matrix: rotated {rotation} degrees counter-clockwise"
+                     + (", mirrored" if mirrored else "") + "; frames are returned as displayed")
+    return _Rotation(matrix, rotation, bool(mirrored), ops, notes)
+
+
+def _sar_note(sar: Fraction, width: int, height: int, dw: int, dh: int) -> list[str]:
+    if sar == 1:
+        return []
+    return [f"sample aspect ratio {sar.numerator}:{sar.denominator}: stored {width}x{height}, "
+            f"displayed {dw}x{dh}; frames are resized to the displayed aspect"]
+
+
+def _hdr_note(hdr: str | None, primaries: str) -> list[str]:
+    if not hdr:
+        return []
+    return [f"HDR video ({hdr.upper()} transfer{', ' + primaries.upper() + ' primaries' if primaries else ''}): "
+            "frames are its values converted to 8-bit RGB without tone mapping, so they look flat and "
+            "washed out next to SDR clips; scores of HDR and SDR clips are not comparable (tone-map "
+            "first, e.g. ffmpeg -vf zscale=t=linear,tonemap=hable,zscale=t=bt709:m=bt709:p=bt709)"]
 
 
 # --------------------------------------------------------------------------- backends
