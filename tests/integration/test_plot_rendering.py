@@ -1,7 +1,7 @@
 """The figures whose drawing takes a second or more on 2 cores (seaborn heat maps with annotations, ten
-panels of bars, reliability diagrams): their cells, bars, error-bar ends and legends read back from the
-drawn artists and compared with the tables they came from. The other figures, the helpers used here
-and the rule: ``tests/unit/test_plots.py``."""
+panels of bars, reliability diagrams, notebook 03's explorer redrawn on every change): their cells,
+bars, error-bar ends and legends read back from the drawn artists and compared with the tables they
+came from. The other figures and the helpers used here: ``tests/unit/test_plots.py``."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import pandas as pd
 
 from test_evaluation import simulated
 from test_plots import _close_figures, bar_heights, bar_widths, error_extents, legend_texts  # noqa: F401
-from vqalib.eval.tables import calibration_table, confusion, plot_confusions, plot_reliability, reliability_long
+from vqalib.eval.tables import (calibration_table, confusion, parse_failure_table, plot_confusions, plot_reliability,
+                                reliability_long)
 from vqalib.report import dataset_stats as stats
 from vqalib.report import training as report
 from vqalib.schema import levels as L
+from vqalib.teaching import widgets
 
 
 def test_tag_bars_equal_the_shares():
@@ -70,3 +72,29 @@ def test_aso_distribution_bars_are_the_probabilities():
             for k, key in enumerate(("pi_ref", "pi_star", "pi_theta")):
                 np.testing.assert_allclose(h[k], d[key][c])
             assert ax.lines[-1].get_xdata()[0] == L.level_index(d["target"][c])
+
+
+def test_confusion_counts_and_parse_failures():
+    df = simulated(40, 8.0, 3, fail_every=5)
+    cm = confusion(df, "clarity_quality", "parsed_score")
+    sub = df[df.dimension == "clarity_quality"]
+    assert cm.to_numpy().sum() == sub["parsed_score"].notna().sum() == 32
+    assert np.trace(cm.to_numpy()) >= 28  # a sharp model sits on the diagonal
+    fails = parse_failure_table({"m": df})
+    assert fails.loc["m", "Clarity Quality"] == 8 and fails.loc["m", "total"] == 40 and fails.loc["m", "rows"] == 200
+    plot_confusions(df, "m", "argmax_score")
+
+
+def test_explorer_driven_headless_follows_the_state_function():
+    ex = widgets.Explorer(widgets.ExplorerParams(lam=1.0, ref_shape="peaked_elsewhere", s_star=2.0))
+    before_pi, before_png = ex.state["pi_star"].copy(), ex.png
+    ex.lam.value = 0.1
+    after = widgets.explorer_state(lam=ex.lam.value, ref_shape="peaked_elsewhere", s_star=2.0)
+    np.testing.assert_allclose(ex.state["pi_star"], after["pi_star"])
+    assert not np.allclose(before_pi, ex.state["pi_star"])
+    assert ex.png != before_png and ex.png.startswith(b"\x89PNG")
+    # smaller λ moves mass towards s* = 2.0
+    assert abs(ex.state["expected_score"] - 2.0) < abs(widgets.explorer_state(lam=1.0, s_star=2.0)["expected_score"] - 2.0)
+    ex.ref_shape.value = "zero_mass"
+    assert ex.state["zero_levels"] == ["2.0"] and ex.state["pi_star"][2] == 0.0
+    assert "KL" in ex.summary.value

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import re
 from collections import Counter
+from functools import lru_cache
 from pathlib import Path
 
 from conftest import TESTS, TIERS, tier_of
@@ -58,11 +59,16 @@ def test_the_tier_marker_comes_from_the_folder(pytestconfig):
     assert tier_of(TESTS / "test_x.py") is None and tier_of(TESTS.parent / "vqalib" / "cli.py") is None
 
 
+@lru_cache(maxsize=None)
+def _tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text())
+
+
 def _calls(path: Path) -> list[tuple[int, str, str, str, dict]]:
     """``(line, enclosing top-level definition, object, attribute, {keyword: constant})`` of every
     ``x.attr(...)`` and ``name(...)`` call in the file (the definition is ``""`` at module level)."""
     out = []
-    for top in ast.parse(path.read_text()).body:
+    for top in _tree(path).body:
         owner = top.name if isinstance(top, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) else ""
         for node in ast.walk(top):
             if isinstance(node, ast.Call):
@@ -131,7 +137,7 @@ TIMEOUT_KEYWORDS = {
 def calls_without_timeout(path: Path) -> list[str]:
     """``file:line: call`` for each call of ``TIMEOUT_KEYWORDS`` in ``path`` without its timeout keyword."""
     found = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(_tree(path)):
         if not isinstance(node, ast.Call):
             continue
         f = node.func
