@@ -8,6 +8,10 @@
 PY      := .venv/bin/python
 RUN_DIR ?= runs/demo
 PYTEST_ARGS ?=
+# Tests let Python cache compiled bytecode even where the environment forbids it
+# (PYTHONDONTWRITEBYTECODE=1): every test subprocess and notebook kernel imports torch, transformers
+# and peft, which compile from source on each import without the cache (about 2x the import time).
+PYTEST  := env -u PYTHONDONTWRITEBYTECODE $(PY) -m pytest
 
 .PHONY: venv demo test test-fast test-unit test-integration test-notebooks test-system sync-notebooks bench clean-runs
 
@@ -23,22 +27,22 @@ demo: venv
 
 test: venv
 	bash env/install_browser.sh
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 test-fast: test-unit
 
 test-unit: venv
-	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+	$(PYTEST) tests/unit $(PYTEST_ARGS)
 
 test-integration: venv
-	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+	$(PYTEST) tests/integration $(PYTEST_ARGS)
 
 test-notebooks: venv
-	$(PY) -m pytest tests/notebooks $(PYTEST_ARGS)
+	$(PYTEST) tests/notebooks $(PYTEST_ARGS)
 
 test-system: venv
 	bash env/install_browser.sh
-	$(PY) -m pytest tests/system $(PYTEST_ARGS)
+	$(PYTEST) tests/system $(PYTEST_ARGS)
 
 sync-notebooks: venv
 	$(PY) -m jupytext --sync notebooks/[0-9][0-9]_*.py

@@ -1,17 +1,23 @@
 """The sample-data generator in worker processes (byte-identical to one process, also from a plain
-script without a main guard, run as a subprocess) and at the default size (its labels are
-predictable from the frames a 2-fps sampler sees)."""
+script without a main guard, run as a subprocess), at the default size (its labels are predictable
+from the frames a 2-fps sampler sees), and writing the smoke set where a relative path says, from
+another working directory (``generate_dataset`` and ``sample-data``; the other path rules are unit
+tests, ``tests/unit/test_paths.py``)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from test_paths import elsewhere  # noqa: F401  (a fixture used below)
 from test_synth import TINY, _digest
 from vqalib.data import synth as S
 from vqalib.data.dataset import load_dataset
+from vqalib.data.synth import generate_dataset
 from vqalib.schema import levels as L
 
 
@@ -96,3 +102,30 @@ def test_default_labels_are_predictable_from_frames_at_2fps():
         w = np.linalg.solve(Z[tr].T @ Z[tr] + np.eye(Z.shape[1]), Z[tr].T @ y[tr])
         rho = spearmanr(Z[~tr] @ w, y[~tr])[0]
         assert rho > 0.35, f"{dim}: test SRCC {rho:.2f} from 2-fps frame features"
+
+
+def test_generate_dataset_writes_the_folder_load_dataset_reads(elsewhere):
+    root, cwd = elsewhere
+    out = generate_dataset("data/sample", size="smoke", progress=False, workers=1)
+    assert out == root / "data" / "sample"
+    assert not (cwd / "data").exists()
+    ds = load_dataset("data/sample")
+    (cwd / "mine").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"project/mine does not exist \(a relative path is taken from the "
+                                                r"project root .*project, not the working directory\)"):
+        load_dataset("mine")
+    assert len(ds.videos) == 32 and Path(ds.video_path(ds.videos["video_id"].iloc[0])).is_file()
+
+
+def test_cli_path_options_are_from_the_working_directory(elsewhere, capsys):
+    from vqalib.cli import main
+    from vqalib.train.cli import main as train_main
+
+    root, cwd = elsewhere
+    assert main(["sample-data", "--size", "smoke", "--root", "mine"]) == 0
+    assert capsys.readouterr().out.strip() == str(cwd / "mine")
+    assert (cwd / "mine" / "dataset.json").is_file() and not (root / "mine").exists()
+
+    (cwd / "my.yaml").write_text("max_steps: 7\n")
+    assert train_main(["sft", "--config", "my.yaml", "--print-config"]) == 0
+    assert json.loads(capsys.readouterr().out)["max_steps"] == 7

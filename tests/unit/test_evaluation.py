@@ -1,4 +1,5 @@
-"""Table 1, confusion matrices, calibration and the cross-benchmark section from prediction rows."""
+"""Table 1, calibration and the cross-benchmark section from prediction rows (the confusion matrices and
+their figure: ``tests/integration/test_plot_rendering.py``)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,8 @@ import pytest
 
 from vqalib.eval.tables import (
     calibration_table,
-    confusion,
     cross_benchmark_table,
     flat_metrics,
-    parse_failure_table,
-    plot_confusions,
     plot_reliability,
     table1,
 )
@@ -99,17 +97,6 @@ def test_all_items_view_scores_failures_and_compares_models_on_the_same_clips():
     assert 3.0 in target[::4]
     with pytest.raises(ValueError, match="failures='impute'"):
         table1({"m": rows}, "parsed_score", failures="impute")
-
-
-def test_confusion_counts_and_parse_failures():
-    df = simulated(40, 8.0, 3, fail_every=5)
-    cm = confusion(df, "clarity_quality", "parsed_score")
-    sub = df[df.dimension == "clarity_quality"]
-    assert cm.to_numpy().sum() == sub["parsed_score"].notna().sum() == 32
-    assert np.trace(cm.to_numpy()) >= 28  # a sharp model sits on the diagonal
-    fails = parse_failure_table({"m": df})
-    assert fails.loc["m", "Clarity Quality"] == 8 and fails.loc["m", "total"] == 40 and fails.loc["m", "rows"] == 200
-    plot_confusions(df, "m", "argmax_score")
 
 
 def test_calibration_table_and_reliability_plot():

@@ -3,20 +3,19 @@
 Qwen2.5-VL-7B-Instruct's file sets ``do_sample: true, repetition_penalty: 1.05, temperature: 1e-6``
 and every fine-tuned checkpoint inherits it. The tests save the tiny model twice with the same
 weights, once with a clean generation config and once with a penalising one, load both through the
-real loader, and check that greedy prediction, the scorer's generate mode and GRPO's rollouts give
-the same tokens from both, that the rollouts use exactly the configured filters, and that the
-manifests record the settings.
+real loader, and check that greedy generation and GRPO's rollouts give the same tokens from both, that
+the rollouts use exactly the configured filters, and that the manifests record the settings. The same
+for ``predict`` and the scorer's generate mode end to end: ``tests/integration/test_predict_runs.py``.
 """
 
 from __future__ import annotations
 
 import json
 
-import pandas as pd
 import pytest
 import torch
 
-from model_helpers import synthetic_clip, write_clip
+from model_helpers import synthetic_clip
 from vqalib.model import generation, loading as models
 from vqalib.eval import predict
 from vqalib.model.inputs import build_batch
@@ -92,42 +91,6 @@ def test_greedy_under_a_peft_wrapper_ignores_it_too(checkpoints):
                            predict.generate_ids(clean_model, proc, b, max_new_tokens=16))
     finally:
         wrapped.unload()  # the module-scoped model is used by the other tests
-
-
-def test_predict_rows_and_manifest(checkpoints, tmp_path):
-    paths = [write_clip(tmp_path / f"c{i}.mp4", seed=i) for i in range(2)]
-    items = pd.DataFrame({"video_id": ["a", "b"], "path": [str(p) for p in paths]})
-    res = {k: predict.predict(*checkpoints[k], items, sampling=SAMPLING, max_new_tokens=24, batch_size=2)
-           for k in ("clean", "penalising")}
-    cols = ["video_id", "dimension", "raw_text", "parse_status", "parsed_score"]
-    pd.testing.assert_frame_equal(res["penalising"].rows[cols], res["clean"].rows[cols])
-    gen = res["penalising"].manifest["generation"]
-    assert gen["do_sample"] is False and gen["repetition_penalty"] == 1.0 and gen["num_beams"] == 1
-    assert gen["no_repeat_ngram_size"] == 0 and gen["max_new_tokens"] == 24
-    assert gen["checkpoint_generation_config_ignored"]["repetition_penalty"] == 2.0
-    assert gen["eos_token_id"] == generation.stop_token_ids(checkpoints["clean"][1])
-
-
-def test_scorer_generate_mode_and_store_manifest(checkpoints, tmp_path):
-    from vqalib.inference.scorer import Scorer
-    from vqalib.inference.store import ResumeMismatch, manifest_path
-
-    paths = [write_clip(tmp_path / f"c{i}.mp4", seed=i) for i in range(2)]
-    items = pd.DataFrame({"video_id": ["a", "b"], "path": [str(p) for p in paths]})
-    rows = {}
-    for k in ("clean", "penalising"):
-        s = Scorer(checkpoints[k][0], processor=checkpoints[k][1], mode="generate", sampling=SAMPLING,
-                   max_new_tokens=24, batch_size=2)
-        rows[k] = s.score(items, tmp_path / f"{k}.jsonl").rows
-    assert rows["penalising"]["raw_text"].tolist() == rows["clean"]["raw_text"].tolist()
-    saved = json.loads(manifest_path(tmp_path / "penalising.jsonl").read_text())
-    assert saved["generation"]["repetition_penalty"] == 1.0 and saved["generation"]["do_sample"] is False
-    # an output written before the settings were recorded (rows from the checkpoint's penalty) is not resumed
-    old = {k: v for k, v in saved.items() if k != "generation"}
-    manifest_path(tmp_path / "penalising.jsonl").write_text(json.dumps(old))
-    with pytest.raises(ResumeMismatch, match="generation"):
-        Scorer(checkpoints["penalising"][0], processor=checkpoints["penalising"][1], mode="generate",
-               sampling=SAMPLING, max_new_tokens=24).score(items, tmp_path / "penalising.jsonl")
 
 
 def _spy_processors(model, monkeypatch):

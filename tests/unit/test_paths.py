@@ -7,11 +7,11 @@ kernel (working directory ``notebooks/``) or a script run from elsewhere the fol
 was "not found"; ``from_ratings_csv``, the label-file readers and the scorer's video lists also
 took the working directory. The command line had the mirror problem: ``train --config my.yaml``
 and ``run-notebooks --run-dir`` looked below the project root, not where the user typed them.
+Generating the smoke set from another working directory: ``tests/integration/test_sample_generation.py``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -21,7 +21,7 @@ import pytest
 
 import vqalib.core.runs as runs
 from vqalib.data.dataset import from_ratings_csv, load_dataset, save_dataset
-from vqalib.data.synth import generate_dataset, write_mp4
+from vqalib.data.synth import write_mp4
 
 
 @pytest.fixture
@@ -40,19 +40,6 @@ def elsewhere(tmp_path, monkeypatch):
     monkeypatch.setattr(runs, "project_root", lambda: root)
     monkeypatch.chdir(cwd)
     return root, cwd
-
-
-def test_generate_dataset_writes_the_folder_load_dataset_reads(elsewhere):
-    root, cwd = elsewhere
-    out = generate_dataset("data/sample", size="smoke", progress=False, workers=1)
-    assert out == root / "data" / "sample"
-    assert not (cwd / "data").exists()
-    ds = load_dataset("data/sample")
-    (cwd / "mine").mkdir()
-    with pytest.raises(FileNotFoundError, match=r"project/mine does not exist \(a relative path is taken from the "
-                                                r"project root .*project, not the working directory\)"):
-        load_dataset("mine")
-    assert len(ds.videos) == 32 and Path(ds.video_path(ds.videos["video_id"].iloc[0])).is_file()
 
 
 def test_ratings_csv_and_save_dataset_round_trip_from_another_directory(elsewhere):
@@ -100,20 +87,6 @@ def test_label_files_and_video_folders_of_a_benchmark_from_the_project_root(else
     bench = load_benchmark("KoNViD-1k", "konvid/videos", label_file="konvid/KoNViD_1k_mos.csv")
     assert bench.available["path"].map(str).tolist() == [str(root / "konvid" / "videos" / "123.mp4")]
     assert len(bench.missing) == 1
-
-
-def test_cli_path_options_are_from_the_working_directory(elsewhere, capsys):
-    from vqalib.cli import main
-    from vqalib.train.cli import main as train_main
-
-    root, cwd = elsewhere
-    assert main(["sample-data", "--size", "smoke", "--root", "mine"]) == 0
-    assert capsys.readouterr().out.strip() == str(cwd / "mine")
-    assert (cwd / "mine" / "dataset.json").is_file() and not (root / "mine").exists()
-
-    (cwd / "my.yaml").write_text("max_steps: 7\n")
-    assert train_main(["sft", "--config", "my.yaml", "--print-config"]) == 0
-    assert json.loads(capsys.readouterr().out)["max_steps"] == 7
 
 
 def test_cli_path_expands_home_and_keeps_absolute_paths(monkeypatch, tmp_path):

@@ -1,6 +1,8 @@
 """The statistical figures show their input: bar heights, heat-map cells, error-bar ends and hue
 legends are read back from the drawn matplotlib artists and compared with the tables they came
-from; the shared seaborn theme leaves the caller's rcParams unchanged."""
+from; the shared seaborn theme leaves the caller's rcParams unchanged. The figures that take a second
+or more to draw on 2 cores (tag bars, confusion heat maps, reliability diagrams, ASO distributions):
+``tests/integration/test_plot_rendering.py``, with the helpers defined here."""
 
 from __future__ import annotations
 
@@ -17,10 +19,7 @@ from vqalib.data import agreement
 from vqalib.eval import plots
 from vqalib.report import dataset_stats as stats
 from vqalib.schema import levels as L
-from vqalib.eval.tables import calibration_table, confusion, plot_confusions, plot_reliability, reliability_long
 from vqalib.report import training as report
-
-from test_evaluation import simulated
 
 NAMES = [L.NAME_OF[k] for k in L.DIMENSION_KEYS]
 
@@ -117,16 +116,6 @@ def test_video_properties_counts_every_video():
     assert "(s)" in dur.get_xlabel() and "frames/s" in fps.get_xlabel()
 
 
-def test_tag_bars_equal_the_shares():
-    tags = pd.DataFrame([{"dimension": d, "tag": t, "count": i + 1, "share": (i + 1) / 10}
-                         for d in L.DIMENSION_KEYS for i, t in enumerate(L.TAGS[d])])
-    fig = stats.plot_tag_frequencies(tags)
-    for ax, dim in zip(fig.axes, L.DIMENSION_KEYS):
-        (w,) = bar_widths(ax)
-        np.testing.assert_allclose(w, tags.loc[tags.dimension == dim, "share"])
-        assert [t.get_text() for t in ax.get_yticklabels()] == list(L.TAGS[dim])
-
-
 def test_rationale_length_ecdfs_have_one_line_per_dimension():
     rng = np.random.default_rng(2)
     lengths = pd.DataFrame([{"dimension": d, "words": int(rng.integers(5, 30)) + 10 * k,
@@ -210,36 +199,6 @@ def test_rater_bias_bars_and_truth_scatter():
 # notebook 07
 
 
-def test_confusion_heatmap_cells_are_the_counts():
-    df = simulated(60, 2.0, 7)
-    fig = plot_confusions(df, "m", "argmax_score")
-    for ax, dim in zip(fig.axes, L.DIMENSION_KEYS):
-        cm = confusion(df, dim, "argmax_score").to_numpy()
-        shown = np.array([t.get_text() for t in ax.texts]).reshape(L.N_LEVELS, L.N_LEVELS)
-        np.testing.assert_array_equal(shown, np.where(cm > 0, cm.astype(str), ""))
-        colour = np.asarray(ax.collections[0].get_array()).reshape(L.N_LEVELS, L.N_LEVELS)
-        np.testing.assert_allclose(colour, cm / cm.sum(axis=1, keepdims=True).clip(min=1))
-        assert not ax.yaxis_inverted() and ax.get_yticklabels()[0].get_text() == "1.0"  # level 1.0 at the bottom
-        assert [t.get_text() for t in ax.get_xticklabels()] == list(L.LEVEL_STRINGS)
-
-
-def test_reliability_points_intervals_and_ece_legend():
-    preds = {"random": simulated(150, 0.0, 4), "sharp": simulated(150, 6.0, 5)}
-    long = reliability_long(preds)
-    cal = calibration_table(preds).set_index(["model", "dimension"])
-    assert ((long["acc_lo"] <= long["accuracy"]) & (long["accuracy"] <= long["acc_hi"])).all()
-    n_total = long.groupby(["model", "dimension"])["n"].sum()
-    assert (n_total == 150).all()
-    fig = plot_reliability(preds)
-    for ax, dim in zip(fig.axes, L.DIMENSION_KEYS):
-        assert legend_texts(ax) == [f"{m} (ECE {cal.loc[(m, dim), 'ece']:.2f})" for m in preds]
-        ext = error_extents(ax)
-        for k, m in enumerate(preds):
-            s = long[(long.model == m) & (long.dimension == dim)]
-            np.testing.assert_allclose(ext[k][:, 0], s["confidence"])
-            np.testing.assert_allclose(ext[k][:, 1:], s[["acc_lo", "acc_hi"]].to_numpy())
-
-
 def test_plot_curves_lines_and_seed_means():
     f = pd.DataFrame({"step": [1, 2, 3], "loss": [3.0, 2.0, 1.5], "kl": [0.0, 0.1, np.nan]})
     fig = report.plot_curves(f, ["loss", "kl", "absent"], "t")
@@ -253,19 +212,3 @@ def test_plot_curves_lines_and_seed_means():
     assert legend_texts(ax) == ["GRPO", "ASO"]
     np.testing.assert_allclose(ax.lines[0].get_ydata(), [0.3, 0.4])  # mean over the three seeds
     np.testing.assert_allclose(ax.lines[1].get_ydata(), [0.5, 0.6])
-
-
-def test_aso_distribution_bars_are_the_probabilities():
-    rng = np.random.default_rng(8)
-    dists = {f"v{i}": {k: rng.dirichlet(np.ones(9), 5) for k in ("pi_ref", "pi_star", "pi_theta")}
-             | {"target": np.array([1.0, 2.5, 3.0, 4.5, 5.0])} for i in range(2)}
-    fig = report.plot_aso_distributions(dists)
-    assert len(fig.axes) == 10
-    assert legend_texts(fig) == ["π_ref (SFT)", "π* (target)", "π_θ (ASO)", "human level"]
-    for r, (vid, d) in enumerate(dists.items()):
-        for c in range(5):
-            ax = fig.axes[r * 5 + c]
-            h = bar_heights(ax)
-            for k, key in enumerate(("pi_ref", "pi_star", "pi_theta")):
-                np.testing.assert_allclose(h[k], d[key][c])
-            assert ax.lines[-1].get_xdata()[0] == L.level_index(d["target"][c])

@@ -1,4 +1,5 @@
-"""Prediction loop: generation with video inputs, vision tokens suppressed, parse, exact distributions."""
+"""Prediction loop: generation with video inputs, vision tokens suppressed, parse, exact distributions
+(``predict_to_file`` end to end: ``tests/integration/test_predict_runs.py``)."""
 
 from __future__ import annotations
 
@@ -103,18 +104,3 @@ def test_score_answers_uses_the_generated_text_or_the_canonical_prefix(tiny):
         lp2, _ = scoring.level_logprobs(model, build_batch(proc, clips[1:], [cano]), continue_ids=cont)
     np.testing.assert_allclose(dist[1, 2], lp2[0, 2].exp().numpy(), atol=1e-6)
     assert parses[1].status["motion_amplitude"] == "unparsable" and parses[1].scores["motion_amplitude"] is None
-
-
-def test_predict_to_file_writes_rows_and_manifest(tmp_path):
-    """The file notebook 07 and the training notebooks read: rows for every clip x dimension, and a
-    manifest that records the model, the sampling settings and the parse-status counts."""
-    from vqalib.eval.predict import predict_to_file
-    from vqalib.eval.predictions_file import read_predictions
-
-    path = predict_to_file(tmp_path / "base.jsonl", model="tiny", sample_size="smoke", max_videos=2, progress=False)
-    df, manifest = read_predictions(path)
-    assert len(df) == 2 * 5 and df["video_id"].nunique() == 2
-    assert manifest["model"] == "tiny" and manifest["sampling"]["fps"] == 2.0
-    counts = manifest["predict"]["parse_status_counts"]
-    assert sum(sum(c.values()) for c in counts.values()) == 10
-    assert (df["parsed_score"].isna() == (df["parse_status"] != "ok")).all()

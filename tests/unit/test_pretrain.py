@@ -1,4 +1,6 @@
-"""The tiny preset's vision-tower pre-training (vqalib.model.pretrain) and the "tiny-pretrained" preset."""
+"""The pretext targets of the tiny preset's vision-tower pre-training (vqalib.model.pretrain), its config
+checks and the tiny preset's cache key. Rendering in worker processes and the runs:
+``tests/integration/test_pretrain_runs.py``."""
 
 from __future__ import annotations
 
@@ -40,37 +42,6 @@ def test_static_clean_clip_has_zero_targets():
     plan, cfg = _plan({"motion_quality": 5.0, "motion_amplitude": 1.0, "aesthetic_quality": 5.0,
                        "content_quality": 5.0, "clarity_quality": 5.0})
     assert np.all(pretrain.pretext_targets(plan, cfg) == 0)
-
-
-def test_render_pretext_is_seeded_and_continuous():
-    a, ya = pretrain.render_pretext(3, seed=11)
-    b, yb = pretrain.render_pretext(3, seed=11)
-    c, _ = pretrain.render_pretext(3, seed=12)
-    assert a.shape == (3, synth.N_FRAMES, synth.SIZE_PX, synth.SIZE_PX, 3) and a.dtype == np.uint8
-    assert ya.shape == (3, len(pretrain.PRETEXT_TARGETS))
-    assert np.array_equal(a, b) and np.array_equal(ya, yb)
-    assert not np.array_equal(a, c)
-    two, y2 = pretrain.render_pretext(3, seed=11, workers=2)  # worker processes: the same clips
-    assert np.array_equal(a, two) and np.array_equal(ya, y2)
-    # settings are drawn continuously, not on the rating grid: speeds off the grid's multiples of pan_px_per_level
-    _, y = pretrain.render_pretext(6, seed=5)
-    speeds = y[:, 0] / synth.SynthConfig().pan_px_per_level
-    assert np.any(np.abs(speeds - np.round(speeds * 2) / 2) > 1e-3)
-
-
-def test_render_pretext_from_several_threads_at_once():
-    """Concurrent calls (threads, e.g. a notebook kernel's background job) each fill their own array:
-    with one module-level output array, a second call redirected the first call's clips into its own
-    array and the first call's end cleared it under the second."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    seeds = (21, 22, 23)
-    alone = {s: pretrain.render_pretext(4, seed=s, workers=1) for s in seeds}
-    with ThreadPoolExecutor(len(seeds)) as ex:
-        together = dict(zip(seeds, ex.map(lambda s: pretrain.render_pretext(4, seed=s, workers=1), seeds)))
-    for s in seeds:
-        assert np.array_equal(alone[s][0], together[s][0]) and np.array_equal(alone[s][1], together[s][1])
-    assert not pretrain._OUTPUTS  # nothing left registered
 
 
 @pytest.mark.parametrize("field,value", [("steps", 0), ("n_clips", 1.5), ("batch_size", True), ("lr", 0.0)])

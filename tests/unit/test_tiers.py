@@ -9,9 +9,8 @@ from __future__ import annotations
 import ast
 import re
 from collections import Counter
+from functools import lru_cache
 from pathlib import Path
-
-import pytest
 
 from conftest import TESTS, TIERS, tier_of
 
@@ -29,7 +28,10 @@ FORBIDDEN_IN_UNIT = {
     (None, "train_aso"): "trains",
     (None, "run_stage"): "trains",
     (None, "pretrain_vision"): "trains",
+    (None, "ProcessPoolExecutor"): "starts worker processes",
 }
+#: Keywords that start worker processes from this value up (``workers=2``, ``num_workers=1``).
+WORKER_KEYWORDS = {"workers": 2, "num_workers": 1}
 #: ``(file, top-level function)`` allowed one of those calls, with the reason.
 ALLOWED_IN_UNIT = {
     ("test_video_geometry.py", "write_clip"): "encodes a VP9 test clip in a fresh interpreter (once decord is "
@@ -57,32 +59,43 @@ def test_the_tier_marker_comes_from_the_folder(pytestconfig):
     assert tier_of(TESTS / "test_x.py") is None and tier_of(TESTS.parent / "vqalib" / "cli.py") is None
 
 
-def _calls(path: Path) -> list[tuple[int, str, str, str]]:
-    """``(line, enclosing top-level definition, object, attribute)`` of every ``x.attr(...)`` and
-    ``name(...)`` call in the file (the definition is ``""`` at module level)."""
+@lru_cache(maxsize=None)
+def _tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text())
+
+
+def _calls(path: Path) -> list[tuple[int, str, str, str, dict]]:
+    """``(line, enclosing top-level definition, object, attribute, {keyword: constant})`` of every
+    ``x.attr(...)`` and ``name(...)`` call in the file (the definition is ``""`` at module level)."""
     out = []
-    for top in ast.parse(path.read_text()).body:
+    for top in _tree(path).body:
         owner = top.name if isinstance(top, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) else ""
         for node in ast.walk(top):
             if isinstance(node, ast.Call):
                 f = node.func
+                consts = {k.arg: k.value.value for k in node.keywords if isinstance(k.value, ast.Constant)}
                 if isinstance(f, ast.Attribute):
                     base = f.value.id if isinstance(f.value, ast.Name) else ""
-                    out.append((node.lineno, owner, base, f.attr))
+                    out.append((node.lineno, owner, base, f.attr, consts))
                 elif isinstance(f, ast.Name):
-                    out.append((node.lineno, owner, "", f.id))
+                    out.append((node.lineno, owner, "", f.id, consts))
     return out
 
 
 def forbidden_calls(path: Path) -> list[str]:
     """The calls in ``path`` that a unit test may not make, as ``file:line: call (why)``."""
     found = []
-    for line, owner, base, attr in _calls(path):
+    for line, owner, base, attr, consts in _calls(path):
         if (path.name, owner) in ALLOWED_IN_UNIT:
             continue
+        call = f"{path.name}:{line}: {base + '.' if base else ''}{attr}"
         for (obj, name), why in FORBIDDEN_IN_UNIT.items():
             if (obj is None or base == obj) and (name is None or attr == name):
-                found.append(f"{path.name}:{line}: {base + '.' if base else ''}{attr} ({why})")
+                found.append(f"{call} ({why})")
+        for key, least in WORKER_KEYWORDS.items():
+            value = consts.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value >= least:
+                found.append(f"{call} ({key}={value} starts worker processes)")
     return found
 
 
@@ -94,11 +107,14 @@ def test_unit_tests_launch_no_process_run_no_notebook_and_train_nothing():
 def test_the_check_sees_each_kind_of_call(tmp_path):
     src = tmp_path / "test_sample.py"
     src.write_text("import subprocess\nsubprocess.run(['x'], timeout=1)\nnr.execute_notebook(a, b)\n"
-                   "def test_x():\n    train_sft(cfg)\n    sp.Popen(['y'])\n    S.generate_dataset(root)\n")
+                   "def test_x():\n    train_sft(cfg)\n    sp.Popen(['y'])\n    S.generate_dataset(root, workers=1)\n"
+                   "    S.generate_dataset(root, workers=2)\n    Scorer('tiny', num_workers=0)\n    Scorer('tiny', num_workers=2)\n")
     found = forbidden_calls(src)
     assert [re.sub(r" \(.*", "", f) for f in found] == ["test_sample.py:2: subprocess.run",
                                                          "test_sample.py:3: nr.execute_notebook",
-                                                         "test_sample.py:5: train_sft", "test_sample.py:6: sp.Popen"]
+                                                         "test_sample.py:5: train_sft", "test_sample.py:6: sp.Popen",
+                                                         "test_sample.py:8: S.generate_dataset",
+                                                         "test_sample.py:10: Scorer"]
     allowed = tmp_path / "test_video_geometry.py"  # an allowed helper's call is not reported, another one is
     allowed.write_text("def write_clip():\n    subprocess.run(['x'])\ndef other():\n    subprocess.run(['y'])\n")
     assert [re.sub(r" \(.*", "", f) for f in forbidden_calls(allowed)] == ["test_video_geometry.py:4: subprocess.run"]
@@ -121,7 +137,7 @@ TIMEOUT_KEYWORDS = {
 def calls_without_timeout(path: Path) -> list[str]:
     """``file:line: call`` for each call of ``TIMEOUT_KEYWORDS`` in ``path`` without its timeout keyword."""
     found = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(_tree(path)):
         if not isinstance(node, ast.Call):
             continue
         f = node.func

@@ -1,13 +1,40 @@
-"""The training frame cache across processes (issue 19, item 4): real ``torch.utils.data.DataLoader``
-worker processes decode the clips and their counts reach the main process, also in a tiny SFT run's
-manifest. The cache's budgets in one process: ``tests/unit/test_frame_cache.py``."""
+"""The training frame cache at work (issue 19, item 4): memory traced with ``tracemalloc`` while ten
+clips go through a 1 MiB budget, real ``torch.utils.data.DataLoader`` worker processes that decode the
+clips and whose counts reach the main process, also in a tiny SFT run's manifest. The cache's rules in
+one process: ``tests/unit/test_frame_cache.py``."""
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
+
 import pytest
 
-from test_frame_cache import SAMPLING, clips  # noqa: F401  (clips: a module fixture used below)
-from vqalib.train.collator import FrameCache
+from test_frame_cache import CLIP_BYTES, MIB, SAMPLING, SIDE, clips  # noqa: F401  (clips: a module fixture)
+from vqalib.train.collator import FrameCache, video_nbytes
+
+
+def test_memory_never_exceeds_the_budget_as_clips_grow(clips):
+    budget_mb = 1.0  # holds 3 clips of ~0.29 MiB
+    cache = FrameCache(SAMPLING, disk=False, memory_mb=budget_mb)
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        held = []
+        for path in clips:
+            v = cache.get(path)
+            assert v.frames.shape == (8, SIDE, SIDE, 3) and video_nbytes(v) > CLIP_BYTES
+            del v
+            gc.collect()
+            assert cache.mem_bytes <= budget_mb * MIB
+            held.append(tracemalloc.get_traced_memory()[0] - base)
+    finally:
+        tracemalloc.stop()
+    # the memory the cache really retains (numpy buffers are traced) stops growing at the budget:
+    # unbounded, 10 clips would hold 10 x 0.29 MiB = 2.9 MiB
+    assert max(held) <= budget_mb * MIB + 0.25 * MIB, [round(h / MIB, 2) for h in held]
+    assert held[-1] <= held[3] + 0.25 * MIB
+    assert cache.n_decoded == len(clips) and cache.n_evicted == len(clips) - 3
 
 
 def _frames_of(batch):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from model_helpers import QWEN_DIR, SHARED, shrunk_real_model
+from test_tokenizer import tok  # noqa: F401  (a module fixture used below)
+from vqalib.model import tokenizer as tk
 from vqalib.schema import prompts
 from vqalib.method import distributions as scoring
 from vqalib.model.inputs import build_batch
@@ -64,3 +68,17 @@ def test_forward_pass_of_the_shrunk_real_config_model(real_processor):
         out = model(**b)
     assert out.logits.shape == (*b["input_ids"].shape, 152064)
     assert torch.isfinite(out.loss) and 8 < float(out.loss) < 16  # about log(152064) = 11.9 at random init
+
+
+def test_pipeline_is_the_real_qwen_one(tok, tmp_path):
+    """Normaliser, pre-tokenizer and decoder equal those of the real Qwen2.5-VL tokenizer as loaded."""
+    from transformers import AutoTokenizer
+
+    if not (QWEN_DIR / "tokenizer.json").is_file():
+        pytest.skip(f"real Qwen2.5-VL tokenizer not found in {QWEN_DIR} (../shared/data is CI-only)")
+    real = json.loads(AutoTokenizer.from_pretrained(str(QWEN_DIR)).backend_tokenizer.to_str())
+    tk.save_tokenizer(tmp_path)
+    for t in (tok, AutoTokenizer.from_pretrained(str(tmp_path))):
+        ours = json.loads(t.backend_tokenizer.to_str())
+        for part in ("normalizer", "pre_tokenizer", "decoder"):
+            assert ours[part] == real[part], part
