@@ -138,6 +138,7 @@ DECISIONS: dict[str, Run | Check | Skip | InSnippet] = {
     REPORT_DEMO: Check("needs runs/demo, written by `make demo`", "check_report_on_a_run_folder"),
     "make test": Skip("the test suite this test belongs to"),
     "make test-fast": Skip("the test suite this test belongs to"),
+    "make test-unit": Skip("the unit tier of the test suite this test belongs to (the same as make test-fast)"),
     "make bench": Skip(BENCH),
     "bench/bench_*.py": Skip("a file pattern (what `make bench` runs), not a command"),
     "make sync-notebooks": Skip("rewrites the repository's notebooks; tests/test_notebooks.py checks the pairs are in sync"),
