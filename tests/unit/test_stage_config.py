@@ -19,7 +19,7 @@ import yaml
 from vqalib.report.stage_config import BUDGET_SCHEDULER, seed_configs, stage_config
 from vqalib.train.common import CONFIG_CLASSES, load_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_OF = {"sft": "04_sft", "grpo": "05_grpo", "aso": "06_aso"}
 #: The fields in which a notebook's default config differs from its stage's tiny YAML, and why: the run
 #: folder (every stage); the logging cadence (about ten points) and a data-loader worker (SFT); the time
