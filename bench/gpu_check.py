@@ -11,7 +11,7 @@ What runs, per stage (``--stages``; each stage's settings are read from its ``en
   rollouts of ``max_new_tokens`` each, reference = adapter disabled); ``sft_qlora`` (``sft_7b_lora.yaml``
   with ``finetune=qlora``) only where bitsandbytes is installed, else reported as skipped;
 * the model: the Qwen2.5-VL-7B architecture (:data:`QWEN2_5_VL_7B`, numbers kept in this file and
-  checked against the real ``config.json`` by ``tests/test_gpu_check.py``) with random weights,
+  checked against the real ``config.json`` by ``tests/system/test_gpu_check.py``) with random weights,
   saved once in bf16 and loaded by the trainers' own loader (``vqalib.train.base.load_policy``:
   LoRA, frozen vision tower, gradient checkpointing as configured); the project's embedded tokenizer
   (``vqalib.model.tokenizer``: its special-token ids are written into the config; vocabulary size and

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install Debian's headless Chromium for the browser test (tests/test_browser.py) when it is missing.
+# Install Debian's headless Chromium for the browser test (tests/system/test_browser.py) when it is missing.
 # Idempotent and quiet when already installed. If apt-get cannot be used (not Debian, not root and
 # no sudo, no network), it says why and exits 0: the browser test then skips with that reason.
 set -u

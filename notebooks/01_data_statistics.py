@@ -22,7 +22,7 @@
 #
 # It runs on any dataset in the project's schema (`DATA_DIR`, see `data_cards/ultravqa_format.md`);
 # empty means the embedded sample dataset (`data_cards/sample_dataset.md`), generated on first use.
-# All logic lives in `vqalib.data.dataset` and `vqalib.report.dataset_stats` (tests: `tests/test_data.py`, `tests/test_stats.py`).
+# All logic lives in `vqalib.data.dataset` and `vqalib.report.dataset_stats` (tests: `tests/unit/test_data.py`, `tests/unit/test_stats.py`).
 
 # %% tags=["parameters"]
 RUN_DIR: str = "runs/demo"  # run folder for figures, tables and metrics

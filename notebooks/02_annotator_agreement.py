@@ -28,7 +28,7 @@
 #   rating as the rater gave it (`raw_score`, e.g. 0–100); the same statistics on those values are
 #   shown beside the grid ones, because snapping continuous ratings to 9 levels changes α.
 #
-# Code: `vqalib.data.agreement`, `vqalib.report.dataset_stats` (tests: `tests/test_agreement.py`).
+# Code: `vqalib.data.agreement`, `vqalib.report.dataset_stats` (tests: `tests/unit/test_agreement.py`).
 
 # %% tags=["parameters"]
 RUN_DIR: str = "runs/demo"  # run folder for figures, tables and metrics

@@ -25,7 +25,7 @@
 # on bandits built from the sample dataset's labels.
 #
 # Everything computed here comes from `vqalib.method.aso`, `vqalib.teaching.bandit` and `vqalib.teaching.widgets`
-# (unit-tested in `tests/test_aso.py`, `test_bandit.py`, `test_widgets.py`).
+# (unit-tested in `tests/unit/test_aso.py`, `test_bandit.py`, `test_widgets.py`).
 
 # %% tags=["parameters"]
 RUN_DIR: str = "runs/demo"  # run folder for figures, tables and metrics
@@ -246,7 +246,7 @@ reading_table.round(3)
 # under π\*: with λ = β = 1 the bound is **0.6225**, and the expected score moves by at most **0.061**
 # (≤ 0.08) for every such p. A user who wants ASO to correct such items raises β (or lowers λ); the
 # trainer's π_ref health report (notebook 06) shows the share of items whose argmax flips and the mean
-# change of the expected score for the chosen λ and β. (`tests/test_aso_decides.py` checks these numbers.)
+# change of the expected score for the chosen λ and β. (`tests/unit/test_aso_decides.py` checks these numbers.)
 
 # %%
 p_wrong = torch.linspace(0.5, 0.999, 500, dtype=torch.float64)

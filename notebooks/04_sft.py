@@ -30,7 +30,7 @@
 # settings come from `CONFIG` (`env/train_configs/sft_tiny.yaml`), `SET` overrides any of them. The same cell
 # trains Qwen2.5-VL-7B when `CONFIG` points at `env/train_configs/sft_7b_lora.yaml` and `DATA_DIR`,
 # `DEVICE` are changed (the `qwen7b_lora` parameter set); nothing else changes. Code:
-# `vqalib.train.sft` (tests: `tests/test_train_losses.py`, `tests/test_train_runs.py`).
+# `vqalib.train.sft` (tests: `tests/unit/test_train_losses.py`, `tests/integration/test_train_runs.py`).
 
 # %% tags=["parameters"]
 RUN_DIR: str = "runs/demo"  # run folder; the checkpoint goes to RUN_DIR/checkpoints/sft

@@ -28,7 +28,7 @@
 # to the SFT model. A dimension that does not parse earns 0 and is **counted** (`n_unparsable`),
 # never given a random score. Vision tokens (`<|video_pad|>` …) are never sampled. The settings come
 # from `CONFIG` (`env/train_configs/grpo_tiny.yaml` for the demo), `SET` overrides any of them.
-# Code: `vqalib.train.grpo`, `vqalib.method.grpo_math` (tests: `tests/test_train_grpo_math.py`).
+# Code: `vqalib.train.grpo`, `vqalib.method.grpo_math` (tests: `tests/unit/test_train_grpo_math.py`).
 
 # %% tags=["parameters"]
 RUN_DIR: str = "runs/demo"  # run folder; reads RUN_DIR/checkpoints/sft, writes RUN_DIR/checkpoints/grpo

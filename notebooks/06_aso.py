@@ -35,7 +35,7 @@
 # `on_policy: true` samples the rationale from the current policy and scores there instead (then
 # π_ref is evaluated on the sampled text, with the reference kept in memory). The settings come from
 # `CONFIG` (`env/train_configs/aso_tiny.yaml` for the demo), `SET` overrides any of them. Code:
-# `vqalib.train.aso_trainer`, `vqalib.method.aso` (tests: `tests/test_train_losses.py`, `tests/test_aso.py`).
+# `vqalib.train.aso_trainer`, `vqalib.method.aso` (tests: `tests/unit/test_train_losses.py`, `tests/unit/test_aso.py`).
 
 # %% tags=["parameters"]
 RUN_DIR: str = "runs/demo"  # run folder; reads RUN_DIR/checkpoints/sft, writes RUN_DIR/checkpoints/aso

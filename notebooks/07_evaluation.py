@@ -26,7 +26,7 @@
 # paper's setting; parse failures are counted, never filled in) and the **expected score**
 # `Σ s π(s)` from the level distribution. Metrics: Acc@0.5 (|ŷ − y| ≤ 0.5), MAE, SRCC, PLCC (paper),
 # plus KRCC, RMSE and PLCC after the 4-parameter logistic fit in the long tables. Code:
-# `vqalib.eval.tables`, `vqalib.eval.metrics`, `vqalib.data.mos` (tests: `tests/test_evaluation.py`, `test_metrics.py`, `test_mos.py`).
+# `vqalib.eval.tables`, `vqalib.eval.metrics`, `vqalib.data.mos` (tests: `tests/unit/test_evaluation.py`, `test_metrics.py`, `test_mos.py`).
 
 # %% tags=["parameters"]
 RUN_DIR: str = "runs/demo"  # run folder; predictions are read from RUN_DIR/predictions/*.jsonl

@@ -10,7 +10,7 @@ snippet's text exactly::
 
 The snippet file is the single source: edit it, then run ``python docs/snippets/_sync.py --write`` to
 copy it into every block that includes it; ``python docs/snippets/_sync.py`` (no option) only checks and
-exits 1 naming each block that differs. ``tests/test_doc_commands.py`` runs the check and the snippets.
+exits 1 naming each block that differs. ``tests/system/test_doc_commands.py`` runs the check and the snippets.
 ``.py`` snippets become ``python`` blocks, ``.sh`` snippets ``bash`` blocks.
 """
 

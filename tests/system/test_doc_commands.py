@@ -104,7 +104,7 @@ class InSnippet:
 GPU_7B = "needs a CUDA GPU (config: device cuda, bf16) and Qwen/Qwen2.5-VL-7B-Instruct from the hub"
 MULTI_GPU = "needs several GPUs (accelerate launch with DDP / DeepSpeed ZeRO-2 / FSDP)"
 BENCH = "a benchmark: minutes of timing runs; `make bench` runs it and docs/benchmarks.md records the results"
-MULTI_PROC = ("run by tests/test_multiprocess.py (2 processes, gloo, CPU); its last test checks docs/training.md "
+MULTI_PROC = ("run by tests/system/test_multiprocess.py (2 processes, gloo, CPU); its last test checks docs/training.md "
               "shows exactly these commands")
 MULTI_NODE = "needs several machines"
 MEASUREMENT = "a measurement: a 400-step training run (~30 min on 2 cores) and its pi_ref read-out"
@@ -114,7 +114,7 @@ LEAK_SFT = ("python -m vqalib train sft --config env/train_configs/sft_tiny.yaml
             "batch_size=4 max_clips=48 max_frames=4 time_jitter=1 augment=false warmup_steps=5 report_to=none "
             "output_dir=runs/leak/sft")
 LEAK_MEASUREMENT = ("a measurement: a 150-step SFT run (~35 min on 2 busy cores), then greedy and sampled answers on 24 "
-                    "clips four times; tests/test_generation_settings.py checks the same property on the tiny model")
+                    "clips four times; tests/unit/test_generation_settings.py checks the same property on the tiny model")
 SMOKE_TRAIN = ["max_steps=1", "sample_size=smoke", "max_clips=4"]  # one step on 4 clips of the smoke sample data
 
 #: docs/training.md's budgeted GRPO run: run by test_budgeted_training_command (2 s, a point every second)
@@ -133,7 +133,7 @@ DECISIONS: dict[str, Run | Check | Skip | InSnippet] = {
     # ---- README.md
     "make venv": Skip("creates .venv from uv.lock (uv sync, from the network); the tests run in that environment"),
     "source .venv/bin/activate": Skip("a shell builtin that changes the calling shell; the tests already run in .venv"),
-    "make demo": Skip("the whole chain on the default data (~10-60 min); the smoke chain (tests/test_notebooks.py) "
+    "make demo": Skip("the whole chain on the default data (~10-60 min); the smoke chain (tests/unit/test_notebooks.py) "
                       "runs the same runner over every notebook"),
     REPORT_DEMO: Check("needs runs/demo, written by `make demo`", "check_report_on_a_run_folder"),
     "make test": Skip("the test suite this test belongs to"),
@@ -141,23 +141,23 @@ DECISIONS: dict[str, Run | Check | Skip | InSnippet] = {
     "make test-unit": Skip("the unit tier of the test suite this test belongs to (the same as make test-fast)"),
     "make bench": Skip(BENCH),
     "bench/bench_*.py": Skip("a file pattern (what `make bench` runs), not a command"),
-    "make sync-notebooks": Skip("rewrites the repository's notebooks; tests/test_notebooks.py checks the pairs are in sync"),
+    "make sync-notebooks": Skip("rewrites the repository's notebooks; tests/unit/test_notebooks.py checks the pairs are in sync"),
     "python docs/snippets/_sync.py --write": Check("rewrites README.md and docs/ from the snippets",
                                                    "check_snippets_in_sync"),
     **{c: InSnippet("score_sample.sh") for c in snippet_lines("score_sample.sh")},
     **{c: InSnippet("train_own.sh") for c in snippet_lines("train_own.sh") if " run-notebooks " not in c},
     "python -m vqalib run-notebooks -p DATA_DIR runs/sample --run-dir runs/mine_notebooks": Check(
-        "the whole chain on the data (~10-60 min); tests/test_notebooks.py runs every notebook in smoke mode",
+        "the whole chain on the data (~10-60 min); tests/unit/test_notebooks.py runs every notebook in smoke mode",
         "check_overrides_typed"),
     SFT_SEED1: Run(subs=[("python", PY), ("runs/sft_seed1", "{tmp}/sft_seed1")], extra=["--params", "smoke"]),
     FULL_COMPARISON: Check("about 13 minutes of training on 2 cores (SFT, then 3 seeds x 40 s of GRPO and of ASO with "
-                           "held-out curves); notebooks 04-07 run in smoke mode with 2 seeds in tests/test_notebooks.py",
+                           "held-out curves); notebooks 04-07 run in smoke mode with 2 seeds in tests/unit/test_notebooks.py",
                            "check_overrides_convert"),
     "papermill --help-notebook notebooks/NN_name.ipynb": Run(
         subs=[("papermill", f"{BIN}/papermill"),
               ("notebooks/NN_name.ipynb", "notebooks/02_annotator_agreement.ipynb")]),
-    "jupyter lab": Skip("an interactive server; tests/test_browser.py serves JupyterLab and drives notebook 03"),
-    "conda env create -f environment.yml": Skip("needs conda and the network; tests/test_environment.py keeps "
+    "jupyter lab": Skip("an interactive server; tests/system/test_browser.py serves JupyterLab and drives notebook 03"),
+    "conda env create -f environment.yml": Skip("needs conda and the network; tests/unit/test_environment.py keeps "
                                                  "environment.yml and pyproject.toml in step"),
     "python -m vqalib run-notebooks --params qwen7b_lora -p DATA_DIR /data/my_vqa --run-dir runs/real": Check(
         GPU_7B, "check_param_set_and_overrides"),
@@ -216,7 +216,7 @@ DECISIONS: dict[str, Run | Check | Skip | InSnippet] = {
     "python -m vqalib train sft --config env/train_configs/sft_7b_lora.yaml --set data_dir=data/ultravqa": Check(
         GPU_7B, "check_print_config"),
     "python -m vqalib train aso --print-config --set lam=0.5": Run(subs=[("python", PY)]),
-    "tensorboard --logdir runs/": Skip("a server (TensorBoard); the trainers' logs are checked in tests/test_train_runs.py"),
+    "tensorboard --logdir runs/": Skip("a server (TensorBoard); the trainers' logs are checked in tests/integration/test_train_runs.py"),
     "uv pip install deepspeed": Skip("installs and compiles DeepSpeed from the network"),
     "uv sync --extra multigpu": Skip("installs and compiles DeepSpeed from the network"),
     # ---- docs/training.md: several processes, several machines, the pi_ref measurement
@@ -258,12 +258,12 @@ DECISIONS: dict[str, Run | Check | Skip | InSnippet] = {
     "bench/bench_frame_cache.py": Skip(FRAGMENT),
     LEAK_SFT: Skip(LEAK_MEASUREMENT),
     ".venv/bin/python bench/bench_generation_leak.py --checkpoint runs/leak/sft --clips 24": Skip(LEAK_MEASUREMENT),
-    "bash bench/gpu_check.sh": Skip("needs a CUDA GPU; tests/test_gpu_check.py runs its argument handling and its "
+    "bash bench/gpu_check.sh": Skip("needs a CUDA GPU; tests/system/test_gpu_check.py runs its argument handling and its "
                                     "no-CUDA error"),
-    "bash bench/gpu_check.sh --dry-run": Skip("run from a bare copy of the checkout by tests/test_gpu_check.py::"
+    "bash bench/gpu_check.sh --dry-run": Skip("run from a bare copy of the checkout by tests/system/test_gpu_check.py::"
                                               "test_dry_run_runs_every_stage_end_to_end_from_a_bare_checkout"),
     ".venv/bin/python bench/gpu_check.py --from-json <files_at>/gpu_check.json":
-        Skip("needs the JSON of a GPU run; tests/test_gpu_check.py::test_docs_are_written_from_a_runs_json runs it "
+        Skip("needs the JSON of a GPU run; tests/system/test_gpu_check.py::test_docs_are_written_from_a_runs_json runs it "
              "on the dry run's JSON"),
     # ---- fragments quoted in prose (not whole commands)
     **{c: Skip(FRAGMENT) for c in (".venv/bin/", "OMP_NUM_THREADS=1", "accelerate launch", "bench/bench_score.py",
@@ -317,13 +317,13 @@ def test_every_command_block_is_a_snippet_and_every_snippet_is_used():
 
 
 def test_architecture_doc_draws_the_enforced_layers():
-    """docs/architecture.md's layer table is tests/test_layers.py's LAYERS (rank and package, every package)."""
+    """docs/architecture.md's layer table is tests/unit/test_layers.py's LAYERS (rank and package, every package)."""
     from test_layers import LAYERS, TOP
 
     text = (ROOT / "docs" / "architecture.md").read_text()
     rows = re.findall(r"^\| (\d+) \| `?(\w+)`? \|", text, flags=re.M)
     drawn = {pkg: int(rank) for rank, pkg in rows}
-    assert drawn == {**LAYERS, "top": TOP}, f"docs/architecture.md's table differs from tests/test_layers.py: {drawn}"
+    assert drawn == {**LAYERS, "top": TOP}, f"docs/architecture.md's table differs from tests/unit/test_layers.py: {drawn}"
 
 
 def test_aso_quickstart_snippet():
@@ -484,7 +484,7 @@ def check_overrides_typed(cmd: str, tmp: Path, data: Path) -> None:
 
 
 def check_report_on_a_run_folder(cmd: str, tmp: Path, data: Path) -> None:
-    """The report command on a synthetic run folder in place of runs/demo (tests/test_report_results.py
+    """The report command on a synthetic run folder in place of runs/demo (tests/unit/test_report_results.py
     builds it): it writes the Markdown of docs/results.md, with the run's numbers. docs/results.md itself
     is that command's output."""
     from test_report_results import make_run
@@ -628,7 +628,7 @@ TRAIN = {stage: next(c for c in _ids(Run) if f"train {stage} " in c and "tiny" i
 def train_tmp(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("doc_train")
     # sft_tiny.yaml trains tiny-pretrained: build it here (once per cache, ~1.5 min on an idle 2-core
-    # machine; tests/test_pretrain.py tests the build) rather than inside the command's subprocess timeout,
+    # machine; tests/unit/test_pretrain.py tests the build) rather than inside the command's subprocess timeout,
     # which a busy machine exceeded on a fresh cache
     from vqalib.model.loading import resolve_model_path
 

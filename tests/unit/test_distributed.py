@@ -1,4 +1,4 @@
-"""vqalib.core.distributed in one process (the multi-process behaviour: tests/test_multiprocess.py)."""
+"""vqalib.core.distributed in one process (the multi-process behaviour: tests/system/test_multiprocess.py)."""
 
 import pytest
 

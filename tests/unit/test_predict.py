@@ -14,7 +14,7 @@ from vqalib.eval import predict
 from vqalib.schema import prompts
 from vqalib.method import distributions as scoring
 from vqalib.model.inputs import build_batch
-from vqalib.schema.levels import DIMENSION_KEYS
+from vqalib.schema.levels import DIMENSION_KEYS, LEVELS
 from vqalib.eval.predictions_file import validate_predictions
 from vqalib.video.frames import SamplingConfig
 
@@ -98,7 +98,7 @@ def test_score_answers_uses_the_generated_text_or_the_canonical_prefix(tiny):
         lp, _ = scoring.level_logprobs(model, build_batch(proc, clips[:1], [good]), continue_ids=cont)
     np.testing.assert_allclose(dist[0], lp[0].exp().numpy(), atol=1e-6)
     # canonical prefix for dimension 2: rationale, the parsed 4.0, then the argmax of dimension 1
-    amp = float(scoring.LEVELS[int(np.argmax(dist[1, 1]))])
+    amp = float(LEVELS[int(np.argmax(dist[1, 1]))])
     cano = f"Steady.\n\nMotion Quality: 4.0\nMotion Amplitude: {amp:.1f}\nAesthetic Quality: 1.0"
     with torch.no_grad():
         lp2, _ = scoring.level_logprobs(model, build_batch(proc, clips[1:], [cano]), continue_ids=cont)

@@ -166,3 +166,38 @@ def test_the_timeout_check_sees_a_missing_timeout(tmp_path):
                    "nr.execute_notebook(a, b, {}, cell_timeout=3)\nrun_notebooks(root)\n")
     assert [c.split(": ")[1] for c in calls_without_timeout(src)] == ["subprocess.run", "pm.execute_notebook",
                                                                       "run_notebooks"]
+
+
+#: A path to a test file, as prose, comments and skip reasons write it (``tests/unit/test_x.py``).
+TEST_PATH = re.compile(r"(?<![\w/.])tests/(?:[a-z_]+/)*test_[a-z_0-9]+\.py")
+#: Where such paths are written for readers; the changelog records history and keeps the old paths.
+DOC_SUFFIXES = (".py", ".md", ".ipynb", ".yaml", ".sh", ".toml")
+HERE = Path(__file__).resolve()  # its own examples are not references
+
+
+def stale_test_paths(root: Path) -> list[str]:
+    """``file: path`` for each ``tests/…/test_*.py`` named in a file under ``root`` that does not exist."""
+    out = []
+    for f in sorted(root.resolve().rglob("*")):
+        rel = f.relative_to(root.resolve())
+        if (not f.is_file() or not f.name.endswith(DOC_SUFFIXES) or f.name == "CHANGELOG.md" or f == HERE
+                or rel.parts[0] in {".venv", ".cache", "runs", ".git", "build"} or "__pycache__" in rel.parts
+                or ".ipynb_checkpoints" in rel.parts):
+            continue
+        for path in sorted(set(TEST_PATH.findall(f.read_text(errors="replace")))):
+            if not (root / path).is_file():
+                out.append(f"{rel}: {path}")
+    return out
+
+
+def test_every_test_path_named_in_docs_code_and_notebooks_exists():
+    stale = stale_test_paths(TESTS.parent)
+    assert not stale, ("these name a test file that is not there (tests live in tests/<tier>/, see "
+                       "tests/README.md):\n" + "\n".join(stale))
+
+
+def test_the_stale_path_check_sees_an_old_flat_path(tmp_path):
+    (tmp_path / "tests" / "unit").mkdir(parents=True)
+    (tmp_path / "tests" / "unit" / "test_a.py").write_text("")
+    (tmp_path / "README.md").write_text("see tests/test_a.py and tests/unit/test_a.py")
+    assert stale_test_paths(tmp_path) == ["README.md: tests/test_a.py"]

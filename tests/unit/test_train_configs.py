@@ -126,7 +126,7 @@ def test_shipped_aso_configs_read_pi_ref_after_score_free_text_and_state_lambda_
     for path in sorted((root / "env" / "train_configs").glob("grpo_*.yaml")):
         raw = yaml.safe_load(path.read_text())
         assert {"kl_coef", "acc_rounding", "group_by", "reward"} <= set(raw), path.name
-    # notebook 06's parameter sets: tests/test_stage_config.py::test_every_parameter_set_resolves_to_a_valid_config
+    # notebook 06's parameter sets: tests/unit/test_stage_config.py::test_every_parameter_set_resolves_to_a_valid_config
 
 
 def test_on_policy_ce_is_refused_and_kl_is_the_default():
@@ -175,7 +175,7 @@ def test_multi_rater_scores_reach_the_batch_keys_helper():
 
 
 #: the notebook that trains each stage (its default CONFIG is the stage's tiny YAML; how its parameters and
-#: SET reach the config: tests/test_stage_config.py)
+#: SET reach the config: tests/unit/test_stage_config.py)
 NOTEBOOK_OF = {"sft": "04_sft", "grpo": "05_grpo", "aso": "06_aso"}
 
 

@@ -8,7 +8,7 @@ white block at the stored top-left corner and its own index as 6 binary blocks, 
 both *which* frame came back and *how it is oriented*, against an expectation built independently
 of ``vqalib.video.frames`` (np.rot90 / flips as a player turns the picture, PIL for the SAR stretch).
 
-Checked for both backends: the same frames (within the codec tolerance of tests/test_video.py),
+Checked for both backends: the same frames (within the codec tolerance of tests/integration/test_video.py),
 the displayed size, the frames a player shows, the right source frames and pts timestamps.
 """
 

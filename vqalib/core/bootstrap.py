@@ -15,7 +15,7 @@ computes the statistic on each resample and reports the percentile interval at `
 - :func:`percentile_ci` - the interval of the resampled values, with the count of undefined ones and, when
   it is NaN, the reason.
 
-Every caller's numbers are pinned in ``tests/test_bootstrap.py``: the same seed gives the same draws in
+Every caller's numbers are pinned in ``tests/unit/test_bootstrap.py``: the same seed gives the same draws in
 the same order, so moving a caller onto this core changed no result.
 """
 

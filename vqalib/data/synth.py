@@ -239,7 +239,7 @@ PARALLEL_MIN_CLIPS = 100
 def map_clips(fn, jobs: list, workers: int | None = None):
     """``fn(job)`` for every job, results in the order of ``jobs``, in ``workers`` processes (default
     :func:`generation_workers`). Each job carries its own seeds, so the results do not depend on the
-    number of processes (``tests/test_synth.py`` checks byte-identical datasets)."""
+    number of processes (``tests/unit/test_synth.py`` checks byte-identical datasets)."""
     workers = generation_workers(len(jobs)) if workers is None else int(workers)
     if workers <= 1 or len(jobs) < 2 or not _CAN_FORK:
         yield from map(fn, jobs)
@@ -249,7 +249,7 @@ def map_clips(fn, jobs: list, workers: int | None = None):
 
     # fork, as torch's DataLoader does on Linux (the renderer runs torch single-threaded): "spawn" would
     # re-run the caller's script in every worker, which breaks any script without an
-    # ``if __name__ == "__main__":`` guard (tests/test_synth.py runs such a script)
+    # ``if __name__ == "__main__":`` guard (tests/unit/test_synth.py runs such a script)
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as ex:
         yield from ex.map(fn, jobs, chunksize=4)
 
@@ -493,7 +493,7 @@ def render_clip(photo: str, plan: dict[str, Any], cfg: SynthConfig, rng: np.rand
 
 def _render_clip(photo: str, plan: dict[str, Any], cfg: SynthConfig, rng: np.random.Generator) -> np.ndarray:
     """:func:`render_clip`'s work, one named step per stage, in this order (the order of the random draws,
-    which :data:`GENERATOR_VERSION` and ``tests/test_synth.py``'s pinned hash hold fixed):
+    which :data:`GENERATOR_VERSION` and ``tests/unit/test_synth.py``'s pinned hash hold fixed):
 
     time index (stutter) -> camera (pan/zoom, tilt, cut-off, shake: draws) -> filming the canvas ->
     screen-in-screen -> clarity (blur, haze, low resolution, noise: draws) -> aesthetic photometry

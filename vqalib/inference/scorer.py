@@ -27,7 +27,7 @@ and is the one :func:`~vqalib.inference.store.read_scores` returns).
 
 Batch invariance: clips are left-padded and every pass uses explicit masks and per-clip M-RoPE
 positions, so a clip's distributions (fp32, 1e-5) and greedy text do not depend on the other clips
-of its batch (``tests/test_scorer.py``).
+of its batch (``tests/integration/test_scorer.py``).
 """
 
 from __future__ import annotations

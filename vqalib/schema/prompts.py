@@ -14,7 +14,7 @@ The model is asked for a short rationale followed by one line per dimension, in
 :func:`format_answer` writes exactly this (the SFT target), :func:`check_format` says whether a
 text follows it exactly (the GRPO format reward), and :func:`parse_answer` reads it tolerantly.
 
-Parser rules (documented choices, tested in ``tests/test_prompts.py``):
+Parser rules (documented choices, tested in ``tests/unit/test_prompts.py``):
 
 * A score is ``<dimension name or key> : <number>`` anywhere in the text, case-insensitive,
   with optional markdown (``**Motion Quality**: **3.5**``), ``=`` instead of ``:``, and an

@@ -40,7 +40,7 @@ from transformers import TrainerCallback
 from vqalib.core.distributed import broadcast_from_main
 
 #: Training seconds per seed of the demo's GRPO-vs-ASO comparison (notebooks 05 and 06 default to it;
-#: ``tests/test_budget.py`` keeps their ``BUDGET_S`` equal to it).
+#: ``tests/integration/test_budget.py`` keeps their ``BUDGET_S`` equal to it).
 DEMO_BUDGET_S: float = 10.0
 #: Training seconds between two held-out evaluations in the demo (notebooks 05 and 06 ``EVAL_EVERY_S``).
 DEMO_EVAL_EVERY_S: float = 5.0

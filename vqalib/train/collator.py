@@ -522,7 +522,7 @@ def _generator_tells() -> tuple[Tell, ...]:
     motion-amplitude sentence (``vqalib.data.synth._AMOUNT``) is chosen by ``amplitude_tag`` of the *level*, so
     it names a range of levels. (Its no-defect sentence ``_GOOD`` is written whenever no tag reached a
     majority - a function of the tags, the evidence the short rationale's "no defects" also keeps - so it
-    is not a tell; ``tests/test_tells.py`` checks that every scrubbed generator text depends on the tags only.)"""
+    is not a tell; ``tests/unit/test_tells.py`` checks that every scrubbed generator text depends on the tags only.)"""
     from vqalib.data import synth
     from vqalib.schema.levels import LEVELS
 

@@ -81,7 +81,7 @@ def completion_logprobs(model: Any, prompt: dict[str, torch.Tensor], completion:
     tokens) go through ``lm_head`` (``logits_to_keep`` as a 1-D index tensor): the vocabulary
     projection and its float32 log-softmax cost ``N x L x V`` instead of ``N x (P + L) x V`` (at 7B
     with a 32-frame clip P ~ 4.2 k and L <= 512, ~9x less). Values and gradients equal the
-    full-sequence computation (``tests/test_grpo_compute.py``)."""
+    full-sequence computation (``tests/unit/test_grpo_compute.py``)."""
     P = prompt["input_ids"].shape[1]
     L = completion.shape[1]
     ids = torch.cat([prompt["input_ids"], completion], dim=1)

@@ -6,7 +6,7 @@ costs gigabytes per tensor for losses that read a few hundred positions. These h
 positions a loss needs so the model's ``logits_to_keep`` (transformers 5.x: an ``int`` keeps the
 last n positions, a 1-D index tensor the same positions of every row, a 2-D integer tensor
 ``[B, K]`` the given positions of each row) projects only those, and compute the losses on the
-kept logits. Values and gradients equal the full-sequence computation (``tests/test_grpo_compute.py``).
+kept logits. Values and gradients equal the full-sequence computation (``tests/unit/test_grpo_compute.py``).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ model's ``get_video_features`` (the one method through which Qwen2.5-VL's ``forw
 
 Pixels are compared exactly (``torch.equal``), never by a fingerprint, so two different clips can
 never share features. Results equal the un-optimised path to float rounding
-(``tests/test_grpo_compute.py``).
+(``tests/unit/test_grpo_compute.py``).
 """
 
 from __future__ import annotations
