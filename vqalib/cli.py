@@ -180,7 +180,8 @@ def _benchmark(argv: Sequence[str]) -> int:
     ap.add_argument("--videos", required=True, type=cli_path, help="folder holding the benchmark's videos (any subset)")
     ap.add_argument("--labels", default=None, type=cli_path, help="label file as distributed (KoNViD_1k_mos.csv, data.mat, "
                     "MOS_for_YouTube_UGC_dataset.xlsx, labels_test_1080p.csv) or a FAST-VQA labels.txt")
-    ap.add_argument("--split", default=None, help="LSVQ: test | 1080p | train (FAST-VQA lists) or test | train")
+    ap.add_argument("--split", default=None, help="LSVQ: test (default) | 1080p | train; each reads its own file "
+                    "(labels_train_test.csv selects test/train by is_test, labels_test_1080p.csv is 1080p)")
     ap.add_argument("--output", "-o", default=None, type=cli_path, help="scores file (default runs/benchmarks/NAME/MODEL.MODE.csv)")
     ap.add_argument("--combination", default="mean_quality", help=f"one of {list(COMBINATIONS)}, or 'all'")
     ap.add_argument("--readout", default="expected_score", choices=["expected_score", "argmax_score", "parsed_score"])

@@ -28,6 +28,7 @@ not how good the video is, so it is left out); ``"mean5"`` or any single dimensi
 from __future__ import annotations
 
 import bisect
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ import pandas as pd
 
 from vqalib.schema.levels import DIMENSION_KEYS, SCORE_MAX, SCORE_MIN
 from vqalib.core.runs import relative_note, resolve_path
+from vqalib.video.frames import VIDEO_EXTENSIONS
 
 
 class LabelFileError(ValueError):
@@ -49,36 +51,61 @@ class BenchmarkSpec:
     """A public MOS dataset: where its labels are and its nominal rating scale."""
 
     name: str
-    label_files: dict[str, str]  # split -> path relative to the labels root
+    label_files: dict[str, str]  # split -> FAST-VQA list, relative to the labels root
     scale: tuple[float, float]  # nominal MOS scale (lo, hi)
     note: str = ""
-    official_files: tuple[str, ...] = ()  # the authors' label file names, looked for beside the videos
+    #: split -> the authors' label file names holding that split, in the order they are looked for beside the
+    #: videos. A name under several splits holds them all and needs an ``is_test`` column to tell them apart.
+    official_files: dict[str, tuple[str, ...]] = field(default_factory=dict)
     download: str = ""  # where the official label file comes from
+    #: FAST-VQA lists (tail ``<benchmark>/<file>``) that hold several splits with nothing to tell them apart.
+    combined_lists: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """Every split this benchmark has, the default first."""
+        return tuple(dict.fromkeys([*self.official_files, *self.label_files]))
+
+    def splits_of(self, path: Path) -> list[str]:
+        """The splits a label file holds, known from its name (an official name, or the tail
+        ``<benchmark>/<file>`` of a FAST-VQA list); empty for a name this spec does not know."""
+        out = [sp for sp, names in self.official_files.items() if path.name in names]
+        out += [sp for sp, rel in self.label_files.items()
+                if path.as_posix().endswith("/" + "/".join(Path(rel).parts[-2:])) and sp not in out]
+        for tail, splits in self.combined_lists.items():
+            if path.as_posix().endswith("/" + tail):
+                out += [sp for sp in splits if sp not in out]
+        return out
 
 
 BENCHMARKS: dict[str, BenchmarkSpec] = {
     "KoNViD": BenchmarkSpec("KoNViD-1k", {"all": "fastvqa/KoNViD/labels.txt"}, (1.0, 5.0),
                             "1,200 Flickr videos, 5-point ACR, 8 s, 540p",
-                            ("KoNViD_1k_mos.csv", "KoNViD_1k_attributes.csv"),
+                            {"all": ("KoNViD_1k_mos.csv", "KoNViD_1k_attributes.csv")},
                             "KoNViD_1k_metadata.zip from https://database.mmsp-kn.de/konvid-1k-database.html "
                             "(holds KoNViD_1k_mos.csv)"),
     "LIVE_VQC": BenchmarkSpec("LIVE-VQC", {"all": "fastvqa/LIVE_VQC/labels.txt"}, (0.0, 100.0),
-                              "585 smartphone videos, continuous 0-100 slider", ("data.mat",),
+                              "585 smartphone videos, continuous 0-100 slider", {"all": ("data.mat",)},
                               "the LIVE-VQC database from https://live.ece.utexas.edu/research/LIVEVQC/ "
                               "(data.mat sits beside the Video/ folder)"),
     "YouTubeUGC": BenchmarkSpec("YouTube-UGC", {"all": "fastvqa/YouTubeUGC/labels.txt"}, (1.0, 5.0),
                                 "1,147 YouTube UGC clips (20 s), 1-5",
-                                ("original_videos_MOS_for_YouTube_UGC_dataset.xlsx", "MOS_for_YouTube_UGC_dataset.xlsx",
-                                 "original_videos_MOS_for_YouTube_UGC_dataset.csv", "MOS_for_YouTube_UGC_dataset.csv"),
+                                {"all": ("original_videos_MOS_for_YouTube_UGC_dataset.xlsx",
+                                         "MOS_for_YouTube_UGC_dataset.xlsx",
+                                         "original_videos_MOS_for_YouTube_UGC_dataset.csv",
+                                         "MOS_for_YouTube_UGC_dataset.csv")},
                                 "MOS_for_YouTube_UGC_dataset.xlsx from https://media.withyoutube.com/ "
                                 "(storage.googleapis.com/ugc-dataset/original_videos/)"),
-    "LSVQ": BenchmarkSpec("LSVQ", {"test": "fastvqa/LSVQ/labels_test.txt", "1080p": "fastvqa/LSVQ/labels_1080p.txt",
-                                   "train": "fastvqa/LSVQ/labels.txt"}, (0.0, 100.0),
-                          "39k UGC videos, 0-100; test (7,186) and test-1080p (3,573) splits",
-                          ("labels_test_1080p.csv", "LSVQ_whole_test_1080p.csv", "labels_train_test.csv",
-                           "LSVQ_whole_test.csv"),
+    # FAST-VQA's LSVQ/labels.txt is test + 1080p (10,759 rows), not the train split: train comes only from the
+    # release CSVs.
+    "LSVQ": BenchmarkSpec("LSVQ", {"test": "fastvqa/LSVQ/labels_test.txt", "1080p": "fastvqa/LSVQ/labels_1080p.txt"},
+                          (0.0, 100.0),
+                          "39k UGC videos, 0-100; train (about 28k), test (7,186) and test-1080p (3,573)",
+                          {"test": ("LSVQ_whole_test.csv", "labels_train_test.csv"),
+                           "1080p": ("LSVQ_whole_test_1080p.csv", "labels_test_1080p.csv"),
+                           "train": ("LSVQ_whole_train.csv", "labels_train_test.csv")},
                           "the LSVQ label CSVs (labels_train_test.csv, labels_test_1080p.csv) from "
-                          "https://github.com/baidut/PatchVQ"),
+                          "https://github.com/baidut/PatchVQ", {"LSVQ/labels.txt": ("test", "1080p")}),
 }
 
 #: How the five predicted dimensions become one score to compare with an overall MOS.
@@ -143,7 +170,8 @@ def read_fastvqa_labels(path: str | os.PathLike) -> pd.DataFrame:
         dur, fps, mos = vals
         if not np.isfinite(mos) or mos == -1:
             raise LabelFileError(f"{path} line {n}: MOS = {parts[3]!r} is missing or not finite")
-        rows.append({"video_id": Path(rel).stem, "relative_path": rel, "duration_s": np.nan if dur == -1 else dur,
+        rows.append({"video_id": strip_video_ext(Path(rel).name), "relative_path": rel,
+                     "duration_s": np.nan if dur == -1 else dur,
                      "fps": np.nan if fps == -1 else fps, "mos": mos, "line": n})
     if not rows:
         raise LabelFileError(f"{path}: no label lines")
@@ -151,12 +179,23 @@ def read_fastvqa_labels(path: str | os.PathLike) -> pd.DataFrame:
     if not df["video_id"].is_unique:
         # Same file name in several folders (LSVQ: yfcc-batch1/747.mp4, yfcc-batch2/747.mp4): use the
         # relative path without extension as the id, so ids stay unique and stable for this file.
-        df["video_id"] = [str(Path(r).with_suffix("")) for r in df["relative_path"]]
+        df["video_id"] = [strip_video_ext(r) for r in df["relative_path"]]
     dup = df["relative_path"].duplicated(keep=False)
     if dup.any():
         d = df[dup].head(2)
         raise LabelFileError(f"{path} lines {d['line'].tolist()}: duplicate video {d['relative_path'].iloc[0]!r}")
     return df
+
+
+def strip_video_ext(name: str) -> str:
+    """``name`` without its extension when that is a video extension (:data:`VIDEO_EXTENSIONS`), else
+    unchanged: LSVQ names such as ``ia-batch1/XcorpsMotorSports3CruisinGrandSeg.3`` keep their dots."""
+    return name[: -len(Path(name).suffix)] if Path(name).suffix.lower() in VIDEO_EXTENSIONS else name
+
+
+def _with_video_ext(name: str, ext: str = ".mp4") -> str:
+    """``name`` as a file name: unchanged when it ends in a video extension, else ``name + ext``."""
+    return name if Path(name).suffix.lower() in VIDEO_EXTENSIONS else name + ext
 
 
 def _norm(col: str) -> str:
@@ -182,6 +221,22 @@ def _label_frame(path: Path, ids: list[str], rel: list[str], mos, fmt: str, benc
     if df.empty:
         raise LabelFileError(f"{path}: no label rows")
     return df
+
+
+_TRUE, _FALSE = {"true", "1", "1.0", "yes"}, {"false", "0", "0.0", "no"}
+
+
+def _is_test_flags(path: Path, values: pd.Series, lines: list[int]) -> np.ndarray:
+    """An ``is_test`` column as booleans (``True/False``, ``1/0``, ``yes/no``, any case); anything else, an
+    empty cell included, raises naming the line, since a guessed flag would move a clip between splits."""
+    out = []
+    for v, line in zip(values, lines):
+        text = str(v).strip().lower()
+        if text not in _TRUE | _FALSE:
+            raise LabelFileError(f"{path} line {line}: is_test = {v!r} is not true/false (or 1/0); fix the row, "
+                                 "since the split of this clip cannot be told")
+        out.append(text in _TRUE)
+    return np.array(out, dtype=bool)
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -241,7 +296,8 @@ def read_label_file(path: str | os.PathLike) -> pd.DataFrame:
         mos = np.asarray(mat["mos"], dtype=float).ravel()
         if len(names) != len(mos):
             raise LabelFileError(f"{path}: video_list has {len(names)} entries but mos has {len(mos)}")
-        return _label_frame(path, [Path(n).stem for n in names], names, mos, "live_vqc_mat", "LIVE_VQC",
+        return _label_frame(path, [strip_video_ext(Path(n).name) for n in names], names, mos, "live_vqc_mat",
+                            "LIVE_VQC",
                             list(range(1, len(names) + 1)))
     if suffix not in (".csv", ".xlsx", ".xls"):
         raise LabelFileError(f"{path}: unknown label file type {suffix!r}; give a .txt (FAST-VQA), .csv, .xlsx or .mat")
@@ -254,23 +310,24 @@ def read_label_file(path: str | os.PathLike) -> pd.DataFrame:
 
     if col("name") and col("mos") and (col("framenumber") or col("height")):  # LSVQ release CSV
         names = [str(n).strip() for n in raw[col("name")]]
-        rel = [n if Path(n).suffix else n + ".mp4" for n in names]
+        rel = [_with_video_ext(n) for n in names]  # a name is a name: only a video extension is one
         extra = {k: raw[c].to_numpy() for k, c in (("height", col("height")), ("width", col("width")),
                                                    ("frame_number", col("framenumber"))) if c}
         if col("istest"):
-            extra["is_test"] = raw[col("istest")].astype(bool).to_numpy()
-        return _label_frame(path, [str(Path(r).with_suffix("")) for r in rel], rel, raw[col("mos")], "lsvq_csv",
+            extra["is_test"] = _is_test_flags(path, raw[col("istest")], lines)
+        return _label_frame(path, [strip_video_ext(r) for r in rel], rel, raw[col("mos")], "lsvq_csv",
                             "LSVQ", lines, extra)
     if col("flickrid") and col("mos"):  # KoNViD_1k_mos.csv, KONVID_1K_metadata.csv
         ids = [str(int(float(v))) if str(v).replace(".", "", 1).isdigit() else str(v) for v in raw[col("flickrid")]]
         return _label_frame(path, ids, [f"{i}.mp4" for i in ids], raw[col("mos")], "konvid_csv", "KoNViD", lines)
     if col("filename") and col("mos"):  # KoNViD_1k_attributes.csv
         names = [str(v).strip() for v in raw[col("filename")]]
-        return _label_frame(path, [Path(n).stem for n in names], names, raw[col("mos")], "konvid_attributes_csv",
+        return _label_frame(path, [strip_video_ext(n) for n in names], names, raw[col("mos")], "konvid_attributes_csv",
                             "KoNViD", lines)
     if col("file") and col("mos"):  # VIDEVAL LIVE_VQC_metadata.csv
         names = [str(v).strip() for v in raw[col("file")]]
-        return _label_frame(path, [Path(n).stem for n in names], names, raw[col("mos")], "live_vqc_csv", "LIVE_VQC",
+        return _label_frame(path, [strip_video_ext(n) for n in names], names, raw[col("mos")], "live_vqc_csv",
+                            "LIVE_VQC",
                             lines)
     if col("vid") and col("mosfull"):  # YouTube-UGC MOS sheet, VIDEVAL YOUTUBE_UGC_metadata.csv
         ids = [str(v).strip() for v in raw[col("vid")]]
@@ -283,30 +340,82 @@ def read_label_file(path: str | os.PathLike) -> pd.DataFrame:
 
 def find_label_file(name: str, video_root: str | os.PathLike | None = None, split: str | None = None,
                     labels_root: str | os.PathLike | None = None) -> Path:
-    """The label file to use when none is given: an official file (:attr:`BenchmarkSpec.official_files`)
-    in ``video_root`` or its parent, else the FAST-VQA list under ``labels_root`` (default
-    ``../shared/data/labels``). Raises ``FileNotFoundError`` saying what to download and where to
-    point ``--labels`` when there is none."""
+    """The label file of ``split`` (default: the benchmark's first, ``test`` for LSVQ) when none is given:
+    an official file of that split (:attr:`BenchmarkSpec.official_files`, in that order) in ``video_root``
+    or its parent, else the split's FAST-VQA list under ``labels_root`` (default ``../shared/data/labels``).
+    Only files of the asked split are taken. Raises ``ValueError`` for an unknown split and
+    ``FileNotFoundError`` naming every path looked at, what to download and where to point ``--labels``."""
     s = spec(name)
+    split = split or s.splits[0]
+    if split not in s.splits:
+        raise ValueError(f"{s.name}: unknown split {split!r}; choose one of {list(s.splits)}")
+    names = s.official_files.get(split, ())
     looked = []
     if video_root is not None:
         root = resolve_path(video_root)
         for d in (root, root.parent):
-            for f in s.official_files:
+            for f in names:
                 looked.append(str(d / f))
                 if (d / f).is_file():
                     return d / f
     key = next(k for k, v in BENCHMARKS.items() if v is s)
-    split = split or next(iter(s.label_files))
     if split in s.label_files:
         lr = resolve_path(labels_root) if labels_root else default_labels_root()
         looked.append(str(lr / s.label_files[split]))
         if (lr / s.label_files[split]).is_file():
             return lr / s.label_files[split]
+    fastvqa = f" FAST-VQA's list examplar_data_labels/{key}/{Path(s.label_files[split]).name} works too." \
+        if split in s.label_files else ""
     raise FileNotFoundError(
-        f"no {s.name} label file found (looked for {', '.join(looked)}). Download {s.download}, then pass "
-        f"--labels /path/to/{s.official_files[0]} (in Python: label_file=...). FAST-VQA's list "
-        f"examplar_data_labels/{key}/labels.txt works too.")
+        f"no {s.name} label file for the {split!r} split found (looked for {', '.join(looked)}). Download "
+        f"{s.download}, then pass --labels /path/to/{names[0] if names else 'labels'} (in Python: label_file=...)."
+        + fastvqa)
+
+
+def label_file_info(path: Path) -> dict[str, Any]:
+    """``{"label_file", "label_sha256"}``: the file's absolute path and the sha256 of its bytes, so a result
+    says exactly which labels it was computed on."""
+    return {"label_file": str(path), "label_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def select_split(s: BenchmarkSpec, df: pd.DataFrame, path: Path, split: str | None) -> tuple[pd.DataFrame, str, str]:
+    """The rows of ``split`` in a label file read by :func:`read_label_file`; returns ``(rows, split, how)``
+    with ``how`` saying how the split was told (written into :meth:`BenchmarkSet.summary`).
+
+    An ``is_test`` column selects ``test`` / ``train``. Without it, a file known by name as one split's
+    (:meth:`BenchmarkSpec.splits_of`) is that split; a file of another split, or one holding several splits
+    with no ``is_test`` column to tell them apart, raises :class:`LabelFileError` naming the right file. A
+    file whose name is not known is taken whole as ``split`` when it is given (the caller states it), and
+    raises when a benchmark with several splits gets none."""
+    if split is not None and split not in s.splits:
+        raise ValueError(f"{s.name}: unknown split {split!r}; choose one of {list(s.splits)}")
+    known = s.splits_of(path)
+    if "is_test" in df.columns:
+        holds = [sp for sp in ("test", "train") if sp in s.splits]
+        split = split or holds[0]
+        if split not in holds:
+            raise LabelFileError(f"{path} holds the {' and '.join(holds)} splits (is_test column), not {split!r}; "
+                                 f"the {split!r} split is in {' or '.join(s.official_files.get(split, ()))}")
+        rows = df[df["is_test"] == (split == "test")].reset_index(drop=True)
+        return rows, split, f"the {len(rows)} rows with is_test = {split == 'test'} of {len(df)}"
+    if len(known) > 1:
+        raise LabelFileError(f"{path.name} holds the {' and '.join(known)} splits, but {path} has no is_test column "
+                             "to tell them apart; pass the split's own file ("
+                             + "; ".join(f"{sp}: {s.official_files[sp][0]}" for sp in known
+                                         if s.official_files.get(sp)) + ")")
+    if known:
+        if split is not None and split != known[0]:
+            own = [n for n in s.official_files.get(split, ()) if len(s.splits_of(Path(n))) == 1]
+            raise LabelFileError(f"{path} is the {known[0]!r} split's label file, not the {split!r} split's; pass "
+                                 f"{' or '.join(own) or 'that split' + chr(39) + 's file'} (or --split {known[0]})")
+        return df, known[0], f"every row: {path.name} is the {known[0]!r} split's file"
+    if split is None:
+        if len(s.splits) > 1:
+            raise LabelFileError(f"{path}: cannot tell which {s.name} split this file holds (its name is none of "
+                                 f"the official ones and it has no is_test column); pass --split "
+                                 f"({' | '.join(s.splits)})")
+        split = s.splits[0]
+    return df, split, f"every row, as the split was given ({path.name} has no is_test column)"
 
 
 #: VIDEVAL metadata: id column, MOS column, optional extra columns kept.
@@ -356,6 +465,16 @@ class BenchmarkSet:
     label_file: Path
     available: pd.DataFrame  # video_id, relative_path, path, mos, mos_1to5, duration_s, fps
     missing: pd.DataFrame = field(repr=False)  # listed in the labels, not found locally
+    label_sha256: str = ""  # of the label file's bytes
+    label_rows: int = 0  # rows in the label file, before the split was selected
+    split_rule: str = ""  # how the split's rows were told (select_split)
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """What a result records about its labels: benchmark, split, label file (absolute path), its sha256,
+        its rows and the rows of the split."""
+        return {"benchmark": self.name, "split": self.split, "label_file": str(self.label_file),
+                "label_sha256": self.label_sha256, "label_rows": self.label_rows, "split_rows": self.n_listed}
 
     @property
     def n_listed(self) -> int:
@@ -363,16 +482,14 @@ class BenchmarkSet:
 
     def summary(self, show: int = 5) -> str:
         lines = [f"{self.name} ({self.split}): {self.n_listed} videos listed in {self.label_file.name}, "
-                 f"{len(self.available)} found under {self.video_root}, {len(self.missing)} missing"]
+                 f"{len(self.available)} found under {self.video_root}, {len(self.missing)} missing",
+                 f"  labels: {self.label_file} ({self.label_rows} rows, sha256 {self.label_sha256[:16]}); "
+                 f"{self.split} split: {self.split_rule}"]
         if len(self.missing):
             head = self.missing["relative_path"].head(show).tolist()
             lines.append(f"  missing (first {len(head)}): {head}" + (" ..." if len(self.missing) > show else ""))
         lines.append(f"  MOS mapped to 1-5 over the {self.scale_rule} scale {self.scale}")
         return "\n".join(lines)
-
-
-#: File extensions treated as videos when a folder is searched: one list, kept in ``vqalib.video.frames``.
-from vqalib.video.frames import VIDEO_EXTENSIONS  # noqa: E402
 
 
 def _file_index(root: Path) -> dict[str, list[Path]]:
@@ -394,7 +511,7 @@ def _locate(root: Path, rel: str, index_fn) -> Path | None:
     if alt.is_file():
         return alt
     index, stems = index_fn()
-    stem = Path(rel).stem if Path(rel).suffix else Path(rel).name
+    stem = strip_video_ext(Path(rel).name)
     hits = list(index.get(stem, []))
     if not hits:
         i = bisect.bisect_left(stems, stem + "_")
@@ -418,20 +535,18 @@ def load_benchmark(name: str, video_root: str | os.PathLike, split: str | None =
     """
     s = spec(name)
     key = next(k for k, v in BENCHMARKS.items() if v is s)
+    if split is not None and split not in s.splits:
+        raise ValueError(f"{s.name}: unknown split {split!r}; choose one of {list(s.splits)}")
     if label_file is None:
-        split = split or next(iter(s.label_files))
-        if split not in s.label_files:
-            raise ValueError(f"{s.name}: unknown split {split!r}; choose one of {list(s.label_files)}")
-        label_file = find_label_file(name, video_root, split, labels_root)
+        label_file = find_label_file(name, video_root, split or s.splits[0], labels_root)
     label_file = resolve_path(label_file)
     df = read_label_file(label_file)
     found_for = df.attrs.get("benchmark")
     if found_for is not None and found_for != key:
         raise LabelFileError(f"{label_file} is a {BENCHMARKS[found_for].name} label file "
                              f"({df.attrs['format']}), not {s.name}'s; pass the {s.name} labels")
-    split = split or ("test" if "is_test" in df.columns else "all")
-    if "is_test" in df.columns and split in ("test", "train"):
-        df = df[df["is_test"] == (split == "test")].reset_index(drop=True)
+    n_rows = len(df)
+    df, split, split_rule = select_split(s, df, label_file, split)
     for c in ("duration_s", "fps"):
         if c not in df.columns:
             df[c] = np.nan
@@ -463,7 +578,9 @@ def load_benchmark(name: str, video_root: str | os.PathLike, split: str | None =
     found = df["path"].notna()
     bs = BenchmarkSet(s.name, split, sc, scale, root, label_file,
                       df[found].drop(columns="line").reset_index(drop=True),
-                      df[~found].drop(columns=["path"]).reset_index(drop=True))
+                      df[~found].drop(columns=["path"]).reset_index(drop=True),
+                      label_sha256=label_file_info(label_file)["label_sha256"], label_rows=n_rows,
+                      split_rule=split_rule)
     if strict and len(bs.missing):
         raise FileNotFoundError(bs.summary(show=20))
     return bs

@@ -41,7 +41,8 @@ def table2(bench, preds: Mapping[str, pd.DataFrame], combinations: Iterable[str]
     ``<metric> low`` / ``<metric> high`` (95 % bootstrap CI; NaN with ``reason`` when undefined),
     then ``n`` (videos in the metrics), ``n_listed``, ``n_found``, ``n_missing`` (listed, not under the
     video folder), ``n_failed`` (found, failed to decode; from ``n_failed``), ``n_no_score``
-    (found, no prediction or an incomplete one) and ``reason`` (first NaN reason).
+    (found, no prediction or an incomplete one), ``reason`` (first NaN reason), and the labels the row
+    was computed on: ``label_file``, ``label_sha256``, ``label_rows`` (rows in the file, all splits).
     """
     from vqalib.data.mos import benchmark_scores
 
@@ -67,7 +68,9 @@ def table2(bench, preds: Mapping[str, pd.DataFrame], combinations: Iterable[str]
             failed = int((n_failed or {}).get(model, 0))
             row.update(n=int(ok.sum()), n_listed=info["n_listed"], n_found=info["n_available"],
                        n_missing=info["n_missing_videos"], n_failed=failed,
-                       n_no_score=info["n_no_prediction"] - failed, reason=reason)
+                       n_no_score=info["n_no_prediction"] - failed, reason=reason,
+                       label_file=str(bench.label_file), label_sha256=bench.label_sha256,
+                       label_rows=bench.label_rows)
             rows.append(row)
     return pd.DataFrame(rows)
 
