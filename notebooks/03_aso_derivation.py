@@ -298,7 +298,9 @@ leak_table.round(3)
 # from π_ref; large λ stays at π_ref.
 #
 # The cell below first computes the same state directly (so a headless run fails loudly if a
-# function breaks: widget callbacks swallow exceptions) and saves that figure.
+# function breaks: widget callbacks swallow exceptions) and saves that figure. A headless run
+# (`python -m vqalib run-notebooks`, the tests, or `VQALIB_HEADLESS=1 papermill ...`) builds no
+# live widget: nbclient can hang on a cell that displays one.
 
 # %%
 state = widgets.explorer_state(lam=LAM, beta=BETA, s_star=S_STAR, reward=REWARD, ref_shape=REF_SHAPE)
@@ -307,8 +309,7 @@ display(Image(filename=run.save_fig(widgets.plot_state(state), "explorer_state")
 run.log_metrics(explorer_expected_score=state["expected_score"], explorer_argmax=state["argmax_score"],
                 explorer_kl_star_ref=state["kl_star_ref"], explorer_expected_reward=state["expected_reward"],
                 lam_log_z=LAM * state["log_z"], closed_form_vs_scipy_max_abs=max_diff)
-explorer = widgets.Explorer(widgets.ExplorerParams(lam=LAM, beta=BETA, s_star=S_STAR, reward=REWARD, ref_shape=REF_SHAPE))
-explorer.widget
+widgets.live_explorer(widgets.ExplorerParams(lam=LAM, beta=BETA, s_star=S_STAR, reward=REWARD, ref_shape=REF_SHAPE))
 
 # %% [markdown]
 # ## ASO vs sampled policy gradient on the sample dataset's labels

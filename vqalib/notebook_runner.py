@@ -39,7 +39,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from vqalib.core.runs import cli_path, environment_info, project_root, resolve_path, write_json
+from vqalib.core.runs import HEADLESS_ENV, cli_path, environment_info, project_root, resolve_path, write_json
 
 NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_[A-Za-z0-9_]+\.ipynb$")
 #: Per-cell limit (seconds) when neither ``cell_timeout`` nor ``VQALIB_CELL_TIMEOUT`` is given: longer
@@ -190,6 +190,8 @@ def execute_notebook(notebook: str | Path, output: str | Path, parameters: dict[
     def on_cell_start(cell, cell_index):
         current.update(cell=cell, index=cell_index)
 
+    before = os.environ.get(HEADLESS_ENV)
+    os.environ[HEADLESS_ENV] = "1"  # the kernel inherits it: no live widgets without a front end
     try:
         return pm.execute_notebook(str(notebook), str(output), parameters=parameters or {},
                                    cwd=str(cwd or project_root()), kernel_name=kernel_name, progress_bar=progress_bar,
@@ -202,6 +204,11 @@ def execute_notebook(notebook: str | Path, output: str | Path, parameters: dict[
             f"(starting `{src[0][:80]}`) did not finish within the per-cell timeout of {timeout} s; if the cell "
             f"is just slow, raise the limit with --cell-timeout SECONDS (python -m vqalib run-notebooks), "
             f"run_notebooks(cell_timeout=...) or ${CELL_TIMEOUT_ENV}") from exc
+    finally:
+        if before is None:
+            os.environ.pop(HEADLESS_ENV, None)
+        else:
+            os.environ[HEADLESS_ENV] = before
 
 
 def run_notebooks(

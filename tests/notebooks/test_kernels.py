@@ -34,6 +34,20 @@ def test_cell_past_the_timeout_fails_naming_notebook_cell_and_setting(tmp_path):
     assert (tmp_path / "out.ipynb").is_file()  # the executed copy up to the hung cell is kept
 
 
+def test_runner_kernels_run_headless_and_the_setting_is_restored(tmp_path, monkeypatch):
+    """The runner's kernels see VQALIB_HEADLESS=1 (no live widgets: nbclient can hang on them), the caller's
+    environment is left as it was."""
+    monkeypatch.delenv(nr.HEADLESS_ENV, raising=False)
+    nb = _notebook(tmp_path / "97_env.ipynb", "import os\nprint(os.environ.get('VQALIB_HEADLESS'))",
+                   "from vqalib.teaching import widgets\nwidgets.live_explorer()")
+    out = nr.execute_notebook(nb, tmp_path / "out.ipynb", {"RUN_DIR": str(tmp_path)}, cell_timeout=120, cwd=tmp_path)
+    env_cell, widget_cell = (next(c for c in out.cells if key in c.source) for key in ("print(os", "live_explorer"))
+    assert env_cell.outputs[0]["text"].strip() == "1"
+    shown = widget_cell.outputs[0]["data"]
+    assert "Headless run" in shown["text/markdown"] and "application/vnd.jupyter.widget-view+json" not in shown
+    assert nr.HEADLESS_ENV not in __import__("os").environ
+
+
 def test_cells_within_the_timeout_run(tmp_path):
     nb = _notebook(tmp_path / "98_quick.ipynb", "y = 2 + 2\nprint(y)")
     out = nr.execute_notebook(nb, tmp_path / "out.ipynb", {"RUN_DIR": str(tmp_path)}, cell_timeout=60, cwd=tmp_path)

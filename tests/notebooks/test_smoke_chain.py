@@ -57,6 +57,18 @@ def test_notebook_03_smoke_metrics(smoke_run):
     assert abs(m["target_expected_reward"] - m["aso_final_reward"]) < 0.1
 
 
+def test_notebook_03_headless_shows_the_explorer_figure_and_no_live_widget(smoke_run):
+    """The executed copy holds the explorer's starting figure and the headless note, and no widget view
+    (a cell displaying one can leave nbclient waiting forever: jupyter/nbclient#312)."""
+    import nbformat
+
+    nb = nbformat.read(smoke_run.root / "notebooks" / "03_aso_derivation.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if "live_explorer" in c.source)
+    kinds = [k for o in cell.outputs for k in o.get("data", {})]
+    assert "image/png" in kinds and "text/markdown" in kinds
+    assert "application/vnd.jupyter.widget-view+json" not in kinds
+
+
 # ----------------------------------------------------------------------------- smoke-chain metrics
 # What notebooks 04-07 logged in the smoke chain (tiny model, a few steps: the numbers check the
 # plumbing, not learning; learning is measured on the default run, see docs/training.md).

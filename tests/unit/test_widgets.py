@@ -41,3 +41,15 @@ def test_explorer_state_matches_aso_functions():
     assert st["objective"] == pytest.approx(0.5 * st["log_z"], abs=1e-10)
     assert widgets.explorer_state(ref_shape="zero_mass", s_star=3.0)["zero_levels"] == ["3.0"]
     assert widgets.explorer_state(ref_shape="zero_mass", s_star=3.0, eps=1e-3)["zero_levels"] == []
+
+
+def test_live_explorer_is_the_widget_with_a_front_end_and_a_note_headless(monkeypatch):
+    from vqalib.core.runs import HEADLESS_ENV
+
+    monkeypatch.delenv(HEADLESS_ENV, raising=False)
+    assert type(widgets.live_explorer()).__name__ == "VBox"
+    monkeypatch.setenv(HEADLESS_ENV, "0")  # "0" means off
+    assert type(widgets.live_explorer()).__name__ == "VBox"
+    monkeypatch.setenv(HEADLESS_ENV, "1")
+    note = widgets.live_explorer()
+    assert type(note).__name__ == "Markdown" and HEADLESS_ENV in note.data

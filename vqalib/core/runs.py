@@ -62,6 +62,17 @@ def cli_path(p: str) -> str:
     return os.path.abspath(os.path.expanduser(p))
 
 
+#: Set to ``1`` in the environment of a notebook kernel that has no front end (the kernels of
+#: :mod:`vqalib.notebook_runner`; set it yourself for a plain ``papermill`` batch): notebooks then show
+#: no live ipywidgets (:func:`vqalib.teaching.widgets.live_explorer`).
+HEADLESS_ENV = "VQALIB_HEADLESS"
+
+
+def headless() -> bool:
+    """True when ``$VQALIB_HEADLESS`` is set to anything but empty or ``0`` (:data:`HEADLESS_ENV`)."""
+    return os.environ.get(HEADLESS_ENV, "").strip() not in ("", "0")
+
+
 def cache_dir() -> Path:
     """Cache for generated data and cached checkpoints: ``$VQALIB_CACHE`` or ``<root>/.cache``."""
     env = os.environ.get("VQALIB_CACHE")

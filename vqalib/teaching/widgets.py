@@ -180,3 +180,22 @@ class Explorer:
         with self.out:
             clear_output(wait=True)
             display(Image(data=self.png, format="png"))
+
+
+def live_explorer(params: ExplorerParams | None = None) -> Any:
+    """What notebook 03 displays for the explorer: :class:`Explorer`'s widget, or in a headless run
+    (:func:`vqalib.core.runs.headless`: ``$VQALIB_HEADLESS=1``, set by ``python -m vqalib run-notebooks``
+    and the tests) a one-line note and no widget at all.
+
+    Why: nbclient, which papermill runs on, can wait forever on a cell that displays widgets after the
+    kernel has finished it (jupyter/nbclient#312, papermill#723; seen here on notebook 03 under ``make
+    demo``, kernel idle and the client still waiting), and a headless run has no one to move the sliders.
+    The executed copy keeps the explorer's starting state as the static figure drawn just before."""
+    from vqalib.core.runs import HEADLESS_ENV, headless
+
+    if headless():
+        from IPython.display import Markdown
+
+        return Markdown(f"*Headless run (`{HEADLESS_ENV}=1`): the live λ explorer is built when this notebook is "
+                        "opened in JupyterLab; the figure above is its starting state.*")
+    return Explorer(params).widget
