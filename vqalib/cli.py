@@ -93,10 +93,13 @@ def _on_sigterm(signum, _frame) -> None:
 
 
 def _check_output(output, args) -> None:
-    """The output checks that need no model (suffix, path, mode/model of an existing output, lock)."""
+    """The output checks that need no model (suffix, path, mode/model of an existing output, lock). Under a
+    launcher only rank 0 checks (the ranks' lock probes would refuse each other); the run checks again."""
+    from vqalib.inference.shards import world
     from vqalib.inference.store import check_output
 
-    check_output(output, {"model": args.model, "mode": args.mode}, getattr(args, "overwrite", False))
+    if world()[0] == 0:
+        check_output(output, {"model": args.model, "mode": args.mode}, getattr(args, "overwrite", False))
 
 
 def _preflight_score(args):
@@ -153,6 +156,10 @@ def _score(argv: Sequence[str]) -> int:
     scorer = _make_scorer(args)
     run = scorer.score(videos, args.output, progress=not args.no_progress, overwrite=args.overwrite,
                        limit=args.limit or None)
+    from vqalib.inference.shards import world
+
+    if world()[0] != 0:  # a launched run: rank 0 reports for all (the counts are summed over the ranks)
+        return 1 if run.n_failed else 0
     print(run.summary())
     if videos.attrs.get("skipped"):
         print(f"{len(videos.attrs['skipped'])} file(s) below {args.videos} were skipped as not videos (listed at the "
@@ -201,6 +208,10 @@ def _benchmark(argv: Sequence[str]) -> int:
     table, info = run_benchmark(args.name, args.videos, labels=args.labels, split=args.split, output=args.output,
                                 combinations=combos, readout=args.readout, n_boot=args.n_boot,
                                 limit=args.limit or None, progress=not args.no_progress, scorer=scorer)
+    from vqalib.inference.shards import world
+
+    if world()[0] != 0:  # a launched run: rank 0 prints and writes the table
+        return 0
     print(info["bench"].summary())
     print(info["run"].summary())
     for row in table.to_dict("records"):

@@ -246,6 +246,16 @@ DECISIONS: dict[str, Run | Check | Skip | InSnippet] = {
     "python -m vqalib train sft --config env/train_configs/sft_tiny.yaml --set rationale=full --set max_steps=400 "
     "--set output_dir=runs/probe/sft_full": Skip(MEASUREMENT),
     ".venv/bin/python bench/pi_ref_sharpness.py --checkpoint runs/demo/checkpoints/sft --max-clips 64": Skip(MEASUREMENT),
+    # ---- docs/scoring.md: several processes
+    "torchrun --standalone --nproc_per_node 4 -m vqalib score /data/LSVQ/videos --model Qwen/Qwen2.5-VL-7B-Instruct "
+    "-o runs/scores/lsvq_q7b.parquet": Skip("needs 4 GPUs, the LSVQ videos and the 7B weights from the hub; "
+                                           "tests/system/test_sharded_scoring.py runs score under torchrun with 2 CPU "
+                                           "processes on generated clips"),
+    "torchrun --standalone --nproc_per_node 4 -m vqalib benchmark LSVQ --split 1080p --videos /data/LSVQ/videos "
+    "--model Qwen/Qwen2.5-VL-7B-Instruct": Skip("needs 4 GPUs, the LSVQ videos and labels and the 7B weights; "
+                                                "tests/system/test_sharded_scoring.py runs benchmark under torchrun "
+                                                "with 2 CPU processes on generated clips and a KoNViD-layout file"),
+    ".venv/bin/python bench/bench_sharded_scoring.py --clips 24 --processes 2": Skip(BENCH),
     # ---- docs/benchmarks.md
     ".venv/bin/python bench/bench_pi_ref.py --nproc 2 --sample-size default --max-clips 256": Skip(BENCH),
     ".venv/bin/python bench/notebook_loop.py --only 03 --runs 20 --cell-timeout 120 --stock": Skip(BENCH),

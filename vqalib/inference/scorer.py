@@ -139,7 +139,13 @@ def load_scoring_model(model: str | os.PathLike, device: str = "auto", dtype: st
     from vqalib.model.tiny import is_tiny_preset
     from vqalib.train.common import resolve_device  # one device rule for training and scoring
 
+    from vqalib.inference.shards import world
+
     device = resolve_device(device)
+    if world()[1] > 1:  # a launched run: each rank on its own GPU (cuda:<local rank>), or all on the CPU
+        from vqalib.core.distributed import process_device
+
+        device = process_device(device)
     dtype = dtype or default_dtype(device)
     device_map = None if device == "cpu" else device
     src = resolve_model_path(model)
@@ -464,16 +470,23 @@ class Scorer:
         ``OutputError`` for a bad suffix or path, ``ResumeMismatch`` for another mode or model,
         ``OutputLocked`` while another run writes into it) and the list (``ValueError`` for an id or
         path used twice). The run holds the output's lock until it returns."""
+        from vqalib.inference import shards
         from vqalib.inference.store import acquire_lock, check_output, release_lock
 
+        t_start = time.perf_counter()
+        if shards.world()[1] > 1:  # under torchrun / accelerate launch: one shard per rank (vqalib.inference.shards)
+            items = self.list_items(videos)
+            return shards.score_sharded(self, items.head(limit) if limit else items, output, progress=progress,
+                                        overwrite=overwrite, t_start=t_start)
         if output is not None:  # before listing: a wrong output path, mode or a running run fails at once
             check_output(output, self.resume_settings(), overwrite)
-        t_start = time.perf_counter()
         items = self.list_items(videos)
         if limit:
             items = items.head(limit)
         lock = acquire_lock(output) if output is not None else None  # one run per output (store docstring)
         try:
+            if output is not None:  # parts a killed sharded run left: into the output first, or gone on overwrite
+                shards.remove_parts(output) if overwrite else shards.fold_parts(output, self.columns, self.manifest())
             return self._score(items, output, progress, overwrite, t_start)
         finally:
             release_lock(lock)
@@ -499,15 +512,21 @@ class Scorer:
                                  "give each video a unique id and path")
         return items
 
-    def _score(self, items: pd.DataFrame, output, progress: bool, overwrite: bool, t_start: float) -> ScoreRun:
+    def _score(self, items: pd.DataFrame, output, progress: bool, overwrite: bool, t_start: float,
+               prior: pd.DataFrame | None = None) -> ScoreRun:
+        """Score ``items`` into ``output``; ``prior``: rows held elsewhere that count as done too (a sharded
+        rank writes its part file and skips what the merged output holds, :mod:`vqalib.inference.shards`)."""
         from vqalib.inference.store import RowStore, last_row_per_video
 
         store = RowStore(output, self.columns, self.manifest(), overwrite=overwrite) if output else None
         done = store.open() if store else pd.DataFrame(columns=self.columns)
+        seen = pd.concat([f for f in (prior, done) if f is not None and len(f)], ignore_index=True) \
+            if (prior is not None and len(prior)) or len(done) else done
         # a video whose row is ok is skipped; one that failed before (decode_error) is tried again, and its
         # new row, appended after the old one, is the one that counts (``drop_duplicates(keep="last")``)
-        ok_paths = set(done.loc[done["status"] == STATUS_OK, "path"].astype(str)) if len(done) else set()
-        failed_before = set(done.loc[done["status"] != STATUS_OK, "path"].astype(str)) if len(done) else set()
+        seen = last_row_per_video(seen) if len(seen) else seen
+        ok_paths = set(seen.loc[seen["status"] == STATUS_OK, "path"].astype(str)) if len(seen) else set()
+        failed_before = set(seen.loc[seen["status"] != STATUS_OK, "path"].astype(str)) if len(seen) else set()
         todo = [r for r in items[["video_id", "path"]].to_dict("records") if str(r["path"]) not in ok_paths]
         n_retried = sum(str(r["path"]) in failed_before for r in todo)
         loader = torch.utils.data.DataLoader(
