@@ -10,6 +10,9 @@ Commands
                   resumable (``python -m vqalib score VIDEOS --model M --output scores.csv``)
   benchmark       a Table 2 row on a public MOS benchmark (``python -m vqalib benchmark KoNViD
                   --videos DIR [--labels FILE] --model M``)
+  benchmark-suite the standard cross-dataset protocol in one command: LSVQ-test, LSVQ-1080p, KoNViD-1k,
+                  LIVE-VQC, YouTube-UGC from locked label files, one table, published numbers beside it
+                  (``python -m vqalib benchmark-suite --model M --videos-root DIR``)
   report          the results of run folders, read from their files (``python -m vqalib report
                   runs/demo --markdown > docs/results.md``; JSON fields without ``--markdown``)
 
@@ -223,6 +226,64 @@ def _benchmark(argv: Sequence[str]) -> int:
     return 0
 
 
+def _videos_arg(text: str) -> tuple[str, str]:
+    """``--videos KEY=DIR`` of benchmark-suite."""
+    key, sep, folder = text.partition("=")
+    if not sep or not key or not folder:
+        raise _UsageError(f"--videos {text!r}: give KEY=DIR, e.g. --videos KoNViD=/data/KoNViD_1k_videos")
+    return key, cli_path(folder)
+
+
+def _benchmark_suite(argv: Sequence[str]) -> int:
+    import argparse
+
+    from vqalib.data.mos import COMBINATIONS
+    from vqalib.inference.shards import world
+    from vqalib.inference.suite import format_markdown, run_suite, side_by_side
+
+    ap = argparse.ArgumentParser(prog="python -m vqalib benchmark-suite",
+                                 description="Score a model on every benchmark of a suite (default: LSVQ-test, "
+                                             "LSVQ-1080p, KoNViD-1k, LIVE-VQC, YouTube-UGC) and print one table with "
+                                             "the published numbers beside it.", epilog=_BENCHMARK_EPILOG)
+    ap.add_argument("--suite", default="standard", help="a suite name (env/benchmark_suites/NAME.json) or file")
+    ap.add_argument("--videos-root", default=None, type=cli_path, help="a folder holding one folder per benchmark "
+                    "key: LSVQ/, KoNViD/, LIVE_VQC/, YouTubeUGC/")
+    ap.add_argument("--videos", action="append", default=[], type=str, metavar="KEY=DIR",
+                    help="one benchmark's video folder (repeatable; overrides --videos-root)")
+    ap.add_argument("--labels-root", default=None, type=cli_path, help="where the suite's label files are "
+                    "(default ../shared/data/labels)")
+    ap.add_argument("--output-dir", default="runs/benchmarks/suite", type=cli_path,
+                    help="scores files, suite.csv, suite.md and suite.json")
+    ap.add_argument("--combination", default="mean_quality", choices=list(COMBINATIONS),
+                    help="which predicted dimensions answer the single MOS")
+    ap.add_argument("--readout", default="expected_score", choices=["expected_score", "argmax_score", "parsed_score"])
+    ap.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of the CIs")
+    _scorer_args(ap)
+    args = ap.parse_args(argv)
+    videos = dict(_videos_arg(v) for v in args.videos)
+    from vqalib.inference.benchmark import check_readout
+
+    try:
+        check_readout(args.readout, args.mode)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    if not videos and not args.videos_root:
+        raise _UsageError("give --videos-root ROOT (ROOT/LSVQ, ROOT/KoNViD, ...) or --videos KEY=DIR")
+    table = run_suite(videos=videos, videos_root=args.videos_root, suite=args.suite, labels_root=args.labels_root,
+                      output_dir=args.output_dir, combination=args.combination, readout=args.readout,
+                      n_boot=args.n_boot, scorer=_make_scorer(args), progress=not args.no_progress)
+    if world()[0] != 0:
+        return 0
+    md = format_markdown(side_by_side(table))
+    from pathlib import Path
+
+    Path(args.output_dir, "suite.md").write_text(md + "\n")
+    print(md)
+    print(f"\nwritten: {args.output_dir}/suite.csv (every column), suite.md (this table), suite.json (the locked "
+          "label files and the protocol)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help", "help"}:
@@ -247,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except RunFolderError as exc:  # the folder named is not a run folder: the message says how to make one
             print(f"error: {exc}", file=sys.stderr)
             return 2
-    if cmd in ("score", "benchmark"):
+    if cmd in ("score", "benchmark", "benchmark-suite"):
         import signal
         import threading
 
@@ -259,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGTERM, _on_sigterm)
         try:
-            return _score(rest) if cmd == "score" else _benchmark(rest)
+            return {"score": _score, "benchmark": _benchmark, "benchmark-suite": _benchmark_suite}[cmd](rest)
         except (FileNotFoundError, VideoListError, LabelFileError, OutputError, OutputLocked, ResumeMismatch,
                 _UsageError) as exc:
             # what the user typed is wrong (a --model, video or label path, a video list, the output): the

@@ -256,6 +256,11 @@ DECISIONS: dict[str, Run | Check | Skip | InSnippet] = {
                                                 "tests/system/test_sharded_scoring.py runs benchmark under torchrun "
                                                 "with 2 CPU processes on generated clips and a KoNViD-layout file"),
     ".venv/bin/python bench/bench_sharded_scoring.py --clips 24 --processes 2": Skip(BENCH),
+    **{c: Skip("needs the videos of the five benchmarks and a trained checkpoint; "
+               "tests/integration/test_suite_runs.py runs benchmark-suite on the shared KoNViD clips and label files")
+       for c in ("python -m vqalib benchmark-suite --model runs/demo/checkpoints/aso --videos-root /data/vqa",
+                 "python -m vqalib benchmark-suite --model runs/demo/checkpoints/aso --videos-root /data/vqa "
+                 "--videos KoNViD=/data/KoNViD_1k_videos")},
     # ---- docs/benchmarks.md
     ".venv/bin/python bench/bench_pi_ref.py --nproc 2 --sample-size default --max-clips 256": Skip(BENCH),
     ".venv/bin/python bench/notebook_loop.py --only 03 --runs 20 --cell-timeout 120 --stock": Skip(BENCH),

@@ -9,6 +9,9 @@ above the model layer (``models``, ``inputs``, ``scoring``, ``predict``) and the
 - :mod:`vqalib.inference.store`: the resumable output table (CSV, JSONL or Parquet);
 - :mod:`vqalib.inference.scorer`: :class:`~vqalib.inference.scorer.Scorer`, ``--mode fast`` and
   ``--mode generate``, decoding overlapped with the model through DataLoader workers;
+- :mod:`vqalib.inference.shards`: the same scoring under ``torchrun``, one shard per process, merged;
 - :mod:`vqalib.inference.benchmark`: ``python -m vqalib benchmark``, a Table 2 row from the
-  official label files of KoNViD-1k, LIVE-VQC, YouTube-UGC and LSVQ.
+  official label files of KoNViD-1k, LIVE-VQC, YouTube-UGC and LSVQ;
+- :mod:`vqalib.inference.suite`: ``python -m vqalib benchmark-suite``, the standard protocol over five
+  benchmarks from locked label files, with the published numbers beside ours.
 """
