@@ -284,7 +284,8 @@ DECISIONS: dict[str, Run | Check | Skip | InSnippet] = {
     **{c: Skip(FRAGMENT) for c in (".venv/bin/", "OMP_NUM_THREADS=1", "accelerate launch", "bench/bench_score.py",
                                    "uv sync", "bench/gpu_check.py", "python -m vqalib ...", "python -m vqalib report",
                                    "python -m vqalib report RUN_DIR [--markdown]", "python -m vqalib score",
-                                   "python -m vqalib benchmark", "python -m vqalib train", "python docs/snippets/_sync.py")},
+                                   "python -m vqalib benchmark", "python -m vqalib train", "python docs/snippets/_sync.py",
+                                   "python -m vqalib benchmark-suite", "bench/bench_sharded_scoring.py")},
     "python -m vqalib sample-data --size smoke --root runs/sample": InSnippet("score_sample.sh"),
 }
 
