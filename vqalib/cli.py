@@ -192,7 +192,7 @@ def _benchmark(argv: Sequence[str]) -> int:
                     "MOS_for_YouTube_UGC_dataset.xlsx, labels_test_1080p.csv) or a FAST-VQA labels.txt")
     ap.add_argument("--split", default=None, help="LSVQ: test (default) | 1080p | train; each reads its own file "
                     "(labels_train_test.csv selects test/train by is_test, labels_test_1080p.csv is 1080p)")
-    ap.add_argument("--output", "-o", default=None, type=cli_path, help="scores file (default runs/benchmarks/NAME/MODEL.MODE.csv)")
+    ap.add_argument("--output", "-o", default=None, type=cli_path, help="scores file (default runs/benchmarks/NAME/SPLIT/MODEL.MODE.csv)")
     ap.add_argument("--combination", default="mean_quality", help=f"one of {list(COMBINATIONS)}, or 'all'")
     ap.add_argument("--readout", default="expected_score", choices=["expected_score", "argmax_score", "parsed_score"])
     ap.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of the CIs")
@@ -206,11 +206,21 @@ def _benchmark(argv: Sequence[str]) -> int:
         check_readout(args.readout, args.mode)
     except ValueError as exc:
         raise _UsageError(str(exc)) from None
-    _check_output(args.output or default_output(args.name, args.model, args.mode), args)
+    from vqalib.data.mos import load_benchmark
+
+    try:  # the labels before the model: a wrong split or label file costs no model load
+        bench = load_benchmark(args.name, args.videos, split=args.split, label_file=args.labels)
+    except ValueError as exc:  # an unknown split; LabelFileError (also a ValueError) is the file's own fault
+        from vqalib.data.mos import LabelFileError
+
+        if isinstance(exc, LabelFileError):
+            raise
+        raise _UsageError(str(exc)) from None
+    _check_output(args.output or default_output(args.name, args.model, args.mode, bench.split), args)
     scorer = _make_scorer(args)
     table, info = run_benchmark(args.name, args.videos, labels=args.labels, split=args.split, output=args.output,
                                 combinations=combos, readout=args.readout, n_boot=args.n_boot,
-                                limit=args.limit or None, progress=not args.no_progress, scorer=scorer)
+                                limit=args.limit or None, progress=not args.no_progress, scorer=scorer, bench=bench)
     from vqalib.inference.shards import world
 
     if world()[0] != 0:  # a launched run: rank 0 prints and writes the table
@@ -223,6 +233,10 @@ def _benchmark(argv: Sequence[str]) -> int:
         table.to_csv(args.table, index=False)
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 3):
         print(table.drop(columns=["benchmark", "split"]).to_string(index=False))
+    if info["run"].n_failed:  # as score: the failures are listed above, the exit status says there were some
+        print(f"{info['run'].n_failed} video(s) failed to decode (listed above, status decode_error in "
+              f"{info['output']}); fix or remove them and rerun the same command", file=sys.stderr)
+        return 1
     return 0
 
 

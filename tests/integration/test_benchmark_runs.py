@@ -56,3 +56,30 @@ def test_benchmark_cli(konvid_like, tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "SRCC" in out.stdout and "found 5/6" in out.stdout
+
+
+def test_benchmark_cli_exits_1_when_videos_fail_to_decode_and_lists_them(tmp_path, capsys):
+    """As score does: the failures are listed, the table still comes, and the exit status says so."""
+    from vqalib.cli import main
+
+    vids = tmp_path / "videos"
+    vids.mkdir()
+    for i, v in enumerate([2001, 2002, 2003]):
+        write_clip(vids / f"{v}.mp4", n_frames=8, seed=i)
+    (vids / "2004.mp4").write_bytes(b"")  # a broken download
+    labels = tmp_path / "KoNViD_1k_mos.csv"
+    labels.write_text("flickr_id,mos\n2001,1.5\n2002,2.5\n2003,3.5\n2004,4.0\n")
+    rc = main(["benchmark", "KoNViD", "--videos", str(vids), "--labels", str(labels), "--model", "tiny",
+               "--n-boot", "10", "-o", str(tmp_path / "s.csv"), "--no-progress", "--num-workers", "0",
+               "--device", "cpu"])
+    out, err = capsys.readouterr()
+    assert rc == 1 and "FAILED" in out and "2004.mp4" in out and "1 video(s) failed to decode" in err
+    assert "decode failed 1" in out  # the Table 2 row counts it
+
+
+def test_benchmark_cli_refuses_an_unknown_split_before_loading_a_model(tmp_path, capsys, monkeypatch):
+    from vqalib import cli
+
+    monkeypatch.setattr(cli, "_make_scorer", lambda args: pytest.fail("the model was loaded before the labels"))
+    rc = cli.main(["benchmark", "LSVQ", "--videos", str(tmp_path), "--split", "val", "--model", "tiny"])
+    assert rc == 2 and "unknown split 'val'" in capsys.readouterr().err

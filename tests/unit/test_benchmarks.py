@@ -243,3 +243,21 @@ def test_the_table_row_records_the_labels_it_was_computed_on(lsvq_release):
     assert row["label_file"] == str(root / "labels_test_1080p.csv") and row["label_rows"] == 3
     assert row["label_sha256"] == hashlib.sha256((root / "labels_test_1080p.csv").read_bytes()).hexdigest()
     assert row["SRCC"] == pytest.approx(1.0)  # MOS 30, 45, 80 against scores rising in the same order
+
+
+def test_each_split_has_its_own_default_scores_file():
+    from vqalib.inference.benchmark import default_output
+
+    test, p1080 = (default_output("LSVQ", "tiny", "fast", sp) for sp in ("test", "1080p"))
+    assert test != p1080 and test.parent.name == "test" and p1080.name == "tiny.fast.csv"  # before: one shared file
+
+
+def test_a_missing_split_file_names_the_other_splits_files_it_saw(tmp_path):
+    vids = tmp_path / "videos"
+    vids.mkdir()
+    lsvq_csv(tmp_path / "labels_test_1080p.csv", ["a/1"], [40.0])
+    with pytest.raises(FileNotFoundError) as err:
+        find_label_file("LSVQ", vids, "test", labels_root=tmp_path / "none")
+    msg = str(err.value)
+    assert "Found labels_test_1080p.csv there: it is the '1080p' split's file (--split 1080p)" in msg
+    assert "--labels /path/to/LSVQ_whole_test.csv or labels_train_test.csv" in msg

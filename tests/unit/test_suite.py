@@ -79,5 +79,5 @@ def test_side_by_side_puts_the_published_rows_under_ours():
     konvid = sbs[sbs["benchmark"] == "KoNViD"]
     assert konvid["model"].iloc[0] == "tiny (this run)" and "Q-Align" in konvid["model"].tolist()
     md = S.format_markdown(sbs)
-    assert "| KoNViD | all | tiny (this run) | 0.100 | 0.200 | 5 |" in md
+    assert "| KoNViD | all | tiny (this run) | 0.100 | 0.200 | 5 |" in md and "| note | source |" in md
     assert "no video folder for LIVE_VQC" in md and "| – | – |" in md

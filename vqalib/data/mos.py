@@ -366,10 +366,18 @@ def find_label_file(name: str, video_root: str | os.PathLike | None = None, spli
             return lr / s.label_files[split]
     fastvqa = f" FAST-VQA's list examplar_data_labels/{key}/{Path(s.label_files[split]).name} works too." \
         if split in s.label_files else ""
+    others = []  # other splits' files that are there: say which split they are, never use them for this one
+    if video_root is not None:
+        for sp, files in s.official_files.items():
+            for f in files:
+                for d in (resolve_path(video_root), resolve_path(video_root).parent):
+                    if sp != split and f not in names and (d / f).is_file() and f not in [o[0] for o in others]:
+                        others.append((f, sp))
+    seen = "".join(f" Found {f} there: it is the {sp!r} split's file (--split {sp})." for f, sp in others)
     raise FileNotFoundError(
-        f"no {s.name} label file for the {split!r} split found (looked for {', '.join(looked)}). Download "
-        f"{s.download}, then pass --labels /path/to/{names[0] if names else 'labels'} (in Python: label_file=...)."
-        + fastvqa)
+        f"no {s.name} label file for the {split!r} split found (looked for {', '.join(looked)}).{seen} Download "
+        f"{s.download}, then pass --labels /path/to/{' or '.join(names) if names else 'labels'} (in Python: "
+        f"label_file=...)." + fastvqa)
 
 
 def label_file_info(path: Path) -> dict[str, Any]:

@@ -101,10 +101,11 @@ def check_readout(readout: str, mode: str) -> None:
                          "expected_score / argmax_score")
 
 
-def default_output(name: str, model: str, mode: str) -> Path:
-    """``runs/benchmarks/<name>/<model>.<mode>.csv`` under the project root."""
+def default_output(name: str, model: str, mode: str, split: str = "all") -> Path:
+    """``runs/benchmarks/<name>/<split>/<model>.<mode>.csv`` under the project root: one file per split, so
+    scoring LSVQ's test and 1080p splits never mixes their rows in one file."""
     slug = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(str(model)).name or str(model))
-    return resolve_path("runs") / "benchmarks" / name / f"{slug}.{mode}.csv"
+    return resolve_path("runs") / "benchmarks" / name / split / f"{slug}.{mode}.csv"
 
 
 def run_benchmark(name: str, videos: str | os.PathLike, model: Any = "tiny", *, labels: str | os.PathLike | None = None,
@@ -112,7 +113,8 @@ def run_benchmark(name: str, videos: str | os.PathLike, model: Any = "tiny", *, 
                   combinations: Iterable[str] = ("mean_quality",), readout: str = "expected_score",
                   n_boot: int = 1000, seed: int = 0, scale: str = "nominal", limit: int | None = None,
                   labels_root: str | os.PathLike | None = None,
-                  progress: bool = False, scorer=None, **scorer_kwargs: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
+                  progress: bool = False, scorer=None, bench=None,
+                  **scorer_kwargs: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Score the benchmark videos found under ``videos`` and return ``(table2 rows, info)``.
 
     ``info`` holds the :class:`vqalib.data.mos.BenchmarkSet` (``bench``), the scorer run (``run``) and
@@ -120,15 +122,19 @@ def run_benchmark(name: str, videos: str | os.PathLike, model: Any = "tiny", *, 
     say so). ``scorer`` reuses a :class:`~vqalib.inference.scorer.Scorer`; else one is built from
     ``model``, ``mode`` and ``scorer_kwargs`` (``batch_size``, ``device``, ``num_workers`` ...).
     ``readout="parsed_score"`` needs ``mode="generate"`` (raises ``ValueError`` before scoring otherwise).
+    ``bench``: a :class:`vqalib.data.mos.BenchmarkSet` already loaded (the CLI reads the labels before it
+    loads the model, so a label error costs no model load); else it is loaded from the arguments.
     """
     from vqalib.inference.scorer import Scorer, to_prediction_rows
     from vqalib.data.mos import load_benchmark
 
     check_readout(readout, scorer.mode if scorer is not None else mode)
-    bench = load_benchmark(name, videos, split=split, label_file=labels, scale=scale, labels_root=labels_root)
+    if bench is None:
+        bench = load_benchmark(name, videos, split=split, label_file=labels, scale=scale, labels_root=labels_root)
     if scorer is None:
         scorer = Scorer(model, mode=mode, **scorer_kwargs)
-    out = resolve_path(output) if output else default_output(name, str(scorer.info.get("model")), scorer.mode)
+    out = resolve_path(output) if output else default_output(name, str(scorer.info.get("model")), scorer.mode,
+                                                             bench.split)
     items = bench.available[["video_id", "path"]]
     if limit:
         items = items.head(limit)

@@ -115,7 +115,7 @@ def _empty_row(entry: SuiteEntry, reason: str, **extra: Any) -> dict[str, Any]:
     for m in TABLE2_METRICS:
         lab = METRIC_LABELS[m]
         row.update({lab: np.nan, f"{lab} low": np.nan, f"{lab} high": np.nan})
-    row.update(n=0, reason=reason, **extra)
+    row.update(n=0, n_failed=0, n_no_score=0, reason=reason, **extra)
     return row
 
 
@@ -155,7 +155,8 @@ def run_suite(model: Any = "tiny", videos: Mapping[str, str | os.PathLike] | Non
         folder = folders[e]
         if folder is None or not folder.is_dir():
             why = (f"no video folder for {e.benchmark} (pass --videos {e.benchmark}=DIR or --videos-root ROOT with "
-                   f"ROOT/{e.benchmark})" if folder is None else f"video folder {folder} does not exist")
+                   f"ROOT/{e.benchmark})" if folder is None else
+                   f"video folder {folder} does not exist (put the videos there, or pass --videos {e.benchmark}=DIR)")
             rows.append({**_empty_row(e, why, n_listed=e.rows, n_found=0, n_missing=e.rows), **lock, **protocol})
             continue
         try:
@@ -187,7 +188,8 @@ def published_results(path: str | os.PathLike | None = None) -> pd.DataFrame:
 
 def side_by_side(table: pd.DataFrame, published: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per benchmark and split: our row (``model`` = the scored model) and every published row, with
-    ``SRCC, PLCC, n, training, protocol, source``; ours first, then the published ones in file order."""
+    ``SRCC, PLCC, n, training, protocol, note, source`` (``note``: why our row is NaN, when it is); ours first,
+    then the published ones in file order."""
     pub = published_results() if published is None else published
     out = []
     for _, r in table.iterrows():
@@ -196,12 +198,12 @@ def side_by_side(table: pd.DataFrame, published: pd.DataFrame | None = None) -> 
                     "training": "", "protocol": f"{r.get('mode', '')}, {r.get('readout', '')}, "
                                                 f"{r.get('combination', '')}, {r.get('fps', '')} fps, "
                                                 f"<= {r.get('max_frames', '')} frames",
-                    "source": r.get("reason") if isinstance(r.get("reason"), str) else "this run"})
+                    "note": r.get("reason") if isinstance(r.get("reason"), str) else "", "source": "this run"})
         match = pub[(pub["benchmark"] == r["benchmark"]) & (pub["split"] == r["split"])]
         for _, p in match.iterrows():
             out.append({"benchmark": p["benchmark"], "split": p["split"], "model": p["model"], "SRCC": p["srcc"],
                         "PLCC": p["plcc"], "n": np.nan, "training": p["training"], "protocol": p["protocol"],
-                        "source": p["source"]})
+                        "note": "", "source": p["source"]})
     return pd.DataFrame(out)
 
 
@@ -212,7 +214,7 @@ def format_markdown(sbs: pd.DataFrame) -> str:
             return "–" if not np.isfinite(v) else f"{v:.3f}"
         return str(v).replace("|", "/")
 
-    cols = ["benchmark", "split", "model", "SRCC", "PLCC", "n", "training", "protocol", "source"]
+    cols = ["benchmark", "split", "model", "SRCC", "PLCC", "n", "training", "protocol", "note", "source"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     def count(v: Any) -> str:
         return str(int(v)) if pd.notna(v) else ""
