@@ -16,12 +16,13 @@ import pytest
 
 from model_helpers import QWEN_DIR, shrunk_real_model, synthetic_clip, write_clip
 from vqalib.inference.scorer import FAST_ANSWER, Scorer, columns, distributions
+from conftest import SHARED_DATA
 from vqalib.inference.sources import VideoListError, list_videos
 from vqalib.inference.store import ResumeMismatch, read_scores
 from vqalib.schema.levels import DIMENSION_KEYS, LEVELS
 
 ROOT = Path(__file__).resolve().parents[2]
-REAL_VIDEOS = ROOT.parent / "shared" / "data" / "videos"
+REAL_VIDEOS = SHARED_DATA / "videos"
 
 
 @pytest.fixture(scope="module")

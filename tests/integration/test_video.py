@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import SHARED_DATA
 from vqalib.video.frames import (
     SamplingConfig,
     VideoDecodeError,
@@ -24,7 +25,7 @@ from vqalib.video.frames import (
     sample_video,
 )
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+SHARED = SHARED_DATA
 VIDEOS = SHARED / "videos"
 CLIPS = sorted(VIDEOS.glob("*/*.mp4")) if VIDEOS.is_dir() else []
 needs_clips = pytest.mark.skipif(not CLIPS, reason=f"real clips not found in {VIDEOS} (../shared/data is absent)")

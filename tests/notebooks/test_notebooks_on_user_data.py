@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import SHARED_DATA
 from test_evaluation import simulated
 from test_rating_tables import WIDE, study  # noqa: F401  (study: a module fixture used below)
 from test_wild_tables import LONG
@@ -159,7 +160,7 @@ def test_notebook07_cross_benchmark_section(tmp_path):
     import papermill as pm
     import yaml
 
-    konvid = ROOT.parent / "shared" / "data" / "videos" / "konvid"
+    konvid = SHARED_DATA / "videos" / "konvid"
     if not konvid.is_dir():
         pytest.skip(f"real clips not found at {konvid}")
     params = yaml.safe_load((ROOT / "notebooks" / "params" / "07_evaluation.smoke.yaml").read_text())

@@ -18,9 +18,9 @@ from vqalib.data.mos import (
     to_1_5,
 )
 
-from pathlib import Path
+from conftest import SHARED_DATA
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+SHARED = SHARED_DATA
 LABELS = SHARED / "labels"
 needs_labels = pytest.mark.skipif(not LABELS.is_dir(), reason=f"label files not found in {LABELS} (../shared/data is absent)")
 
