@@ -206,15 +206,13 @@ def _benchmark(argv: Sequence[str]) -> int:
         check_readout(args.readout, args.mode)
     except ValueError as exc:
         raise _UsageError(str(exc)) from None
-    from vqalib.data.mos import load_benchmark
+    from vqalib.data.mos import LabelFileError, load_benchmark
 
     try:  # the labels before the model: a wrong split or label file costs no model load
         bench = load_benchmark(args.name, args.videos, split=args.split, label_file=args.labels)
-    except ValueError as exc:  # an unknown split; LabelFileError (also a ValueError) is the file's own fault
-        from vqalib.data.mos import LabelFileError
-
-        if isinstance(exc, LabelFileError):
-            raise
+    except LabelFileError:  # the file's own fault: reported as such by main()
+        raise
+    except ValueError as exc:  # an unknown split: what was typed
         raise _UsageError(str(exc)) from None
     _check_output(args.output or default_output(args.name, args.model, args.mode, bench.split), args)
     scorer = _make_scorer(args)

@@ -66,6 +66,11 @@ class BenchmarkSpec:
         """Every split this benchmark has, the default first."""
         return tuple(dict.fromkeys([*self.official_files, *self.label_files]))
 
+    def check_split(self, split: str | None) -> None:
+        """Raise ``ValueError`` naming the splits when ``split`` is given and is not one of them."""
+        if split is not None and split not in self.splits:
+            raise ValueError(f"{self.name}: unknown split {split!r}; choose one of {list(self.splits)}")
+
     def splits_of(self, path: Path) -> list[str]:
         """The splits a label file holds, known from its name (an official name, or the tail
         ``<benchmark>/<file>`` of a FAST-VQA list); empty for a name this spec does not know."""
@@ -129,6 +134,12 @@ def spec(name: str) -> BenchmarkSpec:
         if name.lower() in (k.lower(), s.name.lower()):
             return s
     raise ValueError(f"unknown benchmark {name!r}; choose one of {list(BENCHMARKS)}")
+
+
+def benchmark_key(name: str) -> str:
+    """The :data:`BENCHMARKS` key (``KoNViD`` ...) of a benchmark named by key or by its name (``KoNViD-1k``)."""
+    s = spec(name)
+    return next(k for k, v in BENCHMARKS.items() if v is s)
 
 
 def to_1_5(mos, scale: tuple[float, float], source: str | os.PathLike | None = None) -> np.ndarray:
@@ -347,18 +358,16 @@ def find_label_file(name: str, video_root: str | os.PathLike | None = None, spli
     ``FileNotFoundError`` naming every path looked at, what to download and where to point ``--labels``."""
     s = spec(name)
     split = split or s.splits[0]
-    if split not in s.splits:
-        raise ValueError(f"{s.name}: unknown split {split!r}; choose one of {list(s.splits)}")
+    s.check_split(split)
     names = s.official_files.get(split, ())
     looked = []
-    if video_root is not None:
-        root = resolve_path(video_root)
-        for d in (root, root.parent):
-            for f in names:
-                looked.append(str(d / f))
-                if (d / f).is_file():
-                    return d / f
-    key = next(k for k, v in BENCHMARKS.items() if v is s)
+    dirs = (resolve_path(video_root), resolve_path(video_root).parent) if video_root is not None else ()
+    for d in dirs:
+        for f in names:
+            looked.append(str(d / f))
+            if (d / f).is_file():
+                return d / f
+    key = benchmark_key(name)
     if split in s.label_files:
         lr = resolve_path(labels_root) if labels_root else default_labels_root()
         looked.append(str(lr / s.label_files[split]))
@@ -366,14 +375,13 @@ def find_label_file(name: str, video_root: str | os.PathLike | None = None, spli
             return lr / s.label_files[split]
     fastvqa = f" FAST-VQA's list examplar_data_labels/{key}/{Path(s.label_files[split]).name} works too." \
         if split in s.label_files else ""
-    others = []  # other splits' files that are there: say which split they are, never use them for this one
-    if video_root is not None:
-        for sp, files in s.official_files.items():
-            for f in files:
-                for d in (resolve_path(video_root), resolve_path(video_root).parent):
-                    if sp != split and f not in names and (d / f).is_file() and f not in [o[0] for o in others]:
-                        others.append((f, sp))
-    seen = "".join(f" Found {f} there: it is the {sp!r} split's file (--split {sp})." for f, sp in others)
+    # other splits' files that are there: say which split they are, never use them for this one
+    others: dict[str, str] = {}  # a file of several splits is named with the first
+    for sp, files in s.official_files.items():
+        for f in files:
+            if sp != split and f not in names and any((d / f).is_file() for d in dirs):
+                others.setdefault(f, sp)
+    seen = "".join(f" Found {f} there: it is the {sp!r} split's file (--split {sp})." for f, sp in others.items())
     raise FileNotFoundError(
         f"no {s.name} label file for the {split!r} split found (looked for {', '.join(looked)}).{seen} Download "
         f"{s.download}, then pass --labels /path/to/{' or '.join(names) if names else 'labels'} (in Python: "
@@ -395,8 +403,7 @@ def select_split(s: BenchmarkSpec, df: pd.DataFrame, path: Path, split: str | No
     with no ``is_test`` column to tell them apart, raises :class:`LabelFileError` naming the right file. A
     file whose name is not known is taken whole as ``split`` when it is given (the caller states it), and
     raises when a benchmark with several splits gets none."""
-    if split is not None and split not in s.splits:
-        raise ValueError(f"{s.name}: unknown split {split!r}; choose one of {list(s.splits)}")
+    s.check_split(split)
     known = s.splits_of(path)
     if "is_test" in df.columns:
         holds = [sp for sp in ("test", "train") if sp in s.splits]
@@ -542,9 +549,8 @@ def load_benchmark(name: str, video_root: str | os.PathLike, split: str | None =
     MOS with the dataset's rating scale; ``"observed"`` uses the min/max of the listed MOS.
     """
     s = spec(name)
-    key = next(k for k, v in BENCHMARKS.items() if v is s)
-    if split is not None and split not in s.splits:
-        raise ValueError(f"{s.name}: unknown split {split!r}; choose one of {list(s.splits)}")
+    key = benchmark_key(name)
+    s.check_split(split)
     if label_file is None:
         label_file = find_label_file(name, video_root, split or s.splits[0], labels_root)
     label_file = resolve_path(label_file)

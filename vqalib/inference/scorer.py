@@ -520,11 +520,10 @@ class Scorer:
 
         store = RowStore(output, self.columns, self.manifest(), overwrite=overwrite) if output else None
         done = store.open() if store else pd.DataFrame(columns=self.columns)
-        seen = pd.concat([f for f in (prior, done) if f is not None and len(f)], ignore_index=True) \
-            if (prior is not None and len(prior)) or len(done) else done
+        held = [f for f in (prior, done) if f is not None and len(f)]
         # a video whose row is ok is skipped; one that failed before (decode_error) is tried again, and its
         # new row, appended after the old one, is the one that counts (``drop_duplicates(keep="last")``)
-        seen = last_row_per_video(seen) if len(seen) else seen
+        seen = last_row_per_video(pd.concat(held, ignore_index=True)) if held else done
         ok_paths = set(seen.loc[seen["status"] == STATUS_OK, "path"].astype(str)) if len(seen) else set()
         failed_before = set(seen.loc[seen["status"] != STATUS_OK, "path"].astype(str)) if len(seen) else set()
         todo = [r for r in items[["video_id", "path"]].to_dict("records") if str(r["path"]) not in ok_paths]

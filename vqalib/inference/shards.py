@@ -76,8 +76,7 @@ def fold_parts(output: str | os.PathLike, columns: Sequence[str], manifest: dict
 
     Raises :class:`vqalib.inference.store.ResumeMismatch` naming the part when a part was written with
     other settings (model, mode, sampling, ...) than ``manifest``: its rows would not be comparable."""
-    from vqalib.core.runs import jsonable
-    from vqalib.inference.store import RESUME_KEYS, ResumeMismatch, RowStore, manifest_path, read_scores
+    from vqalib.inference.store import ResumeMismatch, RowStore, manifest_mismatch, read_scores
 
     parts = leftover_parts(output)
     if not parts:
@@ -85,16 +84,12 @@ def fold_parts(output: str | os.PathLike, columns: Sequence[str], manifest: dict
         return 0
     frames = []
     for p in parts:
-        mp = manifest_path(p)
-        if mp.is_file():
-            import json
-
-            old = json.loads(mp.read_text())
-            diff = [k for k in RESUME_KEYS if jsonable(old.get(k)) != jsonable(manifest.get(k))]
-            if diff:
-                raise ResumeMismatch(f"{p} (a part of an earlier sharded run) was written with {diff[0]}="
-                                     f"{old.get(diff[0])!r}, this run has {manifest.get(diff[0])!r}; rerun with the "
-                                     f"earlier settings to finish it, or pass overwrite (--overwrite) to start again")
+        diff = manifest_mismatch(p, manifest)
+        if diff:
+            k, old, new = diff
+            raise ResumeMismatch(f"{p} (a part of an earlier sharded run) was written with {k}={old!r}, this run "
+                                 f"has {new!r}; rerun with the earlier settings to finish it, or pass overwrite "
+                                 "(--overwrite) to start again")
         frames.append(read_scores(p))
     rows = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else None
     n = 0
@@ -140,7 +135,7 @@ def score_sharded(scorer, items: pd.DataFrame, output: str | os.PathLike | None,
     import torch.distributed as dist
 
     from vqalib.core.distributed import shard, wait_for_everyone
-    from vqalib.inference.store import acquire_lock, check_output, manifest_path, release_lock
+    from vqalib.inference.store import acquire_lock, check_output, release_lock, remove_output
 
     t_start = time.perf_counter() if t_start is None else t_start
     rank, n = world()
@@ -160,8 +155,7 @@ def score_sharded(scorer, items: pd.DataFrame, output: str | os.PathLike | None,
             check_output(out, scorer.resume_settings(), overwrite)
             lock = acquire_lock(out)
             if overwrite:
-                for p in (out, out.with_name(out.name + ".partial.jsonl"), manifest_path(out)):
-                    p.unlink(missing_ok=True)
+                remove_output(out)
                 remove_parts(out)
             fold_parts(out, scorer.columns, scorer.manifest())
         except Exception as exc:  # noqa: BLE001 - raised again below, on every rank

@@ -122,6 +122,24 @@ def _journal(path: Path) -> Path:
     return path.with_name(path.name + ".partial.jsonl")
 
 
+def remove_output(path: str | os.PathLike) -> None:
+    """Delete an output, its Parquet journal and its manifest (what ``overwrite`` starts again from)."""
+    p = resolve_path(path)
+    for f in (p, _journal(p), manifest_path(p)):
+        f.unlink(missing_ok=True)
+
+
+def manifest_mismatch(path: str | os.PathLike, manifest: dict[str, Any]) -> tuple[str, Any, Any] | None:
+    """``(key, written, now)`` for the first of :data:`RESUME_KEYS` on which ``path``'s manifest differs from
+    ``manifest``; None when they agree or ``path`` has no manifest yet."""
+    mp = manifest_path(path)
+    if not mp.is_file():
+        return None
+    old, new = json.loads(mp.read_text()), jsonable(manifest)
+    k = next((k for k in RESUME_KEYS if jsonable(old.get(k)) != new.get(k)), None)
+    return None if k is None else (k, old.get(k), new.get(k))
+
+
 def _append(path: Path, text: str) -> None:
     """Append ``text`` with a single write, then flush it to disk."""
     data = text.encode()
@@ -316,23 +334,17 @@ class RowStore:
         self._header_written = False
 
     def _check_manifest(self) -> None:
-        mp = manifest_path(self.path)
-        if not mp.is_file():
-            return
-        old = json.loads(mp.read_text())
-        new = jsonable(self.manifest)
-        diff = [k for k in RESUME_KEYS if jsonable(old.get(k)) != new.get(k)]
+        diff = manifest_mismatch(self.path, self.manifest)
         if diff:
-            k = diff[0]
-            raise ResumeMismatch(f"{self.path} was written with {k}={old.get(k)!r}, this run has {k}={new.get(k)!r}; "
+            k, old, new = diff
+            raise ResumeMismatch(f"{self.path} was written with {k}={old!r}, this run has {k}={new!r}; "
                                  "use a new output file, or pass overwrite (--overwrite) to start again")
 
     def open(self) -> pd.DataFrame:
         """Prepare the file and return the rows already in it (the videos a resumed run skips)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.overwrite:
-            for p in (self.path, _journal(self.path), manifest_path(self.path)):
-                p.unlink(missing_ok=True)
+            remove_output(self.path)
         self._check_manifest()
         if self.format == "csv":
             done = _read_csv(self.path, self.columns)

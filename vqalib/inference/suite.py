@@ -132,7 +132,7 @@ def run_suite(model: Any = "tiny", videos: Mapping[str, str | os.PathLike] | Non
     ``videos`` maps a benchmark key (``LSVQ``, ``KoNViD``, ``LIVE_VQC``, ``YouTubeUGC``) to its folder;
     ``videos_root`` gives ``<root>/<key>`` for the others. Raises ``LabelFileError`` before any scoring when a
     locked label file is missing or differs."""
-    from vqalib.data.mos import BENCHMARKS, spec
+    from vqalib.data.mos import benchmark_key
     from vqalib.inference.benchmark import check_readout, run_benchmark
     from vqalib.inference.scorer import Scorer
 
@@ -142,7 +142,7 @@ def run_suite(model: Any = "tiny", videos: Mapping[str, str | os.PathLike] | Non
     out_dir = resolve_path(output_dir)
     folders = {}
     for e in entries:
-        key = next(k for k, v in BENCHMARKS.items() if v is spec(e.benchmark))
+        key = benchmark_key(e.benchmark)
         given = (videos or {}).get(key) or (videos or {}).get(e.benchmark)
         folders[e] = resolve_path(given) if given else (resolve_path(videos_root) / key if videos_root else None)
     scorer = scorer or Scorer(model, mode=mode, **scorer_kwargs)
@@ -170,7 +170,7 @@ def run_suite(model: Any = "tiny", videos: Mapping[str, str | os.PathLike] | Non
                          "detail": str(exc).splitlines()[0]})
             continue
         row = table.iloc[0].to_dict()
-        rows.append({**row, "benchmark": e.benchmark, "dataset": spec(e.benchmark).name, **protocol})
+        rows.append({**row, "benchmark": e.benchmark, "dataset": info["bench"].name, **protocol})
     result = pd.DataFrame(rows)
     out_dir.mkdir(parents=True, exist_ok=True)
     result.to_csv(out_dir / "suite.csv", index=False)
