@@ -92,6 +92,10 @@ the number:
   ``'great' is not one of the levels bad, poor, fair, good, excellent``; nothing after the name gives
   "no level after the dimension name". Two levels joined as a range (``fair-good``, ``fair to
   good``, ``fair/good``, ``fair or good``) are ``unparsable`` ("a range").
+* A level word followed on its line by another word (``Overall quality: poor lighting hurts it``)
+  is prose, not a score: that match has no value, so, as ``Motion Quality: smooth`` above, it does
+  not undo an earlier score, and alone it is ``unparsable`` with the reason. Punctuation, a bracket
+  or the end of the line may follow the word (``good.``, ``good, sharp``, ``good (4/5)``, ``good |``).
 * A **number** on a word schema is read as a level value with the numeric rules above (in
   [lo, hi], snapped, ``/hi`` is the own scale, ``rescale=True`` maps other scales), ``ok`` and flagged
   ``as_number=True`` (``Overall Quality: 4`` is ``good``, ``3.5`` snaps to 4.0 with ``off_grid``), so
@@ -308,6 +312,8 @@ _THINK_CLOSE_RE = re.compile(r"</think>", re.IGNORECASE)
 _KEEP_COMPAT = ("<super>", "<sub>", "<fraction>")
 #: the text right after a dimension name that gave no level (quoted in the reason on word schemas).
 _WORD_AFTER_RE = re.compile(r"[^\s\"'*|,;.:{}()\[\]<>]+")
+#: a level word followed by another word ("poor lighting"): prose, not a score.
+_PROSE_RE = re.compile(r"[ \t]+[^\W\d_][^\s\"'*|,;.:{}()\[\]<>]*")
 
 
 def _norm_name(name: str) -> str:
@@ -425,6 +431,9 @@ class _Read:
     off_grid: bool = False
     rescaled: bool = False
     as_number: bool = False
+    #: the match wrote a value (a number, or a level word that ends the value): a later match without
+    #: one does not undo it (module docstring)
+    has_value: bool = True
 
 
 def _scale_of(inner: str) -> tuple[float | None, float] | None:
@@ -450,7 +459,8 @@ def _read_number(m: re.Match, text: str, rescale: bool, schema: RatingSchema) ->
     num = m.group("num")
     scale_text = f"{schema.lo:g}-{schema.hi:g}"
     if num is None:
-        return _Read(None, STATUS_UNPARSABLE, "no number after the dimension name", m.group(0).strip())
+        return _Read(None, STATUS_UNPARSABLE, "no number after the dimension name", m.group(0).strip(),
+                     has_value=False)
     end, span = m.end("num"), (m.start("num"), m.end("num"))
     exp = _EXP_RE.match(text, end)
     if exp:  # read as written: 1e1 is 10, not 1
@@ -507,22 +517,25 @@ def _read_value(m: re.Match, text: str, rescale: bool, schema: RatingSchema, pat
         rng = pat.word_range.match(text, span[1])
         if rng:
             return _Read(None, STATUS_UNPARSABLE, "a range, not one score", text[span[0]: rng.end()], value, span)
+        prose = _PROSE_RE.match(text, span[1])
+        if prose:  # "poor lighting": a sentence, not a score
+            return _Read(None, STATUS_UNPARSABLE, f"the level word {word!r} is followed by more words "
+                         f"({word + prose.group(0)!r}); write the level alone", word + prose.group(0),
+                         has_value=False)
         return _Read(value, STATUS_OK, None, word, value, span)
     if pat.words and m.group("num") is None:
         after = _WORD_AFTER_RE.match(text, m.end())
         levels_text = ", ".join(schema.strings)
         if after is None:
             return _Read(None, STATUS_UNPARSABLE, f"no level after the dimension name (one of {levels_text})",
-                         m.group(0).strip())
+                         m.group(0).strip(), has_value=False)
         return _Read(None, STATUS_UNPARSABLE, f"{after.group(0)!r} is not one of the levels {levels_text}",
-                     m.group(0).strip() + after.group(0))
+                     m.group(0).strip() + after.group(0), has_value=False)
     r = _read_number(m, text, rescale, schema)
     r.as_number = pat.words and r.status == STATUS_OK
     return r
 
 
-def _has_value(m: re.Match, pat: _Patterns) -> bool:
-    return m.group("num") is not None or (pat.words and m.group("word") is not None)
 
 
 def _think_spans(text: str) -> list[tuple[int, int]]:
@@ -597,7 +610,7 @@ def parse_answer(text: str, rescale: bool = False, schema: RatingSchema | str | 
         key = pat.key_of[_norm_name(m.group("name"))]
         res.n_matches[key] += 1
         r = _read_value(m, norm, rescale, schema, pat)
-        if not _has_value(m, pat) and res.raw_value[key] is not None:
+        if not r.has_value and res.raw_value[key] is not None:
             continue  # "Motion Quality: smooth" after its score (a JSON "reason", a closing remark)
         counted[key] = where[m.start()]
         span = None if r.span is None else (where[r.span[0]], where[r.span[1] - 1] + 1)
@@ -608,7 +621,7 @@ def parse_answer(text: str, rescale: bool = False, schema: RatingSchema | str | 
         inner = _normalise(text[a:b])[0]
         for m in pat.score.finditer(inner):
             key = pat.key_of[_norm_name(m.group("name"))]
-            if res.status[key] == STATUS_MISSING and _has_value(m, pat):
+            if res.status[key] == STATUS_MISSING and _read_value(m, inner, rescale, schema, pat).has_value:
                 res.reason[key] = ("scored only inside a <think> block (the model's reasoning), "
                                    "not in the answer after it")
     before = "".join(c for i, c in enumerate(text[:min(counted.values()) if counted else len(text)])
