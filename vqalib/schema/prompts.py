@@ -312,6 +312,9 @@ _THINK_CLOSE_RE = re.compile(r"</think>", re.IGNORECASE)
 _KEEP_COMPAT = ("<super>", "<sub>", "<fraction>")
 #: the text right after a dimension name that gave no level (quoted in the reason on word schemas).
 _WORD_AFTER_RE = re.compile(r"[^\s\"'*|,;.:{}()\[\]<>]+")
+#: what may follow a level word: a space, the end, or punctuation ("good.", "good+" is no "good"; "good-ish"
+#: is checked after, as it may start a range "fair-good").
+_WORD_END = r"(?=[\s.,;:!?()\[\]{}<>|*_\"'`/\\~–—-]|$)(?!\.\d)"
 #: a level word followed by another word ("poor lighting"): prose, not a score.
 _PROSE_RE = re.compile(r"[ \t]+[^\W\d_][^\s\"'*|,;.:{}()\[\]<>]*")
 
@@ -341,7 +344,7 @@ def _patterns(schema: RatingSchema) -> _Patterns:
     if words:
         word_alts = "|".join(re.escape(s).replace(r"\ ", r"[ \t]+")
                              for s in sorted(schema.strings, key=len, reverse=True))
-        value = r"(?:(?P<word>(?:" + word_alts + r"))(?!\w|\.\d)|(?P<num>[+-]?" + _NUM + r"))?"
+        value = r"(?:(?P<word>(?:" + word_alts + r"))" + _WORD_END + r"|(?P<num>[+-]?" + _NUM + r"))?"
         word_range = re.compile(r"[ \t]*(?:[-–—~/]|to\b|or\b)[ \t]*(?:" + word_alts + r")(?!\w)", re.IGNORECASE)
     else:
         value = r"(?:(?P<num>[+-]?" + _NUM + r"))?"
@@ -517,6 +520,10 @@ def _read_value(m: re.Match, text: str, rescale: bool, schema: RatingSchema, pat
         rng = pat.word_range.match(text, span[1])
         if rng:
             return _Read(None, STATUS_UNPARSABLE, "a range, not one score", text[span[0]: rng.end()], value, span)
+        runon = re.match(r"-\w[^\s\"'*|,;.:{}()\[\]<>]*", text[span[1]:])
+        if runon:  # "good-ish"
+            return _Read(None, STATUS_UNPARSABLE, f"{word + runon.group(0)!r} is not one of the levels "
+                         f"{', '.join(schema.strings)}", word + runon.group(0), has_value=False)
         prose = _PROSE_RE.match(text, span[1])
         if prose:  # "poor lighting": a sentence, not a score
             return _Read(None, STATUS_UNPARSABLE, f"the level word {word!r} is followed by more words "
