@@ -378,3 +378,32 @@ def test_parse_result_is_keyed_by_the_schema():
     res = prompts.parse_answer("", schema=INT10)
     assert res.keys == INT10.keys == tuple(res.scores) == tuple(res.status) == tuple(res.as_number)
     assert res.failed == list(INT10.keys) and not res.ok and res.schema is INT10
+
+
+# --------------------------------------------------------------------------- rationale expansion per schema
+
+
+def test_rationale_prompt_and_template_per_schema():
+    paper = prompts.rationale_prompt("Clarity Quality", 2.5, ["blur"], schema=PAPER)
+    assert "Human score: 2.5 out of 5.0 (Subpar). The score scale is 1.0 Abysmal, 1.5 Terrible" in paper
+    assert paper == prompts.rationale_prompt("Clarity Quality", 2.5, ["blur"])
+    q = prompts.rationale_prompt("overall_quality", 4, schema=QALIGN5)
+    assert "Definition of Overall Quality: the overall perceptual quality of the video." in q
+    assert "Human score: good. The score scale is bad, poor, fair, good, excellent." in q
+    assert '"Overall, the overall quality is good."' in q
+    i = prompts.rationale_prompt("visual_quality", 7, comment="soft", schema=INT10)
+    assert "Human score: 7 out of 10. The score scale is 1, 2, 3, 4, 5, 6, 7, 8, 9, 10." in i
+    assert "Rater comment: soft" in i and '"Overall, the visual quality is rated 7 out of 10."' in i
+    u = prompts.rationale_prompt("sharpness", 5, schema=UNEVEN)
+    assert "Definition of Sharpness: how crisp fine detail is." in u
+    assert "Human score: 5 out of 8 (nice). The score scale is 1 awful, 2 weak, 3 okay, 5 nice, 8 superb." in u
+    with pytest.raises(ValueError, match="not on the grid"):
+        prompts.rationale_prompt("sharpness", 4, schema=UNEVEN)
+    with pytest.raises(ValueError, match="not valid"):
+        prompts.rationale_prompt("visual_quality", 7, ["blur"], schema=INT10)
+    assert prompts.template_rationale("overall_quality", 2.2, schema=QALIGN5) == (
+        "No specific problems were noted. Overall, the overall quality is poor.")
+    assert prompts.template_rationale("visual_quality", 7.4, ["blur"], schema=INT10) == (
+        "The video shows blur. Overall, the visual quality is rated 7 out of 10.")
+    assert prompts.template_rationale("clarity_quality", 3.3, ["blur"], schema=None) == (
+        "The video shows blur. Overall, the clarity quality is good.")
