@@ -407,3 +407,40 @@ def test_rationale_prompt_and_template_per_schema():
         "The video shows blur. Overall, the visual quality is rated 7 out of 10.")
     assert prompts.template_rationale("clarity_quality", 3.3, ["blur"], schema=None) == (
         "The video shows blur. Overall, the clarity quality is good.")
+
+
+# --------------------------------------------------------------------------- what the level scorer tokenises
+
+
+@pytest.fixture(scope="module")
+def tiny_tokenizer():
+    from vqalib.model import tokenizer as tk
+
+    return tk.build_tokenizer()
+
+
+@pytest.mark.parametrize("schema", [PAPER, MOS9, QALIGN5, INT10, UNEVEN, PLUS], ids=lambda s: s.name)
+def test_level_context_splits_at_a_token_boundary(schema, tiny_tokenizer):
+    tok = tiny_tokenizer
+    for key in schema.keys:
+        context, conts = prompts.level_context(key, schema=schema)
+        assert len(conts) == schema.n_levels
+        ctx = tok.tokenize("Steady.\n\n" + context)
+        seqs = []
+        for value, cont in zip(schema.values, conts):
+            assert context + cont == prompts.score_line(key, value, schema=schema)
+            full = tok.tokenize("Steady.\n\n" + context + cont)
+            assert full[:len(ctx)] == ctx, (context, cont)
+            seqs.append(tuple(full[len(ctx):]))
+        assert len(set(seqs)) == schema.n_levels  # K distinct token sequences
+
+
+def test_score_prefix_is_no_token_boundary_before_a_word(tiny_tokenizer):
+    """Why level_context exists: the space before a level word joins the word's token."""
+    tok = tiny_tokenizer
+    pre = prompts.score_prefix("overall_quality", schema=QALIGN5)
+    assert tok.tokenize(pre + "good")[:len(tok.tokenize(pre))] != tok.tokenize(pre)
+    pre = prompts.score_prefix("visual_quality", schema=INT10)
+    assert tok.tokenize(pre + "10")[:len(tok.tokenize(pre))] == tok.tokenize(pre)
+    int10 = [tok.tokenize(c) for c in prompts.level_context("visual_quality", schema=INT10)[1]]
+    assert int10[0] == int10[-1][:len(int10[0])]  # " 1" is a prefix of " 10" in tokens too

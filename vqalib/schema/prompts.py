@@ -20,8 +20,9 @@ grid ``from lo (keyword) to hi (keyword) in steps of s``, a list of allowed valu
 from worst to best, and the line form). :func:`format_answer` writes exactly this (the SFT target;
 ``allow_missing=True`` leaves out the lines of dimensions a clip has no label for),
 :func:`check_format` says whether a text follows it exactly (the GRPO format reward),
-:func:`parse_answer` reads it tolerantly, and :func:`score_prefix` is the text before the level
-string in a line (``"Clarity Quality: "``; the level scorer tokenises the levels after it).
+:func:`parse_answer` reads it tolerantly, :func:`score_prefix` is the text before the level
+string in a line (``"Clarity Quality: "``) and :func:`level_context` splits a line where tokenizers
+have a boundary (``"Overall Quality:"`` + ``" good"``) for the one-pass level scorer.
 
 Parser rules (documented choices, tested in ``tests/unit/test_prompts.py``,
 ``tests/unit/test_parse_answers.py`` and, per schema, ``tests/unit/test_schema_prompts.py``). Below,
@@ -227,9 +228,27 @@ _instruction_of = instruction
 
 def score_prefix(dimension: str, schema: RatingSchema | str | None = None) -> str:
     """What precedes the level string in a score line: ``score_prefix("clarity_quality") ==
-    "Clarity Quality: "`` (the level scorer tokenises the level strings in context after it)."""
+    "Clarity Quality: "``; ``score_prefix(k, schema) + schema.string(v) == score_line(k, v, schema)``.
+
+    Not a token boundary for word levels: Qwen2's pre-tokenizer joins the space to a following word
+    (``"Overall Quality: good"`` ends in the token ``" good"``, while ``"Overall Quality: "`` ends in
+    ``" "``); digits stay apart (``" "``, ``"1"``, ``"0"``). To score levels by tokens use
+    :func:`level_context`, which splits where every such tokenizer has a boundary."""
     schema = rating.resolve(schema)
     return f"{schema.name_of(dimension)}: "
+
+
+def level_context(dimension: str, schema: RatingSchema | str | None = None) -> tuple[str, tuple[str, ...]]:
+    """The score line split at a token boundary, for the level scorer: ``(context, continuations)``
+    with ``context + continuations[i] == score_line(dimension, values[i])``.
+
+    ``context`` is ``"Name:"`` and ``continuations[i]`` is ``" " + strings[i]`` (``" 3.5"``,
+    ``" good"``, ``" 10"``). The colon is a pre-token of its own in byte-level BPE tokenizers of the
+    Qwen2 kind (the project's tiny one and Qwen2.5's), so ``tokens(context + c) == tokens(context) +
+    tokens of c in context``, for words too (``" good"`` is one token there); the K continuations'
+    token sequences are what the one-pass level scorer compares (``" 1"`` is a prefix of ``" 10"``)."""
+    schema = rating.resolve(schema)
+    return f"{schema.name_of(dimension)}:", tuple(" " + s for s in schema.strings)
 
 
 def score_line(dimension: str, score: float, schema: RatingSchema | str | None = None) -> str:
