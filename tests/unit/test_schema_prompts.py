@@ -96,7 +96,8 @@ def test_instruction_of_a_grid_with_a_step_and_negative_levels():
 
 @pytest.mark.parametrize("schema, key, value, line", [
     (PAPER, "Clarity Quality", 3.5, "Clarity Quality: 3.5"), (MOS9, "overall_quality", 4.0, "Overall Quality: 4.0"),
-    (QALIGN5, "overall_quality", 4, "Overall Quality: good"), (QALIGN5, "Overall Quality", 5.0, "Overall Quality: excellent"),
+    (QALIGN5, "overall_quality", 4, "Overall Quality: good"),
+    (QALIGN5, "Overall Quality", 5.0, "Overall Quality: excellent"),
     (INT10, "visual_quality", 10, "Visual Quality: 10"), (INT10, "text_alignment", 1.0, "Text Alignment: 1"),
     (UNEVEN, "stability", 8, "Stability: 8"), (PLUS, "overall_quality", 3, "Overall Quality: good+"),
 ])
@@ -149,7 +150,8 @@ def test_strict_answers_round_trip(schema):
     for _ in range(25):
         scores = {k: float(rng.choice(schema.levels)) for k in schema.keys}
         text = prompts.format_answer(scores, "Why.", schema=schema)
-        assert prompts.check_format(text, schema=schema) and prompts.check_format(text, schema=schema, allow_missing=True)
+        assert prompts.check_format(text, schema=schema)
+        assert prompts.check_format(text, schema=schema, allow_missing=True)
         res = prompts.parse_answer(text, schema=schema)
         assert res.ok and res.scores == scores and list(res.scores) == list(schema.keys) and res.rationale == "Why."
         assert not any(res.off_grid.values()) and not any(res.as_number.values())
@@ -231,7 +233,8 @@ def test_int10_other_scales_are_unparsable_with_a_reason(written, reason):
 def test_int10_rescale_maps_other_scales_onto_1_to_10():
     res = prompts.parse_answer("Visual Quality: 4/5\nTemporal Consistency: 3 (1-5)", schema=INT10, rescale=True)
     assert res.scores["visual_quality"] == 8.0 and res.rescaled["visual_quality"]  # 1 + 9 * 0.8 = 8.2
-    assert res.scores["temporal_consistency"] == 6.0 and res.rescaled["temporal_consistency"]  # 1 + 9 * 0.5 = 5.5, ties up
+    assert res.scores["temporal_consistency"] == 6.0  # 1 + 9 * 0.5 = 5.5, ties up
+    assert res.rescaled["temporal_consistency"]
     assert not prompts.parse_answer("Visual Quality: 7/10", schema=INT10, rescale=True).rescaled["visual_quality"]
 
 
@@ -314,7 +317,8 @@ def test_word_levels_that_are_prefixes_of_each_other(written, value):
 
 def test_word_levels_prefix_siblings_that_are_not_levels():
     for written, reason in [("good++", "'good++' is not one of the levels"), ("goodish", "not one of the levels"),
-                            ("very", "'very' is not one of the levels"), ("good-ish", "'good-ish' is not one of the levels")]:
+                            ("very", "'very' is not one of the levels"),
+                            ("good-ish", "'good-ish' is not one of the levels")]:
         res = prompts.parse_answer(f"Overall Quality: {written}", schema=PLUS)
         assert res.status["overall_quality"] == "unparsable" and reason in res.reason["overall_quality"], written
 
@@ -331,7 +335,8 @@ def _layouts(schema, scores):
         "{" + ", ".join(f'"{k}": {{"score": "{s}", "reason": "fine"}}' for k, s in zip(scores, strs)) + "}",
         "Steady.\n```json\n{" + ", ".join(f'"{k}": "{s}"' for k, s in zip(scores, strs)) + "}\n```",
         "| Dimension | Score |\n|---|---|\n" + "\n".join(f"| {n} | {s} |" for n, s in zip(names, strs)),
-        "| Dimension | Score | Note |\n|:--|:-:|---|\n" + "\n".join(f"| **{n}** | **{s}** | ok |" for n, s in zip(names, strs)),
+        "| Dimension | Score | Note |\n|:--|:-:|---|\n"
+        + "\n".join(f"| **{n}** | **{s}** | ok |" for n, s in zip(names, strs)),
         "Steady.\n" + "\n".join(f"- **{n}**: **{s}**" for n, s in zip(names, strs)),
         "\n".join(f"{n} ({schema.strings[0]}-{schema.strings[-1]}): {s}" for n, s in zip(names, strs)),
     ]
@@ -387,6 +392,9 @@ def test_rationale_prompt_and_template_per_schema():
     paper = prompts.rationale_prompt("Clarity Quality", 2.5, ["blur"], schema=PAPER)
     assert "Human score: 2.5 out of 5.0 (Subpar). The score scale is 1.0 Abysmal, 1.5 Terrible" in paper
     assert paper == prompts.rationale_prompt("Clarity Quality", 2.5, ["blur"])
+    assert paper == prompts.rationale_prompt("Clarity Quality", 2.5, ["blur"], schema=PAPER_COPY)  # generic path
+    assert prompts.template_rationale("clarity_quality", 3.3, ["noise"], schema=PAPER_COPY) == (
+        prompts.template_rationale("clarity_quality", 3.3, ["noise"]))
     q = prompts.rationale_prompt("overall_quality", 4, schema=QALIGN5)
     assert "Definition of Overall Quality: the overall perceptual quality of the video." in q
     assert "Human score: good. The score scale is bad, poor, fair, good, excellent." in q
