@@ -312,13 +312,20 @@ def _schema_for(ds: Any, schema: "RatingSchema | str | None") -> RatingSchema:
     return ds.schema if isinstance(ds, VQADataset) else RS.PAPER
 
 
-def aggregate(ds: VQADataset | pd.DataFrame, phase: str = "final", high_variance_std: float = HIGH_VARIANCE_STD,
+def high_variance_threshold(schema: "RatingSchema | str | None" = None) -> float:
+    """:data:`HIGH_VARIANCE_STD` (1.0 on the paper's 1-5) scaled to the schema's span (2.25 on 1-10)."""
+    s = RS.resolve(schema)
+    return HIGH_VARIANCE_STD * s.span / (L.SCORE_MAX - L.SCORE_MIN)
+
+
+def aggregate(ds: VQADataset | pd.DataFrame, phase: str = "final", high_variance_std: float | None = None,
               exclude_high_variance: bool = False, schema: "RatingSchema | str | None" = None) -> pd.DataFrame:
     """Labels per (video, dimension): ``score`` = mean of the phase's ratings snapped to the grid.
 
     Columns ``video_id, dimension, score, mean, std, n_raters, high_variance``. ``std`` is the
     sample std (ddof=1; 0 for a single rating); ``high_variance`` is ``std > high_variance_std``
-    (paper: items with large rater disagreement are flagged). With ``exclude_high_variance`` the
+    (paper: items with large rater disagreement are flagged; None: :func:`high_variance_threshold`,
+    1.0 on the paper's scale). With ``exclude_high_variance`` the
     flagged rows are left out (the flag column stays, all False). Accepts a dataset or a ratings frame.
 
     ``schema`` (default: the dataset's; for a bare ratings frame the paper's) gives the levels
@@ -345,6 +352,8 @@ def aggregate(ds: VQADataset | pd.DataFrame, phase: str = "final", high_variance
         keys = list(zip(out["video_id"], out["dimension"]))
         out["std"] = [mos_std[k] if k in mos_std else v for k, v in zip(keys, out["std"])]
     out["score"] = schema.snap(out["mean"].to_numpy())
+    if high_variance_std is None:
+        high_variance_std = high_variance_threshold(schema)
     out["high_variance"] = out["std"] > high_variance_std
     order = {k: i for i, k in enumerate(schema.keys)}
     out = out.sort_values(["video_id", "dimension"], key=lambda s: s.map(order) if s.name == "dimension" else s)
@@ -961,3 +970,128 @@ def _video_rows(df: pd.DataFrame, opts: RatingsCsvOptions, root: Path, fname: st
         rows.append({"video_id": vid, "path": rel, **meta, "category": cats.get(vid, ""), "source": fname,
                      "split": split_of(vid, opts.test_fraction), "_line": first_line[vid]})
     return pd.DataFrame(rows, columns=[*VIDEO_COLUMNS, "_line"])
+
+
+# ----------------------------------------------------------------------------------------------
+# bring your own data: a public MOS label file (one score per clip)
+
+
+def label_file_schema(benchmark: str, scale: Sequence[float], dmos: bool = False, levels: "RatingSchema | str" = "mos9",
+                      target_rule: str = "nearest") -> RatingSchema:
+    """The rating schema of a one-MOS-per-clip label file: one dimension ``overall_quality`` whose
+    ``raw_range`` is the file's rating ``scale`` (``higher_is_better=False`` with ``dmos``), on the levels
+    of ``levels`` (a schema or preset with one dimension or more; default ``mos9``, the nine-level grid
+    1.0..5.0; ``qalign5`` for Q-Align's five words), benchmark answered by that dimension."""
+    base = RS.get_schema(levels)
+    lo, hi = float(scale[0]), float(scale[1])
+    dim = RS.Dimension("overall_quality", "Overall Quality", description="the overall perceptual quality of the video",
+                       raw_range=(min(lo, hi), max(lo, hi)), higher_is_better=not dmos)
+    name = "".join(ch if ch.isalnum() else "_" for ch in str(benchmark).lower()).strip("_") or "mos"
+    return RS.make_schema(f"{name}-{'dmos' if dmos else 'mos'}-{base.name}", [dim], base.values, base.strings,
+                          base.keywords, target_rule=target_rule, benchmark_dimension="overall_quality",
+                          min_std=base.min_std)
+
+
+def dataset_from_label_file(benchmark: str, video_root: str | os.PathLike, out: str | os.PathLike | None = None, *,
+                            labels: str | os.PathLike | None = None, split: str | None = None,
+                            schema: "RatingSchema | str | None" = None, levels: "RatingSchema | str" = "mos9",
+                            std_column: str | bool | None = None, dmos: bool = False,
+                            dimension: str | None = None, test_fraction: float = 0.2, probe: bool = True,
+                            fmt: str = "jsonl", labels_root: str | os.PathLike | None = None) -> VQADataset:
+    """A training dataset from a public MOS label file (KoNViD-1k, LIVE-VQC, YouTube-UGC, LSVQ) and the
+    videos a user has: one MOS row (rater ``"mos"``, phase ``final``) per clip found.
+
+    ``benchmark``: ``KoNViD``, ``LIVE_VQC``, ``YouTubeUGC`` or ``LSVQ`` (:data:`vqalib.data.mos.BENCHMARKS`,
+    which gives the nominal rating scale: 1-5 or 0-100). ``labels``: the label file (any format
+    :func:`vqalib.data.mos.read_label_file` reads: the authors' files, FAST-VQA lists, VIDEVAL
+    metadata CSVs); without it :func:`vqalib.data.mos.find_label_file` looks beside the videos, then
+    under ``labels_root``. Videos are matched as :func:`vqalib.data.mos.load_benchmark` does; label
+    rows with no video are counted (``ds.info['n_unmatched']``), listed in ``ds.info['unmatched']``
+    and, with ``out``, written to ``unmatched_labels.csv``: never dropped silently.
+
+    The schema: ``schema`` when given (it must have one dimension, or name it with ``dimension``; a
+    dimension without ``raw_range`` gets the benchmark's scale), else :func:`label_file_schema`
+    (``overall_quality`` on the levels of ``levels``, raw range the benchmark's scale). The MOS is
+    mapped with :meth:`RatingSchema.from_raw` (not snapped); ``dmos=True`` says the column is a DMOS
+    (higher = worse) and flips it. ``std_column``: the column of the raters' standard deviation on the
+    raw scale (None: ``mos_std`` when the file has it, as YouTube-UGC's does; False: none); it is
+    scaled onto the schema's scale into the ``std`` column, and the target rule becomes ``gaussian``
+    (DeQA-Score's soft labels, :func:`label_targets`) unless a given ``schema`` says otherwise.
+
+    With ``out`` the dataset is saved there (:func:`save_dataset`: tables, ``dataset.json`` with the
+    provenance and counts, ``rating_schema.json``) and reloaded from it. Returns the dataset
+    (``ds.report``: validation; ``ds.info``: label file, sha256, scale, counts).
+    """
+    import dataclasses
+
+    from vqalib.data import mos as M
+
+    bench = M.load_benchmark(benchmark, video_root, split=split, labels_root=labels_root, label_file=labels)
+    key = M.benchmark_key(benchmark)
+    scale = tuple(float(x) for x in bench.scale)
+    table = pd.concat([bench.available, bench.missing], ignore_index=True)
+    if std_column is None:
+        std_column = "mos_std" if "mos_std" in table.columns else False
+    elif std_column is not False and std_column not in table.columns:
+        raise ValueError(f"{bench.label_file}: no column {std_column!r} for std_column (columns read: "
+                         f"{[c for c in table.columns if c not in ('path', 'mos_1to5')]}); pass std_column=False "
+                         "for none")
+    if schema is None:
+        s = label_file_schema(key, scale, dmos=dmos, levels=levels, target_rule="gaussian" if std_column else "nearest")
+    else:
+        s = RS.get_schema(schema)
+        if dimension is None and s.n_dims != 1:
+            raise ValueError(f"the rating schema {s!r} has {s.n_dims} dimensions; pass dimension= (the one the MOS "
+                             "rates)")
+        dkey = s.key_of(dimension) if dimension is not None else s.keys[0]
+        d = s.dimension(dkey)
+        fixed = dataclasses.replace(d, raw_range=d.raw_range if d.raw_range is not None else scale,
+                                    higher_is_better=False if dmos else d.higher_is_better)
+        if fixed != d:
+            s = dataclasses.replace(s, dimensions=tuple(fixed if x.key == dkey else x for x in s.dimensions))
+    dkey = s.key_of(dimension) if dimension is not None else s.keys[0]
+    dim = s.dimension(dkey)
+    raw_lo, raw_hi = dim.raw_range if dim.raw_range is not None else (s.lo, s.hi)
+    std_factor = s.span / (raw_hi - raw_lo)
+    avail = bench.available
+    videos, ratings = [], []
+    issues: list[Issue] = []
+    fname = bench.label_file.name
+    for i, rec in enumerate(avail.to_dict(orient="records")):
+        vid = str(rec["video_id"])
+        meta = {"duration": rec.get("duration_s", np.nan), "fps": rec.get("fps", np.nan),
+                "width": rec.get("width", np.nan), "height": rec.get("height", np.nan)}
+        if probe:
+            try:
+                meta = probe_video(rec["path"])
+            except Exception as exc:  # noqa: BLE001 - reported, the video is rejected
+                issues.append(Issue("bad_value", fname, None, "path", f"video file {rec['path']} could not be read "
+                                    f"({type(exc).__name__}: {exc})", "replace the file or remove it", vid))
+                continue
+        videos.append({"video_id": vid, "path": str(rec["path"]), **meta, "category": str(rec.get("category") or ""),
+                       "source": f"{bench.name}:{fname}", "split": split_of(vid, test_fraction), "_line": i + 1})
+        row = {"video_id": vid, "rater": MOS_RATER, "phase": "final", "dimension": dkey,
+               "score": float(s.from_raw(float(rec["mos"]), dkey)), "tags": [], "comment": "",
+               "raw_score": float(rec["mos"]), "_line": i + 1}
+        if std_column:
+            sd = pd.to_numeric(pd.Series([rec.get(std_column)]), errors="coerce").iloc[0]
+            row["std"] = float(sd) * std_factor if np.isfinite(sd) else np.nan
+        ratings.append(row)
+    vdf = pd.DataFrame(videos, columns=[*VIDEO_COLUMNS, "_line"])
+    rdf = pd.DataFrame(ratings, columns=[*RATING_COLUMNS, "raw_score", *(["std"] if std_column else []), "_line"])
+    ds, report = validate(Path(bench.video_root), vdf, rdf, None,
+                          files={"videos": f"{fname} (videos)", "ratings": fname}, min_raters=1, schema=s,
+                          issues=issues)
+    unmatched = bench.missing["video_id"].astype(str).tolist()
+    ds.info = {"source": str(bench.label_file), "label_sha256": bench.label_sha256, "benchmark": bench.name,
+               "split": bench.split, "scale": list(scale), "dmos": bool(dmos), "std_column": std_column or None,
+               "rows": int(bench.n_listed), "n_matched": int(len(avail)), "n_unmatched": len(unmatched),
+               "unmatched": unmatched, "min_raters": 1, "check_files": True}
+    if out is None:
+        return ds
+    folder = save_dataset(ds, out, fmt=fmt)
+    if unmatched:
+        bench.missing[["video_id", "relative_path", "mos"]].to_csv(folder / "unmatched_labels.csv", index=False)
+    back = load_dataset(folder, strict=False)
+    back.report = ds.report
+    return back
