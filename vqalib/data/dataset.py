@@ -1007,7 +1007,8 @@ def dataset_from_label_file(benchmark: str, video_root: str | os.PathLike, out: 
     metadata CSVs); without it :func:`vqalib.data.mos.find_label_file` looks beside the videos, then
     under ``labels_root``. Videos are matched as :func:`vqalib.data.mos.load_benchmark` does; label
     rows with no video are counted (``ds.info['n_unmatched']``), listed in ``ds.info['unmatched']``
-    and, with ``out``, written to ``unmatched_labels.csv``: never dropped silently.
+    (with ``out``: the first 20, and all of them in ``out/unmatched_labels.csv``): never dropped
+    silently. No video found at all raises ``FileNotFoundError``.
 
     The schema: ``schema`` when given (it must have one dimension, or name it with ``dimension``; a
     dimension without ``raw_range`` gets the benchmark's scale), else :func:`label_file_schema`
@@ -1028,6 +1029,10 @@ def dataset_from_label_file(benchmark: str, video_root: str | os.PathLike, out: 
 
     bench = M.load_benchmark(benchmark, video_root, split=split, labels_root=labels_root, label_file=labels)
     key = M.benchmark_key(benchmark)
+    if bench.available.empty:
+        raise FileNotFoundError(f"none of the {bench.n_listed} videos of {bench.label_file} was found under "
+                                f"{bench.video_root} (first listed: {bench.missing['relative_path'].head(3).tolist()}); "
+                                f"pass the folder holding the {bench.name} videos (any subset, files named as listed)")
     scale = tuple(float(x) for x in bench.scale)
     table = pd.concat([bench.available, bench.missing], ignore_index=True)
     if std_column is None:
@@ -1089,6 +1094,8 @@ def dataset_from_label_file(benchmark: str, video_root: str | os.PathLike, out: 
                "unmatched": unmatched, "min_raters": 1, "check_files": True}
     if out is None:
         return ds
+    if unmatched:  # the full list goes to a file beside the tables, dataset.json keeps the first 20
+        ds.info.update(unmatched=unmatched[:20], unmatched_file="unmatched_labels.csv")
     folder = save_dataset(ds, out, fmt=fmt)
     if unmatched:
         bench.missing[["video_id", "relative_path", "mos"]].to_csv(folder / "unmatched_labels.csv", index=False)
