@@ -322,3 +322,27 @@ def test_map_scale_default_is_the_paper_formula():
     x = np.linspace(0, 100, 41)
     assert np.array_equal(map_scale(x, 0, 100), L.SCORE_MIN + (L.SCORE_MAX - L.SCORE_MIN) * (x - 0) / 100)
     assert map_scale(50, 0, 100, schema="int10") == 5.5
+
+
+def test_from_ratings_csv_mos_table_with_std_columns_two_dimensions(tmp_path):
+    divide = RS.make_schema("divide3k", [{"key": "aesthetic", "name": "Aesthetic Quality", "raw_range": [0, 1]},
+                                         {"key": "technical", "name": "Technical Quality", "raw_range": [0, 1]}],
+                            values=PAPER.values, strings=PAPER.strings, target_rule="gaussian")
+    _clip(tmp_path, "a.mp4")
+    _clip(tmp_path, "b.mp4")
+    (tmp_path / "divide.csv").write_text("video,aesthetic,technical,technical_sd\na.mp4,0.62,0.55,0.05\n"
+                                         "b.mp4,0.31,,0.1\n")
+    ds = from_ratings_csv(tmp_path / "divide.csv", score_columns={"aesthetic": ("aesthetic", "mos"),
+                                                                   "technical": ("technical", "mos")},
+                          std_columns={"technical": "technical_sd"}, snap=False, schema=divide)
+    r = ds.ratings.set_index(["video_id", "dimension"])
+    assert r.loc[("a.mp4", "aesthetic"), "score"] == pytest.approx(3.48)  # 1 + 4 * 0.62, not snapped
+    assert r.loc[("a.mp4", "technical"), "std"] == pytest.approx(0.2)  # 0.05 on 0-1 is 0.2 on 1-5
+    assert np.isnan(r.loc[("a.mp4", "aesthetic"), "std"]) and ("b.mp4", "technical") not in r.index
+    cov = label_coverage(ds)
+    assert cov["n_missing"] == 1 and cov["missing_by_dimension"] == {"aesthetic": 0, "technical": 1}
+    t = label_targets(ds).set_index(["video_id", "dimension"])
+    np.testing.assert_allclose(t.loc[("a.mp4", "technical"), "target"], divide.target(3.2, 0.2, rule="gaussian"))
+    with pytest.raises(ValueError, match="std_columns"):
+        from_ratings_csv(tmp_path / "divide.csv", score_columns={"aesthetic": ("aesthetic", "mos")},
+                         std_columns={"aesthetic": "nope"}, snap=False, schema=divide)
