@@ -1,7 +1,6 @@
 """What notebook 03 draws and says beyond the teaching widgets: π* under the paper's two readings of λ
-and β, π* on other rating schemas' grids (:func:`grid_pistar`: five words, ten integers), and the
-ASO-against-policy-gradient bandit comparison (:mod:`vqalib.teaching.bandit`) in numbers
-and words.
+and β (on any schema's grid), and the ASO-against-policy-gradient bandit comparison
+(:mod:`vqalib.teaching.bandit`) in numbers and words.
 
 Every number comes from :mod:`vqalib.method.aso` or from the frames the bandit comparison returns.
 """
@@ -45,39 +44,6 @@ def lambda_beta_readings(readings: dict[str, tuple[float, float]], s_star: float
         ax.set_title(f"π* for s* = {s_star}, {ref_name}")
     axes[0].legend(fontsize=8)
     return fig, pd.DataFrame(rows)
-
-
-def grid_pistar(schema: "rating.RatingSchema | str", s_star: float | None = None, lam: float = 1.0,
-                beta: float = 1.0, ref_shape: str = "peaked_elsewhere") -> tuple[Figure, pd.DataFrame]:
-    """π* on a rating schema's own grid (notebook 03: the paper's nine levels, Q-Align's five words, ten
-    integers), for the label ``s_star`` (default: the level just above the middle), reward
-    ``−β|s − s*|`` on the schema's values, λ, and a teaching π_ref of shape ``ref_shape``
-    (:func:`vqalib.teaching.widgets.reference_policy`, distances scaled to the scale's span), next to a
-    uniform π_ref. ``schema``: a schema or a preset name. Returns the bar figure (levels labelled with
-    the schema's strings) and a table, one row per level string: the schema's value, R, π_ref and π*
-    for each reference."""
-    from vqalib.teaching.widgets import reference_policy
-
-    schema = rating.get_schema(schema)
-    k = schema.n_levels
-    s_star = float(schema.levels[k // 2]) if s_star is None else float(schema.snap(s_star))
-    refs = {"uniform π_ref": torch.full((k,), 1.0 / k, dtype=torch.float64),
-            f"π_ref = {ref_shape}": torch.as_tensor(reference_policy(ref_shape, s_star, schema=schema))}
-    R = aso.reward_abs(s_star, beta, schema=schema)
-    fig = Figure(figsize=(10, 3.0))
-    axes = fig.subplots(1, len(refs), sharey=True, squeeze=False)[0]
-    cols: dict[str, Any] = {"value": schema.levels, "R": R.numpy()}
-    for ax, (name, ref) in zip(axes, refs.items()):
-        star = aso.optimal_policy(ref, R, lam, probs=True, schema=schema)
-        ax.bar(np.arange(k), star.numpy(), 0.6, color="C0", label="π*")
-        ax.plot(np.arange(k), ref.numpy(), "k.--", lw=0.8, label="π_ref")
-        ax.set_xticks(range(k), schema.strings, fontsize=8, rotation=30 if max(map(len, schema.strings)) > 3 else 0)
-        ax.set_title(f"{schema.name}: π* for s* = {schema.string(s_star)}, {name} (λ={lam:g}, β={beta:g})", fontsize=9)
-        cols[f"π_ref ({name})"] = ref.numpy()
-        cols[f"π* ({name})"] = star.numpy()
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    return fig, pd.DataFrame(cols, index=pd.Index(schema.strings, name="level"))
 
 
 def method_names(group_size: int, kl_coef: float) -> tuple[str, str, str]:

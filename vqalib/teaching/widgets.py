@@ -1,4 +1,6 @@
-"""The ASO explorer: sliders for λ, β, s*, the reward and the shape of π_ref; plots of π_ref, R, π*.
+"""The ASO explorer: sliders for λ, β, s*, the reward and the shape of π_ref; plots of π_ref, R, π*; and
+π* on any rating schema's grid (:func:`grid_pistar`: notebook 03 shows the paper's nine levels, Q-Align's
+five words and ten integers).
 
 Thin on purpose.  Every number shown comes from :func:`explorer_state`, which only calls
 ``vqalib.method.aso`` (unit-tested); :func:`plot_state` draws a state; :class:`Explorer` wires ipywidgets
@@ -13,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
@@ -55,6 +58,37 @@ def reference_policy(shape: str, s_star: float, width: float | None = None, *,
         p[schema.index(schema.snap(s_star))] = 0.0
         return p / p.sum()
     raise ValueError(f"unknown reference shape {shape!r}; use one of {REF_SHAPES}")
+
+
+def grid_pistar(schema: "rating.RatingSchema | str", s_star: float | None = None, lam: float = 1.0,
+                beta: float = 1.0, ref_shape: str = "peaked_elsewhere") -> tuple[Figure, pd.DataFrame]:
+    """π* on a rating schema's own grid (notebook 03: the paper's nine levels, Q-Align's five words, ten
+    integers), for the label ``s_star`` (default: the level just above the middle), reward
+    ``−β|s − s*|`` on the schema's values, λ, and a teaching π_ref of shape ``ref_shape``
+    (:func:`reference_policy`, distances scaled to the scale's span), next to a
+    uniform π_ref. ``schema``: a schema or a preset name. Returns the bar figure (levels labelled with
+    the schema's strings) and a table, one row per level string: the schema's value, R, π_ref and π*
+    for each reference."""
+    schema = rating.get_schema(schema)
+    k = schema.n_levels
+    s_star = float(schema.levels[k // 2]) if s_star is None else float(schema.snap(s_star))
+    refs = {"uniform π_ref": torch.full((k,), 1.0 / k, dtype=torch.float64),
+            f"π_ref = {ref_shape}": torch.as_tensor(reference_policy(ref_shape, s_star, schema=schema))}
+    R = aso.reward_abs(s_star, beta, schema=schema)
+    fig = Figure(figsize=(10, 3.0))
+    axes = fig.subplots(1, len(refs), sharey=True, squeeze=False)[0]
+    cols: dict[str, Any] = {"value": schema.levels, "R": R.numpy()}
+    for ax, (name, ref) in zip(axes, refs.items()):
+        star = aso.optimal_policy(ref, R, lam, probs=True, schema=schema)
+        ax.bar(np.arange(k), star.numpy(), 0.6, color="C0", label="π*")
+        ax.plot(np.arange(k), ref.numpy(), "k.--", lw=0.8, label="π_ref")
+        ax.set_xticks(range(k), schema.strings, fontsize=8, rotation=30 if max(map(len, schema.strings)) > 3 else 0)
+        ax.set_title(f"{schema.name}: π* for s* = {schema.string(s_star)}, {name} (λ={lam:g}, β={beta:g})", fontsize=9)
+        cols[f"π_ref ({name})"] = ref.numpy()
+        cols[f"π* ({name})"] = star.numpy()
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig, pd.DataFrame(cols, index=pd.Index(schema.strings, name="level"))
 
 
 @dataclass
