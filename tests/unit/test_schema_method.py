@@ -280,3 +280,76 @@ def test_paper_rewards_unchanged_bit_for_bit():
     acc = (levels.snap_to_grid(pred) == levels.snap_to_grid(tg)).astype(float)
     dist = 5.0 - np.abs(pred - tg)
     assert np.array_equal(a.total, (acc + dist + 0.0).mean(axis=1)) and np.array_equal(a.total, b.total)
+
+
+# ------------------------------------------------------------------------------ teaching and reports
+
+def test_bandit_on_five_words_converges_to_pi_star():
+    from vqalib.teaching import bandit
+
+    s = np.array([1.0, 4.0, 4.0, 5.0])
+    ref = bandit.marginal_reference(s, schema=QALIGN5)
+    assert ref.tolist() == [2 / 9, 1 / 9, 1 / 9, 3 / 9, 2 / 9]  # counts 1, 0, 0, 2, 1 plus one each
+    items = bandit.make_items(s, ref, schema=QALIGN5)
+    assert items.R.shape == (4, 5) and items.R[1].tolist() == [-3.0, -2.0, -1.0, 0.0, -1.0]
+    hist = bandit.run_aso(items, lam=1.0, steps=60)
+    assert hist["tv_to_star"].iloc[-1] < 0.01
+    with pytest.raises(ValueError, match="K = 5"):
+        bandit.make_items(s, np.full(9, 1 / 9), schema=QALIGN5)
+
+
+def test_bandit_items_from_labels_of_another_schema_skip_unlabelled_rows():
+    import pandas as pd
+
+    from vqalib.teaching import bandit
+
+    labels = pd.DataFrame({"video_id": ["a", "b", "c", "a", "b"],
+                           "dimension": ["visual_quality"] * 3 + ["text_alignment"] * 2,
+                           "score": [10.0, 1.0, np.nan, 7.0, 7.0]})
+    items = bandit.items_from_labels(labels, schema=INT10)
+    assert items.s_star.tolist() == [10.0, 1.0, 7.0, 7.0] and items.logp_ref.shape == (4, 10)
+    assert bandit.items_from_labels(labels, "Text Alignment", schema=INT10).s_star.tolist() == [7.0, 7.0]
+
+
+def test_explorer_state_and_reference_shapes_on_ten_integers():
+    from vqalib.teaching import widgets
+
+    st = widgets.explorer_state(schema=INT10, s_star=7.0, ref_shape="zero_mass", lam=0.5)
+    assert st["pi_ref"].shape == (10,) and st["zero_levels"] == ["7"]
+    assert st["pi_star"][6] == 0.0 and st["pi_star"].sum() == pytest.approx(1.0)
+    elsewhere = widgets.reference_policy("peaked_elsewhere", 3.0, schema=INT10)  # the bump at 3 + 9/2 = 7.5
+    assert set(np.argsort(elsewhere)[-2:]) == {6, 7}
+    fig = widgets.plot_state(st)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == list(INT10.strings)
+
+
+def test_grid_pistar_tables_are_the_closed_form():
+    from vqalib.teaching import widgets
+
+    for schema, s_star in ((PAPER, 3.0), (QALIGN5, 3.0), (INT10, None)):
+        fig, table = widgets.grid_pistar(schema.name, s_star)
+        assert list(table.index) == list(schema.strings) and len(fig.axes) == 2
+        s = schema.levels[schema.n_levels // 2] if s_star is None else s_star
+        w = np.exp(-np.abs(schema.levels - s))  # uniform pi_ref, lam = beta = 1
+        np.testing.assert_allclose(table["π* (uniform π_ref)"].to_numpy(), w / w.sum(), rtol=1e-12)
+    assert widgets.grid_pistar("int10")[1]["value"].tolist() == list(range(1, 11))
+
+
+def test_lambda_beta_readings_and_diagnostics_on_other_grids():
+    from types import SimpleNamespace
+
+    from vqalib.report import aso_diagnostics as diag
+    from vqalib.report import derivation
+
+    uniform = torch.full((5,), 0.2, dtype=torch.float64)
+    fig, table = derivation.lambda_beta_readings({"C": (1.0, 1.0)}, 4.0, {"u": uniform}, schema=QALIGN5)
+    w = np.exp(-np.abs(np.arange(1, 6) - 4.0))
+    assert table["π*(s*)"].iloc[0] == pytest.approx(w[3] / w.sum())
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == list(QALIGN5.strings)
+    assert "ten keywords" in diag.skip_reason(SimpleNamespace(on_policy=False, target_position="keyword"), schema=INT10)
+    t = diag.outside_mass_table((0.0, 0.5), schema=INT10)
+    assert t["loss, raw (used)"].iloc[1] - t["loss, renormalised"].iloc[1] == pytest.approx(math.log(2))
+    ex = [SimpleNamespace(video_id="a", ratings={"visual_quality": [2.0, 9.0], "text_alignment": [1.0, 10.0]},
+                          scores={"visual_quality": 6.0, "text_alignment": float("nan")})]
+    caption, table = diag.multi_rater_case(ex, 1.0, 1.0, schema=INT10)
+    assert caption.startswith("clip a, visual_quality") and list(table.columns) == list(INT10.strings)
