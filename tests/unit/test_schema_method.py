@@ -68,6 +68,13 @@ def test_paper_level_ids_are_the_level_strings_alone(tiny):
     assert scoring.level_token_ids(tok) == old == scoring.level_token_ids(tok, schema=PAPER)
     assert scoring.level_token_ids(tok, schema=MOS9) == old
     assert scoring.prefix_levels(old) == {}
+    # this file's score positions (first token of the level) are build_batch's on the paper's answers
+    from vqalib.model.inputs import build_batch
+
+    answers = [prompts.format_answer(dict(zip(levels.DIMENSION_KEYS, [3.5, 2.0, 4.0, 1.0, 5.0])), "Soft."),
+               prompts.format_answer({k: 2.5 for k in levels.DIMENSION_KEYS})]
+    b = build_batch(proc, [synthetic_clip(seed=0), synthetic_clip(seed=1)], answers)
+    assert torch.equal(score_positions(proc, b, answers, PAPER, "left"), b.score_positions)
 
 
 def test_level_ids_in_context_words_and_integers(tiny):
@@ -82,16 +89,6 @@ def test_level_ids_in_context_words_and_integers(tiny):
     assert scoring.prefix_levels(ints) == {0: (zero,)}  # "1" must end: not followed by the "0" of "10"
     trie = scoring.LevelTrie.build(ints)
     assert trie.n_nodes == 1 and trie.node_of((one,)) == 0
-
-
-def test_our_score_positions_agree_with_build_batch_on_the_paper(tiny):
-    from vqalib.model.inputs import build_batch
-
-    _, proc = tiny
-    answers = [prompts.format_answer(dict(zip(levels.DIMENSION_KEYS, [3.5, 2.0, 4.0, 1.0, 5.0])), "Soft."),
-               prompts.format_answer({k: 2.5 for k in levels.DIMENSION_KEYS})]
-    b = build_batch(proc, [synthetic_clip(seed=0), synthetic_clip(seed=1)], answers)
-    assert torch.equal(score_positions(proc, b, answers, PAPER, "left"), b.score_positions)
 
 
 @pytest.mark.parametrize("key,side", [("qalign5", "left"), ("mos9", "right"), ("int10", "left"), ("int10", "right")])
