@@ -350,3 +350,16 @@ def test_lambda_beta_readings_and_diagnostics_on_other_grids():
                           scores={"visual_quality": 6.0, "text_alignment": float("nan")})]
     caption, table = diag.multi_rater_case(ex, 1.0, 1.0, schema=INT10)
     assert caption.startswith("clip a, visual_quality") and list(table.columns) == list(INT10.strings)
+
+
+def test_grpo_rewards_through_the_schema_parser_and_strict_format():
+    texts = [prompts.format_answer({"overall_quality": 4.0}, "Sharp.", schema=QALIGN5), "Sharp. Overall Quality: poor"]
+    parsed = [prompts.parse_answer(t, schema=QALIGN5) for t in texts]
+    out = grpo_math.score_rewards(parsed, np.array([[4.0], [4.0]]), schema=QALIGN5)
+    # strict "good" for gt good: 1 + 4 + 1 = 6; "poor" off the strict format: 0 + (4 - 2) + 0 = 2
+    assert out.total.tolist() == [6.0, 2.0] and out.fmt[:, 0].tolist() == [1.0, 0.0]
+    ten = prompts.format_answer({"visual_quality": 3.0, "temporal_consistency": 10.0, "text_alignment": 1.0}, "x",
+                                schema=INT10)
+    out = grpo_math.score_rewards([prompts.parse_answer(ten, schema=INT10)], np.array([[10.0, 10.0, np.nan]]),
+                                  schema=INT10)
+    assert out.total.tolist() == [((0 + 2 + 1) + (1 + 9 + 1)) / 2]  # text_alignment unlabelled: not in the mean
