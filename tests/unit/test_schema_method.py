@@ -23,8 +23,10 @@ ANSWERS = {
     "mos9": ["Soft edges.\n\nOverall Quality: 3.5", "Overall Quality: 1.0"],
     "int10": ["Visual Quality: 10\nTemporal Consistency: 1\nText Alignment: 7",
               "Some flicker.\n\nVisual Quality: 3\nTemporal Consistency: 10\nText Alignment: 1"],
+    "paper": [prompts.format_answer(dict(zip(levels.DIMENSION_KEYS, [3.5, 2.0, 4.0, 1.0, 5.0])), "Soft."),
+              prompts.format_answer({k: 2.5 for k in levels.DIMENSION_KEYS})],
 }
-SCHEMAS = {"qalign5": QALIGN5, "mos9": MOS9, "int10": INT10}
+SCHEMAS = {"qalign5": QALIGN5, "mos9": MOS9, "int10": INT10, "paper": PAPER}
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +93,8 @@ def test_level_ids_in_context_words_and_integers(tiny):
     assert trie.n_nodes == 1 and trie.node_of((one,)) == 0
 
 
-@pytest.mark.parametrize("key,side", [("qalign5", "left"), ("mos9", "right"), ("int10", "left"), ("int10", "right")])
+@pytest.mark.parametrize("key,side", [("qalign5", "left"), ("mos9", "right"), ("paper", "left"), ("int10", "left"),
+                                      ("int10", "right")])
 def test_one_pass_equals_k_independent_passes(tiny, key, side):
     model, proc = tiny
     schema = SCHEMAS[key]
