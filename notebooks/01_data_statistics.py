@@ -29,6 +29,7 @@ RUN_DIR: str = "runs/demo"  # run folder for figures, tables and metrics
 DATA_DIR: str = ""  # dataset folder (videos/ratings/rationales .jsonl or .parquet); empty means the embedded sample dataset
 SAMPLE_SIZE: str = "default"  # sample dataset size when DATA_DIR is empty: smoke | default | large
 SEED: int = 0  # seed of the sample dataset
+SCHEMA: str = "paper"  # rating schema of the sample dataset when DATA_DIR is empty: paper | mos9 | qalign5 | int10 | a .json/.yaml file (a DATA_DIR dataset carries its own rating_schema.json)
 PHASE: str = "final"  # rating phase the labels are aggregated from: final | pilot
 MIN_RATERS: int = -1  # minimum raters per video and dimension (fewer is a validation error); -1 takes the value the dataset folder was converted with (dataset.json), else 3
 STRICT: bool = True  # True: stop on any invalid row; False: drop invalid rows and show the report
@@ -41,7 +42,7 @@ import pandas as pd
 from IPython.display import display
 
 from vqalib.report import dataset_stats as stats
-from vqalib.data.dataset import aggregate, load_dataset
+from vqalib.data.dataset import aggregate, high_variance_threshold, load_dataset
 from vqalib.core.runs import Run
 from vqalib.data.synth import dataset_root
 
@@ -52,11 +53,13 @@ from vqalib.data.synth import dataset_root
 # %%
 run = Run(RUN_DIR, "01_data_statistics")
 pd.set_option("display.precision", 3)
-data_dir = dataset_root(DATA_DIR, SAMPLE_SIZE, SEED)
+data_dir = dataset_root(DATA_DIR, SAMPLE_SIZE, SEED, schema=SCHEMA)
 # this notebook reads only the tables, so the video files need not be here (a ratings-only study)
 ds = load_dataset(data_dir, strict=STRICT, min_raters=None if MIN_RATERS < 0 else MIN_RATERS, check_files=False)
 labels = aggregate(ds, phase=PHASE)
+schema = ds.schema  # dimensions, levels and scale come from the data
 print(ds)
+print(schema)
 print("validation:", ds.report.summary(max_lines=10))
 n_files = sum(ds.video_path(v).is_file() for v in ds.videos["video_id"])
 print(f"video files present: {n_files} of {len(ds.videos)} (not needed here; training and evaluation decode them)")
@@ -83,9 +86,9 @@ display(pd.Series(size, name="count").to_frame())
 # Labels are the mean of the raters' scores, snapped to the grid (round half up).
 
 # %%
-dist = stats.score_distribution(labels)
+dist = stats.score_distribution(labels, schema=schema)
 run.save_table(dist, "score_distribution")
-fig = stats.plot_score_distributions(dist)
+fig = stats.plot_score_distributions(dist, schema=schema)
 run.save_fig(fig, "score_distributions")
 plt.show()
 levels_used = {dim: int((row > 0).sum()) for dim, row in dist.iterrows()}
@@ -97,7 +100,7 @@ display(dist)
 # ## Correlation between dimensions
 
 # %%
-corr = stats.dimension_correlation(labels)
+corr = stats.dimension_correlation(labels, schema=schema)
 run.save_table(corr, "dimension_correlation")
 fig = stats.plot_correlation(corr)
 run.save_fig(fig, "dimension_correlation")
@@ -122,7 +125,7 @@ display(run.save_table(stats.category_counts(ds.videos), "categories"))
 # Share of the ratings in the phase that carry each tag (raters tick tags when a dimension is below perfect).
 
 # %%
-tags = stats.tag_frequencies(ds.ratings, phase=PHASE)
+tags = stats.tag_frequencies(ds.ratings, phase=PHASE, schema=schema)
 run.save_table(tags, "tag_frequencies", index=False)
 fig = stats.plot_tag_frequencies(tags)
 run.save_fig(fig, "tag_frequencies")
@@ -160,9 +163,10 @@ else:
 # middle-to-upper levels), so do not read the sample's flat histograms as a property of real data.
 
 # %%
-full = [d for d, n in levels_used.items() if n == 9]
+full = [d for d, n in levels_used.items() if n == schema.n_levels]
 print(f"{len(ds.videos)} videos, {len(labels)} labels from the {PHASE} phase; "
-      f"{len(full)} of {len(levels_used)} dimensions use all 9 levels"
+      f"{len(full)} of {len(levels_used)} dimensions use all {schema.n_levels} levels"
       + (f" (not all levels on: {[d for d in levels_used if d not in full]})" if len(full) < len(levels_used) else "") + ".")
 print(f"Dimensions correlate with mean Spearman {off.mean():.2f} (max |r| {off.abs().max():.2f}).")
-print(f"{size['high_variance_labels']} of {len(labels)} labels are high-variance (rater std > 1.0).")
+print(f"{size['high_variance_labels']} of {len(labels)} labels are high-variance "
+      f"(rater std > {high_variance_threshold(schema):g}).")

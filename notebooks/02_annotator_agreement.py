@@ -35,10 +35,11 @@ RUN_DIR: str = "runs/demo"  # run folder for figures, tables and metrics
 DATA_DIR: str = ""  # dataset folder (videos/ratings/rationales .jsonl or .parquet); empty means the embedded sample dataset
 SAMPLE_SIZE: str = "default"  # sample dataset size when DATA_DIR is empty: smoke | default | large
 SEED: int = 0  # seed of the sample dataset and of the bootstrap
+SCHEMA: str = "paper"  # rating schema of the sample dataset when DATA_DIR is empty: paper | mos9 | qalign5 | int10 | a .json/.yaml file (a DATA_DIR dataset carries its own rating_schema.json)
 MIN_RATERS: int = -1  # minimum final-phase raters per video and dimension (fewer is a validation error); -1 takes the value the dataset folder was converted with (dataset.json), else 3
 STRICT: bool = True  # True: stop on any invalid row; False: drop invalid rows and show the report
 N_BOOT: int = 300  # bootstrap resamples for the confidence intervals (0 for none)
-TOLERANCE: float = 1.0  # Relaxed Match: largest score difference that still counts as a match
+TOLERANCE: float = 1.0  # Relaxed Match: largest score difference that still counts as a match, on the schema's scale
 HIGH_VARIANCE_STD: float = 1.0  # a label is high-variance when the sample std of its ratings exceeds this
 RAW_TOLERANCE: float = 0.0  # Relaxed Match tolerance on the original scale (raw_score), in its units; 0 means TOLERANCE converted with the dataset's scale
 
@@ -60,7 +61,7 @@ from vqalib.report import agreement_summary as summary
 # %%
 run = Run(RUN_DIR, "02_annotator_agreement")
 pd.set_option("display.precision", 3)
-data_dir = dataset_root(DATA_DIR, SAMPLE_SIZE, SEED)
+data_dir = dataset_root(DATA_DIR, SAMPLE_SIZE, SEED, schema=SCHEMA)
 # this notebook reads only the tables, so the video files need not be here (a ratings-only study)
 ds = load_dataset(data_dir, strict=STRICT, min_raters=None if MIN_RATERS < 0 else MIN_RATERS, check_files=False)
 print(ds)
@@ -72,7 +73,8 @@ print("phases present:", phases)
 # ## Table 3: agreement per dimension and phase
 
 # %%
-table = agreement.agreement_table(ds.ratings, phases=phases, n_boot=N_BOOT, tol=TOLERANCE, seed=SEED)
+table = agreement.agreement_table(ds.ratings, phases=phases, n_boot=N_BOOT, tol=TOLERANCE, seed=SEED,
+                                 schema=ds.schema)
 run.save_table(table, "agreement", index=False)
 fig = stats.plot_agreement(table)
 run.save_fig(fig, "agreement")
@@ -115,8 +117,8 @@ if has_raw:
                              values=["grid", "raw", "raw_minus_grid"]))
     print(summary.largest_alpha_change(side))
 else:
-    print("no raw_score column: the ratings were given on the 9-level grid, so the grid agreement above is the "
-          "agreement on the original scale")
+    print(f"no raw_score column: the ratings were given on the {ds.schema.n_levels}-level grid, so the grid "
+          "agreement above is the agreement on the original scale")
 run.log_metrics(has_raw_scale=has_raw)
 
 # %% [markdown]
@@ -147,7 +149,8 @@ display(bias.sort_values("bias"))
 # optimistic view of the remaining data, not a new measurement of rater reliability.
 
 # %%
-effect = agreement.high_variance_effect(ds.ratings, phase="final", high_variance_std=HIGH_VARIANCE_STD, tol=TOLERANCE)
+effect = agreement.high_variance_effect(ds.ratings, phase="final", high_variance_std=HIGH_VARIANCE_STD, tol=TOLERANCE,
+                                         schema=ds.schema)
 run.save_table(effect, "high_variance_effect", index=False)
 run.log_metrics(high_variance_share={r.dimension: r.share_flagged for r in effect.itertuples()},
                 alpha_interval_gain_from_filter={r.dimension: r.alpha_interval_kept - r.alpha_interval_all

@@ -222,9 +222,14 @@ def plot_video_properties(videos: pd.DataFrame):
 @P.themed
 def plot_tag_frequencies(tags: pd.DataFrame):
     """Share of ratings carrying each tag, one panel per dimension (``tags``: the long table of
-    :func:`tag_frequencies`)."""
+    :func:`tag_frequencies`). A schema whose dimensions have no tags gives one panel saying so."""
     import seaborn as sns
 
+    if tags.empty:
+        fig, axes = P.subplots(1, 1, figsize=(4.0, 1.6))
+        axes[0][0].text(0.5, 0.5, "no tags: the rating schema's dimensions define none", ha="center", va="center")
+        axes[0][0].set_axis_off()
+        return fig
     dims = P.dimension_order(tags["dimension"])
     t = tags.assign(dimension=P.dimension_names(tags["dimension"]))
     fig, axes = P.subplots(1, len(dims), figsize=(3.0 * len(dims), 2.9), sharex=True)
