@@ -208,26 +208,30 @@ def load_examples(data_dir: str = "", split: str = "train", sample_size: str = "
     as :class:`Examples` (a list) holding the dataset's rating schema and the missing-label counts.
 
     ``data_dir`` empty -> the embedded sample dataset (``vqalib.data.synth.ensure_sample_dataset``).
-    ``schema`` (a schema, preset name or file; empty: the dataset's) must equal the dataset's schema
-    (:func:`dataset_schema`), else raises naming both. Each label is the nearest level of the raters' mean
-    on the schema's grid; a dimension without a label is left out of the clip's ``scores`` (counted, not
-    filled in); a clip without any label raises naming it. With a ``gaussian``/``histogram`` schema each
-    label also gets its soft target (:meth:`vqalib.schema.rating.RatingSchema.target` of the mean, the
-    standard deviation and the ratings; a one-rating MOS row's own ``std`` column when the ratings table
-    has one)."""
-    from vqalib.data.dataset import aggregate, labels_wide, load_dataset
+    ``schema`` (a schema, preset name or file; empty: the dataset's) must equal the schema saved with the
+    dataset (its ``rating_schema.json``), else raises naming both; a folder without one is read with it.
+    Each label is ``aggregate``'s (the raters' mean snapped to the schema's nearest level); a dimension
+    without a label is left out of the clip's ``scores`` (counted, not filled in); a clip without any
+    label raises naming it. With a ``gaussian``/``histogram`` schema each label also gets its soft target
+    over the K levels (``vqalib.data.dataset.label_targets``)."""
+    from vqalib.data.dataset import aggregate, label_targets, labels_wide, load_dataset
     from vqalib.data.synth import dataset_root
 
     root = dataset_root(data_dir, sample_size, data_seed)
-    ds = load_dataset(root)
-    sch = check_schema(dataset_schema(ds, root), schema, str(root))
+    if schema not in (None, "") and (Path(root) / rating.SCHEMA_FILE).is_file():
+        check_schema(rating.schema_of_folder(root), schema, str(root))
+    ds = load_dataset(root, schema=schema or None) if schema not in (None, "") else load_dataset(root)
+    sch = dataset_schema(ds, root)
     keys = sch.keys
-    agg = aggregate(ds, phase=phase)
-    wide = labels_wide(agg, value="mean")
+    wide = labels_wide(aggregate(ds, phase=phase)) if sch.is_paper else \
+        labels_wide(aggregate(ds, phase=phase, schema=sch), schema=sch)
     if "video_id" in wide.columns:
         wide = wide.set_index("video_id")
-    soft_rule = sch.target_rule != "nearest"
-    std_wide = labels_wide(agg, value="std") if soft_rule else None
+    soft_of: dict[tuple[str, str], list[float]] = {}
+    if sch.target_rule != "nearest":
+        lt = label_targets(ds, phase=phase, schema=sch)
+        soft_of = {(str(v), str(d)): [float(x) for x in t]
+                   for v, d, t in lt[["video_id", "dimension", "target"]].itertuples(index=False)}
     videos = ds.videos
     if split:
         if split not in set(videos["split"]):
@@ -240,17 +244,11 @@ def load_examples(data_dir: str = "", split: str = "train", sample_size: str = "
     tag_votes: dict[tuple[str, str], dict[str, int]] = {}
     n_raters: dict[tuple[str, str], int] = {}
     scores_of: dict[tuple[str, str], list[float]] = {}
-    row_std: dict[tuple[str, str], float] = {}
     final = ds.ratings[ds.ratings["phase"] == phase]
-    has_std = soft_rule and "std" in final.columns
     for row in final.itertuples(index=False):
         key = (str(row.video_id), str(row.dimension))
-        if not np.isfinite(float(row.score)):
-            continue
         n_raters[key] = n_raters.get(key, 0) + 1
         scores_of.setdefault(key, []).append(float(row.score))
-        if has_std and row.std is not None and np.isfinite(float(row.std)):
-            row_std[key] = float(row.std)
         votes = tag_votes.setdefault(key, {})
         for t in (row.tags if isinstance(row.tags, (list, tuple, np.ndarray)) else []):
             votes[str(t)] = votes.get(str(t), 0) + 1
@@ -264,12 +262,9 @@ def load_examples(data_dir: str = "", split: str = "train", sample_size: str = "
             value = row.get(key)
             if value is None or not np.isfinite(float(value)):
                 continue  # a missing label: left out of the answer and masked in ASO/GRPO (counted)
-            scores[key] = float(sch.snap(float(value)))
-            if soft_rule:
-                std = float(std_wide.loc[vid].get(key, 0.0)) if vid in std_wide.index else 0.0
-                if n_raters.get((vid, key), 0) == 1 and (vid, key) in row_std:
-                    std = row_std[(vid, key)]
-                soft[key] = [float(x) for x in sch.target(float(value), std, scores_of.get((vid, key)) or None)]
+            scores[key] = float(value)
+            if (vid, key) in soft_of:
+                soft[key] = soft_of[(vid, key)]
         if not scores:
             raise ValueError(f"{root}: clip {vid!r} has no label for any of {list(keys)}; fix its ratings or drop the clip")
         tags = {k: sorted(t for t, n in tag_votes.get((vid, k), {}).items() if 2 * n >= n_raters[(vid, k)])
