@@ -137,3 +137,146 @@ def test_schema_checks_k_and_d(tiny):
         scoring.level_logprobs_raw(model, b, scoring.level_token_ids(proc.tokenizer), sp, schema=INT10)
     with pytest.raises(ValueError, match="3 columns"):
         scoring.level_logprobs_raw(model, b, scoring.level_token_ids(proc.tokenizer, schema=MOS9), sp, schema=MOS9)
+
+
+# ------------------------------------------------------------------------------------------ readouts
+
+def test_readouts_over_the_schema_levels():
+    pi = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.0], dtype=torch.float64)  # bad .. excellent
+    assert float(readout.expected_score(pi, schema=QALIGN5)) == pytest.approx(0.1 + 0.4 + 0.9 + 1.6)
+    assert float(readout.argmax_score(pi, schema=QALIGN5)) == 4.0
+    ten = np.zeros(10)
+    ten[9], ten[2] = 0.75, 0.25
+    assert readout.expected_score_np(ten, schema=INT10) == pytest.approx(0.75 * 10 + 0.25 * 3)
+    assert readout.argmax_score_np(ten, schema=INT10) == 10.0
+    assert np.isnan(readout.expected_score_np(np.full((2, 10), np.nan), schema=INT10)).all()
+    with pytest.raises(ValueError, match="K = 9"):
+        readout.expected_score(pi)
+    with pytest.raises(ValueError, match=r"\[\.\.\., 10\]"):
+        readout.check_distributions(np.full(9, 1 / 9), schema=INT10)
+    torch.testing.assert_close(readout.levels_like(pi, schema=MOS9), torch.tensor(levels.LEVELS.tolist(), dtype=torch.float64))
+
+
+# ------------------------------------------------------------------------------------------ ASO
+
+def test_aso_reward_and_pi_star_on_other_grids():
+    r = aso.reward_abs(7.0, 2.0, schema=INT10)
+    assert r.tolist() == [-12.0, -10.0, -8.0, -6.0, -4.0, -2.0, 0.0, -2.0, -4.0, -6.0]
+    assert aso.reward_abs(4.0, schema=QALIGN5).tolist() == [-3.0, -2.0, -1.0, 0.0, -1.0]
+    # pi* ∝ pi_ref exp(R / lam): uniform pi_ref over the five words, s* = good, lam = beta = 1
+    star = aso.optimal_policy(torch.full((5,), 0.2, dtype=torch.float64), aso.reward_abs(4.0, schema=QALIGN5), 1.0,
+                              probs=True, schema=QALIGN5)
+    w = np.exp(-np.abs(np.arange(1, 6) - 4.0))
+    np.testing.assert_allclose(star.numpy(), w / w.sum(), rtol=1e-12)
+    with pytest.raises(ValueError, match="K = 9"):
+        aso.optimal_policy(torch.full((10,), 0.1), torch.zeros(10), 1.0, probs=True)
+    with pytest.raises(ValueError, match="K = 10"):
+        aso.as_log_probs(torch.full((9,), 1 / 9), probs=True, schema=INT10)
+    with pytest.raises(ValueError, match=r"1/10\]"):
+        aso.as_log_probs(torch.full((10,), 0.1), probs=True, eps=0.2, schema=INT10)
+    assert float(aso.label_mass(star, 4.0, schema=QALIGN5)) == pytest.approx(w[3] / w.sum())
+    with pytest.raises(ValueError, match="not on the grid"):
+        aso.label_mass(star, 4.5, schema=QALIGN5)
+
+
+def test_soft_target_reward_is_the_expected_distance():
+    t = torch.tensor([0.0, 0.0, 0.5, 0.5, 0.0], dtype=torch.float64)  # raters split between fair (3) and good (4)
+    r = aso.reward_abs(target=t, beta=2.0, schema=QALIGN5)
+    # R(s) = -2 (0.5 |s - 3| + 0.5 |s - 4|): s = 1: -2 (1 + 1.5) = -5; s = 3, 4: -1; s = 5: -2 (1 + 0.5) = -3
+    assert r.tolist() == [-5.0, -3.0, -1.0, -1.0, -3.0]
+    one_hot = torch.zeros(10, dtype=torch.float64)
+    one_hot[6] = 1.0
+    torch.testing.assert_close(aso.reward_abs(target=one_hot, schema=INT10), aso.reward_abs(7.0, schema=INT10))
+    g = INT10.target(6.2, 1.3, rule="gaussian")
+    want = -np.array([np.sum(g * np.abs(s - INT10.levels)) for s in INT10.levels])
+    np.testing.assert_allclose(aso.reward_abs(target=torch.as_tensor(g), schema=INT10).numpy(), want, rtol=1e-12)
+    with pytest.raises(ValueError, match="K = 5"):
+        aso.reward_abs(target=torch.full((9,), 1 / 9), schema=QALIGN5)
+    with pytest.raises(ValueError, match="exactly one"):
+        aso.reward_abs(3.0, target=t)
+
+
+def test_grpo_reward_terms_on_other_grids():
+    # INT10: span 9, pred 3 gt 10: R_dist = 9 - 7 = 2; R_acc 1 only at 10
+    assert aso.dist_max(INT10) == 9.0 and aso.dist_max(QALIGN5) == 4.0
+    assert aso.dist_max() == aso.dist_max(MOS9) == 5.0  # the paper's constant on its grid
+    assert float(aso.reward_dist(10.0, schema=INT10)[2]) == 2.0
+    acc = aso.reward_acc(10.0, schema=INT10)
+    assert acc.tolist() == [0.0] * 9 + [1.0]
+    assert aso.reward_acc(2.0, schema=QALIGN5).tolist() == [0.0, 1.0, 0.0, 0.0, 0.0]
+    assert aso.keep_argmax_threshold(schema=INT10) == pytest.approx(1 / (1 + math.exp(-1.0)))
+    assert aso.keep_argmax_threshold() == aso.keep_argmax_threshold(1.0, 1.0, 0.5)
+
+
+def test_pi_ref_health_masks_unlabelled_items():
+    lp = torch.log_softmax(torch.randn(4, 3, 10, generator=torch.Generator().manual_seed(0), dtype=torch.float64), -1)
+    s = torch.tensor([[1.0, 5.0, 10.0]] * 4, dtype=torch.float64)
+    s_nan = s.clone()
+    s_nan[1, 2] = s_nan[3, 0] = float("nan")
+    h = aso.pi_ref_health(lp, s_nan, schema=INT10)
+    keep = ~torch.isnan(s_nan)
+    ref = aso.pi_ref_health(lp[keep], s[keep], schema=INT10)
+    assert h["n_unlabelled"] == 2 and h["n_items"] == 10
+    for k in ("p_label_mean", "kl_star_ref", "expected_shift_mean", "entropy"):
+        assert h[k] == pytest.approx(ref[k], rel=1e-12)
+    assert h["p_label_by_dim"][2] == pytest.approx(float(lp[[0, 2, 3], 2, 9].exp().mean()))
+    assert "uniform over 10" in aso.format_health(h, schema=INT10)
+
+
+# ------------------------------------------------------------------------------------------ GRPO
+
+def _parsed(text: str, scores: dict, schema) -> prompts.ParseResult:
+    res = prompts.ParseResult(text=text)
+    for k in schema.keys:
+        v = scores.get(k)
+        res.scores[k] = v
+        res.status[k] = prompts.STATUS_OK if v is not None else "missing"
+        res.off_grid[k] = False
+        res.rescaled[k] = False
+    return res
+
+
+def test_grpo_single_dimension_reward_is_not_divided_by_five():
+    res = [_parsed("Overall Quality: good", {"overall_quality": 4.0}, QALIGN5),
+           _parsed("Overall Quality: bad", {"overall_quality": 1.0}, QALIGN5)]
+    out = grpo_math.score_rewards(res, np.array([[4.0], [4.0]]), schema=QALIGN5, format_check=lambda t: True)
+    # good: R_acc 1 + R_dist (4 - 0) + format 1 = 6; bad: 0 + (4 - 3) + 1 = 2; one dimension: no division
+    assert out.total.tolist() == [6.0, 2.0]
+    assert out.acc.shape == (2, 1) and out.dist.tolist() == [[4.0], [1.0]]
+
+
+def test_grpo_int10_right_values_and_unlabelled_dimensions_masked():
+    keys = INT10.keys
+    res = [_parsed("a", {keys[0]: 3.0, keys[1]: 10.0, keys[2]: 5.0}, INT10),
+           _parsed("b", {keys[0]: 10.0, keys[1]: None, keys[2]: 1.0}, INT10)]
+    targets = np.array([[10.0, 10.0, np.nan], [10.0, 9.0, np.nan]])  # text_alignment unlabelled for both clips
+    out = grpo_math.score_rewards(res, targets, format_weight=0.5, schema=INT10, format_check=lambda t: t == "a")
+    # clip a: visual pred 3 gt 10: 0 + (9 - 7) + 0.5 = 2.5; temporal exact: 1 + 9 + 0.5 = 10.5 -> mean over 2 = 6.5
+    # clip b: visual exact: 1 + 9 + 0 = 10; temporal missing: 0, counted -> 10 / 2 = 5
+    assert out.total.tolist() == [6.5, 5.0]
+    assert out.dist[0].tolist() == [2.0, 9.0, 0.0] and out.fmt[0].tolist() == [1.0, 1.0, 0.0]
+    assert out.labelled.tolist() == [[True, True, False]] * 2
+    assert out.n_dims_unlabelled == 2 and out.n_dims_missing == 1 and out.n_unparsable == 1
+    with pytest.raises(ValueError, match="D\\] = \\[2, 3\\]"):
+        grpo_math.score_rewards(res, np.zeros((2, 5)), schema=INT10, format_check=lambda t: True)
+
+
+def test_advantages_per_dimension_average_over_labelled_only():
+    r = torch.tensor([[1.0, 0.0], [3.0, 0.0]])  # one group of 2; dimension 2 unlabelled
+    adv = grpo_math.group_advantages_per_dimension(r, 2, labelled=torch.tensor([[True, False]] * 2))
+    torch.testing.assert_close(adv, grpo_math.group_advantages(r[:, 0].contiguous(), 2))
+    torch.testing.assert_close(grpo_math.group_advantages_per_dimension(r, 2),
+                               grpo_math.group_advantages(r[:, 0].contiguous(), 2) / 2)
+
+
+def test_paper_rewards_unchanged_bit_for_bit():
+    """schema=None and schema=PAPER give the numbers the old fixed-five code gave (its formula, by hand)."""
+    rng = np.random.default_rng(0)
+    tg = levels.LEVELS[rng.integers(0, 9, (6, 5))]
+    pred = levels.LEVELS[rng.integers(0, 9, (6, 5))]
+    res = [_parsed("x", dict(zip(levels.DIMENSION_KEYS, p)), PAPER) for p in pred]
+    a = grpo_math.score_rewards(res, tg, format_check=lambda t: False)
+    b = grpo_math.score_rewards(res, tg, schema=PAPER, format_check=lambda t: False)
+    acc = (levels.snap_to_grid(pred) == levels.snap_to_grid(tg)).astype(float)
+    dist = 5.0 - np.abs(pred - tg)
+    assert np.array_equal(a.total, (acc + dist + 0.0).mean(axis=1)) and np.array_equal(a.total, b.total)
