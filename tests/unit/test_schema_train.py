@@ -110,8 +110,8 @@ def test_a_missing_dimension_has_no_score_line_and_is_masked(proc):
 
 
 def test_aso_target_masks_missing_labels_and_uses_the_soft_label():
-    from vqalib.method.aso import optimal_policy
-    from vqalib.train.aso_trainer import aso_target, soft_reward
+    from vqalib.method.aso import optimal_policy, reward_abs
+    from vqalib.train.aso_trainer import aso_target
     from vqalib.train.common import load_config
 
     cfg = load_config("aso", None, {"lam": 0.5, "beta": 2.0})
@@ -121,21 +121,18 @@ def test_aso_target_masks_missing_labels_and_uses_the_soft_label():
     t = aso_target(cfg, logp_ref, scores, schema=INT10)
     assert t.shape == (2, 3, k) and bool(t[0, 1].isnan().all()) and not bool(t[1].isnan().any())
     v = torch.arange(1.0, 11.0, dtype=torch.float64)
-    want = optimal_policy(logp_ref[1, 1].double(), -2.0 * (v - 9.0).abs(), 0.5).float()
+    want = optimal_policy(logp_ref[1, 1].double(), -2.0 * (v - 9.0).abs(), 0.5, schema=INT10).float()
     assert torch.allclose(t[1, 1], want, atol=1e-6)
     # soft label: R(s) = -beta sum_j t_j |s - v_j|
     soft = torch.zeros(2, 3, k)
     soft[..., 6], soft[..., 8] = 0.25, 0.75  # 7 and 9
     soft[0, 1] = float("nan")
-    r = soft_reward(soft[1, 0], 2.0, INT10)
+    r = reward_abs(target=soft[1, 0].double(), beta=2.0, schema=INT10)
     assert torch.allclose(r, -2.0 * (0.25 * (v - 7).abs() + 0.75 * (v - 9).abs()))
     ts = aso_target(cfg, logp_ref, scores, schema=INT10, soft=soft)
-    want = optimal_policy(logp_ref[1, 0].double(), r, 0.5).float()
+    want = optimal_policy(logp_ref[1, 0].double(), r, 0.5, schema=INT10).float()
     assert torch.allclose(ts[1, 0], want, atol=1e-6) and bool(ts[0, 1].isnan().all())
     assert not torch.allclose(ts[1, 0], t[1, 0])  # the soft label moves pi* off the mean's one-hot reward
-    # a one-hot soft label is the paper's reward
-    onehot = torch.nn.functional.one_hot(torch.tensor(6), k).double()
-    assert torch.allclose(soft_reward(onehot, 1.0, INT10), -(v - 7).abs())
 
 
 def test_aso_score_loss_leaves_masked_dimensions_out():
@@ -164,15 +161,16 @@ def test_score_token_mask_covers_each_level_s_own_tokens(proc):
 def test_rationale_helpers_follow_the_schema():
     # score words and numbers of the schema's levels are tells
     assert reveals_score("The picture is excellent overall.", QALIGN5) == ["excellent"]
-    assert reveals_score("I would give it 10.", INT10) == ["10"] and reveals_score("I would give it 10.") == []
+    assert reveals_score("I would give it 10 today.", INT10) == ["10"]
+    assert reveals_score("I would give it 10 today.") == []  # the paper reads 1-5 only
     assert scrub_rationale("Sharp detail. It deserves a 9.", INT10) == "Sharp detail."
     # tags of the schema's dimensions; a dimension that is not a quality (an amount) is left out
     sch = rating.make_schema("two", [rating.Dimension("sharpness", "Sharpness", tags=("blur",)),
                                      rating.Dimension("motion_amount", "Motion Amount", tags=("static",), quality=False)],
                              values=[1, 2, 3])
     assert short_rationale({"sharpness": ["blur"], "motion_amount": ["static"]}, sch) == "Seen: blur."
-    assert short_rationale({"overall_quality": ["blocking"]}, MOS9) == "Seen: blocking artefacts." or \
-        short_rationale({"overall_quality": ["blocking"]}, MOS9).startswith("Seen: blocking")
+    assert short_rationale({"overall_quality": ["blocking"]}, MOS9) == "Seen: compression blocking."  # levels.TAG_TEXT
+    assert short_rationale({"overall_quality": ["dropped_frames"]}, MOS9) == "Seen: dropped frames."
     # the keyword target finds the schema's keywords
     ex = _ex("a", {"overall_quality": 4.0})
     ex.rationales = {"overall_quality": "Crisp and steady, overall Good."}

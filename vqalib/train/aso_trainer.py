@@ -44,8 +44,8 @@ levels at each of its D dimensions, R on its level values. A dimension a clip ha
 (``label_mask`` False, target NaN) is left out of pi*, of the score loss and of every logged mean, and
 counted (``n_dims_masked``). Under a ``gaussian``/``histogram`` schema the reward is the soft label's
 expected distance, ``R(s) = -beta sum_j t_j |s - v_j|`` (t: the clip's target over the levels, v: the
-level values; :func:`soft_reward`), so pi* leans towards where the raters put their mass, not only their
-mean; SFT's text target stays the nearest level (a text answer names one level).
+level values; ``vqalib.method.aso.reward_abs(target=t)``), so pi* leans towards where the raters put their
+mass, not only their mean; SFT's text target stays the nearest level (a text answer names one level).
 """
 
 from __future__ import annotations
@@ -81,15 +81,6 @@ def level_logprobs(model: Any, batch: dict[str, Any], tokenizer: Any, return_log
 
     return _llp(model, model_inputs(batch), level_token_ids(tokenizer, **schema_kw(schema)), batch["score_positions"],
                 return_logits=return_logits)
-
-
-def soft_reward(soft: torch.Tensor, beta: float = 1.0, schema: rating.RatingSchema | None = None) -> torch.Tensor:
-    """ASO's reward under a soft label: ``R(s) = -beta sum_j t_j |s - v_j|`` [..., K] from the target ``t``
-    [..., K] over the schema's level values ``v`` (float64). A one-hot ``t`` at the level ``s*`` gives
-    ``-beta |s - s*|``, the paper's reward."""
-    v = torch.as_tensor(rating.resolve(schema).values, dtype=torch.float64, device=soft.device)
-    dist = (v[:, None] - v[None, :]).abs()  # [K (s), K (j)]
-    return -beta * torch.einsum("...j,sj->...s", soft.double(), dist)
 
 
 def keyword_logprobs_raw(model: Any, batch: dict[str, Any], tokenizer: Any,
@@ -357,7 +348,7 @@ def pi_ref_sharpness(model: Any, processor: Any, examples: Sequence[ClipExample]
                                    device=device, progress=progress, instruction=instruction, schema=sch)
         lp = torch.stack([pi[ex.video_id] for ex in examples]).double()  # [N, D, K]
         p = lp.exp()
-        star = optimal_policy(lp, reward_abs(t_filled, 1.0, **schema_kw(sch)), 1.0)
+        star = optimal_policy(lp, reward_abs(t_filled, 1.0, **schema_kw(sch)), 1.0, **schema_kw(sch))
         rows.append({"rationale": mode, "max_prob": mean(p.max(-1).values),
                      "entropy": mean(entropy(p)),
                      "p_label": mean(p.gather(-1, k_label[..., None]).squeeze(-1)),
@@ -397,7 +388,7 @@ def aso_target(cfg: ASOConfig, logp_ref: torch.Tensor, scores: torch.Tensor,
 
     ``schema`` (default the paper's): [B, D, K] over its levels, R on its level values. ``soft`` [B, D, K]
     (a ``gaussian``/``histogram`` schema's soft labels, ``reward: abs``): ``R = -beta sum_j t_j |s - v_j|``
-    (:func:`soft_reward`). A dimension whose label is missing (``scores`` NaN) gets a NaN target row: the
+    (``vqalib.method.aso.reward_abs(target=)``). A dimension whose label is missing (``scores`` NaN) gets a NaN target row: the
     loss leaves it out."""
     from vqalib.method.aso import optimal_policy, reward_abs, reward_multi_rater
 
@@ -417,10 +408,11 @@ def aso_target(cfg: ASOConfig, logp_ref: torch.Tensor, scores: torch.Tensor,
             raters = torch.where(valid[..., None], raters, torch.full_like(raters, sch.lo))
         R = reward_multi_rater(raters, beta=cfg.beta, **skw)
     elif soft is not None:
-        R = soft_reward(soft.to(logp_ref.device).masked_fill(~valid[..., None], 1.0 / sch.n_levels), cfg.beta, sch)
+        R = reward_abs(target=soft.double().to(logp_ref.device).masked_fill(~valid[..., None], 1.0 / sch.n_levels),
+                       beta=cfg.beta, **skw)
     else:
         R = reward_abs(scores.double(), beta=cfg.beta, **skw)
-    target = optimal_policy(logp_ref.double(), R, cfg.lam, eps=cfg.eps).float()
+    target = optimal_policy(logp_ref.double(), R, cfg.lam, eps=cfg.eps, **skw).float()
     return target.masked_fill(~valid[..., None], float("nan")) if masked else target
 
 
@@ -591,24 +583,18 @@ def cached_pi_ref_health(cfg: ASOConfig, examples: Sequence[ClipExample], pi_ref
     beta (issue 20): off-level mass (``outside``; NaN for a cache written before it was kept), entropy,
     pi_ref(s*) quantiles, and how far lambda and beta move it (KL(pi*||pi_ref), argmax flips, mean change
     of the expected score). ``schema``: its dimensions and levels; the (clip, dimension) pairs without a label
-    are left out (the report then covers the labelled pairs, without the per-dimension lists)."""
+    (NaN targets) are left out of every number and counted (``n_unlabelled``)."""
     from vqalib.method.aso import pi_ref_health
 
     sch = rating.resolve(schema)
     lp = torch.stack([pi_ref[ex.video_id] for ex in examples])
     off = torch.stack([outside[ex.video_id] for ex in examples]) if outside else None
     targets = torch.tensor([ex.targets(sch) for ex in examples], dtype=torch.float64)
-    valid = torch.isfinite(targets)
-    if not bool(valid.all()):
-        lp, targets = lp[valid], targets[valid]
-        off = off[valid] if off is not None else None
-        out = pi_ref_health(lp, targets, cfg.lam, cfg.beta, outside=off, **schema_kw(sch))
-        out["n_missing_labels"] = int((~valid).sum())
-        return out
     return pi_ref_health(lp, targets, cfg.lam, cfg.beta, outside=off, **schema_kw(sch))
 
 
-def check_pi_ref_health(cfg: ASOConfig, health: dict[str, Any], announce: bool = True) -> list[str]:
+def check_pi_ref_health(cfg: ASOConfig, health: dict[str, Any], announce: bool = True,
+                        schema: rating.RatingSchema | None = None) -> list[str]:
     """Print the health report (``announce``) and act on its problems (:func:`vqalib.method.aso.pi_ref_health_problems`)
     as ``cfg.pi_ref_health`` says: ``warn`` (a ``UserWarning`` per problem), ``refuse`` (``ValueError`` with
     the fixes) or ``off``. Returns the problems."""
@@ -619,8 +605,8 @@ def check_pi_ref_health(cfg: ASOConfig, health: dict[str, Any], announce: bool =
     if cfg.pi_ref_health == "off":
         return []
     if announce:
-        print(format_health(health), flush=True)
-    problems = pi_ref_health_problems(health, HealthThresholds())
+        print(format_health(health, **schema_kw(schema)), flush=True)
+    problems = pi_ref_health_problems(health, HealthThresholds(), **schema_kw(schema))
     if problems and cfg.pi_ref_health == "refuse":
         raise ValueError("the cached pi_ref is unfit for ASO (pi_ref_health: refuse; set it to warn to train anyway):\n- "
                          + "\n- ".join(problems))
@@ -698,7 +684,7 @@ def prepare_aso(cfg: ASOConfig, model: Any, processor: Any, examples: Sequence[C
                                                                    progress, schema=schema)
     extra["pi_ref"] = pi
     check_pi_ref_health(cfg, cached_pi_ref_health(cfg, examples, pi, outside, schema),
-                        announce=progress and is_main_process())
+                        announce=progress and is_main_process(), schema=schema)
     return extra
 
 

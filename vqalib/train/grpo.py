@@ -145,8 +145,6 @@ class GRPOTrainer(VQATrainer):
         prompt = model_inputs(inputs)
         unwrapped = self.accelerator.unwrap_model(model)
         roll = sample_completions(unwrapped, self.processing_class, prompt, settings=GenerationSettings.from_config(cfg))
-        from vqalib.method.grpo_math import group_advantages as _group
-
         from vqalib.schema.prompts import parse_answer
 
         skw = schema_kw(self.schema)
@@ -159,11 +157,9 @@ class GRPOTrainer(VQATrainer):
         masked = lmask is not None and not bool(lmask.all())
         if cfg.group_by == "dimension" and masked:
             # missing labels: each labelled dimension normalised within the group, the mean over those only
-            per_dim = torch.as_tensor(np.nan_to_num(rewards.acc + rewards.dist + cfg.format_weight * rewards.fmt),
-                                      dtype=torch.float32, device=r.device)  # [N, D]
-            lm = lmask.to(r.device)
-            cols = torch.stack([_group(per_dim[:, j].contiguous(), G) for j in range(per_dim.shape[1])], dim=1)
-            adv = (cols * lm).sum(1) / lm.sum(1).clamp(min=1)
+            per_dim = np.nan_to_num(rewards.acc + rewards.dist + cfg.format_weight * rewards.fmt)  # [N, D]
+            adv = group_advantages_per_dimension(torch.as_tensor(per_dim, dtype=torch.float32, device=r.device), G,
+                                                 labelled=lmask.to(r.device))
         elif cfg.group_by == "dimension":  # per clip and dimension (paper), then mean over the dimensions
             per_dim = rewards.acc + rewards.dist + cfg.format_weight * rewards.fmt  # [N, D]
             adv = group_advantages_per_dimension(torch.as_tensor(per_dim, dtype=torch.float32, device=r.device), G)
