@@ -23,8 +23,10 @@ ANSWERS = {
     "mos9": ["Soft edges.\n\nOverall Quality: 3.5", "Overall Quality: 1.0"],
     "int10": ["Visual Quality: 10\nTemporal Consistency: 1\nText Alignment: 7",
               "Some flicker.\n\nVisual Quality: 3\nTemporal Consistency: 10\nText Alignment: 1"],
+    "paper": [prompts.format_answer(dict(zip(levels.DIMENSION_KEYS, [3.5, 2.0, 4.0, 1.0, 5.0])), "Soft."),
+              prompts.format_answer({k: 2.5 for k in levels.DIMENSION_KEYS})],
 }
-SCHEMAS = {"qalign5": QALIGN5, "mos9": MOS9, "int10": INT10}
+SCHEMAS = {"qalign5": QALIGN5, "mos9": MOS9, "int10": INT10, "paper": PAPER}
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +70,13 @@ def test_paper_level_ids_are_the_level_strings_alone(tiny):
     assert scoring.level_token_ids(tok) == old == scoring.level_token_ids(tok, schema=PAPER)
     assert scoring.level_token_ids(tok, schema=MOS9) == old
     assert scoring.prefix_levels(old) == {}
+    # this file's score positions (first token of the level) are build_batch's on the paper's answers
+    from vqalib.model.inputs import build_batch
+
+    answers = [prompts.format_answer(dict(zip(levels.DIMENSION_KEYS, [3.5, 2.0, 4.0, 1.0, 5.0])), "Soft."),
+               prompts.format_answer({k: 2.5 for k in levels.DIMENSION_KEYS})]
+    b = build_batch(proc, [synthetic_clip(seed=0), synthetic_clip(seed=1)], answers)
+    assert torch.equal(score_positions(proc, b, answers, PAPER, "left"), b.score_positions)
 
 
 def test_level_ids_in_context_words_and_integers(tiny):
@@ -84,17 +93,8 @@ def test_level_ids_in_context_words_and_integers(tiny):
     assert trie.n_nodes == 1 and trie.node_of((one,)) == 0
 
 
-def test_our_score_positions_agree_with_build_batch_on_the_paper(tiny):
-    from vqalib.model.inputs import build_batch
-
-    _, proc = tiny
-    answers = [prompts.format_answer(dict(zip(levels.DIMENSION_KEYS, [3.5, 2.0, 4.0, 1.0, 5.0])), "Soft."),
-               prompts.format_answer({k: 2.5 for k in levels.DIMENSION_KEYS})]
-    b = build_batch(proc, [synthetic_clip(seed=0), synthetic_clip(seed=1)], answers)
-    assert torch.equal(score_positions(proc, b, answers, PAPER, "left"), b.score_positions)
-
-
-@pytest.mark.parametrize("key,side", [("qalign5", "left"), ("mos9", "right"), ("int10", "left"), ("int10", "right")])
+@pytest.mark.parametrize("key,side", [("qalign5", "left"), ("mos9", "right"), ("paper", "left"), ("int10", "left"),
+                                      ("int10", "right")])
 def test_one_pass_equals_k_independent_passes(tiny, key, side):
     model, proc = tiny
     schema = SCHEMAS[key]
@@ -280,3 +280,89 @@ def test_paper_rewards_unchanged_bit_for_bit():
     acc = (levels.snap_to_grid(pred) == levels.snap_to_grid(tg)).astype(float)
     dist = 5.0 - np.abs(pred - tg)
     assert np.array_equal(a.total, (acc + dist + 0.0).mean(axis=1)) and np.array_equal(a.total, b.total)
+
+
+# ------------------------------------------------------------------------------ teaching and reports
+
+def test_bandit_on_five_words_converges_to_pi_star():
+    from vqalib.teaching import bandit
+
+    s = np.array([1.0, 4.0, 4.0, 5.0])
+    ref = bandit.marginal_reference(s, schema=QALIGN5)
+    assert ref.tolist() == [2 / 9, 1 / 9, 1 / 9, 3 / 9, 2 / 9]  # counts 1, 0, 0, 2, 1 plus one each
+    items = bandit.make_items(s, ref, schema=QALIGN5)
+    assert items.R.shape == (4, 5) and items.R[1].tolist() == [-3.0, -2.0, -1.0, 0.0, -1.0]
+    hist = bandit.run_aso(items, lam=1.0, steps=60)
+    assert hist["tv_to_star"].iloc[-1] < 0.01
+    with pytest.raises(ValueError, match="K = 5"):
+        bandit.make_items(s, np.full(9, 1 / 9), schema=QALIGN5)
+
+
+def test_bandit_items_from_labels_of_another_schema_skip_unlabelled_rows():
+    import pandas as pd
+
+    from vqalib.teaching import bandit
+
+    labels = pd.DataFrame({"video_id": ["a", "b", "c", "a", "b"],
+                           "dimension": ["visual_quality"] * 3 + ["text_alignment"] * 2,
+                           "score": [10.0, 1.0, np.nan, 7.0, 7.0]})
+    items = bandit.items_from_labels(labels, schema=INT10)
+    assert items.s_star.tolist() == [10.0, 1.0, 7.0, 7.0] and items.logp_ref.shape == (4, 10)
+    assert bandit.items_from_labels(labels, "Text Alignment", schema=INT10).s_star.tolist() == [7.0, 7.0]
+
+
+def test_explorer_state_and_reference_shapes_on_ten_integers():
+    from vqalib.teaching import widgets
+
+    st = widgets.explorer_state(schema=INT10, s_star=7.0, ref_shape="zero_mass", lam=0.5)
+    assert st["pi_ref"].shape == (10,) and st["zero_levels"] == ["7"]
+    assert st["pi_star"][6] == 0.0 and st["pi_star"].sum() == pytest.approx(1.0)
+    elsewhere = widgets.reference_policy("peaked_elsewhere", 3.0, schema=INT10)  # the bump at 3 + 9/2 = 7.5
+    assert set(np.argsort(elsewhere)[-2:]) == {6, 7}
+    fig = widgets.plot_state(st)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == list(INT10.strings)
+
+
+def test_grid_pistar_tables_are_the_closed_form():
+    from vqalib.teaching import widgets
+
+    for schema, s_star in ((PAPER, 3.0), (QALIGN5, 3.0), (INT10, None)):
+        fig, table = widgets.grid_pistar(schema.name, s_star)
+        assert list(table.index) == list(schema.strings) and len(fig.axes) == 2
+        s = schema.levels[schema.n_levels // 2] if s_star is None else s_star
+        w = np.exp(-np.abs(schema.levels - s))  # uniform pi_ref, lam = beta = 1
+        np.testing.assert_allclose(table["π* (uniform π_ref)"].to_numpy(), w / w.sum(), rtol=1e-12)
+    assert widgets.grid_pistar("int10")[1]["value"].tolist() == list(range(1, 11))
+
+
+def test_lambda_beta_readings_and_diagnostics_on_other_grids():
+    from types import SimpleNamespace
+
+    from vqalib.report import aso_diagnostics as diag
+    from vqalib.report import derivation
+
+    uniform = torch.full((5,), 0.2, dtype=torch.float64)
+    fig, table = derivation.lambda_beta_readings({"C": (1.0, 1.0)}, 4.0, {"u": uniform}, schema=QALIGN5)
+    w = np.exp(-np.abs(np.arange(1, 6) - 4.0))
+    assert table["π*(s*)"].iloc[0] == pytest.approx(w[3] / w.sum())
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == list(QALIGN5.strings)
+    assert "ten keywords" in diag.skip_reason(SimpleNamespace(on_policy=False, target_position="keyword"), schema=INT10)
+    t = diag.outside_mass_table((0.0, 0.5), schema=INT10)
+    assert t["loss, raw (used)"].iloc[1] - t["loss, renormalised"].iloc[1] == pytest.approx(math.log(2))
+    ex = [SimpleNamespace(video_id="a", ratings={"visual_quality": [2.0, 9.0], "text_alignment": [1.0, 10.0]},
+                          scores={"visual_quality": 6.0, "text_alignment": float("nan")})]
+    caption, table = diag.multi_rater_case(ex, 1.0, 1.0, schema=INT10)
+    assert caption.startswith("clip a, visual_quality") and list(table.columns) == list(INT10.strings)
+
+
+def test_grpo_rewards_through_the_schema_parser_and_strict_format():
+    texts = [prompts.format_answer({"overall_quality": 4.0}, "Sharp.", schema=QALIGN5), "Sharp. Overall Quality: poor"]
+    parsed = [prompts.parse_answer(t, schema=QALIGN5) for t in texts]
+    out = grpo_math.score_rewards(parsed, np.array([[4.0], [4.0]]), schema=QALIGN5)
+    # strict "good" for gt good: 1 + 4 + 1 = 6; "poor" off the strict format: 0 + (4 - 2) + 0 = 2
+    assert out.total.tolist() == [6.0, 2.0] and out.fmt[:, 0].tolist() == [1.0, 0.0]
+    ten = prompts.format_answer({"visual_quality": 3.0, "temporal_consistency": 10.0, "text_alignment": 1.0}, "x",
+                                schema=INT10)
+    out = grpo_math.score_rewards([prompts.parse_answer(ten, schema=INT10)], np.array([[10.0, 10.0, np.nan]]),
+                                  schema=INT10)
+    assert out.total.tolist() == [((0 + 2 + 1) + (1 + 9 + 1)) / 2]  # text_alignment unlabelled: not in the mean

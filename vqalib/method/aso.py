@@ -464,7 +464,7 @@ def pi_ref_health(logp_ref, s_star, lam: float = 1.0, beta: float = 1.0, outside
 _K_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten"}
 
 
-def _k_words(schema: Schema | None) -> str:
+def n_levels_words(schema: Schema | None) -> str:
     """``"nine"`` for the paper's K = 9 (the words the messages always had), the number in words up to ten."""
     k = rating.resolve(schema).n_levels
     return _K_WORDS.get(k, str(k))
@@ -474,7 +474,7 @@ def pi_ref_health_problems(health: dict[str, float], th: HealthThresholds | None
                            schema: Schema | None = None) -> list[str]:
     """The problems of a :func:`pi_ref_health` report under thresholds ``th``, each with its fix; [] = healthy."""
     th = th or HealthThresholds()
-    k_words = _k_words(schema)
+    k_words = n_levels_words(schema)
     out = []
     off = health.get("off_level_mean", float("nan"))
     if off == off and off > th.max_off_level:

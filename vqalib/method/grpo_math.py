@@ -30,10 +30,10 @@ keeps the literal integer reading, which is lopsided on the 0.5 grid (``vqalib.m
 raters' own scores.
 
 Grouping. The paper samples "for each input video and dimension" a group of G outputs. One completion
-carries all five scores, so the G completions of a clip are the group of every dimension:
+carries all D scores (the paper: five), so the G completions of a clip are the group of every dimension:
 ``group_by="dimension"`` (default) normalises each dimension's reward within the group separately
-(:func:`group_advantages_per_dimension`) and gives the completion the mean of its five per-dimension
-advantages, so each dimension counts equally whatever its reward spread; ``group_by="answer"``
+(:func:`group_advantages_per_dimension`) and gives the completion the mean of its per-dimension
+advantages over the dimensions the clip has labels for (``labelled=``), so each dimension counts equally whatever its reward spread; ``group_by="answer"``
 normalises the completion's mean reward over the dimensions (one reward per answer), where a
 dimension whose rewards vary a lot within the group drowns the others.
 """
