@@ -29,7 +29,7 @@ RUN_DIR: str = "runs/demo"  # run folder for figures, tables and metrics
 DATA_DIR: str = ""  # dataset folder (videos/ratings/rationales .jsonl or .parquet); empty means the embedded sample dataset
 SAMPLE_SIZE: str = "default"  # sample dataset size when DATA_DIR is empty: smoke | default | large
 SEED: int = 0  # seed of the sample dataset
-SCHEMA: str = "paper"  # rating schema of the sample dataset when DATA_DIR is empty: paper | mos9 | qalign5 | int10 | a .json/.yaml file (a DATA_DIR dataset carries its own rating_schema.json)
+SCHEMA: str = ""  # rating schema when DATA_DIR is empty (the sample is generated on it): paper | mos9 | qalign5 | int10 | a .json/.yaml file; empty means the paper's. A DATA_DIR dataset carries its own rating_schema.json (a different SCHEMA is refused)
 PHASE: str = "final"  # rating phase the labels are aggregated from: final | pilot
 MIN_RATERS: int = -1  # minimum raters per video and dimension (fewer is a validation error); -1 takes the value the dataset folder was converted with (dataset.json), else 3
 STRICT: bool = True  # True: stop on any invalid row; False: drop invalid rows and show the report
@@ -53,7 +53,7 @@ from vqalib.data.synth import dataset_root
 # %%
 run = Run(RUN_DIR, "01_data_statistics")
 pd.set_option("display.precision", 3)
-data_dir = dataset_root(DATA_DIR, SAMPLE_SIZE, SEED, schema=SCHEMA)
+data_dir = dataset_root(DATA_DIR, SAMPLE_SIZE, SEED, schema=SCHEMA or None)
 # this notebook reads only the tables, so the video files need not be here (a ratings-only study)
 ds = load_dataset(data_dir, strict=STRICT, min_raters=None if MIN_RATERS < 0 else MIN_RATERS, check_files=False)
 labels = aggregate(ds, phase=PHASE)

@@ -35,7 +35,7 @@ RUN_DIR: str = "runs/demo"  # run folder for figures, tables and metrics
 DATA_DIR: str = ""  # dataset folder (videos/ratings/rationales .jsonl or .parquet); empty means the embedded sample dataset
 SAMPLE_SIZE: str = "default"  # sample dataset size when DATA_DIR is empty: smoke | default | large
 SEED: int = 0  # seed of the sample dataset and of the bootstrap
-SCHEMA: str = "paper"  # rating schema of the sample dataset when DATA_DIR is empty: paper | mos9 | qalign5 | int10 | a .json/.yaml file (a DATA_DIR dataset carries its own rating_schema.json)
+SCHEMA: str = ""  # rating schema when DATA_DIR is empty (the sample is generated on it): paper | mos9 | qalign5 | int10 | a .json/.yaml file; empty means the paper's. A DATA_DIR dataset carries its own rating_schema.json (a different SCHEMA is refused)
 MIN_RATERS: int = -1  # minimum final-phase raters per video and dimension (fewer is a validation error); -1 takes the value the dataset folder was converted with (dataset.json), else 3
 STRICT: bool = True  # True: stop on any invalid row; False: drop invalid rows and show the report
 N_BOOT: int = 300  # bootstrap resamples for the confidence intervals (0 for none)
@@ -61,7 +61,7 @@ from vqalib.report import agreement_summary as summary
 # %%
 run = Run(RUN_DIR, "02_annotator_agreement")
 pd.set_option("display.precision", 3)
-data_dir = dataset_root(DATA_DIR, SAMPLE_SIZE, SEED, schema=SCHEMA)
+data_dir = dataset_root(DATA_DIR, SAMPLE_SIZE, SEED, schema=SCHEMA or None)
 # this notebook reads only the tables, so the video files need not be here (a ratings-only study)
 ds = load_dataset(data_dir, strict=STRICT, min_raters=None if MIN_RATERS < 0 else MIN_RATERS, check_files=False)
 print(ds)

@@ -36,6 +36,7 @@
 RUN_DIR: str = "runs/demo"  # run folder; the checkpoint goes to RUN_DIR/checkpoints/sft
 DATA_DIR: str = ""  # dataset folder; empty means the embedded sample dataset
 SAMPLE_SIZE: str = "default"  # sample dataset size when DATA_DIR is empty: smoke | default | large
+SCHEMA: str = ""  # rating schema when DATA_DIR is empty (the sample is generated on it): paper | mos9 | qalign5 | int10 | a .json/.yaml file; empty means the paper's. A DATA_DIR dataset carries its own rating_schema.json (a different SCHEMA is refused)
 SEED: int = 0  # training seed (data order, augmentation, initialisation of LoRA)
 CONFIG: str = "env/train_configs/sft_tiny.yaml"  # training config (YAML, from the project root): steps, batch, lr, rationale ... of the demo; a real run: sft_7b_lora.yaml
 SET: str = ""  # config overrides, as `python -m vqalib train --set` takes them: space-separated key-value pairs joined by an equals sign (example below)
@@ -67,7 +68,7 @@ from vqalib.train.sft import train_sft
 # %%
 run = Run(RUN_DIR, "04_sft")
 cfg = stage_config("sft", CONFIG, RUN_DIR, SET, data_dir=DATA_DIR, sample_size=SAMPLE_SIZE, seed=SEED,
-                   model=MODEL or None, device=DEVICE, num_workers=NUM_WORKERS)
+                   rating_schema=SCHEMA, model=MODEL or None, device=DEVICE, num_workers=NUM_WORKERS)
 pd.Series(vars(cfg), name="value").to_frame()
 
 # %% [markdown]

@@ -41,6 +41,7 @@
 RUN_DIR: str = "runs/demo"  # run folder; reads RUN_DIR/checkpoints/sft, writes RUN_DIR/checkpoints/aso
 DATA_DIR: str = ""  # dataset folder; empty means the embedded sample dataset
 SAMPLE_SIZE: str = "default"  # sample dataset size when DATA_DIR is empty: smoke | default | large
+SCHEMA: str = ""  # rating schema when DATA_DIR is empty (the sample is generated on it): paper | mos9 | qalign5 | int10 | a .json/.yaml file; empty means the paper's. A DATA_DIR dataset carries its own rating_schema.json (a different SCHEMA is refused)
 SEED: int = 0  # first training seed; seeds SEED ... SEED + SEEDS - 1 are trained
 SEEDS: int = 2  # number of training seeds, each from the same SFT checkpoint and one cached pi_ref (the first into checkpoints/aso)
 BUDGET_S: float = 10.0  # training seconds per seed, evaluation and pi_ref excluded; the demo default vqalib.train.budget.DEMO_BUDGET_S, as in notebook 05; 0 means no budget, STEPS steps
@@ -79,7 +80,7 @@ from vqalib.train.aso_trainer import train_aso
 # %%
 run = Run(RUN_DIR, "06_aso")
 cfg = stage_config("aso", CONFIG, RUN_DIR, SET, data_dir=DATA_DIR, sample_size=SAMPLE_SIZE, seed=SEED, device=DEVICE,
-                   max_steps=STEPS, max_train_seconds=BUDGET_S, eval_every_seconds=EVAL_EVERY_S,
+                   rating_schema=SCHEMA, max_steps=STEPS, max_train_seconds=BUDGET_S, eval_every_seconds=EVAL_EVERY_S,
                    eval_limit=CURVE_LIMIT, eval_split=EVAL_SPLIT)
 seed_cfgs = seed_configs(cfg, RUN_DIR, range(SEED, SEED + SEEDS))  # SEED -> checkpoints/aso
 pd.Series(vars(cfg), name="value").to_frame()

@@ -88,10 +88,10 @@ class HeldoutEvaluator:
         from vqalib.train.common import sampling_config
 
         self.cfg, self.processor, self.batch_size = cfg, processor, batch_size
-        root = dataset_root(cfg.data_dir, cfg.sample_size, cfg.data_seed)
-        # the dataset's rating schema (a config's rating_schema for a folder without one, as the stage reads it);
-        # predict scores on it
+        # the dataset's rating schema (a config's rating_schema for a folder without one, as the stage reads it;
+        # the embedded sample is generated on it); predict scores on it
         rs = getattr(cfg, "rating_schema", "")
+        root = dataset_root(cfg.data_dir, cfg.sample_size, cfg.data_seed, schema=None if cfg.data_dir else (rs or None))
         self.dataset = load_dataset(root, schema=rs) if rs else load_dataset(root)
         self.sampling = sampling_config(cfg)
 

@@ -207,7 +207,8 @@ def load_examples(data_dir: str = "", split: str = "train", sample_size: str = "
     """The clips of one split with their aggregated labels (``vqalib.data.dataset.aggregate``) and rationales,
     as :class:`Examples` (a list) holding the dataset's rating schema and the missing-label counts.
 
-    ``data_dir`` empty -> the embedded sample dataset (``vqalib.data.synth.ensure_sample_dataset``).
+    ``data_dir`` empty -> the embedded sample dataset (``vqalib.data.synth.ensure_sample_dataset``), generated on
+    ``schema`` when one is given.
     ``schema`` (a schema, preset name or file; empty: the dataset's) must equal the schema saved with the
     dataset (its ``rating_schema.json``), else raises naming both; a folder without one is read with it.
     Each label is ``aggregate``'s (the raters' mean snapped to the schema's nearest level); a dimension
@@ -217,7 +218,8 @@ def load_examples(data_dir: str = "", split: str = "train", sample_size: str = "
     from vqalib.data.dataset import aggregate, label_targets, labels_wide, load_dataset
     from vqalib.data.synth import dataset_root
 
-    root = dataset_root(data_dir, sample_size, data_seed)
+    # no data_dir: the embedded sample, generated on the asked schema (the paper's when none is asked)
+    root = dataset_root(data_dir, sample_size, data_seed, schema=None if data_dir else (schema or None))
     if schema not in (None, "") and (Path(root) / rating.SCHEMA_FILE).is_file():
         check_schema(rating.schema_of_folder(root), schema, str(root))
     ds = load_dataset(root, schema=schema or None) if schema not in (None, "") else load_dataset(root)
