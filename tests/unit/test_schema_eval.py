@@ -189,3 +189,162 @@ def test_table1_paper_has_no_raw_columns_and_old_labels():
 
 def test_all_items_failure_midpoint_on_the_schema():
     assert tables.failure_score() == 3.0 and tables.failure_score(INT10) == 5.5 and tables.failure_score(QALIGN5) == 3.0
+
+
+# ------------------------------------------------------------------ the scorer's output
+
+
+def test_scorer_columns_for_a_one_dimension_schema():
+    from vqalib.inference.scorer import columns, dist_column
+
+    fast = columns("fast", schema=LIVE)
+    dims = [c for c in fast if c.endswith("_expected") or c.endswith("_argmax")]
+    assert dims == ["overall_quality_expected", "overall_quality_argmax"]
+    assert "overall_quality_expected_raw" in fast and not any(c.startswith("motion_") for c in fast)
+    assert [c for c in fast if c.startswith("p_")] == [dist_column("overall_quality", s) for s in MOS9.strings]
+    gen = columns("generate", schema=LIVE)
+    assert gen.index("overall_quality_parsed") < gen.index("overall_quality_parsed_raw") < gen.index(
+        "overall_quality_parse_status")
+    q = columns("fast", schema=QALIGN5)
+    assert [c for c in q if c.startswith("p_")] == [f"p_overall_quality_{w}" for w in QALIGN5.strings]
+    assert "overall_quality_expected_raw" not in q
+    assert columns("fast") == columns("fast", schema=PAPER) and len([c for c in columns("fast") if c.startswith("p_")]) == 45
+
+
+def test_scorer_rows_and_prediction_rows_follow_the_schema():
+    from types import SimpleNamespace
+
+    from vqalib.inference.scorer import BatchResult, Scorer, columns, distributions, to_prediction_rows
+
+    s = Scorer.__new__(Scorer)  # no model: the row builder only
+    s.schema, s.mode, s.columns = LIVE, "generate", columns("generate", schema=LIVE)
+    dist = np.zeros((1, 1, 9))
+    dist[0, 0, [4, 6]] = 0.5  # levels 3.0 and 4.0
+    parse = SimpleNamespace(scores={"overall_quality": 3.5}, status={"overall_quality": "ok"}, rationale="r")
+    res = BatchResult(dist, np.array([[0.1]]), ["text"], [parse], ["generated"])
+    row = s._row({"video_id": "v", "path": "/v.mp4"}, res, 0)
+    assert row["overall_quality_expected"] == pytest.approx(3.5) and row["overall_quality_argmax"] == 3.0
+    assert row["overall_quality_expected_raw"] == pytest.approx(62.5)  # (3.5 - 1) * 25
+    assert row["overall_quality_parsed_raw"] == pytest.approx(62.5) and row["p_overall_quality_3.0"] == 0.5
+    frame = pd.DataFrame([row], columns=s.columns)
+    assert distributions(frame, schema=LIVE).shape == (1, 1, 9)
+    long = to_prediction_rows(frame, schema=LIVE)
+    assert list(long["dimension"]) == ["overall_quality"] and long.attrs["rating_schema"] == LIVE
+
+
+def test_resume_with_another_schema_is_refused(tmp_path):
+    from vqalib.inference.store import ResumeMismatch, RowStore, check_output, manifest_path, read_scores
+    from vqalib.inference.scorer import columns
+
+    out = tmp_path / "scores.csv"
+    man = {"model": "m", "mode": "fast", "rating_schema": INT10.to_dict()}
+    store = RowStore(out, columns("fast", schema=INT10), man)
+    store.open()
+    store.append([{"video_id": "a", "path": "/a.mp4", "status": "ok"}])
+    RowStore(out, columns("fast", schema=INT10), man).open()  # same schema: resumes
+    with pytest.raises(ResumeMismatch, match=r"rating_schema=the 'int10' rating schema \(K=10.*'mos9' rating schema \(K=9"):
+        RowStore(out, columns("fast", schema=MOS9), {**man, "rating_schema": MOS9.to_dict()}).open()
+    with pytest.raises(ResumeMismatch, match="'qalign5'"):
+        check_output(out, {"model": "m", "mode": "fast", "rating_schema": QALIGN5.to_dict()})
+    assert read_scores(out).attrs["rating_schema"] == INT10
+    # an output written before schemas were saved is the paper's: a paper run resumes, another is refused
+    old = tmp_path / "old.csv"
+    RowStore(old, columns("fast"), {"model": "m", "mode": "fast"}).open()
+    assert "rating_schema" not in json.loads(manifest_path(old).read_text())
+    RowStore(old, columns("fast"), {"model": "m", "mode": "fast", "rating_schema": PAPER.to_dict()}).open()
+    with pytest.raises(ResumeMismatch, match="'paper' rating schema"):
+        check_output(old, {"model": "m", "mode": "fast", "rating_schema": MOS9.to_dict()})
+
+
+# ------------------------------------------------------------------ benchmarks
+
+
+def _bench(mos):
+    from types import SimpleNamespace
+
+    ids = [f"v{i}" for i in range(len(mos))]
+    mos = np.asarray(mos, float)
+    avail = pd.DataFrame({"video_id": ids, "mos": mos * 20, "mos_1to5": mos})
+    return SimpleNamespace(name="KoNViD-1k", split="all", available=avail, missing=pd.DataFrame(), n_listed=len(ids),
+                           label_file="labels.csv", label_sha256="x", label_rows=len(ids))
+
+
+TWO = make_schema("two", [Dimension("technical", "Technical Quality"), Dimension("aesthetic", "Aesthetic Quality")],
+                  values=MOS9.values, strings=MOS9.strings, benchmark_dimension="technical")
+
+
+def _long(schema, values):
+    rows = [{"video_id": f"v{i}", "dimension": k, "expected_score": v[j]}
+            for i, v in enumerate(values) for j, k in enumerate(schema.keys)]
+    return pd.DataFrame(rows)
+
+
+def test_benchmark_answered_by_the_benchmark_dimension():
+    from vqalib.inference.benchmark import table2
+    from vqalib.eval.combine import combination_dims, combine_predictions
+
+    mos = [1.5, 2.0, 3.1, 3.9, 4.4, 2.7]
+    tech = [1.0, 2.5, 3.0, 4.5, 4.0, 2.0]  # SRCC with the MOS 0.8286 ...
+    aest = [5.0, 4.0, 3.0, 2.0, 1.0, 1.5]  # ... the aesthetic score runs against it
+    preds = {"m": _long(TWO, list(zip(tech, aest)))}
+    t = table2(_bench(mos), preds, n_boot=0, schema=TWO)
+    assert t.loc[0, "combination"] == "technical" and t.loc[0, "combined_dimensions"] == "technical"
+    from scipy.stats import spearmanr
+
+    assert t.loc[0, "SRCC"] == pytest.approx(spearmanr(mos, tech).statistic)
+    # without a benchmark dimension: the mean of the quality dimensions
+    both = rating.schema_from_dict({**TWO.to_dict(), "benchmark_dimension": None})
+    t2 = table2(_bench(mos), {"m": _long(both, list(zip(tech, aest)))}, n_boot=0, schema=both)
+    assert t2.loc[0, "combination"] == "mean_quality" and t2.loc[0, "combined_dimensions"] == "technical+aesthetic"
+    mean = (np.array(tech) + np.array(aest)) / 2
+    assert t2.loc[0, "SRCC"] == pytest.approx(spearmanr(mos, mean).statistic)
+    # INT10: text alignment is not a quality dimension
+    assert combination_dims("benchmark", INT10) == ("visual_quality", "temporal_consistency")
+    assert combination_dims("benchmark", MOS9) == ("overall_quality",)
+    assert combination_dims("benchmark") == ("motion_quality", "aesthetic_quality", "content_quality", "clarity_quality")
+    with pytest.raises(ValueError, match="'mos9' rating schema"):
+        combination_dims("motion_quality", MOS9)
+    c = combine_predictions(_long(INT10, [[2.0, 4.0, 10.0]]), "benchmark", schema=INT10)
+    assert c.loc[0, "score"] == 3.0
+
+
+def test_benchmark_mos_on_the_schema_scale_for_mae():
+    from vqalib.eval.combine import benchmark_scores
+
+    joined, info = benchmark_scores(_bench([1.0, 3.0, 5.0]), _long(INT10, [[1, 1, 1], [5.5, 5.5, 1], [10, 10, 1]]),
+                                    "benchmark", schema=INT10)
+    np.testing.assert_allclose(joined["mos_schema"], [1.0, 5.5, 10.0])
+    assert info["combined_dimensions"] == ["visual_quality", "temporal_consistency"]
+    joined, _ = benchmark_scores(_bench([1.0, 3.0, 5.0]), _long(PAPER, [[1] * 5] * 3), "mean_quality")
+    assert (joined["mos_schema"] == joined["mos_1to5"]).all()
+
+
+# ------------------------------------------------------------------ reports
+
+
+def test_report_tables_over_the_schema_dimensions():
+    from vqalib.report.compare import compare_methods, own_keyword_levels, summary_table
+    from vqalib.report.training import paired_change
+
+    a, b = _rows(INT10, n=8, seed=1), _rows(INT10, n=8, seed=2)
+    change = paired_change(a, b, readout="expected_score", n_boot=20)
+    assert list(change["dimension"]) == list(INT10.keys)
+    boot = compare_methods({"sft": [a], "aso": [b]}, n_boot=20, readout="expected_score")
+    assert boot.attrs["rating_schema"] == INT10
+    assert list(dict.fromkeys(boot["dimension"])) == [*INT10.keys, "mean"]
+    runs = pd.DataFrame({"method": ["sft", "aso"], "seed": [0, 0], "steps": [1, 2], "train_seconds": [1.0, 1.0],
+                         "max_train_seconds": [1.0, 1.0], "setup_s": [0.0, 0.0]})
+    table = summary_table(runs, boot)
+    assert {"SRCC Visual Quality", "SRCC Text Alignment", "SRCC mean"} <= set(table.columns)
+    text = "The overall quality looks Good, sharp.\nOverall Quality: good"
+    assert own_keyword_levels(text, schema=QALIGN5) == [4.0]
+    assert own_keyword_levels("Motion Quality is Subpar.\nMotion Quality: 2.5") == [2.5, None, None, None, None]
+
+
+def test_results_of_a_run_on_another_schema(tmp_path):
+    from vqalib.report.results import result_schema, run_schema
+
+    assert run_schema(tmp_path) == PAPER
+    INT10.save(tmp_path / "checkpoints" / "aso")
+    assert run_schema(tmp_path) == INT10
+    assert result_schema({"rating_schema": INT10.to_dict()}) == INT10 and result_schema({}) == PAPER

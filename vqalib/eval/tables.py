@@ -534,4 +534,6 @@ def hierarchical_bootstrap(runs: Mapping[str, Sequence[pd.DataFrame]], contrasts
             for j in range(len(labels)):
                 rows.append(row("difference", f"{a} − {b}", k, j, point[a][k][j] - point[b][k][j],
                                 boots[a][k][:, j] - boots[b][k][:, j], f"{len(runs[a])} vs {len(runs[b])}"))
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    out.attrs["rating_schema"] = schema
+    return out
