@@ -211,6 +211,33 @@ print(f"zero-mass levels: {zm['zero_levels']}; π*(truth) at λ=0.05 without flo
       f"with ε=1e-3: {zm_eps['pi_star'][truth]:.3g}")
 
 # %% [markdown]
+# ### π* on other rating scales
+#
+# Nothing in (A1)–(A7) needs the paper's nine levels: π\* is a reweighting of π_ref over **whatever K levels
+# the rating schema has** (`vqalib.schema.rating`), with the reward `−β|s − s*|` on the schema's values.
+# Below, the same closed form on three grids (`widgets.grid_pistar`): the paper's nine levels 1.0–5.0,
+# Q-Align's five rating words (bad … excellent = 1 … 5) and ten integers 1–10, for the label `S_STAR`
+# (snapped to the grid's nearest level) on the first two and the level just above the middle (6) on the
+# ten, from a uniform π_ref (left) and from a π_ref that peaks half the scale away (right).
+# The coarser the grid, the further apart the levels, so the same β/λ concentrates π\* more on s\*:
+# with five words one step costs a whole point, with nine levels half a point.
+
+# %%
+fig_paper, grid_paper = widgets.grid_pistar("paper", S_STAR, LAM, BETA)
+display(Image(filename=run.save_fig(fig_paper, "pistar_grid_paper")))
+grid_paper.round(3).T
+
+# %%
+fig_words, grid_words = widgets.grid_pistar("qalign5", S_STAR, LAM, BETA)
+display(Image(filename=run.save_fig(fig_words, "pistar_grid_qalign5")))
+grid_words.round(3).T
+
+# %%
+fig_ten, grid_ten = widgets.grid_pistar("int10", None, LAM, BETA)
+display(Image(filename=run.save_fig(fig_ten, "pistar_grid_int10")))
+grid_ten.round(3).T
+
+# %% [markdown]
 # ### Which λ and β? The paper gives two readings
 #
 # Only the ratio β/λ enters π\* (`π* ∝ π_ref exp(−(β/λ)|s − s*|)`). Appendix C sets λ = 1 and β = 1

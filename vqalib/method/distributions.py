@@ -1,28 +1,37 @@
-"""Exact score distributions over the 9 levels, sharing the prefix across the candidates.
+"""Exact score distributions over the K levels of a rating schema, sharing the prefix across the candidates.
 
 For a dimension whose score starts at token position ``p`` of a teacher-forced answer, the
 prefix ``x`` is everything before ``p`` (video, prompt, rationale, earlier score lines and
-``"Clarity Quality: "``). A level ``s`` is a string of several tokens (``3``, ``.``, ``5``), so
+``"Clarity Quality: "``). A level ``s`` is a string of several tokens (``3``, ``.``, ``5``; a
+word such as ``" excellent"``, tokenised in context after ``"Name:"``: :func:`level_token_ids`), so
 
     log pi(s | x) = sum_k log p(s_k | x, s_<k)          (sum of the level's token log-probs)
-    pi_9(s | x)   = pi(s | x) / sum_s' pi(s' | x)        (renormalised over the 9 levels)
+    pi_K(s | x)   = pi(s | x) / sum_s' pi(s' | x)        (renormalised over the K levels)
     outside(x)    = 1 - sum_s pi(s | x)                  (mass on any other continuation)
 
-The 9 levels share their token prefixes (``3`` is the first token of ``3.0`` and ``3.5``), so the
+A level whose tokens are a proper prefix of another level's (``1`` of ``10`` on a 1..10 grid) must
+also *end* there, or the model would be counted as writing ``1`` when it writes ``10``:
+
+    log pi(s | x) = log p(s tokens | x) + log(1 - sum_{t extends s toward a longer level} p(t | x, s))
+
+(:func:`prefix_levels`; the context ``x, s`` is a trie node already, so the same pass gives it).
+
+The K levels share their token prefixes (``3`` is the first token of ``3.0`` and ``3.5``), so the
 contexts needed are the nodes of a trie: the root (next token after ``x``), ``3``, ``3.`` ...
-(10 nodes for Qwen's digit tokens). Instead of nine full passes per dimension,
+(10 nodes for the paper's levels with Qwen's digit tokens). Instead of K full passes per dimension,
 :func:`level_logprobs` runs **one** forward pass per batch: the teacher-forced sequence followed,
-for each of the five dimensions, by a small block of tree tokens (a copy of the last prefix token
+for each of the D dimensions (the columns of ``score_positions``), by a small block of tree tokens (a copy of the last prefix token
 and the trie nodes) with a 4-D attention mask that lets each tree token see only the sequence
 before its dimension's score position and its own trie ancestors, and with the positions
 (M-RoPE: all three axes) that the token would have in a plain pass. Causal attention makes the
 prefix's keys/values identical to those of a pass over the prefix alone, so the result equals
-nine independent teacher-forced passes (tested to 1e-5 in float32). The copy of the last prefix
+K independent teacher-forced passes (tested to 1e-5 in float32 for the paper's 9 levels, 5 words
+and 10 integers). The copy of the last prefix
 token sees exactly the keys the original sees (the original's key is its own), so all needed
-logits sit in the last ``5 * (1 + nodes)`` positions and ``logits_to_keep`` avoids the full
+logits sit in the last ``D * (1 + nodes)`` positions and ``logits_to_keep`` avoids the full
 vocabulary projection of the whole sequence.
 
-**Bare integers.** The parser reads ``Motion Quality: 3`` as 3.0 (:mod:`vqalib.schema.prompts`). With
+**Bare integers** (numeric schemas whose level strings end in ``.0``, such as the paper's). The parser reads ``Motion Quality: 3`` as 3.0 (:mod:`vqalib.schema.prompts`). With
 ``continue_ids=number_continuation_ids(tokenizer)`` the distribution counts that form too:
 ``pi(X.0 | x) = p(X) [p(. | X) p(0 | X.) + 1 - sum_{t in 0-9, .} p(t | X)]``, i.e. the first digit
 followed by anything that does not continue the number, read from the same pass (the context
@@ -45,28 +54,84 @@ from typing import Sequence
 
 import torch
 
-from vqalib.schema.levels import DIMENSION_KEYS, LEVEL_STRINGS
+from vqalib.schema import rating
+from vqalib.schema.levels import DIMENSION_KEYS
 
+#: The paper's number of dimensions (kept for old imports; the pass reads D from ``score_positions``).
 N_DIMS = len(DIMENSION_KEYS)
 
 
-def level_token_ids(tokenizer) -> list[tuple[int, ...]]:
-    """Token ids of each of the 9 level strings, as they are tokenised after ``": "``.
+def _encode(tokenizer, text: str) -> list[int]:
+    return list(tokenizer.encode(text, add_special_tokens=False))
 
-    Checks that each level tokenises the same standalone and inside a score line (true for
-    tokenizers that split digits, like Qwen's); raises naming the level otherwise.
+
+def _in_context(tokenizer, name: str, s: str) -> tuple[tuple[int, ...], bool]:
+    """The ids of level ``s`` as they stand after ``"name: "`` (see :func:`level_token_ids`), and whether they
+    follow a separate space token (``True``: digits) or hold the space themselves (``False``: ``" good"``)."""
+    full = _encode(tokenizer, f"{name}: {s}\n")
+    own = _encode(tokenizer, f"{name}: {s}")
+    for spaced, pre_text in ((True, f"{name}: "), (False, f"{name}:")):
+        pre = _encode(tokenizer, pre_text)
+        if own[: len(pre)] == pre and len(own) > len(pre) and full[: len(own)] == own:
+            return tuple(own[len(pre):]), spaced
+    raise ValueError(f"level {s!r} does not tokenise on a token boundary after {name + ': '!r} ({own}), or it "
+                     "merges with the line break after it; exact level scoring needs the score to start and end "
+                     "on token boundaries")
+
+
+def level_token_ids(tokenizer, schema: "rating.RatingSchema | None" = None) -> list[tuple[int, ...]]:
+    """Token ids of each of the schema's K level strings, tokenised **in context**, as the model writes
+    them in a score line ``"Name: <level>\n"``: ``tokens("Name: " + s) - tokens("Name: ")``, or, for a
+    word that BPE merges with the space before it (``" excellent"``), ``tokens("Name: " + s) -
+    tokens("Name:")``. The score position of an answer is the first token of its level (the token that
+    holds the level's first character).
+
+    Checks that the prefix tokenises the same with the level after it, that the level does not merge
+    with the line break after it, that every dimension name gives the same ids, that all levels start
+    at the same kind of boundary (all after the space token, or all holding it) and that no two
+    levels share their ids; raises ``ValueError`` naming the level otherwise. For the paper (a
+    digit-splitting tokenizer such as Qwen's) these are the ids of the level strings alone (``3``,
+    ``.``, ``5``), read after ``"Motion Quality: "`` as before.
     """
-    out = []
-    for s in LEVEL_STRINGS:
-        alone = tuple(tokenizer.encode(s, add_special_tokens=False))
-        ctx = tokenizer.encode(f"Motion Quality: {s}\n", add_special_tokens=False)
-        pre = tokenizer.encode("Motion Quality: ", add_special_tokens=False)
-        inside = tuple(ctx[len(pre): len(pre) + len(alone)])
-        if ctx[: len(pre)] != pre or inside != alone:
-            raise ValueError(f"level {s!r} tokenises as {alone} alone but differently inside a score line; "
-                             "the tokenizer must split digits (Qwen-style) for exact level scoring")
-        out.append(alone)
+    schema = rating.resolve(schema)
+    names = ("Motion Quality",) if schema.is_paper else schema.names
+    out: list[tuple[int, ...]] | None = None
+    for name in names:
+        pairs = [_in_context(tokenizer, name, s) for s in schema.strings]
+        kinds = {spaced for _, spaced in pairs}
+        if len(kinds) > 1:
+            raise ValueError(f"the levels of the {schema.name!r} schema start at different token boundaries after "
+                             f"{name + ': '!r} (after a space token: {[s for s, (_, sp) in zip(schema.strings, pairs) if sp]}; "
+                             f"holding the space: {[s for s, (_, sp) in zip(schema.strings, pairs) if not sp]}); "
+                             "exact level scoring needs one context for all levels")
+        ids = [i for i, _ in pairs]
+        if out is not None and ids != out:
+            raise ValueError(f"the levels tokenise differently after {name + ': '!r} than after {names[0] + ': '!r}; "
+                             "exact level scoring needs one tokenisation per level")
+        out = ids
+    if len(set(out)) != len(out):
+        raise ValueError(f"two levels of the {schema.name!r} schema tokenise to the same ids: {out}")
     return out
+
+
+def prefix_levels(level_ids: Sequence[Sequence[int]]) -> dict[int, tuple[int, ...]]:
+    """For each level whose ids are a proper prefix of another level's (``"1"`` of ``"10"``), the ids of the
+    tokens that extend it toward a longer level (``("0",)``): ``{level index: extension token ids}``."""
+    ids = [tuple(int(t) for t in s) for s in level_ids]
+    out: dict[int, tuple[int, ...]] = {}
+    for i, s in enumerate(ids):
+        ext = sorted({t[len(s)] for t in ids if len(t) > len(s) and t[: len(s)] == s})
+        if ext:
+            out[i] = tuple(ext)
+    return out
+
+
+def _end_logprob(logp_next: torch.Tensor, ext: Sequence[int]) -> torch.Tensor:
+    """``log(1 - sum_{t in ext} p(t))`` from next-token log-probs ``[..., V]``, as the log of the mass on every
+    other token (stable, differentiable)."""
+    mask = torch.zeros(logp_next.shape[-1], dtype=torch.bool, device=logp_next.device)
+    mask[list(ext)] = True
+    return torch.logsumexp(logp_next.masked_fill(mask, float("-inf")), dim=-1)
 
 
 def number_continuation_ids(tokenizer) -> tuple[int, ...]:
@@ -83,12 +148,14 @@ def number_continuation_ids(tokenizer) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _add_integer_form(raw: torch.Tensor, logp_tok: torch.Tensor, trie: "LevelTrie", level_ids, continue_ids) -> torch.Tensor:
-    """``raw`` [B, 5, 9] with the bare-integer form of each ``X.0`` level added (module docstring):
-    ``log(exp(raw) + p(X) (1 - sum_{t in continue_ids} p(t | X)))``. ``logp_tok`` [B, 5, blocks, V]."""
+def _add_integer_form(raw: torch.Tensor, logp_tok: torch.Tensor, trie: "LevelTrie", level_ids, continue_ids,
+                      strings: Sequence[str]) -> torch.Tensor:
+    """``raw`` [B, D, K] with the bare-integer form of each ``X.0`` level added (module docstring):
+    ``log(exp(raw) + p(X) (1 - sum_{t in continue_ids} p(t | X)))``. ``logp_tok`` [B, D, blocks, V];
+    ``strings`` the level strings (only numeric ones ending in ``.0`` have the form)."""
     cont = torch.as_tensor(list(continue_ids), device=logp_tok.device)
     out = raw.clone()
-    for s, (text, seq) in enumerate(zip(LEVEL_STRINGS, level_ids)):
+    for s, (text, seq) in enumerate(zip(strings, level_ids)):
         if not text.endswith(".0") or len(seq) < 2:
             continue
         node = trie.steps[s][1][0]  # context of the level's second token: the trie node of its first digit
@@ -131,6 +198,15 @@ class LevelTrie:
     def n_nodes(self) -> int:
         return len(self.node_tokens)
 
+    def node_of(self, path: Sequence[int]) -> int:
+        """The node whose path is the token sequence ``path`` (a proper prefix of some level); ``KeyError`` if none."""
+        n = -1
+        for t in path:
+            n = next((c for c in range(self.n_nodes) if self.node_parent[c] == n and self.node_tokens[c] == t), None)
+            if n is None:
+                raise KeyError(f"no trie node for the token path {tuple(path)}")
+        return n
+
     def ancestors(self, n: int) -> list[int]:
         """Nodes on the path from the root to ``n`` (inclusive), root excluded."""
         out = []
@@ -169,7 +245,8 @@ def _tree_inputs(batch, positions: torch.Tensor, score_positions: torch.Tensor, 
     B, L = ids.shape
     dev = ids.device
     blk = 1 + trie.n_nodes
-    E = N_DIMS * blk
+    n_dims = int(score_positions.shape[1])
+    E = n_dims * blk
     T = L + E
     allow = torch.zeros(B, T, T, dtype=torch.bool, device=dev)
     causal = torch.tril(torch.ones(L, L, dtype=torch.bool, device=dev))
@@ -187,7 +264,7 @@ def _tree_inputs(batch, positions: torch.Tensor, score_positions: torch.Tensor, 
         for a in trie.ancestors(n):
             inner[1 + n, 1 + a] = True
     inner |= torch.eye(blk, dtype=torch.bool, device=dev)
-    for d in range(N_DIMS):
+    for d in range(n_dims):
         base = L + d * blk
         for b in range(B):
             p = int(score_positions[b, d])
@@ -215,14 +292,19 @@ def _tree_inputs(batch, positions: torch.Tensor, score_positions: torch.Tensor, 
     return all_ids, all_pos, mm, mask, E
 
 
-def _levels_and_positions(batch, level_ids, score_positions) -> tuple[list[tuple[int, ...]], torch.Tensor]:
-    """Level token ids and score positions: explicit arguments, else the batch's attributes
-    (:class:`vqalib.model.inputs.Batch`), else its ``"level_ids"`` / ``"score_positions"`` keys."""
+def _levels_and_positions(batch, level_ids, score_positions, schema=None
+                          ) -> tuple[list[tuple[int, ...]], torch.Tensor, "rating.RatingSchema | None"]:
+    """Level token ids, score positions and the schema: explicit arguments, else the batch's attributes
+    (:class:`vqalib.model.inputs.Batch`), else its ``"level_ids"`` / ``"score_positions"`` / ``"schema"`` keys.
+
+    With a schema (given, or the batch's), checks that there are K level id sequences and D score
+    position columns; raises ``ValueError`` naming K and D otherwise. Without one, K and D are the
+    ids' and the positions' (the schema is then ``None``)."""
     if level_ids is None:
         level_ids = getattr(batch, "level_ids", None) or batch.get("level_ids")
     if level_ids is None:
-        raise ValueError("no level token ids: pass level_ids=vqalib.method.distributions.level_token_ids(processor.tokenizer) "
-                         "(a plain dict batch does not carry them)")
+        raise ValueError("no level token ids: pass level_ids=vqalib.method.distributions.level_token_ids(processor.tokenizer, "
+                         "schema=...) (a plain dict batch does not carry them)")
     sp = score_positions
     if sp is None:
         sp = getattr(batch, "score_positions", None)
@@ -230,8 +312,22 @@ def _levels_and_positions(batch, level_ids, score_positions) -> tuple[list[tuple
         sp = batch.get("score_positions")
     if sp is None:
         raise ValueError("no score positions: build the batch with answers (vqalib.model.inputs.build_batch) or pass "
-                         "score_positions [B, 5] (token index of each dimension's first score token)")
-    return [tuple(int(t) for t in s) for s in level_ids], torch.as_tensor(sp).to(batch["input_ids"].device)
+                         "score_positions [B, D] (token index of each dimension's first score token)")
+    if schema is None:
+        schema = getattr(batch, "schema", None) or (batch.get("schema") if hasattr(batch, "get") else None)
+    if schema is not None:
+        schema = rating.resolve(schema)
+    sp = torch.as_tensor(sp).to(batch["input_ids"].device)
+    if sp.ndim != 2:
+        raise ValueError(f"score_positions must be [B, D] (one column per dimension), got shape {tuple(sp.shape)}")
+    if schema is not None:
+        if len(level_ids) != schema.n_levels:
+            raise ValueError(f"{len(level_ids)} level token id sequences but the {schema.name!r} schema has K = "
+                             f"{schema.n_levels} levels; pass level_ids=level_token_ids(tokenizer, schema=schema)")
+        if sp.shape[1] != schema.n_dims:
+            raise ValueError(f"score_positions has {sp.shape[1]} columns but the {schema.name!r} schema has "
+                             f"{schema.n_dims} dimension(s) {list(schema.keys)}")
+    return [tuple(int(t) for t in s) for s in level_ids], sp, schema
 
 
 def _model_dtype(model) -> torch.dtype:
@@ -241,12 +337,30 @@ def _model_dtype(model) -> torch.dtype:
     return torch.float32
 
 
+def _strings_for(schema, level_ids, continue_ids) -> tuple[str, ...] | None:
+    """The level strings the bare-integer form needs (``None`` when ``continue_ids`` is not asked for)."""
+    if continue_ids is None:
+        return None
+    schema = schema if schema is not None else rating.PAPER
+    if len(level_ids) != schema.n_levels:
+        raise ValueError(f"continue_ids needs the level strings: {len(level_ids)} levels but the {schema.name!r} "
+                         f"schema has K = {schema.n_levels}; pass schema=")
+    return schema.strings
+
+
 def level_logprobs_raw(model, batch, level_ids: Sequence[Sequence[int]] | None = None,
                        score_positions: torch.Tensor | None = None, return_logits: bool = False,
-                       continue_ids: Sequence[int] | None = None):
-    """Unnormalised ``log pi(s | x)`` [B, 5, 9] in one tree-masked pass (NaN where no position).
+                       continue_ids: Sequence[int] | None = None, *, schema: "rating.RatingSchema | None" = None):
+    """Unnormalised ``log pi(s | x)`` [B, D, K] in one tree-masked pass (NaN where no position).
 
-    ``score_positions`` [B, 5] default to ``batch.score_positions`` (from :func:`vqalib.model.inputs.build_batch`);
+    A level whose ids are a proper prefix of another level's (``"1"`` of ``"10"``) counts only the
+    continuations that do not extend it toward a longer level: ``log pi(s) = log p(s tokens) +
+    log(1 - sum_{t extends s} p(t | x, s))`` (:func:`prefix_levels`), read from the same pass (the
+    trie holds the node of ``s``).
+
+    ``schema``: the rating schema (``None``: the batch's ``schema`` attribute if it has one, else K
+    and D are read from ``level_ids`` and ``score_positions`` and the level strings are the paper's);
+    checked against K and D. ``score_positions`` [B, D] default to ``batch.score_positions`` (from :func:`vqalib.model.inputs.build_batch`);
     ``level_ids`` default to ``batch.level_ids``. With ``return_logits=True`` also returns the
     teacher-forced logits of the sequence itself [B, L, V] from the same pass (the sequence's
     tokens attend causally, exactly as in a plain forward), for a loss on the other answer tokens;
@@ -254,9 +368,10 @@ def level_logprobs_raw(model, batch, level_ids: Sequence[Sequence[int]] | None =
     [B, K, V] (``vqalib.train.token_logits.answer_logit_positions``), so the vocabulary projection
     skips the video and prompt positions.
     ``continue_ids`` (:func:`number_continuation_ids`) adds the bare-integer form of the ``X.0``
-    levels (module docstring); ``None`` scores the strict level strings only.
+    levels of a numeric schema (module docstring); ``None`` scores the strict level strings only.
     """
-    level_ids, sp = _levels_and_positions(batch, level_ids, score_positions)
+    level_ids, sp, schema = _levels_and_positions(batch, level_ids, score_positions, schema)
+    strings = _strings_for(schema, level_ids, continue_ids)
     cfg = _unwrap(model).config  # the language model reads the tree mask: its sub-config decides (issue 19)
     attns = [getattr(c, "_attn_implementation", "sdpa") or "sdpa" for c in (cfg, getattr(cfg, "text_config", None)) if c is not None]
     attn = next((a for a in attns if a not in ("sdpa", "eager")), "sdpa")
@@ -281,16 +396,19 @@ def level_logprobs_raw(model, batch, level_ids: Sequence[Sequence[int]] | None =
     logp_tok = torch.log_softmax(out.logits[:, -E:].float(), dim=-1)  # [B, E, V]
     blk = 1 + trie.n_nodes
     B = ids.shape[0]
-    logp_tok = logp_tok.view(B, N_DIMS, blk, -1)
+    logp_tok = logp_tok.view(B, sp.shape[1], blk, -1)
+    ends = prefix_levels(level_ids)
     cols = []
-    for steps in trie.steps:
+    for s, steps in enumerate(trie.steps):
         total = 0
         for ctx, tok in steps:
             total = total + logp_tok[:, :, ctx + 1, tok]  # block slot 0 = root copy, n + 1 = node n
+        if s in ends:  # a level that is a prefix of longer ones: it must end here
+            total = total + _end_logprob(logp_tok[:, :, trie.node_of(level_ids[s]) + 1], ends[s])
         cols.append(total)
-    raw = torch.stack(cols, dim=-1)  # [B, 5, 9]
+    raw = torch.stack(cols, dim=-1)  # [B, D, K]
     if continue_ids is not None:
-        raw = _add_integer_form(raw, logp_tok, trie, level_ids, continue_ids)
+        raw = _add_integer_form(raw, logp_tok, trie, level_ids, continue_ids, strings)
     missing = (sp <= 0)[:, :, None].expand_as(raw)
     raw = raw.masked_fill(missing, float("nan"))
     if seq_pos is not None:
@@ -299,7 +417,7 @@ def level_logprobs_raw(model, batch, level_ids: Sequence[Sequence[int]] | None =
 
 
 def normalise(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(log pi_9, outside_mass)`` from unnormalised level log-probs ``raw`` [..., 9]."""
+    """``(log pi_K, outside_mass)`` from unnormalised level log-probs ``raw`` [..., K]."""
     lse = torch.logsumexp(raw, dim=-1, keepdim=True)
     outside = (1.0 - lse.squeeze(-1).exp()).clamp(min=0.0)
     return raw - lse, outside
@@ -307,18 +425,19 @@ def normalise(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def level_logprobs(model, batch, level_ids: Sequence[Sequence[int]] | None = None,
                    score_positions: torch.Tensor | None = None, return_logits: bool = False,
-                   continue_ids: Sequence[int] | None = None):
-    """``(logp [B, 5, 9], outside_mass [B, 5])``: log pi over the 9 levels, renormalised, and the
+                   continue_ids: Sequence[int] | None = None, *, schema: "rating.RatingSchema | None" = None):
+    """``(logp [B, D, K], outside_mass [B, D])``: log pi over the K levels, renormalised, and the
     probability mass outside them, per clip and dimension (NaN where the dimension has no score
     position). Differentiable when grad is enabled; see the module docstring for the method.
     ``return_logits=True`` appends the sequence's own teacher-forced logits [B, L, V] from the
     same pass: ``(logp, outside, logits)`` (ASO's rationale term needs no second forward).
-    ``continue_ids``: see :func:`level_logprobs_raw`."""
+    ``continue_ids``, ``schema``: see :func:`level_logprobs_raw`."""
     if torch.is_tensor(return_logits) or return_logits:
         raw, logits = level_logprobs_raw(model, batch, level_ids, score_positions, return_logits=True,
-                                         continue_ids=continue_ids)
+                                         continue_ids=continue_ids, schema=schema)
         return (*normalise(raw), logits)
-    return normalise(level_logprobs_raw(model, batch, level_ids, score_positions, continue_ids=continue_ids))
+    return normalise(level_logprobs_raw(model, batch, level_ids, score_positions, continue_ids=continue_ids,
+                                        schema=schema))
 
 
 # --------------------------------------------------------------------------- reference: plain passes
@@ -342,21 +461,25 @@ def example_inputs(batch, b: int) -> dict[str, torch.Tensor]:
 
 def level_logprobs_independent(model, batch, level_ids: Sequence[Sequence[int]] | None = None,
                                score_positions: torch.Tensor | None = None,
-                               batched_levels: bool = False) -> torch.Tensor:
-    """Unnormalised ``log pi(s | x)`` [B, 5, 9] by plain teacher-forced passes of prefix + level.
+                               batched_levels: bool = False, *, schema: "rating.RatingSchema | None" = None) -> torch.Tensor:
+    """Unnormalised ``log pi(s | x)`` [B, D, K] by plain teacher-forced passes of prefix + level.
 
     The reference for :func:`level_logprobs_raw`: for every clip, dimension and level one full
-    forward pass (the model computes its own positions), or one pass over the 9 candidates
-    stacked as a batch with ``batched_levels=True``. Slow by design; differentiable.
+    forward pass (the model computes its own positions), or one pass over the K candidates
+    stacked as a batch with ``batched_levels=True``. A level that is a proper prefix of longer
+    levels gets the same termination term as in the one pass, ``log(1 - sum_{t extends s} p(t | x, s))``,
+    from the logits after its last token in its own pass. Slow by design; differentiable.
     """
-    level_ids, sp = _levels_and_positions(batch, level_ids, score_positions)
+    level_ids, sp, schema = _levels_and_positions(batch, level_ids, score_positions, schema)
+    ends = prefix_levels(level_ids)
     B = batch["input_ids"].shape[0]
+    D = sp.shape[1]
     nan = torch.tensor(float("nan"), device=batch["input_ids"].device)
-    out = [[[nan] * len(level_ids) for _ in range(N_DIMS)] for _ in range(B)]
+    out = [[[nan] * len(level_ids) for _ in range(D)] for _ in range(B)]
     for b in range(B):
         ex = example_inputs(batch, b)
         am = batch["attention_mask"][b].bool()
-        for d in range(N_DIMS):
+        for d in range(D):
             p = int(sp[b, d])
             if p <= 0:
                 continue
@@ -378,4 +501,6 @@ def level_logprobs_independent(model, batch, level_ids: Sequence[Sequence[int]] 
                 for row, i in enumerate(g):
                     s = level_ids[i]
                     out[b][d][i] = sum(lp[row, k, s[k]] for k in range(len(s)))
+                    if i in ends:  # lp[row, len(s)]: the next token after the level
+                        out[b][d][i] = out[b][d][i] + _end_logprob(lp[row, len(s)], ends[i])
     return torch.stack([torch.stack([torch.stack(r) for r in rows]) for rows in out])

@@ -12,24 +12,28 @@ For a prompt x with G sampled completions o_1..o_G and rewards r_1..r_G:
 and the loss is the mean of L_i over the completions. ``std`` is the sample standard deviation
 (ddof = 1, as in TRL's GRPOTrainer); a group whose rewards are all equal gets advantage 0.
 
-Rewards (paper): per dimension ``R_acc = 1[round(pred) == round(gt)]`` and ``R_dist = 5 - |pred - gt|``
-(from :mod:`vqalib.method.aso`), for a score that parsed and was written as one of the 9 levels; a dimension
+Rewards (paper): per dimension ``R_acc = 1[round(pred) == round(gt)]`` and ``R_dist = c - |pred - gt|``
+(from :mod:`vqalib.method.aso`; ``c`` is :func:`vqalib.method.aso.dist_max`: the paper's 5 on its grid,
+the schema's span ``hi - lo`` on any other), for a score that parsed and was written as one of the
+schema's K levels; a dimension
 whose score is missing, unparsable or off the grid (``3.3``) gets 0 for both (never a random or
-snapped score) and is counted. The format reward is ``format_weight`` times
-:func:`vqalib.schema.prompts.check_format` of the whole completion (1 only for the strict answer format:
-rationale, blank line, the five lines in order with level strings), added to every dimension; so
-``3``, ``3.50``, ``3.5/5`` parse and earn R_acc/R_dist but no format reward. The completion's reward
-is the mean over the five dimensions.
+snapped score) and is counted. The format reward is ``format_weight`` times the strict-format check
+of the whole completion (:func:`vqalib.schema.prompts.check_format`, or a predicate passed in: 1 only
+for the strict answer format: rationale, blank line, the score lines in order with level strings),
+added to every dimension; so ``3``, ``3.50``, ``3.5/5`` parse and earn R_acc/R_dist but no format
+reward. The completion's reward is the mean over the dimensions **the clip has a label for** (a NaN
+target marks an unlabelled dimension: its terms are 0, masked and counted, never divided into the
+mean); with the paper's five labels that is the mean over the five.
 ``round`` defaults to the nearest level (exact-level match, symmetric); ``acc_rounding="integer"``
 keeps the literal integer reading, which is lopsided on the 0.5 grid (``vqalib.method.aso.reward_acc``).
-``rater_scores`` (multi-rater option) replaces ``R_dist`` by ``5 - mean_r |pred - s_r|`` over the
+``rater_scores`` (multi-rater option) replaces ``R_dist`` by ``c - mean_r |pred - s_r|`` over the
 raters' own scores.
 
 Grouping. The paper samples "for each input video and dimension" a group of G outputs. One completion
-carries all five scores, so the G completions of a clip are the group of every dimension:
+carries all D scores (the paper: five), so the G completions of a clip are the group of every dimension:
 ``group_by="dimension"`` (default) normalises each dimension's reward within the group separately
-(:func:`group_advantages_per_dimension`) and gives the completion the mean of its five per-dimension
-advantages, so each dimension counts equally whatever its reward spread; ``group_by="answer"``
+(:func:`group_advantages_per_dimension`) and gives the completion the mean of its per-dimension
+advantages over the dimensions the clip has labels for (``labelled=``), so each dimension counts equally whatever its reward spread; ``group_by="answer"``
 normalises the completion's mean reward over the dimensions (one reward per answer), where a
 dimension whose rewards vary a lot within the group drowns the others.
 """
@@ -37,12 +41,12 @@ dimension whose rewards vary a lot within the group drowns the others.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
 
-from vqalib.schema.levels import DIMENSION_KEYS, is_on_grid, level_index
+from vqalib.schema import rating
 
 if TYPE_CHECKING:
     from vqalib.schema.prompts import ParseResult
@@ -60,14 +64,26 @@ def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-4) 
     return adv.reshape(-1).to(rewards.dtype if rewards.is_floating_point() else torch.float32)
 
 
-def group_advantages_per_dimension(rewards: torch.Tensor, group_size: int, eps: float = 1e-4) -> torch.Tensor:
+def group_advantages_per_dimension(rewards: torch.Tensor, group_size: int, eps: float = 1e-4,
+                                   labelled: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
     """Advantages normalised per clip **and dimension**: ``rewards`` ``[B * G, D]`` (prompt-major), each
     column normalised within each group as :func:`group_advantages`, then averaged over the D
-    dimensions; returns ``[B * G]``. A dimension whose rewards are equal across the group adds 0."""
+    dimensions; returns ``[B * G]``. A dimension whose rewards are equal across the group adds 0.
+
+    ``labelled`` ``[B * G, D]`` bool (:attr:`RewardBreakdown.labelled`): average only over the dimensions
+    the clip has a label for (``None``: all D, as before); a completion with none gets 0."""
     if rewards.ndim != 2:
         raise ValueError(f"rewards must be [B * G, D], got shape {tuple(rewards.shape)}")
-    cols = [group_advantages(rewards[:, j].contiguous(), group_size, eps) for j in range(rewards.shape[1])]
-    return torch.stack(cols, dim=1).mean(dim=1)
+    cols = torch.stack([group_advantages(rewards[:, j].contiguous(), group_size, eps)
+                        for j in range(rewards.shape[1])], dim=1)
+    if labelled is None:
+        return cols.mean(dim=1)
+    m = torch.as_tensor(np.asarray(labelled, dtype=bool) if not torch.is_tensor(labelled) else labelled,
+                        device=cols.device).to(torch.bool)
+    if m.shape != cols.shape:
+        raise ValueError(f"labelled must be [B * G, D] = {tuple(cols.shape)}, got {tuple(m.shape)}")
+    n = m.sum(dim=1).clamp(min=1).to(cols.dtype)
+    return torch.where(m, cols, torch.zeros_like(cols)).sum(dim=1) / n
 
 
 def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
@@ -115,13 +131,26 @@ def grpo_loss(
 class RewardBreakdown:
     """Rewards of a batch of completions and what went wrong while parsing them."""
 
-    total: np.ndarray  # [N] reward per completion (mean over the five dimensions)
-    acc: np.ndarray  # [N, 5]
-    dist: np.ndarray  # [N, 5]
-    fmt: np.ndarray  # [N, 5] 1 where the completion is in the strict format (same for its five dimensions)
-    n_unparsable: int = 0  # completions with at least one missing/unparsable/off-grid dimension
-    n_dims_missing: int = 0  # (completion, dimension) pairs without a score on the grid
+    total: np.ndarray  # [N] reward per completion (mean over the clip's labelled dimensions)
+    acc: np.ndarray  # [N, D]
+    dist: np.ndarray  # [N, D]
+    fmt: np.ndarray  # [N, D] 1 where the completion is in the strict format (same for its labelled dimensions)
+    n_unparsable: int = 0  # completions with at least one missing/unparsable/off-grid labelled dimension
+    n_dims_missing: int = 0  # (completion, labelled dimension) pairs without a score on the grid
     examples: list[str] = field(default_factory=list)  # a few unparsable texts, for the log
+    labelled: np.ndarray | None = None  # [N, D] bool: the clip has a label for the dimension (NaN target: no)
+    n_dims_unlabelled: int = 0  # (completion, dimension) pairs without a label: masked, 0 in acc/dist/fmt
+
+
+def strict_format(schema: rating.RatingSchema | None = None) -> Callable[[str], bool]:
+    """The format-reward predicate for ``schema``: :func:`vqalib.schema.prompts.check_format` (for a schema
+    other than the paper's, called with ``schema=``)."""
+    from vqalib.schema.prompts import check_format
+
+    schema = rating.resolve(schema)
+    if schema.is_paper:
+        return check_format
+    return lambda text: check_format(text, schema=schema)
 
 
 def score_rewards(
@@ -130,43 +159,69 @@ def score_rewards(
     format_weight: float = 1.0,
     acc_rounding: str = "grid",
     rater_scores: np.ndarray | None = None,
+    *,
+    schema: rating.RatingSchema | None = None,
+    format_check: Callable[[str], bool] | None = None,
 ) -> RewardBreakdown:
-    """Paper rewards (module docstring) for completions parsed by :func:`vqalib.schema.prompts.parse_answer`;
-    ``targets`` ``[N, 5]`` are the ground-truth levels. Returns per-completion totals ``[N]`` and the
-    per-dimension terms ``[N, 5]``.
+    """Paper rewards (module docstring) for completions parsed by :func:`vqalib.schema.prompts.parse_answer`
+    on ``schema``'s dimensions and levels (``None``: the paper's); ``targets`` ``[N, D]`` are the
+    ground-truth levels, NaN where the clip has no label for a dimension (masked: its terms are 0 and
+    the total is the mean over the labelled dimensions). Returns per-completion totals ``[N]`` and the
+    per-dimension terms ``[N, D]``.
     ``acc_rounding``: ``grid`` (exact level) or ``integer`` (``vqalib.method.aso.reward_acc``);
-    ``rater_scores`` ``[N, 5, R]`` (NaN-padded, optional): ``R_dist = 5 - mean_r |pred - s_r|``."""
-    from vqalib.method.aso import reward_acc, reward_dist, reward_multi_rater
-    from vqalib.schema.prompts import STATUS_OK, check_format
+    ``rater_scores`` ``[N, D, R]`` (NaN-padded, optional): ``R_dist = c - mean_r |pred - s_r|``;
+    ``format_check``: the strict-format predicate of a completion's text (default :func:`strict_format`)."""
+    from vqalib.method.aso import dist_max, reward_acc, reward_dist, reward_multi_rater
+    from vqalib.schema.prompts import STATUS_OK
 
-    n = len(parsed)
-    targets = np.asarray(targets, dtype=float).reshape(n, len(DIMENSION_KEYS))
-    acc = np.zeros((n, 5))
-    dist = np.zeros((n, 5))
-    fmt = np.zeros((n, 5))
-    racc = reward_acc(torch.as_tensor(targets), rounding=acc_rounding).numpy()  # [N, 5, 9]
+    schema = rating.resolve(schema)
+    check = format_check if format_check is not None else strict_format(schema)
+    keys = schema.keys
+    n, d = len(parsed), len(keys)
+    targets = np.asarray(targets, dtype=float)
+    if targets.size != n * d:
+        raise ValueError(f"targets has shape {targets.shape}; expected [N, D] = [{n}, {d}] for the {schema.name!r} "
+                         f"rating schema's dimensions {list(keys)}")
+    targets = targets.reshape(n, d)
+    labelled = ~np.isnan(targets)
+    safe = np.where(labelled, targets, schema.lo)  # unlabelled entries are masked below
+    acc = np.zeros((n, d))
+    dist = np.zeros((n, d))
+    fmt = np.zeros((n, d))
+    racc = reward_acc(torch.as_tensor(safe), rounding=acc_rounding, schema=schema).numpy()  # [N, D, K]
     if rater_scores is None:
-        rdist = reward_dist(torch.as_tensor(targets)).numpy()
+        rdist = reward_dist(torch.as_tensor(safe), schema=schema).numpy()
     else:
-        rdist = 5.0 + reward_multi_rater(np.asarray(rater_scores, dtype=float), beta=1.0).numpy()
+        rs = np.asarray(rater_scores, dtype=float)
+        rs = np.where((~labelled)[..., None] & np.isnan(rs).all(-1, keepdims=True), schema.lo, rs)  # masked below
+        rdist = dist_max(schema) + reward_multi_rater(rs, beta=1.0, schema=schema).numpy()
     n_bad, n_missing, examples = 0, 0, []
     for i, res in enumerate(parsed):
         bad = False
-        fmt[i, :] = float(check_format(res.text))
-        for j, key in enumerate(DIMENSION_KEYS):
-            value = res.scores[key]
-            if res.status[key] != STATUS_OK or value is None or res.off_grid[key] or res.rescaled[key] \
-                    or not is_on_grid(value):
+        fmt[i, :] = float(check(res.text))
+        for j, key in enumerate(keys):
+            if not labelled[i, j]:
+                continue
+            value = res.scores.get(key)
+            if res.status.get(key) != STATUS_OK or value is None or res.off_grid.get(key) or res.rescaled.get(key) \
+                    or not schema.is_on_grid(value):
                 n_missing += 1
                 bad = True
                 continue
-            k = level_index(value)
+            k = schema.index(value)
             acc[i, j] = racc[i, j, k]
             dist[i, j] = rdist[i, j, k]
         if bad:
             n_bad += 1
             if len(examples) < 3:
                 examples.append(res.text[:200])
-    total = (acc + dist + format_weight * fmt).mean(axis=1)
+    per_dim = acc + dist + format_weight * fmt
+    if labelled.all():
+        total = per_dim.mean(axis=1)  # the paper's five labels: the mean over all of them, as always
+    else:
+        fmt[~labelled] = 0.0
+        per_dim = np.where(labelled, per_dim, 0.0)
+        total = per_dim.sum(axis=1) / np.maximum(labelled.sum(axis=1), 1)
     return RewardBreakdown(total=total, acc=acc, dist=dist, fmt=fmt, n_unparsable=n_bad,
-                           n_dims_missing=n_missing, examples=examples)
+                           n_dims_missing=n_missing, examples=examples, labelled=labelled,
+                           n_dims_unlabelled=int((~labelled).sum()))

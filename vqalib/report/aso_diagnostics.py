@@ -1,5 +1,5 @@
 """What notebook 06 measures around an ASO run: how sharp π_ref is after each rationale mode, the cached
-π_ref's health, what mass off the nine levels costs, π* under the raters' own scores, and the short run
+π_ref's health, what mass off the K levels (the paper: nine) costs, π* under the raters' own scores, and the short run
 with a floor ε under π_ref (the paper's limitation, Appendix E; the figures and counts are
 :func:`vqalib.report.training.zero_mass_case`).
 
@@ -16,17 +16,19 @@ import pandas as pd
 import torch
 
 from vqalib.method import aso as aso_math
-from vqalib.schema.levels import LEVEL_STRINGS
+from vqalib.schema import rating
 from vqalib.train.common import CommonConfig, resolve_device, validate_config
 
 
-def skip_reason(cfg: Any, verb: str = "draw") -> str | None:
-    """``None`` when ``cfg`` (an ASO config) caches π_ref over the nine score levels, else why the sections
-    that read that cache are skipped (``verb``: what the section would do with it: draw, search, check)."""
+def skip_reason(cfg: Any, verb: str = "draw", *, schema: rating.RatingSchema | None = None) -> str | None:
+    """``None`` when ``cfg`` (an ASO config) caches π_ref over the K score levels (the paper: nine), else why
+    the sections that read that cache are skipped (``verb``: what the section would do with it: draw,
+    search, check)."""
     if cfg.on_policy:
         return f"on-policy ASO: pi_ref depends on the sampled rationale, so there is no cached pi_ref to {verb}"
     if cfg.target_position != "score":
-        return "target_position=keyword: the cached pi_ref is over the nine keywords, not the score lines drawn here"
+        return (f"target_position=keyword: the cached pi_ref is over the {aso_math.n_levels_words(schema)} keywords, "
+                "not the score lines drawn here")
     return None
 
 
@@ -61,10 +63,10 @@ def cached_health(cfg: Any) -> dict[str, Any] | None:
     return torch.load(resolve_path(cfg.pi_ref_path), weights_only=True).get("health")
 
 
-def health_text(health: dict[str, Any]) -> str:
+def health_text(health: dict[str, Any], *, schema: rating.RatingSchema | None = None) -> str:
     """:func:`vqalib.method.aso.format_health`, then ``problems:`` with one ``- `` line each, or ``no problem found``."""
-    problems = aso_math.pi_ref_health_problems(health)
-    return aso_math.format_health(health) + "\n" + ("\n- ".join(["problems:", *problems]) if problems
+    problems = aso_math.pi_ref_health_problems(health, schema=schema)
+    return aso_math.format_health(health, schema=schema) + "\n" + ("\n- ".join(["problems:", *problems]) if problems
                                                     else "no problem found")
 
 
@@ -73,33 +75,42 @@ def health_metrics(health: dict[str, Any]) -> dict[str, Any]:
     return {f"aso/pi_ref_health/{k}": v for k, v in health.items() if isinstance(v, (int, float))}
 
 
-def outside_mass_table(outside: Sequence[float]) -> pd.DataFrame:
-    """What mass off the nine levels costs the score loss: for each outside mass ``o``, the soft-target CE of
-    a fixed 9-level shape against π* (uniform π_ref, s* = 3, λ = β = 1) renormalised over the levels (the
-    same for every ``o``) and raw, as trained (``+ −log(1 − o)``). Columns ``outside mass``,
-    ``loss, renormalised``, ``loss, raw (used)`` in nats; ``o`` must be < 1."""
-    shape = torch.log_softmax(torch.linspace(-1, 1, 9, dtype=torch.float64), -1)
-    target = aso_math.optimal_policy(torch.full((9,), 1 / 9, dtype=torch.float64), aso_math.reward_abs(3.0), 1.0,
-                                     probs=True)
+def outside_mass_table(outside: Sequence[float], *, schema: rating.RatingSchema | None = None) -> pd.DataFrame:
+    """What mass off the K levels costs the score loss: for each outside mass ``o``, the soft-target CE of
+    a fixed K-level shape against π* (uniform π_ref, s* = the middle level (the paper: 3), λ = β = 1)
+    renormalised over the levels (the same for every ``o``) and raw, as trained (``+ −log(1 − o)``).
+    Columns ``outside mass``, ``loss, renormalised``, ``loss, raw (used)`` in nats; ``o`` must be < 1."""
+    schema = rating.resolve(schema)
+    k = schema.n_levels
+    shape = torch.log_softmax(torch.linspace(-1, 1, k, dtype=torch.float64), -1)
+    target = aso_math.optimal_policy(torch.full((k,), 1 / k, dtype=torch.float64),
+                                     aso_math.reward_abs(float(schema.levels[k // 2]), schema=schema), 1.0,
+                                     probs=True, schema=schema)
     return pd.DataFrame([{"outside mass": o, "loss, renormalised": float(aso_math.aso_loss(shape, target)),
                           "loss, raw (used)": float(aso_math.aso_loss(shape + math.log(1 - o), target))}
                          for o in outside])
 
 
-def multi_rater_case(examples: Sequence[Any], lam: float, beta: float) -> tuple[str, pd.DataFrame]:
+def multi_rater_case(examples: Sequence[Any], lam: float, beta: float, *,
+                     schema: rating.RatingSchema | None = None) -> tuple[str, pd.DataFrame]:
     """Among ``examples`` (training clips with ``ratings``), the (clip, dimension) whose raters disagree most
-    (largest max − min; ties: the larger clip id, then dimension): ``(caption, table)`` with π* under the mean
-    label and under the raters' own scores (:func:`vqalib.method.aso.reward_multi_rater`), both from a uniform
-    π_ref, one row each, one column per level."""
+    (largest max − min; ties: the larger clip id, then dimension; dimensions without a label are skipped):
+    ``(caption, table)`` with π* under the mean label and under the raters' own scores
+    (:func:`vqalib.method.aso.reward_multi_rater`), both from a uniform π_ref, one row each, one column per
+    level of the schema (``None``: the paper's)."""
+    schema = rating.resolve(schema)
     spread = [(max(v) - min(v), ex.video_id, k, v, ex.scores[k]) for ex in examples
-              for k, v in ex.ratings.items() if v]
+              for k, v in ex.ratings.items() if v and ex.scores.get(k) is not None and not math.isnan(ex.scores[k])]
     if not spread:
         raise ValueError("no clip among the examples has rater scores; multi_rater needs the raters' own scores")
     _, vid, dim, votes, label = max(spread)
-    uniform = torch.full((9,), 1 / 9, dtype=torch.float64)
-    mean_label = aso_math.optimal_policy(uniform, aso_math.reward_abs(label, beta), lam, probs=True)
-    raters = aso_math.optimal_policy(uniform, aso_math.reward_multi_rater([votes], beta)[0], lam, probs=True)
-    table = pd.DataFrame({"mean label": mean_label.numpy(), "multi-rater": raters.numpy()}, index=list(LEVEL_STRINGS))
+    k = schema.n_levels
+    uniform = torch.full((k,), 1 / k, dtype=torch.float64)
+    mean_label = aso_math.optimal_policy(uniform, aso_math.reward_abs(label, beta, schema=schema), lam, probs=True,
+                                         schema=schema)
+    raters = aso_math.optimal_policy(uniform, aso_math.reward_multi_rater([votes], beta, schema=schema)[0], lam,
+                                     probs=True, schema=schema)
+    table = pd.DataFrame({"mean label": mean_label.numpy(), "multi-rater": raters.numpy()}, index=list(schema.strings))
     return f"clip {vid}, {dim}: raters {votes}, label {label}", table.T
 
 

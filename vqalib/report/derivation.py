@@ -1,6 +1,6 @@
 """What notebook 03 draws and says beyond the teaching widgets: π* under the paper's two readings of λ
-and β, and the ASO-against-policy-gradient bandit comparison (:mod:`vqalib.teaching.bandit`) in numbers
-and words.
+and β (on any schema's grid), and the ASO-against-policy-gradient bandit comparison
+(:mod:`vqalib.teaching.bandit`) in numbers and words.
 
 Every number comes from :mod:`vqalib.method.aso` or from the frames the bandit comparison returns.
 """
@@ -15,27 +15,32 @@ import torch
 from matplotlib.figure import Figure
 
 from vqalib.method import aso
-from vqalib.schema.levels import LEVEL_STRINGS, level_index, snap_to_grid
+from vqalib.schema import rating
 
 
 def lambda_beta_readings(readings: dict[str, tuple[float, float]], s_star: float,
-                         references: dict[str, torch.Tensor]) -> tuple[Figure, pd.DataFrame]:
+                         references: dict[str, torch.Tensor], *,
+                         schema: rating.RatingSchema | None = None) -> tuple[Figure, pd.DataFrame]:
     """π* for the label ``s_star`` under each reading (``{name: (λ, β)}``, reward ``−β|s − s*|``) and each
-    reference (``{name: π_ref [9]}``): one bar panel per reference with π_ref dotted, and one table row per
-    (reference, reading) with β/λ, π*(s*), H(π*) in nats and E_π*[s], references first."""
+    reference (``{name: π_ref [K]}``) over the schema's K levels (``None``: the paper's 9): one bar panel per
+    reference with π_ref dotted, and one table row per (reference, reading) with β/λ, π*(s*), H(π*) in
+    nats and E_π*[s], references first."""
+    schema = rating.resolve(schema)
+    k = schema.n_levels
     fig = Figure(figsize=(10, 3.2))
     axes = fig.subplots(1, len(references), sharey=True, squeeze=False)[0]
     rows = []
-    width = 0.4
-    label = level_index(snap_to_grid(s_star))
+    width = 0.8 / max(len(readings), 1) if len(readings) > 2 else 0.4
+    label = schema.index(schema.snap(s_star))
     for ax, (ref_name, ref) in zip(axes, references.items()):
         for i, (name, (lam, beta)) in enumerate(readings.items()):
-            target = aso.optimal_policy(ref, aso.reward_abs(s_star, beta), lam, probs=True)
-            ax.bar(np.arange(9) + (i - 0.5) * width, target.numpy(), width, label=name)
+            target = aso.optimal_policy(ref, aso.reward_abs(s_star, beta, schema=schema), lam, probs=True, schema=schema)
+            ax.bar(np.arange(k) + (i - (len(readings) - 1) / 2) * width, target.numpy(), width, label=name)
             rows.append({"π_ref": ref_name, "reading": name, "β/λ": beta / lam, "π*(s*)": float(target[label]),
-                         "H(π*) nats": float(aso.entropy(target)), "E_π*[s]": float(aso.expected_score(target))})
-        ax.plot(np.arange(9), ref.numpy(), "k.--", lw=0.8, label="π_ref")
-        ax.set_xticks(range(9), LEVEL_STRINGS)
+                         "H(π*) nats": float(aso.entropy(target)),
+                         "E_π*[s]": float(aso.expected_score(target, schema=schema))})
+        ax.plot(np.arange(k), ref.numpy(), "k.--", lw=0.8, label="π_ref")
+        ax.set_xticks(range(k), schema.strings)
         ax.set_title(f"π* for s* = {s_star}, {ref_name}")
     axes[0].legend(fontsize=8)
     return fig, pd.DataFrame(rows)

@@ -1,7 +1,8 @@
-"""ASO against sampled group-relative policy gradient on a one-step bandit over the 9 levels.
+"""ASO against sampled group-relative policy gradient on a one-step bandit over the K levels of a rating
+schema (the paper's 9 by default; :func:`make_items` and :func:`items_from_labels` take ``schema=``).
 
 Each item ``i`` is a one-step bandit: the policy ``π_θ(s|i) = softmax(z_i)`` picks one of the
-9 levels and receives ``R(s, s*_i)``.  The policy starts at the reference ``π_ref`` (as a
+K levels and receives ``R(s, s*_i)``.  The policy starts at the reference ``π_ref`` (as a
 fine-tune starts at the SFT model).  Two ways to update the logits ``z``:
 
 * **ASO** (:func:`run_aso`): gradient steps on the exact soft-target cross-entropy against the
@@ -34,56 +35,74 @@ import pandas as pd
 import torch
 
 from vqalib.method import aso
-from vqalib.schema.levels import DIMENSION_KEYS, LEVELS, N_LEVELS, dimension_key, level_index
+from vqalib.schema import rating
+from vqalib.schema.levels import LEVELS
 
 
 @dataclass
 class BanditItems:
-    """The bandit's items: targets ``s_star [N]``, reward ``R [N, 9]`` and ``log π_ref [N, 9]``."""
+    """The bandit's items: targets ``s_star [N]``, reward ``R [N, K]`` and ``log π_ref [N, K]`` over the
+    levels of ``schema`` (``None``: the paper's 9)."""
 
     s_star: torch.Tensor
     R: torch.Tensor
     logp_ref: torch.Tensor
+    schema: rating.RatingSchema | None = None
 
     def pi_star(self, lam: float) -> torch.Tensor:
-        """The ASO target π* [N, 9] for this λ."""
-        return aso.optimal_policy(self.logp_ref, self.R, lam)
+        """The ASO target π* [N, K] for this λ."""
+        return aso.optimal_policy(self.logp_ref, self.R, lam, schema=self.schema)
 
 
-def make_items(s_star, pi_ref, *, reward: str = "abs", beta: float = 1.0) -> BanditItems:
-    """Bandit items from plain arrays: targets ``s_star [N]`` and ``pi_ref`` probabilities ``[9]`` or ``[N, 9]``."""
+def make_items(s_star, pi_ref, *, reward: str = "abs", beta: float = 1.0,
+               schema: rating.RatingSchema | None = None) -> BanditItems:
+    """Bandit items from plain arrays: targets ``s_star [N]`` and ``pi_ref`` probabilities ``[K]`` or ``[N, K]``
+    over the schema's K levels."""
+    k = rating.resolve(schema).n_levels
     s = torch.as_tensor(np.asarray(s_star, dtype=float))
-    ref = torch.as_tensor(np.asarray(pi_ref, dtype=float)).expand(len(s), N_LEVELS).contiguous()
-    return BanditItems(s, aso.reward(reward, s, beta), aso.as_log_probs(ref, probs=True))
+    ref = torch.as_tensor(np.asarray(pi_ref, dtype=float))
+    if ref.shape[-1] != k:
+        raise ValueError(f"pi_ref has last axis {ref.shape[-1]}, expected the K = {k} levels of the "
+                         f"{rating.resolve(schema).name!r} rating schema; pass the matching schema=")
+    ref = ref.expand(len(s), k).contiguous()
+    return BanditItems(s, aso.reward(reward, s, beta, schema=schema), aso.as_log_probs(ref, probs=True, schema=schema),
+                       schema)
 
 
-def marginal_reference(scores, alpha: float = 1.0) -> np.ndarray:
-    """π_ref = the label histogram over the 9 levels plus ``alpha`` pseudo-counts (the marginal an SFT
+def marginal_reference(scores, alpha: float = 1.0, *, schema: rating.RatingSchema | None = None) -> np.ndarray:
+    """π_ref = the label histogram over the K levels plus ``alpha`` pseudo-counts (the marginal an SFT
     model learns first; ``alpha > 0`` keeps every level reachable).  ``scores`` must be on the grid."""
-    counts = np.bincount(level_index(np.asarray(scores, dtype=float)), minlength=N_LEVELS) + alpha
+    k = rating.resolve(schema).n_levels
+    counts = np.bincount(np.atleast_1d(aso.grid_index(np.asarray(scores, dtype=float), schema=schema)), minlength=k) + alpha
     return counts / counts.sum()
 
 
 def items_from_labels(labels: pd.DataFrame, dimension: str | None = None, *, alpha: float = 1.0,
-                      reward: str = "abs", beta: float = 1.0) -> BanditItems:
+                      reward: str = "abs", beta: float = 1.0,
+                      schema: rating.RatingSchema | None = None) -> BanditItems:
     """Bandit items from an aggregated-labels frame (``vqalib.data.dataset.aggregate``: ``video_id, dimension, score``).
 
-    One item per (video, dimension) row, or only ``dimension``'s rows.  Targets are the grid labels;
+    One item per (video, dimension) row, or only ``dimension``'s rows, over the schema's dimensions and
+    levels; rows without a label (NaN score) are left out.  Targets are the grid labels;
     π_ref is that dimension's :func:`marginal_reference` (a reference that knows the label
     distribution but not the item).
     """
+    schema_r = rating.resolve(schema)
     for col in ("dimension", "score"):
         if col not in labels.columns:
             raise ValueError(f"labels frame lacks column {col!r}; pass vqalib.data.dataset.aggregate(ds) output")
-    dims = [dimension_key(dimension)] if dimension else [d for d in DIMENSION_KEYS if d in set(labels["dimension"])]
+    dims = [schema_r.key_of(dimension)] if dimension else [d for d in schema_r.keys if d in set(labels["dimension"])]
+    if not dims:
+        raise ValueError(f"labels frame has no rows for the {schema_r.name!r} schema's dimensions {list(schema_r.keys)}")
     s_all, ref_all = [], []
     for d in dims:
         sc = labels.loc[labels["dimension"] == d, "score"].to_numpy(dtype=float)
+        sc = sc[~np.isnan(sc)]
         if len(sc) == 0:
             raise ValueError(f"labels frame has no rows for dimension {d!r}")
         s_all.append(sc)
-        ref_all.append(np.repeat(marginal_reference(sc, alpha)[None], len(sc), 0))
-    return make_items(np.concatenate(s_all), np.concatenate(ref_all), reward=reward, beta=beta)
+        ref_all.append(np.repeat(marginal_reference(sc, alpha, schema=schema)[None], len(sc), 0))
+    return make_items(np.concatenate(s_all), np.concatenate(ref_all), reward=reward, beta=beta, schema=schema)
 
 
 def _metrics(logits: torch.Tensor, items: BanditItems, pi_star: torch.Tensor) -> dict[str, float]:
@@ -117,7 +136,7 @@ def run_aso(items: BanditItems, lam: float = 1.0, steps: int = 100, lr: float = 
 def grpo_gradient(z: torch.Tensor, items: BanditItems, group_size: int, kl_coef: float,
                   gen: torch.Generator, adv_eps: float = 1e-4, estimator: str = "grpo",
                   lam: float = 1.0) -> torch.Tensor:
-    """One sampled policy gradient of the summed item losses w.r.t. the logits ``z [N, 9]``.
+    """One sampled policy gradient of the summed item losses w.r.t. the logits ``z [N, K]``.
 
     ``estimator="grpo"``: group-normalised advantages (+ ``kl_coef`` × k3); ``"regularised"``:
     leave-one-out advantages of ``r̃ = R − λ log(π_θ/π_ref)`` (unbiased for ∇J of (A1); ``kl_coef`` must be 0).
@@ -188,7 +207,7 @@ def gradient_variance(items: BanditItems, group_sizes=(2, 4, 8, 16, 32), n_rep: 
     g_aso = torch.softmax(z, -1) - items.pi_star(lam)
     rows = []
     for G in group_sizes:
-        gs = torch.stack([grpo_gradient(z, items, G, kl_coef, gen, estimator=estimator, lam=lam) for _ in range(n_rep)])  # [rep, N, 9]
+        gs = torch.stack([grpo_gradient(z, items, G, kl_coef, gen, estimator=estimator, lam=lam) for _ in range(n_rep)])  # [rep, N, K]
         var = gs.var(0).sum(-1).mean()
         cos = torch.nn.functional.cosine_similarity(gs, g_aso.expand_as(gs), dim=-1, eps=1e-12).mean()
         rows.append({"estimator": estimator, "group_size": G, "variance": float(var), "cosine_to_aso": float(cos),

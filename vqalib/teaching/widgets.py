@@ -1,4 +1,6 @@
-"""The ASO explorer: sliders for λ, β, s*, the reward and the shape of π_ref; plots of π_ref, R, π*.
+"""The ASO explorer: sliders for λ, β, s*, the reward and the shape of π_ref; plots of π_ref, R, π*; and
+π* on any rating schema's grid (:func:`grid_pistar`: notebook 03 shows the paper's nine levels, Q-Align's
+five words and ten integers).
 
 Thin on purpose.  Every number shown comes from :func:`explorer_state`, which only calls
 ``vqalib.method.aso`` (unit-tested); :func:`plot_state` draws a state; :class:`Explorer` wires ipywidgets
@@ -13,42 +15,80 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
 from vqalib.method import aso
-from vqalib.schema.levels import LEVEL_STRINGS, LEVELS, N_LEVELS, level_index, snap_to_grid
+from vqalib.schema import rating
 
 REF_SHAPES: tuple[str, ...] = ("peaked_truth", "peaked_elsewhere", "flat", "bimodal", "zero_mass")
 LAMBDA_GRID: np.ndarray = np.logspace(-2, 2, 41)
 
 
-def _bump(centre: float, width: float) -> np.ndarray:
-    w = np.exp(-0.5 * ((LEVELS - centre) / width) ** 2)
+def _bump(centre: float, width: float, levels: np.ndarray) -> np.ndarray:
+    w = np.exp(-0.5 * ((levels - centre) / width) ** 2)
     return w / w.sum()
 
 
-def reference_policy(shape: str, s_star: float, width: float = 0.6) -> np.ndarray:
-    """A teaching π_ref over the 9 levels (probabilities) for the target ``s_star``.
+def reference_policy(shape: str, s_star: float, width: float | None = None, *,
+                     schema: rating.RatingSchema | None = None) -> np.ndarray:
+    """A teaching π_ref over the schema's K levels (probabilities; ``None``: the paper's 9) for the target ``s_star``.
 
-    ``peaked_truth``: a discretised Gaussian bump (sd ``width``) at s*; ``peaked_elsewhere``: the
-    bump 2 points away from s* (above it when s* ≤ 3, else below); ``flat``: uniform;
-    ``bimodal``: equal bumps at 2.0 and 4.5 (raters split); ``zero_mass``: the bump at s* with the
-    level nearest s* set to exactly 0 (the paper's limitation: ASO cannot put mass back there).
+    Distances are in units of the scale's span (``hi − lo``; the paper's: 4): ``width`` (sd of a bump)
+    defaults to ``0.15 span`` (0.6 on the paper's grid). ``peaked_truth``: a discretised Gaussian bump
+    at s*; ``peaked_elsewhere``: the bump ``span / 2`` away from s* (above it when s* is in the lower
+    half, else below; the paper: 2 points); ``flat``: uniform; ``bimodal``: equal bumps at a quarter
+    and seven eighths of the scale (the paper: 2.0 and 4.5; raters split); ``zero_mass``: the bump at s*
+    with the level nearest s* set to exactly 0 (the paper's limitation: ASO cannot put mass back there).
     """
+    schema = rating.resolve(schema)
+    lo, span, levels = schema.lo, schema.span, schema.levels
+    width = 0.6 * (span / 4.0) if width is None else width
     if shape == "peaked_truth":
-        return _bump(s_star, width)
+        return _bump(s_star, width, levels)
     if shape == "peaked_elsewhere":
-        return _bump(s_star + 2.0 if s_star <= 3.0 else s_star - 2.0, width)
+        return _bump(s_star + span / 2 if s_star <= lo + span / 2 else s_star - span / 2, width, levels)
     if shape == "flat":
-        return np.full(N_LEVELS, 1.0 / N_LEVELS)
+        return np.full(schema.n_levels, 1.0 / schema.n_levels)
     if shape == "bimodal":
-        return 0.5 * _bump(2.0, width) + 0.5 * _bump(4.5, width)
+        return 0.5 * _bump(lo + span / 4, width, levels) + 0.5 * _bump(lo + 7 * span / 8, width, levels)
     if shape == "zero_mass":
-        p = _bump(s_star, width)
-        p[level_index(snap_to_grid(s_star))] = 0.0
+        p = _bump(s_star, width, levels)
+        p[schema.index(schema.snap(s_star))] = 0.0
         return p / p.sum()
     raise ValueError(f"unknown reference shape {shape!r}; use one of {REF_SHAPES}")
+
+
+def grid_pistar(schema: "rating.RatingSchema | str", s_star: float | None = None, lam: float = 1.0,
+                beta: float = 1.0, ref_shape: str = "peaked_elsewhere") -> tuple[Figure, pd.DataFrame]:
+    """π* on a rating schema's own grid (notebook 03: the paper's nine levels, Q-Align's five words, ten
+    integers), for the label ``s_star`` (default: the level just above the middle), reward
+    ``−β|s − s*|`` on the schema's values, λ, and a teaching π_ref of shape ``ref_shape``
+    (:func:`reference_policy`, distances scaled to the scale's span), next to a
+    uniform π_ref. ``schema``: a schema or a preset name. Returns the bar figure (levels labelled with
+    the schema's strings) and a table, one row per level string: the schema's value, R, π_ref and π*
+    for each reference."""
+    schema = rating.get_schema(schema)
+    k = schema.n_levels
+    s_star = float(schema.levels[k // 2]) if s_star is None else float(schema.snap(s_star))
+    refs = {"uniform π_ref": torch.full((k,), 1.0 / k, dtype=torch.float64),
+            f"π_ref = {ref_shape}": torch.as_tensor(reference_policy(ref_shape, s_star, schema=schema))}
+    R = aso.reward_abs(s_star, beta, schema=schema)
+    fig = Figure(figsize=(10, 3.0))
+    axes = fig.subplots(1, len(refs), sharey=True, squeeze=False)[0]
+    cols: dict[str, Any] = {"value": schema.levels, "R": R.numpy()}
+    for ax, (name, ref) in zip(axes, refs.items()):
+        star = aso.optimal_policy(ref, R, lam, probs=True, schema=schema)
+        ax.bar(np.arange(k), star.numpy(), 0.6, color="C0", label="π*")
+        ax.plot(np.arange(k), ref.numpy(), "k.--", lw=0.8, label="π_ref")
+        ax.set_xticks(range(k), schema.strings, fontsize=8, rotation=30 if max(map(len, schema.strings)) > 3 else 0)
+        ax.set_title(f"{schema.name}: π* for s* = {schema.string(s_star)}, {name} (λ={lam:g}, β={beta:g})", fontsize=9)
+        cols[f"π_ref ({name})"] = ref.numpy()
+        cols[f"π* ({name})"] = star.numpy()
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig, pd.DataFrame(cols, index=pd.Index(schema.strings, name="level"))
 
 
 @dataclass
@@ -63,22 +103,26 @@ class ExplorerParams:
     eps: float = 0.0             # optional floor on π_ref (0 = off)
 
 
-def explorer_state(params: ExplorerParams | None = None, **overrides: Any) -> dict[str, Any]:
-    """Everything the explorer shows, as plain numpy values, computed with ``vqalib.method.aso``.
+def explorer_state(params: ExplorerParams | None = None, *, schema: rating.RatingSchema | None = None,
+                   **overrides: Any) -> dict[str, Any]:
+    """Everything the explorer shows, as plain numpy values, computed with ``vqalib.method.aso`` on the
+    schema's K levels (``None``: the paper's 9).
 
-    Keys: ``params``, ``pi_ref``, ``R``, ``pi_star``, ``log_z``, ``expected_reward``,
+    Keys: ``params``, ``schema``, ``pi_ref``, ``R``, ``pi_star``, ``log_z``, ``expected_reward``,
     ``kl_star_ref`` (KL(π*‖π_ref)), ``objective`` (J(π*) = λ log Z), ``expected_score``,
     ``argmax_score``, ``zero_levels`` (level strings with π_ref = 0), ``curve`` (the λ trade-off
     curve on :data:`LAMBDA_GRID`).
     """
+    schema = rating.resolve(schema)
     p = ExplorerParams(**{**asdict(params or ExplorerParams()), **overrides})
-    pi_ref = reference_policy(p.ref_shape, p.s_star)
-    R = aso.reward(p.reward, p.s_star, p.beta)
-    logp_ref = aso.as_log_probs(pi_ref, probs=True, eps=p.eps)
-    pi_star = aso.optimal_policy(logp_ref, R, p.lam)
+    pi_ref = reference_policy(p.ref_shape, p.s_star, schema=schema)
+    R = aso.reward(p.reward, p.s_star, p.beta, schema=schema)
+    logp_ref = aso.as_log_probs(pi_ref, probs=True, eps=p.eps, schema=schema)
+    pi_star = aso.optimal_policy(logp_ref, R, p.lam, schema=schema)
     mask = aso.zero_mass(logp_ref).numpy()
     return {
         "params": p,
+        "schema": schema,
         "pi_ref": logp_ref.exp().numpy(),
         "R": R.numpy(),
         "pi_star": pi_star.numpy(),
@@ -86,30 +130,33 @@ def explorer_state(params: ExplorerParams | None = None, **overrides: Any) -> di
         "expected_reward": float(aso.expected_reward(pi_star, R)),
         "kl_star_ref": float(aso.kl(pi_star, logp_ref.exp())),
         "objective": float(aso.objective(pi_star, R, logp_ref.exp(), p.lam)),
-        "expected_score": float(aso.expected_score(pi_star)),
-        "argmax_score": float(aso.argmax_score(pi_star)),
-        "zero_levels": [LEVEL_STRINGS[i] for i in np.flatnonzero(mask)],
-        "curve": aso.tradeoff_curve(logp_ref, R, LAMBDA_GRID),
+        "expected_score": float(aso.expected_score(pi_star, schema=schema)),
+        "argmax_score": float(aso.argmax_score(pi_star, schema=schema)),
+        "zero_levels": [schema.strings[i] for i in np.flatnonzero(mask)],
+        "curve": aso.tradeoff_curve(logp_ref, R, LAMBDA_GRID, schema=schema),
     }
 
 
 def plot_state(state: dict[str, Any]) -> Figure:
     """Three panels: π_ref vs π* (bars), the reward R(s, s*), and the λ trade-off curve with the current point."""
     p: ExplorerParams = state["params"]
+    schema = rating.resolve(state.get("schema"))
     fig = Figure(figsize=(12, 3.4))
     ax1, ax2, ax3 = fig.subplots(1, 3)
-    x = np.arange(N_LEVELS)
+    x = np.arange(schema.n_levels)
     ax1.bar(x - 0.2, state["pi_ref"], 0.4, label="π_ref", color="0.6")
     ax1.bar(x + 0.2, state["pi_star"], 0.4, label="π*", color="C0")
-    ax1.axvline((p.s_star - 1.0) / 0.5, color="C3", ls="--", lw=1, label="s*")
-    ax1.set_xticks(x, LEVEL_STRINGS, fontsize=8)
+    step = schema.step
+    at = (p.s_star - schema.lo) / step if step is not None else float(np.interp(p.s_star, schema.levels, x))
+    ax1.axvline(at, color="C3", ls="--", lw=1, label="s*")
+    ax1.set_xticks(x, schema.strings, fontsize=8)
     ax1.set_title(f"λ={p.lam:.3g}: E[s]={state['expected_score']:.2f}, argmax={state['argmax_score']:.1f}")
     ax1.legend(fontsize=8)
     if state["zero_levels"]:
         ax1.text(0.02, 0.95, "π_ref = 0 at " + ", ".join(state["zero_levels"]), transform=ax1.transAxes,
                  fontsize=8, va="top", color="C3")
     ax2.plot(x, state["R"], "o-", color="C2")
-    ax2.set_xticks(x, LEVEL_STRINGS, fontsize=8)
+    ax2.set_xticks(x, schema.strings, fontsize=8)
     ax2.set_title(f"reward '{p.reward}' (β={p.beta:g}, s*={p.s_star:g})")
     c = state["curve"]
     ax3.plot(c["kl"], c["reward"], "-", color="0.4")
@@ -136,17 +183,19 @@ class Explorer:
     (tests drive the sliders headless and compare ``.state`` with :func:`explorer_state`).
     """
 
-    def __init__(self, params: ExplorerParams | None = None) -> None:
+    def __init__(self, params: ExplorerParams | None = None, *, schema: rating.RatingSchema | None = None) -> None:
         import ipywidgets as w
 
+        self.schema = rating.resolve(schema)
         p = params or ExplorerParams()
         style = {"description_width": "60px"}
         self.lam = w.FloatLogSlider(value=p.lam, base=10, min=-2, max=2, step=0.05, description="λ", style=style,
                                     continuous_update=False)
         self.beta = w.FloatSlider(value=p.beta, min=0.1, max=5.0, step=0.1, description="β", style=style,
                                   continuous_update=False)
-        self.s_star = w.FloatSlider(value=p.s_star, min=1.0, max=5.0, step=0.1, description="s*", style=style,
-                                    continuous_update=False)
+        self.s_star = w.FloatSlider(value=p.s_star, min=self.schema.lo, max=self.schema.hi,
+                                    step=0.1 if self.schema.span <= 5 else round(self.schema.span / 40, 2),
+                                    description="s*", style=style, continuous_update=False)
         self.reward = w.Dropdown(options=list(aso.REWARD_KINDS), value=p.reward, description="reward", style=style)
         self.ref_shape = w.Dropdown(options=list(REF_SHAPES), value=p.ref_shape, description="π_ref", style=style)
         self.eps = p.eps
@@ -172,7 +221,7 @@ class Explorer:
         """Recompute the state, redraw the figure into the Output and refresh the summary line."""
         from IPython.display import Image, clear_output, display
 
-        self.state = explorer_state(self.params())
+        self.state = explorer_state(self.params(), schema=self.schema)
         s = self.state
         self.summary.value = (f"<b>E_π*[R]</b> = {s['expected_reward']:.3f} &nbsp; <b>KL(π*‖π_ref)</b> = "
                               f"{s['kl_star_ref']:.3f} &nbsp; <b>λ log Z</b> = {s['params'].lam * s['log_z']:.3f}")
@@ -182,7 +231,7 @@ class Explorer:
             display(Image(data=self.png, format="png"))
 
 
-def live_explorer(params: ExplorerParams | None = None) -> Any:
+def live_explorer(params: ExplorerParams | None = None, *, schema: rating.RatingSchema | None = None) -> Any:
     """What notebook 03 displays for the explorer: :class:`Explorer`'s widget, or in a headless run
     (:func:`vqalib.core.runs.headless`: ``$VQALIB_HEADLESS=1``, set by ``python -m vqalib run-notebooks``
     and the tests) a one-line note and no widget at all.
@@ -198,4 +247,4 @@ def live_explorer(params: ExplorerParams | None = None) -> Any:
 
         return Markdown(f"*Headless run (`{HEADLESS_ENV}=1`): the live λ explorer is built when this notebook is "
                         "opened in JupyterLab; the figure above is its starting state.*")
-    return Explorer(params).widget
+    return Explorer(params, schema=schema).widget
