@@ -6,6 +6,10 @@ Commands
                   the same functions the notebooks call, so ``accelerate launch -m vqalib train ...``
                   runs them on several GPUs
   sample-data     generate (or find in the cache) the embedded sample dataset and print its path
+                  (``--schema mos9|qalign5|int10|FILE``: rated on another rating schema)
+  import-labels   a public MOS label file and your copies of its videos as a training dataset
+                  (``python -m vqalib import-labels KoNViD --videos DIR --out DIR [--labels FILE]
+                  [--schema S] [--std-column COL] [--dmos]``; see data_cards/bring_your_own_shapes.md)
   score           score your videos: one row per video (five scores, 5 x 9 level distributions),
                   resumable (``python -m vqalib score VIDEOS --model M --output scores.csv``)
   benchmark       a Table 2 row on a public MOS benchmark (``python -m vqalib benchmark KoNViD
@@ -17,7 +21,8 @@ Commands
                   runs/demo --markdown > docs/results.md``; JSON fields without ``--markdown``)
 
 Paths typed on the command line (score's VIDEOS and ``--output``, benchmark's ``--videos``,
-``--labels``, ``--output``, ``--table``, sample-data's ``--root``, train's ``--config``,
+``--labels``, ``--output``, ``--table``, sample-data's ``--root`` and ``--schema`` (a file), import-labels'
+``--videos``, ``--labels``, ``--out`` and ``--schema`` (a file), train's ``--config``,
 run-notebooks' ``--run-dir``, report's RUN_DIR and ``--output``) are from the working directory; ``--model`` is a folder there when one
 exists, else a folder under the project root, else a hub id. Paths inside a config, a ``--set`` or
 a ``-p`` value are from the project root, where the trainers and notebooks read them. The project
@@ -55,8 +60,65 @@ def _sample_data(argv: Sequence[str]) -> int:
     ap.add_argument("--size", default="default", help="smoke | default | large")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--root", default=None, type=cli_path, help="output folder (default: the cache)")
+    ap.add_argument("--schema", default=None, type=_schema_arg,
+                    help="rating schema the simulated raters use: a preset (paper, mos9, qalign5, int10) or a "
+                         ".json/.yaml file (default: paper)")
     args = ap.parse_args(argv)
-    print(ensure_sample_dataset(size=args.size, seed=args.seed, root=args.root))
+    print(ensure_sample_dataset(size=args.size, seed=args.seed, root=args.root, schema=args.schema))
+    return 0
+
+
+def _schema_arg(text: str):
+    """``--schema``: a preset name as it is, else a file path from the working directory."""
+    from vqalib.schema.rating import PRESETS
+
+    return text if text in PRESETS else cli_path(text)
+
+
+def _import_labels(argv: Sequence[str]) -> int:
+    import argparse
+
+    from vqalib.data.dataset import dataset_from_label_file
+    from vqalib.data.mos import BENCHMARKS
+
+    ap = argparse.ArgumentParser(
+        prog="python -m vqalib import-labels",
+        description="Turn a public MOS label file and your copies of its videos into a training dataset folder "
+                    "(one MOS row per clip found, rating_schema.json beside it). Label rows whose video is not "
+                    "found are counted and listed in OUT/unmatched_labels.csv.",
+        epilog="Paths: --videos, --labels, --out and a --schema file are from the working directory.")
+    ap.add_argument("name", help=f"the benchmark: one of {list(BENCHMARKS)}")
+    ap.add_argument("--videos", required=True, type=cli_path, help="folder holding the videos (any subset)")
+    ap.add_argument("--out", required=True, type=cli_path, help="the dataset folder to write")
+    ap.add_argument("--labels", default=None, type=cli_path,
+                    help="label file (the authors' file, a FAST-VQA list or a VIDEVAL metadata CSV; default: looked "
+                         "for beside the videos, then ../shared/data/labels)")
+    ap.add_argument("--split", default=None, help="LSVQ: test | 1080p | train")
+    ap.add_argument("--schema", default=None, type=_schema_arg,
+                    help="a rating schema (preset or .json/.yaml file) with the dimension the MOS rates; default: "
+                         "one 'overall_quality' dimension on the levels of --levels, raw range the file's scale")
+    ap.add_argument("--levels", default="mos9", help="levels of the default schema: mos9 (1.0..5.0 by 0.5, "
+                                                     "default), qalign5 (bad..excellent), int10, or a schema file")
+    ap.add_argument("--std-column", default=None,
+                    help="column of the raters' standard deviation (raw scale) for Gaussian soft labels; default: "
+                         "mos_std when the file has it (YouTube-UGC); 'none' for none")
+    ap.add_argument("--dmos", action="store_true", help="the MOS column is a DMOS (higher = worse): flip it")
+    ap.add_argument("--test-fraction", type=float, default=0.2, help="share of clips in the test split")
+    ap.add_argument("--format", default="jsonl", choices=["jsonl", "parquet"])
+    ap.add_argument("--no-probe", action="store_true", help="do not open the videos for duration, fps and size")
+    args = ap.parse_args(argv)
+    std = False if (args.std_column or "").lower() == "none" else args.std_column
+    ds = dataset_from_label_file(args.name, args.videos, args.out, labels=args.labels, split=args.split,
+                                 schema=args.schema, levels=_schema_arg(args.levels), std_column=std, dmos=args.dmos,
+                                 test_fraction=args.test_fraction, probe=not args.no_probe, fmt=args.format)
+    info = ds.info
+    print(f"{args.out}: {len(ds.videos)} videos, {len(ds.ratings)} labels ({info['benchmark']}, {info['rows']} rows in "
+          f"{info['source']}; {info['n_unmatched']} without a video"
+          + (", listed in unmatched_labels.csv" if info["n_unmatched"] else "") + ")")
+    print(f"rating schema: {ds.schema!r}" + (f"; std from {info['std_column']!r}" if info.get("std_column") else "")
+          + ("; DMOS flipped" if info.get("dmos") else ""))
+    if ds.report is not None and not ds.report.ok:
+        print(ds.report.summary(), file=sys.stderr)
     return 0
 
 
@@ -312,6 +374,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return train_main(rest)
     if cmd == "sample-data":
         return _sample_data(rest)
+    if cmd == "import-labels":
+        from vqalib.data.mos import LabelFileError
+
+        try:
+            return _import_labels(rest)
+        except (FileNotFoundError, LabelFileError, ValueError) as exc:  # names the file or option and the fix
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if cmd == "report":
         from vqalib.report.results import RunFolderError, main as report_main
 

@@ -9,5 +9,6 @@ from vqalib.data.dataset import (  # noqa: F401
     VIDEO_COLUMNS, RATING_COLUMNS, RATIONALE_COLUMNS, PHASES, SPLITS, TABLES, HIGH_VARIANCE_STD, VQADataset,
     Issue, ValidationReport, DataValidationError, read_table, write_table, save_dataset, load_dataset,
     validate, aggregate, labels_wide, split_of, assign_splits, labelled_items, probe_video, map_scale,
-    read_ratings_csv, from_ratings_csv, RatingsCsvOptions,
+    read_ratings_csv, from_ratings_csv, RatingsCsvOptions, label_coverage, label_targets, folder_schema,
+    dataset_from_label_file, label_file_schema, MOS_RATER,
 )

@@ -5,8 +5,8 @@ CIs, per-rater bias and leniency, and the effect of the high-variance filter.
   the share whose scores differ by at most ``tol`` (1.0 by default, inclusive):
   ``RM = sum_u #{(i<j): |s_ui - s_uj| <= tol} / sum_u C(n_u, 2)``.
 * **Krippendorff's alpha** ``1 - D_o / D_e`` comes from the ``krippendorff`` package (never
-  hand-written here), computed from per-unit value counts over the 9 grid levels, with the
-  ``interval`` or ``ordinal`` difference function.
+  hand-written here), computed from per-unit value counts over the K levels of the rating schema
+  (the paper's: the 9 grid levels), with the ``interval`` or ``ordinal`` difference function.
 * **Bootstrap CIs** resample *units* (videos) with replacement, keeping each unit's ratings
   together, and report percentile intervals (:func:`vqalib.core.bootstrap.unit_bootstrap_ci`).
 * **Original scale.** ``value="raw_score"`` computes the same statistics on the ratings as the rater
@@ -14,6 +14,11 @@ CIs, per-rater bias and leniency, and the effect of the high-variance filter.
   raters x units reliability data instead of grid counts; ``tol`` is then in the original units.
   Snapping continuous ratings to the 9 levels changes alpha (it adds rounding disagreement and
   merges close ratings), so both are worth reporting side by side (notebook 02).
+* **Rating schema.** Every function whose numbers depend on the levels or the dimensions takes
+  ``schema=`` (:class:`vqalib.schema.rating.RatingSchema`; None: the paper's, or the dataset's own
+  when a :class:`~vqalib.data.dataset.VQADataset` is passed instead of its ratings frame). Default
+  tolerances (``tol=None``) are 1.0 on the paper's 1-5 scale, scaled to the schema's span (2.25 on
+  1-10). MOS rows (one score per clip, rater ``"mos"``) have no rater pairs: agreement is NaN there.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import pandas as pd
 
 from vqalib.core.bootstrap import unit_bootstrap_ci
 from vqalib.schema import levels as L
+from vqalib.schema import rating as RS
 
 #: Levels of measurement accepted by :func:`krippendorff_alpha`.
 ALPHA_LEVELS = ("nominal", "ordinal", "interval", "ratio")
@@ -54,12 +60,30 @@ def krippendorff_alpha(reliability_data=None, level: str = "interval", value_cou
     return float(a)
 
 
-def value_counts_matrix(ratings: pd.DataFrame, dimension: str, phase: str = "final") -> tuple[np.ndarray, list[str]]:
-    """Units x 9 matrix: how many raters gave each grid level to each video (one dimension, one phase)."""
+def _frame_and_schema(ratings, schema) -> tuple[pd.DataFrame, "RS.RatingSchema"]:
+    """A ratings frame and its schema: a dataset's ratings and (unless ``schema`` is given) its schema."""
+    if hasattr(ratings, "ratings") and hasattr(ratings, "schema"):
+        return ratings.ratings, RS.get_schema(schema) if schema is not None else ratings.schema
+    return ratings, RS.resolve(schema)
+
+
+def default_tolerance(schema: "RS.RatingSchema | str | None" = None) -> float:
+    """Relaxed Match's tolerance: 1.0 on the paper's 1-5 scale, scaled to the schema's span."""
+    s = RS.resolve(schema)
+    return 1.0 * s.span / (L.SCORE_MAX - L.SCORE_MIN)
+
+
+def value_counts_matrix(ratings: pd.DataFrame, dimension: str, phase: str = "final",
+                        schema: "RS.RatingSchema | str | None" = None) -> tuple[np.ndarray, list[str]]:
+    """Units x K matrix: how many raters gave each level to each video (one dimension, one phase);
+    K and the levels from ``schema`` (the paper's: 9 grid levels)."""
+    ratings, schema = _frame_and_schema(ratings, schema)
     r = ratings[(ratings["dimension"] == dimension) & (ratings["phase"] == phase)]
-    idx = L.level_index(r["score"].to_numpy(dtype=float))
+    if "rater" in r.columns:
+        r = r[r["rater"].astype(str) != "mos"]  # a MOS row is not a rater's level
+    idx = np.asarray(schema.index(r["score"].to_numpy(dtype=float)), dtype=int).reshape(-1)
     units = pd.Index(sorted(r["video_id"].unique()))
-    counts = np.zeros((len(units), L.N_LEVELS), dtype=float)
+    counts = np.zeros((len(units), schema.n_levels), dtype=float)
     np.add.at(counts, (units.get_indexer(r["video_id"]), idx), 1.0)
     return counts, units.tolist()
 
@@ -114,13 +138,16 @@ def _alpha_from_units(x: np.ndarray, level: str) -> float:
     return krippendorff_alpha(reliability_data=x[keep].T, level=level)
 
 
-def relaxed_match_counts(value_counts: np.ndarray, tol: float = 1.0) -> tuple[float, float]:
-    """(pairs within ``tol``, all pairs) from a units x 9 value-count matrix.
+def relaxed_match_counts(value_counts: np.ndarray, tol: float = 1.0,
+                         schema: "RS.RatingSchema | str | None" = None) -> tuple[float, float]:
+    """(pairs within ``tol``, all pairs) from a units x K value-count matrix (K levels of ``schema``,
+    the paper's 9 by default).
 
     Pairs of raters on the same unit: same level gives ``c (c - 1) / 2`` pairs, levels ``a < b``
     give ``c_a c_b`` pairs, within tolerance when ``|level_a - level_b| <= tol``."""
     c = np.asarray(value_counts, dtype=float)
-    diff = np.abs(L.LEVELS[:, None] - L.LEVELS[None, :])
+    lv = RS.resolve(schema).levels
+    diff = np.abs(lv[:, None] - lv[None, :])
     close = (diff <= tol + 1e-9).astype(float)
     # sum over ordered pairs of levels (a, b) of c_a c_b, minus same-rater pairs, halved
     within = (np.einsum("ua,ab,ub->u", c, close, c) - c.sum(1)) / 2
@@ -145,29 +172,33 @@ def relaxed_match(scores, tol: float = 1.0) -> float:
     return within / total if total else float("nan")
 
 
-def _rm_from_counts(c: np.ndarray, tol: float = 1.0) -> float:
-    w, t = relaxed_match_counts(c, tol)
+def _rm_from_counts(c: np.ndarray, tol: float = 1.0, schema: "RS.RatingSchema | None" = None) -> float:
+    w, t = relaxed_match_counts(c, tol, schema)
     return w / t if t else float("nan")
 
 
-def _alpha_from_counts(c: np.ndarray, level: str) -> float:
+def _alpha_from_counts(c: np.ndarray, level: str, schema: "RS.RatingSchema | None" = None) -> float:
     keep = c.sum(1) >= 2  # unpairable units carry no information
     if not keep.any():
         return float("nan")
-    return krippendorff_alpha(value_counts=c[keep], level=level, value_domain=list(L.LEVELS))
+    return krippendorff_alpha(value_counts=c[keep], level=level, value_domain=list(RS.resolve(schema).levels))
 
 
-def _present(ratings: pd.DataFrame, dimensions: Iterable[str] | None) -> list[str]:
-    """The given dimensions, or those that have ratings (in the canonical order)."""
+def _present(ratings: pd.DataFrame, dimensions: Iterable[str] | None,
+             schema: "RS.RatingSchema | None" = None) -> list[str]:
+    """The given dimensions, or those that have ratings (in the schema's order, then any other in order of
+    appearance)."""
     if dimensions is not None:
         return list(dimensions)
-    have = set(ratings["dimension"])
-    return [d for d in L.DIMENSION_KEYS if d in have]
+    order = RS.resolve(schema).keys
+    have = list(dict.fromkeys(ratings["dimension"]))
+    return [d for d in order if d in set(have)] + [d for d in have if d not in order]
 
 
 def agreement_table(ratings: pd.DataFrame, phases: Iterable[str] = ("pilot", "final"),
                     dimensions: Iterable[str] | None = None, n_boot: int = 200, ci: float = 0.95,
-                    tol: float = 1.0, seed: int = 0, value: str = "score") -> pd.DataFrame:
+                    tol: float | None = None, seed: int = 0, value: str = "score",
+                    schema: "RS.RatingSchema | str | None" = None) -> pd.DataFrame:
     """Table 3 of the paper: per dimension and phase, Relaxed Match and alpha (interval, ordinal)
     with bootstrap CIs (units resampled). Columns: ``dimension, phase, value, n_videos, n_ratings,
     relaxed_match(_lo/_hi), alpha_interval(_lo/_hi), alpha_ordinal(_lo/_hi)``. ``dimensions=None``:
@@ -176,18 +207,25 @@ def agreement_table(ratings: pd.DataFrame, phases: Iterable[str] = ("pilot", "fi
     ``value="score"`` (default): the 9-level grid scores, ``tol`` in score points (paper: 1.0).
     ``value="raw_score"``: the original ratings (:func:`vqalib.data.dataset.from_ratings_csv`), ``tol`` in
     the original units (e.g. 25 on a 0-100 scale is 1.0 on 1-5), alpha with the values seen as
-    the value domain. Raises ``ValueError`` when the column is absent or not finite everywhere."""
+    the value domain. Raises ``ValueError`` when the column is absent or not finite everywhere.
+
+    ``schema`` (default the paper's, or the dataset's when ``ratings`` is a dataset): the K levels
+    counted and the dimension order; ``tol=None`` is :func:`default_tolerance` (1.0 for the paper's;
+    with ``value="raw_score"`` give it in the original units)."""
+    ratings, schema = _frame_and_schema(ratings, schema)
+    if tol is None:
+        tol = default_tolerance(schema)
     _check_value(ratings, value)
     rows = []
-    dimensions = _present(ratings, dimensions)
+    dimensions = _present(ratings, dimensions, schema)
     for phase in phases:
         for k, dim in enumerate(dimensions):
             if value == "score":
-                c, units = value_counts_matrix(ratings, dim, phase)
+                c, units = value_counts_matrix(ratings, dim, phase, schema)
                 n_ratings = int(c.sum())
-                stats = {"relaxed_match": lambda x: _rm_from_counts(x, tol),
-                         "alpha_interval": lambda x: _alpha_from_counts(x, "interval"),
-                         "alpha_ordinal": lambda x: _alpha_from_counts(x, "ordinal")}
+                stats = {"relaxed_match": lambda x: _rm_from_counts(x, tol, schema),
+                         "alpha_interval": lambda x: _alpha_from_counts(x, "interval", schema),
+                         "alpha_ordinal": lambda x: _alpha_from_counts(x, "ordinal", schema)}
             else:
                 c = units_by_raters(ratings, dim, phase, value)
                 units, n_ratings = range(len(c)), int((~np.isnan(c)).sum())
@@ -202,13 +240,14 @@ def agreement_table(ratings: pd.DataFrame, phases: Iterable[str] = ("pilot", "fi
     return pd.DataFrame(rows)
 
 
-def raw_tolerance(tol: float, scale: Sequence[float]) -> float:
-    """A Relaxed Match tolerance on the 1-5 grid expressed in the original units of ``scale=(lo, hi)``
-    (the linear map of :func:`vqalib.data.dataset.map_scale`): ``tol * |hi - lo| / 4``; 1.0 on 1-5 is 25 on 0-100."""
+def raw_tolerance(tol: float, scale: Sequence[float], schema: "RS.RatingSchema | str | None" = None) -> float:
+    """A Relaxed Match tolerance on the schema's scale (the paper's 1-5) expressed in the original units
+    of ``scale=(lo, hi)`` (the linear map of :func:`vqalib.data.dataset.map_scale`): ``tol * |hi - lo| / span``;
+    1.0 on 1-5 is 25 on 0-100."""
     lo, hi = (float(v) for v in scale)
     if lo == hi:
         raise ValueError(f"scale {tuple(scale)} has zero width; cannot convert a tolerance to it")
-    return float(tol) * abs(hi - lo) / (L.SCORE_MAX - L.SCORE_MIN)
+    return float(tol) * abs(hi - lo) / RS.resolve(schema).span
 
 
 def compare_scales(grid: pd.DataFrame, raw: pd.DataFrame,
@@ -248,27 +287,34 @@ def rater_bias(ratings: pd.DataFrame, phase: str = "final", by_dimension: bool =
 
 
 def high_variance_effect(ratings: pd.DataFrame, phase: str = "final", high_variance_std: float | None = None,
-                         dimensions: Iterable[str] | None = None, tol: float = 1.0) -> pd.DataFrame:
+                         dimensions: Iterable[str] | None = None, tol: float | None = None,
+                         schema: "RS.RatingSchema | str | None" = None) -> pd.DataFrame:
     """Agreement before and after removing high-variance items (see :func:`vqalib.data.dataset.aggregate`).
 
     Per dimension: ``n_videos``, ``n_flagged``, ``share_flagged``, and Relaxed Match and alpha
     (interval) on all items and on the kept items. Filtering removes disagreement by construction,
     so the "after" numbers are an upper bound on the data's reliability, not a new measurement.
+    ``schema``: as in :func:`agreement_table`; ``high_variance_std=None`` is
+    :func:`vqalib.data.dataset.high_variance_threshold` (1.0 on the paper's scale).
     """
-    from vqalib.data.dataset import HIGH_VARIANCE_STD, aggregate
+    from vqalib.data.dataset import aggregate, high_variance_threshold
 
-    thr = HIGH_VARIANCE_STD if high_variance_std is None else high_variance_std
-    labels = aggregate(ratings, phase=phase, high_variance_std=thr)
+    ratings, schema = _frame_and_schema(ratings, schema)
+    if tol is None:
+        tol = default_tolerance(schema)
+    thr = high_variance_threshold(schema) if high_variance_std is None else high_variance_std
+    labels = aggregate(ratings, phase=phase, high_variance_std=thr, schema=schema)
     rows = []
-    for dim in _present(ratings, dimensions):
-        c, units = value_counts_matrix(ratings, dim, phase)
+    for dim in _present(ratings, dimensions, schema):
+        c, units = value_counts_matrix(ratings, dim, phase, schema)
         flagged = set(labels.loc[(labels.dimension == dim) & labels.high_variance, "video_id"])
         keep = np.array([u not in flagged for u in units], dtype=bool)
         rows.append({"dimension": dim, "n_videos": len(units), "n_flagged": int((~keep).sum()),
                      "share_flagged": float((~keep).mean()) if len(units) else float("nan"),
-                     "relaxed_match_all": _rm_from_counts(c, tol), "relaxed_match_kept": _rm_from_counts(c[keep], tol),
-                     "alpha_interval_all": _alpha_from_counts(c, "interval"),
-                     "alpha_interval_kept": _alpha_from_counts(c[keep], "interval")})
+                     "relaxed_match_all": _rm_from_counts(c, tol, schema),
+                     "relaxed_match_kept": _rm_from_counts(c[keep], tol, schema),
+                     "alpha_interval_all": _alpha_from_counts(c, "interval", schema),
+                     "alpha_interval_kept": _alpha_from_counts(c[keep], "interval", schema)})
     return pd.DataFrame(rows)
 
 

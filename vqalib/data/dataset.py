@@ -6,9 +6,15 @@ A dataset is a folder with three tables (each as ``NAME.jsonl`` or ``NAME.parque
     ratings     video_id, rater, phase ('pilot' | 'final'), dimension, score, tags (list[str]), comment
     rationales  video_id, dimension, rationale                    (optional table)
 
-``path`` is relative to the folder (or absolute). ``dimension`` holds the keys of
-:data:`vqalib.schema.levels.DIMENSION_KEYS` (display names such as "Motion Quality" are accepted on
-input and converted). ``score`` must lie on the 9-level grid 1.0..5.0 (steps of 0.5).
+``path`` is relative to the folder (or absolute). The folder's rating schema
+(``rating_schema.json``, :mod:`vqalib.schema.rating`; absent: the paper's five dimensions x nine
+levels) says which dimensions and levels there are: ``dimension`` holds the schema's keys (display
+names such as "Motion Quality" are accepted on input and converted); a per-rater ``score`` must be one
+of the schema's K levels (the paper's: the 9-level grid 1.0..5.0, steps of 0.5). A **MOS row**
+(``rater`` = ``"mos"``, phase ``final``) holds one mean opinion score per (video, dimension) on the
+schema's scale, not snapped, with an optional ``std`` column: how a public MOS label file becomes a
+training dataset (:func:`dataset_from_label_file`). A video may lack some dimensions
+(:func:`label_coverage` counts them; nothing is filled in).
 
 Validation (``load_dataset`` / ``validate``; the rules are in :mod:`vqalib.data.validation`) checks
 every row and names file, line, field and the fix. ``strict=True`` raises :class:`DataValidationError`
@@ -17,7 +23,9 @@ every rejected row on ``ds.report``. Nothing is silently dropped: a row removed 
 rejected is reported too.
 
 Labels (``aggregate``): per video and dimension the mean of the valid ratings of one phase,
-snapped to the grid (round half up), with the spread and a high-variance flag.
+snapped to the grid (round half up), with the spread and a high-variance flag; training targets over
+the K levels (one-hot, Gaussian soft labels from mean and std, the raters' histogram):
+:func:`label_targets`.
 """
 
 from __future__ import annotations
@@ -35,10 +43,12 @@ import numpy as np
 import pandas as pd
 
 from vqalib.schema import levels as L
+from vqalib.schema import rating as RS
+from vqalib.schema.rating import SCHEMA_FILE, RatingSchema
 from vqalib.core.runs import jsonable, relative_note, resolve_path
 from vqalib.data.validation import (  # noqa: F401 - the table schema and the report are re-exported here
-    PHASES, RATING_COLUMNS, RATIONALE_COLUMNS, SPLITS, VIDEO_COLUMNS, DataValidationError, Issue, ValidationReport,
-    check_tables, is_blank,
+    MOS_RATER, PHASES, RATING_COLUMNS, RATIONALE_COLUMNS, SPLITS, VIDEO_COLUMNS, DataValidationError, Issue,
+    ValidationReport, check_tables, is_blank,
 )
 
 TABLES = ("videos", "ratings", "rationales")
@@ -63,6 +73,8 @@ class VQADataset:
     #: What validation rejected when the dataset was loaded or converted (``report.ok``: nothing);
     #: None for a dataset built in memory (e.g. :meth:`subset`), which was not validated as such.
     report: ValidationReport | None = field(default=None, repr=False, compare=False)
+    #: The rating schema (dimensions, K levels, target rule): ``rating_schema.json`` in the folder, else the paper's.
+    schema: RatingSchema = field(default_factory=lambda: RS.PAPER)
 
     def video_path(self, video_id: str) -> Path:
         """Absolute path of a video's file."""
@@ -81,11 +93,13 @@ class VQADataset:
         keep = set(video_ids)
         return VQADataset(self.root, self.videos[self.videos.video_id.isin(keep)].reset_index(drop=True),
                           self.ratings[self.ratings.video_id.isin(keep)].reset_index(drop=True),
-                          self.rationales[self.rationales.video_id.isin(keep)].reset_index(drop=True), dict(self.info))
+                          self.rationales[self.rationales.video_id.isin(keep)].reset_index(drop=True), dict(self.info),
+                          schema=self.schema)
 
     def __repr__(self) -> str:
+        schema = "" if self.schema.is_paper else f", schema={self.schema.name!r}"
         return (f"VQADataset(root={str(self.root)!r}, videos={len(self.videos)}, ratings={len(self.ratings)}, "
-                f"rationales={len(self.rationales)})")
+                f"rationales={len(self.rationales)}{schema})")
 
     def __iter__(self):
         # code written for 0.1 unpacked ``ds, report = load_dataset(..., strict=False)``: say what changed
@@ -157,8 +171,9 @@ def save_dataset(ds: VQADataset, folder: str | os.PathLike, fmt: str = "jsonl") 
     Video paths are rewritten relative to ``folder`` (so the saved dataset finds its videos from
     its new place); the video files themselves are not copied. A non-empty ``ds.info`` (for a
     :func:`from_ratings_csv` dataset: the source file, its ``scale`` and read options) is written to
-    ``dataset.json``, which :func:`load_dataset` reads back. A relative ``folder`` is taken from the
-    project root, as in :func:`load_dataset`.
+    ``dataset.json``, which :func:`load_dataset` reads back. The rating schema ``ds.schema`` is written
+    to ``rating_schema.json`` (also the paper's, so the folder says what it holds). A relative
+    ``folder`` is taken from the project root, as in :func:`load_dataset`.
     """
     if fmt not in ("jsonl", "parquet"):
         raise ValueError(f"fmt must be 'jsonl' or 'parquet', not {fmt!r}")
@@ -170,6 +185,7 @@ def save_dataset(ds: VQADataset, folder: str | os.PathLike, fmt: str = "jsonl") 
         write_table(df, folder / f"{name}.{fmt}")
     if ds.info:  # e.g. the CSV adapter's source scale, which raw-scale agreement needs (notebook 02)
         (folder / "dataset.json").write_text(json.dumps(jsonable(ds.info), indent=2) + "\n")
+    ds.schema.save(folder)
     return folder
 
 
@@ -178,7 +194,8 @@ def save_dataset(ds: VQADataset, folder: str | os.PathLike, fmt: str = "jsonl") 
 
 
 def load_dataset(path: str | os.PathLike, strict: bool = True, min_raters: int | None = None,
-                 check_files: bool | None = None, min_raters_phase: str = "final"):
+                 check_files: bool | None = None, min_raters_phase: str = "final",
+                 schema: "RatingSchema | str | None" = None, allow_missing: bool | None = None):
     """Load and validate a dataset folder (tables as JSONL or Parquet).
 
     Returns the :class:`VQADataset`, its :class:`ValidationReport` on ``ds.report``. ``strict=True``
@@ -190,6 +207,12 @@ def load_dataset(path: str | os.PathLike, strict: bool = True, min_raters: int |
     ``min_raters=2`` loads the same way in every notebook and trainer. ``check_files`` (whether every
     video file must exist) likewise: ``None`` takes the saved choice (``check_files`` in
     ``dataset.json``; a ratings-only study converted with ``check_files=False`` stays so), else True.
+
+    The rating schema is the folder's ``rating_schema.json`` (absent: the paper's, so every dataset
+    written before schemas existed loads unchanged). ``schema`` (a schema, preset name or file) states
+    it for a folder that has none; given beside a saved one that differs it raises ``ValueError``
+    naming both (the data were validated against the saved one). ``allow_missing`` (None: as saved in
+    ``dataset.json``, else True unless the schema is the paper's): a video may lack some dimensions.
     """
     root = resolve_path(path)
     if not root.is_dir():
@@ -216,11 +239,29 @@ def load_dataset(path: str | os.PathLike, strict: bool = True, min_raters: int |
         min_raters = int(info.get("min_raters", 3))
     if check_files is None:
         check_files = bool(info.get("check_files", True))
+    if allow_missing is None and "allow_missing" in info:
+        allow_missing = bool(info["allow_missing"])
     ds, report = validate(root, tables["videos"], tables["ratings"], tables["rationales"], files=files,
                           min_raters=min_raters, check_files=check_files, min_raters_phase=min_raters_phase,
-                          issues=issues)
+                          issues=issues, schema=folder_schema(root, schema), allow_missing=allow_missing)
     ds.info = info
     return _checked(ds, strict)
+
+
+def folder_schema(root: str | os.PathLike, schema: "RatingSchema | str | None" = None) -> RatingSchema:
+    """The rating schema of a dataset folder: its ``rating_schema.json``, else ``schema`` (a schema,
+    preset name or file), else the paper's. Raises ``ValueError`` when ``schema`` contradicts the saved one."""
+    saved_file = Path(root) / SCHEMA_FILE
+    if not saved_file.is_file():
+        return RS.resolve(schema)
+    saved = RS.load_schema(saved_file)
+    if schema is not None:
+        asked = RS.get_schema(schema)
+        if asked.fingerprint() != saved.fingerprint():
+            raise ValueError(f"{saved_file} holds the rating schema {saved!r}, but schema={asked!r} was given; the "
+                             f"data were written for the saved one: drop schema= (or pass the saved one), or convert "
+                             f"the data and save them with the new schema")
+    return saved
 
 
 def _checked(ds: VQADataset, strict: bool) -> VQADataset:
@@ -233,7 +274,8 @@ def _checked(ds: VQADataset, strict: bool) -> VQADataset:
 def validate(root: str | os.PathLike, videos: pd.DataFrame, ratings: pd.DataFrame,
              rationales: pd.DataFrame | None = None, files: Mapping[str, str] | None = None, min_raters: int = 3,
              check_files: bool = True, min_raters_phase: str = "final",
-             issues: list[Issue] | None = None) -> tuple[VQADataset, ValidationReport]:
+             issues: list[Issue] | None = None, schema: "RatingSchema | str | None" = None,
+             allow_missing: bool | None = None) -> tuple[VQADataset, ValidationReport]:
     """Check every row; return the clean dataset and the report of every rejected row.
 
     The rules, one function each and in the order they run, are in :mod:`vqalib.data.validation`
@@ -243,29 +285,56 @@ def validate(root: str | os.PathLike, videos: pd.DataFrame, ratings: pd.DataFram
 
     Error classes: ``missing_field``, ``bad_value``, ``duplicate_video``, ``missing_video_file``,
     ``unknown_video``, ``bad_phase``, ``unknown_dimension``, ``out_of_range``, ``off_grid``,
-    ``unknown_tag``, ``duplicate``, ``too_few_raters``, ``video_rejected`` (a row removed because
-    its video was rejected), ``empty_rationale``, ``duplicate_rationale``, ``bad_json``.
+    ``unknown_tag``, ``duplicate``, ``mixed_mos``, ``too_few_raters``, ``video_rejected`` (a row removed
+    because its video was rejected), ``empty_rationale``, ``duplicate_rationale``, ``bad_json``.
+
+    ``schema`` (None: the paper's) gives the dimensions, levels, range and tags the rows are checked
+    against and becomes ``ds.schema``; ``allow_missing`` (None: True unless the schema is the
+    paper's): a video may lack some dimensions.
     """
     root = Path(root)
+    schema = RS.resolve(schema)
     checked = check_tables(root, videos, ratings, rationales, dict(files or {}), min_raters, check_files,
-                           min_raters_phase, issues if issues is not None else [])
-    return VQADataset(root, checked.videos, checked.ratings, checked.rationales, report=checked.report), checked.report
+                           min_raters_phase, issues if issues is not None else [], schema=schema,
+                           allow_missing=allow_missing)
+    return (VQADataset(root, checked.videos, checked.ratings, checked.rationales, report=checked.report, schema=schema),
+            checked.report)
 
 
 # ----------------------------------------------------------------------------------------------
 # aggregation and splits
 
 
-def aggregate(ds: VQADataset | pd.DataFrame, phase: str = "final", high_variance_std: float = HIGH_VARIANCE_STD,
-              exclude_high_variance: bool = False) -> pd.DataFrame:
+def _schema_for(ds: Any, schema: "RatingSchema | str | None") -> RatingSchema:
+    """``schema`` when given, else the dataset's own (a bare frame: the paper's)."""
+    if schema is not None:
+        return RS.get_schema(schema)
+    return ds.schema if isinstance(ds, VQADataset) else RS.PAPER
+
+
+def high_variance_threshold(schema: "RatingSchema | str | None" = None) -> float:
+    """:data:`HIGH_VARIANCE_STD` (1.0 on the paper's 1-5) scaled to the schema's span (2.25 on 1-10)."""
+    s = RS.resolve(schema)
+    return HIGH_VARIANCE_STD * s.span / (L.SCORE_MAX - L.SCORE_MIN)
+
+
+def aggregate(ds: VQADataset | pd.DataFrame, phase: str = "final", high_variance_std: float | None = None,
+              exclude_high_variance: bool = False, schema: "RatingSchema | str | None" = None) -> pd.DataFrame:
     """Labels per (video, dimension): ``score`` = mean of the phase's ratings snapped to the grid.
 
     Columns ``video_id, dimension, score, mean, std, n_raters, high_variance``. ``std`` is the
     sample std (ddof=1; 0 for a single rating); ``high_variance`` is ``std > high_variance_std``
-    (paper: items with large rater disagreement are flagged). With ``exclude_high_variance`` the
+    (paper: items with large rater disagreement are flagged; None: :func:`high_variance_threshold`,
+    1.0 on the paper's scale). With ``exclude_high_variance`` the
     flagged rows are left out (the flag column stays, all False). Accepts a dataset or a ratings frame.
+
+    ``schema`` (default: the dataset's; for a bare ratings frame the paper's) gives the levels
+    ``score`` is snapped to (:meth:`RatingSchema.snap`) and the order of the dimensions. A MOS row
+    (rater ``"mos"``) is its own mean; its ``std`` is the row's ``std`` column (NaN when not given)
+    and ``n_raters`` 1. A (video, dimension) nobody rated has no row (nothing is filled in).
     """
     ratings = ds.ratings if isinstance(ds, VQADataset) else ds
+    schema = _schema_for(ds, schema)
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {PHASES}, not {phase!r}")
     r = ratings[ratings["phase"] == phase]
@@ -275,19 +344,34 @@ def aggregate(ds: VQADataset | pd.DataFrame, phase: str = "final", high_variance
     g = r.groupby(["video_id", "dimension"], sort=False)["score"]
     out = g.agg(mean="mean", std=lambda s: float(np.std(s, ddof=1)) if len(s) > 1 else 0.0, n_raters="count")
     out = out.reset_index()
-    out["score"] = L.snap_to_grid(out["mean"].to_numpy())
+    is_mos = r["rater"].astype(str) == MOS_RATER
+    if is_mos.any():
+        m = r[is_mos]
+        sd = pd.to_numeric(m["std"], errors="coerce") if "std" in m.columns else pd.Series(np.nan, index=m.index)
+        mos_std = dict(zip(zip(m["video_id"], m["dimension"]), sd.to_numpy(dtype=float)))
+        keys = list(zip(out["video_id"], out["dimension"]))
+        out["std"] = [mos_std[k] if k in mos_std else v for k, v in zip(keys, out["std"])]
+    out["score"] = schema.snap(out["mean"].to_numpy())
+    if high_variance_std is None:
+        high_variance_std = high_variance_threshold(schema)
     out["high_variance"] = out["std"] > high_variance_std
-    order = {k: i for i, k in enumerate(L.DIMENSION_KEYS)}
+    order = {k: i for i, k in enumerate(schema.keys)}
     out = out.sort_values(["video_id", "dimension"], key=lambda s: s.map(order) if s.name == "dimension" else s)
     if exclude_high_variance:
         out = out[~out["high_variance"]]
     return out[cols].reset_index(drop=True)
 
 
-def labels_wide(labels: pd.DataFrame, value: str = "score") -> pd.DataFrame:
-    """One row per video (index ``video_id``), one column per dimension key, holding ``value``."""
+def labels_wide(labels: pd.DataFrame, value: str = "score", schema: "RatingSchema | str | None" = None) -> pd.DataFrame:
+    """One row per video (index ``video_id``), one column per dimension key, holding ``value``.
+
+    Columns in the order of ``schema``'s dimensions (default the paper's), then any other dimension
+    of ``labels`` in order of appearance; only dimensions ``labels`` has. A video without a label of a
+    dimension holds NaN there (never filled in)."""
+    order = RS.resolve(schema).keys
     wide = labels.pivot(index="video_id", columns="dimension", values=value)
-    return wide.reindex(columns=[k for k in L.DIMENSION_KEYS if k in wide.columns])
+    present = list(dict.fromkeys(labels["dimension"]))
+    return wide.reindex(columns=[k for k in order if k in wide.columns] + [k for k in present if k not in order])
 
 
 def split_of(video_id: str, test_fraction: float = 0.2, salt: str = "vqalib-split") -> str:
@@ -308,14 +392,79 @@ def assign_splits(videos: pd.DataFrame, test_fraction: float = 0.2, overwrite: b
     return out
 
 
-def labelled_items(ds: VQADataset, split: str | None = None, phase: str = "final") -> pd.DataFrame:
-    """One row per video with its absolute path, split and the five labels (wide): what trainers read."""
-    wide = labels_wide(aggregate(ds, phase)).reset_index()
+def labelled_items(ds: VQADataset, split: str | None = None, phase: str = "final",
+                   schema: "RatingSchema | str | None" = None) -> pd.DataFrame:
+    """One row per video with its absolute path, split and its labels (wide): what trainers read.
+
+    A video is kept when it has at least one label; a dimension it lacks is NaN (never filled in).
+    ``out.attrs["label_coverage"]`` holds :func:`label_coverage`'s counts for these rows.
+    ``schema``: default the dataset's."""
+    schema = _schema_for(ds, schema)
+    wide = labels_wide(aggregate(ds, phase, schema=schema), schema=schema).reset_index()
     v = ds.videos[["video_id", "split"]].copy()
     root = Path(ds.root)
     v["path"] = [str(q if q.is_absolute() else (root / q).resolve()) for q in map(Path, ds.videos["path"].astype(str))]
     out = v.merge(wide, on="video_id", how="inner")
-    return out if split is None else out[out["split"] == split].reset_index(drop=True)
+    out = out if split is None else out[out["split"] == split].reset_index(drop=True)
+    out.attrs["label_coverage"] = _coverage(out, [c for c in wide.columns if c != "video_id"],
+                                            [x for x in (ds.videos["video_id"] if split is None else ds.split_ids(split))
+                                             if x not in set(out["video_id"])])
+    return out
+
+
+def _coverage(wide: pd.DataFrame, dims: Sequence[str], unlabelled: Sequence[str]) -> dict[str, Any]:
+    missing = {d: int(wide[d].isna().sum()) for d in dims}
+    return {"n_videos": int(len(wide)), "dimensions": list(dims), "n_labels": int(wide[list(dims)].notna().sum().sum()),
+            "n_missing": int(sum(missing.values())), "missing_by_dimension": missing,
+            "n_videos_without_labels": len(unlabelled), "videos_without_labels": [str(x) for x in unlabelled]}
+
+
+def label_coverage(ds: VQADataset, split: str | None = None, phase: str = "final",
+                   schema: "RatingSchema | str | None" = None) -> dict[str, Any]:
+    """How many (video, dimension) labels a dataset has and lacks (missing labels are never filled in).
+
+    Returns ``{"n_videos", "dimensions", "n_labels", "n_missing", "missing_by_dimension",
+    "n_videos_without_labels", "videos_without_labels"}``: ``n_videos`` with at least one label (the
+    rows of :func:`labelled_items`), the dimensions labelled in the dataset, the labels present, the
+    (video, dimension) pairs missing in total and per dimension, and the videos of the split with no
+    label at all (left out of :func:`labelled_items`)."""
+    return labelled_items(ds, split, phase, schema=schema).attrs["label_coverage"]
+
+
+def label_targets(ds: VQADataset, split: str | None = None, phase: str = "final", rule: str | None = None,
+                  schema: "RatingSchema | str | None" = None) -> pd.DataFrame:
+    """The training target over the K levels of every labelled (video, dimension).
+
+    Columns ``video_id, dimension, mean, std, n_raters, score, target``: one row per label that exists
+    (a missing label has no row), in :func:`aggregate`'s order; ``target`` is a float array ``[K]``
+    summing to 1 from :meth:`RatingSchema.target` (``mean``, ``std``, the raters' scores, ``rule``).
+    ``rule`` defaults to the schema's ``target_rule``: ``nearest`` (one-hot at ``score``, the
+    paper), ``gaussian`` (DeQA-Score's soft labels from the mean and the std: the raters' sample std,
+    or a MOS row's ``std`` column; no std gives the one-hot), ``histogram`` (the raters' own scores;
+    raises ``ValueError`` for a MOS row, which has none). ``split`` keeps one split's videos.
+    ``schema``: default the dataset's.
+
+    A trainer's lookup: ``{(v, d): t for v, d, t in label_targets(ds)[["video_id", "dimension",
+    "target"]].itertuples(index=False)}``."""
+    schema = _schema_for(ds, schema)
+    rule = rule or schema.target_rule
+    labels = aggregate(ds, phase, schema=schema)
+    if split is not None:
+        labels = labels[labels["video_id"].isin(set(ds.split_ids(split)))].reset_index(drop=True)
+    scores: dict[tuple[str, str], list[float]] = {}
+    if rule == "histogram":
+        r = ds.ratings[ds.ratings["phase"] == phase]
+        for vid, dim, rater, sc in zip(r["video_id"], r["dimension"], r["rater"].astype(str), r["score"]):
+            if rater == MOS_RATER:
+                raise ValueError(f"label_targets(rule='histogram'): {vid!r} / {dim} has a MOS row, not the raters' "
+                                 "ratings; use rule='gaussian' (mean and std) or 'nearest'")
+            scores.setdefault((vid, dim), []).append(float(sc))
+    targets = [schema.target(float(m), None if not np.isfinite(sd) else float(sd), scores.get((v, d)), rule)
+               for v, d, m, sd in zip(labels["video_id"], labels["dimension"], labels["mean"],
+                                      labels["std"].astype(float))]
+    out = labels[["video_id", "dimension", "mean", "std", "n_raters", "score"]].copy()
+    out["target"] = targets
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -339,11 +488,13 @@ def probe_video(path: str | os.PathLike) -> dict[str, Any]:
             "height": int(info.height), "hdr": info.hdr}
 
 
-def map_scale(x: float | np.ndarray, lo: float, hi: float):
-    """Linear map of a score on the scale ``[lo, hi]`` to 1-5: ``1 + 4 (x - lo) / (hi - lo)``.
+def map_scale(x: float | np.ndarray, lo: float, hi: float, schema: "RatingSchema | str | None" = None):
+    """Linear map of a score on the scale ``[lo, hi]`` to the schema's ``[lo, hi]`` (the paper's 1-5:
+    ``1 + 4 (x - lo) / (hi - lo)``).
 
-    ``lo`` may be larger than ``hi`` for scales where smaller is better (e.g. rank 1 = best)."""
-    return L.SCORE_MIN + (L.SCORE_MAX - L.SCORE_MIN) * (np.asarray(x, dtype=float) - lo) / (hi - lo)
+    ``lo`` may be larger than ``hi`` for scales where smaller is better (e.g. rank 1 = best, DMOS)."""
+    s = RS.resolve(schema)
+    return s.lo + s.span * (np.asarray(x, dtype=float) - lo) / (hi - lo)
 
 
 _SNIFF_DELIMITERS = ",;\t|"
@@ -503,8 +654,12 @@ class RatingsCsvOptions:
     phase_col: str | None = None
     category_col: str | None = None  # a column copied to the videos' category
     # the scores
-    scale: tuple[float, float] = (1.0, 5.0)  # (lowest, highest) of the table's scale, mapped to 1-5
-    snap: bool = True  # put mapped scores on the 9-level grid (else a score off the grid is an error)
+    #: (lowest, highest) of the table's scale, mapped to the schema's (the paper's 1-5); None: each dimension's
+    #: raw_range in the schema, else the schema's own scale (the paper's: 1-5)
+    scale: tuple[float, float] | None = None
+    snap: bool = True  # put mapped scores on the schema's levels (else a score off them is an error)
+    #: the rating schema (dimensions, levels, raw ranges); a RatingSchema, preset name or file; None: the paper's
+    schema: Any = None
     na_values: Iterable[Any] = ()  # cell values that mean "not rated"
     # reading the file
     sep: str | None = None  # column separator; None sniffs it
@@ -554,6 +709,14 @@ def from_ratings_csv(csv_path: str | os.PathLike, *, options: RatingsCsvOptions 
     with :func:`vqalib.schema.levels.snap_to_grid` (round half up), and the original value is kept in the
     ``raw_score`` column, so nothing is lost; with ``snap=False`` a mapped value off the grid is an
     ``off_grid`` error (use this when the data is already meant to be on the half-step grid).
+
+    ``schema`` (a :class:`~vqalib.schema.rating.RatingSchema`, preset name or file; default the
+    paper's) replaces "the five dimensions, 1-5 and the 9-level grid" above with its dimensions,
+    ``[lo, hi]`` and K levels, and is saved with the dataset. Without ``scale`` each dimension's
+    ratings are read on its ``raw_range`` and mapped with :meth:`RatingSchema.from_raw` (flipped for a
+    dimension with ``higher_is_better: false``, e.g. DMOS); a dimension without ``raw_range`` is
+    rated on the schema's own scale. An explicit ``scale=(lo, hi)`` applies to every dimension
+    (``lo > hi`` flips it). ``ds.info['scale']`` records the scale used (per dimension when they differ).
     Empty cells are not ratings and are skipped (their number is in ``ds.info['empty_cells']``).
 
     Table options (public subjective studies come in many layouts):
@@ -599,17 +762,20 @@ def from_ratings_csv(csv_path: str | os.PathLike, *, options: RatingsCsvOptions 
     issues = _empty_video_cells(df, opts, fname)
     cells = _score_cells(df, opts, fname)
     # 3. map scale: each score cell to a rating on 1-5, or an issue
-    rows, empty, not_rated = _map_scores(cells, opts, fname, issues)
+    schema = RS.resolve(opts.schema)
+    rows, empty, not_rated = _map_scores(cells, opts, fname, issues, schema)
     # 4. build the tables (videos probed) and validate them
     root = resolve_path(opts.video_dir) if opts.video_dir is not None else csv_path.parent
     videos = _video_rows(df, opts, root, fname, issues)
     ratings = pd.DataFrame(rows, columns=[*RATING_COLUMNS, "raw_score", "_line"])
     ds, report = validate(root, videos, ratings, None, files={"videos": f"{fname} (videos)", "ratings": fname},
-                          min_raters=opts.min_raters, check_files=opts.check_files, issues=issues)
+                          min_raters=opts.min_raters, check_files=opts.check_files, issues=issues, schema=schema)
     # 5. report: rows read are the ratings built plus the cells rejected before validation
     rejected = sum(1 for i in issues if i.file == fname and i.kind in ("bad_value", "out_of_range"))
     report.n_rows["ratings"] = len(rows) + rejected
-    ds.info = {"source": str(csv_path), "scale": [float(opts.scale[0]), float(opts.scale[1])], "snap": opts.snap,
+    scales = {d.key: [float(a), float(b)] for d in schema.dimensions for a, b in [_scale_of(opts, schema, d.key)]}
+    one = list(scales.values())[0] if len({tuple(v) for v in scales.values()}) == 1 else scales
+    ds.info = {"source": str(csv_path), "scale": one, "snap": opts.snap,
                "empty_cells": empty, "not_rated": not_rated, "na_values": [str(v) for v in opts.na_values], "sep": sep,
                "decimal": opts.decimal, "encoding": opts.encoding, "min_raters": opts.min_raters,
                "check_files": opts.check_files}
@@ -638,7 +804,7 @@ def _check_layout(df: pd.DataFrame, opts: RatingsCsvOptions, fname: str) -> None
     if sum(layouts) != 1:
         raise ValueError("give exactly one of score_columns=, column_pattern= or "
                          "(rater_col=, dimension_col=, score_col=)")
-    if float(opts.scale[0]) == float(opts.scale[1]):
+    if opts.scale is not None and float(opts.scale[0]) == float(opts.scale[1]):
         raise ValueError(f"{fname}: scale={opts.scale} has zero width; pass the rating scale's "
                          "(lowest, highest) values")
 
@@ -697,8 +863,24 @@ def _score_cells(df: pd.DataFrame, opts: RatingsCsvOptions, fname: str) -> list[
             for i, rec in enumerate(records) for col, (dim, rater) in columns.items()]
 
 
+def _scale_of(opts: RatingsCsvOptions, schema: RatingSchema, key: str | None) -> tuple[float, float]:
+    """The scale a dimension's cells are read on: ``scale=`` when given, else the dimension's
+    ``raw_range``, else the schema's own ``(lo, hi)``."""
+    if opts.scale is not None:
+        return (float(opts.scale[0]), float(opts.scale[1]))
+    rr = schema.dimension(key).raw_range if key is not None else None
+    return (float(rr[0]), float(rr[1])) if rr is not None else (schema.lo, schema.hi)
+
+
+def _key_or_none(schema: RatingSchema, name: str) -> str | None:
+    try:
+        return schema.key_of(name)
+    except ValueError:
+        return None  # validation reports the unknown dimension
+
+
 def _map_scores(cells: Iterable[_Cell], opts: RatingsCsvOptions, fname: str,
-                issues: list[Issue]) -> tuple[list[dict], int, int]:
+                issues: list[Issue], schema: RatingSchema | None = None) -> tuple[list[dict], int, int]:
     """Step "map scale": ``(rating rows, empty cells, 'not rated' cells)``; a bad cell's issue is
     appended to ``issues``.
 
@@ -706,6 +888,7 @@ def _map_scores(cells: Iterable[_Cell], opts: RatingsCsvOptions, fname: str,
     marker counted; the rest must be a number within ``scale`` with a rater, mapped to 1-5 (and
     snapped to the grid with ``snap``), the value as written kept as ``raw_score``.
     """
+    schema = RS.resolve(schema)
     na_text, na_num = _na_matchers(opts.na_values)
     dimension_map = dict(opts.dimension_map or {})
     rows: list[dict] = []
@@ -719,7 +902,10 @@ def _map_scores(cells: Iterable[_Cell], opts: RatingsCsvOptions, fname: str,
         if _is_na_marker(c.value, na_text, na_num, opts.decimal):
             not_rated += 1
             continue
-        x, issue = _score_in_scale(c, opts, fname)
+        dim = dimension_map.get(str(c.dimension), str(c.dimension))
+        key = _key_or_none(schema, dim)
+        scale = opts.scale if opts.scale is not None else _scale_of(opts, schema, key)
+        x, issue = _score_in_scale(c, opts, fname, scale)
         if issue is None and is_blank(c.rater):
             issue = Issue("missing_field", fname, c.line, opts.rater_col or "rater",
                           f"the rater cell is empty (score {c.value!r} for video {c.video!r})",
@@ -727,16 +913,19 @@ def _map_scores(cells: Iterable[_Cell], opts: RatingsCsvOptions, fname: str,
         if issue is not None:
             issues.append(issue)
             continue
-        mapped = float(map_scale(x, float(opts.scale[0]), float(opts.scale[1])))
-        rows.append({"video_id": str(c.video), "rater": str(c.rater), "phase": c.phase,
-                     "dimension": dimension_map.get(str(c.dimension), str(c.dimension)),
-                     "score": float(L.snap_to_grid(mapped)) if opts.snap else mapped, "tags": [], "comment": "",
+        if opts.scale is None and key is not None and schema.dimension(key).raw_range is not None:
+            mapped = float(schema.from_raw(x, key))
+        else:
+            mapped = float(map_scale(x, float(scale[0]), float(scale[1]), schema))
+        rows.append({"video_id": str(c.video), "rater": str(c.rater), "phase": c.phase, "dimension": dim,
+                     "score": float(schema.snap(mapped)) if opts.snap else mapped, "tags": [], "comment": "",
                      "raw_score": x, "_line": c.line})
     return rows, empty, not_rated
 
 
-def _score_in_scale(c: _Cell, opts: RatingsCsvOptions, fname: str) -> tuple[float, Issue | None]:
-    """``(value, None)`` for a number within ``opts.scale``, else ``(nan, the bad_value / out_of_range issue)``."""
+def _score_in_scale(c: _Cell, opts: RatingsCsvOptions, fname: str,
+                    scale: tuple[float, float] = (1.0, 5.0)) -> tuple[float, Issue | None]:
+    """``(value, None)`` for a number within ``scale``, else ``(nan, the bad_value / out_of_range issue)``."""
     try:
         x = _number(c.value, opts.decimal)
     except (TypeError, ValueError):
@@ -745,10 +934,10 @@ def _score_in_scale(c: _Cell, opts: RatingsCsvOptions, fname: str) -> tuple[floa
                 else "write scores as numbers, or list the marker in na_values= if it means 'not rated'")
         return math.nan, Issue("bad_value", fname, c.line, "score", f"score {c.value!r} is not a number", hint,
                                str(c.video))
-    lo, hi = float(opts.scale[0]), float(opts.scale[1])
+    lo, hi = float(scale[0]), float(scale[1])
     if not (min(lo, hi) <= x <= max(lo, hi)):
         return math.nan, Issue("out_of_range", fname, c.line, "score",
-                               f"score {x:g} ({c.rater}, {c.dimension}) is outside the declared scale {opts.scale}",
+                               f"score {x:g} ({c.rater}, {c.dimension}) is outside the declared scale {scale}",
                                "fix the value, pass the right scale=(lo, hi), or list a 'not rated' marker "
                                "in na_values=", str(c.video))
     return x, None
@@ -781,3 +970,135 @@ def _video_rows(df: pd.DataFrame, opts: RatingsCsvOptions, root: Path, fname: st
         rows.append({"video_id": vid, "path": rel, **meta, "category": cats.get(vid, ""), "source": fname,
                      "split": split_of(vid, opts.test_fraction), "_line": first_line[vid]})
     return pd.DataFrame(rows, columns=[*VIDEO_COLUMNS, "_line"])
+
+
+# ----------------------------------------------------------------------------------------------
+# bring your own data: a public MOS label file (one score per clip)
+
+
+def label_file_schema(benchmark: str, scale: Sequence[float], dmos: bool = False, levels: "RatingSchema | str" = "mos9",
+                      target_rule: str = "nearest") -> RatingSchema:
+    """The rating schema of a one-MOS-per-clip label file: one dimension ``overall_quality`` whose
+    ``raw_range`` is the file's rating ``scale`` (``higher_is_better=False`` with ``dmos``), on the levels
+    of ``levels`` (a schema or preset with one dimension or more; default ``mos9``, the nine-level grid
+    1.0..5.0; ``qalign5`` for Q-Align's five words), benchmark answered by that dimension."""
+    base = RS.get_schema(levels)
+    lo, hi = float(scale[0]), float(scale[1])
+    dim = RS.Dimension("overall_quality", "Overall Quality", description="the overall perceptual quality of the video",
+                       raw_range=(min(lo, hi), max(lo, hi)), higher_is_better=not dmos)
+    name = "".join(ch if ch.isalnum() else "_" for ch in str(benchmark).lower()).strip("_") or "mos"
+    return RS.make_schema(f"{name}-{'dmos' if dmos else 'mos'}-{base.name}", [dim], base.values, base.strings,
+                          base.keywords, target_rule=target_rule, benchmark_dimension="overall_quality",
+                          min_std=base.min_std)
+
+
+def dataset_from_label_file(benchmark: str, video_root: str | os.PathLike, out: str | os.PathLike | None = None, *,
+                            labels: str | os.PathLike | None = None, split: str | None = None,
+                            schema: "RatingSchema | str | None" = None, levels: "RatingSchema | str" = "mos9",
+                            std_column: str | bool | None = None, dmos: bool = False,
+                            dimension: str | None = None, test_fraction: float = 0.2, probe: bool = True,
+                            fmt: str = "jsonl", labels_root: str | os.PathLike | None = None) -> VQADataset:
+    """A training dataset from a public MOS label file (KoNViD-1k, LIVE-VQC, YouTube-UGC, LSVQ) and the
+    videos a user has: one MOS row (rater ``"mos"``, phase ``final``) per clip found.
+
+    ``benchmark``: ``KoNViD``, ``LIVE_VQC``, ``YouTubeUGC`` or ``LSVQ`` (:data:`vqalib.data.mos.BENCHMARKS`,
+    which gives the nominal rating scale: 1-5 or 0-100). ``labels``: the label file (any format
+    :func:`vqalib.data.mos.read_label_file` reads: the authors' files, FAST-VQA lists, VIDEVAL
+    metadata CSVs); without it :func:`vqalib.data.mos.find_label_file` looks beside the videos, then
+    under ``labels_root``. Videos are matched as :func:`vqalib.data.mos.load_benchmark` does; label
+    rows with no video are counted (``ds.info['n_unmatched']``), listed in ``ds.info['unmatched']``
+    (with ``out``: the first 20, and all of them in ``out/unmatched_labels.csv``): never dropped
+    silently. No video found at all raises ``FileNotFoundError``.
+
+    The schema: ``schema`` when given (it must have one dimension, or name it with ``dimension``; a
+    dimension without ``raw_range`` gets the benchmark's scale), else :func:`label_file_schema`
+    (``overall_quality`` on the levels of ``levels``, raw range the benchmark's scale). The MOS is
+    mapped with :meth:`RatingSchema.from_raw` (not snapped); ``dmos=True`` says the column is a DMOS
+    (higher = worse) and flips it. ``std_column``: the column of the raters' standard deviation on the
+    raw scale (None: ``mos_std`` when the file has it, as YouTube-UGC's does; False: none); it is
+    scaled onto the schema's scale into the ``std`` column, and the target rule becomes ``gaussian``
+    (DeQA-Score's soft labels, :func:`label_targets`) unless a given ``schema`` says otherwise.
+
+    With ``out`` the dataset is saved there (:func:`save_dataset`: tables, ``dataset.json`` with the
+    provenance and counts, ``rating_schema.json``) and reloaded from it. Returns the dataset
+    (``ds.report``: validation; ``ds.info``: label file, sha256, scale, counts).
+    """
+    import dataclasses
+
+    from vqalib.data import mos as M
+
+    bench = M.load_benchmark(benchmark, video_root, split=split, labels_root=labels_root, label_file=labels)
+    key = M.benchmark_key(benchmark)
+    if bench.available.empty:
+        raise FileNotFoundError(f"none of the {bench.n_listed} videos of {bench.label_file} was found under "
+                                f"{bench.video_root} (first listed: {bench.missing['relative_path'].head(3).tolist()}); "
+                                f"pass the folder holding the {bench.name} videos (any subset, files named as listed)")
+    scale = tuple(float(x) for x in bench.scale)
+    table = pd.concat([bench.available, bench.missing], ignore_index=True)
+    if std_column is None:
+        std_column = "mos_std" if "mos_std" in table.columns else False
+    elif std_column is not False and std_column not in table.columns:
+        raise ValueError(f"{bench.label_file}: no column {std_column!r} for std_column (columns read: "
+                         f"{[c for c in table.columns if c not in ('path', 'mos_1to5')]}); pass std_column=False "
+                         "for none")
+    if schema is None:
+        s = label_file_schema(key, scale, dmos=dmos, levels=levels, target_rule="gaussian" if std_column else "nearest")
+    else:
+        s = RS.get_schema(schema)
+        if dimension is None and s.n_dims != 1:
+            raise ValueError(f"the rating schema {s!r} has {s.n_dims} dimensions; pass dimension= (the one the MOS "
+                             "rates)")
+        dkey = s.key_of(dimension) if dimension is not None else s.keys[0]
+        d = s.dimension(dkey)
+        fixed = dataclasses.replace(d, raw_range=d.raw_range if d.raw_range is not None else scale,
+                                    higher_is_better=False if dmos else d.higher_is_better)
+        if fixed != d:
+            s = dataclasses.replace(s, dimensions=tuple(fixed if x.key == dkey else x for x in s.dimensions))
+    dkey = s.key_of(dimension) if dimension is not None else s.keys[0]
+    dim = s.dimension(dkey)
+    raw_lo, raw_hi = dim.raw_range if dim.raw_range is not None else (s.lo, s.hi)
+    std_factor = s.span / (raw_hi - raw_lo)
+    avail = bench.available
+    videos, ratings = [], []
+    issues: list[Issue] = []
+    fname = bench.label_file.name
+    for i, rec in enumerate(avail.to_dict(orient="records")):
+        vid = str(rec["video_id"])
+        meta = {"duration": rec.get("duration_s", np.nan), "fps": rec.get("fps", np.nan),
+                "width": rec.get("width", np.nan), "height": rec.get("height", np.nan)}
+        if probe:
+            try:
+                meta = probe_video(rec["path"])
+            except Exception as exc:  # noqa: BLE001 - reported, the video is rejected
+                issues.append(Issue("bad_value", fname, None, "path", f"video file {rec['path']} could not be read "
+                                    f"({type(exc).__name__}: {exc})", "replace the file or remove it", vid))
+                continue
+        videos.append({"video_id": vid, "path": str(rec["path"]), **meta, "category": str(rec.get("category") or ""),
+                       "source": f"{bench.name}:{fname}", "split": split_of(vid, test_fraction), "_line": i + 1})
+        row = {"video_id": vid, "rater": MOS_RATER, "phase": "final", "dimension": dkey,
+               "score": float(s.from_raw(float(rec["mos"]), dkey)), "tags": [], "comment": "",
+               "raw_score": float(rec["mos"]), "_line": i + 1}
+        if std_column:
+            sd = pd.to_numeric(pd.Series([rec.get(std_column)]), errors="coerce").iloc[0]
+            row["std"] = float(sd) * std_factor if np.isfinite(sd) else np.nan
+        ratings.append(row)
+    vdf = pd.DataFrame(videos, columns=[*VIDEO_COLUMNS, "_line"])
+    rdf = pd.DataFrame(ratings, columns=[*RATING_COLUMNS, "raw_score", *(["std"] if std_column else []), "_line"])
+    ds, report = validate(Path(bench.video_root), vdf, rdf, None,
+                          files={"videos": f"{fname} (videos)", "ratings": fname}, min_raters=1, schema=s,
+                          issues=issues)
+    unmatched = bench.missing["video_id"].astype(str).tolist()
+    ds.info = {"source": str(bench.label_file), "label_sha256": bench.label_sha256, "benchmark": bench.name,
+               "split": bench.split, "scale": list(scale), "dmos": bool(dmos), "std_column": std_column or None,
+               "rows": int(bench.n_listed), "n_matched": int(len(avail)), "n_unmatched": len(unmatched),
+               "unmatched": unmatched, "min_raters": 1, "check_files": True}
+    if out is None:
+        return ds
+    if unmatched:  # the full list goes to a file beside the tables, dataset.json keeps the first 20
+        ds.info.update(unmatched=unmatched[:20], unmatched_file="unmatched_labels.csv")
+    folder = save_dataset(ds, out, fmt=fmt)
+    if unmatched:
+        bench.missing[["video_id", "relative_path", "mos"]].to_csv(folder / "unmatched_labels.csv", index=False)
+    back = load_dataset(folder, strict=False)
+    back.report = ds.report
+    return back

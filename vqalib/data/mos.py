@@ -37,7 +37,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vqalib.schema.levels import DIMENSION_KEYS, SCORE_MAX, SCORE_MIN
+from vqalib.schema import rating as RS
+from vqalib.schema.levels import DIMENSION_KEYS
 from vqalib.core.runs import relative_note, resolve_path
 from vqalib.video.frames import VIDEO_EXTENSIONS
 
@@ -113,12 +114,33 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
                           "https://github.com/baidut/PatchVQ", {"LSVQ/labels.txt": ("test", "1080p")}),
 }
 
-#: How the five predicted dimensions become one score to compare with an overall MOS.
+#: How the five predicted dimensions become one score to compare with an overall MOS (the paper's schema;
+#: any schema: :func:`combination_dims`).
 COMBINATIONS: dict[str, tuple[str, ...]] = {
     "mean_quality": ("motion_quality", "aesthetic_quality", "content_quality", "clarity_quality"),
     "mean5": DIMENSION_KEYS,
     **{k: (k,) for k in DIMENSION_KEYS},
 }
+
+
+def combinations(schema: "RS.RatingSchema | str | None" = None) -> dict[str, tuple[str, ...]]:
+    """The combinations of a schema's dimensions (the paper's: :data:`COMBINATIONS`): ``mean_quality``
+    (the quality dimensions), ``mean_all`` (every dimension; ``mean5`` for the paper's), ``benchmark``
+    (the schema's benchmark rule: its ``benchmark_dimension``, else the quality mean), and each
+    dimension key alone."""
+    s = RS.resolve(schema)
+    if s.is_paper:
+        return {**COMBINATIONS, "benchmark": COMBINATIONS["mean_quality"]}
+    bench = (s.benchmark_dimension,) if s.benchmark_dimension else s.quality_keys
+    return {"mean_quality": s.quality_keys, "mean_all": s.keys, "benchmark": bench, **{k: (k,) for k in s.keys}}
+
+
+def combination_dims(how: str, schema: "RS.RatingSchema | str | None" = None) -> tuple[str, ...]:
+    """The dimensions ``how`` averages under ``schema``; raises ``ValueError`` naming the choices."""
+    combos = combinations(schema)
+    if how not in combos:
+        raise ValueError(f"how={how!r}; choose one of {list(combos)}")
+    return combos[how]
 
 
 def default_labels_root() -> Path:
@@ -142,8 +164,10 @@ def benchmark_key(name: str) -> str:
     return next(k for k, v in BENCHMARKS.items() if v is s)
 
 
-def to_1_5(mos, scale: tuple[float, float], source: str | os.PathLike | None = None) -> np.ndarray:
-    """``1 + 4 (mos - lo) / (hi - lo)``: map MOS on the scale ``(lo, hi)`` to 1-5.
+def to_1_5(mos, scale: tuple[float, float], source: str | os.PathLike | None = None,
+           schema: "RS.RatingSchema | str | None" = None) -> np.ndarray:
+    """``1 + 4 (mos - lo) / (hi - lo)``: map MOS on the scale ``(lo, hi)`` to 1-5 (``schema``: to its
+    ``[lo, hi]`` instead; default the paper's 1-5).
 
     Raises ``ValueError`` when ``hi <= lo``, naming ``source`` (the label file) when given."""
     lo, hi = scale
@@ -151,7 +175,8 @@ def to_1_5(mos, scale: tuple[float, float], source: str | os.PathLike | None = N
         where = f"{source}: " if source else ""
         raise ValueError(f"{where}MOS scale {scale}: hi must exceed lo (an 'observed' scale whose MOS values are all "
                          "equal has zero width); pass the dataset's nominal scale")
-    return SCORE_MIN + (SCORE_MAX - SCORE_MIN) * (np.asarray(mos, dtype=float) - lo) / (hi - lo)
+    s = RS.resolve(schema)
+    return s.lo + s.span * (np.asarray(mos, dtype=float) - lo) / (hi - lo)
 
 
 def read_fastvqa_labels(path: str | os.PathLike) -> pd.DataFrame:
@@ -600,18 +625,18 @@ def load_benchmark(name: str, video_root: str | os.PathLike, split: str | None =
     return bs
 
 
-def combine_predictions(pred: pd.DataFrame, how: str = "mean_quality", readout: str = "expected_score") -> pd.DataFrame:
+def combine_predictions(pred: pd.DataFrame, how: str = "mean_quality", readout: str = "expected_score",
+                        schema: "RS.RatingSchema | str | None" = None) -> pd.DataFrame:
     """One score per video from per-dimension prediction rows: the mean of the dimensions in
     ``COMBINATIONS[how]`` of column ``readout`` (``expected_score``, ``parsed_score`` or ``argmax_score``).
 
     Returns ``video_id, score, n_dims`` where ``score`` is NaN (and counted by the caller) when
     any needed dimension is missing or has no value (e.g. an unparsed answer): never a partial mean.
+    ``schema`` (default the paper's) gives the combinations (:func:`combinations`).
     """
-    if how not in COMBINATIONS:
-        raise ValueError(f"how={how!r}; choose one of {list(COMBINATIONS)}")
+    dims = combination_dims(how, schema)
     if readout not in ("expected_score", "parsed_score", "argmax_score"):
         raise ValueError(f"readout={readout!r}; choose expected_score, parsed_score or argmax_score")
-    dims = COMBINATIONS[how]
     wide = pred[pred["dimension"].isin(dims)].pivot_table(index="video_id", columns="dimension", values=readout,
                                                           aggfunc="first", dropna=False)
     wide = wide.reindex(columns=list(dims))
@@ -621,14 +646,15 @@ def combine_predictions(pred: pd.DataFrame, how: str = "mean_quality", readout: 
 
 
 def benchmark_scores(bench: BenchmarkSet, pred: pd.DataFrame, how: str = "mean_quality",
-                     readout: str = "expected_score") -> tuple[pd.DataFrame, dict[str, Any]]:
+                     readout: str = "expected_score",
+                     schema: "RS.RatingSchema | str | None" = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Join a benchmark's MOS (1-5) with combined predictions.
 
     Returns the joined frame (``video_id, mos, mos_1to5, score``) and counts: ``n_available``
     (videos found locally), ``n_predicted`` (with a score), ``n_no_prediction`` (found but no
     usable prediction, listed in ``no_prediction``).
     """
-    comb = combine_predictions(pred, how, readout)
+    comb = combine_predictions(pred, how, readout, schema=schema)
     joined = bench.available[["video_id", "mos", "mos_1to5"]].merge(comb, on="video_id", how="left")
     no_pred = joined["score"].isna()
     info = {"benchmark": bench.name, "split": bench.split, "combination": how, "readout": readout,

@@ -21,6 +21,16 @@ tick the tags of the degradations actually applied (with some misses and false t
 rationale per dimension is written from the aggregated score, the level keyword and the tags.
 
 Everything is seeded: same size, seed and settings give byte-identical files.
+
+Other rating schemas (``schema=``, :mod:`vqalib.schema.rating`): the clips are the same (rendered from
+the five latent levels); the raters rate the schema's dimensions instead, each dimension's latent
+value a function of the five (:func:`schema_latents`: ``overall_quality`` the mean of the four quality
+levels, ``visual_quality`` of aesthetic and clarity, ``temporal_consistency`` motion quality,
+``text_alignment`` content, a paper dimension itself, anything else the quality mean), mapped
+linearly from 1-5 onto the schema's ``[lo, hi]``; rater biases and noise scale with the span, scores
+are snapped to the schema's K levels; rationales are one generic sentence with the level keyword.
+The folder gets ``rating_schema.json``; the cache key includes the schema's fingerprint. The
+paper's schema (the default) writes exactly the files it always did.
 """
 
 from __future__ import annotations
@@ -42,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from vqalib.schema import levels as L
+from vqalib.schema import rating as RS
 from vqalib.core.runs import cache_dir, resolve_path
 
 #: Bump when the generator's output changes for the same settings (part of the cache key).
@@ -133,10 +144,14 @@ class SynthConfig:
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
-    def settings_hash(self, size: str, seed: int) -> str:
-        """Hash of everything that decides the output (settings, size, seed, generator version)."""
-        blob = json.dumps({"config": self.to_dict(), "size": size, "seed": seed, "version": GENERATOR_VERSION},
-                          sort_keys=True)
+    def settings_hash(self, size: str, seed: int, schema: "RS.RatingSchema | str | None" = None) -> str:
+        """Hash of everything that decides the output (settings, size, seed, generator version, and the
+        rating schema's fingerprint when it is not the paper's)."""
+        d = {"config": self.to_dict(), "size": size, "seed": seed, "version": GENERATOR_VERSION}
+        s = RS.resolve(schema)
+        if not s.is_paper:
+            d["rating_schema"] = s.fingerprint()
+        blob = json.dumps(d, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -145,19 +160,24 @@ class SynthConfig:
 
 
 def ensure_sample_dataset(size: str = "default", seed: int = 0, root: str | os.PathLike | None = None,
-                          config: SynthConfig | None = None, progress: bool = True) -> Path:
+                          config: SynthConfig | None = None, progress: bool = True,
+                          schema: "RS.RatingSchema | str | None" = None) -> Path:
     """Return the folder of the sample dataset, generating it first if needed.
 
     The dataset lives in ``cache_dir()/sample-<size>-seed<seed>/<settings hash>/`` (or in ``root``
     when given; a relative ``root`` is taken from the project root). It is reused when its ``dataset.json`` carries the same settings hash and is
     complete; otherwise it is generated into a temporary folder and moved into place, so a
-    half-written dataset is never seen by another process.
+    half-written dataset is never seen by another process. ``schema``: the rating schema the raters
+    use (a schema, preset name or file; default the paper's), part of the cache key and of the
+    cache folder's name (``sample-<size>-seed<seed>-<schema name>``) when not the paper's.
     """
     if size not in SIZES:
         raise ValueError(f"unknown sample size {size!r}; use one of {SIZES}")
     cfg = config or SynthConfig()
-    key = cfg.settings_hash(size, seed)
-    target = resolve_path(root) if root is not None else cache_dir() / f"sample-{size}-seed{seed}" / key
+    schema = RS.resolve(schema)
+    key = cfg.settings_hash(size, seed, schema)
+    sub = f"sample-{size}-seed{seed}" + ("" if schema.is_paper else f"-{schema.name}")
+    target = resolve_path(root) if root is not None else cache_dir() / sub / key
     if _is_complete(target, key):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -166,7 +186,7 @@ def ensure_sample_dataset(size: str = "default", seed: int = 0, root: str | os.P
             return target
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
         try:
-            generate_dataset(tmp, size=size, seed=seed, config=cfg, progress=progress)
+            generate_dataset(tmp, size=size, seed=seed, config=cfg, progress=progress, schema=schema)
             tmp.chmod(0o755)  # mkdtemp makes it private
             if target.exists():
                 shutil.rmtree(target)
@@ -177,12 +197,14 @@ def ensure_sample_dataset(size: str = "default", seed: int = 0, root: str | os.P
     return target
 
 
-def dataset_root(data_dir: str | os.PathLike = "", size: str = "default", seed: int = 0) -> Path:
+def dataset_root(data_dir: str | os.PathLike = "", size: str = "default", seed: int = 0,
+                 schema: "RS.RatingSchema | str | None" = None) -> Path:
     """The dataset folder a notebook or trainer works on: ``data_dir`` (relative paths from the project
-    root) when given, else the embedded sample dataset of ``size`` and ``seed`` (generated on first use)."""
+    root) when given, else the embedded sample dataset of ``size``, ``seed`` and ``schema`` (default the
+    paper's; generated on first use)."""
     if data_dir:
         return resolve_path(data_dir)
-    return Path(ensure_sample_dataset(size=size, seed=seed))
+    return Path(ensure_sample_dataset(size=size, seed=seed, schema=schema))
 
 
 @contextmanager
@@ -268,14 +290,17 @@ def _plan_render_write(job: tuple) -> dict[str, Any]:
 
 
 def generate_dataset(out: str | os.PathLike, size: str = "default", seed: int = 0,
-                     config: SynthConfig | None = None, progress: bool = True, workers: int | None = None) -> Path:
+                     config: SynthConfig | None = None, progress: bool = True, workers: int | None = None,
+                     schema: "RS.RatingSchema | str | None" = None) -> Path:
     """Write the full sample dataset into ``out`` (no caching; see :func:`ensure_sample_dataset`).
 
     Clips are rendered and encoded in ``workers`` processes (default :func:`generation_workers`); the
     files are the same for any number. A relative ``out`` is taken from the project root, as in
     :func:`vqalib.data.dataset.load_dataset` (:func:`vqalib.core.runs.resolve_path`), so the folder written is
-    the folder read back from any working directory."""
+    the folder read back from any working directory. ``schema`` (default the paper's): the rating
+    schema the simulated raters use (module docstring); saved as ``rating_schema.json`` when not the paper's."""
     cfg = config or SynthConfig()
+    schema = RS.resolve(schema)
     out = resolve_path(out)
     (out / "clips").mkdir(parents=True, exist_ok=True)
     n = int(cfg.n_clips[size])
@@ -306,8 +331,14 @@ def generate_dataset(out: str | os.PathLike, size: str = "default", seed: int = 
     bar.close()
 
     pilot_ids = set(np.sort(rng.choice(n, size=n_pilot, replace=False)).tolist()) if n_pilot else set()
-    ratings, raters = simulate_ratings(latent_rows, pilot_ids, cfg, np.random.default_rng([seed, 3]))
-    rationales = write_rationales(latent_rows, ratings, np.random.default_rng([seed, 4]))
+    if schema.is_paper:
+        ratings, raters = simulate_ratings(latent_rows, pilot_ids, cfg, np.random.default_rng([seed, 3]))
+        rationales = write_rationales(latent_rows, ratings, np.random.default_rng([seed, 4]))
+    else:
+        for lat in latent_rows:
+            lat["schema_levels"] = schema_latents(lat["levels"], schema)
+        ratings, raters = simulate_ratings(latent_rows, pilot_ids, cfg, np.random.default_rng([seed, 3]), schema=schema)
+        rationales = write_rationales(latent_rows, ratings, np.random.default_rng([seed, 4]), schema=schema)
 
     _write_jsonl(out / "videos.jsonl", video_rows)
     _write_jsonl(out / "ratings.jsonl", ratings)
@@ -317,11 +348,14 @@ def generate_dataset(out: str | os.PathLike, size: str = "default", seed: int = 
     meta = {
         "name": f"vqalib sample dataset ({size})",
         "generator": "vqalib.synth", "generator_version": GENERATOR_VERSION,
-        "size": size, "seed": seed, "settings_hash": cfg.settings_hash(size, seed), "config": cfg.to_dict(),
+        "size": size, "seed": seed, "settings_hash": cfg.settings_hash(size, seed, schema), "config": cfg.to_dict(),
         "clip": {"width": SIZE_PX, "height": SIZE_PX, "fps": FPS, "frames": N_FRAMES, "codec": "h264"},
         "counts": {"videos": n, "ratings": len(ratings), "rationales": len(rationales), "pilot_videos": n_pilot},
         "complete": True,
     }
+    if not schema.is_paper:
+        meta["rating_schema"] = {"name": schema.name, "fingerprint": schema.fingerprint()}
+        schema.save(out)
     (out / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
     # wall time varies between runs: kept out of dataset.json so the dataset files stay byte-identical
     (out / "generation_time.txt").write_text(f"{time.perf_counter() - start:.1f} s\n")
@@ -773,7 +807,8 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = FPS, crf: 
 
 
 def simulate_ratings(latent_rows: list[dict], pilot_ids: set[int], cfg: SynthConfig,
-                     rng: np.random.Generator) -> tuple[list[dict], list[dict]]:
+                     rng: np.random.Generator,
+                     schema: "RS.RatingSchema | str | None" = None) -> tuple[list[dict], list[dict]]:
     """Ratings rows for every clip (final phase) and the pilot clips (pilot phase).
 
     Rater ``r`` has a bias ``b_r ~ N(0, rater_bias_sd)``, a per-dimension bias
@@ -783,7 +818,15 @@ def simulate_ratings(latent_rows: list[dict], pilot_ids: set[int], cfg: SynthCon
     uniformly random level. Tags: each applied tag is ticked with probability ``tag_hit``, a tag
     not applied with probability ``tag_false``; a rater who gives 5.0 ticks none. Motion amplitude's
     tag is the rater's own amount word for their score.
+
+    ``schema`` (default the paper's): another schema's dimensions are rated around
+    ``lat["schema_levels"]`` (:func:`schema_latents`), biases and noise times ``span / 4``, scores
+    snapped to its levels (careless: a uniformly random level); tags are the dimension's tags among
+    the degradations applied to the paper dimensions it derives from.
     """
+    schema = RS.resolve(schema)
+    if not schema.is_paper:
+        return _simulate_ratings_schema(latent_rows, pilot_ids, cfg, rng, schema)
     keys = L.DIMENSION_KEYS
     R = cfg.n_raters
     bias = rng.normal(0, cfg.rater_bias_sd, size=R)
@@ -807,6 +850,74 @@ def simulate_ratings(latent_rows: list[dict], pilot_ids: set[int], cfg: SynthCon
                     if rng.random() < cfg.careless_rate[phase]:
                         score = float(L.LEVELS[rng.integers(0, L.N_LEVELS)])
                     tags = _rater_tags(dim, lat["applied"][dim], score, phase, cfg, rng)
+                    rows.append({"video_id": lat["video_id"], "rater": f"r{r:02d}", "phase": phase,
+                                 "dimension": dim, "score": score, "tags": tags, "comment": ""})
+    raters_truth = [{"rater": f"r{r:02d}", "bias": round(float(bias[r]), 4),
+                     "dimension_bias": {d: round(float(dim_bias[r, j]), 4) for j, d in enumerate(keys)},
+                     "noise_sd_final": round(float(noise_sd[r]), 4),
+                     "noise_sd_pilot": round(float(noise_sd[r] * cfg.pilot_noise_factor), 4)} for r in range(R)]
+    return rows, raters_truth
+
+
+#: Which paper dimensions a schema dimension's latent value is the mean of (by key; see :func:`schema_latents`).
+LATENT_SOURCES: dict[str, tuple[str, ...]] = {
+    "overall_quality": ("motion_quality", "aesthetic_quality", "content_quality", "clarity_quality"),
+    "visual_quality": ("aesthetic_quality", "clarity_quality"),
+    "technical_quality": ("motion_quality", "clarity_quality"),
+    "technical": ("motion_quality", "clarity_quality"),
+    "aesthetic": ("aesthetic_quality",),
+    "temporal_consistency": ("motion_quality",),
+    "text_alignment": ("content_quality",),
+    **{k: (k,) for k in L.DIMENSION_KEYS},
+}
+
+
+def latent_sources(key: str) -> tuple[str, ...]:
+    """The paper dimensions whose latent levels a schema dimension's latent value averages
+    (:data:`LATENT_SOURCES`; any other key: the four quality dimensions)."""
+    return LATENT_SOURCES.get(key, LATENT_SOURCES["overall_quality"])
+
+
+def schema_latents(levels: dict[str, float], schema: "RS.RatingSchema") -> dict[str, float]:
+    """A clip's latent value per schema dimension: the mean of its source levels (1-5), mapped linearly
+    onto the schema's ``[lo, hi]`` (not snapped)."""
+    out = {}
+    for d in schema.keys:
+        m = float(np.mean([levels[k] for k in latent_sources(d)]))
+        out[d] = schema.lo + schema.span * (m - L.SCORE_MIN) / (L.SCORE_MAX - L.SCORE_MIN)
+    return out
+
+
+def _simulate_ratings_schema(latent_rows: list[dict], pilot_ids: set[int], cfg: SynthConfig, rng: np.random.Generator,
+                             schema: "RS.RatingSchema") -> tuple[list[dict], list[dict]]:
+    """:func:`simulate_ratings` for a schema other than the paper's."""
+    keys = schema.keys
+    unit = schema.span / (L.SCORE_MAX - L.SCORE_MIN)  # rater error in schema units per paper unit
+    R = cfg.n_raters
+    bias = rng.normal(0, cfg.rater_bias_sd, size=R) * unit
+    dim_bias = rng.normal(0, cfg.rater_dim_bias_sd, size=(R, len(keys))) * unit
+    noise_sd = rng.uniform(*cfg.rater_noise, size=R) * unit
+    rows: list[dict] = []
+    lo, hi = cfg.raters_per_clip
+    for phase in ("pilot", "final"):
+        nf = cfg.pilot_noise_factor if phase == "pilot" else 1.0
+        bf = cfg.pilot_bias_factor if phase == "pilot" else 1.0
+        for i, lat in enumerate(latent_rows):
+            if phase == "pilot" and i not in pilot_ids:
+                continue
+            k = int(rng.integers(lo, hi + 1))
+            raters = np.sort(rng.choice(R, size=k, replace=False))
+            for r in raters:
+                for j, dim in enumerate(keys):
+                    raw = lat["schema_levels"][dim] + bf * (bias[r] + dim_bias[r, j]) + nf * noise_sd[r] * rng.normal()
+                    score = float(schema.snap(raw))
+                    if rng.random() < cfg.careless_rate[phase]:
+                        score = float(schema.values[rng.integers(0, schema.n_levels)])
+                    valid = schema.dimension(dim).tags
+                    applied = [t for src in latent_sources(dim) for t in lat["applied"].get(src, []) if t in valid]
+                    draws = rng.random(len(valid))
+                    tags = [] if score >= schema.hi else [t for t, u in zip(valid, draws)
+                                                          if t in applied and u < cfg.tag_hit[phase]]
                     rows.append({"video_id": lat["video_id"], "rater": f"r{r:02d}", "phase": phase,
                                  "dimension": dim, "score": score, "tags": tags, "comment": ""})
     raters_truth = [{"rater": f"r{r:02d}", "bias": round(float(bias[r]), 4),
@@ -885,10 +996,26 @@ def rationale_text(dim: str, score: float, tags: list[str], rng: np.random.Gener
             else f"Because of {seen}, {_EFFECT_ALT[dim]}; the {name.lower()} is {kw.lower()}.")
 
 
-def write_rationales(latent_rows: list[dict], ratings: list[dict], rng: np.random.Generator) -> list[dict]:
+def schema_rationale_text(schema: "RS.RatingSchema", dim: str, score: float, tags: list[str]) -> str:
+    """The rationale of a schema other than the paper's: one generic sentence with the dimension's
+    name, the level's keyword and string, and the tags seen (their text when the paper has one)."""
+    name, kw, text = schema.name_of(dim), schema.keyword(score), schema.string(score)
+    lo, hi = schema.strings[0], schema.strings[-1]
+    rated = f"rated {text} on the scale {lo} to {hi}"
+    head = f"{name} is {kw.lower()} ({rated})" if kw.lower() != text.lower() else f"{name} is {rated}"
+    if tags:
+        return f"{head}: the video shows {_join([L.TAG_TEXT.get(t, t.replace('_', ' ')) for t in tags])}."
+    return f"{head}."
+
+
+def write_rationales(latent_rows: list[dict], ratings: list[dict], rng: np.random.Generator,
+                     schema: "RS.RatingSchema | str | None" = None) -> list[dict]:
     """Per (video, dimension) rationale from the final-phase mean score (snapped) and the tags ticked
-    by at least half of the final-phase raters (the paper synthesises rationales from score + tags)."""
+    by at least half of the final-phase raters (the paper synthesises rationales from score + tags).
+    ``schema`` other than the paper's: :func:`schema_rationale_text` (``rng`` unused)."""
     from collections import defaultdict
+
+    schema = RS.resolve(schema)
 
     scores: dict[tuple[str, str], list[float]] = defaultdict(list)
     votes: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -900,6 +1027,16 @@ def write_rationales(latent_rows: list[dict], ratings: list[dict], rng: np.rando
         for t in r["tags"]:
             votes[key][t] += 1
     rows = []
+    if not schema.is_paper:
+        for lat in latent_rows:
+            for dim in schema.keys:
+                key = (lat["video_id"], dim)
+                n = len(scores[key])
+                score = float(schema.snap(np.mean(scores[key])))
+                tags = [] if score >= schema.hi else [t for t in schema.dimension(dim).tags if votes[key].get(t, 0) * 2 >= n]
+                rows.append({"video_id": lat["video_id"], "dimension": dim,
+                             "rationale": schema_rationale_text(schema, dim, score, tags)})
+        return rows
     for lat in latent_rows:
         for dim in L.DIMENSION_KEYS:
             key = (lat["video_id"], dim)

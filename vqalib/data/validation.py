@@ -14,14 +14,32 @@ videos         id given (``missing_field``), id unique (``duplicate_video``), pa
                known (``bad_value``), file exists (``missing_video_file``)
 ratings        video listed (``unknown_video``), video accepted (``video_rejected``), rater given
                (``missing_field``), phase known (``bad_phase``), dimension known
-               (``unknown_dimension``), score a number (``bad_value``), in 1-5
-               (``out_of_range``), on the grid (``off_grid``), tags of the dimension
-               (``unknown_tag``), one rating per (video, rater, phase, dimension) (``duplicate``)
+               (``unknown_dimension``), score a number (``bad_value``), in the schema's
+               ``[lo, hi]`` (``out_of_range``), a level of the schema (``off_grid``; for a MOS
+               row instead: ``std`` empty or a number >= 0, ``bad_value``), tags of the dimension
+               (``unknown_tag``), not a MOS row beside per-rater rows of the same (video, phase,
+               dimension) (``mixed_mos``), one rating per (video, rater, phase, dimension)
+               (``duplicate``)
 min raters     per accepted video and rated dimension, at least ``min_raters`` raters in the
-               chosen phase (``too_few_raters`` on the video, ``video_rejected`` on each rating)
+               chosen phase (``too_few_raters`` on the video, ``video_rejected`` on each rating);
+               a MOS row counts as enough; with ``allow_missing`` a dimension a video has no
+               rating for at all is a missing label (counted by
+               :func:`vqalib.data.dataset.label_coverage`), not an error
 rationales     video listed, video accepted, dimension known, text given (``empty_rationale``),
                one per (video, dimension) (``duplicate_rationale``)
 =============  =================================================================================
+
+The dimensions, the levels, the range and the tags come from the dataset's rating schema
+(:class:`vqalib.schema.rating.RatingSchema`; ``None`` is the paper's five dimensions x nine levels,
+whose messages are those of before schemas existed).
+
+Two kinds of rating rows:
+
+* **per-rater** rows (any ``rater`` but ``mos``): the score must be one of the schema's K levels;
+* **MOS** rows (``rater`` = :data:`MOS_RATER`, phase ``final``): one per (video, dimension), the mean
+  opinion score on the schema's scale (in ``[lo, hi]``, not snapped), with an optional ``std`` column
+  (the raters' standard deviation on the schema's scale). This is how a public MOS label file
+  becomes a training dataset (:func:`vqalib.data.dataset.dataset_from_label_file`).
 
 A table without its required columns raises :class:`DataValidationError` at once (nothing else
 can be checked). ``bad_json`` issues come from :func:`vqalib.data.dataset.read_table`.
@@ -38,13 +56,16 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from vqalib.schema import levels as L
+from vqalib.schema import rating as RS
+from vqalib.schema.rating import RatingSchema
 
 VIDEO_COLUMNS = ("video_id", "path", "duration", "fps", "width", "height", "category", "source", "split")
 RATING_COLUMNS = ("video_id", "rater", "phase", "dimension", "score", "tags", "comment")
 RATIONALE_COLUMNS = ("video_id", "dimension", "rationale")
 PHASES = ("pilot", "final")
 SPLITS = ("train", "test", "val")
+#: The rater id of a MOS row (one mean opinion score per video and dimension, not snapped; see the module docstring).
+MOS_RATER = "mos"
 
 _NUMBER_COLUMNS = ("duration", "fps", "width", "height")
 
@@ -161,6 +182,9 @@ class Table:
     known_ids: set[str] = field(default_factory=set)  # every id in the videos table (as text)
     good_videos: dict[str, int] = field(default_factory=dict)  # accepted video id -> its line
     seen: dict[tuple, int] = field(default_factory=dict)  # key of a kept row -> its line (duplicates)
+    schema: RatingSchema = RS.PAPER
+    #: (video, phase, dimension) -> (is a MOS row, line) of the first kept rating (MOS and per-rater rows never mix)
+    kinds: dict[tuple, tuple[bool, int]] = field(default_factory=dict)
 
 
 Rule = Callable[[Row, Table], "Problem | None"]
@@ -314,11 +338,29 @@ def _video_accepted(row: Row, t: Table) -> Problem | None:
 def _dimension_known(row: Row, t: Table) -> Problem | None:
     """Sets ``row.dim`` to the dimension's key (display names are accepted)."""
     try:
-        row.dim = L.dimension_key(row.rec.get("dimension"))
+        row.dim = t.schema.key_of(row.rec.get("dimension"))
     except ValueError:
+        extra = "" if t.schema.is_paper else f" (or the display names {list(t.schema.names)}) of the {t.schema.name!r} rating schema"
         return Problem("unknown_dimension", "dimension", f"unknown dimension {row.rec.get('dimension')!r}",
-                       f"use one of {list(L.DIMENSION_KEYS)}")
+                       f"use one of {list(t.schema.keys)}{extra}")
     return None
+
+
+def _is_mos(row: Row) -> bool:
+    return str(row.rec.get("rater")).strip() == MOS_RATER
+
+
+def _scale_text(s: RatingSchema) -> tuple[str, str]:
+    """The ends of the schema's scale as messages write them (``1.0``, ``5.0`` for the paper's)."""
+    if s.numeric_strings:
+        return s.strings[0], s.strings[-1]
+    return f"{s.lo:g}", f"{s.hi:g}"
+
+
+def _grid_text(s: RatingSchema) -> str:
+    """``the 0.5 grid (1.0-5.0)`` (the paper's), ``the 1 grid (1-10)``, or the list of levels."""
+    lo, hi = _scale_text(s)
+    return f"the {s.step:g} grid ({lo}-{hi})" if s.step is not None else f"one of the levels {[f'{v:g}' for v in s.values]}"
 
 
 # ---- ratings ----
@@ -335,6 +377,9 @@ def _phase_known(row: Row, t: Table) -> Problem | None:
     if phase not in PHASES:
         return Problem("bad_phase", "phase", f"phase {phase!r} is not 'pilot' or 'final'",
                        "set phase to 'pilot' or 'final'")
+    if _is_mos(row) and phase != "final":
+        return Problem("bad_phase", "phase", f"a MOS row (rater {MOS_RATER!r}) has phase {phase!r}",
+                       "set phase to 'final' (a mean opinion score is the final label)")
     return None
 
 
@@ -345,23 +390,56 @@ def _score_is_number(row: Row, t: Table) -> Problem | None:
         if math.isnan(row.score):
             raise ValueError
     except (TypeError, ValueError):
+        s = t.schema
+        lo, hi = _scale_text(s)
+        grid = f"on the grid {lo}-{hi} (steps of {s.step:g})" if s.step is not None else f"one of {list(s.strings)}"
         return Problem("bad_value", "score", f"score {row.rec.get('score')!r} is not a number",
-                       "write the score as a number on the grid 1.0-5.0 (steps of 0.5)")
+                       f"write the score as a number {grid}")
     return None
 
 
 def _score_in_range(row: Row, t: Table) -> Problem | None:
-    if not (L.SCORE_MIN <= row.score <= L.SCORE_MAX):
-        return Problem("out_of_range", "score", f"score {row.score:g} is outside 1.0-5.0",
-                       "map the scale to 1-5 first (from_ratings_csv(scale=...) does this)")
+    s = t.schema
+    if not (s.lo <= row.score <= s.hi):
+        lo, hi = _scale_text(s)
+        return Problem("out_of_range", "score", f"score {row.score:g} is outside {lo}-{hi}",
+                       f"map the scale to {s.lo:g}-{s.hi:g} first (from_ratings_csv(scale=...) does this)")
     return None
 
 
 def _score_on_grid(row: Row, t: Table) -> Problem | None:
-    if not L.is_on_grid(row.score):
-        snapped = L.snap_to_grid(row.score)
-        return Problem("off_grid", "score", f"score {row.score:g} is not on the 0.5 grid (1.0-5.0)",
-                       f"snap it (levels.snap_to_grid({row.score:g}) = {snapped:.1f}) or fix the value")
+    """A per-rater score is one of the schema's levels; a MOS row is not snapped, its ``std`` is checked instead."""
+    s = t.schema
+    if _is_mos(row) or "std" in row.rec:
+        problem = _std_valid(row, t)
+        if problem is not None or _is_mos(row):
+            return problem
+    if s.is_on_grid(row.score):
+        return None
+    snapped = s.snap(row.score)
+    how = (f"levels.snap_to_grid({row.score:g}) = {snapped:.1f}" if s.is_paper
+           else f"schema.snap({row.score:g}) = {snapped:g}")
+    mos = "" if s.is_paper else f", or, for a mean opinion score, write it as a MOS row (rater {MOS_RATER!r})"
+    return Problem("off_grid", "score", f"score {row.score:g} is not on {_grid_text(s)}",
+                   f"snap it ({how}) or fix the value{mos}")
+
+
+def _std_valid(row: Row, t: Table) -> Problem | None:
+    """A MOS row's ``std`` (optional): a number >= 0 on the schema's scale; a per-rater row has none."""
+    v = row.rec.get("std")
+    if v is None or (not isinstance(v, str) and is_blank(v)):
+        return None
+    if not _is_mos(row):
+        return Problem("bad_value", "std", f"std={v!r} on a per-rater rating (rater {row.rec.get('rater')!r})",
+                       f"leave std empty: only a MOS row (rater {MOS_RATER!r}) carries the raters' standard deviation")
+    try:
+        x = float(v)
+        if not (x >= 0 and math.isfinite(x)):
+            raise ValueError
+    except (TypeError, ValueError):
+        return Problem("bad_value", "std", f"std={v!r} is not a number >= 0",
+                       f"write the raters' standard deviation on the schema's scale ({t.schema.lo:g}-{t.schema.hi:g}) "
+                       "or leave it empty")
     return None
 
 
@@ -377,19 +455,37 @@ def _tag_list(tags: Any) -> list[str]:
 def _tags_known(row: Row, t: Table) -> Problem | None:
     """Sets ``row.tags``."""
     row.tags = _tag_list(row.rec.get("tags"))
-    bad_tags = L.check_tags(row.dim, row.tags)
+    valid = t.schema.dimension(row.dim).tags
+    bad_tags = [x for x in row.tags if x not in set(valid)]
     if bad_tags:
-        return Problem("unknown_tag", "tags", f"tag(s) {bad_tags} are not tags of {row.dim}",
-                       f"use tags from {list(L.TAGS[row.dim])}")
+        fix = (f"use tags from {list(valid)}" if valid else
+               f"leave tags empty: {row.dim} has no tags in the {t.schema.name!r} rating schema (add them to the "
+               "schema's dimension to use them)")
+        return Problem("unknown_tag", "tags", f"tag(s) {bad_tags} are not tags of {row.dim}", fix)
     return None
 
 
 def _rating_unique(row: Row, t: Table) -> Problem | None:
+    """One rating per (video, rater, phase, dimension), and never a MOS row beside per-rater rows of one
+    (video, phase, dimension)."""
+    mixed = _mos_not_mixed(row, t)
+    if mixed is not None:
+        return mixed
     rater, phase = row.rec["rater"], row.rec.get("phase")
     key = (row.vid, str(rater), phase, row.dim)
     if key in t.seen:
         return Problem("duplicate", "rater", f"rater {rater!r} already rated {row.vid!r} / {row.dim} in the "
                        f"{phase} phase on line {t.seen[key]}", "keep one rating per (video, rater, phase, dimension)")
+    return None
+
+
+def _mos_not_mixed(row: Row, t: Table) -> Problem | None:
+    first = t.kinds.get((row.vid, row.rec.get("phase"), row.dim))
+    if first is not None and first[0] != _is_mos(row):
+        what = "a MOS row" if first[0] else "per-rater ratings"
+        return Problem("mixed_mos", "rater", f"{row.vid!r} / {row.dim} already has {what} (line {first[1]}); MOS "
+                       "rows and per-rater ratings of one video and dimension cannot be combined",
+                       f"keep either the per-rater ratings or one MOS row (rater {MOS_RATER!r})")
     return None
 
 
@@ -404,6 +500,7 @@ def check_ratings(ratings: pd.DataFrame, t: Table, out: _Issues) -> pd.DataFrame
     for row in _rows_passing(ratings, RATING_RULES, t, out):
         rec = row.rec
         t.seen[(row.vid, str(rec["rater"]), rec["phase"], row.dim)] = row.line
+        t.kinds.setdefault((row.vid, rec["phase"], row.dim), (_is_mos(row), row.line))
         comment = rec.get("comment")
         kept.append({"video_id": row.vid, "rater": str(rec["rater"]), "phase": rec["phase"], "dimension": row.dim,
                      "score": row.score, "tags": row.tags, "comment": "" if is_blank(comment) else str(comment),
@@ -415,22 +512,31 @@ def check_ratings(ratings: pd.DataFrame, t: Table, out: _Issues) -> pd.DataFrame
 
 
 def check_min_raters(rat: pd.DataFrame, t: Table, out: _Issues, min_raters: int, phase: str,
-                     ratings_file: str) -> pd.DataFrame:
+                     ratings_file: str, schema: RatingSchema | None = None, allow_missing: bool = False) -> pd.DataFrame:
     """``rat`` without the (video, dimension) pairs that have fewer than ``min_raters`` raters in ``phase``.
 
     Only the dimensions some kept rating has count (a dataset may rate a subset of them); with no
     kept rating at all, every accepted video lacks raters on every dimension. Each pair is a
     ``too_few_raters`` issue on the video's line, each removed rating (both phases) a ``video_rejected``.
+    A (video, dimension) with a MOS row has enough raters (the MOS is their mean). With
+    ``allow_missing`` a dimension the video has no rating for is a missing label, not an issue,
+    unless the video has no rating in ``phase`` at all.
     """
+    schema = RS.resolve(schema)
     if min_raters <= 0:
         return rat
     ph = rat[rat["phase"] == phase] if len(rat) else rat
     counts = ph.groupby(["video_id", "dimension"])["rater"].nunique().to_dict() if len(ph) else {}
-    present_dims = [d for d in L.DIMENSION_KEYS if d in set(rat["dimension"])] if len(rat) else list(L.DIMENSION_KEYS)
+    m = ph[ph["rater"].astype(str) == MOS_RATER] if len(ph) else ph
+    mos_pairs = set(zip(m["video_id"], m["dimension"])) if len(m) else set()
+    rated_videos = set(ph["video_id"]) if len(ph) else set()
+    present_dims = [d for d in schema.keys if d in set(rat["dimension"])] if len(rat) else list(schema.keys)
     rejected: set[tuple[str, str]] = set()
     for vid, vline in t.good_videos.items():
         for dim in present_dims:
             n = counts.get((vid, dim), 0)
+            if (vid, dim) in mos_pairs or (allow_missing and n == 0 and vid in rated_videos):
+                continue
             if n < min_raters:
                 rejected.add((vid, dim))
                 out.add("too_few_raters", t.videos_file, vline, "video_id",
@@ -493,12 +599,18 @@ class CheckedTables:
 
 def check_tables(root: Path, videos: pd.DataFrame, ratings: pd.DataFrame, rationales: pd.DataFrame | None,
                  files: dict[str, str], min_raters: int, check_files: bool, min_raters_phase: str,
-                 issues: list[Issue]) -> CheckedTables:
+                 issues: list[Issue], schema: RatingSchema | None = None,
+                 allow_missing: bool | None = None) -> CheckedTables:
     """Run the checkers (videos, ratings, minimum raters, rationales) and collect their issues into ``issues``.
 
     ``files`` names each table's file in the messages (defaults ``videos.jsonl``, ``ratings.jsonl``,
-    ``rationales.jsonl``). See :func:`vqalib.data.dataset.validate` for the arguments.
+    ``rationales.jsonl``). See :func:`vqalib.data.dataset.validate` for the arguments. ``schema``:
+    the dataset's rating schema (None: the paper's); ``allow_missing`` (None: True unless the schema
+    is the paper's) lets a video lack a dimension (see :func:`check_min_raters`).
     """
+    schema = RS.resolve(schema)
+    if allow_missing is None:
+        allow_missing = not schema.is_paper
     fv, fr, fx = (files.get(n, f"{n}.jsonl") for n in ("videos", "ratings", "rationales"))
     out = _Issues(issues)
     rationales = rationales if rationales is not None else pd.DataFrame(columns=list(RATIONALE_COLUMNS))
@@ -510,10 +622,10 @@ def check_tables(root: Path, videos: pd.DataFrame, ratings: pd.DataFrame, ration
     vt = Table("videos", fv, fv, root=root, check_files=check_files)
     kept_videos = check_videos(videos, vt, out)
     known_ids = set(videos["video_id"].astype(str))
-    rt = Table("ratings", fr, fv, known_ids=known_ids, good_videos=vt.good_videos)
+    rt = Table("ratings", fr, fv, known_ids=known_ids, good_videos=vt.good_videos, schema=schema)
     rat = check_ratings(ratings, rt, out)
-    rat = check_min_raters(rat, vt, out, min_raters, min_raters_phase, fr)
-    xt = Table("rationales", fx, fv, known_ids=known_ids, good_videos=vt.good_videos)
+    rat = check_min_raters(rat, vt, out, min_raters, min_raters_phase, fr, schema=schema, allow_missing=allow_missing)
+    xt = Table("rationales", fx, fv, known_ids=known_ids, good_videos=vt.good_videos, schema=schema)
     rx = check_rationales(rationales, xt, out)
 
     vdf = pd.DataFrame(kept_videos)

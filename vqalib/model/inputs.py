@@ -23,6 +23,12 @@ The result is a :class:`Batch`: a dict of model inputs (``model(**batch)`` works
 attributes: ``score_positions`` (token index of the first digit of each dimension's score in
 the answer, -1 where the answer has none), ``prompt_lengths``, ``parses`` and ``sampling``
 (fps / frames / pixels per clip, to be saved with checkpoints and predictions).
+
+``schema`` (:mod:`vqalib.schema.rating`; default the paper's): the score positions are those of the
+schema's D dimensions ([B, D], found with ``parse_answer(schema=)``: the first token of each level
+string, a digit or the first piece of a word such as ``"excellent"``), ``level_ids`` its K level
+strings (``level_token_ids(schema=)``) and, without an explicit ``instruction``, the prompt is the
+schema's (``prompts.instruction(schema)``). The paper's batch is unchanged.
 """
 
 from __future__ import annotations
@@ -32,9 +38,8 @@ from typing import Any, Sequence
 
 import torch
 
-from vqalib.schema import prompts
+from vqalib.schema import prompts, rating
 from vqalib.method.distributions import level_token_ids
-from vqalib.schema.levels import DIMENSION_KEYS
 
 #: Keys of a :class:`Batch` that the model's forward accepts.
 MODEL_KEYS = ("input_ids", "attention_mask", "pixel_values_videos", "video_grid_thw",
@@ -93,22 +98,33 @@ def sampling_record(video, grid_thw: Sequence[int], second_per_grid_t: float, pa
 
 
 def _token_index_at(offsets: list[tuple[int, int]], char: int) -> int:
-    """Index of the token whose span starts at character ``char`` (-1 if none does)."""
+    """Index of the token whose span starts at character ``char``; else of the token that holds it (a
+    word level tokenised with the space before it, ``" excellent"``); -1 if none does."""
     for i, (a, b) in enumerate(offsets):
         if a == char and b > a:
+            return i
+    for i, (a, b) in enumerate(offsets):
+        if a < char < b:
             return i
     return -1
 
 
 def build_batch(processor, videos: Sequence, answers: Sequence[str] | None = None, *,
-                instruction: str | None = None, padding_side: str = "left", pixels: str = "keep") -> Batch:
+                instruction: str | None = None, padding_side: str = "left", pixels: str = "keep",
+                schema: rating.RatingSchema | None = None) -> Batch:
     """Model inputs for ``videos`` (SampledVideo-like) with optional ``answers`` (teacher forcing).
 
     Returns a :class:`Batch` with ``input_ids, attention_mask, pixel_values_videos,
     video_grid_thw, second_per_grid_ts, mm_token_type_ids`` and, with answers, ``labels``.
-    ``score_positions`` [B, 5] locate each dimension's score in the answer (found with
-    :func:`vqalib.schema.prompts.parse_answer`), -1 where the answer has no parsable score.
+    ``score_positions`` [B, D] locate each of ``schema``'s dimensions' score in the answer (found with
+    :func:`vqalib.schema.prompts.parse_answer`), -1 where the answer has no parsable score (or, for a
+    missing label, no score line).
     """
+    sch = rating.resolve(schema)
+    skw = {} if sch.is_paper else {"schema": sch}
+    keys = sch.keys
+    if not instruction and not sch.is_paper:
+        instruction = prompts.instruction(schema=sch)
     if padding_side not in ("left", "right"):
         raise ValueError(f"padding_side={padding_side!r}; use 'left' or 'right'")
     if pixels not in ("keep", "processor"):
@@ -135,14 +151,14 @@ def build_batch(processor, videos: Sequence, answers: Sequence[str] | None = Non
         mm = enc["mm_token_type_ids"][0].tolist()
         prompt_lens.append(len(ids))
         labels = [-100] * len(ids)
-        pos = [-1] * len(DIMENSION_KEYS)
+        pos = [-1] * len(keys)
         parse = None
         if answers is not None:
             text = answers[i]
             a = tok(text, add_special_tokens=False, return_offsets_mapping=True)
-            parse = prompts.parse_answer(text)
-            for d, key in enumerate(DIMENSION_KEYS):
-                span = parse.spans[key]
+            parse = prompts.parse_answer(text, **skw)
+            for d, key in enumerate(keys):
+                span = parse.spans.get(key)
                 if span is not None:
                     j = _token_index_at(a["offset_mapping"], span[0])
                     pos[d] = len(ids) + j if j >= 0 else -1
@@ -163,7 +179,7 @@ def build_batch(processor, videos: Sequence, answers: Sequence[str] | None = Non
     attention = torch.zeros((B, length), dtype=torch.long)
     mm_types = torch.zeros((B, length), dtype=torch.long)
     labels_t = torch.full((B, length), -100, dtype=torch.long)
-    score_pos = torch.full((B, len(DIMENSION_KEYS)), -1, dtype=torch.long)
+    score_pos = torch.full((B, len(keys)), -1, dtype=torch.long)
     for b, (ids, mm, lab) in enumerate(rows):
         off = length - len(ids) if padding_side == "left" else 0
         sl = slice(off, off + len(ids))
@@ -183,5 +199,5 @@ def build_batch(processor, videos: Sequence, answers: Sequence[str] | None = Non
     batch.parses = parses if answers is not None else None
     batch.sampling = sampling
     batch.padding_side = padding_side
-    batch.level_ids = level_token_ids(tok)
+    batch.level_ids = level_token_ids(tok, **skw)
     return batch

@@ -2,6 +2,9 @@
 
 Functions return DataFrames (what a test checks) and ``plot_*`` functions draw them on a new
 matplotlib figure and return it (what the notebook saves with ``Run.save_fig``).
+
+Functions whose output depends on the dimensions or the levels take ``schema=``
+(:class:`vqalib.schema.rating.RatingSchema`; None: the paper's five dimensions x nine levels).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from vqalib.schema import levels as L
+from vqalib.schema import rating as RS
 from vqalib.eval import plots as P
 
 
@@ -21,19 +24,23 @@ from vqalib.eval import plots as P
 # tables
 
 
-def score_distribution(labels: pd.DataFrame) -> pd.DataFrame:
-    """Count of videos per dimension (rows, keys) and grid level (columns ``"1.0"..."5.0"``)."""
-    t = pd.crosstab(labels["dimension"], labels["score"].map(L.level_string))
-    t = t.reindex(index=[k for k in L.DIMENSION_KEYS if k in t.index], columns=list(L.LEVEL_STRINGS), fill_value=0)
+def score_distribution(labels: pd.DataFrame, schema: "RS.RatingSchema | str | None" = None) -> pd.DataFrame:
+    """Count of videos per dimension (rows, keys) and level (columns: the schema's K level strings,
+    the paper's ``"1.0"..."5.0"``)."""
+    s = RS.resolve(schema)
+    t = pd.crosstab(labels["dimension"], labels["score"].map(s.string))
+    t = t.reindex(index=[k for k in s.keys if k in t.index], columns=list(s.strings), fill_value=0)
     t.columns.name, t.index.name = "level", "dimension"
     return t
 
 
-def dimension_correlation(labels: pd.DataFrame, method: str = "spearman") -> pd.DataFrame:
-    """Correlation between the five dimensions' labels across videos (``spearman`` or ``pearson``)."""
+def dimension_correlation(labels: pd.DataFrame, method: str = "spearman",
+                          schema: "RS.RatingSchema | str | None" = None) -> pd.DataFrame:
+    """Correlation between the dimensions' labels across videos (``spearman`` or ``pearson``; pairwise
+    over the videos that have both labels)."""
     from vqalib.data.dataset import labels_wide
 
-    return labels_wide(labels).astype(float).corr(method=method)
+    return labels_wide(labels, schema=schema).astype(float).corr(method=method)
 
 
 def video_summary(videos: pd.DataFrame) -> pd.DataFrame:
@@ -62,18 +69,21 @@ def category_counts(videos: pd.DataFrame) -> pd.DataFrame:
     return t.sort_values("all", ascending=False)
 
 
-def tag_frequencies(ratings: pd.DataFrame, phase: str = "final") -> pd.DataFrame:
+def tag_frequencies(ratings: pd.DataFrame, phase: str = "final",
+                    schema: "RS.RatingSchema | str | None" = None) -> pd.DataFrame:
     """How often each tag was ticked: ``dimension, tag, count, share`` (share of that dimension's
-    ratings in the phase carrying the tag; tags never ticked appear with count 0)."""
+    ratings in the phase carrying the tag; tags never ticked appear with count 0; a dimension
+    without tags in the schema has no rows)."""
+    s = RS.resolve(schema)
     r = ratings[ratings["phase"] == phase]
     rows = []
-    for dim in L.DIMENSION_KEYS:
+    for dim in s.keys:
         sub = r[r["dimension"] == dim]
         counts = pd.Series([t for tags in sub["tags"] for t in tags], dtype=object).value_counts()
-        for tag in L.TAGS[dim]:
+        for tag in s.dimension(dim).tags:
             n = int(counts.get(tag, 0))
             rows.append({"dimension": dim, "tag": tag, "count": n, "share": n / len(sub) if len(sub) else np.nan})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["dimension", "tag", "count", "share"])
 
 
 def get_token_counter(tokenizer: str = "tiny") -> Callable[[str], int]:
@@ -133,27 +143,36 @@ def load_rater_truth(root: str | Path) -> pd.DataFrame | None:
 
 
 @P.themed
-def plot_score_distributions(dist: pd.DataFrame):
-    """One bar chart per dimension: videos per grid level (paper Fig. 1, score distributions).
+def plot_score_distributions(dist: pd.DataFrame, schema: "RS.RatingSchema | str | None" = None):
+    """One bar chart per dimension: videos per level (paper Fig. 1, score distributions).
 
     ``dist``: the wide table of :func:`score_distribution` (rows = dimension keys, columns = the
-    level strings ``"1.0"..."5.0"``); drawn from its long form ``dimension, level, videos``.
+    level strings, the paper's ``"1.0"..."5.0"``); drawn from its long form ``dimension, level, videos``.
     """
     import seaborn as sns
 
+    s = RS.resolve(schema)
+    if s.is_paper:
+        names_of, palette = P.dimension_names, P.dimension_palette()
+    else:
+        def names_of(keys):
+            f = lambda k: s.name_of(k) if k in s.keys else k  # noqa: E731
+            return keys.map(f) if isinstance(keys, pd.Series) else [f(k) for k in keys]
+        palette = dict(zip(s.names, sns.color_palette(P.THEME["palette"], s.n_dims)))
     long = P.long_format(dist, "dimension", "level", "videos")
     long["level"] = long["level"].astype(str)
-    long["dimension"] = P.dimension_names(long["dimension"])
-    names = P.dimension_names(list(dist.index))
+    long["dimension"] = names_of(long["dimension"])
+    names = names_of(list(dist.index))
     fig, axes = P.subplots(1, len(names), figsize=(2.7 * len(names), 2.9), sharey=True)
     for ax, name in zip(axes[0], names):
         sns.barplot(data=long[long["dimension"] == name], x="level", y="videos", hue="dimension",
-                    order=list(L.LEVEL_STRINGS), palette=P.dimension_palette(), legend=False, ax=ax)
+                    order=list(s.strings), palette=palette, legend=False, ax=ax)
         ax.set_title(name)
-        ax.set_xlabel("label (score points)")
+        ax.set_xlabel("label (score points)" if s.numeric_strings else "label")
         ax.tick_params(axis="x", rotation=90)
     axes[0][0].set_ylabel("videos")
-    fig.suptitle("Label distribution per dimension (mean of raters, snapped to the 0.5 grid)")
+    grid = "the 0.5 grid" if s.is_paper else f"the {s.n_levels} levels"
+    fig.suptitle(f"Label distribution per dimension (mean of raters, snapped to {grid})")
     return fig
 
 

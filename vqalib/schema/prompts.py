@@ -1,7 +1,9 @@
-"""Instruction, strict answer format, tolerant parser and rationale-expansion templates.
+"""Instruction, strict answer format, tolerant parser and rationale-expansion templates, for any
+:class:`~vqalib.schema.rating.RatingSchema` (``schema=None``: the paper's, bit-identical to before).
 
-The model is asked for a short rationale followed by one line per dimension, in
-:data:`vqalib.schema.levels.DIMENSIONS` order, each score one of the 9 level strings::
+The model is asked for a short rationale followed by one line per dimension, in the schema's
+order, each score one of the schema's level strings. On the paper's schema (five dimensions, the 9
+level strings ``1.0 .. 5.0``)::
 
     The camera pans smoothly over a well-lit street; fine detail is slightly soft.
 
@@ -11,41 +13,57 @@ The model is asked for a short rationale followed by one line per dimension, in
     Content Quality: 4.0
     Clarity Quality: 3.0
 
-:func:`format_answer` writes exactly this (the SFT target), :func:`check_format` says whether a
-text follows it exactly (the GRPO format reward), and :func:`parse_answer` reads it tolerantly.
+On Q-Align's five words (``qalign5``) it is ``Overall Quality: good``; on ten integers (``int10``)
+``Visual Quality: 7`` and two more lines. :func:`instruction` asks for it (the paper's
+:data:`INSTRUCTION`; for another schema: the dimensions with their descriptions, the levels as a
+grid ``from lo (keyword) to hi (keyword) in steps of s``, a list of allowed values, or the K words
+from worst to best, and the line form). :func:`format_answer` writes exactly this (the SFT target;
+``allow_missing=True`` leaves out the lines of dimensions a clip has no label for),
+:func:`check_format` says whether a text follows it exactly (the GRPO format reward),
+:func:`parse_answer` reads it tolerantly, and :func:`score_prefix` is the text before the level
+string in a line (``"Clarity Quality: "``; the level scorer tokenises the levels after it).
 
-Parser rules (documented choices, tested in ``tests/unit/test_prompts.py``):
+Parser rules (documented choices, tested in ``tests/unit/test_prompts.py``,
+``tests/unit/test_parse_answers.py`` and, per schema, ``tests/unit/test_schema_prompts.py``). Below,
+"[lo, hi]" is the schema's range of level values ([1, 5] on the paper's schema, [1, 10] on
+``int10``) and "the grid" its levels:
 
 * A score is ``<dimension name or key> : <number>`` anywhere in the text, case-insensitive,
   with optional markdown (``**Motion Quality**: **3.5**``), ``=`` instead of ``:``, and an
-  optional ``/5`` or ``out of 5`` after the number (``3.5/5``). ``3`` and ``3.50`` are read
-  as 3.0 and 3.5. Lines may come in any order.
-* Only the 1-5 scale is read. A number followed by another denominator (``4/10``,
-  ``2 out of 10``, ``80/100``), a percent sign (``80%``), a decimal comma (``3,5``) or a range
-  (``3-4``, ``3 to 4``) is ``unparsable``, with the reason in ``ParseResult.reason``: a baseline
-  model answering on another scale is counted, never read as a 1-5 score. Rescaling is the
+  optional ``/hi`` or ``out of hi`` after the number (``3.5/5``; ``7/10`` on a 1-10 schema).
+  ``3`` and ``3.50`` are read as 3.0 and 3.5. Lines may come in any order. Dimension names and
+  keys are the schema's.
+* Only the schema's scale is read. A number followed by another denominator (``4/10`` on 1-5,
+  ``4/5`` on 1-10, ``2 out of 10``, ``80/100``), a percent sign (``80%``), a decimal comma (``3,5``)
+  or a range (``3-4``, ``3 to 4``) is ``unparsable``, with the reason in ``ParseResult.reason``: a
+  baseline model answering on another scale is counted, never read as a score. Rescaling is the
   caller's explicit choice (``parse_answer(text, rescale=True)`` maps ``x/N`` and ``x out of N``
-  linearly from [0, N] to [1, 5] and flags it with ``rescaled=True``; off by default).
-* If a dimension has several score matches the **last** one with a number counts (the score
-  block ends the answer); a match with no number (``Motion Quality: smooth``, as in a JSON
-  ``"reason"`` after the score) counts only when no match has a number. The number of matches is
+  linearly from [0, N] to [lo, hi] and flags it with ``rescaled=True``; off by default).
+* If a dimension has several score matches the **last** one with a value counts (the score
+  block ends the answer); a match with no value (``Motion Quality: smooth``, as in a JSON
+  ``"reason"`` after the score) counts only when no match has one. The number of matches is
   recorded.
-* A number inside [1, 5] but off the 0.5 grid (``3.3``) is snapped with
-  :func:`vqalib.schema.levels.snap_to_grid` (round half up) and counted as ``ok`` with
-  ``off_grid=True`` and the raw value kept, so evaluation can report how often it happens.
-* A number outside [1, 5] (``7``, ``0``) or a dimension followed by no number
-  (``Clarity Quality: good``) is ``unparsable``; a dimension that is never named is ``missing``.
-  No default is ever filled in: failed dimensions have ``score=None``.
+* A number inside [lo, hi] but off the grid (``3.3`` on the paper's grid, ``7.5`` on ``int10``) is
+  snapped with :meth:`RatingSchema.snap <vqalib.schema.rating.RatingSchema.snap>` (nearest level,
+  ties up: ``3.25 -> 3.5``, ``7.5 -> 8``) and counted as ``ok`` with ``off_grid=True`` and the raw
+  value kept, so evaluation can report how often it happens.
+* A number outside [lo, hi] (``7`` or ``0`` on the paper's scale, ``11`` on ``int10``) or a dimension
+  followed by no number (``Clarity Quality: good`` on a numeric schema) is ``unparsable``; a
+  dimension that is never named is ``missing``. No default is ever filled in: failed dimensions
+  have ``score=None``.
+* Numbers are read whole: on ``int10`` ``Visual Quality: 10`` is 10, never 1 (``"1"`` is a prefix
+  of ``"10"`` only for the level scorer's tokens, not for the parser).
 * The text is read after NFKC normalisation (per character, so spans still index the text as
   given): full-width ``３．５`` and ``：`` read as ``3.5`` and ``:``. Superscripts, subscripts and
   vulgar fractions are kept, so ``3²`` and ``3½`` are unparsable, never 32 or 31.
 * A number is read as written or not at all: ``1e1`` is 10 (outside [1, 5]), and a number that
   runs on into letters, digits or another decimal point (``3.5.1``, ``3rd``, ``3½``) is
   ``unparsable`` ("the number runs on"); it is never cut to its first digits.
-* A scale stated next to the score decides which scale it is on: ``4 of 10``, ``3 (on a 1-10
-  scale)``, ``3, on a scale of 10``, ``3 (out of 10)`` and a bracketed label ``Motion Quality
-  (1-10): 7`` are other scales (``unparsable``, or mapped with ``rescale=True``); ``(1-5)``,
-  ``out of 5`` and ``of 5`` are the 1-5 scale. A bracket saying no scale (``4.5 (Excellent)``) is ignored.
+* A scale stated next to the score decides which scale it is on: on the paper's ``4 of 10``,
+  ``3 (on a 1-10 scale)``, ``3, on a scale of 10``, ``3 (out of 10)`` and a bracketed label
+  ``Motion Quality (1-10): 7`` are other scales (``unparsable``, or mapped with ``rescale=True``);
+  ``(lo-hi)``, ``out of hi`` and ``of hi`` are the schema's own scale (``(1-5)``, ``out of 5`` on the
+  paper's; ``(1-10)``, ``/10`` on ``int10``). A bracket saying no scale (``4.5 (Excellent)``) is ignored.
 * Three other layouts that instruction-tuned VLMs emit are read with the same rules: JSON objects
   keyed by dimension names or keys (``{"Motion Quality": 3.5}``, ``{"motion_quality": "3.5"}``,
   ``{"motion_quality": {"score": 3.5, ...}}``), markdown table rows with the score in the cell
@@ -61,8 +79,31 @@ Parser rules (documented choices, tested in ``tests/unit/test_prompts.py``):
   that open its line), so a dimension named inside a sentence earlier on (``The motion quality:
   okay-ish.``) does not cut it.
 
-The strict form (:func:`check_format`, the GRPO format reward) accepts only the 9 level strings,
-so ``3`` or ``3.50`` parse as scores but earn no format reward.
+Word schemas (level strings that are not their numbers: ``qalign5``'s ``bad, poor, fair, good,
+excellent`` = 1..5, or a user's own words) follow the same rules, with the level word in place of
+the number:
+
+* ``Overall Quality: good`` is 4.0; words are matched case-insensitively (``Good``, ``GOOD``), a
+  multi-word level with any run of spaces (``very  good``), in every layout above (JSON
+  ``{"Overall Quality": "good"}``, table ``| Overall Quality | good |``, ``**good**``). A level that is
+  a prefix of another (``good`` / ``good+``) is read as the longest level written; a word that runs
+  on (``goodness``) is no level.
+* A word that is not a level (``great``, ``goodness``) is ``unparsable`` with the reason
+  ``'great' is not one of the levels bad, poor, fair, good, excellent``; nothing after the name gives
+  "no level after the dimension name". Two levels joined as a range (``fair-good``, ``fair to
+  good``, ``fair/good``, ``fair or good``) are ``unparsable`` ("a range").
+* A level word followed on its line by another word (``Overall quality: poor lighting hurts it``)
+  is prose, not a score: that match has no value, so, as ``Motion Quality: smooth`` above, it does
+  not undo an earlier score, and alone it is ``unparsable`` with the reason. Punctuation, a bracket
+  or the end of the line may follow the word (``good.``, ``good, sharp``, ``good (4/5)``, ``good |``).
+* A **number** on a word schema is read as a level value with the numeric rules above (in
+  [lo, hi], snapped, ``/hi`` is the own scale, ``rescale=True`` maps other scales), ``ok`` and flagged
+  ``as_number=True`` (``Overall Quality: 4`` is ``good``, ``3.5`` snaps to 4.0 with ``off_grid``), so
+  evaluation can count answers that ignored the words; it never earns the format reward.
+
+The strict form (:func:`check_format`, the GRPO format reward) accepts only the schema's level
+strings exactly as written in the schema (the paper's 9 strings; ``good``, not ``Good``), so ``3`` or
+``3.50`` parse as scores but earn no format reward.
 """
 
 from __future__ import annotations
@@ -70,10 +111,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Mapping
 
-from vqalib.schema import levels
-from vqalib.schema.levels import DIMENSION_KEYS, DIMENSIONS, KEYWORDS, LEVEL_STRINGS, NAME_OF, TAG_TEXT
+from vqalib.schema import levels, rating
+from vqalib.schema.levels import DIMENSIONS, KEYWORDS, LEVEL_STRINGS, NAME_OF, TAG_TEXT
+from vqalib.schema.rating import RatingSchema
 
 #: Parse status values (one per dimension).
 STATUS_OK = "ok"
@@ -82,7 +125,8 @@ STATUS_UNPARSABLE = "unparsable"
 
 SYSTEM_PROMPT = "You are a helpful assistant."
 
-#: The one instruction the model is trained and evaluated with (user turn, after the video).
+#: The one instruction the model is trained and evaluated with on the paper's schema (user turn,
+#: after the video); :func:`instruction` gives it for any schema (``instruction() == INSTRUCTION``).
 INSTRUCTION = (
     "Rate the quality of this video on five dimensions: "
     + ", ".join(DIMENSIONS[:-1])
@@ -92,68 +136,160 @@ INSTRUCTION = (
     "in the form \"Motion Quality: 3.5\"."
 )
 
+_COUNT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+                "eleven", "twelve")
+
+
+def _count(n: int) -> str:
+    return _COUNT_WORDS[n] if n < len(_COUNT_WORDS) else str(n)
+
+
+def _is_word_schema(schema: RatingSchema) -> bool:
+    """True when the level strings are not the levels' numbers (``bad .. excellent``)."""
+    return not schema.numeric_strings
+
+
+def _example_level(schema: RatingSchema) -> str:
+    """The level string the instruction shows in its example line: an upper-middle level (index
+    ``5K // 8``: ``3.5`` of the paper's nine, ``good`` of five words, ``7`` of ten integers)."""
+    return schema.strings[(5 * schema.n_levels) // 8]
+
+
+def _level_label(schema: RatingSchema, i: int) -> str:
+    """``"1.0 (Abysmal)"``: a level string with its keyword, or the string alone when the keyword
+    says the same (``"7"``, ``"good"``/``"Good"``)."""
+    s, k = schema.strings[i], schema.keywords[i]
+    return s if k.strip().lower() == s.lower() else f"{s} ({k})"
+
+
+def _instruction_text(schema: RatingSchema) -> str:
+    """The instruction built from a schema (module docstring); equals :data:`INSTRUCTION` for the
+    paper's dimensions and levels."""
+    items = [d.name + (f" ({d.description})" if d.description else "") for d in schema.dimensions]
+    if schema.n_dims == 1:
+        d = schema.dimensions[0]
+        head = f"Rate the {d.name} of this video" + (f" ({d.description})" if d.description else "") + ". "
+        subject = "The score is"
+        lines = "write the score on its own line"
+    else:
+        head = (f"Rate the quality of this video on {_count(schema.n_dims)} dimensions: "
+                + ", ".join(items[:-1]) + f" and {items[-1]}. ")
+        subject = "Each score is"
+        lines = "write one line per dimension in this order"
+    k = schema.n_levels
+    if _is_word_schema(schema):
+        scale = (f"{subject} one of these {_count(k)} words, from worst to best: "
+                 + ", ".join(_level_label(schema, i) for i in range(k)) + ". ")
+    elif schema.step is not None:
+        step = schema.step
+        if step == 1 and all(float(v).is_integer() for v in schema.values):
+            scale = f"{subject} a whole number from {_level_label(schema, 0)} to {_level_label(schema, k - 1)}. "
+        else:
+            scale = (f"{subject} from {_level_label(schema, 0)} to {_level_label(schema, k - 1)} "
+                     f"in steps of {step:g}. ")
+    else:
+        scale = (f"{subject} one of " + ", ".join(_level_label(schema, i) for i in range(k - 1))
+                 + f" or {_level_label(schema, k - 1)}. ")
+    return (head + scale + f"First give a short rationale, then {lines}, "
+            f"in the form \"{schema.names[0]}: {_example_level(schema)}\".")
+
+
+def instruction(schema: RatingSchema | str | None = None) -> str:
+    """The instruction for a schema: :data:`INSTRUCTION` for the paper's (``None``); for another it
+    names the dimension(s) with their descriptions, the levels (a grid from the lowest to the
+    highest level with its step, the list of allowed values, or the K words from worst to best)
+    and the line form ``"Name: <level string>"``."""
+    schema = rating.resolve(schema)
+    return INSTRUCTION if schema.is_paper else _instruction_text(schema)
+
 
 def build_messages(instruction: str | None = None, answer: str | None = None,
-                   system: str | None = None) -> list[dict]:
+                   system: str | None = None, schema: RatingSchema | str | None = None) -> list[dict]:
     """Chat messages for one clip: a user turn holding the video then the instruction.
 
-    ``answer`` (optional) is added as the assistant turn. The video itself is passed to the
-    processor separately; here it is only the ``{"type": "video"}`` placeholder that the chat
-    template turns into ``<|vision_start|><|video_pad|><|vision_end|>``.
+    ``instruction`` defaults to the schema's (:func:`instruction`; the paper's :data:`INSTRUCTION`
+    when ``schema`` is ``None``). ``answer`` (optional) is added as the assistant turn. The video
+    itself is passed to the processor separately; here it is only the ``{"type": "video"}``
+    placeholder that the chat template turns into ``<|vision_start|><|video_pad|><|vision_end|>``.
     """
     msgs: list[dict] = []
     if system is not None:
         msgs.append({"role": "system", "content": [{"type": "text", "text": system}]})
-    msgs.append({"role": "user", "content": [{"type": "video"},
-                                             {"type": "text", "text": instruction or INSTRUCTION}]})
+    text = instruction or _instruction_of(schema)
+    msgs.append({"role": "user", "content": [{"type": "video"}, {"type": "text", "text": text}]})
     if answer is not None:
         msgs.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
     return msgs
 
 
-def score_line(dimension: str, score: float) -> str:
-    """``score_line("clarity_quality", 3.5) == "Clarity Quality: 3.5"`` (score must be on the grid)."""
-    return f"{NAME_OF[levels.dimension_key(dimension)]}: {levels.level_string(score)}"
+_instruction_of = instruction
 
 
-def format_answer(scores: Mapping[str, float], rationales: Mapping[str, str] | str | None = None) -> str:
-    """The strict answer: rationale paragraph(s), a blank line, then five score lines.
+def score_prefix(dimension: str, schema: RatingSchema | str | None = None) -> str:
+    """What precedes the level string in a score line: ``score_prefix("clarity_quality") ==
+    "Clarity Quality: "`` (the level scorer tokenises the level strings in context after it)."""
+    schema = rating.resolve(schema)
+    return f"{schema.name_of(dimension)}: "
 
-    ``scores`` maps dimension keys (or display names) to grid values; all five are required.
+
+def score_line(dimension: str, score: float, schema: RatingSchema | str | None = None) -> str:
+    """``score_line("clarity_quality", 3.5) == "Clarity Quality: 3.5"``; on Q-Align's words
+    ``score_line("overall_quality", 4, schema=QALIGN5) == "Overall Quality: good"``.
+
+    ``score`` must be one of the schema's level values (raises ``ValueError`` "not on the grid")."""
+    schema = rating.resolve(schema)
+    key = schema.key_of(dimension)
+    try:
+        value = float(score)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not schema.is_on_grid(value):
+        raise ValueError(f"score {score!r} for {key} is not on the grid {list(schema.strings)} of the "
+                         f"{schema.name!r} rating schema; snap() it first")
+    return score_prefix(key, schema) + schema.string(value)
+
+
+def _is_absent(v) -> bool:
+    if v is None:
+        return True
+    try:
+        return bool(v != v)  # NaN
+    except (TypeError, ValueError):
+        return False
+
+
+def format_answer(scores: Mapping[str, float], rationales: Mapping[str, str] | str | None = None,
+                  schema: RatingSchema | str | None = None, allow_missing: bool = False) -> str:
+    """The strict answer: rationale paragraph(s), a blank line, then one score line per dimension
+    in the schema's order.
+
+    ``scores`` maps dimension keys (or display names) to level values. Every dimension is required
+    unless ``allow_missing=True``, which leaves out the lines of dimensions absent from ``scores``
+    or ``None``/NaN there (a clip without that label); otherwise raises ``ValueError`` naming them.
     ``rationales`` is one text, a dict of per-dimension texts (written as one paragraph per
-    dimension in :data:`DIMENSIONS` order, missing ones skipped) or ``None`` (scores only).
+    dimension in the schema's order, missing ones skipped) or ``None`` (scores only).
     """
-    by_key = {levels.dimension_key(k): v for k, v in scores.items()}
-    missing = [k for k in DIMENSION_KEYS if k not in by_key]
-    if missing:
-        raise ValueError(f"format_answer: scores for {missing} are missing; all five dimensions are required")
-    lines = [score_line(k, by_key[k]) for k in DIMENSION_KEYS]
+    schema = rating.resolve(schema)
+    by_key = {schema.key_of(k): v for k, v in scores.items()}
+    missing = [k for k in schema.keys if k not in by_key or _is_absent(by_key[k])]
+    if missing and not allow_missing:
+        raise ValueError(f"format_answer: scores for {missing} are missing (or NaN); all {_count(schema.n_dims)} "
+                         "dimensions are required (allow_missing=True leaves their lines out)")
+    present = [k for k in schema.keys if k not in missing]
+    if not present:
+        raise ValueError("format_answer: no dimension has a score; there is no answer to write")
+    lines = [score_line(k, by_key[k], schema) for k in present]
     if isinstance(rationales, Mapping):
-        rk = {levels.dimension_key(k): str(v).strip() for k, v in rationales.items()}
-        text = "\n".join(rk[k] for k in DIMENSION_KEYS if rk.get(k))
+        rk = {schema.key_of(k): str(v).strip() for k, v in rationales.items()}
+        text = "\n".join(rk[k] for k in schema.keys if rk.get(k))
     else:
         text = (rationales or "").strip()
     block = "\n".join(lines)
     return f"{text}\n\n{block}" if text else block
 
 
-_NAME_ALTS = sorted(
-    [re.escape(n).replace(r"\ ", r"[ _]+") for n in DIMENSIONS] + [re.escape(k) for k in DIMENSION_KEYS],
-    key=len, reverse=True,
-)
 _MD = r"(?:\*\*|__|\*)?"  # optional markdown emphasis
 _NUM = r"\d+(?:\.\d+)?"
-#: name (optionally "... Score"), a closing quote (JSON), an optional label in brackets ("(1-5)"),
-#: the separator (":", "=", or a table bar "|"), a nested JSON {"score": ...} opening or a quote,
-#: then (optionally) a number and what follows it (checked in :func:`_read_number`).
-_SCORE_RE = re.compile(
-    r"(?P<name>" + "|".join(_NAME_ALTS) + r")(?:[ _]+(?:score|rating))?[\"']?"
-    r"[ \t]*" + _MD + r"[ \t]*(?:[(\[](?P<label>[^)\]\n]{0,40})[)\]][ \t]*" + _MD + r")?[ \t]*[\"']?"
-    r"[ \t]*[:=：|][ \t]*" + _MD + r"[ \t]*"
-    r"(?:\{\s*[\"']?(?:score|rating|value)[\"']?\s*:\s*)?[\"']?[ \t]*"
-    r"(?:(?P<num>[+-]?" + _NUM + r"))?",
-    re.IGNORECASE,
-)
 #: what may follow the number: a denominator ("/ 5", "out of 10", "4 of 10"), a percent sign, a decimal
 #: comma ("3,5") or the second end of a range ("3-4", "3 – 4", "3 to 4").
 _DEN_RE = re.compile(r"[ \t]*(?:\*\*|__|\*)?[ \t]*(?:/|out[ \t]+of|of)[ \t]*(?P<den>\d+(?:\.\d+)?)", re.IGNORECASE)
@@ -174,25 +310,85 @@ _THINK_OPEN_RE = re.compile(r"<think>", re.IGNORECASE)
 _THINK_CLOSE_RE = re.compile(r"</think>", re.IGNORECASE)
 #: compatibility forms kept as they are by the normalisation: "3½" or "3²" must not become "31⁄2" or "32".
 _KEEP_COMPAT = ("<super>", "<sub>", "<fraction>")
-_STRICT_RE = re.compile(
-    r"(?:(?P<rationale>.*\S)\n\n)?" + r"\n".join(
-        re.escape(n) + r": (?:" + "|".join(re.escape(s) for s in LEVEL_STRINGS) + r")" for n in DIMENSIONS
-    ),
-    re.DOTALL,
-)
+#: the text right after a dimension name that gave no level (quoted in the reason on word schemas).
+_WORD_AFTER_RE = re.compile(r"[^\s\"'*|,;.:{}()\[\]<>]+")
+#: what may follow a level word: a space, the end, or punctuation ("good.", "good+" is no "good"; "good-ish"
+#: is checked after, as it may start a range "fair-good").
+_WORD_END = r"(?=[\s.,;:!?()\[\]{}<>|*_\"'`/\\~–—-]|$)(?!\.\d)"
+#: a level word followed by another word ("poor lighting"): prose, not a score.
+_PROSE_RE = re.compile(r"[ \t]+[^\W\d_][^\s\"'*|,;.:{}()\[\]<>]*")
+
+
+def _norm_name(name: str) -> str:
+    return re.sub(r"[ _]+", " ", name.strip()).lower()
+
+
+@dataclass(frozen=True)
+class _Patterns:
+    """The compiled expressions of one schema (built once per schema, :func:`_patterns`)."""
+
+    score: re.Pattern
+    strict: re.Pattern
+    block: re.Pattern
+    line: re.Pattern
+    key_of: dict
+    words: bool
+    word_range: re.Pattern | None
+
+
+@lru_cache(maxsize=32)
+def _patterns(schema: RatingSchema) -> _Patterns:
+    name_alts = sorted([re.escape(n).replace(r"\ ", r"[ _]+") for n in schema.names]
+                       + [re.escape(k) for k in schema.keys], key=len, reverse=True)
+    words = _is_word_schema(schema)
+    if words:
+        word_alts = "|".join(re.escape(s).replace(r"\ ", r"[ \t]+")
+                             for s in sorted(schema.strings, key=len, reverse=True))
+        value = r"(?:(?P<word>(?:" + word_alts + r"))" + _WORD_END + r"|(?P<num>[+-]?" + _NUM + r"))?"
+        word_range = re.compile(r"[ \t]*(?:[-–—~/]|to\b|or\b)[ \t]*(?:" + word_alts + r")(?!\w)", re.IGNORECASE)
+    else:
+        value = r"(?:(?P<num>[+-]?" + _NUM + r"))?"
+        word_range = None
+    #: name (optionally "... Score"), a closing quote (JSON), an optional label in brackets ("(1-5)"),
+    #: the separator (":", "=", or a table bar "|"), a nested JSON {"score": ...} opening or a quote,
+    #: then (optionally) a number or level word and what follows it (checked in :func:`_read_number`).
+    score = re.compile(
+        r"(?P<name>" + "|".join(name_alts) + r")(?:[ _]+(?:score|rating))?[\"']?"
+        r"[ \t]*" + _MD + r"[ \t]*(?:[(\[](?P<label>[^)\]\n]{0,40})[)\]][ \t]*" + _MD + r")?[ \t]*[\"']?"
+        r"[ \t]*[:=：|][ \t]*" + _MD + r"[ \t]*"
+        r"(?:\{\s*[\"']?(?:score|rating|value)[\"']?\s*:\s*)?[\"']?[ \t]*" + value,
+        re.IGNORECASE,
+    )
+    levels_alt = "|".join(re.escape(s) for s in schema.strings)
+    strict = re.compile(
+        r"(?:(?P<rationale>.*\S)\n\n)?" + r"\n".join(
+            re.escape(n) + r": (?:" + levels_alt + r")" for n in schema.names),
+        re.DOTALL,
+    )
+    line = re.compile(r"(?P<name>" + "|".join(re.escape(n) for n in schema.names) + r"): (?:" + levels_alt + r")")
+    body = r"(?:" + "|".join(re.escape(n) for n in schema.names) + r"): (?:" + levels_alt + r")"
+    block = re.compile(r"(?:(?P<rationale>.*\S)\n\n)?(?P<block>(?:" + body + r"\n)*" + body + r")", re.DOTALL)
+    key_of = {}
+    for d in schema.dimensions:
+        key_of[_norm_name(d.key)] = d.key
+        key_of[_norm_name(d.name)] = d.key
+    return _Patterns(score=score, strict=strict, block=block, line=line, key_of=key_of, words=words,
+                     word_range=word_range)
 
 
 @dataclass
 class ParseResult:
-    """What :func:`parse_answer` read, per dimension key.
+    """What :func:`parse_answer` read, per dimension key of the schema.
 
-    ``scores[k]`` is a grid value or ``None``; ``status[k]`` is ``ok``/``missing``/``unparsable``;
+    ``scores[k]`` is a level value or ``None``; ``status[k]`` is ``ok``/``missing``/``unparsable``;
     ``reason[k]`` why a dimension is not ``ok`` (``None`` when it is); ``raw[k]`` the matched text
-    (``"3.50/5"``) or ``None``; ``raw_value[k]`` the number as written; ``off_grid[k]`` whether it
-    was snapped; ``rescaled[k]`` whether it was mapped from another scale (``rescale=True`` only);
-    ``spans[k]`` the character span of the number in the text (used to find the score tokens);
-    ``n_matches[k]`` how many score matches the dimension had; ``rationale`` the text before the
-    first counted score match.
+    (``"3.50/5"``) or ``None``; ``raw_value[k]`` the number as written (the level value of a word);
+    ``off_grid[k]`` whether it was snapped; ``rescaled[k]`` whether it was mapped from another scale
+    (``rescale=True`` only); ``as_number[k]`` whether a word schema's score was written as a number
+    (always ``False`` on numeric schemas); ``spans[k]`` the character span of the number or word in
+    the text (used to find the score tokens); ``n_matches[k]`` how many score matches the dimension
+    had; ``rationale`` the text before the first counted score match; ``schema`` the schema read
+    with (``None``: the paper's).
     """
 
     text: str
@@ -206,25 +402,28 @@ class ParseResult:
     spans: dict[str, tuple[int, int] | None] = field(default_factory=dict)
     n_matches: dict[str, int] = field(default_factory=dict)
     rationale: str = ""
+    as_number: dict[str, bool] = field(default_factory=dict)
+    schema: RatingSchema | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The schema's dimension keys, in its order."""
+        return rating.resolve(self.schema).keys
 
     @property
     def ok(self) -> bool:
-        """True when all five dimensions parsed."""
-        return all(self.status[k] == STATUS_OK for k in DIMENSION_KEYS)
+        """True when every dimension of the schema parsed."""
+        return all(self.status[k] == STATUS_OK for k in self.keys)
 
     @property
     def failed(self) -> list[str]:
-        """Keys of the dimensions that did not parse, in :data:`DIMENSION_KEYS` order."""
-        return [k for k in DIMENSION_KEYS if self.status[k] != STATUS_OK]
-
-
-def _key_of_match(name: str) -> str:
-    return levels.dimension_key(re.sub(r"[ _]+", " ", name.strip()))
+        """Keys of the dimensions that did not parse, in the schema's order."""
+        return [k for k in self.keys if self.status[k] != STATUS_OK]
 
 
 @dataclass
 class _Read:
-    """One score match read: value on the 1-5 scale (or None), status, reason, raw text, flags."""
+    """One score match read: value on the schema's scale (or None), status, reason, raw text, flags."""
 
     value: float | None
     status: str
@@ -234,6 +433,10 @@ class _Read:
     span: tuple[int, int] | None = None
     off_grid: bool = False
     rescaled: bool = False
+    as_number: bool = False
+    #: the match wrote a value (a number, or a level word that ends the value): a later match without
+    #: one does not undo it (module docstring)
+    has_value: bool = True
 
 
 def _scale_of(inner: str) -> tuple[float | None, float] | None:
@@ -248,16 +451,19 @@ def _scale_of(inner: str) -> tuple[float | None, float] | None:
     return None
 
 
-def _is_five_point(scale: tuple[float | None, float]) -> bool:
-    """The range 1-5, or a bare top of 5 ("out of 5", ``3.5/5``); "0-5" is another scale."""
-    return scale in ((levels.SCORE_MIN, levels.SCORE_MAX), (None, levels.SCORE_MAX))
+def _is_own_scale(scale: tuple[float | None, float], schema: RatingSchema) -> bool:
+    """The schema's range ``lo-hi`` (1-5 for the paper), or a bare top of ``hi`` ("out of 5",
+    ``3.5/5``; ``7/10`` on a 1-10 schema); "0-5" on the paper's scale is another scale."""
+    return scale in ((schema.lo, schema.hi), (None, schema.hi))
 
 
-def _read_number(m: re.Match, text: str, rescale: bool) -> _Read:
+def _read_number(m: re.Match, text: str, rescale: bool, schema: RatingSchema) -> _Read:
     """Read the number of a score match and what follows it (see the module docstring's rules)."""
     num = m.group("num")
+    scale_text = f"{schema.lo:g}-{schema.hi:g}"
     if num is None:
-        return _Read(None, STATUS_UNPARSABLE, "no number after the dimension name", m.group(0).strip())
+        return _Read(None, STATUS_UNPARSABLE, "no number after the dimension name", m.group(0).strip(),
+                     has_value=False)
     end, span = m.end("num"), (m.start("num"), m.end("num"))
     exp = _EXP_RE.match(text, end)
     if exp:  # read as written: 1e1 is 10, not 1
@@ -269,7 +475,7 @@ def _read_number(m: re.Match, text: str, rescale: bool) -> _Read:
         return _Read(None, STATUS_UNPARSABLE, f"decimal comma ({num},{text[end + 1]}...); write a decimal point",
                      text[m.start("num"): end + 2], value, span)
     if _PERCENT_RE.match(text, end):
-        return _Read(None, STATUS_UNPARSABLE, "a percentage, not a 1-5 score", num + "%", value, span)
+        return _Read(None, STATUS_UNPARSABLE, f"a percentage, not a {scale_text} score", num + "%", value, span)
     rng = _RANGE_RE.match(text, end)
     if rng:
         return _Read(None, STATUS_UNPARSABLE, "a range, not one score", text[m.start("num"): rng.end()], value, span)
@@ -291,18 +497,52 @@ def _read_number(m: re.Match, text: str, rescale: bool) -> _Read:
         elif m.group("label") and _scale_of(m.group("label")) is not None:
             scale = _scale_of(m.group("label"))
             raw = f"{num} (label: {m.group('label').strip()})"
-    if scale is not None and not _is_five_point(scale):
+    if scale is not None and not _is_own_scale(scale, schema):
         lo, hi = scale[0] or 0.0, scale[1]
         if not rescale or hi <= lo:
-            return _Read(None, STATUS_UNPARSABLE, f"score on another scale ({raw.strip()}), not 1-5",
+            return _Read(None, STATUS_UNPARSABLE, f"score on another scale ({raw.strip()}), not {scale_text}",
                          raw, value, span)
         if not lo <= value <= hi:
             return _Read(None, STATUS_UNPARSABLE, f"{raw.strip()} is outside [{lo:g}, {hi:g}]", raw, value, span)
-        value, rescaled = levels.SCORE_MIN + (levels.SCORE_MAX - levels.SCORE_MIN) * (value - lo) / (hi - lo), True
-    if not (levels.SCORE_MIN <= value <= levels.SCORE_MAX):
-        return _Read(None, STATUS_UNPARSABLE, f"{num} is outside [1, 5]", raw, float(num), span)
-    return _Read(levels.snap_to_grid(value), STATUS_OK, None, raw, float(num), span,
-                 off_grid=not levels.is_on_grid(value), rescaled=rescaled)
+        value, rescaled = schema.lo + schema.span * (value - lo) / (hi - lo), True
+    if not (schema.lo <= value <= schema.hi):
+        return _Read(None, STATUS_UNPARSABLE, f"{num} is outside [{schema.lo:g}, {schema.hi:g}]", raw, float(num), span)
+    return _Read(schema.snap(value), STATUS_OK, None, raw, float(num), span,
+                 off_grid=not schema.is_on_grid(value), rescaled=rescaled)
+
+
+def _read_value(m: re.Match, text: str, rescale: bool, schema: RatingSchema, pat: _Patterns) -> _Read:
+    """Read the level of a score match: a level word (word schemas) or a number."""
+    word = m.group("word") if pat.words else None
+    if word is not None:
+        span = (m.start("word"), m.end("word"))
+        value = schema.value_of_string(re.sub(r"[ \t]+", " ", word))
+        rng = pat.word_range.match(text, span[1])
+        if rng:
+            return _Read(None, STATUS_UNPARSABLE, "a range, not one score", text[span[0]: rng.end()], value, span)
+        runon = re.match(r"-\w[^\s\"'*|,;.:{}()\[\]<>]*", text[span[1]:])
+        if runon:  # "good-ish"
+            return _Read(None, STATUS_UNPARSABLE, f"{word + runon.group(0)!r} is not one of the levels "
+                         f"{', '.join(schema.strings)}", word + runon.group(0), has_value=False)
+        prose = _PROSE_RE.match(text, span[1])
+        if prose:  # "poor lighting": a sentence, not a score
+            return _Read(None, STATUS_UNPARSABLE, f"the level word {word!r} is followed by more words "
+                         f"({word + prose.group(0)!r}); write the level alone", word + prose.group(0),
+                         has_value=False)
+        return _Read(value, STATUS_OK, None, word, value, span)
+    if pat.words and m.group("num") is None:
+        after = _WORD_AFTER_RE.match(text, m.end())
+        levels_text = ", ".join(schema.strings)
+        if after is None:
+            return _Read(None, STATUS_UNPARSABLE, f"no level after the dimension name (one of {levels_text})",
+                         m.group(0).strip(), has_value=False)
+        return _Read(None, STATUS_UNPARSABLE, f"{after.group(0)!r} is not one of the levels {levels_text}",
+                     m.group(0).strip() + after.group(0), has_value=False)
+    r = _read_number(m, text, rescale, schema)
+    r.as_number = pat.words and r.status == STATUS_OK
+    return r
+
+
 
 
 def _think_spans(text: str) -> list[tuple[int, int]]:
@@ -352,38 +592,43 @@ def _rationale_of(before: str) -> str:
     return "\n".join(lines).strip()
 
 
-def parse_answer(text: str, rescale: bool = False) -> ParseResult:
-    """Read the five scores from a model answer; see the module docstring for the rules.
+def parse_answer(text: str, rescale: bool = False, schema: RatingSchema | str | None = None) -> ParseResult:
+    """Read the scores of every dimension of the schema from a model answer; see the module
+    docstring for the rules (per schema kind).
 
     ``rescale=True`` (opt-in) maps a score written on another scale (``x/N``, ``x out of N``,
-    ``x (on a lo-hi scale)``, a ``Name (lo-hi):`` label) linearly onto [1, 5] and flags it in
-    ``rescaled``; by default it is unparsable. Spans index ``text`` as given."""
-    res = ParseResult(text=text)
-    for k in DIMENSION_KEYS:
+    ``x (on a lo-hi scale)``, a ``Name (lo-hi):`` label) linearly onto the schema's [lo, hi] and
+    flags it in ``rescaled``; by default it is unparsable. Scores are keyed by the schema's keys.
+    Spans index ``text`` as given."""
+    schema = rating.resolve(schema)
+    pat = _patterns(schema)
+    res = ParseResult(text=text, schema=schema)
+    for k in schema.keys:
         res.scores[k], res.status[k], res.raw[k], res.raw_value[k] = None, STATUS_MISSING, None, None
         res.off_grid[k], res.rescaled[k], res.spans[k], res.n_matches[k] = False, False, None, 0
-        res.reason[k] = "the dimension is never named with a score"
+        res.reason[k], res.as_number[k] = "the dimension is never named with a score", False
     thinks = _think_spans(text)
     visible = list(text)
     for a, b in thinks:  # blanked, not cut, so indices still point into ``text``
         visible[a:b] = [c if c == "\n" else " " for c in text[a:b]]
     norm, where = _normalise("".join(visible))
     counted: dict[str, int] = {}  # key -> start of the match that counts (the last one), in ``text``
-    for m in _SCORE_RE.finditer(norm):
-        key = _key_of_match(m.group("name"))
+    for m in pat.score.finditer(norm):
+        key = pat.key_of[_norm_name(m.group("name"))]
         res.n_matches[key] += 1
-        r = _read_number(m, norm, rescale)
-        if m.group("num") is None and res.raw_value[key] is not None:
+        r = _read_value(m, norm, rescale, schema, pat)
+        if not r.has_value and res.raw_value[key] is not None:
             continue  # "Motion Quality: smooth" after its score (a JSON "reason", a closing remark)
         counted[key] = where[m.start()]
         span = None if r.span is None else (where[r.span[0]], where[r.span[1] - 1] + 1)
         res.scores[key], res.status[key], res.reason[key], res.raw[key] = r.value, r.status, r.reason, r.raw
         res.raw_value[key], res.spans[key], res.off_grid[key], res.rescaled[key] = r.raw_value, span, r.off_grid, r.rescaled
+        res.as_number[key] = r.as_number
     for a, b in thinks:
         inner = _normalise(text[a:b])[0]
-        for m in _SCORE_RE.finditer(inner):
-            key = _key_of_match(m.group("name"))
-            if res.status[key] == STATUS_MISSING and m.group("num") is not None:
+        for m in pat.score.finditer(inner):
+            key = pat.key_of[_norm_name(m.group("name"))]
+            if res.status[key] == STATUS_MISSING and _read_value(m, inner, rescale, schema, pat).has_value:
                 res.reason[key] = ("scored only inside a <think> block (the model's reasoning), "
                                    "not in the answer after it")
     before = "".join(c for i, c in enumerate(text[:min(counted.values()) if counted else len(text)])
@@ -392,9 +637,22 @@ def parse_answer(text: str, rescale: bool = False) -> ParseResult:
     return res
 
 
-def check_format(text: str) -> bool:
-    """True when ``text`` is exactly the strict format of :func:`format_answer` (the format reward)."""
-    return _STRICT_RE.fullmatch(text) is not None
+def check_format(text: str, schema: RatingSchema | str | None = None, allow_missing: bool = False) -> bool:
+    """True when ``text`` is exactly the strict format of :func:`format_answer` (the format reward):
+    an optional rationale, a blank line, then ``Name: <level string>`` for every dimension in the
+    schema's order, each level exactly one of the schema's strings (case as in the schema).
+
+    ``allow_missing=True`` also accepts answers that leave out some dimensions' lines (at least one
+    line, the rest in order), as :func:`format_answer` writes them for clips without those labels."""
+    pat = _patterns(rating.resolve(schema))
+    if not allow_missing:
+        return pat.strict.fullmatch(text) is not None
+    m = pat.block.fullmatch(text)
+    if m is None:
+        return False
+    names = rating.resolve(schema).names
+    order = [names.index(pat.line.fullmatch(x).group("name")) for x in m.group("block").split("\n")]
+    return all(b > a for a, b in zip(order, order[1:]))
 
 
 # --------------------------------------------------------------------------- rationale expansion

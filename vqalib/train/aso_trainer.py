@@ -38,12 +38,21 @@ ground-truth levels as teacher-forced prefixes, and both pi_theta and pi_ref are
 positions *after the sampled rationale*. pi_ref then depends on the sample, so it cannot be
 precomputed: the reference policy is kept (adapter disabled under LoRA, a frozen copy under full
 fine-tuning).
+
+Rating schema (issue 23; ``vqalib.schema.rating``, the stage's from its dataset): pi over the schema's K
+levels at each of its D dimensions, R on its level values. A dimension a clip has no label for
+(``label_mask`` False, target NaN) is left out of pi*, of the score loss and of every logged mean, and
+counted (``n_dims_masked``). Under a ``gaussian``/``histogram`` schema the reward is the soft label's
+expected distance, ``R(s) = -beta sum_j t_j |s - v_j|`` (t: the clip's target over the levels, v: the
+level values; ``vqalib.method.aso.reward_abs(target=t)``), so pi* leans towards where the raters put their
+mass, not only their mean; SFT's text target stays the nearest level (a text answer names one level).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
@@ -51,29 +60,31 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from vqalib.schema.levels import DIMENSION_KEYS
 from vqalib.core.runs import resolve_path
+from vqalib.schema import rating
 from vqalib.train.base import VQATrainer, make_reference, reference_mode, run_stage
-from vqalib.train.collator import ClipExample, FrameCache, VideoCollator, model_inputs
+from vqalib.train.collator import ClipExample, FrameCache, VideoCollator, model_inputs, schema_kw
 from vqalib.train.common import ASOConfig, TrainResult
 from vqalib.core.runs import read_manifest
 from vqalib.train.token_logits import answer_logit_positions, rationale_ce_at, rationale_kl_at
 
 
-def level_logprobs(model: Any, batch: dict[str, Any], tokenizer: Any, return_logits: bool = False):
-    """log pi over the 9 levels at each dimension's score position: ([B, 5, 9], outside mass [B, 5]).
+def level_logprobs(model: Any, batch: dict[str, Any], tokenizer: Any, return_logits: bool = False,
+                   schema: rating.RatingSchema | None = None):
+    """log pi over the K levels of ``schema`` (the paper's 9) at each dimension's score position:
+    ([B, D, K], outside mass [B, D]).
 
     Thin wrapper over :func:`vqalib.method.distributions.level_logprobs` (one tree-masked pass) taking a collated batch;
     ``return_logits=True`` adds the sequence's teacher-forced logits [B, L, V] from the same pass."""
     from vqalib.method.distributions import level_logprobs as _llp
     from vqalib.method.distributions import level_token_ids
 
-    return _llp(model, model_inputs(batch), level_token_ids(tokenizer), batch["score_positions"],
+    return _llp(model, model_inputs(batch), level_token_ids(tokenizer, **schema_kw(schema)), batch["score_positions"],
                 return_logits=return_logits)
 
 
 def keyword_logprobs_raw(model: Any, batch: dict[str, Any], tokenizer: Any,
-                         return_logits: bool | torch.Tensor = False):
+                         return_logits: bool | torch.Tensor = False, schema: rating.RatingSchema | None = None):
     """Unnormalised log pi over the nine evaluation keywords at each dimension's keyword position
     (``batch["keyword_positions"]`` [B, 5], from ``VideoCollator(keywords=True)``): [B, 5, 9], NaN where a
     dimension has no keyword; the keywords are a level set scored like the level strings
@@ -85,21 +96,24 @@ def keyword_logprobs_raw(model: Any, batch: dict[str, Any], tokenizer: Any,
 
     pos, cap = batch["keyword_positions"], batch["keyword_capitalised"].to(batch["keyword_positions"].device)
     lower = pos.masked_fill(cap, -1)
-    res = level_logprobs_raw(model, model_inputs(batch), keyword_token_ids(tokenizer), lower, return_logits=return_logits)
+    res = level_logprobs_raw(model, model_inputs(batch), keyword_token_ids(tokenizer, schema=schema), lower,
+                             return_logits=return_logits)
     want_logits = torch.is_tensor(return_logits) or bool(return_logits)
     raw, logits = res if want_logits else (res, None)
     if bool((cap & (pos > 0)).any()):
-        raw_cap = level_logprobs_raw(model, model_inputs(batch), keyword_token_ids(tokenizer, True), pos.masked_fill(~cap, -1))
+        raw_cap = level_logprobs_raw(model, model_inputs(batch), keyword_token_ids(tokenizer, True, schema=schema),
+                                     pos.masked_fill(~cap, -1))
         raw = torch.where(cap[..., None], raw_cap, raw)
     return (raw, logits) if want_logits else raw
 
 
-def keyword_token_mask(labels: torch.Tensor, positions: torch.Tensor, tokenizer: Any) -> torch.Tensor:
+def keyword_token_mask(labels: torch.Tensor, positions: torch.Tensor, tokenizer: Any,
+                       schema: rating.RatingSchema | None = None) -> torch.Tensor:
     """True on the label positions of each dimension's teacher-forced keyword (the tokens of whichever of
-    the nine keywords is written there); those are trained by the soft-target term instead."""
+    the schema's keywords is written there); those are trained by the soft-target term instead."""
     from vqalib.train.collator import keyword_token_ids
 
-    cands = keyword_token_ids(tokenizer) + keyword_token_ids(tokenizer, True)
+    cands = keyword_token_ids(tokenizer, schema=schema) + keyword_token_ids(tokenizer, True, schema=schema)
     mask = torch.zeros_like(labels, dtype=torch.bool)
     for b in range(labels.shape[0]):
         for p in positions[b].tolist():
@@ -110,14 +124,22 @@ def keyword_token_mask(labels: torch.Tensor, positions: torch.Tensor, tokenizer:
     return mask
 
 
-def score_token_mask(labels: torch.Tensor, score_positions: torch.Tensor, n_tokens: int = 3) -> torch.Tensor:
+def score_token_mask(labels: torch.Tensor, score_positions: torch.Tensor, n_tokens: int = 3,
+                     level_ids: Sequence[Sequence[int]] | None = None) -> torch.Tensor:
     """True on the label positions that are score-level tokens (``"3"``, ``"."``, ``"5"``: ``n_tokens``
-    tokens from each dimension's first digit); those are trained by the soft-target term instead."""
+    tokens from each dimension's first digit); those are trained by the soft-target term instead.
+    ``level_ids`` (the schema's level strings as token ids, ``level_token_ids(tokenizer, schema=)``): the
+    tokens of the longest level written at each position instead (``"10"`` is two tokens, ``"1"`` one,
+    ``" excellent"`` one)."""
     mask = torch.zeros_like(labels, dtype=torch.bool)
     for b in range(labels.shape[0]):
         for p in score_positions[b].tolist():
-            if p >= 0:
-                mask[b, p:p + n_tokens] = True
+            if p < 0:
+                continue
+            n = n_tokens
+            if level_ids is not None:
+                n = max((len(c) for c in level_ids if labels[b, p:p + len(c)].tolist() == list(c)), default=1)
+            mask[b, p:p + n] = True
     return mask
 
 
@@ -158,21 +180,24 @@ def checkpoint_fingerprint(folder: str | Path) -> str:
     return h.hexdigest() if files else ""
 
 
-def pi_ref_key(cfg: ASOConfig, examples: Sequence[ClipExample]) -> str:
+def pi_ref_key(cfg: ASOConfig, examples: Sequence[ClipExample], schema: rating.RatingSchema | None = None) -> str:
     """Cache key of the precomputed pi_ref: everything that changes it.
 
     The reference checkpoint (path and a hash of its weights, :func:`checkpoint_fingerprint`), how it
     is loaded (``finetune`` - LoRA wraps it, QLoRA quantises it to 4 bit -, ``bf16``, the LoRA
     settings), the seed (the ``tiny`` preset's random weights), what is teacher-forced (the exact answer
     text of every clip under ``rationale``, so labels and rationales count, and the instruction), the
-    video sampling and augmentation, and the clips themselves."""
+    video sampling and augmentation, the clips themselves and the rating schema (levels and dimensions
+    read; the paper's adds nothing, so its keys are those written before schemas existed)."""
     from vqalib.train.collator import answer_text
 
+    sch = rating.resolve(schema)
     ref = resolve_path(cfg.init_from) if cfg.init_from else cfg.model
     answers = hashlib.sha1()
     for ex in examples:
-        answers.update(f"{ex.video_id}\x00{ex.path}\x00{answer_text(ex, cfg.rationale)}\x01".encode())
-    blob = json.dumps({"ref": str(ref), "weights": checkpoint_fingerprint(ref) if cfg.init_from else "",
+        answers.update(f"{ex.video_id}\x00{ex.path}\x00{answer_text(ex, cfg.rationale, sch)}\x01".encode())
+    extra = {} if sch.is_paper else {"rating_schema": sch.fingerprint()}
+    blob = json.dumps({**extra, "ref": str(ref), "weights": checkpoint_fingerprint(ref) if cfg.init_from else "",
                        "model": cfg.model, "seed": cfg.seed if not cfg.init_from else None,
                        "finetune": cfg.finetune, "bf16": cfg.bf16,
                        "lora": [cfg.lora_r, cfg.lora_alpha] if cfg.finetune != "full" else None,
@@ -183,7 +208,8 @@ def pi_ref_key(cfg: ASOConfig, examples: Sequence[ClipExample]) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
-def revealing_answers(examples: Sequence[ClipExample], rationale: str) -> list[tuple[str, list[str]]]:
+def revealing_answers(examples: Sequence[ClipExample], rationale: str,
+                      schema: rating.RatingSchema | None = None) -> list[tuple[str, list[str]]]:
     """The clips whose teacher-forced rationale under ``rationale`` names the score: ``[(video_id, words)]``.
 
     Only the rationale part is checked (the score lines themselves are what pi is read at)."""
@@ -192,14 +218,14 @@ def revealing_answers(examples: Sequence[ClipExample], rationale: str) -> list[t
 
     out = []
     for ex in examples:
-        words = reveals_score(parse_answer(answer_text(ex, rationale)).rationale)
+        words = reveals_score(parse_answer(answer_text(ex, rationale, schema), **schema_kw(schema)).rationale, schema)
         if words:
             out.append((ex.video_id, words))
     return out
 
 
 def pi_ref_collator(processor: Any, cache: FrameCache, rationale: str, instruction: str = "",
-                    keywords: bool = False) -> VideoCollator:
+                    keywords: bool = False, schema: rating.RatingSchema | None = None) -> VideoCollator:
     """The collator pi_ref is read with: the reference answer teacher-forced under ``rationale``, no
     augmentation. Warns (``UserWarning``) when ``rationale`` is not one of the score-free modes
     (``collator.SCORE_FREE_MODES``): pi_ref read after text that names the score is ~one-hot on it."""
@@ -212,20 +238,21 @@ def pi_ref_collator(processor: Any, cache: FrameCache, rationale: str, instructi
                       f"so pi_ref would be ~one-hot on the label and pi* ~ the label; use one of "
                       f"{list(SCORE_FREE_MODES)} for ASO", UserWarning, stacklevel=3)
     return VideoCollator(processor, cache, with_answers=True, augment=False, rationale=rationale,
-                         instruction=instruction, keywords=keywords)
+                         instruction=instruction, keywords=keywords, schema=schema)
 
 
 @torch.no_grad()
 def precompute_pi_ref(model: Any, processor: Any, examples: Sequence[ClipExample], cache: FrameCache,
                       rationale: str = "short", batch_size: int = 32, device: str = "cpu",
                       progress: bool = True, instruction: str = "", with_outside: bool = False,
-                      target_position: str = "score"):
+                      target_position: str = "score", schema: rating.RatingSchema | None = None):
     """pi_ref (log-probs [5, 9], renormalised over the nine levels) of each clip under ``model`` with the
     reference answer teacher-forced: ``{video_id: [5, 9]}``; ``with_outside=True`` returns
     ``(pi_ref, outside)`` with ``outside[video_id]`` [5] the mass the model put off the nine level strings
     at each score position (kept beside the renormalised pi_ref for the health report, issue 20).
     ``target_position="keyword"``: pi_ref over the nine evaluation keywords at each dimension's keyword
-    in the full rationale (:func:`keyword_logprobs_raw`) instead of the score lines.
+    in the full rationale (:func:`keyword_logprobs_raw`) instead of the score lines. ``schema``: [D, K] of
+    its dimensions and levels (the paper's [5, 9]); a dimension the clip has no label for is NaN.
 
     Runs once before training (no augmentation). A clip whose answer has no score position raises.
     Under several processes each rank scores its shard (``examples[rank::world]``,
@@ -236,7 +263,8 @@ def precompute_pi_ref(model: Any, processor: Any, examples: Sequence[ClipExample
     from vqalib.core.distributed import gather_dict, is_main_process, num_processes, process_index, shard
 
     keywords = target_position == "keyword"
-    collator = pi_ref_collator(processor, cache, rationale, instruction, keywords=keywords)
+    sch = rating.resolve(schema)
+    collator = pi_ref_collator(processor, cache, rationale, instruction, keywords=keywords, schema=sch)
     was = model.training
     model.eval()
     out: dict[str, torch.Tensor] = {}
@@ -248,15 +276,16 @@ def precompute_pi_ref(model: Any, processor: Any, examples: Sequence[ClipExample
                   flush=True)
         for i in tqdm(range(0, len(mine), batch_size), desc="pi_ref (SFT model)", disable=not (progress and is_main_process())):
             batch = collator(mine[i:i + batch_size])
-            bad = (batch["score_positions"] < 0).any(1)
+            bad = ((batch["score_positions"] < 0) & batch["label_mask"]).any(1)
             if bad.any():
                 vid = batch["video_ids"][int(bad.nonzero()[0])]
                 raise ValueError(f"clip {vid!r}: its reference answer has no score position; check prompts.format_answer")
             if keywords:
-                bad = (batch["keyword_positions"] < 0).any(1)
+                bad = ((batch["keyword_positions"] < 0) & batch["label_mask"]).any(1)
                 if bad.any():
                     b = int(bad.nonzero()[0])
-                    dims = [DIMENSION_KEYS[d] for d in range(len(DIMENSION_KEYS)) if batch["keyword_positions"][b, d] < 0]
+                    dims = [sch.keys[d] for d in range(sch.n_dims)
+                            if batch["keyword_positions"][b, d] < 0 and batch["label_mask"][b, d]]
                     raise ValueError(f"clip {batch['video_ids'][b]!r}: the rationale of {dims} holds no evaluation "
                                      f"keyword (Abysmal ... Perfect), so target_position=keyword has nothing to train "
                                      f"there; fix rationales.jsonl or use target_position=score")
@@ -264,9 +293,9 @@ def precompute_pi_ref(model: Any, processor: Any, examples: Sequence[ClipExample
             if keywords:
                 from vqalib.method.distributions import normalise
 
-                logp, outside = normalise(keyword_logprobs_raw(model, batch, processor.tokenizer))
+                logp, outside = normalise(keyword_logprobs_raw(model, batch, processor.tokenizer, schema=sch))
             else:
-                logp, outside = level_logprobs(model, batch, processor.tokenizer)
+                logp, outside = level_logprobs(model, batch, processor.tokenizer, schema=sch)
             for vid, lp, o in zip(batch["video_ids"], logp.float().cpu(), outside.float().cpu()):
                 out[vid] = lp
                 off[vid] = o
@@ -277,7 +306,8 @@ def precompute_pi_ref(model: Any, processor: Any, examples: Sequence[ClipExample
 
 def pi_ref_sharpness(model: Any, processor: Any, examples: Sequence[ClipExample], cache: FrameCache,
                      modes: Sequence[str] = ("full", "scrubbed", "short", "none"), batch_size: int = 16,
-                     device: str = "cpu", instruction: str = "", progress: bool = False):
+                     device: str = "cpu", instruction: str = "", progress: bool = False,
+                     schema: rating.RatingSchema | None = None):
     """How peaked pi_ref is when read after each rationale mode: one row per mode with the means over
     clips x dimensions of ``max_prob`` (max_s pi_ref(s)), ``entropy`` (nats; uniform over 9 = 2.197),
     ``p_label`` (pi_ref(s*)) and ``pistar_label`` (pi*(s*) at lambda = beta = 1), plus ``n_revealing``
@@ -292,45 +322,61 @@ def pi_ref_sharpness(model: Any, processor: Any, examples: Sequence[ClipExample]
 
     from vqalib.method.aso import entropy, optimal_policy, reward_abs
 
+    sch = rating.resolve(schema)
     rows = []
-    targets = torch.tensor([ex.targets() for ex in examples], dtype=torch.float64)  # [N, 5]
-    k_label = ((targets - 1.0) * 2).round().long()
+    targets = torch.tensor([ex.targets(sch) for ex in examples], dtype=torch.float64)  # [N, D]
+    valid = torch.isfinite(targets)
+    if sch.is_paper:
+        k_label = ((targets - 1.0) * 2).round().long()
+    else:
+        k_label = torch.as_tensor(sch.index(sch.snap(targets.nan_to_num(sch.lo).numpy())), dtype=torch.long)
+    k_label = k_label.masked_fill(~valid, 0)
+    t_filled = targets.masked_fill(~valid, sch.lo)
+
+    def mean(x: torch.Tensor) -> float:  # over the labelled (clip, dimension) pairs
+        return float(x.mean()) if bool(valid.all()) else float(x[valid].mean())
+
     for mode in modes:
         try:
-            revealing = revealing_answers(examples, mode)
+            revealing = revealing_answers(examples, mode, sch)
         except ValueError as e:
             rows.append({"rationale": mode, "skipped": str(e)})
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             pi = precompute_pi_ref(model, processor, examples, cache, rationale=mode, batch_size=batch_size,
-                                   device=device, progress=progress, instruction=instruction)
-        lp = torch.stack([pi[ex.video_id] for ex in examples]).double()  # [N, 5, 9]
+                                   device=device, progress=progress, instruction=instruction, schema=sch)
+        lp = torch.stack([pi[ex.video_id] for ex in examples]).double()  # [N, D, K]
         p = lp.exp()
-        star = optimal_policy(lp, reward_abs(targets, 1.0), 1.0)
-        rows.append({"rationale": mode, "max_prob": float(p.max(-1).values.mean()),
-                     "entropy": float(entropy(p).mean()),
-                     "p_label": float(p.gather(-1, k_label[..., None]).mean()),
-                     "pistar_label": float(star.gather(-1, k_label[..., None]).mean()),
+        star = optimal_policy(lp, reward_abs(t_filled, 1.0, **schema_kw(sch)), 1.0, **schema_kw(sch))
+        rows.append({"rationale": mode, "max_prob": mean(p.max(-1).values),
+                     "entropy": mean(entropy(p)),
+                     "p_label": mean(p.gather(-1, k_label[..., None]).squeeze(-1)),
+                     "pistar_label": mean(star.gather(-1, k_label[..., None]).squeeze(-1)),
                      "n_revealing": len(revealing), "n_clips": len(examples), "skipped": ""})
     return pd.DataFrame(rows)
 
 
-def score_loss(logp_raw: torch.Tensor, target: torch.Tensor, penalise_outside: bool = True) -> torch.Tensor:
+def score_loss(logp_raw: torch.Tensor, target: torch.Tensor, penalise_outside: bool = True,
+               mask: torch.Tensor | None = None) -> torch.Tensor:
     """ASO's score term from the model's unnormalised level log-probs ``logp_raw`` [B, 5, 9] and π* [B, 5, 9].
 
     ``penalise_outside=True``: ``−Σ π* log π_θ(s)`` on the raw log-probs, i.e. the 9-level soft-target
     CE plus ``−log(1 − outside)`` (``vqalib.method.aso.outside_penalty``), so moving mass off the nine levels
     raises the loss. ``False``: the CE on the distribution renormalised over the 9 levels, which is
-    blind to that mass (the score tokens are also masked out of the rationale term)."""
+    blind to that mass (the score tokens are also masked out of the rationale term). ``mask`` [B, D] (True =
+    counts): the mean over the labelled dimensions only (missing labels left out)."""
     from vqalib.method.aso import aso_loss
     from vqalib.method.distributions import normalise
 
-    return aso_loss(logp_raw if penalise_outside else normalise(logp_raw)[0], target)
+    if mask is None:
+        return aso_loss(logp_raw if penalise_outside else normalise(logp_raw)[0], target)
+    return aso_loss(logp_raw if penalise_outside else normalise(logp_raw)[0], target, mask=mask)
 
 
 def aso_target(cfg: ASOConfig, logp_ref: torch.Tensor, scores: torch.Tensor,
-               raters: torch.Tensor | None = None) -> torch.Tensor:
+               raters: torch.Tensor | None = None, schema: rating.RatingSchema | None = None,
+               soft: torch.Tensor | None = None) -> torch.Tensor:
     """The soft target pi* [B, 5, 9] (float32) the ASO trainer fits, from log pi_ref [B, 5, 9] and the labels.
 
     ``pi* = pi_ref exp(R/lambda) / Z`` (paper Eq. 8, ``vqalib.method.aso.optimal_policy``, computed in float64)
@@ -338,16 +384,36 @@ def aso_target(cfg: ASOConfig, logp_ref: torch.Tensor, scores: torch.Tensor,
     ``-beta mean_r |s - s_r|`` on the raters' scores ``raters`` [B, 5, R] (``reward: multi_rater``; a
     batch without them raises ``KeyError``). ``cfg.eps > 0`` floors pi_ref first
     (``(1 - 9 eps) pi_ref + eps``, ``vqalib.method.aso.as_log_probs``), so the target has mass on levels
-    where pi_ref has none; ``eps = 0`` is the paper's target, which keeps them at exactly 0."""
+    where pi_ref has none; ``eps = 0`` is the paper's target, which keeps them at exactly 0.
+
+    ``schema`` (default the paper's): [B, D, K] over its levels, R on its level values. ``soft`` [B, D, K]
+    (a ``gaussian``/``histogram`` schema's soft labels, ``reward: abs``): ``R = -beta sum_j t_j |s - v_j|``
+    (``vqalib.method.aso.reward_abs(target=)``). A dimension whose label is missing (``scores`` NaN) gets a NaN target row: the
+    loss leaves it out."""
     from vqalib.method.aso import optimal_policy, reward_abs, reward_multi_rater
 
+    sch = rating.resolve(schema)
+    skw = schema_kw(sch)
+    scores = scores.to(logp_ref.device)
+    valid = torch.isfinite(scores)
+    masked = not bool(valid.all())
+    if masked:  # missing labels: any finite stand-in, the rows are set to NaN below
+        scores = scores.masked_fill(~valid, sch.lo)
+        logp_ref = logp_ref.masked_fill(~valid[..., None], -math.log(sch.n_levels))
     if cfg.reward == "multi_rater":
         if raters is None:
             raise KeyError("reward=multi_rater but the batch has no rater_scores; build it with with_raters=True")
-        R = reward_multi_rater(raters.double().to(logp_ref.device), beta=cfg.beta)
+        raters = raters.double().to(logp_ref.device)
+        if masked:
+            raters = torch.where(valid[..., None], raters, torch.full_like(raters, sch.lo))
+        R = reward_multi_rater(raters, beta=cfg.beta, **skw)
+    elif soft is not None:
+        R = reward_abs(target=soft.double().to(logp_ref.device).masked_fill(~valid[..., None], 1.0 / sch.n_levels),
+                       beta=cfg.beta, **skw)
     else:
-        R = reward_abs(scores.double().to(logp_ref.device), beta=cfg.beta)
-    return optimal_policy(logp_ref.double(), R, cfg.lam, eps=cfg.eps).float()
+        R = reward_abs(scores.double(), beta=cfg.beta, **skw)
+    target = optimal_policy(logp_ref.double(), R, cfg.lam, eps=cfg.eps, **skw).float()
+    return target.masked_fill(~valid[..., None], float("nan")) if masked else target
 
 
 class ASOTrainer(VQATrainer):
@@ -361,14 +427,17 @@ class ASOTrainer(VQATrainer):
         if ref_model is not None:
             ref_model.to(self.args.device)
 
-    def _targets(self, logp_ref: torch.Tensor, scores: torch.Tensor, raters: torch.Tensor | None = None) -> torch.Tensor:
-        return aso_target(self.cfg, logp_ref, scores, raters)  # type: ignore[arg-type]
+    def _targets(self, logp_ref: torch.Tensor, scores: torch.Tensor, raters: torch.Tensor | None = None,
+                 soft: torch.Tensor | None = None) -> torch.Tensor:
+        if self.schema.is_paper and soft is None:
+            return aso_target(self.cfg, logp_ref, scores, raters)  # type: ignore[arg-type]
+        return aso_target(self.cfg, logp_ref, scores, raters, schema=self.schema, soft=soft)  # type: ignore[arg-type]
 
     def _on_policy_batch(self, model, inputs: dict[str, Any]) -> dict[str, Any]:
         """Sample rationales with the current policy and rebuild the batch with them teacher-forced."""
         from vqalib.model.inputs import build_batch
-        from vqalib.schema.prompts import format_answer, parse_answer
-        from vqalib.train.collator import scrub_rationale
+        from vqalib.schema.prompts import parse_answer
+        from vqalib.train.collator import format_scores, scrub_rationale
         from vqalib.train.grpo import sample_completions
 
         cfg: ASOConfig = self.cfg  # type: ignore[assignment]
@@ -378,15 +447,18 @@ class ASOTrainer(VQATrainer):
                                   {k: v.to(self.args.device) for k, v in prompt_batch.items()},
                                   max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature)
         # the sample may name its own level ("... is good"): scrubbed, so pi is never read after score words
-        rationales = [scrub_rationale(parse_answer(t).rationale) for t in roll["texts"]]
-        answers = [format_answer(ex.scores, r or None) for ex, r in zip(examples, rationales)]
-        built = build_batch(self.processing_class, inputs["videos"], answers, instruction=cfg.instruction or None)
+        skw = schema_kw(self.schema)
+        rationales = [scrub_rationale(parse_answer(t, **skw).rationale, self.schema) for t in roll["texts"]]
+        answers = [format_scores(ex.scores, r or None, self.schema) for ex, r in zip(examples, rationales)]
+        built = build_batch(self.processing_class, inputs["videos"], answers, instruction=cfg.instruction or None,
+                            **skw)
         batch = {k: v.to(self.args.device) for k, v in built.items()}
         batch["score_positions"] = built.score_positions.to(self.args.device)
         batch["targets"] = inputs["targets"]
         batch["video_ids"] = inputs["video_ids"]
-        if "rater_scores" in inputs:
-            batch["rater_scores"] = inputs["rater_scores"]
+        for key in ("rater_scores", "label_mask", "soft_targets"):
+            if key in inputs:
+                batch[key] = inputs[key]
         self.record(sampled_rationale_len=float(sum(len(r) for r in rationales) / max(len(rationales), 1)))
         return batch
 
@@ -398,24 +470,35 @@ class ASOTrainer(VQATrainer):
         targets_scores = batch["targets"]
         need_ref_logits = cfg.rationale_loss == "kl" and cfg.rationale_weight
         tok = self.processing_class.tokenizer
+        sch = self.schema
+        skw = schema_kw(sch)
+        level_ids = level_token_ids(tok, **skw)
         # one tree-masked pass gives both the (unnormalised) level log-probs and, when the rationale term
         # needs them, the sequence's teacher-forced logits (no second forward)
-        raw_args = (model_inputs(batch), level_token_ids(tok), batch["score_positions"])
+        raw_args = (model_inputs(batch), level_ids, batch["score_positions"])
         if cfg.target_position == "keyword":  # the keyword tokens get the soft target; the score lines the rationale term
-            smask = keyword_token_mask(batch["labels"], batch["keyword_positions"], tok)
-        else:
+            smask = keyword_token_mask(batch["labels"], batch["keyword_positions"], tok, schema=sch)
+        elif sch.is_paper:
             smask = score_token_mask(batch["labels"], batch["score_positions"])
+        else:
+            smask = score_token_mask(batch["labels"], batch["score_positions"], level_ids=level_ids)
         want_logits = cfg.rationale_loss != "none" and bool(cfg.rationale_weight)
         if want_logits:
             # logits only at the positions the rationale term reads (not the video / prompt / target tokens)
             rat_pos, rat_valid = answer_logit_positions(batch["labels"], smask)
         if cfg.target_position == "keyword":  # issue 20: the soft target where the model commits to the level
-            raw_theta, seq_logits = keyword_logprobs_raw(model, batch, tok, return_logits=rat_pos) if want_logits \
-                else (keyword_logprobs_raw(model, batch, tok), None)
+            raw_theta, seq_logits = keyword_logprobs_raw(model, batch, tok, return_logits=rat_pos, schema=sch) \
+                if want_logits else (keyword_logprobs_raw(model, batch, tok, schema=sch), None)
         elif want_logits:
             raw_theta, seq_logits = level_logprobs_raw(model, *raw_args, return_logits=rat_pos)
         else:
             raw_theta, seq_logits = level_logprobs_raw(model, *raw_args), None
+        # missing labels (label_mask False; no score line, NaN target): out of the loss and of every mean
+        lmask = batch.get("label_mask")
+        masked = lmask is not None and not bool(lmask.all())
+        if masked:
+            lmask = lmask.to(raw_theta.device)
+            raw_theta = raw_theta.masked_fill(~lmask[..., None], 0.0)
         logp_theta, outside = normalise(raw_theta)
         ref_logits = None
         if need_ref_logits or cfg.on_policy:
@@ -424,14 +507,18 @@ class ASOTrainer(VQATrainer):
                 if need_ref_logits:
                     ref_logits = ref(**model_inputs(batch), logits_to_keep=rat_pos).logits
                 if cfg.on_policy:
-                    logp_ref, _ = level_logprobs(ref, batch, tok)
+                    logp_ref, _ = level_logprobs(ref, batch, tok, schema=sch)
         if not cfg.on_policy:
             missing = [v for v in batch["video_ids"] if v not in self.pi_ref]
             if missing:
                 raise KeyError(f"no cached pi_ref for clips {missing[:3]}; delete {pi_ref_file(cfg)} to recompute")
             logp_ref = torch.stack([self.pi_ref[v] for v in batch["video_ids"]]).to(logp_theta.device)
-        target = self._targets(logp_ref, targets_scores, batch.get("rater_scores"))
-        loss_score = score_loss(raw_theta, target, cfg.penalise_outside)
+        target = self._targets(logp_ref, targets_scores, batch.get("rater_scores"), batch.get("soft_targets"))
+        if masked:
+            target = target.nan_to_num(0.0)
+            loss_score = score_loss(raw_theta, target, cfg.penalise_outside, mask=lmask)
+        else:
+            loss_score = score_loss(raw_theta, target, cfg.penalise_outside)
         loss = loss_score
         if cfg.rationale_loss == "ce" and cfg.rationale_weight:
             l_rat = rationale_ce_at(seq_logits, batch["labels"].gather(1, rat_pos + 1), rat_valid)
@@ -443,18 +530,26 @@ class ASOTrainer(VQATrainer):
             self.record(loss_rationale=float(l_rat.detach()))
         with torch.no_grad():
             p_theta = logp_theta.exp()
-            levels = torch.linspace(1.0, 5.0, 9, device=p_theta.device)
+            if sch.is_paper:
+                levels = torch.linspace(1.0, 5.0, 9, device=p_theta.device)
+            else:
+                levels = torch.as_tensor(sch.values, dtype=p_theta.dtype, device=p_theta.device)
             from vqalib.method.aso import aso_loss, entropy
 
-            # the two parts of the score term: 9-level soft-target CE and the outside-mass penalty; the CE is
+            def mean(x: torch.Tensor) -> float:  # over the labelled (clip, dimension) pairs
+                return float(x[lmask].mean()) if masked else float(x.mean())
+
+            # the two parts of the score term: K-level soft-target CE and the outside-mass penalty; the CE is
             # H(pi*) + KL(pi* || pi_theta), and H(pi*) is fixed by the labels and pi_ref: the floor of the CE
-            levels_part = float(aso_loss(logp_theta, target))
-            h_target = float(entropy(target.double()).mean())
+            levels_part = float(aso_loss(logp_theta, target, mask=lmask if masked else None))
+            h_target = mean(entropy(target.double()))
+            err = (p_theta * levels).sum(-1) - targets_scores.to(p_theta.device)
             self.record(loss_score=float(loss_score), loss_score_levels=levels_part, target_entropy=h_target,
                         kl_to_target=levels_part - h_target,
                         loss_outside=float(loss_score) - levels_part if cfg.penalise_outside else 0.0,
-                        outside_mass=float(outside.mean()),
-                        mae_expected=float(((p_theta * levels).sum(-1) - targets_scores).abs().mean()))
+                        outside_mass=mean(outside), mae_expected=mean(err.abs()))
+            if masked:  # (clip, dimension) pairs without a label: out of pi*, the loss and the means
+                self.record(n_dims_masked=int((~lmask).sum()))
         return (loss, {"logits": seq_logits}) if return_outputs else loss
 
 
@@ -463,9 +558,9 @@ class OnPolicyCollator:
     a rationale and rebuild the teacher-forced batch around it."""
 
     def __init__(self, processor: Any, cache: FrameCache, augment: bool = False, seed: int = 0, instruction: str = "",
-                 with_raters: bool = False):
+                 with_raters: bool = False, schema: rating.RatingSchema | None = None):
         self.inner = VideoCollator(processor, cache, with_answers=False, augment=False, seed=seed,
-                                   instruction=instruction, with_raters=with_raters)
+                                   instruction=instruction, with_raters=with_raters, schema=schema)
         self.cache = cache
 
     def __call__(self, examples: Sequence[ClipExample]) -> dict[str, Any]:
@@ -475,26 +570,31 @@ class OnPolicyCollator:
         out = {"prompt": {k: v for k, v in prompt.items() if k not in NON_MODEL_KEYS},
                "videos": [self.cache.get(ex.path) for ex in examples], "examples": list(examples),
                "targets": prompt["targets"], "video_ids": prompt["video_ids"]}
-        if "rater_scores" in prompt:
-            out["rater_scores"] = prompt["rater_scores"]
+        for key in ("rater_scores", "label_mask", "soft_targets"):
+            if key in prompt:
+                out[key] = prompt[key]
         return out
 
 
 def cached_pi_ref_health(cfg: ASOConfig, examples: Sequence[ClipExample], pi_ref: dict[str, torch.Tensor],
-                         outside: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+                         outside: dict[str, torch.Tensor] | None = None,
+                         schema: rating.RatingSchema | None = None) -> dict[str, Any]:
     """:func:`vqalib.method.aso.pi_ref_health` of a cached pi_ref over ``examples`` under the config's lambda and
     beta (issue 20): off-level mass (``outside``; NaN for a cache written before it was kept), entropy,
     pi_ref(s*) quantiles, and how far lambda and beta move it (KL(pi*||pi_ref), argmax flips, mean change
-    of the expected score)."""
+    of the expected score). ``schema``: its dimensions and levels; the (clip, dimension) pairs without a label
+    (NaN targets) are left out of every number and counted (``n_unlabelled``)."""
     from vqalib.method.aso import pi_ref_health
 
+    sch = rating.resolve(schema)
     lp = torch.stack([pi_ref[ex.video_id] for ex in examples])
     off = torch.stack([outside[ex.video_id] for ex in examples]) if outside else None
-    targets = torch.tensor([ex.targets() for ex in examples], dtype=torch.float64)
-    return pi_ref_health(lp, targets, cfg.lam, cfg.beta, outside=off)
+    targets = torch.tensor([ex.targets(sch) for ex in examples], dtype=torch.float64)
+    return pi_ref_health(lp, targets, cfg.lam, cfg.beta, outside=off, **schema_kw(sch))
 
 
-def check_pi_ref_health(cfg: ASOConfig, health: dict[str, Any], announce: bool = True) -> list[str]:
+def check_pi_ref_health(cfg: ASOConfig, health: dict[str, Any], announce: bool = True,
+                        schema: rating.RatingSchema | None = None) -> list[str]:
     """Print the health report (``announce``) and act on its problems (:func:`vqalib.method.aso.pi_ref_health_problems`)
     as ``cfg.pi_ref_health`` says: ``warn`` (a ``UserWarning`` per problem), ``refuse`` (``ValueError`` with
     the fixes) or ``off``. Returns the problems."""
@@ -505,8 +605,8 @@ def check_pi_ref_health(cfg: ASOConfig, health: dict[str, Any], announce: bool =
     if cfg.pi_ref_health == "off":
         return []
     if announce:
-        print(format_health(health), flush=True)
-    problems = pi_ref_health_problems(health, HealthThresholds())
+        print(format_health(health, **schema_kw(schema)), flush=True)
+    problems = pi_ref_health_problems(health, HealthThresholds(), **schema_kw(schema))
     if problems and cfg.pi_ref_health == "refuse":
         raise ValueError("the cached pi_ref is unfit for ASO (pi_ref_health: refuse; set it to warn to train anyway):\n- "
                          + "\n- ".join(problems))
@@ -522,10 +622,11 @@ def pi_ref_file(cfg: ASOConfig) -> Path:
     return resolve_path(cfg.pi_ref_path) if cfg.pi_ref_path else resolve_path(cfg.output_dir) / "pi_ref.pt"
 
 
-def refuse_revealing_rationales(cfg: ASOConfig, examples: Sequence[ClipExample]) -> None:
+def refuse_revealing_rationales(cfg: ASOConfig, examples: Sequence[ClipExample],
+                                schema: rating.RatingSchema | None = None) -> None:
     """Raise ``ValueError`` when pi_ref would be read at the score positions after teacher-forced rationales that
     name the score (:func:`revealing_answers`): the answer would be given away."""
-    leaks = revealing_answers(examples, cfg.rationale) if cfg.target_position == "score" else []
+    leaks = revealing_answers(examples, cfg.rationale, schema) if cfg.target_position == "score" else []
     if leaks:
         vid, words = leaks[0]
         raise ValueError(f"rationale={cfg.rationale!r}: {len(leaks)} of {len(examples)} teacher-forced rationales "
@@ -543,7 +644,7 @@ def load_pi_ref(path: Path, key: str) -> tuple[dict[str, torch.Tensor], dict[str
 
 
 def compute_pi_ref(cfg: ASOConfig, model: Any, processor: Any, examples: Sequence[ClipExample], cache: FrameCache,
-                   key: str, path: Path, progress: bool = True):
+                   key: str, path: Path, progress: bool = True, schema: rating.RatingSchema | None = None):
     """:func:`precompute_pi_ref` on this process's device, then the main process writes ``{key, pi_ref, outside,
     health}`` to ``path`` (through a temporary file). Returns ``(pi_ref, outside)``."""
     from vqalib.core.distributed import is_main_process, process_device
@@ -553,8 +654,8 @@ def compute_pi_ref(cfg: ASOConfig, model: Any, processor: Any, examples: Sequenc
     model.to(device)
     pi, outside = precompute_pi_ref(model, processor, examples, cache, cfg.rationale, device=device,
                                     progress=progress, instruction=cfg.instruction, with_outside=True,
-                                    target_position=cfg.target_position)
-    health = cached_pi_ref_health(cfg, examples, pi, outside)
+                                    target_position=cfg.target_position, schema=schema)
+    health = cached_pi_ref_health(cfg, examples, pi, outside, schema)
     if is_main_process():  # every rank holds the gathered pi_ref; one writes it
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
@@ -575,25 +676,29 @@ def prepare_aso(cfg: ASOConfig, model: Any, processor: Any, examples: Sequence[C
         extra["ref_model"] = make_reference(model)
     if cfg.on_policy:
         return extra
-    refuse_revealing_rationales(cfg, examples)
-    key, path = pi_ref_key(cfg, examples), pi_ref_file(cfg)
+    schema = getattr(examples, "schema", None)  # the dataset's (collator.Examples); None: the paper's
+    refuse_revealing_rationales(cfg, examples, schema)
+    key, path = pi_ref_key(cfg, examples, schema), pi_ref_file(cfg)
     cached = load_pi_ref(path, key)
     pi, outside = cached if cached is not None else compute_pi_ref(cfg, model, processor, examples, cache, key, path,
-                                                                   progress)
+                                                                   progress, schema=schema)
     extra["pi_ref"] = pi
-    check_pi_ref_health(cfg, cached_pi_ref_health(cfg, examples, pi, outside), announce=progress and is_main_process())
+    check_pi_ref_health(cfg, cached_pi_ref_health(cfg, examples, pi, outside, schema),
+                        announce=progress and is_main_process(), schema=schema)
     return extra
 
 
-def aso_collator(cfg: ASOConfig, processor: Any, cache: FrameCache):
+def aso_collator(cfg: ASOConfig, processor: Any, cache: FrameCache, schema: rating.RatingSchema | None = None):
     """The stage's collator (``run_stage``'s ``collator_factory``): :class:`OnPolicyCollator` (prompts only) or a
-    teacher-forced :class:`VideoCollator` with answers (keyword positions marked when pi* sits there)."""
+    teacher-forced :class:`VideoCollator` with answers (keyword positions marked when pi* sits there), both
+    under the stage's rating ``schema``."""
     raters = cfg.reward == "multi_rater"
     if cfg.on_policy:
-        return OnPolicyCollator(processor, cache, seed=cfg.seed, instruction=cfg.instruction, with_raters=raters)
+        return OnPolicyCollator(processor, cache, seed=cfg.seed, instruction=cfg.instruction, with_raters=raters,
+                                schema=schema)
     return VideoCollator(processor, cache, with_answers=True, augment=cfg.augment, rationale=cfg.rationale,
                          seed=cfg.seed, instruction=cfg.instruction, with_raters=raters,
-                         keywords=cfg.target_position == "keyword")
+                         keywords=cfg.target_position == "keyword", schema=schema)
 
 
 def train_aso(cfg: ASOConfig, progress: bool = True, on_step=None) -> TrainResult:

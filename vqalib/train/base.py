@@ -6,6 +6,13 @@ manifest).
 Reference policy: under LoRA the reference is the *same* weights with the adapter switched off
 (``peft``'s ``disable_adapter()``), so no second copy is held; under full fine-tuning it is a
 frozen deep copy made before training starts.
+
+Rating schema (issue 23). A stage trains on the schema of its dataset (``Examples.schema``; a config's
+``rating_schema`` must agree, :func:`vqalib.train.collator.load_examples`). A stage that starts from a
+checkpoint (``init_from``: ASO and GRPO from SFT) refuses a dataset of another schema than the one the
+checkpoint was trained on (:func:`check_init_schema`). Every checkpoint folder a stage writes (the final
+one and each ``checkpoint-N``) gets ``rating_schema.json``, and the stage manifest
+``"rating_schema": schema.to_dict()`` and ``"missing_labels"`` (the clip x dimension labels left out).
 """
 
 from __future__ import annotations
@@ -21,8 +28,9 @@ from typing import Any, Callable, Iterator
 import torch
 from transformers import Trainer, TrainerCallback
 
-from vqalib.core.runs import resolve_path
+from vqalib.core.runs import MANIFEST_NAME, resolve_path
 from vqalib.core.runs import read_manifest
+from vqalib.schema import rating
 from vqalib.train.common import (
     CommonConfig, TrainResult, cpu_threads, resolve_device, sampling_config, seed_everything, training_arguments, write_manifest,
 )
@@ -246,9 +254,11 @@ class VQATrainer(Trainer):
     averaged (or summed, for names starting with ``n_``) into the next log line, so they reach
     TensorBoard and ``state.log_history`` next to the loss."""
 
-    def __init__(self, *args: Any, cfg: CommonConfig | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, cfg: CommonConfig | None = None, schema: rating.RatingSchema | None = None,
+                 **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.cfg = cfg
+        self.schema = rating.resolve(schema)  # the dimensions and levels the stage trains (default the paper's)
         self.model_accepts_loss_kwargs = False
         self.loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean
         self._extra: dict[str, list[float]] = defaultdict(list)
@@ -284,6 +294,47 @@ class VQATrainer(Trainer):
                 logs[k] = float(sum(vals)) if k.startswith("n_") else float(sum(vals) / len(vals))
             self._extra = defaultdict(list)
         super().log(logs, *args, **kwargs)
+
+
+class _SaveSchema(TrainerCallback):
+    """Writes the stage's ``rating_schema.json`` into every ``checkpoint-N`` folder the Trainer saves."""
+
+    def __init__(self, schema: rating.RatingSchema):
+        self.schema = schema
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and folder.is_dir():
+            self.schema.save(folder)
+
+
+def checkpoint_schema(folder: str | os.PathLike) -> rating.RatingSchema | None:
+    """The rating schema a vqalib checkpoint was trained on: its ``rating_schema.json``; the paper's for a
+    stage folder written before schemas were saved (it has a stage manifest but no schema file); ``None``
+    for a folder that is no stage's output (a base model), whose schema is unknown."""
+    p = Path(folder)
+    if (p / rating.SCHEMA_FILE).is_file():
+        return rating.schema_of_folder(p)
+    if (p / MANIFEST_NAME).is_file() and read_manifest(p).get("stage") in ("sft", "grpo", "aso"):
+        return rating.PAPER
+    return None
+
+
+def check_init_schema(cfg: CommonConfig, schema: rating.RatingSchema) -> rating.RatingSchema | None:
+    """Refuse a stage whose ``init_from`` checkpoint was trained on another rating schema than its data's
+    ``schema`` (``ValueError`` naming both and the fix); returns the checkpoint's schema (``None``: no
+    ``init_from``, or a folder that is no stage's output)."""
+    if not cfg.init_from:
+        return None
+    folder = resolve_path(cfg.init_from)
+    ckpt = checkpoint_schema(folder)
+    if ckpt is not None and ckpt != schema:
+        raise ValueError(f"init_from={cfg.init_from!r} was trained on the rating schema {ckpt!r} ({folder / rating.SCHEMA_FILE}), "
+                         f"but the {cfg.stage} dataset ({cfg.data_dir or 'the sample dataset'}) is rated with {schema!r}: "
+                         f"the checkpoint writes other dimensions or levels than the data's labels. Start from a "
+                         f"checkpoint trained on this schema (run SFT on this dataset first) or use data of the "
+                         f"checkpoint's schema")
+    return ckpt
 
 
 class _Tick(TrainerCallback):
@@ -401,7 +452,7 @@ def verify_saved(out: str | os.PathLike, model: torch.nn.Module, *, adapter_only
 
 
 def save_final(trainer: Trainer, model: torch.nn.Module, processor: Any, cfg: CommonConfig, out: Path,
-               **manifest_extra: Any) -> None:
+               schema: rating.RatingSchema | None = None, **manifest_extra: Any) -> None:
     """Save the trained policy so that the next stage / ``predict`` can load it by path.
 
     Full fine-tuning: the model. LoRA: the adapter merged into the base (a plain model folder) plus
@@ -417,7 +468,11 @@ def save_final(trainer: Trainer, model: torch.nn.Module, processor: Any, cfg: Co
 
     The weights are checked (:func:`verify_saved`) before the manifest is written: ``status`` is
     whatever the caller passes (``done``) only when they load, else ``save_failed`` with the error,
-    and every rank raises :class:`SaveCheckError`."""
+    and every rank raises :class:`SaveCheckError`.
+
+    The rating ``schema`` (default the trainer's, else the paper's) is saved beside the weights
+    (``rating_schema.json``) and in the manifest (``rating_schema``)."""
+    schema = rating.resolve(schema if schema is not None else getattr(trainer, "schema", None))
     inner = trainer.accelerator.unwrap_model(model)
     main = trainer.is_world_process_zero()
     fsdp = bool(getattr(trainer, "is_fsdp_enabled", False))
@@ -442,7 +497,9 @@ def save_final(trainer: Trainer, model: torch.nn.Module, processor: Any, cfg: Co
     error = ""
     if main:
         processor.save_pretrained(str(out))
+        schema.save(out)
         extra = dict(manifest_extra)
+        extra["rating_schema"] = schema.to_dict()
         try:
             extra["saved_weights"] = verify_saved(out, inner, adapter_only=adapter_only)
         except SaveCheckError as e:
@@ -472,7 +529,8 @@ def run_stage(cfg: CommonConfig, trainer_cls: type[VQATrainer], *, with_answers:
     """Train one stage end to end: seed, load the policy, examples, frame cache, collator, Trainer.
 
     ``prepare(model, processor, examples, cache)`` may return extra keyword arguments for the
-    trainer (ASO's cached pi_ref, GRPO's reference model). The training clock, the time budget
+    trainer (ASO's cached pi_ref, GRPO's reference model); ``examples.schema`` is the stage's rating
+    schema, which ``collator_factory(processor, cache, schema=...)`` and the trainer (``schema``) get too. The training clock, the time budget
     (``max_train_seconds``) and the held-out curve (``eval_every_seconds``) are
     :class:`vqalib.train.budget.BudgetCallback`'s; ``evaluate(model) -> rows`` replaces the
     held-out evaluation (default :class:`vqalib.train.budget.HeldoutEvaluator` when
@@ -487,12 +545,20 @@ def run_stage(cfg: CommonConfig, trainer_cls: type[VQATrainer], *, with_answers:
     threads = cpu_threads(cfg)
     out = resolve_path(cfg.output_dir)
     model, processor = load_policy(cfg)
-    examples = load_examples(cfg.data_dir, cfg.split, cfg.sample_size, cfg.data_seed, cfg.max_clips)
+    examples = load_examples(cfg.data_dir, cfg.split, cfg.sample_size, cfg.data_seed, cfg.max_clips,
+                             schema=cfg.rating_schema)
+    schema = examples.schema
+    check_init_schema(cfg, schema)
+    missing = examples.missing_report()
+    if missing["n_missing"]:
+        print(f"{cfg.stage}: {missing['n_missing']} missing label(s) in {missing['n_clips_with_missing']} of "
+              f"{len(examples)} clips ({ {k: v for k, v in missing['by_dimension'].items() if v} }): left out of the "
+              f"answers and the losses, not filled in", flush=True)
     sampling = sampling_config(cfg)
     cache = frame_cache(cfg, sampling)  # bounded: frame_cache_mb per process, frame_disk_cache_mb on disk
-    collator = collator_factory(processor, cache) if collator_factory else VideoCollator(
+    collator = collator_factory(processor, cache, schema=schema) if collator_factory else VideoCollator(
         processor, cache, with_answers=with_answers, augment=cfg.augment, rationale=cfg.rationale, repeat=repeat,
-        seed=cfg.seed, instruction=cfg.instruction)
+        seed=cfg.seed, instruction=cfg.instruction, schema=schema)
     args = training_arguments(cfg, disable_tqdm=not progress)
     with torch.autocast(resolve_device(cfg.device).split(":")[0], dtype=torch.bfloat16, enabled=cfg.bf16):
         extra = prepare(model, processor, examples, cache) if prepare else {}  # ASO's pi_ref: the training compute dtype
@@ -501,20 +567,22 @@ def run_stage(cfg: CommonConfig, trainer_cls: type[VQATrainer], *, with_answers:
     if evaluate is None and cfg.eval_every_seconds > 0:
         evaluate = budget_mod.HeldoutEvaluator(cfg, processor)
     clock = budget_mod.BudgetCallback(cfg, t_start, evaluate)
-    callbacks = [clock] + ([_Tick(on_step)] if on_step else [])
+    callbacks = [clock, _SaveSchema(schema)] + ([_Tick(on_step)] if on_step else [])
     trainer = trainer_cls(model=model, args=args, train_dataset=examples, data_collator=collator,
-                          processing_class=processor, cfg=cfg, callbacks=callbacks, **extra)
+                          processing_class=processor, cfg=cfg, schema=schema, callbacks=callbacks, **extra)
     clock.trainer = trainer
     check_fits_device(trainer, cfg, extra.get("ref_model"))
     if cfg.max_train_seconds > 0:
         _tqdm_progress(trainer)
     if trainer.is_world_process_zero():
-        write_manifest(cfg, out, sampling_config=sampling.to_dict(), n_train_clips=len(examples), status="training")
+        write_manifest(cfg, out, sampling_config=sampling.to_dict(), n_train_clips=len(examples), status="training",
+                       rating_schema=schema.to_dict(), missing_labels=missing)
     train_out = trainer.train(resume_from_checkpoint=find_resume_checkpoint(cfg))
     wall = time.time() - t0
     metrics = dict(train_out.metrics)
     budget = clock.summary(trainer.state.global_step)
-    save_final(trainer, trainer.model, processor, cfg, out, sampling_config=sampling.to_dict(), budget=budget, curve=clock.rows,
+    save_final(trainer, trainer.model, processor, cfg, out, schema=schema, missing_labels=missing,
+               sampling_config=sampling.to_dict(), budget=budget, curve=clock.rows,
                n_train_clips=len(examples), status="done", wall_s=wall, torch_threads=threads, train_metrics=metrics,
                log_history=list(trainer.state.log_history), frames_decoded=cache.n_decoded, frames_from_disk_cache=cache.n_from_disk,
                attention=attention_parts(model),

@@ -15,6 +15,21 @@ Augmentation (train only, optional): random horizontal / vertical flips, transpo
 reversal of the cached frames. None of these changes any of the five labels of the
 sample dataset (blur, noise, exposure, colour, motion amount/shake/flicker are invariant); a
 real dataset with text overlays or directional motion may prefer ``augment: false``.
+
+Rating schema (issue 23, :mod:`vqalib.schema.rating`). Every function here whose result depends on the
+dimensions or the levels takes ``schema=None`` (``None``: the paper's five dimensions x nine levels, whose
+results are unchanged). The collator writes the answer with the schema's dimensions and level strings,
+finds the score positions of the schema's dimensions ([B, D]) and gives ``targets`` [B, D].
+
+Missing labels: a clip may lack some dimensions (NaN in the labels; nothing is filled in). Its SFT answer
+leaves that dimension's score line out, its ``targets`` entry is NaN and ``label_mask`` False, so ASO and
+GRPO leave the dimension out of their losses and rewards; :func:`load_examples` counts them
+(:class:`Examples` ``.n_missing``), and the stages write the counts to their manifests.
+
+Soft labels: with a schema whose ``target_rule`` is ``gaussian`` or ``histogram``, each clip carries the
+per-dimension target over the K levels (:meth:`vqalib.schema.rating.RatingSchema.target`, from the raters'
+mean, standard deviation and ratings), collated as ``soft_targets`` [B, D, K]; ASO's reward uses it. The
+SFT text target stays the nearest level of the mean (a text answer names one level).
 """
 
 from __future__ import annotations
@@ -31,13 +46,22 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from vqalib.schema import rating
 from vqalib.schema.levels import DIMENSION_KEYS, TAG_TEXT
 from vqalib.video.augment import augment_video
 
 
+def schema_kw(schema: Any) -> dict[str, Any]:
+    """``{"schema": schema}`` for a schema other than the paper's, else ``{}``: the paper's calls stay the
+    calls they were (bit-identical), other schemas reach every schema-aware function by keyword."""
+    s = rating.resolve(schema)
+    return {} if s.is_paper else {"schema": s}
+
+
 @dataclass
 class ClipExample:
-    """One training clip: where its video is, its five target levels and its rationales."""
+    """One training clip: where its video is, its target levels (one per labelled dimension; a missing
+    dimension is absent from ``scores``) and its rationales."""
 
     video_id: str
     path: Path
@@ -45,57 +69,169 @@ class ClipExample:
     rationales: dict[str, str]
     tags: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # majority tags per dimension (final phase)
     ratings: dict[str, list[float]] = dataclasses.field(default_factory=dict)  # each rater's score per dimension (final phase)
+    soft: dict[str, list[float]] = dataclasses.field(default_factory=dict)  # soft target over the K levels per dimension (gaussian/histogram schemas)
 
-    def targets(self) -> list[float]:
-        return [float(self.scores[k]) for k in DIMENSION_KEYS]
+    def targets(self, schema: rating.RatingSchema | None = None) -> list[float]:
+        """The target level per dimension of ``schema`` (default the paper's) in its order; NaN where missing."""
+        keys = DIMENSION_KEYS if schema is None else rating.resolve(schema).keys
+        return [float(self.scores[k]) if k in self.scores else float("nan") for k in keys]
+
+    def missing(self, schema: rating.RatingSchema | None = None) -> list[str]:
+        """The dimensions of ``schema`` this clip has no label for."""
+        return [k for k in rating.resolve(schema).keys if k not in self.scores]
 
 
-def rater_scores(examples: Sequence[ClipExample], repeat: int = 1) -> torch.Tensor:
-    """The raters' own scores ``[B * repeat, 5, R_max]`` (NaN-padded; R_max = most raters of any clip and
-    dimension), for the multi-rater reward (``vqalib.method.aso.reward_multi_rater``). A clip and dimension
-    without any rating raises naming them."""
+class Examples(list):
+    """The clips of a split (a list of :class:`ClipExample`) with the dataset's rating ``schema`` and the
+    missing-label counts: ``n_missing`` {dimension key: clips without that label}."""
+
+    def __init__(self, items: Sequence[ClipExample] = (), schema: rating.RatingSchema | None = None,
+                 n_missing: dict[str, int] | None = None):
+        super().__init__(items)
+        self.schema = rating.resolve(schema)
+        self.n_missing = dict(n_missing) if n_missing is not None else count_missing(self, self.schema)
+
+    def missing_report(self) -> dict[str, Any]:
+        """For the stage manifest: missing labels per dimension and in all, and the clips with any missing."""
+        return missing_report(self, self.schema)
+
+
+def count_missing(examples: Sequence[ClipExample], schema: rating.RatingSchema | None = None) -> dict[str, int]:
+    """{dimension key: how many of ``examples`` have no label for it} over ``schema``'s dimensions."""
+    s = rating.resolve(schema)
+    return {k: sum(1 for ex in examples if k not in ex.scores) for k in s.keys}
+
+
+def missing_report(examples: Sequence[ClipExample], schema: rating.RatingSchema | None = None) -> dict[str, Any]:
+    """``{"by_dimension": {key: n}, "n_missing": total (clip, dimension) pairs, "n_clips_with_missing": n,
+    "n_clips": n}``: what a stage leaves out of its losses and its answers (nothing is filled in)."""
+    s = rating.resolve(schema)
+    by = count_missing(examples, s)
+    return {"by_dimension": by, "n_missing": int(sum(by.values())),
+            "n_clips_with_missing": sum(1 for ex in examples if any(k not in ex.scores for k in s.keys)),
+            "n_clips": len(examples)}
+
+
+def label_mask(examples: Sequence[ClipExample], repeat: int = 1, schema: rating.RatingSchema | None = None) -> torch.Tensor:
+    """``[B * repeat, D]`` bool: True where the clip has a label for the dimension."""
+    keys = rating.resolve(schema).keys
+    return torch.tensor([[k in ex.scores for k in keys] for ex in examples for _ in range(repeat)], dtype=torch.bool)
+
+
+def soft_targets(examples: Sequence[ClipExample], repeat: int = 1, schema: rating.RatingSchema | None = None) -> torch.Tensor:
+    """``[B * repeat, D, K]`` float32: each clip's soft target over the K levels per dimension
+    (:attr:`ClipExample.soft`; one-hot at the label when the clip has none), NaN where the label is missing."""
+    s = rating.resolve(schema)
+    out = torch.full((len(examples) * repeat, s.n_dims, s.n_levels), float("nan"))
+    for i, ex in enumerate(examples):
+        for j, k in enumerate(s.keys):
+            if k not in ex.scores:
+                continue
+            t = ex.soft.get(k)
+            if t is None:
+                t = s.target(float(ex.scores[k]), rule="nearest")
+            out[i * repeat:(i + 1) * repeat, j] = torch.as_tensor(np.asarray(t, dtype=np.float64), dtype=torch.float32)
+    return out
+
+
+def rater_scores(examples: Sequence[ClipExample], repeat: int = 1, schema: rating.RatingSchema | None = None) -> torch.Tensor:
+    """The raters' own scores ``[B * repeat, D, R_max]`` (NaN-padded; R_max = most raters of any clip and
+    dimension), for the multi-rater reward (``vqalib.method.aso.reward_multi_rater``). A labelled clip and
+    dimension without any rating raises naming them; a dimension the clip has no label for is all NaN
+    (masked by the caller)."""
+    keys = DIMENSION_KEYS if schema is None else rating.resolve(schema).keys
     rows = []
     for ex in examples:
         per_dim = []
-        for k in DIMENSION_KEYS:
+        for k in keys:
             scores = ex.ratings.get(k, [])
+            if not scores and k not in ex.scores:
+                per_dim.append([])
+                continue
             if not scores:
                 raise ValueError(f"clip {ex.video_id!r} has no rater score for {k!r}; the multi-rater reward needs "
                                  f"the raw ratings (ratings.jsonl, final phase) or use reward=abs / reward=paper")
             per_dim.append([float(v) for v in scores])
         rows.extend([per_dim] * repeat)
-    width = max(len(d) for r in rows for d in r)
-    out = torch.full((len(rows), len(DIMENSION_KEYS), width), float("nan"))
+    width = max(1, max(len(d) for r in rows for d in r))
+    out = torch.full((len(rows), len(keys), width), float("nan"))
     for i, r in enumerate(rows):
         for j, d in enumerate(r):
             out[i, j, :len(d)] = torch.tensor(d)
     return out
 
 
-def short_rationale(tags: dict[str, list[str]]) -> str:
+def tag_text(tag: str) -> str:
+    """How a tag reads in a rationale: the paper's phrase (``levels.TAG_TEXT``) or the tag with spaces."""
+    return TAG_TEXT.get(tag, tag.replace("_", " "))
+
+
+def short_rationale(tags: dict[str, list[str]], schema: rating.RatingSchema | None = None) -> str:
     """The tiny demo's short rationale: the defects the raters saw, e.g. ``"Seen: blur, camera shake."``.
 
-    Built from the majority tags of the final-phase raters (motion-amplitude tags, which name an
-    amount rather than a defect, are left out). It never contains a score or a level keyword, so a
+    Built from the majority tags of the final-phase raters in the schema's dimension order; the tags of a
+    dimension that is not a quality (``Dimension.quality`` False: the paper's motion amplitude, whose tags
+    name an amount rather than a defect) are left out. It never contains a score or a level keyword, so a
     teacher-forced rationale does not give the score away (which matters for ASO's pi_ref)."""
-    seen = [TAG_TEXT[t] for k in DIMENSION_KEYS if k != "motion_amplitude" for t in tags.get(k, [])]
+    if schema is None:
+        keys = [k for k in DIMENSION_KEYS if k != "motion_amplitude"]
+    else:
+        keys = [d.key for d in rating.resolve(schema).dimensions if d.quality]
+    seen = [tag_text(t) for k in keys for t in tags.get(k, [])]
     return "Seen: " + (", ".join(seen) if seen else "no defects") + "."
 
 
+def dataset_schema(ds: Any, root: str | os.PathLike | None = None) -> rating.RatingSchema:
+    """The rating schema of a loaded dataset: its ``schema`` attribute, else the folder's
+    ``rating_schema.json``, else the paper's."""
+    s = getattr(ds, "schema", None)
+    if s is not None:
+        return rating.resolve(s)
+    return rating.schema_of_folder(root) if root is not None else rating.PAPER
+
+
+def check_schema(data: rating.RatingSchema, wanted: Any, where: str, source: str = "rating_schema") -> rating.RatingSchema:
+    """``data`` when ``wanted`` (a schema, preset name, file, or empty) is empty or equal to it; else raise
+    naming both. ``where`` names the dataset, ``source`` what asked for ``wanted``."""
+    if wanted in (None, ""):
+        return data
+    w = rating.get_schema(wanted)
+    if w != data:
+        raise ValueError(f"{source}={wanted!r} gives the rating schema {w!r}, but the dataset {where} is rated with "
+                         f"{data!r}; drop {source} (the dataset's schema is used) or train on a dataset of that schema")
+    return data
+
+
 def load_examples(data_dir: str = "", split: str = "train", sample_size: str = "default", data_seed: int = 0,
-                  max_clips: int = 0, phase: str = "final") -> list[ClipExample]:
-    """The clips of one split with their aggregated labels (``vqalib.data.dataset.aggregate``) and rationales.
+                  max_clips: int = 0, phase: str = "final", schema: Any = None) -> Examples:
+    """The clips of one split with their aggregated labels (``vqalib.data.dataset.aggregate``) and rationales,
+    as :class:`Examples` (a list) holding the dataset's rating schema and the missing-label counts.
 
     ``data_dir`` empty -> the embedded sample dataset (``vqalib.data.synth.ensure_sample_dataset``).
-    A clip without a label for some dimension raises naming the clip and the dimension."""
-    from vqalib.data.dataset import aggregate, labels_wide, load_dataset
+    ``schema`` (a schema, preset name or file; empty: the dataset's) must equal the schema saved with the
+    dataset (its ``rating_schema.json``), else raises naming both; a folder without one is read with it.
+    Each label is ``aggregate``'s (the raters' mean snapped to the schema's nearest level); a dimension
+    without a label is left out of the clip's ``scores`` (counted, not filled in); a clip without any
+    label raises naming it. With a ``gaussian``/``histogram`` schema each label also gets its soft target
+    over the K levels (``vqalib.data.dataset.label_targets``)."""
+    from vqalib.data.dataset import aggregate, label_targets, labels_wide, load_dataset
     from vqalib.data.synth import dataset_root
 
     root = dataset_root(data_dir, sample_size, data_seed)
-    ds = load_dataset(root)
-    wide = labels_wide(aggregate(ds, phase=phase))
+    if schema not in (None, "") and (Path(root) / rating.SCHEMA_FILE).is_file():
+        check_schema(rating.schema_of_folder(root), schema, str(root))
+    ds = load_dataset(root, schema=schema or None) if schema not in (None, "") else load_dataset(root)
+    sch = dataset_schema(ds, root)
+    keys = sch.keys
+    wide = labels_wide(aggregate(ds, phase=phase)) if sch.is_paper else \
+        labels_wide(aggregate(ds, phase=phase, schema=sch), schema=sch)
     if "video_id" in wide.columns:
         wide = wide.set_index("video_id")
+    soft_of: dict[tuple[str, str], list[float]] = {}
+    if sch.target_rule != "nearest":
+        lt = label_targets(ds, phase=phase, schema=sch)
+        soft_of = {(str(v), str(d)): [float(x) for x in t]
+                   for v, d, t in lt[["video_id", "dimension", "target"]].itertuples(index=False)}
     videos = ds.videos
     if split:
         if split not in set(videos["split"]):
@@ -121,21 +257,25 @@ def load_examples(data_dir: str = "", split: str = "train", sample_size: str = "
         if vid not in wide.index:
             raise ValueError(f"{root}: clip {vid!r} (split {split}) has no aggregated label; check its ratings")
         row = wide.loc[vid]
-        scores = {}
-        for key in DIMENSION_KEYS:
+        scores, soft = {}, {}
+        for key in keys:
             value = row.get(key)
             if value is None or not np.isfinite(float(value)):
-                raise ValueError(f"{root}: clip {vid!r} has no label for {key!r}; fix its ratings or drop the clip")
+                continue  # a missing label: left out of the answer and masked in ASO/GRPO (counted)
             scores[key] = float(value)
+            if (vid, key) in soft_of:
+                soft[key] = soft_of[(vid, key)]
+        if not scores:
+            raise ValueError(f"{root}: clip {vid!r} has no label for any of {list(keys)}; fix its ratings or drop the clip")
         tags = {k: sorted(t for t, n in tag_votes.get((vid, k), {}).items() if 2 * n >= n_raters[(vid, k)])
-                for k in DIMENSION_KEYS}
-        ratings = {k: scores_of.get((vid, k), []) for k in DIMENSION_KEYS}
-        out.append(ClipExample(vid, ds.video_path(vid), scores, rat.get(vid, {}), tags, ratings))
+                for k in keys}
+        ratings = {k: scores_of.get((vid, k), []) for k in keys}
+        out.append(ClipExample(vid, ds.video_path(vid), scores, rat.get(vid, {}), tags, ratings, soft))
         if max_clips and len(out) >= max_clips:
             break
     if not out:
         raise ValueError(f"{root}: split {split!r} has no clips")
-    return out
+    return Examples(out, sch)
 
 
 #: In-memory frame budget of one process, MiB (``CommonConfig.frame_cache_mb``). At the 7B sampling
@@ -540,12 +680,40 @@ def score_tells() -> tuple[Tell, ...]:
 
 
 _SCORE_WORD_RE = None
+_SCORE_WORD_RES: dict[Any, re.Pattern] = {}
 # a clause ends at . ! ? before white space, a line break, ; or : or a comma before white space
 _CLAUSE_SPLIT = re.compile(r"((?<=[.!?])\s+|\n|[;:]\s*|,\s+)")
 
 
-def _score_word_re() -> re.Pattern:
+def _number_pattern(schema: rating.RatingSchema) -> str:
+    """A stand-alone number that names one of ``schema``'s levels: its value as written (``"10"``,
+    ``"3.5"``), with trailing decimal zeros (``"3.50"``, ``"7.0"``), never part of a longer number."""
+    forms = set()
+    for v in schema.values:
+        text = f"{v:g}"
+        forms.add(re.escape(text) + (r"(?:\.0*)?" if "." not in text else "0*"))
+    alts = "|".join(sorted(forms, key=len, reverse=True))
+    return rf"(?<![\w.])(?:{alts})(?![\w.]|\.\d)"
+
+
+def _score_word_re(schema: rating.RatingSchema | None = None) -> re.Pattern:
+    """The pattern :func:`reveals_score` looks for. The paper's: its level keywords and synonyms
+    (``levels.SCORE_WORDS``), the tells, a number 1-5 on the 0.5 grid. Another schema adds its keywords
+    and word level strings (``"excellent"``) to the words and reads a number as one of its level values
+    (``1``..``10``)."""
     global _SCORE_WORD_RE
+    sch = rating.resolve(schema)
+    if not sch.is_paper:
+        if sch not in _SCORE_WORD_RES:
+            from vqalib.schema.levels import SCORE_WORDS
+
+            words = set(SCORE_WORDS) | {w for w in sch.keywords if not re.fullmatch(r"[\d.]+", w)}
+            words |= {w for w in sch.strings if not rating._is_number_text(w)}
+            alts = "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in sorted(words, key=len, reverse=True))
+            tells = "|".join(f"(?:{t.pattern})" for t in score_tells())
+            _SCORE_WORD_RES[sch] = re.compile(rf"\b(?:{alts})\b|\b(?:{tells})(?!\w)|{_number_pattern(sch)}",
+                                              re.IGNORECASE)
+        return _SCORE_WORD_RES[sch]
     if _SCORE_WORD_RE is None:
         from vqalib.schema.levels import SCORE_WORDS
 
@@ -558,15 +726,16 @@ def _score_word_re() -> re.Pattern:
     return _SCORE_WORD_RE
 
 
-def reveals_score(text: str) -> list[str]:
+def reveals_score(text: str, schema: rating.RatingSchema | None = None) -> list[str]:
     """The words of ``text`` that name a score level: a level keyword or synonym
     (``vqalib.schema.levels.SCORE_WORDS``, whole words, any case), a template-level tell (:func:`score_tells`:
     e.g. "reaches 1080p or higher", "no content quality issues", "a lack of") or a stand-alone number
-    1–5 (``3``, ``3.5``). Empty list = the text does not give the score away."""
-    return [m.group(0) for m in _score_word_re().finditer(text)]
+    1–5 (``3``, ``3.5``); under another ``schema`` also its keywords and word levels and a number naming one
+    of its levels (:func:`_score_word_re`). Empty list = the text does not give the score away."""
+    return [m.group(0) for m in _score_word_re(schema).finditer(text)]
 
 
-def scrub_rationale(text: str) -> str:
+def scrub_rationale(text: str, schema: rating.RatingSchema | None = None) -> str:
     """``text`` with every clause that names a score level removed (:func:`reveals_score`).
 
     Clauses end at ``.``, ``!``, ``?`` followed by white space, a line break, ``;``, ``:`` or a comma
@@ -580,7 +749,7 @@ def scrub_rationale(text: str) -> str:
     units, seps = parts[0::2], parts[1::2] + [""]
     # a tell may span clauses ("smooth and stable, with no shake, stutter or flicker"): every clause that
     # overlaps a match found in the whole text goes
-    hits = [m.span() for m in _score_word_re().finditer(text)]
+    hits = [m.span() for m in _score_word_re(schema).finditer(text)]
     out = ""
     heading = ""  # a kept-back "Name:" clause, written only once a clause it introduces is kept
     pos = 0
@@ -606,23 +775,36 @@ def scrub_rationale(text: str) -> str:
     return "\n".join(lines)
 
 
-def answer_text(example: ClipExample, rationale: str = "short") -> str:
-    """The target answer for a clip (``vqalib.schema.prompts.format_answer``); ``rationale`` is one of
-    :data:`RATIONALE_MODES`. ``full``/``scrubbed`` need the clip's rationales (missing ones raise)."""
+def format_scores(scores: dict[str, float], rationales: Any, schema: rating.RatingSchema | None = None) -> str:
+    """``vqalib.schema.prompts.format_answer`` of ``scores`` under ``schema``: a dimension absent from
+    ``scores`` (a missing label) gets no score line (``allow_missing``); the paper's call with every
+    label present is the call it always was."""
     from vqalib.schema.prompts import format_answer
 
+    sch = rating.resolve(schema)
+    kw: dict[str, Any] = schema_kw(sch)
+    if any(k not in scores for k in sch.keys):
+        kw["allow_missing"] = True
+    return format_answer(scores, rationales, **kw)
+
+
+def answer_text(example: ClipExample, rationale: str = "short", schema: rating.RatingSchema | None = None) -> str:
+    """The target answer for a clip (``vqalib.schema.prompts.format_answer``) under ``schema`` (default the
+    paper's); ``rationale`` is one of :data:`RATIONALE_MODES`. ``full``/``scrubbed`` need the clip's
+    rationales (missing ones raise). A dimension the clip has no label for has no score line."""
     if rationale not in RATIONALE_MODES:
         raise ValueError(f"rationale={rationale!r}; use one of {list(RATIONALE_MODES)}")
     if rationale == "none":
-        return format_answer(example.scores, None)
+        return format_scores(example.scores, None, schema)
     if rationale == "short":
-        return format_answer(example.scores, short_rationale(example.tags))
+        return format_scores(example.scores, short_rationale(example.tags, schema), schema)
     if not example.rationales:
         raise ValueError(f"clip {example.video_id!r} has no rationales but rationale={rationale!r} was asked; "
                          f"add them to rationales.jsonl or use rationale=short|none")
     if rationale == "scrubbed":
-        return format_answer(example.scores, {k: scrub_rationale(v) for k, v in example.rationales.items()})
-    return format_answer(example.scores, example.rationales)
+        return format_scores(example.scores, {k: scrub_rationale(v, schema) for k, v in example.rationales.items()},
+                             schema)
+    return format_scores(example.scores, example.rationales, schema)
 
 
 #: Where ASO applies its soft target (issue 20). ``score``: at each dimension's score line, after the
@@ -632,10 +814,19 @@ def answer_text(example: ClipExample, rationale: str = "short") -> str:
 #: is left to the rationale term.
 TARGET_POSITIONS: tuple[str, ...] = ("score", "keyword")
 _KEYWORD_RE = None
+_KEYWORD_RES: dict[Any, re.Pattern] = {}
 
 
-def _keyword_re() -> re.Pattern:
+def _keyword_re(schema: rating.RatingSchema | None = None) -> re.Pattern:
+    """The evaluation keywords of ``schema``'s levels as whole words, any case (the paper's: Abysmal ... Perfect)."""
     global _KEYWORD_RE
+    sch = rating.resolve(schema)
+    if not sch.is_paper:
+        if sch not in _KEYWORD_RES:
+            words = sorted(sch.keywords, key=len, reverse=True)
+            _KEYWORD_RES[sch] = re.compile(r"(?<![\w.])(" + "|".join(re.escape(w) for w in words) + r")(?![\w]|\.\d)",
+                                           re.IGNORECASE)
+        return _KEYWORD_RES[sch]
     if _KEYWORD_RE is None:
         from vqalib.schema.levels import KEYWORDS
 
@@ -643,27 +834,26 @@ def _keyword_re() -> re.Pattern:
     return _KEYWORD_RE
 
 
-def keyword_spans(example: ClipExample) -> list[tuple[int, int, float, bool] | None]:
+def keyword_spans(example: ClipExample, schema: rating.RatingSchema | None = None) -> list[tuple[int, int, float, bool] | None]:
     """Where each dimension's evaluation keyword sits in ``answer_text(example, "full")``: per dimension in
     ``DIMENSION_KEYS`` order ``(start, end, level, capitalised)`` (character span in the answer, the level the
     keyword names, whether it is written with a capital) or ``None`` when that dimension's rationale holds no
     keyword. The **last** keyword of the dimension's paragraph counts (the paper's templates put the overall
     keyword at the end; the sample data has one). Raises (like :func:`answer_text`) without rationales."""
-    from vqalib.schema.levels import KEYWORDS
-
     if not example.rationales:
         raise ValueError(f"clip {example.video_id!r} has no rationales; target_position=keyword needs the full "
                          f"rationales (they hold the evaluation keyword)")
-    level_of = {w.lower(): v for v, w in KEYWORDS.items()}
+    sch = rating.resolve(schema)
+    level_of = {w.lower(): float(v) for v, w in zip(sch.values, sch.keywords)}
     rk = {k: str(v).strip() for k, v in example.rationales.items()}
     out: list[tuple[int, int, float, bool] | None] = []
     offset = 0
-    for k in DIMENSION_KEYS:
+    for k in sch.keys:
         para = rk.get(k, "")
         if not para:
             out.append(None)
             continue
-        hits = list(_keyword_re().finditer(para))
+        hits = list(_keyword_re(schema).finditer(para))
         if hits:
             m = hits[-1]
             out.append((offset + m.start(), offset + m.end(), level_of[m.group(0).lower()], m.group(0)[0].isupper()))
@@ -673,16 +863,14 @@ def keyword_spans(example: ClipExample) -> list[tuple[int, int, float, bool] | N
     return out
 
 
-def keyword_token_ids(tokenizer, capitalised: bool = False) -> list[tuple[int, ...]]:
-    """Token ids of the nine keywords as written inside a sentence (``" subpar"``, or ``" Subpar"`` with
+def keyword_token_ids(tokenizer, capitalised: bool = False, schema: rating.RatingSchema | None = None) -> list[tuple[int, ...]]:
+    """Token ids of the schema's K keywords (the paper's nine) as written inside a sentence (``" subpar"``, or ``" Subpar"`` with
     ``capitalised=True``), in level order: the level set the keyword target scores, by the same
     shared-prefix tree as the level strings (``vqalib.method.distributions.level_logprobs_raw``). Checks that each
     tokenises the same alone and after "is" (raises naming the keyword otherwise)."""
-    from vqalib.schema.levels import KEYWORDS
-
     out = []
     pre = tokenizer.encode("The quality is", add_special_tokens=False)
-    for w in KEYWORDS.values():
+    for w in rating.resolve(schema).keywords:
         w = w if capitalised else w.lower()
         alone = tuple(tokenizer.encode(" " + w, add_special_tokens=False))
         ctx = tokenizer.encode("The quality is " + w + ".", add_special_tokens=False)
@@ -694,16 +882,17 @@ def keyword_token_ids(tokenizer, capitalised: bool = False) -> list[tuple[int, .
 
 
 def keyword_positions(tokenizer, answers: Sequence[str], examples: Sequence[ClipExample], prompt_lengths: Sequence[int],
-                      length: int) -> tuple[torch.Tensor, torch.Tensor]:
+                      length: int, schema: rating.RatingSchema | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Token index (in the left-padded batch of :func:`vqalib.model.inputs.build_batch`, width ``length``) of each
-    dimension's keyword's first token: ``(positions [B, 5], capitalised [B, 5] bool)``, -1 where none."""
-    pos = torch.full((len(answers), len(DIMENSION_KEYS)), -1, dtype=torch.long)
-    cap = torch.zeros((len(answers), len(DIMENSION_KEYS)), dtype=torch.bool)
+    dimension's keyword's first token: ``(positions [B, D], capitalised [B, D] bool)``, -1 where none."""
+    n_dims = rating.resolve(schema).n_dims
+    pos = torch.full((len(answers), n_dims), -1, dtype=torch.long)
+    cap = torch.zeros((len(answers), n_dims), dtype=torch.bool)
     for b, (text, ex) in enumerate(zip(answers, examples)):
         enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         offs = enc["offset_mapping"]
         off = length - (prompt_lengths[b] + len(enc["input_ids"]) + 1)
-        for d, span in enumerate(keyword_spans(ex)):
+        for d, span in enumerate(keyword_spans(ex, schema)):
             if span is None:
                 continue
             start = span[0]
@@ -720,13 +909,17 @@ class VideoCollator:
     ``with_answers=True`` (SFT, ASO): the target answer is appended and ``labels`` mark its tokens.
     ``with_answers=False`` (GRPO): prompt only, ready for ``generate``; ``repeat`` copies each clip
     that many times (the G completions of a group are adjacent, prompt-major).
-    Extra keys: ``targets`` [B, 5] float, ``video_ids`` list[str], and with ``with_raters=True`` the
-    raters' scores ``rater_scores`` [B, 5, R_max] (NaN-padded) for the multi-rater reward (all removed
-    before the model call)."""
+    Extra keys (D = the schema's dimensions, 5 for the paper's; K its levels): ``targets`` [B, D] float
+    (NaN where the clip has no label), ``label_mask`` [B, D] bool (True where it has one), ``video_ids``
+    list[str], with ``with_raters=True`` the raters' scores ``rater_scores`` [B, D, R_max] (NaN-padded)
+    for the multi-rater reward, and under a ``gaussian``/``histogram`` schema ``soft_targets`` [B, D, K]
+    (all removed before the model call). ``schema`` (default the paper's): the dimensions, level strings
+    and score positions of the answers (:func:`answer_text`, ``build_batch(schema=)``)."""
 
     def __init__(self, processor: Any, cache: FrameCache, *, with_answers: bool = True, augment: bool = False,
                  rationale: str = "short", repeat: int = 1, seed: int = 0, instruction: str = "",
-                 with_raters: bool = False, keywords: bool = False):
+                 with_raters: bool = False, keywords: bool = False, schema: rating.RatingSchema | None = None):
+        self.schema = rating.resolve(schema)
         self.processor = processor
         self.keywords = keywords  # add keyword_positions / keyword_capitalised [B, 5] (target_position=keyword)
         self.cache = cache
@@ -753,27 +946,31 @@ class VideoCollator:
             for _ in range(self.repeat):
                 videos.append(video)
                 ids.append(ex.video_id)
-                targets.append(ex.targets())
+                targets.append(ex.targets(self.schema))
                 if self.with_answers:
-                    answers.append(answer_text(ex, self.rationale))
+                    answers.append(answer_text(ex, self.rationale, self.schema))
         built = build_batch(self.processor, videos, answers if self.with_answers else None,
-                            instruction=self.instruction)
+                            instruction=self.instruction, **schema_kw(self.schema))
         batch = dict(built)
-        batch["score_positions"] = built.score_positions  # [B, 5] first digit of each score, -1 if none
+        batch["score_positions"] = built.score_positions  # [B, D] first token of each score, -1 if none
         batch["targets"] = torch.tensor(targets, dtype=torch.float32)
+        batch["label_mask"] = label_mask(examples, self.repeat, self.schema)
         batch["video_ids"] = ids
+        if self.schema.target_rule != "nearest":
+            batch["soft_targets"] = soft_targets(examples, self.repeat, self.schema)
         if self.with_raters:
-            batch["rater_scores"] = rater_scores(examples, self.repeat)
+            batch["rater_scores"] = rater_scores(examples, self.repeat, self.schema)
         if self.keywords and self.with_answers:
             exs = [ex for ex in examples for _ in range(self.repeat)]
             batch["keyword_positions"], batch["keyword_capitalised"] = keyword_positions(
-                self.processor.tokenizer, answers, exs, built.prompt_lengths, int(built["input_ids"].shape[1]))
+                self.processor.tokenizer, answers, exs, built.prompt_lengths, int(built["input_ids"].shape[1]),
+                self.schema)
         return batch
 
 
 #: Keys the collator adds that the model must not receive.
 NON_MODEL_KEYS: tuple[str, ...] = ("targets", "video_ids", "labels", "answer_mask", "score_positions", "rater_scores",
-                                   "keyword_positions", "keyword_capitalised")
+                                   "keyword_positions", "keyword_capitalised", "label_mask", "soft_targets")
 
 
 def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:

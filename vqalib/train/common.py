@@ -86,6 +86,7 @@ class CommonConfig:
     eval_every_seconds: float = 0.0  # held-out curve: evaluate at step 0, every this many training seconds, at the end; 0: none
     eval_limit: int = 0  # clips of eval_split the curve evaluates (0: all)
     eval_split: str = "test"  # held-out split of the curve
+    rating_schema: str = ""  # rating schema (vqalib.schema.rating): a preset (paper | mos9 | qalign5 | int10) or a .json/.yaml file; empty: the dataset's own (its rating_schema.json, else the paper's); one that differs from the dataset's is refused
 
 
 @dataclass
@@ -244,6 +245,13 @@ def validate_config(cfg: CommonConfig, source: str = "<config>") -> None:
     for key in ("num_workers", "frame_cache_mb", "frame_disk_cache_mb"):
         if getattr(cfg, key) < 0:
             raise ValueError(f"{source}: {key}={getattr(cfg, key)}; use 0 (off) or a positive number")
+    if cfg.rating_schema:
+        from vqalib.schema import rating
+
+        try:
+            rating.get_schema(cfg.rating_schema)
+        except (ValueError, FileNotFoundError) as e:
+            raise ValueError(f"{source}: rating_schema={cfg.rating_schema!r}: {e}") from None
     if cfg.max_steps == 0:
         raise ValueError(f"{source}: max_steps=0 trains nothing; use -1 (epochs) or a positive number")
     for key in ("max_train_seconds", "eval_every_seconds", "eval_limit"):

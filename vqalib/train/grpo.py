@@ -13,19 +13,25 @@ group, per dimension by default (``group_by``; see :mod:`vqalib.method.grpo_math
 is the clipped ratio objective with a k3 KL penalty to the reference policy
 (coefficient 0.1, paper). One gradient step is taken per batch of rollouts, so the ratio is 1 at
 the step (the clip matters only if rollouts are reused; the code keeps the general form).
+
+Rating schema (issue 23; the stage's, from its dataset): completions are parsed and rewarded on the
+schema's dimensions and levels (``parse_answer(schema=)``, ``score_rewards(schema=)``: R_acc on its grid,
+R_dist = its span - |pred - gt|). A dimension the clip has no label for (``label_mask`` False, target
+NaN) earns no reward and is left out of the per-dimension advantages' mean; ``n_dims_masked`` counts it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from vqalib.model.generation import (SUPPRESSED_TOKENS, GenerationSettings, generate, pad_token_id, stop_token_ids,
                                suppressed_token_ids)
 from vqalib.train.base import VQATrainer, make_reference, reference_mode, run_stage
-from vqalib.train.collator import VideoCollator, model_inputs
+from vqalib.train.collator import VideoCollator, model_inputs, schema_kw
 from vqalib.train.common import GRPOConfig, TrainResult
 from vqalib.method.grpo_math import group_advantages, group_advantages_per_dimension, grpo_loss, score_rewards
 
@@ -141,13 +147,21 @@ class GRPOTrainer(VQATrainer):
         roll = sample_completions(unwrapped, self.processing_class, prompt, settings=GenerationSettings.from_config(cfg))
         from vqalib.schema.prompts import parse_answer
 
-        parsed = [parse_answer(t) for t in roll["texts"]]
+        skw = schema_kw(self.schema)
+        parsed = [parse_answer(t, **skw) for t in roll["texts"]]
         raters = inputs["rater_scores"].numpy() if cfg.reward == "multi_rater" else None
         rewards = score_rewards(parsed, inputs["targets"].cpu().numpy(), cfg.format_weight,
-                                acc_rounding=cfg.acc_rounding, rater_scores=raters)
+                                acc_rounding=cfg.acc_rounding, rater_scores=raters, **skw)
         r = torch.as_tensor(rewards.total, dtype=torch.float32, device=prompt["input_ids"].device)
-        if cfg.group_by == "dimension":  # per clip and dimension (paper), then mean over the dimensions
-            per_dim = rewards.acc + rewards.dist + cfg.format_weight * rewards.fmt  # [N, 5]
+        lmask = inputs.get("label_mask")
+        masked = lmask is not None and not bool(lmask.all())
+        if cfg.group_by == "dimension" and masked:
+            # missing labels: each labelled dimension normalised within the group, the mean over those only
+            per_dim = np.nan_to_num(rewards.acc + rewards.dist + cfg.format_weight * rewards.fmt)  # [N, D]
+            adv = group_advantages_per_dimension(torch.as_tensor(per_dim, dtype=torch.float32, device=r.device), G,
+                                                 labelled=lmask.to(r.device))
+        elif cfg.group_by == "dimension":  # per clip and dimension (paper), then mean over the dimensions
+            per_dim = rewards.acc + rewards.dist + cfg.format_weight * rewards.fmt  # [N, D]
             adv = group_advantages_per_dimension(torch.as_tensor(per_dim, dtype=torch.float32, device=r.device), G)
         else:
             adv = group_advantages(r, G)
@@ -157,10 +171,14 @@ class GRPOTrainer(VQATrainer):
             with torch.no_grad(), reference_mode(unwrapped, self.ref_model) as ref:
                 ref_logp = completion_logprobs(ref, prompt, roll["completion"], roll["mask"], cfg.temperature)
         loss, stats = grpo_loss(logp, logp.detach(), ref_logp, adv, roll["mask"], cfg.clip_eps, cfg.kl_coef)
-        self.record(reward=float(r.mean()), reward_acc=float(rewards.acc.mean()), reward_dist=float(rewards.dist.mean()),
-                    reward_format=float(rewards.fmt.mean()), reward_std=float(r.reshape(-1, G).std(1).mean()),
+        sel = lmask.cpu().numpy() if masked else slice(None)  # the labelled (completion, dimension) pairs
+        self.record(reward=float(r.mean()), reward_acc=float(rewards.acc[sel].mean()),
+                    reward_dist=float(rewards.dist[sel].mean()), reward_format=float(rewards.fmt[sel].mean()),
+                    reward_std=float(r.reshape(-1, G).std(1).mean()),
                     kl=stats["kl"], completion_len=float(roll["mask"].sum(1).float().mean()),
                     n_unparsable=rewards.n_unparsable, n_completions=len(parsed))
+        if masked:  # (completion, dimension) pairs without a label: no reward, out of the advantages
+            self.record(n_dims_masked=int((~lmask).sum()))
         return (loss, roll) if return_outputs else loss
 
 
@@ -170,10 +188,10 @@ def train_grpo(cfg: GRPOConfig, progress: bool = True, on_step=None) -> TrainRes
     def prepare(model, processor, examples, cache):
         return {"ref_model": make_reference(model) if cfg.kl_coef else None}
 
-    def collator_factory(processor, cache):
+    def collator_factory(processor, cache, schema=None):
         return VideoCollator(processor, cache, with_answers=False, augment=cfg.augment, rationale=cfg.rationale,
                              repeat=cfg.num_generations, seed=cfg.seed, instruction=cfg.instruction,
-                             with_raters=cfg.reward == "multi_rater")
+                             with_raters=cfg.reward == "multi_rater", schema=schema)
 
     return run_stage(cfg, GRPOTrainer, with_answers=False, repeat=cfg.num_generations, progress=progress,
                      on_step=on_step, prepare=prepare, collator_factory=collator_factory)
