@@ -52,9 +52,16 @@ def _model_arg(p: str) -> str:
 
 
 def _sample_data(argv: Sequence[str]) -> int:
-    import argparse
-
     from vqalib.data.synth import ensure_sample_dataset
+
+    args = sample_data_parser().parse_args(argv)
+    print(ensure_sample_dataset(size=args.size, seed=args.seed, root=args.root, schema=args.schema))
+    return 0
+
+
+def sample_data_parser():
+    """The arguments of ``python -m vqalib sample-data``."""
+    import argparse
 
     ap = argparse.ArgumentParser(prog="python -m vqalib sample-data")
     ap.add_argument("--size", default="default", help="smoke | default | large")
@@ -63,9 +70,7 @@ def _sample_data(argv: Sequence[str]) -> int:
     ap.add_argument("--schema", default=None, type=_schema_arg,
                     help="rating schema the simulated raters use: a preset (paper, mos9, qalign5, int10) or a "
                          ".json/.yaml file (default: paper)")
-    args = ap.parse_args(argv)
-    print(ensure_sample_dataset(size=args.size, seed=args.seed, root=args.root, schema=args.schema))
-    return 0
+    return ap
 
 
 def _schema_arg(text: str):
@@ -76,9 +81,28 @@ def _schema_arg(text: str):
 
 
 def _import_labels(argv: Sequence[str]) -> int:
+    from vqalib.data.dataset import dataset_from_label_file
+
+    args = import_labels_parser().parse_args(argv)
+    std = False if (args.std_column or "").lower() == "none" else args.std_column
+    ds = dataset_from_label_file(args.name, args.videos, args.out, labels=args.labels, split=args.split,
+                                 schema=args.schema, levels=_schema_arg(args.levels), std_column=std, dmos=args.dmos,
+                                 test_fraction=args.test_fraction, probe=not args.no_probe, fmt=args.format)
+    info = ds.info
+    print(f"{args.out}: {len(ds.videos)} videos, {len(ds.ratings)} labels ({info['benchmark']}, {info['rows']} rows in "
+          f"{info['source']}; {info['n_unmatched']} without a video"
+          + (", listed in unmatched_labels.csv" if info["n_unmatched"] else "") + ")")
+    print(f"rating schema: {ds.schema!r}" + (f"; std from {info['std_column']!r}" if info.get("std_column") else "")
+          + ("; DMOS flipped" if info.get("dmos") else ""))
+    if ds.report is not None and not ds.report.ok:
+        print(ds.report.summary(), file=sys.stderr)
+    return 0
+
+
+def import_labels_parser():
+    """The arguments of ``python -m vqalib import-labels``."""
     import argparse
 
-    from vqalib.data.dataset import dataset_from_label_file
     from vqalib.data.mos import BENCHMARKS
 
     ap = argparse.ArgumentParser(
@@ -106,20 +130,7 @@ def _import_labels(argv: Sequence[str]) -> int:
     ap.add_argument("--test-fraction", type=float, default=0.2, help="share of clips in the test split")
     ap.add_argument("--format", default="jsonl", choices=["jsonl", "parquet"])
     ap.add_argument("--no-probe", action="store_true", help="do not open the videos for duration, fps and size")
-    args = ap.parse_args(argv)
-    std = False if (args.std_column or "").lower() == "none" else args.std_column
-    ds = dataset_from_label_file(args.name, args.videos, args.out, labels=args.labels, split=args.split,
-                                 schema=args.schema, levels=_schema_arg(args.levels), std_column=std, dmos=args.dmos,
-                                 test_fraction=args.test_fraction, probe=not args.no_probe, fmt=args.format)
-    info = ds.info
-    print(f"{args.out}: {len(ds.videos)} videos, {len(ds.ratings)} labels ({info['benchmark']}, {info['rows']} rows in "
-          f"{info['source']}; {info['n_unmatched']} without a video"
-          + (", listed in unmatched_labels.csv" if info["n_unmatched"] else "") + ")")
-    print(f"rating schema: {ds.schema!r}" + (f"; std from {info['std_column']!r}" if info.get("std_column") else "")
-          + ("; DMOS flipped" if info.get("dmos") else ""))
-    if ds.report is not None and not ds.report.ok:
-        print(ds.report.summary(), file=sys.stderr)
-    return 0
+    return ap
 
 
 def _scorer_args(ap) -> None:

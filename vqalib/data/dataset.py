@@ -653,6 +653,10 @@ class RatingsCsvOptions:
     phase: str = "final"  # the phase of every rating, unless phase_col names a column holding it
     phase_col: str | None = None
     category_col: str | None = None  # a column copied to the videos' category
+    #: MOS tables (rater "mos", snap=False): the raters' standard deviation, on the table's scale, beside each
+    #: score: std_col (long layout) or std_columns (wide: score column -> its std column)
+    std_col: str | None = None
+    std_columns: Mapping[str, str] | None = None
     # the scores
     #: (lowest, highest) of the table's scale, mapped to the schema's (the paper's 1-5); None: each dimension's
     #: raw_range in the schema, else the schema's own scale (the paper's: 1-5)
@@ -719,6 +723,13 @@ def from_ratings_csv(csv_path: str | os.PathLike, *, options: RatingsCsvOptions 
     (``lo > hi`` flips it). ``ds.info['scale']`` records the scale used (per dimension when they differ).
     Empty cells are not ratings and are skipped (their number is in ``ds.info['empty_cells']``).
 
+    Per-clip MOS tables (DIVIDE-3k, FineVD, MaxWell, ...): name the rater ``mos`` (``score_columns=
+    {"aesthetic": ("aesthetic", "mos"), ...}`` or a rater column holding ``mos``) and pass ``snap=False``:
+    the rows become MOS rows (one mean opinion score per video and dimension, not snapped; no minimum
+    number of raters). ``std_col`` (long) or ``std_columns`` (wide: score column -> std column) give
+    the raters' standard deviation on the table's scale; it is scaled onto the schema's scale into the
+    ``std`` column (Gaussian soft labels, :func:`label_targets`).
+
     Table options (public subjective studies come in many layouts):
 
     * ``na_values``: cell values that mean "not rated" (e.g. ``[-1]`` or ``["-1", "n/a"]``); matched
@@ -767,7 +778,8 @@ def from_ratings_csv(csv_path: str | os.PathLike, *, options: RatingsCsvOptions 
     # 4. build the tables (videos probed) and validate them
     root = resolve_path(opts.video_dir) if opts.video_dir is not None else csv_path.parent
     videos = _video_rows(df, opts, root, fname, issues)
-    ratings = pd.DataFrame(rows, columns=[*RATING_COLUMNS, "raw_score", "_line"])
+    has_std = any("std" in r for r in rows)
+    ratings = pd.DataFrame(rows, columns=[*RATING_COLUMNS, "raw_score", *(["std"] if has_std else []), "_line"])
     ds, report = validate(root, videos, ratings, None, files={"videos": f"{fname} (videos)", "ratings": fname},
                           min_raters=opts.min_raters, check_files=opts.check_files, issues=issues, schema=schema)
     # 5. report: rows read are the ratings built plus the cells rejected before validation
@@ -794,6 +806,7 @@ class _Cell(NamedTuple):
     dimension: Any
     value: Any
     phase: str
+    std: Any = None  # the raters' standard deviation beside a MOS cell (std_col / std_columns), as written
 
 
 def _check_layout(df: pd.DataFrame, opts: RatingsCsvOptions, fname: str) -> None:
@@ -856,10 +869,18 @@ def _score_cells(df: pd.DataFrame, opts: RatingsCsvOptions, fname: str) -> list[
             if col is None or col not in df.columns:
                 raise ValueError(f"{fname}: long format needs rater_col, dimension_col and score_col that exist "
                                  f"(columns: {list(df.columns)})")
+        if opts.std_col is not None and opts.std_col not in df.columns:
+            raise ValueError(f"{fname}: std_col {opts.std_col!r} is not a column (columns: {list(df.columns)})")
         return [_Cell(i + 2, rec[opts.video_col], rec[opts.rater_col], rec[opts.dimension_col], rec[opts.score_col],
-                      phase_of(rec)) for i, rec in enumerate(records)]
+                      phase_of(rec), rec[opts.std_col] if opts.std_col else None) for i, rec in enumerate(records)]
     columns = _wide_columns(df, opts, fname)
-    return [_Cell(i + 2, rec[opts.video_col], rater, dim, rec[col], phase_of(rec))
+    stds = dict(opts.std_columns or {})
+    bad = sorted(str(c) for c in [*(k for k in stds if k not in columns), *(v for v in stds.values() if v not in df.columns)])
+    if bad:
+        raise ValueError(f"{fname}: std_columns {bad} are not score columns / columns of the table; std_columns maps a "
+                         "score column to the column of its raters' standard deviation")
+    return [_Cell(i + 2, rec[opts.video_col], rater, dim, rec[col], phase_of(rec),
+                  rec[stds[col]] if col in stds else None)
             for i, rec in enumerate(records) for col, (dim, rater) in columns.items()]
 
 
@@ -917,9 +938,15 @@ def _map_scores(cells: Iterable[_Cell], opts: RatingsCsvOptions, fname: str,
             mapped = float(schema.from_raw(x, key))
         else:
             mapped = float(map_scale(x, float(scale[0]), float(scale[1]), schema))
-        rows.append({"video_id": str(c.video), "rater": str(c.rater), "phase": c.phase, "dimension": dim,
-                     "score": float(schema.snap(mapped)) if opts.snap else mapped, "tags": [], "comment": "",
-                     "raw_score": x, "_line": c.line})
+        row = {"video_id": str(c.video), "rater": str(c.rater), "phase": c.phase, "dimension": dim,
+               "score": float(schema.snap(mapped)) if opts.snap else mapped, "tags": [], "comment": "",
+               "raw_score": x, "_line": c.line}
+        if c.std is not None and not is_blank(c.std):  # onto the schema's scale; validation checks the number
+            try:
+                row["std"] = _number(c.std, opts.decimal) * schema.span / abs(float(scale[1]) - float(scale[0]))
+            except (TypeError, ValueError):
+                row["std"] = c.std
+        rows.append(row)
     return rows, empty, not_rated
 
 
