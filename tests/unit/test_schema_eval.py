@@ -348,3 +348,78 @@ def test_results_of_a_run_on_another_schema(tmp_path):
     INT10.save(tmp_path / "checkpoints" / "aso")
     assert run_schema(tmp_path) == INT10
     assert result_schema({"rating_schema": INT10.to_dict()}) == INT10 and result_schema({}) == PAPER
+
+
+# ------------------------------------------------------------------ predict and score on the tiny model
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from vqalib.model import loading
+
+    model, proc = loading.load_model_and_processor("tiny")
+    return model.eval(), proc
+
+
+SAMPLING = SamplingConfig(fps=2.0, max_frames=8, max_pixels=112 * 112, min_pixels=112 * 112)
+
+
+@pytest.mark.parametrize("schema", [INT10, QALIGN5], ids=lambda s: s.name)
+def test_predict_rows_on_the_schema(tiny, tmp_path, schema):
+    from model_helpers import write_clip
+
+    from vqalib.eval import predict
+    from vqalib.eval.predictions_file import validate_predictions
+
+    model, proc = tiny
+    paths = [write_clip(tmp_path / f"c{i}.mp4", seed=i) for i in range(2)]
+    key = schema.keys[0]
+    items = pd.DataFrame({"video_id": ["a", "b"], "path": [str(p) for p in paths], key: [schema.hi, None]})
+    res = predict.predict(model, proc, items, sampling=SAMPLING, max_new_tokens=8, batch_size=2, schema=schema)
+    df = res.rows
+    assert len(df) == 2 * schema.n_dims and list(dict.fromkeys(df["dimension"])) == list(schema.keys)
+    assert df["dist"].map(len).eq(schema.n_levels).all()
+    validate_predictions(df, schema=schema)
+    assert df.loc[(df.video_id == "a") & (df.dimension == key), "target"].item() == schema.hi
+    assert res.manifest["rating_schema"] == schema.to_dict()
+    assert set(res.manifest["parse_rate"]) == set(schema.keys)
+    assert set(res.manifest["parse_status_counts"]) == set(schema.keys)
+
+
+def test_checkpoint_schema_and_data_schema(tmp_path):
+    from types import SimpleNamespace
+
+    from vqalib.eval.predict import checkpoint_schema, data_schema, items_from
+
+    assert checkpoint_schema("tiny") is None and checkpoint_schema(tmp_path) is None
+    MOS9.save(tmp_path)
+    (tmp_path / "adapter").mkdir()
+    assert checkpoint_schema(tmp_path) == MOS9 and checkpoint_schema(tmp_path / "adapter") == MOS9
+    ds = SimpleNamespace(schema=INT10)
+    assert data_schema(ds) == INT10 and data_schema(pd.DataFrame()) == PAPER
+    with pytest.raises(ValueError, match="'int10'.*'mos9'"):
+        data_schema(ds, MOS9)
+    items = items_from(pd.DataFrame({"video_id": ["a"], "path": ["/a.mp4"]}), schema=QALIGN5)
+    assert list(items.columns) == ["video_id", "path", "overall_quality"]
+
+
+def test_scorer_fast_run_one_dimension_schema(tiny, tmp_path):
+    from model_helpers import write_clip
+
+    from vqalib.inference.scorer import Scorer, fast_answer
+    from vqalib.inference.store import manifest_path, read_scores
+
+    model, proc = tiny
+    assert fast_answer(MOS9) == "Overall Quality: 3.0" and fast_answer(QALIGN5) == "Overall Quality: fair"
+    paths = [write_clip(tmp_path / f"c{i}.mp4", seed=i) for i in range(2)]
+    scorer = Scorer(model, processor=proc, sampling=SAMPLING, batch_size=2, schema=LIVE)
+    run = scorer.score([str(p) for p in paths], tmp_path / "scores.csv")
+    back = read_scores(tmp_path / "scores.csv")
+    assert back.attrs["rating_schema"] == LIVE and json.loads(manifest_path(tmp_path / "scores.csv").read_text())[
+        "rating_schema"] == LIVE.to_dict()
+    dist = back[[f"p_overall_quality_{s}" for s in MOS9.strings]].to_numpy(float)
+    np.testing.assert_allclose(dist.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(back["overall_quality_expected"], dist @ MOS9.levels, atol=1e-5)
+    np.testing.assert_allclose(back["overall_quality_expected_raw"], (back["overall_quality_expected"] - 1) * 25,
+                               atol=1e-4)
+    assert not any(c.startswith("motion_quality") for c in back.columns) and run.n_scored == 2

@@ -327,7 +327,9 @@ def predict_to_file(path, *, model: str = "tiny", data_dir: str = "", sample_siz
 
     ``data_dir`` empty means the embedded sample dataset (``sample_size``, ``seed``); ``max_videos``
     > 0 limits the clips (0 = all). ``instruction`` must be the one the model was trained with
-    (default: :data:`vqalib.schema.prompts.INSTRUCTION`). Returns the JSONL path. Decode failures and parse failures are
+    (default: the rating schema's, :func:`default_instruction`). ``schema``: the rating schema (None: the
+    checkpoint's saved one, :func:`checkpoint_schema`, else the dataset's); the file's manifest records it.
+    Returns the JSONL path. Decode failures and parse failures are
     recorded in the manifest (``predict.failures``, ``predict.parse_status_counts``).
     """
     from vqalib.data.dataset import load_dataset
