@@ -173,17 +173,20 @@ def level_distributions(checkpoint: str | Path, cfg: Any, video_ids: Sequence[st
 
     model, processor = load_model_and_processor(str(resolve_path(checkpoint)))
     model.eval()
-    examples = {e.video_id: e for e in load_examples(cfg.data_dir, cfg.split, cfg.sample_size, cfg.data_seed)}
+    loaded = load_examples(cfg.data_dir, cfg.split, cfg.sample_size, cfg.data_seed)
+    schema = getattr(loaded, "schema", None)  # the dataset's rating schema (its D dimensions, K levels)
+    examples = {e.video_id: e for e in loaded}
     missing = [v for v in video_ids if v not in examples]
     if missing:
         raise KeyError(f"clips {missing[:3]} are not in the {cfg.split!r} split of {cfg.data_dir or cfg.sample_size!r}")
     collator = VideoCollator(processor, FrameCache(sampling_config(cfg)), rationale=cfg.rationale,
-                             instruction=cfg.instruction)
+                             instruction=cfg.instruction, **schema_kwargs(VideoCollator.__init__, schema))
     out: dict[str, np.ndarray] = {}
     ids = list(video_ids)
     for i in range(0, len(ids), batch_size):
         chosen = [examples[v] for v in ids[i:i + batch_size]]
-        logp_theta, _ = level_logprobs(model, collator(chosen), processor.tokenizer)
+        logp_theta, _ = level_logprobs(model, collator(chosen), processor.tokenizer,
+                                       **schema_kwargs(level_logprobs, schema))
         out.update({ex.video_id: logp_theta[j].double().exp().numpy() for j, ex in enumerate(chosen)})
     return out
 
@@ -197,15 +200,19 @@ def aso_distributions(pi_ref_path: str | Path, aso_checkpoint: str | Path, cfg: 
     from vqalib.train.collator import load_examples
 
     cached = load_pi_ref(pi_ref_path)
-    examples = {e.video_id: e for e in load_examples(cfg.data_dir, cfg.split, cfg.sample_size, cfg.data_seed)}
+    loaded = load_examples(cfg.data_dir, cfg.split, cfg.sample_size, cfg.data_seed)
+    schema = getattr(loaded, "schema", None)
+    examples = {e.video_id: e for e in loaded}
     theta = level_distributions(aso_checkpoint, cfg, video_ids)
+    tkw = {"schema": schema} if schema is not None else {}
     out = {}
     for vid in video_ids:
         ex = examples[vid]
         lr = cached[vid].double()
-        target = optimal_policy(lr, reward_abs(torch.tensor(ex.targets(), dtype=torch.float64), beta), lam)
+        reward = reward_abs(torch.tensor(ex.targets(**tkw), dtype=torch.float64), beta, **schema_kwargs(reward_abs, schema))
+        target = optimal_policy(lr, reward, lam, **schema_kwargs(optimal_policy, schema))
         out[vid] = {"pi_ref": lr.exp().numpy(), "pi_star": target.numpy(), "pi_theta": theta[vid],
-                    "target": np.asarray(ex.targets())}
+                    "target": np.asarray(ex.targets(**tkw))}
     return out
 
 
@@ -391,13 +398,14 @@ def zero_mass_case(pi_ref_path: str | Path, cfg: Any, eps: float, checkpoints: d
     with. The checkpoints are read on the chosen clip and on the clips of the pairs below
     ``max(thresholds)``, lowest π_ref(s*) first, at most ``max_read`` clips (``n_read`` in
     ``counts`` says how many pairs that covered). λ, β: those of the run (paper: 1, 1). ``schema``: the rating
-    schema of the run's data (None: the paper's)."""
+    schema of the run's data (None: the one the data folder holds, the paper's without one)."""
     from vqalib.method.aso import optimal_policy, reward_abs
     from vqalib.train.collator import load_examples
 
-    schema = rating.resolve(schema)
+    loaded = load_examples(cfg.data_dir, cfg.split, cfg.sample_size, cfg.data_seed)
+    schema = rating.resolve(schema if schema is not None else getattr(loaded, "schema", None))
     pi_ref = load_pi_ref(pi_ref_path)
-    targets = {e.video_id: e.targets() for e in load_examples(cfg.data_dir, cfg.split, cfg.sample_size, cfg.data_seed)}
+    targets = {e.video_id: (e.targets() if schema.is_paper else e.targets(schema)) for e in loaded}
     table = label_mass_table(pi_ref, targets, eps, lam, beta, schema=schema)
     first = table.iloc[0]
     vid, dim, label = str(first["video_id"]), str(first["dimension"]), float(first["label"])
