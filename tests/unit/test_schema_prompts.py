@@ -96,7 +96,8 @@ def test_instruction_of_a_grid_with_a_step_and_negative_levels():
 
 @pytest.mark.parametrize("schema, key, value, line", [
     (PAPER, "Clarity Quality", 3.5, "Clarity Quality: 3.5"), (MOS9, "overall_quality", 4.0, "Overall Quality: 4.0"),
-    (QALIGN5, "overall_quality", 4, "Overall Quality: good"), (QALIGN5, "Overall Quality", 5.0, "Overall Quality: excellent"),
+    (QALIGN5, "overall_quality", 4, "Overall Quality: good"),
+    (QALIGN5, "Overall Quality", 5.0, "Overall Quality: excellent"),
     (INT10, "visual_quality", 10, "Visual Quality: 10"), (INT10, "text_alignment", 1.0, "Text Alignment: 1"),
     (UNEVEN, "stability", 8, "Stability: 8"), (PLUS, "overall_quality", 3, "Overall Quality: good+"),
 ])
@@ -149,7 +150,8 @@ def test_strict_answers_round_trip(schema):
     for _ in range(25):
         scores = {k: float(rng.choice(schema.levels)) for k in schema.keys}
         text = prompts.format_answer(scores, "Why.", schema=schema)
-        assert prompts.check_format(text, schema=schema) and prompts.check_format(text, schema=schema, allow_missing=True)
+        assert prompts.check_format(text, schema=schema)
+        assert prompts.check_format(text, schema=schema, allow_missing=True)
         res = prompts.parse_answer(text, schema=schema)
         assert res.ok and res.scores == scores and list(res.scores) == list(schema.keys) and res.rationale == "Why."
         assert not any(res.off_grid.values()) and not any(res.as_number.values())
@@ -231,7 +233,8 @@ def test_int10_other_scales_are_unparsable_with_a_reason(written, reason):
 def test_int10_rescale_maps_other_scales_onto_1_to_10():
     res = prompts.parse_answer("Visual Quality: 4/5\nTemporal Consistency: 3 (1-5)", schema=INT10, rescale=True)
     assert res.scores["visual_quality"] == 8.0 and res.rescaled["visual_quality"]  # 1 + 9 * 0.8 = 8.2
-    assert res.scores["temporal_consistency"] == 6.0 and res.rescaled["temporal_consistency"]  # 1 + 9 * 0.5 = 5.5, ties up
+    assert res.scores["temporal_consistency"] == 6.0  # 1 + 9 * 0.5 = 5.5, ties up
+    assert res.rescaled["temporal_consistency"]
     assert not prompts.parse_answer("Visual Quality: 7/10", schema=INT10, rescale=True).rescaled["visual_quality"]
 
 
@@ -314,7 +317,8 @@ def test_word_levels_that_are_prefixes_of_each_other(written, value):
 
 def test_word_levels_prefix_siblings_that_are_not_levels():
     for written, reason in [("good++", "'good++' is not one of the levels"), ("goodish", "not one of the levels"),
-                            ("very", "'very' is not one of the levels"), ("good-ish", "'good-ish' is not one of the levels")]:
+                            ("very", "'very' is not one of the levels"),
+                            ("good-ish", "'good-ish' is not one of the levels")]:
         res = prompts.parse_answer(f"Overall Quality: {written}", schema=PLUS)
         assert res.status["overall_quality"] == "unparsable" and reason in res.reason["overall_quality"], written
 
@@ -331,7 +335,8 @@ def _layouts(schema, scores):
         "{" + ", ".join(f'"{k}": {{"score": "{s}", "reason": "fine"}}' for k, s in zip(scores, strs)) + "}",
         "Steady.\n```json\n{" + ", ".join(f'"{k}": "{s}"' for k, s in zip(scores, strs)) + "}\n```",
         "| Dimension | Score |\n|---|---|\n" + "\n".join(f"| {n} | {s} |" for n, s in zip(names, strs)),
-        "| Dimension | Score | Note |\n|:--|:-:|---|\n" + "\n".join(f"| **{n}** | **{s}** | ok |" for n, s in zip(names, strs)),
+        "| Dimension | Score | Note |\n|:--|:-:|---|\n"
+        + "\n".join(f"| **{n}** | **{s}** | ok |" for n, s in zip(names, strs)),
         "Steady.\n" + "\n".join(f"- **{n}**: **{s}**" for n, s in zip(names, strs)),
         "\n".join(f"{n} ({schema.strings[0]}-{schema.strings[-1]}): {s}" for n, s in zip(names, strs)),
     ]
@@ -378,3 +383,72 @@ def test_parse_result_is_keyed_by_the_schema():
     res = prompts.parse_answer("", schema=INT10)
     assert res.keys == INT10.keys == tuple(res.scores) == tuple(res.status) == tuple(res.as_number)
     assert res.failed == list(INT10.keys) and not res.ok and res.schema is INT10
+
+
+# --------------------------------------------------------------------------- rationale expansion per schema
+
+
+def test_rationale_prompt_and_template_per_schema():
+    paper = prompts.rationale_prompt("Clarity Quality", 2.5, ["blur"], schema=PAPER)
+    assert "Human score: 2.5 out of 5.0 (Subpar). The score scale is 1.0 Abysmal, 1.5 Terrible" in paper
+    assert paper == prompts.rationale_prompt("Clarity Quality", 2.5, ["blur"])
+    assert paper == prompts.rationale_prompt("Clarity Quality", 2.5, ["blur"], schema=PAPER_COPY)  # generic path
+    assert prompts.template_rationale("clarity_quality", 3.3, ["noise"], schema=PAPER_COPY) == (
+        prompts.template_rationale("clarity_quality", 3.3, ["noise"]))
+    q = prompts.rationale_prompt("overall_quality", 4, schema=QALIGN5)
+    assert "Definition of Overall Quality: the overall perceptual quality of the video." in q
+    assert "Human score: good. The score scale is bad, poor, fair, good, excellent." in q
+    assert '"Overall, the overall quality is good."' in q
+    i = prompts.rationale_prompt("visual_quality", 7, comment="soft", schema=INT10)
+    assert "Human score: 7 out of 10. The score scale is 1, 2, 3, 4, 5, 6, 7, 8, 9, 10." in i
+    assert "Rater comment: soft" in i and '"Overall, the visual quality is rated 7 out of 10."' in i
+    u = prompts.rationale_prompt("sharpness", 5, schema=UNEVEN)
+    assert "Definition of Sharpness: how crisp fine detail is." in u
+    assert "Human score: 5 out of 8 (nice). The score scale is 1 awful, 2 weak, 3 okay, 5 nice, 8 superb." in u
+    with pytest.raises(ValueError, match="not on the grid"):
+        prompts.rationale_prompt("sharpness", 4, schema=UNEVEN)
+    with pytest.raises(ValueError, match="not valid"):
+        prompts.rationale_prompt("visual_quality", 7, ["blur"], schema=INT10)
+    assert prompts.template_rationale("overall_quality", 2.2, schema=QALIGN5) == (
+        "No specific problems were noted. Overall, the overall quality is poor.")
+    assert prompts.template_rationale("visual_quality", 7.4, ["blur"], schema=INT10) == (
+        "The video shows blur. Overall, the visual quality is rated 7 out of 10.")
+    assert prompts.template_rationale("clarity_quality", 3.3, ["blur"], schema=None) == (
+        "The video shows blur. Overall, the clarity quality is good.")
+
+
+# --------------------------------------------------------------------------- what the level scorer tokenises
+
+
+@pytest.fixture(scope="module")
+def tiny_tokenizer():
+    from vqalib.model import tokenizer as tk
+
+    return tk.build_tokenizer()
+
+
+@pytest.mark.parametrize("schema", [PAPER, MOS9, QALIGN5, INT10, UNEVEN, PLUS], ids=lambda s: s.name)
+def test_level_context_splits_at_a_token_boundary(schema, tiny_tokenizer):
+    tok = tiny_tokenizer
+    for key in schema.keys:
+        context, conts = prompts.level_context(key, schema=schema)
+        assert len(conts) == schema.n_levels
+        ctx = tok.tokenize("Steady.\n\n" + context)
+        seqs = []
+        for value, cont in zip(schema.values, conts):
+            assert context + cont == prompts.score_line(key, value, schema=schema)
+            full = tok.tokenize("Steady.\n\n" + context + cont)
+            assert full[:len(ctx)] == ctx, (context, cont)
+            seqs.append(tuple(full[len(ctx):]))
+        assert len(set(seqs)) == schema.n_levels  # K distinct token sequences
+
+
+def test_score_prefix_is_no_token_boundary_before_a_word(tiny_tokenizer):
+    """Why level_context exists: the space before a level word joins the word's token."""
+    tok = tiny_tokenizer
+    pre = prompts.score_prefix("overall_quality", schema=QALIGN5)
+    assert tok.tokenize(pre + "good")[:len(tok.tokenize(pre))] != tok.tokenize(pre)
+    pre = prompts.score_prefix("visual_quality", schema=INT10)
+    assert tok.tokenize(pre + "10")[:len(tok.tokenize(pre))] == tok.tokenize(pre)
+    int10 = [tok.tokenize(c) for c in prompts.level_context("visual_quality", schema=INT10)[1]]
+    assert int10[0] == int10[-1][:len(int10[0])]  # " 1" is a prefix of " 10" in tokens too

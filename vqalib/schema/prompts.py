@@ -20,8 +20,9 @@ grid ``from lo (keyword) to hi (keyword) in steps of s``, a list of allowed valu
 from worst to best, and the line form). :func:`format_answer` writes exactly this (the SFT target;
 ``allow_missing=True`` leaves out the lines of dimensions a clip has no label for),
 :func:`check_format` says whether a text follows it exactly (the GRPO format reward),
-:func:`parse_answer` reads it tolerantly, and :func:`score_prefix` is the text before the level
-string in a line (``"Clarity Quality: "``; the level scorer tokenises the levels after it).
+:func:`parse_answer` reads it tolerantly, :func:`score_prefix` is the text before the level
+string in a line (``"Clarity Quality: "``) and :func:`level_context` splits a line where tokenizers
+have a boundary (``"Overall Quality:"`` + ``" good"``) for the one-pass level scorer.
 
 Parser rules (documented choices, tested in ``tests/unit/test_prompts.py``,
 ``tests/unit/test_parse_answers.py`` and, per schema, ``tests/unit/test_schema_prompts.py``). Below,
@@ -227,9 +228,27 @@ _instruction_of = instruction
 
 def score_prefix(dimension: str, schema: RatingSchema | str | None = None) -> str:
     """What precedes the level string in a score line: ``score_prefix("clarity_quality") ==
-    "Clarity Quality: "`` (the level scorer tokenises the level strings in context after it)."""
+    "Clarity Quality: "``; ``score_prefix(k, schema) + schema.string(v) == score_line(k, v, schema)``.
+
+    Not a token boundary for word levels: Qwen2's pre-tokenizer joins the space to a following word
+    (``"Overall Quality: good"`` ends in the token ``" good"``, while ``"Overall Quality: "`` ends in
+    ``" "``); digits stay apart (``" "``, ``"1"``, ``"0"``). To score levels by tokens use
+    :func:`level_context`, which splits where every such tokenizer has a boundary."""
     schema = rating.resolve(schema)
     return f"{schema.name_of(dimension)}: "
+
+
+def level_context(dimension: str, schema: RatingSchema | str | None = None) -> tuple[str, tuple[str, ...]]:
+    """The score line split at a token boundary, for the level scorer: ``(context, continuations)``
+    with ``context + continuations[i] == score_line(dimension, values[i])``.
+
+    ``context`` is ``"Name:"`` and ``continuations[i]`` is ``" " + strings[i]`` (``" 3.5"``,
+    ``" good"``, ``" 10"``). The colon is a pre-token of its own in byte-level BPE tokenizers of the
+    Qwen2 kind (the project's tiny one and Qwen2.5's), so ``tokens(context + c) == tokens(context) +
+    tokens of c in context``, for words too (``" good"`` is one token there); the K continuations'
+    token sequences are what the one-pass level scorer compares (``" 1"`` is a prefix of ``" 10"``)."""
+    schema = rating.resolve(schema)
+    return f"{schema.name_of(dimension)}:", tuple(" " + s for s in schema.strings)
 
 
 def score_line(dimension: str, score: float, schema: RatingSchema | str | None = None) -> str:
@@ -669,7 +688,7 @@ DIMENSION_DEFINITIONS: dict[str, str] = {
 _RATIONALE_TEMPLATE = """You are an expert in video quality assessment. Write the rationale that a careful human rater would give for the {name} of a video.
 
 Definition of {name}: {definition}.
-Human score: {score} out of 5.0 ({keyword}). The score scale is {scale}.
+Human score: {score_text}. The score scale is {scale}.
 Sub-attributes the raters marked: {tags}.
 {comment}
 Write two or three sentences in English that:
@@ -679,14 +698,65 @@ Write two or three sentences in English that:
 Output only the rationale text, with no heading, list or score line."""
 
 
+def _verdict(schema: RatingSchema, value: float) -> str:
+    """What the closing sentence says of a level: its keyword in lower case (``excellent``), or
+    ``rated 7 out of 10`` when the keyword is the level's number."""
+    kw = schema.keyword(value)
+    if rating._is_number_text(kw):
+        return f"rated {kw} out of {schema.strings[-1]}"
+    return kw.lower()
+
+
+def _tag_text(tag: str) -> str:
+    return TAG_TEXT.get(tag, tag.replace("_", " "))
+
+
 def rationale_prompt(dimension: str, score: float, tags: list[str] | tuple[str, ...] = (),
-                     comment: str | None = None) -> str:
+                     comment: str | None = None, schema: RatingSchema | str | None = None) -> str:
     """A prompt to send to any LLM to expand a human score + tags into a rationale.
 
     Follows the structure of the paper's rationale-synthesis prompts (Figs. 3-6): a role, the
     dimension's definition, the human score with its evaluation keyword, the ticked sub-attribute
-    tags, and fixed output rules ending in the keyword sentence. Unknown tags raise.
+    tags, and fixed output rules ending in the keyword sentence. Unknown tags raise (the
+    dimension's own tags on another schema), and so does a score off the schema's grid.
+
+    On another schema the definition is the dimension's description (else the paper's definition of
+    a dimension with that key, else "the <name> of the video"), the score is written
+    ``7 out of 10`` (``good`` on a word schema) with its keyword when it says more than the string,
+    and the scale lists the levels.
     """
+    schema = rating.resolve(schema)
+    if schema.is_paper:
+        return _paper_rationale_prompt(dimension, score, tags, comment)
+    key = schema.key_of(dimension)
+    dim = schema.dimension(key)
+    bad = [t for t in tags if t not in dim.tags]
+    if bad:
+        raise ValueError(f"tags {bad} are not valid for {key}; valid: {list(dim.tags)}")
+    value = float(score)
+    if not schema.is_on_grid(value):
+        raise ValueError(f"score {score} is not on the grid {list(schema.strings)} of the {schema.name!r} "
+                         "rating schema; snap() it first")
+    i = schema.index(value)
+    string, kw = schema.strings[i], schema.keywords[i]
+    same = kw.strip().lower() == string.lower()
+    score_text = string if _is_word_schema(schema) else f"{string} out of {schema.strings[-1]}"
+    if not same:
+        score_text += f" ({kw})"
+    name = dim.name
+    return _RATIONALE_TEMPLATE.format(
+        name=name, name_lower=name.lower(),
+        definition=dim.description or DIMENSION_DEFINITIONS.get(key) or f"the {name.lower()} of the video",
+        score_text=score_text, keyword_lower=_verdict(schema, value),
+        scale=", ".join(s if w.strip().lower() == s.lower() else f"{s} {w}"
+                        for s, w in zip(schema.strings, schema.keywords)),
+        tags=", ".join(_tag_text(t) for t in tags) if tags else "none",
+        comment=f"Rater comment: {comment.strip()}\n" if comment and comment.strip() else "",
+    )
+
+
+def _paper_rationale_prompt(dimension: str, score: float, tags: list[str] | tuple[str, ...] = (),
+                            comment: str | None = None) -> str:
     key = levels.dimension_key(dimension)
     bad = levels.check_tags(key, tags)
     if bad:
@@ -698,18 +768,27 @@ def rationale_prompt(dimension: str, score: float, tags: list[str] | tuple[str, 
     name = NAME_OF[key]
     return _RATIONALE_TEMPLATE.format(
         name=name, name_lower=name.lower(), definition=DIMENSION_DEFINITIONS[key],
-        score=levels.level_string(score), keyword=kw, keyword_lower=kw.lower(),
+        score_text=f"{levels.level_string(score)} out of 5.0 ({kw})", keyword_lower=kw.lower(),
         scale=", ".join(f"{levels.level_string(v)} {w}" for v, w in KEYWORDS.items()),
         tags=", ".join(TAG_TEXT[t] for t in tags) if tags else "none",
         comment=f"Rater comment: {comment.strip()}\n" if comment and comment.strip() else "",
     )
 
 
-def template_rationale(dimension: str, score: float, tags: list[str] | tuple[str, ...] = ()) -> str:
-    """A deterministic, LLM-free rationale in the same shape (for the embedded sample data and tests)."""
-    key = levels.dimension_key(dimension)
-    name = NAME_OF[key]
-    kw = KEYWORDS[levels.snap_to_grid(score)]
-    problems = ", ".join(TAG_TEXT[t] for t in tags)
+def template_rationale(dimension: str, score: float, tags: list[str] | tuple[str, ...] = (),
+                       schema: RatingSchema | str | None = None) -> str:
+    """A deterministic, LLM-free rationale in the same shape (for the embedded sample data and tests).
+
+    ``score`` may be off the grid (the keyword of the nearest level is used); on another schema the
+    closing sentence uses the schema's keyword (``rated 7 out of 10`` when the keyword is a number)."""
+    schema = rating.resolve(schema)
+    problems = ", ".join(TAG_TEXT[t] if schema.is_paper else _tag_text(t) for t in tags)
     first = f"The video shows {problems}." if problems else "No specific problems were noted."
-    return f"{first} Overall, the {name.lower()} is {kw.lower()}."
+    if schema.is_paper:
+        key = levels.dimension_key(dimension)
+        name = NAME_OF[key]
+        verdict = KEYWORDS[levels.snap_to_grid(score)].lower()
+    else:
+        name = schema.name_of(dimension)
+        verdict = _verdict(schema, float(score))
+    return f"{first} Overall, the {name.lower()} is {verdict}."
