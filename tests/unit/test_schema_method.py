@@ -23,8 +23,10 @@ ANSWERS = {
     "mos9": ["Soft edges.\n\nOverall Quality: 3.5", "Overall Quality: 1.0"],
     "int10": ["Visual Quality: 10\nTemporal Consistency: 1\nText Alignment: 7",
               "Some flicker.\n\nVisual Quality: 3\nTemporal Consistency: 10\nText Alignment: 1"],
+    "paper": [prompts.format_answer(dict(zip(levels.DIMENSION_KEYS, [3.5, 2.0, 4.0, 1.0, 5.0])), "Soft."),
+              prompts.format_answer({k: 2.5 for k in levels.DIMENSION_KEYS})],
 }
-SCHEMAS = {"qalign5": QALIGN5, "mos9": MOS9, "int10": INT10}
+SCHEMAS = {"qalign5": QALIGN5, "mos9": MOS9, "int10": INT10, "paper": PAPER}
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +93,8 @@ def test_level_ids_in_context_words_and_integers(tiny):
     assert trie.n_nodes == 1 and trie.node_of((one,)) == 0
 
 
-@pytest.mark.parametrize("key,side", [("qalign5", "left"), ("mos9", "right"), ("int10", "left"), ("int10", "right")])
+@pytest.mark.parametrize("key,side", [("qalign5", "left"), ("mos9", "right"), ("paper", "left"), ("int10", "left"),
+                                      ("int10", "right")])
 def test_one_pass_equals_k_independent_passes(tiny, key, side):
     model, proc = tiny
     schema = SCHEMAS[key]
@@ -350,3 +353,16 @@ def test_lambda_beta_readings_and_diagnostics_on_other_grids():
                           scores={"visual_quality": 6.0, "text_alignment": float("nan")})]
     caption, table = diag.multi_rater_case(ex, 1.0, 1.0, schema=INT10)
     assert caption.startswith("clip a, visual_quality") and list(table.columns) == list(INT10.strings)
+
+
+def test_grpo_rewards_through_the_schema_parser_and_strict_format():
+    texts = [prompts.format_answer({"overall_quality": 4.0}, "Sharp.", schema=QALIGN5), "Sharp. Overall Quality: poor"]
+    parsed = [prompts.parse_answer(t, schema=QALIGN5) for t in texts]
+    out = grpo_math.score_rewards(parsed, np.array([[4.0], [4.0]]), schema=QALIGN5)
+    # strict "good" for gt good: 1 + 4 + 1 = 6; "poor" off the strict format: 0 + (4 - 2) + 0 = 2
+    assert out.total.tolist() == [6.0, 2.0] and out.fmt[:, 0].tolist() == [1.0, 0.0]
+    ten = prompts.format_answer({"visual_quality": 3.0, "temporal_consistency": 10.0, "text_alignment": 1.0}, "x",
+                                schema=INT10)
+    out = grpo_math.score_rewards([prompts.parse_answer(ten, schema=INT10)], np.array([[10.0, 10.0, np.nan]]),
+                                  schema=INT10)
+    assert out.total.tolist() == [((0 + 2 + 1) + (1 + 9 + 1)) / 2]  # text_alignment unlabelled: not in the mean
