@@ -275,3 +275,27 @@ def test_config_rating_schema_is_validated():
     assert load_config("sft", None, {"rating_schema": "int10"}).rating_schema == "int10"
     with pytest.raises(ValueError, match="rating_schema='nope'"):
         load_config("sft", None, {"rating_schema": "nope"})
+
+
+def test_the_paper_default_batch_is_the_paper_answer_with_a_full_mask(proc):
+    from vqalib.schema import prompts
+    from vqalib.schema.levels import DIMENSION_KEYS
+
+    ex = _ex("a", dict(zip(DIMENSION_KEYS, [3.5, 2.0, 4.0, 1.0, 5.0])), {"clarity_quality": ["blur"]})
+    batch = VideoCollator(proc, _Clips())([ex])
+    want = prompts.format_answer(ex.scores, "Seen: blur.")
+    assert answer_text(ex) == answer_text(ex, "short", PAPER) == want
+    labels = batch["labels"][0]
+    assert proc.tokenizer.decode(labels[labels != -100]) == want + "<|im_end|>"
+    assert batch["label_mask"].tolist() == [[True] * 5] and "soft_targets" not in batch
+    assert batch["score_positions"].shape == (1, 5) and (batch["score_positions"] >= 0).all()
+
+
+def test_aso_refuses_an_eps_floor_too_large_for_the_schema_s_levels():
+    from vqalib.train.aso_trainer import prepare_aso
+    from vqalib.train.common import load_config
+
+    cfg = load_config("aso", None, {"eps": 0.105})  # < 1/9 (the config check), >= 1/10
+    exs = Examples([_ex("a", {"visual_quality": 8.0, "temporal_consistency": 2.0, "text_alignment": 3.0})], INT10)
+    with pytest.raises(ValueError, match=r"1/10"):
+        prepare_aso(cfg, None, None, exs, None, progress=False)

@@ -243,7 +243,15 @@ def agreement_table(ratings: pd.DataFrame, phases: Iterable[str] = ("pilot", "fi
 def raw_tolerance(tol: float, scale: Sequence[float], schema: "RS.RatingSchema | str | None" = None) -> float:
     """A Relaxed Match tolerance on the schema's scale (the paper's 1-5) expressed in the original units
     of ``scale=(lo, hi)`` (the linear map of :func:`vqalib.data.dataset.map_scale`): ``tol * |hi - lo| / span``;
-    1.0 on 1-5 is 25 on 0-100."""
+    1.0 on 1-5 is 25 on 0-100. ``scale`` may be ``ds.info["scale"]`` of a schema whose dimensions have
+    different raw ranges (a dict: dimension -> (lo, hi)) when they all have the same width; else
+    ``ValueError`` names the fix."""
+    if isinstance(scale, dict):
+        widths = {k: abs(float(v[1]) - float(v[0])) for k, v in scale.items()}
+        if len(set(widths.values())) != 1:
+            raise ValueError(f"the dimensions have raw scales of different widths {scale}; pass one dimension's "
+                             "(lo, hi), or give the tolerance in original units directly (RAW_TOLERANCE)")
+        scale = next(iter(scale.values()))
     lo, hi = (float(v) for v in scale)
     if lo == hi:
         raise ValueError(f"scale {tuple(scale)} has zero width; cannot convert a tolerance to it")

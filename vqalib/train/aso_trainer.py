@@ -671,12 +671,16 @@ def prepare_aso(cfg: ASOConfig, model: Any, processor: Any, examples: Sequence[C
     holds this config's key, else computed and saved), checked by :func:`check_pi_ref_health`."""
     from vqalib.core.distributed import is_main_process
 
+    schema = getattr(examples, "schema", None)  # the dataset's (collator.Examples); None: the paper's
+    k = rating.resolve(schema).n_levels
+    if not 0 <= cfg.eps < 1 / k:  # the config check knows the paper's 9 levels only
+        raise ValueError(f"eps={cfg.eps}: the floor under pi_ref must satisfy 0 <= eps < 1/K = 1/{k} for the "
+                         f"{rating.resolve(schema).name!r} rating schema's {k} levels")
     extra: dict[str, Any] = {}
     if cfg.on_policy or cfg.rationale_loss == "kl":
         extra["ref_model"] = make_reference(model)
     if cfg.on_policy:
         return extra
-    schema = getattr(examples, "schema", None)  # the dataset's (collator.Examples); None: the paper's
     refuse_revealing_rationales(cfg, examples, schema)
     key, path = pi_ref_key(cfg, examples, schema), pi_ref_file(cfg)
     cached = load_pi_ref(path, key)

@@ -88,7 +88,11 @@ class HeldoutEvaluator:
         from vqalib.train.common import sampling_config
 
         self.cfg, self.processor, self.batch_size = cfg, processor, batch_size
-        self.dataset = load_dataset(dataset_root(cfg.data_dir, cfg.sample_size, cfg.data_seed))
+        root = dataset_root(cfg.data_dir, cfg.sample_size, cfg.data_seed)
+        # the dataset's rating schema (a config's rating_schema for a folder without one, as the stage reads it);
+        # predict scores on it
+        rs = getattr(cfg, "rating_schema", "")
+        self.dataset = load_dataset(root, schema=rs) if rs else load_dataset(root)
         self.sampling = sampling_config(cfg)
 
     def __call__(self, model: Any) -> list[dict[str, Any]]:
