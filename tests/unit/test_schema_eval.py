@@ -423,3 +423,14 @@ def test_scorer_fast_run_one_dimension_schema(tiny, tmp_path):
     np.testing.assert_allclose(back["overall_quality_expected_raw"], (back["overall_quality_expected"] - 1) * 25,
                                atol=1e-4)
     assert not any(c.startswith("motion_quality") for c in back.columns) and run.n_scored == 2
+
+
+def test_missing_labels_are_masked_and_counted():
+    df = _rows(INT10, n=6, seed=4)
+    df.loc[(df["dimension"] == "text_alignment") & df["video_id"].isin(["v0", "v2"]), "target"] = np.nan
+    long = tables.metrics_long({"m": df}, "expected_score", metrics=("mae",))
+    row = long.set_index("dimension").loc["text_alignment"]
+    assert row["n_items"] == 4 and row["n_unlabelled"] == 2
+    assert long.set_index("dimension").loc["visual_quality", "n_unlabelled"] == 0
+    keep = df[(df["dimension"] == "text_alignment") & df["target"].notna()]
+    assert row["value"] == pytest.approx(np.mean(np.abs(keep["expected_score"] - keep["target"])))

@@ -97,7 +97,9 @@ def metrics_long(preds: Mapping[str, pd.DataFrame], readout: str = "parsed_score
                  n_boot: int = 0, seed: int = 0, failures: str = "exclude", *,
                  schema: RatingSchema | str | None = None) -> pd.DataFrame:
     """One row per (model, dimension, metric): ``value, ci_low, ci_high, n, n_items, n_failed, coverage,
-    reason, failures``, then ``tolerance`` (Acc's, on the schema's scale; NaN for other metrics) and the
+    reason, failures`` (``n_items``: rows with a target; a clip without a label for the dimension is left
+    out and counted in ``n_unlabelled``, the last column), then ``tolerance`` (Acc's, on the schema's
+    scale; NaN for other metrics) and the
     raw scale: ``raw_value, raw_ci_low, raw_ci_high, raw_range`` (``"0-100"``; NaN / None when the
     dimension has no ``raw_range``; the same items and bootstrap draws as ``value``).
 
@@ -117,6 +119,7 @@ def metrics_long(preds: Mapping[str, pd.DataFrame], readout: str = "parsed_score
         for dim in _dims(preds, schema):
             factor = raw_factor(schema, dim)
             sub = df[(df["dimension"] == dim) & df["target"].notna()]
+            n_unlabelled = int(((df["dimension"] == dim) & df["target"].isna()).sum())  # masked, never filled in
             ok = sub[readout].notna()
             n_failed = int((sub["parse_status"] != "ok").sum()) if readout == "parsed_score" else int((~ok).sum())
             if failures == "exclude":
@@ -151,7 +154,7 @@ def metrics_long(preds: Mapping[str, pd.DataFrame], readout: str = "parsed_score
                 rows.append({"model": model, "dimension": dim, "metric": m, "value": value, "ci_low": lo, "ci_high": hi,
                              "n": n_used, "n_items": len(sub), "n_failed": n_failed,
                              "coverage": ok.mean() if len(sub) else np.nan, "reason": reason, "failures": failures,
-                             "tolerance": tol if m == "acc" else np.nan, **raw})
+                             "tolerance": tol if m == "acc" else np.nan, **raw, "n_unlabelled": n_unlabelled})
     return pd.DataFrame(rows)
 
 
