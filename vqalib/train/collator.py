@@ -835,8 +835,8 @@ def _keyword_re(schema: rating.RatingSchema | None = None) -> re.Pattern:
 
 
 def keyword_spans(example: ClipExample, schema: rating.RatingSchema | None = None) -> list[tuple[int, int, float, bool] | None]:
-    """Where each dimension's evaluation keyword sits in ``answer_text(example, "full")``: per dimension in
-    ``DIMENSION_KEYS`` order ``(start, end, level, capitalised)`` (character span in the answer, the level the
+    """Where each dimension's evaluation keyword sits in ``answer_text(example, "full", schema)``: per dimension
+    in ``schema``'s order (default the paper's five), with its keywords, ``(start, end, level, capitalised)`` (character span in the answer, the level the
     keyword names, whether it is written with a capital) or ``None`` when that dimension's rationale holds no
     keyword. The **last** keyword of the dimension's paragraph counts (the paper's templates put the overall
     keyword at the end; the sample data has one). Raises (like :func:`answer_text`) without rationales."""
