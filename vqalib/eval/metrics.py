@@ -4,9 +4,13 @@ Every metric returns a :class:`MetricResult` (``value``, ``reason``): ``reason``
 the value is defined and says why it is NaN otherwise (fewer than 3 items, a constant prediction,
 non-finite inputs (NaN or +-inf alike), a logistic fit that failed). Nothing crashes and nothing is silently 0.
 
-Metrics (``y`` = human score, ``p`` = prediction, both on the 1-5 scale, ``n`` items):
+Metrics (``y`` = human score, ``p`` = prediction, both on the rating schema's scale (1-5 for the
+paper, :mod:`vqalib.schema.rating`), ``n`` items):
 
-- ``acc``: Acc@0.5 = mean(|p - y| <= 0.5) (paper, Table 1).  Defined for n >= 1.
+- ``acc``: Acc@0.5 = mean(|p - y| <= 0.5) (paper, Table 1).  Defined for n >= 1.  On another
+  schema's grid the tolerance is half its step (:func:`acc_tolerance`: 0.5 on integer grids such as
+  1..10 or Q-Align's five words, so "the right integer"), named in the label (:func:`acc_label`); the
+  paper's nine-level grid keeps the paper's 0.5.
 - ``mae`` = mean|p - y|, ``rmse`` = sqrt(mean (p - y)^2).  Defined for n >= 1.
 - ``srcc``: Spearman rank correlation; ``krcc``: Kendall tau-b; ``plcc``: Pearson correlation of
   the raw predictions.  Need n >= 3 and neither side constant.
@@ -21,9 +25,14 @@ Metrics (``y`` = human score, ``p`` = prediction, both on the 1-5 scale, ``n`` i
   constant fitted curve): NaN with the reason; the raw ``plcc`` is still reported beside it.
   Never replaced by the raw value.
 
+The raw scale: a dimension whose ratings came on another scale (``raw_range``, e.g. LIVE-VQC's 0-100,
+or DMOS) is also scored with targets and predictions mapped back (``schema.to_raw``,
+:func:`dimension_metrics`): MAE and RMSE scale by ``raw span / schema span`` (x 25 for 0-100 on 1-5),
+the Acc tolerance with them, rank and linear correlations are unchanged (a DMOS flip turns both sides).
+
 Bootstrap CIs (:func:`bootstrap_ci`) resample items with replacement (seeded), percentile interval
 (:mod:`vqalib.core.bootstrap`).
-Calibration (:func:`calibration`) uses the saved 9-level distributions: confidence = max level
+Calibration (:func:`calibration`) uses the saved K-level distributions (9 for the paper): confidence = max level
 probability, correct = argmax level equals the (grid) target level; expected calibration error
 ``ECE = sum_b n_b/n |acc_b - conf_b|`` over equal-width confidence bins, with the reliability
 diagram data, the negative log-likelihood of the target level and the Brier score. The readouts of a
@@ -42,7 +51,9 @@ import pandas as pd
 
 from vqalib.core.bootstrap import BootstrapCI, bootstrap_values, percentile_ci
 from vqalib.method.readout import check_distributions
-from vqalib.schema.levels import N_LEVELS, is_on_grid, level_index
+from vqalib.eval.schema_calls import schema_kwargs, takes_schema
+from vqalib.schema import rating
+from vqalib.schema.rating import RatingSchema
 
 NAN = float("nan")
 
@@ -219,13 +230,85 @@ METRICS: dict[str, Callable[..., MetricResult]] = {
 }
 
 
-def score_metrics(y, p, names: tuple[str, ...] | list[str] | None = None) -> dict[str, MetricResult]:
-    """All (or the named) metrics of one dimension: ``{name: MetricResult}``."""
+#: The paper's Acc tolerance (Table 1's Acc@0.5, one level of its nine-level grid).
+PAPER_TOLERANCE = 0.5
+
+
+def acc_tolerance(schema: RatingSchema | str | None = None) -> float:
+    """The Acc tolerance on the rating ``schema``'s scale: the paper's 0.5 on the paper's nine-level grid
+    (``paper``, ``mos9``), else half the step between levels (half the smallest gap on an uneven grid):
+    0.5 on an integer grid (1..10, Q-Align's words 1..5), so Acc is the share whose prediction rounds to
+    the human level."""
+    schema = rating.resolve(schema)
+    if schema.values == rating.PAPER.values:
+        return PAPER_TOLERANCE
+    return float(np.min(np.diff(schema.levels))) / 2
+
+
+def acc_label(tolerance: float) -> str:
+    """``Acc@0.5``: the display label of Acc at ``tolerance``."""
+    return f"Acc@{tolerance:g}"
+
+
+def raw_factor(schema: RatingSchema | str | None = None, dimension: str | None = None) -> float | None:
+    """``raw span / schema span`` of a dimension with a ``raw_range`` (what MAE, RMSE and the Acc
+    tolerance are multiplied by on the raw scale), else ``None``."""
+    schema = rating.resolve(schema)
+    d = schema.dimension(dimension) if dimension is not None else schema.dimensions[0]
+    if d.raw_range is None:
+        return None
+    return (d.raw_range[1] - d.raw_range[0]) / schema.span
+
+
+def metric_fn(name: str, tolerance: float | None = None) -> Callable[..., MetricResult]:
+    """The metric function ``name``; ``acc`` at ``tolerance`` (None: the paper's 0.5)."""
+    if name not in METRICS:
+        raise ValueError(f"unknown metric(s) {[name]}; choose from {list(METRICS)}")
+    if name == "acc" and tolerance is not None:
+        def acc(y, p) -> MetricResult:
+            return acc_at(y, p, tol=tolerance)
+
+        return acc
+    return METRICS[name]
+
+
+def score_metrics(y, p, names: tuple[str, ...] | list[str] | None = None, *,
+                  tolerance: float | None = None) -> dict[str, MetricResult]:
+    """All (or the named) metrics of one dimension: ``{name: MetricResult}``; ``tolerance``: Acc's
+    (None: the paper's 0.5; :func:`acc_tolerance` gives a schema's)."""
     names = list(names or METRICS)
     unknown = [n for n in names if n not in METRICS]
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; choose from {list(METRICS)}")
-    return {n: METRICS[n](y, p) for n in names}
+    return {n: metric_fn(n, tolerance)(y, p) for n in names}
+
+
+def to_raw_scale(y, p, schema: RatingSchema | str | None = None, dimension: str | None = None
+                 ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Targets and predictions of ``dimension`` mapped back onto its raw scale (``schema.to_raw``), or
+    ``None`` when the dimension has no ``raw_range``."""
+    schema = rating.resolve(schema)
+    key = schema.key_of(dimension) if dimension is not None else schema.keys[0]
+    if schema.dimension(key).raw_range is None:
+        return None
+    y = np.atleast_1d(np.asarray(y, dtype=float))
+    p = np.atleast_1d(np.asarray(p, dtype=float))
+    return np.atleast_1d(schema.to_raw(y, key)), np.atleast_1d(schema.to_raw(p, key))
+
+
+def dimension_metrics(y, p, *, schema: RatingSchema | str | None = None, dimension: str | None = None,
+                      names: tuple[str, ...] | list[str] | None = None) -> dict[str, dict[str, MetricResult]]:
+    """The metrics of one dimension on the schema's scale (``"schema"``) and, when the dimension has a
+    ``raw_range``, on the raw scale (``"raw"``): ``{scale: {name: MetricResult}}``. Acc uses
+    :func:`acc_tolerance` on the schema's scale and that tolerance times :func:`raw_factor` on the raw
+    scale (the same items count as hits). ``dimension`` may be omitted for a one-dimension schema."""
+    schema = rating.resolve(schema)
+    tol = acc_tolerance(schema)
+    out = {"schema": score_metrics(y, p, names, tolerance=tol)}
+    raw = to_raw_scale(y, p, schema, dimension)
+    if raw is not None:
+        out["raw"] = score_metrics(*raw, names, tolerance=tol * raw_factor(schema, dimension))
+    return out
 
 
 def bootstrap_ci(metric: str | Callable[..., MetricResult], y, p, n_boot: int = 1000, level: float = 0.95,
@@ -252,16 +335,25 @@ def bootstrap_ci(metric: str | Callable[..., MetricResult], y, p, n_boot: int = 
 # --------------------------------------------------------------------------- calibration
 
 
-def _check_dists(dists, where: str = "distributions") -> np.ndarray:
+def _check_dists(dists, where: str = "distributions", schema: RatingSchema | None = None) -> np.ndarray:
+    schema = rating.resolve(schema)
     d = np.asarray(dists, dtype=float)
-    if d.ndim != 2 or d.shape[1] != N_LEVELS:
-        raise ValueError(f"{where}: expected shape [n, {N_LEVELS}], got {d.shape}")
-    return check_distributions(d, where)
+    if d.ndim != 2 or d.shape[1] != schema.n_levels:
+        named = "" if schema.is_paper else f" (K={schema.n_levels} levels of the {schema.name!r} rating schema)"
+        raise ValueError(f"{where}: expected shape [n, {schema.n_levels}]{named}, got {d.shape}")
+    if schema.is_paper or takes_schema(check_distributions):
+        return check_distributions(d, where, **schema_kwargs(check_distributions, schema))
+    bad = np.flatnonzero(~np.isfinite(d).all(axis=1) | (d < -1e-9).any(axis=1) | (np.abs(d.sum(axis=1) - 1) > 1e-4))
+    if bad.size:  # readout.check_distributions' rule on K levels
+        i = int(bad[0])
+        raise ValueError(f"{where}: row {i} is not a probability distribution over the {schema.n_levels} levels "
+                         f"(sum {d[i].sum():.6f}, values {np.round(d[i], 4).tolist()}); {bad.size} bad row(s) in all")
+    return d
 
 
 @dataclass
 class Calibration:
-    """Calibration summary of 9-level distributions against grid targets."""
+    """Calibration summary of K-level distributions against grid targets."""
 
     ece: MetricResult
     nll: MetricResult  # mean -log pi(target level)
@@ -271,13 +363,15 @@ class Calibration:
     reliability: pd.DataFrame  # bin_low, bin_high, n, confidence, accuracy (NaN in empty bins)
 
 
-def calibration(dists, targets, n_bins: int = 10) -> Calibration:
-    """ECE, NLL, Brier and reliability-diagram data from distributions ``[n, 9]`` and grid targets ``[n]``.
+def calibration(dists, targets, n_bins: int = 10, *, schema: RatingSchema | str | None = None) -> Calibration:
+    """ECE, NLL, Brier and reliability-diagram data from distributions ``[n, K]`` over the rating
+    ``schema``'s levels (None: the paper's nine) and grid targets ``[n]``.
 
-    Targets must lie on the 9-level grid (snap aggregated means with ``levels.snap_to_grid``
-    first); an off-grid target raises naming its position.
+    Targets must lie on the schema's grid (snap aggregated means with ``schema.snap`` first); an
+    off-grid target raises naming its position.
     """
-    d = _check_dists(dists)
+    schema = rating.resolve(schema)
+    d = _check_dists(dists, schema=schema)
     t = np.asarray(targets, dtype=float).ravel()
     if t.size != d.shape[0]:
         raise ValueError(f"{d.shape[0]} distributions but {t.size} targets")
@@ -289,11 +383,12 @@ def calibration(dists, targets, n_bins: int = 10) -> Calibration:
     if not np.isfinite(t).all():
         u = MetricResult.undefined(f"{_non_finite(t, 'target')}; drop them explicitly")
         return Calibration(u, u, u, NAN, NAN, empty_rel)
-    off = np.flatnonzero(~np.asarray(is_on_grid(t)))
+    off = np.flatnonzero(~np.atleast_1d(schema.is_on_grid(t)))
     if off.size:
-        raise ValueError(f"target at position {int(off[0])} ({t[off[0]]}) is not on the 9-level grid; "
-                         "use levels.snap_to_grid on aggregated scores first")
-    ti = np.asarray(level_index(t)).ravel()
+        grid = "the 9-level grid" if schema.is_paper else f"the {schema.n_levels}-level grid of {schema.name!r}"
+        raise ValueError(f"target at position {int(off[0])} ({t[off[0]]}) is not on {grid}; "
+                         "use levels.snap_to_grid (schema.snap) on aggregated scores first")
+    ti = np.atleast_1d(schema.index(t)).ravel()
     conf = d.max(axis=1)
     pred = d.argmax(axis=1)
     correct = (pred == ti).astype(float)
@@ -308,7 +403,7 @@ def calibration(dists, targets, n_bins: int = 10) -> Calibration:
         if nk:
             ece += nk / t.size * abs(a - c)
         rows.append({"bin_low": edges[k], "bin_high": edges[k + 1], "n": nk, "confidence": c, "accuracy": a})
-    onehot = np.eye(N_LEVELS)[ti]
+    onehot = np.eye(schema.n_levels)[ti]
     p_t = d[np.arange(t.size), ti]
     nll = float(np.mean(-np.log(np.clip(p_t, 1e-12, None))))
     brier = float(np.mean(((d - onehot) ** 2).sum(axis=1)))

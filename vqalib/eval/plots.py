@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 import numpy as np
 import pandas as pd
 
-from vqalib.schema.levels import DIMENSION_KEYS, NAME_OF
+from vqalib.schema import rating
+from vqalib.schema.rating import RatingSchema
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -62,17 +63,20 @@ def subplots(nrows: int = 1, ncols: int = 1, **kwargs: Any):
     return plt.subplots(nrows, ncols, squeeze=False, **kwargs)
 
 
-def dimension_names(keys: Sequence[str] | pd.Series) -> list[str] | pd.Series:
-    """Display names (``"Motion Quality"``) of dimension keys; unknown keys pass through."""
+def dimension_names(keys: Sequence[str] | pd.Series, *, schema: RatingSchema | str | None = None
+                    ) -> list[str] | pd.Series:
+    """Display names (``"Motion Quality"``) of dimension keys of the rating ``schema`` (None: the
+    paper's); unknown keys pass through."""
+    name_of = dict(zip(rating.resolve(schema).keys, rating.resolve(schema).names))
     if isinstance(keys, pd.Series):
-        return keys.map(lambda k: NAME_OF.get(k, k))
-    return [NAME_OF.get(k, k) for k in keys]
+        return keys.map(lambda k: name_of.get(k, k))
+    return [name_of.get(k, k) for k in keys]
 
 
-def dimension_order(present: Sequence[str] | pd.Series) -> list[str]:
-    """The dimension keys in ``present``, in the paper's order (``levels.DIMENSION_KEYS``)."""
+def dimension_order(present: Sequence[str] | pd.Series, *, schema: RatingSchema | str | None = None) -> list[str]:
+    """The dimension keys in ``present``, in the schema's order (the paper's: ``levels.DIMENSION_KEYS``)."""
     have = set(present)
-    return [k for k in DIMENSION_KEYS if k in have]
+    return [k for k in rating.resolve(schema).keys if k in have]
 
 
 def long_format(wide: pd.DataFrame, id_name: str, var_name: str, value_name: str) -> pd.DataFrame:
@@ -108,8 +112,9 @@ def bars_with_intervals(ax, data: pd.DataFrame, x: str, y: str, hue: str, lo: st
     return ax
 
 
-def dimension_palette() -> dict[str, Any]:
-    """One colour per dimension (display name -> colour), the same in every figure."""
+def dimension_palette(*, schema: RatingSchema | str | None = None) -> dict[str, Any]:
+    """One colour per dimension of the rating ``schema`` (display name -> colour), the same in every figure."""
     import seaborn as sns
 
-    return dict(zip(dimension_names(DIMENSION_KEYS), sns.color_palette(THEME["palette"], len(DIMENSION_KEYS))))
+    keys = rating.resolve(schema).keys
+    return dict(zip(dimension_names(keys, schema=schema), sns.color_palette(THEME["palette"], len(keys))))

@@ -20,6 +20,12 @@ as the level 3.0 as the parser does) by teacher-forcing:
 
 Videos that fail to decode are listed in ``Predictions.failures`` (video id, path, error), never
 substituted; parse failures are counted per dimension in the manifest, never replaced.
+
+Rating schemas (:mod:`vqalib.schema.rating`): the dimensions, the K levels, the parser, the level scorer
+and the readouts follow ``schema=`` (:func:`predict`: None takes the dataset's, the paper's for a
+DataFrame; :func:`predict_to_file`: the checkpoint's, ``rating.schema_of_folder``). "All five scores"
+above is "every dimension of the schema"; the manifest records the schema (``rating_schema``) and the
+parse rate of each of its dimensions (``parse_rate``).
 """
 
 from __future__ import annotations
@@ -32,11 +38,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from vqalib.schema import prompts
+from vqalib.schema import prompts, rating
+from vqalib.schema.rating import RatingSchema
 from vqalib.model.generation import SUPPRESSED_TOKENS, GenerationSettings, describe, generate
 from vqalib.model.inputs import build_batch
-from vqalib.schema.levels import DIMENSION_KEYS, LEVELS
 from vqalib.method.distributions import level_logprobs, number_continuation_ids
+from vqalib.eval.schema_calls import schema_kwargs, takes_schema
 
 #: Tokens the model must never generate (vision placeholders and markers): :data:`vqalib.model.generation.SUPPRESSED_TOKENS`.
 VISION_TOKENS = SUPPRESSED_TOKENS
@@ -51,14 +58,30 @@ class Predictions:
     manifest: dict[str, Any] = field(default_factory=dict)
 
 
-def items_from(data, split: str | None = "test") -> pd.DataFrame:
-    """``video_id, path`` (absolute) and a target column per dimension key (NaN when unlabelled).
+def data_schema(data, schema: RatingSchema | str | None = None) -> RatingSchema:
+    """``schema`` when given, else the dataset's (``VQADataset.schema``), else the paper's. Raises
+    ``ValueError`` naming both when ``schema`` differs from the dataset's."""
+    own = getattr(data, "schema", None)
+    if schema is None:
+        return rating.resolve(own if isinstance(own, RatingSchema) else None)
+    schema = rating.resolve(schema)
+    if isinstance(own, RatingSchema) and own != schema:
+        raise ValueError(f"the data's rating schema {own!r} is not the model's {schema!r}: evaluate a model on data "
+                         "rated on its own schema")
+    return schema
+
+
+def items_from(data, split: str | None = "test", *, schema: RatingSchema | str | None = None) -> pd.DataFrame:
+    """``video_id, path`` (absolute) and a target column per dimension key of the rating schema (NaN when
+    unlabelled; ``schema`` None: the dataset's, else the paper's).
 
     ``data`` is a :class:`vqalib.data.dataset.VQADataset` (targets = :func:`vqalib.data.dataset.aggregate` of the
     final phase; ``split=None`` takes every video) or a DataFrame with ``video_id, path`` and
     optional target columns named by the dimension keys.
     """
     from vqalib.data.dataset import VQADataset, aggregate, labels_wide
+
+    keys = data_schema(data, schema).keys
 
     if isinstance(data, VQADataset):
         vids = data.videos if split is None else data.videos[data.videos["split"] == split]
@@ -67,7 +90,7 @@ def items_from(data, split: str | None = "test") -> pd.DataFrame:
         items = pd.DataFrame({"video_id": vids["video_id"].astype(str).tolist(),
                               "path": [str(data.video_path(v)) for v in vids["video_id"]]})
         wide = labels_wide(aggregate(data)) if len(data.ratings) else pd.DataFrame()
-        for k in DIMENSION_KEYS:
+        for k in keys:
             items[k] = items["video_id"].map(wide[k]) if k in wide.columns else np.nan
         return items
     if isinstance(data, pd.DataFrame):
@@ -75,7 +98,7 @@ def items_from(data, split: str | None = "test") -> pd.DataFrame:
         if missing:
             raise ValueError(f"items frame lacks column(s) {missing}; give video_id and path (and optional targets)")
         items = data.copy()
-        for k in DIMENSION_KEYS:
+        for k in keys:
             if k not in items.columns:
                 items[k] = np.nan
         return items
@@ -99,53 +122,89 @@ def generate_answers(model, processor, batch, max_new_tokens: int = 256) -> list
                                             skip_special_tokens=True)
 
 
-def _canonical_text(rationale: str, values: list[float | None], upto: int) -> str:
+def _canonical_text(rationale: str, values: list[float | None], upto: int,
+                    schema: RatingSchema | None = None) -> str:
     """Rationale + strict lines for dimensions ``0..upto`` (dimension ``upto`` with a placeholder)."""
+    schema = rating.resolve(schema)
+    kw = schema_kwargs(prompts.score_line, schema)
     lines = []
     for d in range(upto + 1):
-        v = values[d] if d < upto else 1.0  # only the text before this score is used
-        lines.append(prompts.score_line(DIMENSION_KEYS[d], v))
+        v = values[d] if d < upto else schema.lo  # only the text before this score is used
+        lines.append(prompts.score_line(schema.keys[d], v, **kw))
     body = "\n".join(lines)
     return f"{rationale}\n\n{body}" if rationale else body
 
 
-def score_answers(model, processor, videos: Sequence, texts: Sequence[str], instruction: str | None = None
+def continuation_ids(tokenizer, schema: RatingSchema | None = None) -> tuple[int, ...] | None:
+    """The tokens that extend a bare integer to its level (``"3"`` read as 3.0, as the parser does) for
+    the schema's level strings: :func:`vqalib.method.distributions.number_continuation_ids` (the paper's
+    strings without a schema-aware method layer); None for a schema whose strings have no such form."""
+    schema = rating.resolve(schema)
+    if takes_schema(number_continuation_ids):
+        return number_continuation_ids(tokenizer, schema=schema)
+    return number_continuation_ids(tokenizer) if schema.strings == rating.PAPER.strings else None
+
+
+def score_answers(model, processor, videos: Sequence, texts: Sequence[str], instruction: str | None = None, *,
+                  schema: RatingSchema | str | None = None
                   ) -> tuple[np.ndarray, np.ndarray, list[str], list[prompts.ParseResult]]:
-    """Distributions ``[N, 5, 9]`` (probabilities), outside mass ``[N, 5]``, the prefix kind per
-    clip and the parses, for answers ``texts`` of ``videos`` (see the module docstring)."""
+    """Distributions ``[N, D, K]`` (probabilities over the rating schema's K levels, D dimensions; the
+    paper's ``[N, 5, 9]``), outside mass ``[N, D]``, the prefix kind per clip and the parses, for answers
+    ``texts`` of ``videos`` (see the module docstring)."""
+    schema = rating.resolve(schema)
+    keys, levels = schema.keys, schema.levels
     n = len(texts)
-    parses = [prompts.parse_answer(t) for t in texts]
-    dist = np.full((n, 5, len(LEVELS)), np.nan)
-    outside = np.full((n, 5), np.nan)
+    parse_kw = schema_kwargs(prompts.parse_answer, schema)
+    batch_kw = schema_kwargs(build_batch, schema)
+    lp_kw = schema_kwargs(level_logprobs, schema)
+    parses = [prompts.parse_answer(t, **parse_kw) for t in texts]
+    dist = np.full((n, schema.n_dims, schema.n_levels), np.nan)
+    outside = np.full((n, schema.n_dims), np.nan)
     kinds = ["generated" if p.ok else "canonical" for p in parses]
     ok = [i for i in range(n) if parses[i].ok]
     device = next(model.parameters()).device  # the batches are built on the CPU
-    cont = number_continuation_ids(processor.tokenizer)  # a bare "3" counts as 3.0, as the parser reads it
+    cont = continuation_ids(processor.tokenizer, schema)  # a bare "3" counts as 3.0, as the parser reads it
     with torch.no_grad():
         if ok:
-            b = build_batch(processor, [videos[i] for i in ok], [texts[i] for i in ok], instruction=instruction).to(device)
-            lp, out = level_logprobs(model, b, continue_ids=cont)
+            b = build_batch(processor, [videos[i] for i in ok], [texts[i] for i in ok], instruction=instruction,
+                            **batch_kw).to(device)
+            lp, out = level_logprobs(model, b, continue_ids=cont, **lp_kw)
             dist[ok], outside[ok] = lp.float().exp().cpu().numpy(), out.float().cpu().numpy()
         bad = [i for i in range(n) if not parses[i].ok]
-        values = {i: [parses[i].scores[k] if parses[i].status[k] == "ok" else None for k in DIMENSION_KEYS] for i in bad}
-        for d in range(5) if bad else ():
-            cano = [_canonical_text(parses[i].rationale, values[i], d) for i in bad]
-            b = build_batch(processor, [videos[i] for i in bad], cano, instruction=instruction).to(device)
+        values = {i: [parses[i].scores[k] if parses[i].status[k] == "ok" else None for k in keys] for i in bad}
+        for d in range(schema.n_dims) if bad else ():
+            cano = [_canonical_text(parses[i].rationale, values[i], d, schema) for i in bad]
+            b = build_batch(processor, [videos[i] for i in bad], cano, instruction=instruction, **batch_kw).to(device)
             sp = torch.full_like(b.score_positions, -1)
             sp[:, d] = b.score_positions[:, d]
-            lp, out = level_logprobs(model, b, score_positions=sp, continue_ids=cont)
+            lp, out = level_logprobs(model, b, score_positions=sp, continue_ids=cont, **lp_kw)
             p = lp[:, d].float().exp().cpu().numpy()
             for row, i in enumerate(bad):
                 dist[i, d], outside[i, d] = p[row], float(out[row, d])
                 if values[i][d] is None:
-                    values[i][d] = float(LEVELS[int(np.argmax(p[row]))])
+                    values[i][d] = float(levels[int(np.argmax(p[row]))])
     return dist, outside, kinds, parses
+
+
+def default_instruction(schema: RatingSchema | str | None = None) -> str:
+    """The instruction a model trained on ``schema`` was given: :data:`vqalib.schema.prompts.INSTRUCTION`
+    for the paper's, ``prompts.instruction(schema)`` for another (raises ``NotImplementedError`` while
+    the prompts layer has none)."""
+    schema = rating.resolve(schema)
+    if schema.is_paper:
+        return prompts.INSTRUCTION
+    make = getattr(prompts, "instruction", None)
+    if not callable(make):
+        raise NotImplementedError(f"vqalib.schema.prompts has no instruction(schema) yet; pass instruction= for the "
+                                  f"{schema.name!r} rating schema")
+    return make(schema)
 
 
 def predict(model, processor, data, split: str | None = "test", sampling=None, max_new_tokens: int = 256,
             batch_size: int = 4, instruction: str | None = None, progress: bool = False,
-            limit: int | None = None) -> Predictions:
-    """Prediction rows for every clip of ``data`` (a VQADataset split or a DataFrame of clips).
+            limit: int | None = None, *, schema: RatingSchema | str | None = None) -> Predictions:
+    """Prediction rows for every clip of ``data`` (a VQADataset split or a DataFrame of clips), on the rating
+    ``schema`` (None: the dataset's, the paper's for a DataFrame; one given must equal the dataset's).
 
     Row columns: the INTERFACES.md prediction-row fields (``video_id, dimension, target,
     parsed_score, expected_score, argmax_score, dist, outside_mass, raw_text, parse_status``)
@@ -156,8 +215,11 @@ def predict(model, processor, data, split: str | None = "test", sampling=None, m
     from vqalib.model.loading import describe_model
     from vqalib.video.frames import SamplingConfig, VideoDecodeError, sample_video
 
+    schema = data_schema(data, schema)
+    if instruction is None and not schema.is_paper:
+        instruction = default_instruction(schema)
     sampling = sampling or SamplingConfig()
-    items = items_from(data, split)
+    items = items_from(data, split, schema=schema)
     if limit is not None:
         items = items.head(limit)
     model.eval()
@@ -182,19 +244,20 @@ def predict(model, processor, data, split: str | None = "test", sampling=None, m
         if not chunk:
             continue
         # on the model's device: a model trained on a GPU is evaluated there during training (vqalib.train.budget)
-        batch = build_batch(processor, videos, instruction=instruction).to(next(model.parameters()).device)
+        batch = build_batch(processor, videos, instruction=instruction,
+                            **schema_kwargs(build_batch, schema)).to(next(model.parameters()).device)
         texts = generate_answers(model, processor, batch, max_new_tokens)
-        dist, outside, kinds, parses = score_answers(model, processor, videos, texts, instruction)
+        dist, outside, kinds, parses = score_answers(model, processor, videos, texts, instruction, schema=schema)
         for j, rec in enumerate(chunk):
             clip_info.append({"video_id": str(rec["video_id"]), **batch.sampling[j]})
-            for d, k in enumerate(DIMENSION_KEYS):
+            for d, k in enumerate(schema.keys):
                 p = dist[j, d]
                 target = rec.get(k)
                 rows.append({
                     "video_id": str(rec["video_id"]), "dimension": k,
                     "target": None if target is None or pd.isna(target) else float(target),
-                    "parsed_score": parses[j].scores[k], "expected_score": float(p @ LEVELS),
-                    "argmax_score": float(LEVELS[int(np.argmax(p))]), "dist": p.tolist(),
+                    "parsed_score": parses[j].scores[k], "expected_score": float(p @ schema.levels),
+                    "argmax_score": float(schema.levels[int(np.argmax(p))]), "dist": p.tolist(),
                     "outside_mass": float(outside[j, d]), "raw_text": texts[j], "parse_status": parses[j].status[k],
                     "raw_value": parses[j].raw_value[k], "off_grid": bool(parses[j].off_grid[k]),
                     "parse_reason": parses[j].reason[k], "dist_prefix": kinds[j],
@@ -202,32 +265,71 @@ def predict(model, processor, data, split: str | None = "test", sampling=None, m
     df = pd.DataFrame(rows, columns=["video_id", "dimension", "target", "parsed_score", "expected_score",
                                      "argmax_score", "dist", "outside_mass", "raw_text", "parse_status",
                                      "raw_value", "off_grid", "parse_reason", "dist_prefix"])
+    df.attrs["rating_schema"] = schema
     counts = {k: {st: int(((df["dimension"] == k) & (df["parse_status"] == st)).sum())
                   for st in (prompts.STATUS_OK, prompts.STATUS_MISSING, prompts.STATUS_UNPARSABLE)}
-              for k in DIMENSION_KEYS}
+              for k in schema.keys}
     manifest = {
         "model": describe_model(model), "sampling": sampling.to_dict(), "split": split,
         "parameters": {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "decoding": "greedy",
-                       "instruction": instruction or prompts.INSTRUCTION, "suppressed_tokens": list(VISION_TOKENS)},
+                       "instruction": instruction or default_instruction(schema), "suppressed_tokens": list(VISION_TOKENS)},
         "generation": describe(GenerationSettings.greedy(max_new_tokens), processor, model),
         "n_items": len(records), "n_scored": len(clip_info), "n_failed_videos": len(failures),
         "failures": failures, "parse_status_counts": counts, "clips": clip_info,
         "wall_s": round(time.time() - t0, 3),
     }
+    manifest["rating_schema"] = schema.to_dict()
+    manifest["parse_rate"] = parse_rates(counts)
+
     return Predictions(df, failures, manifest)
 
+
+
+def parse_rates(counts: dict[str, dict[str, int]]) -> dict[str, float | None]:
+    """Per dimension, the share of answers whose line parsed (``ok`` over all), from the manifest's
+    ``parse_status_counts``; None for a dimension without answers."""
+    out = {}
+    for k, c in counts.items():
+        n = sum(c.values())
+        out[k] = c.get(prompts.STATUS_OK, 0) / n if n else None
+    return out
+
+
+def checkpoint_schema(model: Any) -> RatingSchema | None:
+    """The rating schema a model was trained on: ``rating_schema.json`` in its checkpoint folder (or the
+    folder above an ``adapter/``; :func:`vqalib.schema.rating.schema_of_folder`), else the stage
+    manifest's ``rating_schema``; None when it records none (a hub id, ``"tiny"``, a base model's folder,
+    a checkpoint written before schemas were saved): then the data's schema is used."""
+    from pathlib import Path
+
+    from vqalib.core.runs import read_manifest
+
+    p = Path(str(model))
+    if not p.is_dir():
+        return None
+    for d in (p, p.parent):
+        if (d / rating.SCHEMA_FILE).is_file():
+            return rating.schema_of_folder(d)
+    for d in (p, p.parent):
+        saved = (read_manifest(d) or {}).get("rating_schema")
+        if saved:
+            return rating.schema_from_dict(saved, where=f"{d} manifest: rating_schema")
+    return None
 
 
 def predict_to_file(path, *, model: str = "tiny", data_dir: str = "", sample_size: str = "default", seed: int = 0,
                     split: str | None = "test", device: str = "cpu", max_videos: int = 0, sampling=None,
                     max_new_tokens: int = 96, batch_size: int = 8, progress: bool = True,
-                    instruction: str | None = None, extra_manifest: dict[str, Any] | None = None):
+                    instruction: str | None = None, extra_manifest: dict[str, Any] | None = None,
+                    schema: RatingSchema | str | None = None):
     """Load ``model`` ("tiny", a hub id or a checkpoint folder), predict a dataset split and write
     ``path`` (JSONL rows) plus its manifest with :func:`vqalib.eval.predictions_file.write_predictions`.
 
     ``data_dir`` empty means the embedded sample dataset (``sample_size``, ``seed``); ``max_videos``
     > 0 limits the clips (0 = all). ``instruction`` must be the one the model was trained with
-    (default: :data:`vqalib.schema.prompts.INSTRUCTION`). Returns the JSONL path. Decode failures and parse failures are
+    (default: the rating schema's, :func:`default_instruction`). ``schema``: the rating schema (None: the
+    checkpoint's saved one, :func:`checkpoint_schema`, else the dataset's); the file's manifest records it.
+    Returns the JSONL path. Decode failures and parse failures are
     recorded in the manifest (``predict.failures``, ``predict.parse_status_counts``).
     """
     from vqalib.data.dataset import load_dataset
@@ -239,11 +341,14 @@ def predict_to_file(path, *, model: str = "tiny", data_dir: str = "", sample_siz
 
     root = dataset_root(data_dir, sample_size, seed)
     model_path = resolve_path(model) if resolve_path(model).exists() else model  # else "tiny" / a hub id
+    dataset = load_dataset(root)
+    schema = data_schema(dataset, schema if schema is not None else checkpoint_schema(model_path))
     net, processor = load_model_and_processor(str(model_path), device_map=None if device == "cpu" else device)
     sampling = sampling or SamplingConfig()
-    res = predict(net, processor, load_dataset(root), split=split, sampling=sampling, max_new_tokens=max_new_tokens,
-                  batch_size=batch_size, progress=progress, limit=max_videos or None, instruction=instruction)
+    res = predict(net, processor, dataset, split=split, sampling=sampling, max_new_tokens=max_new_tokens,
+                  batch_size=batch_size, progress=progress, limit=max_videos or None, instruction=instruction,
+                  schema=schema)
     params = {"split": split, "max_new_tokens": max_new_tokens, "batch_size": batch_size, "device": device}
     manifest = make_manifest(str(model_path), sampling, params, predict=res.manifest, dataset=str(root),
                              generation=res.manifest["generation"], **(extra_manifest or {}))
-    return write_predictions(path, res.rows, manifest)
+    return write_predictions(path, res.rows, manifest, schema=schema)

@@ -20,6 +20,13 @@ Two views of failures (``failures=``):
   A failure counts as **wrong** for Acc@0.5 and as the **scale midpoint 3.0** for MAE, RMSE, SRCC,
   KRCC and PLCC (:data:`FAILURE_SCORE`): a model that fails often cannot look better than one that
   answers. It is a scoring rule, not an imputed prediction: the predictions file keeps the failure.
+
+Rating schemas (:mod:`vqalib.schema.rating`): every function takes ``schema=`` (None: the schema the
+predictions frames carry, ``attrs["rating_schema"]`` from :func:`vqalib.eval.predictions_file.read_predictions`,
+else the paper's). Dimensions, their order and names, the levels of confusion matrices and calibration,
+the Acc tolerance (:func:`vqalib.eval.metrics.acc_tolerance`) and the failure rule's midpoint come from it;
+a dimension with a ``raw_range`` is also scored on the raw scale (``raw_*`` columns of :func:`metrics_long`,
+``"<Name> (raw lo-hi)"`` column groups of :func:`table1`).
 """
 
 from __future__ import annotations
@@ -30,8 +37,11 @@ import numpy as np
 import pandas as pd
 
 from vqalib.core.bootstrap import hierarchical_values, percentile_ci
-from vqalib.schema.levels import DIMENSION_KEYS, LEVEL_STRINGS, N_LEVELS, NAME_OF, level_index, snap_to_grid
-from vqalib.eval.metrics import METRIC_LABELS, bootstrap_ci, calibration, score_metrics
+from vqalib.schema import rating
+from vqalib.schema.rating import RatingSchema
+from vqalib.eval.metrics import (METRIC_LABELS, acc_label, acc_tolerance, bootstrap_ci, calibration, metric_fn,
+                                 raw_factor, score_metrics, to_raw_scale)
+from vqalib.eval.predictions_file import schema_of_frames
 
 READOUTS: tuple[str, ...] = ("parsed_score", "expected_score", "argmax_score")
 FAILURE_VIEWS: tuple[str, ...] = ("exclude", "all_items")
@@ -40,10 +50,18 @@ FAILURE_VIEWS: tuple[str, ...] = ("exclude", "all_items")
 FAILURE_SCORE: float = 3.0
 
 
-def _failure_arrays(y: np.ndarray, p: np.ndarray, ok: np.ndarray, metric: str) -> np.ndarray:
-    """Predictions of the ``all_items`` view: failed items scored as :data:`FAILURE_SCORE`, or for Acc@0.5
-    as a value a full level (1.0) away from the target, so they always count as wrong."""
-    fill = y + 1.0 if metric == "acc" else np.full_like(y, FAILURE_SCORE)
+def failure_score(schema: RatingSchema | str | None = None) -> float:
+    """The value a failed item is scored as in the ``all_items`` view: the midpoint of the schema's scale
+    (:data:`FAILURE_SCORE`, 3.0, for the paper)."""
+    schema = rating.resolve(schema)
+    return FAILURE_SCORE if schema.is_paper else (schema.lo + schema.hi) / 2
+
+
+def _failure_arrays(y: np.ndarray, p: np.ndarray, ok: np.ndarray, metric: str,
+                    schema: RatingSchema | None = None) -> np.ndarray:
+    """Predictions of the ``all_items`` view: failed items scored as :func:`failure_score`, or for Acc
+    as a value twice the Acc tolerance away from the target (1.0 for the paper), so they always count as wrong."""
+    fill = y + 2 * acc_tolerance(schema) if metric == "acc" else np.full_like(y, failure_score(schema))
     return np.where(ok, p, fill)
 TABLE1_METRICS: tuple[str, ...] = ("acc", "mae", "srcc", "plcc")
 
@@ -53,28 +71,55 @@ def _check_readout(readout: str) -> None:
         raise ValueError(f"readout={readout!r}; choose one of {list(READOUTS)}")
 
 
-def _dims(preds: Mapping[str, pd.DataFrame]) -> list[str]:
+def _dims(preds: Mapping[str, pd.DataFrame], schema: RatingSchema | None = None) -> list[str]:
     present = set().union(*(set(df["dimension"]) for df in preds.values())) if preds else set()
-    return [d for d in DIMENSION_KEYS if d in present]
+    return [d for d in rating.resolve(schema).keys if d in present]
+
+
+def _schema(preds: Mapping[str, pd.DataFrame], schema) -> RatingSchema:
+    return schema_of_frames(list(preds.values()), schema)
+
+
+def metric_label(metric: str, tolerance: float | None = None) -> str:
+    """Display label of a metric; Acc names its tolerance (``Acc@0.5``)."""
+    return acc_label(tolerance) if metric == "acc" and tolerance is not None else METRIC_LABELS[metric]
+
+
+def raw_label(schema: RatingSchema, dim: str) -> str:
+    """``"Overall Quality (raw 0-100)"``: the column group of a dimension's raw-scale metrics."""
+    lo, hi = schema.dimension(dim).raw_range
+    flip = "" if schema.dimension(dim).higher_is_better else ", lower is better"
+    return f"{schema.name_of(dim)} (raw {lo:g}-{hi:g}{flip})"
 
 
 def metrics_long(preds: Mapping[str, pd.DataFrame], readout: str = "parsed_score",
                  metrics: Iterable[str] = ("acc", "mae", "rmse", "srcc", "krcc", "plcc", "plcc_fit"),
-                 n_boot: int = 0, seed: int = 0, failures: str = "exclude") -> pd.DataFrame:
-    """One row per (model, dimension, metric): ``value, ci_low, ci_high, n, n_items, n_failed, coverage, reason, failures``.
+                 n_boot: int = 0, seed: int = 0, failures: str = "exclude", *,
+                 schema: RatingSchema | str | None = None) -> pd.DataFrame:
+    """One row per (model, dimension, metric): ``value, ci_low, ci_high, n, n_items, n_failed, coverage,
+    reason, failures`` (``n_items``: rows with a target; a clip without a label for the dimension is left
+    out and counted in ``n_unlabelled``, the last column), then ``tolerance`` (Acc's, on the schema's
+    scale; NaN for other metrics) and the
+    raw scale: ``raw_value, raw_ci_low, raw_ci_high, raw_range`` (``"0-100"``; NaN / None when the
+    dimension has no ``raw_range``; the same items and bootstrap draws as ``value``).
 
     ``n_boot > 0`` adds percentile bootstrap CIs (items resampled, seeded with ``seed``).
     ``failures``: ``"exclude"`` (failed items left out; ``n`` = items used) or ``"all_items"`` (every
     item counts, failures scored by the module's rule; ``n = n_items``). Unknown values raise.
+    ``schema``: module docstring.
     """
     _check_readout(readout)
     if failures not in FAILURE_VIEWS:
         raise ValueError(f"failures={failures!r}; choose one of {list(FAILURE_VIEWS)}")
     metrics = list(metrics)
+    schema = _schema(preds, schema)
+    tol = acc_tolerance(schema)
     rows = []
     for model, df in preds.items():
-        for dim in _dims(preds):
+        for dim in _dims(preds, schema):
+            factor = raw_factor(schema, dim)
             sub = df[(df["dimension"] == dim) & df["target"].notna()]
+            n_unlabelled = int(((df["dimension"] == dim) & df["target"].isna()).sum())  # masked, never filled in
             ok = sub[readout].notna()
             n_failed = int((sub["parse_status"] != "ok").sum()) if readout == "parsed_score" else int((~ok).sum())
             if failures == "exclude":
@@ -83,78 +128,115 @@ def metrics_long(preds: Mapping[str, pd.DataFrame], readout: str = "parsed_score
                 n_used = int(ok.sum())
             else:
                 y, p_raw, okv = sub["target"].to_numpy(float), sub[readout].to_numpy(float), ok.to_numpy()
-                per_metric = {m: (y, _failure_arrays(y, p_raw, okv, m)) for m in metrics}
+                per_metric = {m: (y, _failure_arrays(y, p_raw, okv, m, schema)) for m in metrics}
                 n_used = len(sub)
-            res = {m: score_metrics(*per_metric[m], [m])[m] for m in metrics} if len(sub) else {m: None for m in metrics}
+            res = {m: score_metrics(*per_metric[m], [m], tolerance=tol)[m] for m in metrics} if len(sub) \
+                else {m: None for m in metrics}
             for m in metrics:
                 r = res[m]
                 value = np.nan if r is None else r.value
                 reason = "model has no rows for this dimension" if r is None else r.reason
                 lo = hi = np.nan
                 if n_boot and r is not None and r.defined:
-                    ci = bootstrap_ci(m, *per_metric[m], n_boot=n_boot, seed=seed)
+                    ci = bootstrap_ci(metric_fn(m, tol), *per_metric[m], n_boot=n_boot, seed=seed)
                     lo, hi = ci.low, ci.high
+                raw = {"raw_value": np.nan, "raw_ci_low": np.nan, "raw_ci_high": np.nan, "raw_range": None}
+                if factor is not None:
+                    rr = schema.dimension(dim).raw_range
+                    raw["raw_range"] = f"{rr[0]:g}-{rr[1]:g}"
+                    if r is not None:
+                        yr, pr = to_raw_scale(*per_metric[m], schema, dim)
+                        fn = metric_fn(m, tol * factor)
+                        raw["raw_value"] = fn(yr, pr).value
+                        if n_boot and r.defined:
+                            ci = bootstrap_ci(fn, yr, pr, n_boot=n_boot, seed=seed)
+                            raw["raw_ci_low"], raw["raw_ci_high"] = ci.low, ci.high
                 rows.append({"model": model, "dimension": dim, "metric": m, "value": value, "ci_low": lo, "ci_high": hi,
                              "n": n_used, "n_items": len(sub), "n_failed": n_failed,
-                             "coverage": ok.mean() if len(sub) else np.nan, "reason": reason, "failures": failures})
+                             "coverage": ok.mean() if len(sub) else np.nan, "reason": reason, "failures": failures,
+                             "tolerance": tol if m == "acc" else np.nan, **raw, "n_unlabelled": n_unlabelled})
     return pd.DataFrame(rows)
 
 
 def table1(preds: Mapping[str, pd.DataFrame], readout: str = "parsed_score",
            metrics: Iterable[str] = TABLE1_METRICS, n_boot: int = 0, seed: int = 0,
-           failures: str = "exclude") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The paper's Table 1: rows = models, columns = (dimension display name, metric label).
+           failures: str = "exclude", *, schema: RatingSchema | str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The paper's Table 1: rows = models, columns = (dimension display name, metric label); a dimension
+    with a ``raw_range`` adds a group ``"<Name> (raw lo-hi)"`` of the same metrics on the raw scale.
 
     Returns ``(wide, long)``; ``long`` is :func:`metrics_long` (CIs, counts, NaN reasons);
-    ``failures`` chooses the view of parse failures (module docstring).
+    ``failures`` chooses the view of parse failures (module docstring); ``schema``: module docstring.
     """
-    long = metrics_long(preds, readout, metrics, n_boot=n_boot, seed=seed, failures=failures)
+    schema = _schema(preds, schema)
+    metrics = list(metrics)
+    long = metrics_long(preds, readout, metrics, n_boot=n_boot, seed=seed, failures=failures, schema=schema)
     if long.empty:
         return pd.DataFrame(), long
-    wide = long.pivot_table(index="model", columns=["dimension", "metric"], values="value", dropna=False, sort=False)
-    cols = [(d, m) for d in _dims(preds) for m in metrics]
-    wide = wide.reindex(index=list(preds), columns=pd.MultiIndex.from_tuples(cols))
-    wide.columns = pd.MultiIndex.from_tuples([(NAME_OF[d], METRIC_LABELS[m]) for d, m in cols])
+    tol = acc_tolerance(schema)
+    dims = _dims(preds, schema)
+    parts, labels = [], []
+    for value, scale in (("value", "schema"), ("raw_value", "raw")):
+        use = [d for d in dims if scale == "schema" or raw_factor(schema, d) is not None]
+        if not use:
+            continue
+        w = long.pivot_table(index="model", columns=["dimension", "metric"], values=value, dropna=False, sort=False)
+        cols = [(d, m) for d in use for m in metrics]
+        parts.append(w.reindex(index=list(preds), columns=pd.MultiIndex.from_tuples(cols)))
+        labels += [(schema.name_of(d) if scale == "schema" else raw_label(schema, d),
+                    metric_label(m, tol if scale == "schema" else tol * raw_factor(schema, d))) for d, m in cols]
+    wide = pd.concat(parts, axis=1) if len(parts) > 1 else parts[0]
+    wide.columns = pd.MultiIndex.from_tuples(labels)
     wide.index.name = "model"
     return wide, long
 
 
 def flat_metrics(long: pd.DataFrame, prefix: str) -> dict[str, Any]:
-    """``{prefix/model/dimension/metric: value}`` (plus ``/n`` and ``/n_failed`` per dimension) for ``Run.log_metrics``."""
+    """``{prefix/model/dimension/metric: value}`` (plus ``/n`` and ``/n_failed`` per dimension, and
+    ``prefix/model/dimension/raw/metric`` for raw-scale values) for ``Run.log_metrics``."""
     out: dict[str, Any] = {}
     for r in long.itertuples():
         out[f"{prefix}/{r.model}/{r.dimension}/{r.metric}"] = r.value
+        if getattr(r, "raw_range", None):
+            out[f"{prefix}/{r.model}/{r.dimension}/raw/{r.metric}"] = r.raw_value
         out[f"{prefix}/{r.model}/{r.dimension}/n"] = r.n
         out[f"{prefix}/{r.model}/{r.dimension}/n_failed"] = r.n_failed
     return out
 
 
-def parse_failure_table(preds: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """Rows = models, columns = dimensions (+ total): number of answers that did not parse (missing + unparsable)."""
+def parse_failure_table(preds: Mapping[str, pd.DataFrame], *, schema: RatingSchema | str | None = None) -> pd.DataFrame:
+    """Rows = models, columns = dimensions of the schema (+ total): number of answers that did not parse
+    (missing + unparsable)."""
+    schema = _schema(preds, schema)
     data = {}
     for model, df in preds.items():
         bad = df[df["parse_status"] != "ok"].groupby("dimension").size()
-        data[model] = {NAME_OF[d]: int(bad.get(d, 0)) for d in _dims(preds)}
+        data[model] = {schema.name_of(d): int(bad.get(d, 0)) for d in _dims(preds, schema)}
         data[model]["total"] = int((df["parse_status"] != "ok").sum())
         data[model]["rows"] = len(df)
     return pd.DataFrame.from_dict(data, orient="index").rename_axis("model")
 
 
-def confusion(df: pd.DataFrame, dimension: str, readout: str = "argmax_score") -> pd.DataFrame:
-    """9 x 9 counts: rows = target level, columns = predicted level (both snapped to the grid).
+def confusion(df: pd.DataFrame, dimension: str, readout: str = "argmax_score", *,
+              schema: RatingSchema | str | None = None) -> pd.DataFrame:
+    """K x K counts over the schema's levels (9 x 9 for the paper): rows = target level, columns =
+    predicted level (both snapped to the grid), labelled by the level strings.
 
     Items without a target or a readout value are left out (see ``parse_failure_table``).
     """
     _check_readout(readout)
+    schema = schema_of_frames([df], schema)
+    k = schema.n_levels
     sub = df[(df["dimension"] == dimension) & df["target"].notna() & df[readout].notna()]
-    t = np.atleast_1d(level_index(snap_to_grid(sub["target"].to_numpy(float)))) if len(sub) else np.array([], int)
-    p = np.atleast_1d(level_index(snap_to_grid(sub[readout].to_numpy(float)))) if len(sub) else np.array([], int)
-    m = np.zeros((N_LEVELS, N_LEVELS), dtype=int)
+    t = np.atleast_1d(schema.index(schema.snap(sub["target"].to_numpy(float)))) if len(sub) else np.array([], int)
+    p = np.atleast_1d(schema.index(schema.snap(sub[readout].to_numpy(float)))) if len(sub) else np.array([], int)
+    m = np.zeros((k, k), dtype=int)
     np.add.at(m, (t, p), 1)
-    return pd.DataFrame(m, index=pd.Index(LEVEL_STRINGS, name="target"), columns=pd.Index(LEVEL_STRINGS, name="predicted"))
+    return pd.DataFrame(m, index=pd.Index(schema.strings, name="target"),
+                        columns=pd.Index(schema.strings, name="predicted"))
 
 
-def plot_confusions(df: pd.DataFrame, model: str, readout: str = "argmax_score"):
+def plot_confusions(df: pd.DataFrame, model: str, readout: str = "argmax_score", *,
+                    schema: RatingSchema | str | None = None):
     """One ``seaborn.heatmap`` per dimension of :func:`confusion`: colour = share of the human
     level's items (row-normalised, 0 ... 1), counts written in the non-empty cells, human level
     1.0 at the bottom, the diagonal (prediction = human) drawn in grey."""
@@ -162,12 +244,14 @@ def plot_confusions(df: pd.DataFrame, model: str, readout: str = "argmax_score")
 
     from vqalib.eval import plots
 
+    schema = schema_of_frames([df], schema)
+    k_levels = schema.n_levels
     with plots.theme():
-        dims = [d for d in DIMENSION_KEYS if d in set(df["dimension"])]
+        dims = [d for d in schema.keys if d in set(df["dimension"])]
         # no layout engine while seaborn.heatmap draws the figure once per call (to check tick overlap)
         fig, axes = plots.subplots(1, len(dims), figsize=(3.5 * len(dims) + 1.2, 3.8), layout=None)
         for k, (ax, dim) in enumerate(zip(axes[0], dims)):
-            cm = confusion(df, dim, readout)
+            cm = confusion(df, dim, readout, schema=schema)
             counts = cm.to_numpy()
             rows = counts.sum(axis=1, keepdims=True)
             norm = pd.DataFrame(np.divide(counts, rows, out=np.zeros(cm.shape), where=rows > 0), index=cm.index,
@@ -175,8 +259,8 @@ def plot_confusions(df: pd.DataFrame, model: str, readout: str = "argmax_score")
             sns.heatmap(norm, annot=np.where(counts > 0, counts.astype(str), ""), fmt="", cmap="Blues", vmin=0, vmax=1,
                         square=True, linewidths=0.3, linecolor="0.9", cbar=False, annot_kws={"fontsize": 6}, ax=ax)
             ax.invert_yaxis()
-            ax.plot([0, N_LEVELS], [0, N_LEVELS], color="grey", lw=0.6)
-            ax.set_title(f"{NAME_OF[dim]} (n={int(counts.sum())})")
+            ax.plot([0, k_levels], [0, k_levels], color="grey", lw=0.6)
+            ax.set_title(f"{schema.name_of(dim)} (n={int(counts.sum())})")
             ax.set_xlabel(f"predicted level ({readout})")
             ax.set_ylabel("human level" if k == 0 else "")
             ax.tick_params(axis="x", rotation=90)
@@ -187,42 +271,48 @@ def plot_confusions(df: pd.DataFrame, model: str, readout: str = "argmax_score")
     return fig
 
 
-def _dists(sub: pd.DataFrame) -> np.ndarray:
-    return np.stack(sub["dist"].to_numpy()) if len(sub) else np.zeros((0, N_LEVELS))
+def _dists(sub: pd.DataFrame, k: int = 9) -> np.ndarray:
+    return np.stack(sub["dist"].to_numpy()) if len(sub) else np.zeros((0, k))
 
 
-def calibration_table(preds: Mapping[str, pd.DataFrame], n_bins: int = 10) -> pd.DataFrame:
+def calibration_table(preds: Mapping[str, pd.DataFrame], n_bins: int = 10, *,
+                      schema: RatingSchema | str | None = None) -> pd.DataFrame:
     """Per model and dimension: ECE, NLL, Brier, exact-level accuracy, mean confidence, n, NaN reason.
 
-    Uses rows with a distribution and a target on the 9-level grid (targets are snapped with
-    ``snap_to_grid``; off-grid targets such as mapped MOS belong in the benchmark section instead).
+    Uses rows with a distribution and a target on the schema's K-level grid (targets are snapped with
+    ``schema.snap``; off-grid targets such as mapped MOS belong in the benchmark section instead).
     """
+    schema = _schema(preds, schema)
     rows = []
     for model, df in preds.items():
-        for dim in _dims(preds):
+        for dim in _dims(preds, schema):
             sub = df[(df["dimension"] == dim) & df["target"].notna() & df["dist"].notna()]
             no_dist = int(((df["dimension"] == dim) & df["dist"].isna()).sum())
-            cal = calibration(_dists(sub), snap_to_grid(sub["target"].to_numpy(float)), n_bins=n_bins)
+            cal = calibration(_dists(sub, schema.n_levels), schema.snap(sub["target"].to_numpy(float)), n_bins=n_bins,
+                              schema=schema)
             rows.append({"model": model, "dimension": dim, "ece": cal.ece.value, "nll": cal.nll.value,
                          "brier": cal.brier.value, "accuracy": cal.accuracy, "confidence": cal.mean_confidence,
                          "n": len(sub), "n_without_dist": no_dist, "reason": cal.ece.reason})
     return pd.DataFrame(rows)
 
 
-def reliability_long(preds: Mapping[str, pd.DataFrame], n_bins: int = 10, ci: float = 0.95) -> pd.DataFrame:
+def reliability_long(preds: Mapping[str, pd.DataFrame], n_bins: int = 10, ci: float = 0.95, *,
+                     schema: RatingSchema | str | None = None) -> pd.DataFrame:
     """The reliability-diagram points in long form: one row per model, dimension and non-empty
     confidence bin with ``confidence`` (mean max level probability), ``accuracy`` (share of argmax =
     human level), ``n``, the Wilson ``ci`` interval of the accuracy (``acc_lo``, ``acc_hi``;
     ``scipy.stats.binomtest``) and the dimension's ``ece``."""
     from scipy.stats import binomtest
 
+    schema = _schema(preds, schema)
     rows = []
     for model, df in preds.items():
-        for dim in _dims(preds):
+        for dim in _dims(preds, schema):
             sub = df[(df["dimension"] == dim) & df["target"].notna() & df["dist"].notna()]
             if not len(sub):
                 continue
-            cal = calibration(_dists(sub), snap_to_grid(sub["target"].to_numpy(float)), n_bins=n_bins)
+            cal = calibration(_dists(sub, schema.n_levels), schema.snap(sub["target"].to_numpy(float)),
+                              n_bins=n_bins, schema=schema)
             for r in cal.reliability[cal.reliability["n"] > 0].itertuples():
                 lo, hi = binomtest(int(round(r.accuracy * r.n)), int(r.n)).proportion_ci(ci, method="wilson")
                 rows.append({"model": model, "dimension": dim, "confidence": r.confidence, "accuracy": r.accuracy,
@@ -230,7 +320,8 @@ def reliability_long(preds: Mapping[str, pd.DataFrame], n_bins: int = 10, ci: fl
     return pd.DataFrame(rows, columns=["model", "dimension", "confidence", "accuracy", "n", "acc_lo", "acc_hi", "ece"])
 
 
-def plot_reliability(preds: Mapping[str, pd.DataFrame], n_bins: int = 10):
+def plot_reliability(preds: Mapping[str, pd.DataFrame], n_bins: int = 10, *,
+                     schema: RatingSchema | str | None = None):
     """Reliability diagrams (``seaborn.lineplot`` of :func:`reliability_long`): one panel per
     dimension, ``hue`` = model, 95 % Wilson intervals of each bin's accuracy as error bars, the
     model's ECE in the legend; the dashed diagonal is perfect calibration."""
@@ -238,9 +329,10 @@ def plot_reliability(preds: Mapping[str, pd.DataFrame], n_bins: int = 10):
 
     from vqalib.eval import plots
 
+    schema = _schema(preds, schema)
     with plots.theme():
-        dims = _dims(preds)
-        long = reliability_long(preds, n_bins)
+        dims = _dims(preds, schema)
+        long = reliability_long(preds, n_bins, schema=schema)
         models = list(preds)
         palette = dict(zip(models, sns.color_palette(plots.THEME["palette"], len(models))))
         fig, axes = plots.subplots(1, len(dims), figsize=(3.2 * len(dims), 3.5), sharey=True)
@@ -259,27 +351,34 @@ def plot_reliability(preds: Mapping[str, pd.DataFrame], n_bins: int = 10):
                 ece = sub.groupby("model")["ece"].first()
                 handles, labels = ax.get_legend_handles_labels()
                 ax.legend(handles, [f"{m} (ECE {ece[m]:.2f})" for m in labels], loc="upper left", fontsize=7)
-            ax.set(xlim=(0, 1), ylim=(0, 1), title=NAME_OF[dim], xlabel="confidence (max level probability)",
+            ax.set(xlim=(0, 1), ylim=(0, 1), title=schema.name_of(dim), xlabel="confidence (max level probability)",
                    ylabel="accuracy (argmax = human level)")
         fig.suptitle("Reliability: accuracy per confidence bin (bars: 95 % Wilson interval)")
     return fig
 
 
-def cross_benchmark_table(bench, preds: Mapping[str, pd.DataFrame], combinations: Iterable[str] = ("mean_quality",),
-                          readout: str = "expected_score") -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """Table 2-style rows (model, combination): SRCC, PLCC, PLCC (logistic), KRCC, MAE on the 1-5 map, counts.
+def cross_benchmark_table(bench, preds: Mapping[str, pd.DataFrame], combinations: Iterable[str] | None = None,
+                          readout: str = "expected_score", *,
+                          schema: RatingSchema | str | None = None) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Table 2-style rows (model, combination): SRCC, PLCC, PLCC (logistic), KRCC, MAE on the MOS mapped
+    onto the schema's scale (the 1-5 map for the paper), counts.
 
     ``bench`` is a ``vqalib.data.mos.BenchmarkSet``; ``preds`` hold predictions on its videos.
-    Returns ``(table, infos)`` where ``infos`` lists the per-row counts (videos missing, without prediction).
+    ``combinations`` (:mod:`vqalib.eval.combine`) default to the schema's benchmark rule
+    (``mean_quality`` for the paper; the ``benchmark_dimension`` when the schema sets one).
+    Returns ``(table, infos)`` where ``infos`` lists the per-row counts (videos missing, without prediction)
+    and the dimensions each combination averaged (``combined_dimensions``).
     """
-    from vqalib.data.mos import benchmark_scores
+    from vqalib.eval.combine import benchmark_scores, default_combination
 
+    schema = _schema(preds, schema)
+    combinations = list(combinations) if combinations is not None else [default_combination(schema)]
     rows, infos = [], []
     for model, df in preds.items():
         for how in combinations:
-            joined, info = benchmark_scores(bench, df, how, readout)
+            joined, info = benchmark_scores(bench, df, how, readout, schema=schema)
             ok = joined["score"].notna()
-            res = score_metrics(joined.loc[ok, "mos_1to5"], joined.loc[ok, "score"], ["srcc", "plcc", "plcc_fit", "krcc", "mae"])
+            res = score_metrics(joined.loc[ok, "mos_schema"], joined.loc[ok, "score"], ["srcc", "plcc", "plcc_fit", "krcc", "mae"])
             row = {"model": model, "combination": how}
             row.update({METRIC_LABELS[k]: r.value for k, r in res.items()})
             row.update({"n": int(ok.sum()), "n_no_prediction": info["n_no_prediction"],
@@ -316,11 +415,12 @@ def ensure_base_predictions(run_dir: str, data_dir: str = "", sample_size: str =
 # --------------------------------------------------------------------------- methods over seeds
 
 
-def _seed_arrays(runs: Mapping[str, Sequence[pd.DataFrame]], readout: str, metrics: Sequence[str], failures: str):
+def _seed_arrays(runs: Mapping[str, Sequence[pd.DataFrame]], readout: str, metrics: Sequence[str], failures: str,
+                 schema: RatingSchema | None = None):
     """Aligned arrays for :func:`hierarchical_bootstrap`: dimensions, clip ids, targets ``[D, N]`` and,
     per method and metric, predictions ``[S, D, N]`` (failures filled by the ``all_items`` rule)."""
     frames = [df for seeds in runs.values() for df in seeds]
-    dims = [d for d in DIMENSION_KEYS if all(d in set(df["dimension"]) for df in frames)]
+    dims = [d for d in rating.resolve(schema).keys if all(d in set(df["dimension"]) for df in frames)]
     if not dims:
         raise ValueError("hierarchical_bootstrap: no dimension is present in every predictions frame")
 
@@ -348,7 +448,7 @@ def _seed_arrays(runs: Mapping[str, Sequence[pd.DataFrame]], readout: str, metri
         keep = keep[ok]
         preds = {m: [a[:, ok] for a in arrs] for m, arrs in preds.items()}
     y = targets.reindex(keep).to_numpy(float).T  # [D, N]
-    out = {m: {k: np.stack([np.stack([_failure_arrays(y[d], a[d], np.isfinite(a[d]), k) for d in range(len(dims))])
+    out = {m: {k: np.stack([np.stack([_failure_arrays(y[d], a[d], np.isfinite(a[d]), k, schema) for d in range(len(dims))])
                              for a in arrs]) for k in metrics} for m, arrs in preds.items()}
     return dims, list(keep), y, out
 
@@ -356,7 +456,7 @@ def _seed_arrays(runs: Mapping[str, Sequence[pd.DataFrame]], readout: str, metri
 def hierarchical_bootstrap(runs: Mapping[str, Sequence[pd.DataFrame]], contrasts: Sequence[tuple[str, str]] = (),
                            readout: str = "parsed_score", metrics: Sequence[str] = ("srcc", "mae"),
                            n_boot: int = 1000, seed: int = 0, level: float = 0.95,
-                           failures: str = "all_items") -> pd.DataFrame:
+                           failures: str = "all_items", *, schema: RatingSchema | str | None = None) -> pd.DataFrame:
     """Methods trained with several seeds, compared on the same clips, with a hierarchical bootstrap.
 
     ``runs``: ``{method: [predictions frame of seed 1, seed 2, ...]}`` (rows of
@@ -381,8 +481,8 @@ def hierarchical_bootstrap(runs: Mapping[str, Sequence[pd.DataFrame]], contrasts
     than half undefined the interval is NaN with the reason. Metric functions: :mod:`vqalib.eval.metrics`.
 
     Returns one row per (``kind`` = ``method`` | ``difference``, ``name``, ``dimension``, ``metric``):
-    ``estimate, ci_low, ci_high, n_clips, n_seeds, n_boot, n_undefined, reason``."""
-    from vqalib.eval.metrics import METRICS
+    ``estimate, ci_low, ci_high, n_clips, n_seeds, n_boot, n_undefined, reason``. ``schema``: the rating
+    schema (module docstring; its dimensions, Acc tolerance and failure midpoint)."""
 
     if failures not in FAILURE_VIEWS:
         raise ValueError(f"failures={failures!r}; choose one of {list(FAILURE_VIEWS)}")
@@ -394,13 +494,15 @@ def hierarchical_bootstrap(runs: Mapping[str, Sequence[pd.DataFrame]], contrasts
         if a not in runs or b not in runs:
             raise ValueError(f"contrast {a} - {b}: no predictions for {[m for m in (a, b) if m not in runs]}")
     metrics = list(metrics)
-    dims, clips, y, preds = _seed_arrays(runs, readout, metrics, failures)
+    schema = schema_of_frames([df for seeds in runs.values() for df in seeds], schema)
+    fns = {k: metric_fn(k, acc_tolerance(schema)) for k in metrics}
+    dims, clips, y, preds = _seed_arrays(runs, readout, metrics, failures, schema)
     n, labels = len(clips), [*dims, "mean"]
 
     def per_seed(method: str, k: str, idx: np.ndarray) -> np.ndarray:
         """[S, D + 1]: the metric of every seed on clips ``idx`` per dimension, then the mean over dimensions."""
         p = preds[method][k]
-        v = np.array([[METRICS[k](y[d, idx], p[s, d, idx]).value for d in range(len(dims))] for s in range(len(p))])
+        v = np.array([[fns[k](y[d, idx], p[s, d, idx]).value for d in range(len(dims))] for s in range(len(p))])
         return np.concatenate([v, v.mean(axis=1, keepdims=True)], axis=1)
 
     def per_seed_all(method: str, idx: np.ndarray) -> np.ndarray:
@@ -435,4 +537,6 @@ def hierarchical_bootstrap(runs: Mapping[str, Sequence[pd.DataFrame]], contrasts
             for j in range(len(labels)):
                 rows.append(row("difference", f"{a} − {b}", k, j, point[a][k][j] - point[b][k][j],
                                 boots[a][k][:, j] - boots[b][k][:, j], f"{len(runs[a])} vs {len(runs[b])}"))
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    out.attrs["rating_schema"] = schema
+    return out

@@ -6,8 +6,10 @@
    otherwise raises saying what to download and where to point ``--labels``.
 2. The videos present under ``--videos`` are scored with :class:`vqalib.inference.scorer.Scorer`
    into a resumable output file (listed-but-absent videos are counted, never guessed).
-3. One Table 2 row per combination of dimensions (:data:`vqalib.data.mos.COMBINATIONS`, default the
-   mean of the four quality dimensions): SRCC, PLCC, PLCC after the 4-parameter logistic fit and
+3. One Table 2 row per combination of dimensions (:mod:`vqalib.eval.combine`, default the rating
+   schema's benchmark rule: its ``benchmark_dimension`` when set, else the mean of its quality
+   dimensions, the paper's four; the row names it, ``combination``, and the dimensions it averaged,
+   ``combined_dimensions``): SRCC, PLCC, PLCC after the 4-parameter logistic fit and
    KRCC against the MOS, each with a percentile bootstrap CI (videos resampled,
    :func:`vqalib.eval.metrics.bootstrap_ci`), plus the counts found / missing / failed / without score.
 
@@ -25,36 +27,45 @@ import pandas as pd
 
 from vqalib.eval.metrics import METRIC_LABELS, bootstrap_ci, score_metrics
 from vqalib.core.runs import resolve_path
+from vqalib.schema.rating import RatingSchema
 
 #: The metrics of a Table 2 row, in column order.
 TABLE2_METRICS = ("srcc", "plcc", "plcc_fit", "krcc")
 
 
-def table2(bench, preds: Mapping[str, pd.DataFrame], combinations: Iterable[str] = ("mean_quality",),
+def table2(bench, preds: Mapping[str, pd.DataFrame], combinations: Iterable[str] | None = None,
            readout: str = "expected_score", n_boot: int = 1000, seed: int = 0,
-           n_failed: Mapping[str, int] | None = None) -> pd.DataFrame:
+           n_failed: Mapping[str, int] | None = None, *, schema: RatingSchema | str | None = None) -> pd.DataFrame:
     """Table 2 rows (model x combination) for a :class:`vqalib.data.mos.BenchmarkSet`.
+
+    ``combinations`` (:mod:`vqalib.eval.combine`): None is the rating ``schema``'s benchmark rule
+    (``mean_quality`` for the paper, the ``benchmark_dimension`` when the schema sets one); ``schema``
+    None: the one the prediction frames carry (``attrs["rating_schema"]``), else the paper's.
 
     ``preds`` maps a model name to long prediction rows (``video_id, dimension, <readout>``: a
     predictions file, or :func:`vqalib.inference.scorer.to_prediction_rows` of a scorer output).
-    Columns: ``benchmark, split, model, combination, readout``, then per metric the value and
+    Columns: ``benchmark, split, model, combination, combined_dimensions`` (the keys averaged, joined
+    by ``+``), ``readout``, then per metric the value and
     ``<metric> low`` / ``<metric> high`` (95 % bootstrap CI; NaN with ``reason`` when undefined),
     then ``n`` (videos in the metrics), ``n_listed``, ``n_found``, ``n_missing`` (listed, not under the
     video folder), ``n_failed`` (found, failed to decode; from ``n_failed``), ``n_no_score``
     (found, no prediction or an incomplete one), ``reason`` (first NaN reason), and the labels the row
     was computed on: ``label_file``, ``label_sha256``, ``label_rows`` (rows in the file, all splits).
     """
-    from vqalib.data.mos import benchmark_scores
+    from vqalib.eval.combine import benchmark_scores, default_combination
+    from vqalib.eval.predictions_file import schema_of_frames
 
+    schema = schema_of_frames(list(preds.values()), schema)
+    combinations = list(combinations) if combinations is not None else [default_combination(schema)]
     rows = []
     for model, df in preds.items():
         for how in combinations:
-            joined, info = benchmark_scores(bench, df, how, readout)
+            joined, info = benchmark_scores(bench, df, how, readout, schema=schema)
             ok = joined["score"].notna()
-            y, p = joined.loc[ok, "mos_1to5"].to_numpy(float), joined.loc[ok, "score"].to_numpy(float)
+            y, p = joined.loc[ok, "mos_schema"].to_numpy(float), joined.loc[ok, "score"].to_numpy(float)
             res = score_metrics(y, p, list(TABLE2_METRICS))
             row: dict[str, Any] = {"benchmark": bench.name, "split": bench.split, "model": model, "combination": how,
-                                   "readout": readout}
+                                   "combined_dimensions": "+".join(info["combined_dimensions"]), "readout": readout}
             reason = None
             for m in TABLE2_METRICS:
                 lab = METRIC_LABELS[m]
@@ -110,7 +121,7 @@ def default_output(name: str, model: str, mode: str, split: str = "all") -> Path
 
 def run_benchmark(name: str, videos: str | os.PathLike, model: Any = "tiny", *, labels: str | os.PathLike | None = None,
                   split: str | None = None, output: str | os.PathLike | None = None, mode: str = "fast",
-                  combinations: Iterable[str] = ("mean_quality",), readout: str = "expected_score",
+                  combinations: Iterable[str] | None = None, readout: str = "expected_score",
                   n_boot: int = 1000, seed: int = 0, scale: str = "nominal", limit: int | None = None,
                   labels_root: str | os.PathLike | None = None,
                   progress: bool = False, scorer=None, bench=None,
@@ -124,6 +135,8 @@ def run_benchmark(name: str, videos: str | os.PathLike, model: Any = "tiny", *, 
     ``readout="parsed_score"`` needs ``mode="generate"`` (raises ``ValueError`` before scoring otherwise).
     ``bench``: a :class:`vqalib.data.mos.BenchmarkSet` already loaded (the CLI reads the labels before it
     loads the model, so a label error costs no model load); else it is loaded from the arguments.
+    ``combinations`` None: the scorer's rating schema's benchmark rule (:mod:`vqalib.eval.combine`); a
+    ``schema=`` keyword reaches the :class:`~vqalib.inference.scorer.Scorer` (default: the checkpoint's).
     """
     from vqalib.inference.scorer import Scorer, to_prediction_rows
     from vqalib.data.mos import load_benchmark
@@ -142,8 +155,10 @@ def run_benchmark(name: str, videos: str | os.PathLike, model: Any = "tiny", *, 
         raise FileNotFoundError(bench.summary() + f"\nnone of the listed videos is under {videos}: check --videos")
     run = scorer.score(items, out, progress=progress)
     label = str(scorer.info.get("model"))
-    table = table2(bench, {label: to_prediction_rows(run.rows)}, combinations, readout, n_boot=n_boot, seed=seed,
-                   n_failed={label: int((run.rows["status"] != "ok").sum())})
+    schema = getattr(scorer, "schema", None)
+    table = table2(bench, {label: to_prediction_rows(run.rows, schema=schema)}, combinations, readout,
+                   n_boot=n_boot, seed=seed, n_failed={label: int((run.rows["status"] != "ok").sum())},
+                   schema=schema)
     if limit:
         table["n_no_score"] = table["n_no_score"] - (len(bench.available) - len(items))
         table["n_not_scored_limit"] = len(bench.available) - len(items)

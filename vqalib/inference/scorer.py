@@ -25,6 +25,14 @@ failures are listed at the end. The output is resumable (:mod:`vqalib.inference.
 skips the videos already scored in it and tries the failed ones again (their new row is appended
 and is the one :func:`~vqalib.inference.store.read_scores` returns).
 
+Rating schemas (:mod:`vqalib.schema.rating`): the columns follow the schema's dimension keys and level
+strings (``p_<dimension>_<level>`` for its K levels), a dimension with a ``raw_range`` adds
+``<dim>_expected_raw`` (and ``<dim>_parsed_raw`` in generate mode) on the raters' scale, and the output
+manifest records the schema (``rating_schema``): resuming an output written with another schema is
+refused (:func:`vqalib.inference.store.manifest_mismatch`). The schema is the checkpoint's
+(``rating_schema.json`` beside it, :func:`vqalib.eval.predict.checkpoint_schema`), ``schema=`` otherwise,
+the paper's by default; the fast readout's fixed answer is :func:`fast_answer` of it.
+
 Batch invariance: clips are left-padded and every pass uses explicit masks and per-clip M-RoPE
 positions, so a clip's distributions (fp32, 1e-5) and greedy text do not depend on the other clips
 of its batch (``tests/integration/test_scorer.py``).
@@ -43,14 +51,32 @@ import numpy as np
 import pandas as pd
 import torch
 
-from vqalib.schema import prompts
-from vqalib.schema.levels import DIMENSION_KEYS, LEVEL_STRINGS, LEVELS
+from vqalib.schema import prompts, rating
+from vqalib.schema.levels import DIMENSION_KEYS
+from vqalib.schema.rating import RatingSchema
+from vqalib.eval.schema_calls import schema_kwargs
 
 MODES = ("fast", "generate")
 #: The level that fills the earlier dimensions' score lines of the fast readout's fixed answer.
 FAST_FILL = 3.0
 #: The fixed answer the fast readout teacher-forces (only the text before each score is read).
 FAST_ANSWER = "\n".join(prompts.score_line(k, FAST_FILL) for k in DIMENSION_KEYS)
+
+
+def fast_fill(schema: RatingSchema | str | None = None) -> float:
+    """The level filling the earlier score lines of the fast answer: :data:`FAST_FILL` for the paper, the
+    level nearest the middle of the scale otherwise."""
+    schema = rating.resolve(schema)
+    return FAST_FILL if schema.is_paper else float(schema.snap((schema.lo + schema.hi) / 2))
+
+
+def fast_answer(schema: RatingSchema | str | None = None) -> str:
+    """The fixed score-only answer of the fast readout for ``schema`` (:data:`FAST_ANSWER` for the paper)."""
+    schema = rating.resolve(schema)
+    if schema.is_paper:
+        return FAST_ANSWER
+    kw = schema_kwargs(prompts.score_line, schema)
+    return "\n".join(prompts.score_line(k, fast_fill(schema), **kw) for k in schema.keys)
 
 STATUS_OK = "ok"
 STATUS_DECODE_ERROR = "decode_error"
@@ -61,51 +87,69 @@ def dist_column(dim: str, level: str) -> str:
     return f"p_{dim}_{level}"
 
 
-def columns(mode: str) -> list[str]:
-    """The output columns of a scorer run in ``mode`` (same order in CSV, JSONL and Parquet).
+def columns(mode: str, *, schema: RatingSchema | str | None = None) -> list[str]:
+    """The output columns of a scorer run in ``mode`` (same order in CSV, JSONL and Parquet) on the rating
+    ``schema`` (None: the paper's).
 
-    ``video_id, path, status, error, mode``; per dimension ``<dim>_expected`` (sum_s s pi(s)),
-    ``<dim>_argmax`` (most probable level), ``<dim>_outside`` (mass outside the nine levels);
-    generate mode adds ``<dim>_parsed`` (NaN when that line did not parse) and
-    ``<dim>_parse_status``, ``rationale``, ``raw_text``, ``dist_prefix``; then the 45 columns
-    ``p_<dim>_<level>``; then ``n_frames, sampled_fps, frame_height, frame_width, hdr, decode_s,
-    processor_s, model_s`` (seconds per clip; model time is the batch's share) and ``batch``.
+    ``video_id, path, status, error, mode``; per dimension key of the schema ``<dim>_expected``
+    (sum_s s pi(s)), ``<dim>_argmax`` (most probable level), ``<dim>_outside`` (mass outside the K
+    levels); a dimension with a ``raw_range`` adds ``<dim>_expected_raw`` (the expected score on the
+    raters' scale, ``schema.to_raw``); generate mode adds ``<dim>_parsed`` (NaN when that line did not
+    parse), ``<dim>_parsed_raw`` (raw range only) and ``<dim>_parse_status``, ``rationale``,
+    ``raw_text``, ``dist_prefix``; then the D x K columns ``p_<dim>_<level>`` (45 for the paper); then
+    ``n_frames, sampled_fps, frame_height, frame_width, hdr, decode_s, processor_s, model_s`` (seconds
+    per clip; model time is the batch's share) and ``batch``.
     """
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}; use one of {MODES}")
+    schema = rating.resolve(schema)
     cols = ["video_id", "path", "status", "error", "mode"]
-    for k in DIMENSION_KEYS:
-        cols += [f"{k}_expected", f"{k}_argmax", f"{k}_outside"]
+    for k in schema.keys:
+        raw = schema.dimension(k).raw_range is not None
+        cols += [f"{k}_expected", f"{k}_argmax", f"{k}_outside"] + ([f"{k}_expected_raw"] if raw else [])
         if mode == "generate":
-            cols += [f"{k}_parsed", f"{k}_parse_status"]
+            cols += [f"{k}_parsed"] + ([f"{k}_parsed_raw"] if raw else []) + [f"{k}_parse_status"]
     if mode == "generate":
         cols += ["rationale", "raw_text", "dist_prefix"]
-    cols += [dist_column(k, s) for k in DIMENSION_KEYS for s in LEVEL_STRINGS]
+    cols += [dist_column(k, s) for k in schema.keys for s in schema.strings]
     cols += ["n_frames", "sampled_fps", "frame_height", "frame_width", "hdr", "decode_s", "processor_s", "model_s",
              "batch"]
     return cols
 
 
-def distributions(frame: pd.DataFrame) -> np.ndarray:
-    """The level distributions ``[N, 5, 9]`` of a scorer output frame (NaN rows for failures)."""
-    cols = [dist_column(k, s) for k in DIMENSION_KEYS for s in LEVEL_STRINGS]
-    return frame[cols].to_numpy(float).reshape(len(frame), len(DIMENSION_KEYS), len(LEVELS))
+def _frame_schema(frame: pd.DataFrame, schema: RatingSchema | str | None) -> RatingSchema:
+    from vqalib.eval.predictions_file import schema_of_frame
+
+    return schema_of_frame(frame, schema)
 
 
-def to_prediction_rows(frame: pd.DataFrame) -> pd.DataFrame:
+def distributions(frame: pd.DataFrame, *, schema: RatingSchema | str | None = None) -> np.ndarray:
+    """The level distributions ``[N, D, K]`` (``[N, 5, 9]`` for the paper) of a scorer output frame (NaN
+    rows for failures); ``schema`` None: the frame's (``attrs["rating_schema"]``, set by
+    :func:`vqalib.inference.store.read_scores`), else the paper's."""
+    schema = _frame_schema(frame, schema)
+    cols = [dist_column(k, s) for k in schema.keys for s in schema.strings]
+    return frame[cols].to_numpy(float).reshape(len(frame), schema.n_dims, schema.n_levels)
+
+
+def to_prediction_rows(frame: pd.DataFrame, *, schema: RatingSchema | str | None = None) -> pd.DataFrame:
     """Long prediction rows (``video_id, dimension, expected_score, argmax_score, parsed_score,
-    parse_status``) from a scorer output, for :mod:`vqalib.data.mos` / :mod:`vqalib.eval.tables`.
-    Only rows with ``status == "ok"``."""
+    parse_status``) from a scorer output, one per dimension of the schema (None: the frame's, else the
+    paper's), for :mod:`vqalib.data.mos` / :mod:`vqalib.eval.tables`. Only rows with ``status == "ok"``;
+    the result carries the schema in ``attrs["rating_schema"]``."""
+    schema = _frame_schema(frame, schema)
     ok = frame[frame["status"] == STATUS_OK]
     out = []
-    for k in DIMENSION_KEYS:
+    for k in schema.keys:
         parsed = ok[f"{k}_parsed"] if f"{k}_parsed" in ok else pd.Series(np.nan, index=ok.index)
         status = ok[f"{k}_parse_status"] if f"{k}_parse_status" in ok else pd.Series("not_generated", index=ok.index)
         out.append(pd.DataFrame({"video_id": ok["video_id"].astype(str), "dimension": k,
                                  "expected_score": ok[f"{k}_expected"].astype(float),
                                  "argmax_score": ok[f"{k}_argmax"].astype(float),
                                  "parsed_score": parsed.astype(float), "parse_status": status}))
-    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+    res = pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+    res.attrs["rating_schema"] = schema
+    return res
 
 
 # --------------------------------------------------------------------------- device, model, sampling
@@ -162,8 +206,14 @@ def load_scoring_model(model: str | os.PathLike, device: str = "auto", dtype: st
     sampling = manifest.get("sampling_config") or None
     if sampling is None and manifest.get("sampling"):
         sampling = {k: v for k, v in manifest["sampling"].items() if k in ("fps", "max_frames", "max_pixels")}
+    from vqalib.eval.predict import checkpoint_schema
+
+    saved = checkpoint_schema(adapter) if adapter is not None else None
+    saved = saved if saved is not None else (checkpoint_schema(p) if p.is_dir() else None)
     info = {"model": str(model), "resolved": str(src), "adapter": str(adapter) if adapter else None,
-            "device": device, "dtype": dtype, "checkpoint_sampling": sampling, "tiny": is_tiny_preset(model)}
+            "device": device, "dtype": dtype, "checkpoint_sampling": sampling, "tiny": is_tiny_preset(model),
+            "rating_schema": saved.to_dict() if saved is not None else None}
+
     net.vqalib_scoring_info = info  # a Scorer given this loaded model records the same source
     return net, processor, info
 
@@ -221,10 +271,11 @@ class _Prepared:
 class _Collate:
     """Builds the model inputs of a batch (in the worker): the processor runs beside decoding."""
 
-    def __init__(self, processor, answer: str | None, instruction: str | None):
+    def __init__(self, processor, answer: str | None, instruction: str | None, schema: RatingSchema | None = None):
         self.processor = processor
         self.answer = answer
         self.instruction = instruction
+        self.schema = rating.resolve(schema)
 
     def __call__(self, items) -> _Prepared:
         from vqalib.model.inputs import build_batch
@@ -240,7 +291,8 @@ class _Collate:
         if prep.videos:
             t0 = time.perf_counter()
             answers = [self.answer] * len(prep.videos) if self.answer is not None else None
-            prep.batch = build_batch(self.processor, prep.videos, answers, instruction=self.instruction)
+            prep.batch = build_batch(self.processor, prep.videos, answers, instruction=self.instruction,
+                                     **schema_kwargs(build_batch, self.schema))
             prep.processor_s = time.perf_counter() - t0
         return prep
 
@@ -305,8 +357,8 @@ def _quiet_handover_errors() -> None:
 class BatchResult:
     """Model outputs for the clips of one batch."""
 
-    dist: np.ndarray  # [B, 5, 9] probabilities
-    outside: np.ndarray  # [B, 5]
+    dist: np.ndarray  # [B, D, K] probabilities ([B, 5, 9] for the paper)
+    outside: np.ndarray  # [B, D]
     texts: list[str] | None = None
     parses: list[prompts.ParseResult] | None = None
     dist_prefix: list[str] | None = None
@@ -344,12 +396,15 @@ class Scorer:
     :class:`vqalib.video.frames.SamplingConfig` (default :func:`default_sampling`). ``device``: ``auto``
     (CUDA if visible), ``cpu``, ``cuda``, ``cuda:1`` ...; ``dtype`` default bfloat16 on a GPU,
     float32 on the CPU. ``num_workers``: DataLoader worker processes that decode videos and run the
-    processor while the model works (0 = in the main process, no overlap).
+    processor while the model works (0 = in the main process, no overlap). ``schema``: the rating schema
+    the model writes (None: the checkpoint's saved one, else the paper's; one given that differs from the
+    checkpoint's raises ``ValueError``).
     """
 
     def __init__(self, model: Any = "tiny", *, processor=None, mode: str = "fast", sampling=None,
                  device: str = "auto", dtype: str | None = None, batch_size: int = 4, num_workers: int = 0,
-                 max_new_tokens: int = 256, instruction: str | None = None):
+                 max_new_tokens: int = 256, instruction: str | None = None,
+                 schema: RatingSchema | str | None = None):
         if mode not in MODES:
             raise ValueError(f"mode={mode!r}; use one of {MODES}")
         if batch_size < 1:
@@ -370,8 +425,19 @@ class Scorer:
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.max_new_tokens = max_new_tokens
+        saved = self.info.get("rating_schema")
+        saved = rating.schema_from_dict(saved, where="checkpoint rating_schema") if saved else None
+        if schema is not None and saved is not None and rating.resolve(schema) != saved:
+            raise ValueError(f"schema={rating.resolve(schema)!r} but the checkpoint {self.info.get('model')} was trained "
+                             f"on {saved!r}; leave schema out to use the checkpoint's")
+        self.schema = rating.resolve(schema) if schema is not None else (saved or rating.PAPER)
+        if instruction is None and not self.schema.is_paper:
+            from vqalib.eval.predict import default_instruction
+
+            instruction = default_instruction(self.schema)
         self.instruction = instruction
-        self.columns = columns(mode)
+        self.answer = fast_answer(self.schema)
+        self.columns = columns(mode, schema=self.schema)
 
     # ---------------------------------------------------------------- model side
 
@@ -380,12 +446,12 @@ class Scorer:
             torch.cuda.synchronize(self.device)
 
     def fast_distributions(self, batch) -> tuple[np.ndarray, np.ndarray]:
-        """``(pi [B, 5, 9], outside [B, 5])`` from one tree-masked pass over a batch built with
-        :data:`FAST_ANSWER` (:func:`vqalib.method.distributions.level_logprobs`)."""
+        """``(pi [B, D, K], outside [B, D])`` (``[B, 5, 9]`` for the paper) from one tree-masked pass over
+        a batch built with :func:`fast_answer` (:func:`vqalib.method.distributions.level_logprobs`)."""
         from vqalib.method.distributions import level_logprobs
 
         with torch.no_grad():
-            lp, out = level_logprobs(self.model, batch.to(self.device))
+            lp, out = level_logprobs(self.model, batch.to(self.device), **schema_kwargs(level_logprobs, self.schema))
         return lp.float().exp().cpu().numpy().astype(float), out.float().cpu().numpy().astype(float)
 
     def run_batch(self, videos: Sequence[Any], batch=None) -> BatchResult:
@@ -395,8 +461,9 @@ class Scorer:
         from vqalib.eval.predict import generate_answers, score_answers
 
         if batch is None:
-            answers = [FAST_ANSWER] * len(videos) if self.mode == "fast" else None
-            batch = build_batch(self.processor, videos, answers, instruction=self.instruction)
+            answers = [self.answer] * len(videos) if self.mode == "fast" else None
+            batch = build_batch(self.processor, videos, answers, instruction=self.instruction,
+                                **schema_kwargs(build_batch, self.schema))
         self._sync()
         t0 = time.perf_counter()
         if self.mode == "fast":
@@ -404,7 +471,8 @@ class Scorer:
             self._sync()
             return BatchResult(dist, outside, model_s=time.perf_counter() - t0)
         texts = generate_answers(self.model, self.processor, batch.to(self.device), self.max_new_tokens)
-        dist, outside, kinds, parses = score_answers(self.model, self.processor, videos, texts, self.instruction)
+        dist, outside, kinds, parses = score_answers(self.model, self.processor, videos, texts, self.instruction,
+                                                     schema=self.schema)
         self._sync()
         return BatchResult(dist, outside, texts, parses, kinds, model_s=time.perf_counter() - t0)
 
@@ -419,16 +487,22 @@ class Scorer:
                    decode_s=decode_s, processor_s=processor_s, model_s=model_s)
         if res is None:
             return row
-        for d, k in enumerate(DIMENSION_KEYS):
+        schema = self.schema
+        for d, k in enumerate(schema.keys):
             p = res.dist[j, d]
-            row[f"{k}_expected"] = float(p @ LEVELS)
-            row[f"{k}_argmax"] = float(LEVELS[int(np.argmax(p))])
+            raw = schema.dimension(k).raw_range is not None
+            row[f"{k}_expected"] = float(p @ schema.levels)
+            row[f"{k}_argmax"] = float(schema.levels[int(np.argmax(p))])
             row[f"{k}_outside"] = float(res.outside[j, d])
-            for s, v in zip(LEVEL_STRINGS, p):
+            if raw:
+                row[f"{k}_expected_raw"] = float(schema.to_raw(row[f"{k}_expected"], k))
+            for s, v in zip(schema.strings, p):
                 row[dist_column(k, s)] = float(v)
             if res.parses is not None:
                 parse = res.parses[j]
                 row[f"{k}_parsed"] = parse.scores[k]
+                if raw:
+                    row[f"{k}_parsed_raw"] = None if parse.scores[k] is None else float(schema.to_raw(parse.scores[k], k))
                 row[f"{k}_parse_status"] = parse.status[k]
         if res.parses is not None:
             row["rationale"] = res.parses[j].rationale
@@ -454,9 +528,11 @@ class Scorer:
                 "max_new_tokens": self.max_new_tokens if self.mode == "generate" else None,
                 # every decoding parameter of generate mode, none from the checkpoint (vqalib.model.generation)
                 "generation": self._generation() if self.mode == "generate" else None,
-                "fast_answer": FAST_ANSWER if self.mode == "fast" else None,
-                "model_info": {**describe_model(self.model), **{k: v for k, v in self.info.items() if k != "model"}},
-                "environment": environment_info(), "columns": self.columns}
+                "fast_answer": self.answer if self.mode == "fast" else None,
+                "model_info": {**describe_model(self.model),
+                               **{k: v for k, v in self.info.items() if k not in ("model", "rating_schema")}},
+                "environment": environment_info(), "columns": self.columns,
+                "rating_schema": self.schema.to_dict()}
 
     # ---------------------------------------------------------------- the loop
 
@@ -493,7 +569,7 @@ class Scorer:
 
     def resume_settings(self) -> dict[str, Any]:
         """The manifest settings known before the sampling is resolved (checked by :func:`check_output`)."""
-        return {"model": self.info.get("model"), "mode": self.mode}
+        return {"model": self.info.get("model"), "mode": self.mode, "rating_schema": self.schema.to_dict()}
 
     @staticmethod
     def list_items(videos: Any) -> pd.DataFrame:
@@ -530,7 +606,8 @@ class Scorer:
         n_retried = sum(str(r["path"]) in failed_before for r in todo)
         loader = torch.utils.data.DataLoader(
             _Clips(todo, self.sampling), batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
-            collate_fn=_Collate(self.processor, FAST_ANSWER if self.mode == "fast" else None, self.instruction),
+            collate_fn=_Collate(self.processor, self.answer if self.mode == "fast" else None, self.instruction,
+                                self.schema),
             worker_init_fn=_WorkerInit() if self.num_workers else None,
             persistent_workers=False, prefetch_factor=2 if self.num_workers else None)
         threads = torch.get_num_threads()

@@ -76,7 +76,7 @@ def fold_parts(output: str | os.PathLike, columns: Sequence[str], manifest: dict
 
     Raises :class:`vqalib.inference.store.ResumeMismatch` naming the part when a part was written with
     other settings (model, mode, sampling, ...) than ``manifest``: its rows would not be comparable."""
-    from vqalib.inference.store import ResumeMismatch, RowStore, manifest_mismatch, read_scores
+    from vqalib.inference.store import ResumeMismatch, RowStore, manifest_mismatch, read_scores, show
 
     parts = leftover_parts(output)
     if not parts:
@@ -87,8 +87,8 @@ def fold_parts(output: str | os.PathLike, columns: Sequence[str], manifest: dict
         diff = manifest_mismatch(p, manifest)
         if diff:
             k, old, new = diff
-            raise ResumeMismatch(f"{p} (a part of an earlier sharded run) was written with {k}={old!r}, this run "
-                                 f"has {new!r}; rerun with the earlier settings to finish it, or pass overwrite "
+            raise ResumeMismatch(f"{p} (a part of an earlier sharded run) was written with {k}={show(k, old)}, this "
+                                 f"run has {show(k, new)}; rerun with the earlier settings to finish it, or pass overwrite "
                                  "(--overwrite) to start again")
         frames.append(read_scores(p))
     rows = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else None

@@ -38,8 +38,18 @@ import pandas as pd
 
 from vqalib.core.runs import jsonable, relative_note, resolve_path, write_json
 
-#: Manifest keys that must agree between the run that wrote an output and the one resuming it.
-RESUME_KEYS = ("model", "mode", "sampling", "instruction", "max_new_tokens", "generation")
+#: Manifest keys that must agree between the run that wrote an output and the one resuming it
+#: (``rating_schema``: an output written before schemas were saved is the paper's).
+RESUME_KEYS = ("model", "mode", "sampling", "instruction", "max_new_tokens", "generation", "rating_schema")
+
+
+def _written(old: dict[str, Any], key: str) -> Any:
+    """``old[key]`` as written; a manifest without ``rating_schema`` recorded the paper's schema."""
+    if key == "rating_schema" and old.get(key) is None:
+        from vqalib.schema.rating import PAPER
+
+        return PAPER.to_dict()
+    return old.get(key)
 
 
 class ResumeMismatch(ValueError):
@@ -136,8 +146,18 @@ def manifest_mismatch(path: str | os.PathLike, manifest: dict[str, Any]) -> tupl
     if not mp.is_file():
         return None
     old, new = json.loads(mp.read_text()), jsonable(manifest)
-    k = next((k for k in RESUME_KEYS if jsonable(old.get(k)) != new.get(k)), None)
-    return None if k is None else (k, old.get(k), new.get(k))
+    if new.get("rating_schema") is None:  # a caller that records no schema writes the paper's
+        new = {**new, "rating_schema": _written(new, "rating_schema")}
+    k = next((k for k in RESUME_KEYS if jsonable(_written(old, k)) != new.get(k)), None)
+    return None if k is None else (k, _written(old, k), new.get(k))
+
+
+def show(key: str, value: Any) -> str:
+    """A manifest value for a message: a rating schema by its name, K and dimensions, anything else as repr."""
+    if key == "rating_schema" and isinstance(value, dict):
+        dims = [d.get("key") for d in value.get("dimensions", [])]
+        return f"the {value.get('name')!r} rating schema (K={len(value.get('levels', []))}, dimensions {dims})"
+    return repr(value)
 
 
 def _append(path: Path, text: str) -> None:
@@ -305,9 +325,10 @@ def check_output(path: str | os.PathLike, settings: dict[str, Any] | None = None
         except ValueError:
             old = {}
         for k, v in settings.items():
-            if k in old and jsonable(old[k]) != jsonable(v):
-                raise ResumeMismatch(f"{p} was written with {k}={old[k]!r}, this run has {k}={v!r}; use a new output "
-                                     "file, or pass overwrite (--overwrite) to start again")
+            if (k in old or k == "rating_schema") and jsonable(_written(old, k)) != jsonable(v):
+                raise ResumeMismatch(f"{p} was written with {k}={show(k, _written(old, k))}, this run has "
+                                     f"{k}={show(k, v)}; use a new output file, or pass overwrite (--overwrite) to "
+                                     "start again")
     check_not_locked(p)
     return p
 
@@ -337,7 +358,7 @@ class RowStore:
         diff = manifest_mismatch(self.path, self.manifest)
         if diff:
             k, old, new = diff
-            raise ResumeMismatch(f"{self.path} was written with {k}={old!r}, this run has {k}={new!r}; "
+            raise ResumeMismatch(f"{self.path} was written with {k}={show(k, old)}, this run has {k}={show(k, new)}; "
                                  "use a new output file, or pass overwrite (--overwrite) to start again")
 
     def open(self) -> pd.DataFrame:
@@ -442,4 +463,19 @@ def read_scores(path: str | os.PathLike) -> pd.DataFrame:
         if not parts:
             raise FileNotFoundError(f"{p}: no scores (neither the file nor its journal exists)")
         df = pd.concat(parts, ignore_index=True)
-    return last_row_per_video(df)
+    out = last_row_per_video(df)
+    out.attrs["rating_schema"] = scores_schema(p)
+    return out
+
+
+def scores_schema(path: str | os.PathLike):
+    """The rating schema a scorer output was written with (its manifest's ``rating_schema``); the paper's
+    for an output without a manifest or written before schemas were saved."""
+    from vqalib.schema import rating
+
+    mp = manifest_path(path)
+    try:
+        saved = json.loads(mp.read_text()).get("rating_schema") if mp.is_file() else None
+    except ValueError:
+        saved = None
+    return rating.schema_from_dict(saved, where=f"{mp}: rating_schema") if saved else rating.PAPER

@@ -16,25 +16,41 @@ each predictions manifest holds the checkpoint's training manifest (config, ``bu
 - :func:`summary_table`, :func:`plot_method_curves`, :func:`verdicts`: the table, the figures and the
   sentences of notebook 07, every number taken from those tables (:func:`read_verdicts` gives the numbers and
   decisions as a :class:`Verdicts`, :func:`render_verdicts` the sentences).
+
+The dimensions and their display names are the rating schema's (``schema=``; None: the one the predictions
+or the bootstrap frame carry in ``attrs["rating_schema"]``, else the paper's).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from vqalib.schema.levels import DIMENSION_KEYS, NAME_OF
+from vqalib.schema import rating
+from vqalib.schema.rating import RatingSchema
 
 METHODS: tuple[str, ...] = ("sft", "grpo", "aso")
 CONTRASTS: tuple[tuple[str, str], ...] = (("aso", "grpo"), ("aso", "sft"), ("grpo", "sft"))
 CURVE_NOTEBOOKS: tuple[str, ...] = ("05_grpo", "06_aso")
 LABEL = {"sft": "SFT", "grpo": "GRPO", "aso": "ASO"}
 _SEED_NAME = re.compile(r"^(?P<method>.+)_seed(?P<seed>\d+)$")
+
+
+def _schema(frame: pd.DataFrame | None, schema: RatingSchema | str | None = None) -> RatingSchema:
+    """``schema``, else the one ``frame`` carries (``attrs["rating_schema"]``), else the paper's."""
+    if schema is not None:
+        return rating.resolve(schema)
+    got = getattr(frame, "attrs", {}).get("rating_schema") if frame is not None else None
+    return got if isinstance(got, RatingSchema) else rating.PAPER
+
+
+def _names(schema: RatingSchema) -> dict[str, str]:
+    return dict(zip(schema.keys, schema.names))
 
 
 def seed_run_name(method: str, seed: int, first_seed: int = 0) -> str:
@@ -106,23 +122,27 @@ def seed_runs(run_dir: str | Path, methods: Sequence[str] = METHODS) -> tuple[di
 
 def compare_methods(preds: dict[str, list[pd.DataFrame]], n_boot: int = 1000, seed: int = 0,
                     metrics: Sequence[str] = ("srcc", "mae"), readout: str = "parsed_score",
-                    failures: str = "all_items") -> pd.DataFrame:
+                    failures: str = "all_items", *, schema: RatingSchema | str | None = None) -> pd.DataFrame:
     """:func:`vqalib.eval.tables.hierarchical_bootstrap` of the methods present and the differences of
-    :data:`CONTRASTS` whose two methods are present (``name`` ``"aso − grpo"`` ...)."""
+    :data:`CONTRASTS` whose two methods are present (``name`` ``"aso − grpo"`` ...); the result carries the
+    rating schema in ``attrs["rating_schema"]``."""
     from vqalib.eval.tables import hierarchical_bootstrap
 
     contrasts = [(a, b) for a, b in CONTRASTS if a in preds and b in preds]
     return hierarchical_bootstrap(preds, contrasts, readout=readout, metrics=metrics, n_boot=n_boot, seed=seed,
-                                  failures=failures)
+                                  failures=failures, schema=schema)
 
 
 def _fmt_ci(r) -> str:
     return f"{r.estimate:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]" if np.isfinite(r.ci_low) else f"{r.estimate:+.3f} (no CI: {r.reason})"
 
 
-def summary_table(runs: pd.DataFrame, boot: pd.DataFrame) -> pd.DataFrame:
+def summary_table(runs: pd.DataFrame, boot: pd.DataFrame, *, schema: RatingSchema | str | None = None) -> pd.DataFrame:
     """One row per method: seeds, steps reached (mean, min-max), training seconds, budget, setup
-    seconds, then SRCC (per dimension and mean) and mean MAE as ``value [95 % CI]`` over seeds and clips."""
+    seconds, then SRCC (per dimension of the rating schema, and mean) and mean MAE as ``value [95 % CI]``
+    over seeds and clips."""
+    schema = _schema(boot, schema)
+    names = _names(schema)
     rows = []
     present = list(dict.fromkeys(str(m) for m in runs["method"]))
     for method in [m for m in METHODS if m in present] + [m for m in present if m not in METHODS]:
@@ -134,20 +154,21 @@ def summary_table(runs: pd.DataFrame, boot: pd.DataFrame) -> pd.DataFrame:
                "train s": round(float(sub["train_seconds"].mean()), 1),
                "budget s": float(sub["max_train_seconds"].iloc[0]) if sub["max_train_seconds"].notna().any() else np.nan,
                "setup s": round(float(sub["setup_s"].mean()), 1)}
-        for dim in [*DIMENSION_KEYS, "mean"]:
+        for dim in [*schema.keys, "mean"]:
             if ("srcc", dim) in est.index:
-                row[f"SRCC {NAME_OF.get(dim, dim)}"] = _fmt_ci(est.loc[("srcc", dim)])
+                row[f"SRCC {names.get(dim, dim)}"] = _fmt_ci(est.loc[("srcc", dim)])
         if ("mae", "mean") in est.index:
             row["MAE mean"] = _fmt_ci(est.loc[("mae", "mean")])
         rows.append(row)
     return pd.DataFrame(rows).set_index("method")
 
 
-def curve_wide(curve: pd.DataFrame, metric: str, x: str) -> pd.DataFrame:
-    """The long curve rows as one column per dimension (display names, plus ``mean``) of ``metric``,
-    indexed by ``method`` (display name), ``seed`` and ``x`` (``at_seconds`` or ``step``)."""
+def curve_wide(curve: pd.DataFrame, metric: str, x: str, *, schema: RatingSchema | str | None = None) -> pd.DataFrame:
+    """The long curve rows as one column per dimension (display names of the rating schema, plus ``mean``)
+    of ``metric``, indexed by ``method`` (display name), ``seed`` and ``x`` (``at_seconds`` or ``step``)."""
+    names = _names(_schema(curve, schema))
     c = curve.assign(method=curve["method"].map(lambda m: LABEL.get(m, m)),
-                     dimension=curve["dimension"].map(lambda d: NAME_OF.get(d, d)))
+                     dimension=curve["dimension"].map(lambda d: names.get(d, d)))
     wide = c.pivot_table(index=["method", "seed", x], columns="dimension", values=metric, aggfunc="first").reset_index()
     wide.columns.name = None
     return wide
@@ -158,7 +179,7 @@ def _clip_counts(curve: pd.DataFrame) -> list[int]:
     return sorted({int(v) for v in curve["n_clips"].dropna()}) if "n_clips" in curve else []
 
 
-def plot_method_curves(curve: pd.DataFrame, x: str = "at_seconds"):
+def plot_method_curves(curve: pd.DataFrame, x: str = "at_seconds", *, schema: RatingSchema | str | None = None):
     """Held-out SRCC per dimension and its mean, and mean MAE, against ``x`` with ``hue`` = method.
 
     ``x="at_seconds"`` (the scheduled evaluation time in training seconds, shared by the seeds): the
@@ -167,12 +188,13 @@ def plot_method_curves(curve: pd.DataFrame, x: str = "at_seconds"):
     y-range; the MAE panel has its own."""
     from vqalib.report.training import plot_curves
 
-    srcc = curve_wide(curve, "srcc", x)
-    mae = curve_wide(curve, "mae", x)[["method", "seed", x, "mean"]].rename(columns={"mean": "MAE (mean)"})
+    schema = _schema(curve, schema)
+    srcc = curve_wide(curve, "srcc", x, schema=schema)
+    mae = curve_wide(curve, "mae", x, schema=schema)[["method", "seed", x, "mean"]].rename(columns={"mean": "MAE (mean)"})
     frame = srcc.merge(mae, on=["method", "seed", x]).rename(columns={"mean": "SRCC (mean)"})
-    keys = [NAME_OF[d] for d in DIMENSION_KEYS] + ["SRCC (mean)", "MAE (mean)"]
+    keys = [schema.name_of(d) for d in schema.keys] + ["SRCC (mean)", "MAE (mean)"]
     order = [LABEL[m] for m in ("grpo", "aso", "sft") if LABEL[m] in set(frame["method"])]
-    ylabel = {k: "held-out SRCC" for k in keys} | {"MAE (mean)": "MAE, 1-5 score scale (own y-range)"}
+    ylabel = {k: "held-out SRCC" for k in keys} | {"MAE (mean)": f"MAE, {schema.lo:g}-{schema.hi:g} score scale (own y-range)"}
     n = _clip_counts(curve)
     clips = f"{n[0]} held-out clips per point" if len(n) == 1 else f"{n[0]}-{n[-1]} held-out clips per point" if n else ""
     if x == "step":
@@ -296,6 +318,8 @@ class Verdicts:
     n_dimension_intervals: int  # per-dimension SRCC difference intervals that are defined
     reach: float  # max |bound| of the mean-SRCC difference intervals
     verdict: str
+    #: display name per dimension key of the rating schema (the paper's when empty)
+    dimension_names: dict[str, str] = field(default_factory=dict)
 
 
 def _method_runs(rl: pd.DataFrame) -> list[MethodRuns]:
@@ -333,7 +357,8 @@ def _contrast(name: str, d: pd.DataFrame) -> ContrastVerdict:
                            else None, dimensions=dims)
 
 
-def read_verdicts(runs: pd.DataFrame, boot: pd.DataFrame, curve: pd.DataFrame | None, level: float = 0.95) -> Verdicts:
+def read_verdicts(runs: pd.DataFrame, boot: pd.DataFrame, curve: pd.DataFrame | None, level: float = 0.95, *,
+                  schema: RatingSchema | str | None = None) -> Verdicts:
     """The numbers and decisions of the comparison, read from ``runs`` (:func:`seed_runs`), ``boot``
     (:func:`compare_methods`) and ``curve`` (:func:`load_curves`): the budgets, seeds, steps and clips; per
     contrast the mean SRCC and mean MAE differences with their intervals, the dimensions whose SRCC interval
@@ -363,12 +388,13 @@ def read_verdicts(runs: pd.DataFrame, boot: pd.DataFrame, curve: pd.DataFrame | 
         verdict = "only_those_named" if contrasts else ""
     return Verdicts(level, budgets, len(budgets) == 1 and budgets[0] > 0, _method_runs(rl), _slow(over), _slow(few),
                     n_clips, int(boot["n_boot"].max()) if len(boot) else 0, _curve_start(curve, boot, n_clips),
-                    contrasts, n_sig, len(per_dim), reach, verdict)
+                    contrasts, n_sig, len(per_dim), reach, verdict, _names(_schema(boot, schema)))
 
 
-def verdicts(runs: pd.DataFrame, boot: pd.DataFrame, curve: pd.DataFrame | None, level: float = 0.95) -> str:
+def verdicts(runs: pd.DataFrame, boot: pd.DataFrame, curve: pd.DataFrame | None, level: float = 0.95, *,
+             schema: RatingSchema | str | None = None) -> str:
     """The comparison in sentences (Markdown): :func:`render_verdicts` of :func:`read_verdicts`."""
-    return render_verdicts(read_verdicts(runs, boot, curve, level))
+    return render_verdicts(read_verdicts(runs, boot, curve, level, schema=schema))
 
 
 def render_verdicts(v: Verdicts) -> str:
@@ -380,7 +406,7 @@ def render_verdicts(v: Verdicts) -> str:
              "and clips resampled, clips shared by the methods); a parse failure is scored as the scale midpoint."]
     if v.curve_start is not None:
         lines.append(_curve_text(v.curve_start, v.n_clips))
-    lines += [_contrast_text(c) for c in v.contrasts]
+    lines += [_contrast_text(c, v.dimension_names or _names(rating.PAPER)) for c in v.contrasts]
     if v.verdict:
         lines.append(_verdict_text(v))
     return "\n\n".join(lines)
@@ -425,7 +451,8 @@ def _curve_text(c: CurveStart, n_clips: int) -> str:
                if table else "."))
 
 
-def _contrast_text(c: ContrastVerdict) -> str:
+def _contrast_text(c: ContrastVerdict, names: dict[str, str] | None = None) -> str:
+    names = names or _names(rating.PAPER)
     a, b, s, m = c.a, c.b, c.srcc, c.mae
     text = f"**{a} − {b}**: mean SRCC {_fmt_ci(s)}"
     if m is not None:
@@ -438,7 +465,7 @@ def _contrast_text(c: ContrastVerdict) -> str:
     else:
         text += f". The mean-SRCC interval excludes 0: {c.ranks_better} ranks the clips better"
     text += ("; per dimension, the SRCC interval excludes 0 for " + ", ".join(
-        f"{NAME_OF[dim]} ({r.estimate:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}])" for dim, r in c.dimensions)
+        f"{names.get(dim, dim)} ({r.estimate:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}])" for dim, r in c.dimensions)
         if c.dimensions else "; no dimension's SRCC interval excludes 0") + "."
     if m is not None and m.defined:
         if c.closer_scores is None:
@@ -476,16 +503,16 @@ def _verdict_text(v: Verdicts) -> str:
 VIEW_LABEL = {"parsed_score": "generated (parsed answer)", "expected_score": "teacher-forced (expected score)"}
 
 
-def own_keyword_levels(text: str) -> list[float | None]:
-    """Per dimension (``DIMENSION_KEYS`` order), the level named by the last evaluation keyword (Abysmal …
-    Perfect) on a rationale line that names the dimension (score lines themselves skipped); ``None`` if none."""
-    from vqalib.schema.levels import DIMENSIONS, KEYWORDS
-
-    level_of = {w.lower(): v for v, w in KEYWORDS.items()}
-    kw = re.compile(r"\b(" + "|".join(KEYWORDS.values()) + r")\b", re.IGNORECASE)
+def own_keyword_levels(text: str, *, schema: RatingSchema | str | None = None) -> list[float | None]:
+    """Per dimension (the rating schema's order; the paper's ``DIMENSION_KEYS``), the level named by the last
+    evaluation keyword (the schema's level keywords: Abysmal … Perfect for the paper) on a rationale line that
+    names the dimension (score lines themselves skipped); ``None`` if none."""
+    schema = rating.resolve(schema)
+    level_of = {w.lower(): float(v) for v, w in zip(schema.values, schema.keywords)}
+    kw = re.compile(r"\b(" + "|".join(re.escape(w) for w in schema.keywords) + r")\b", re.IGNORECASE)
     lines = str(text or "").split("\n")
     out: list[float | None] = []
-    for name in DIMENSIONS:
+    for name in schema.names:
         found = None
         for line in lines:
             if name.lower() in line.lower() and not re.match(rf"\s*{re.escape(name)}\s*[:=]\s*\d", line, re.IGNORECASE):
@@ -496,12 +523,17 @@ def own_keyword_levels(text: str) -> list[float | None]:
     return out
 
 
-def answer_views(preds: dict[str, list[pd.DataFrame]], n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+def answer_views(preds: dict[str, list[pd.DataFrame]], n_boot: int = 1000, seed: int = 0, *,
+                 schema: RatingSchema | str | None = None) -> pd.DataFrame:
     """One row per method: mean SRCC of the **generated** answers (``parsed_score``) and of the
     **teacher-forced** readout (``expected_score``), each ``value [95 % CI]`` over seeds and clips
     (:func:`compare_methods`), the parse rate, and, among parsed items whose answer names the dimension
     with a keyword, the share whose parsed score equals that keyword's level ("score = its own keyword")."""
-    views = {r: compare_methods(preds, n_boot=n_boot, seed=seed, metrics=("srcc",), readout=r) for r in VIEW_LABEL}
+    from vqalib.eval.predictions_file import schema_of_frames
+
+    schema = schema_of_frames([df for frames in preds.values() for df in frames], schema)
+    views = {r: compare_methods(preds, n_boot=n_boot, seed=seed, metrics=("srcc",), readout=r, schema=schema)
+             for r in VIEW_LABEL}
     rows = []
     for method, frames in preds.items():
         df = pd.concat(frames, ignore_index=True)
@@ -512,11 +544,11 @@ def answer_views(preds: dict[str, list[pd.DataFrame]], n_boot: int = 1000, seed:
             row[f"SRCC mean, {VIEW_LABEL[r]}"] = _fmt_ci(est.iloc[0]) if len(est) else "n/a"
         row["parse rate"] = float((df["parse_status"] == "ok").mean())
         agree = n = 0
-        dim_index = {k: i for i, k in enumerate(DIMENSION_KEYS)}
+        dim_index = {k: i for i, k in enumerate(schema.keys)}
         for text, dim, parsed in zip(df["raw_text"], df["dimension"], df["parsed_score"]):
             if parsed is None or not np.isfinite(parsed):
                 continue
-            lv = own_keyword_levels(text)[dim_index[dim]]
+            lv = own_keyword_levels(text, schema=schema)[dim_index[dim]]
             if lv is not None:
                 n += 1
                 agree += int(float(parsed) == lv)

@@ -23,6 +23,10 @@ The machine (CPU cores, load) is not recorded in a run folder, so the report doe
 A file or key the run does not have (a notebook that did not run, ``--only``, a smoke run without
 pre-training) is listed in ``missing`` as ``path: key`` and shown as ``—``; nothing is filled in.
 A value the notebook logged as NaN (``null``) stays ``None`` and is shown as ``undefined``.
+
+The dimensions are the run's rating schema's (:func:`run_schema`: the ``rating_schema.json`` its
+checkpoints were saved with; the paper's five for a run without one). A run on another schema adds
+``rating_schema`` (``schema.to_dict()``) to :func:`collect`'s fields; the paper's fields are as they were.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from vqalib.schema.levels import DIMENSION_KEYS, NAME_OF
+from vqalib.schema import rating
+from vqalib.schema.rating import RatingSchema
 
 #: The notebooks a full run holds, in order (``notebooks/NN_name.py``).
 NOTEBOOKS: tuple[str, ...] = ("01_data_statistics", "02_annotator_agreement", "03_aso_derivation", "04_sft",
@@ -61,6 +66,7 @@ class _Reader:
         self.root = run_dir
         self.missing: list[str] = []
         self._json: dict[str, Any] = {}
+        self.schema = run_schema(run_dir)
 
     def json(self, rel: str) -> dict[str, Any] | None:
         if rel not in self._json:
@@ -86,6 +92,24 @@ class _Reader:
             self.missing.append(f"{rel}: {key}")
             return None
         return _num(data[key])
+
+
+def run_schema(run_dir: str | os.PathLike) -> RatingSchema:
+    """The rating schema of a run folder: ``rating_schema.json`` of its SFT checkpoint, else of any other
+    checkpoint (``checkpoints/*/``), else of the folder itself; the paper's when none has one."""
+    root = Path(run_dir)
+    ckpts = root / "checkpoints"
+    folders = [ckpts / "sft", *sorted(ckpts.glob("*"))] if ckpts.is_dir() else []
+    for f in [*folders, root]:
+        if (f / rating.SCHEMA_FILE).is_file():
+            return rating.schema_of_folder(f)
+    return rating.PAPER
+
+
+def result_schema(res: dict[str, Any]) -> RatingSchema:
+    """The rating schema of :func:`collect`'s fields (``rating_schema``; absent: the paper's)."""
+    saved = res.get("rating_schema")
+    return rating.schema_from_dict(saved, where=f"{res.get('run_dir')}: rating_schema") if saved else rating.PAPER
 
 
 def _num(v: Any) -> Any:
@@ -152,7 +176,7 @@ def _sft(r: _Reader) -> dict[str, Any]:
     out["n_dims_srcc_ge_0.6"] = r.get(m, "sft/n_dims_srcc_ge_0.6")
     table = r.table("04_sft/tables/sft_vs_base.csv")
     srcc: dict[str, dict[str, float | None]] = {}
-    for dim in DIMENSION_KEYS:
+    for dim in r.schema.keys:
         row = None if table is None else table[(table["model"] == "sft") & (table["metric"] == "srcc")
                                                & (table["dimension"] == dim)]
         if row is None or not len(row):
@@ -193,22 +217,23 @@ def _comparison(r: _Reader) -> dict[str, Any]:
         got = boot.get((kind, name, dim, metric))
         return None if got is None else _interval(got.get("estimate"), got.get("ci_low"), got.get("ci_high"))
 
+    keys = r.schema.keys
     methods = {}
     for meth in METHODS:
         if any(k[:2] == ("method", meth) for k in boot):
             methods[meth] = {"srcc_mean": iv("method", meth, "mean", "srcc"), "mae_mean": iv("method", meth, "mean", "mae"),
-                             "srcc": {d: iv("method", meth, d, "srcc") for d in DIMENSION_KEYS},
+                             "srcc": {d: iv("method", meth, d, "srcc") for d in keys},
                              "seeds": _num((data or {}).get(f"compare/{meth}/seeds"))}
     contrasts = {}
     for name in dict.fromkeys(k[1] for k in boot if k[0] == "difference"):
         contrasts[name] = {"srcc_mean": iv("difference", name, "mean", "srcc"),
                            "mae_mean": iv("difference", name, "mean", "mae"),
-                           "srcc": {d: iv("difference", name, d, "srcc") for d in DIMENSION_KEYS},
-                           "mae": {d: iv("difference", name, d, "mae") for d in DIMENSION_KEYS}}
+                           "srcc": {d: iv("difference", name, d, "srcc") for d in keys},
+                           "mae": {d: iv("difference", name, d, "mae") for d in keys}}
     excluding = [{"contrast": name, "dimension": d, "metric": metric, **c[metric][d]}
-                 for name, c in contrasts.items() for metric in ("srcc", "mae") for d in DIMENSION_KEYS
+                 for name, c in contrasts.items() for metric in ("srcc", "mae") for d in keys
                  if c[metric][d] and excludes_zero(c[metric][d])]
-    n_per_dim = sum(1 for c in contrasts.values() for d in DIMENSION_KEYS
+    n_per_dim = sum(1 for c in contrasts.values() for d in keys
                     if c["srcc"][d] and c["srcc"][d]["ci_low"] is not None)
     means_excluding = [{"contrast": name, "metric": metric, **c[f"{metric}_mean"]}
                        for name, c in contrasts.items() for metric in ("srcc", "mae")
@@ -314,6 +339,8 @@ def collect(run_dir: str | os.PathLike) -> dict[str, Any]:
     out["aso_diagnostics"] = _aso_diagnostics(r) if "06_aso" in done else None
     out["zero_mass"] = _zero_mass(r) if "06_aso" in done else None
     out["missing"] = list(dict.fromkeys(r.missing))
+    if not r.schema.is_paper:
+        out["rating_schema"] = r.schema.to_dict()
     return out
 
 
@@ -394,12 +421,14 @@ def _run_section(res: dict[str, Any]) -> list[str]:
 
 def _sft_section(res: dict[str, Any]) -> list[str]:
     sft, run = res["sft"], res["run_dir"]
+    schema = result_schema(res)
+    keys = schema.keys
     out = ["### SFT (notebook 04)", "",
            f"Held-out SRCC of the parsed answers on {_val(sft['n_test_clips'])} test clips after "
            f"{_val(sft['steps'])} steps, 95 % bootstrap intervals over clips (`{run}/04_sft/tables/sft_vs_base.csv`); "
-           f"dimensions with SRCC ≥ 0.6: {_val(sft['n_dims_srcc_ge_0.6'])} of {len(DIMENSION_KEYS)}; "
+           f"dimensions with SRCC ≥ 0.6: {_val(sft['n_dims_srcc_ge_0.6'])} of {len(keys)}; "
            f"unparsed answers: {_val(sft['parse_failures'])}.", ""]
-    out += _table([NAME_OF[d] for d in DIMENSION_KEYS], [[_fiv(sft["srcc"][d], 2) for d in DIMENSION_KEYS]])
+    out += _table([schema.name_of(d) for d in keys], [[_fiv(sft["srcc"][d], 2) for d in keys]])
     pre = sft["pretrain"]
     if pre:
         r2 = ", ".join(f"{k} {_f(v, 2)}" for k, v in pre["heldout_r2"].items())
@@ -410,6 +439,8 @@ def _sft_section(res: dict[str, Any]) -> list[str]:
 
 def _comparison_section(res: dict[str, Any]) -> list[str]:
     c, run = res["comparison"], res["run_dir"]
+    schema = result_schema(res)
+    keys = schema.keys
     out = ["### GRPO vs ASO at equal compute (notebooks 05–07)", ""]
     steps = "; ".join(f"{LABEL[m]} " + ", ".join(f"seed {x['seed']}: {_val(x['steps'])}" for x in rs)
                       for m, rs in c["runs"].items() if rs)
@@ -434,9 +465,9 @@ def _comparison_section(res: dict[str, Any]) -> list[str]:
     out += _table(["method", "seeds", "mean SRCC [95 % CI]", "mean MAE [95 % CI]"],
                   [[LABEL[m], _val(v["seeds"]), _fiv(v["srcc_mean"]), _fiv(v["mae_mean"])] for m, v in c["methods"].items()])
     out += [""]
-    out += _table(["difference", "mean SRCC [95 % CI]", "mean MAE [95 % CI]", *[NAME_OF[d] + " SRCC" for d in DIMENSION_KEYS]],
+    out += _table(["difference", "mean SRCC [95 % CI]", "mean MAE [95 % CI]", *[schema.name_of(d) + " SRCC" for d in keys]],
                   [[_label(n), _fiv(v["srcc_mean"], signed=True), _fiv(v["mae_mean"], signed=True),
-                    *[_fiv(v["srcc"][d], signed=True) for d in DIMENSION_KEYS]] for n, v in c["contrasts"].items()])
+                    *[_fiv(v["srcc"][d], signed=True) for d in keys]] for n, v in c["contrasts"].items()])
     n_mean = len(c["mean_intervals_excluding_zero"])
     per_dim = [x for x in c["intervals_excluding_zero"] if x["metric"] == "srcc"]
     out += ["", f"Intervals that exclude 0: {n_mean} of the {2 * len(c['contrasts'])} mean-SRCC and mean-MAE "
@@ -444,7 +475,7 @@ def _comparison_section(res: dict[str, Any]) -> list[str]:
                 + ("" if not (per_dim or n_mean) else ": " + "; ".join(
                     [f"{_label(x['contrast'])} mean {x['metric'].upper()} {_fiv(x, signed=True)}"
                      for x in c["mean_intervals_excluding_zero"]]
-                    + [f"{_label(x['contrast'])} {NAME_OF[x['dimension']]} {x['metric'].upper()} {_fiv(x, signed=True)}"
+                    + [f"{_label(x['contrast'])} {schema.name_of(x['dimension'])} {x['metric'].upper()} {_fiv(x, signed=True)}"
                        for x in c["intervals_excluding_zero"]])) + "."]
     diag = res["aso_diagnostics"]
     if diag and (diag["target_entropy"] is not None or diag["kl_range"]):
@@ -479,13 +510,19 @@ def _sft_across_runs(results: Sequence[dict[str, Any]]) -> list[str]:
         return []
     out = ["## SFT held-out SRCC across the runs", "",
            "One row per run folder (each row's interval: 95 % bootstrap over clips), then the mean of the runs' estimates.", ""]
-    rows = [[f"`{r['run_dir']}`", *[_fiv(r["sft"]["srcc"][d], 2) for d in DIMENSION_KEYS]] for r in with_sft]
+    schema = result_schema(with_sft[0])
+    keys = schema.keys
+    other = [r["run_dir"] for r in with_sft if result_schema(r) != schema]
+    if other:
+        raise ValueError(f"runs {other} were trained on another rating schema than {with_sft[0]['run_dir']} "
+                         f"({schema!r}); report them separately")
+    rows = [[f"`{r['run_dir']}`", *[_fiv(r["sft"]["srcc"][d], 2) for d in keys]] for r in with_sft]
     means = []
-    for d in DIMENSION_KEYS:
+    for d in keys:
         vals = [r["sft"]["srcc"][d]["estimate"] for r in with_sft]
         means.append(DASH if any(v is None for v in vals) else f"**{sum(vals) / len(vals):.2f}**")
     rows.append([f"**mean of {len(with_sft)} runs**", *means])
-    return out + _table(["run", *[NAME_OF[d] for d in DIMENSION_KEYS]], rows) + [""]
+    return out + _table(["run", *[schema.name_of(d) for d in keys]], rows) + [""]
 
 
 def render_markdown(results: Sequence[dict[str, Any]]) -> str:

@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from vqalib.schema.levels import DIMENSION_KEYS, LEVEL_STRINGS, LEVELS, NAME_OF, level_index
+from vqalib.schema import rating
+from vqalib.schema.rating import RatingSchema
+from vqalib.eval.schema_calls import schema_kwargs
 from vqalib.core.runs import resolve_path
 from vqalib.train.common import CommonConfig
 from vqalib.core.runs import read_manifest
@@ -114,14 +116,18 @@ def compare_stages(preds: dict[str, pd.DataFrame], readout: str = "parsed_score"
 
 
 def paired_change(a: pd.DataFrame, b: pd.DataFrame, readout: str = "parsed_score", n_boot: int = 300,
-                  seed: int = 0) -> pd.DataFrame:
-    """SRCC(b) - SRCC(a) per dimension on the clips both scored, with a paired bootstrap 95 % interval
-    (the same resampled clips for both models), so "what changed" is read with its uncertainty."""
+                  seed: int = 0, *, schema: RatingSchema | str | None = None) -> pd.DataFrame:
+    """SRCC(b) - SRCC(a) per dimension of the rating schema (None: the one the frames carry, else the
+    paper's) on the clips both scored, with a paired bootstrap 95 % interval (the same resampled clips for
+    both models), so "what changed" is read with its uncertainty."""
     from scipy.stats import spearmanr
 
+    from vqalib.eval.predictions_file import schema_of_frames
+
+    schema = schema_of_frames([a, b], schema)
     rng = np.random.default_rng(seed)
     rows = []
-    for dim in DIMENSION_KEYS:
+    for dim in schema.keys:
         x = a[a["dimension"] == dim].set_index("video_id")
         y = b[b["dimension"] == dim].set_index("video_id")
         common = x.index.intersection(y.index)
@@ -167,17 +173,20 @@ def level_distributions(checkpoint: str | Path, cfg: Any, video_ids: Sequence[st
 
     model, processor = load_model_and_processor(str(resolve_path(checkpoint)))
     model.eval()
-    examples = {e.video_id: e for e in load_examples(cfg.data_dir, cfg.split, cfg.sample_size, cfg.data_seed)}
+    loaded = load_examples(cfg.data_dir, cfg.split, cfg.sample_size, cfg.data_seed)
+    schema = getattr(loaded, "schema", None)  # the dataset's rating schema (its D dimensions, K levels)
+    examples = {e.video_id: e for e in loaded}
     missing = [v for v in video_ids if v not in examples]
     if missing:
         raise KeyError(f"clips {missing[:3]} are not in the {cfg.split!r} split of {cfg.data_dir or cfg.sample_size!r}")
     collator = VideoCollator(processor, FrameCache(sampling_config(cfg)), rationale=cfg.rationale,
-                             instruction=cfg.instruction)
+                             instruction=cfg.instruction, **schema_kwargs(VideoCollator.__init__, schema))
     out: dict[str, np.ndarray] = {}
     ids = list(video_ids)
     for i in range(0, len(ids), batch_size):
         chosen = [examples[v] for v in ids[i:i + batch_size]]
-        logp_theta, _ = level_logprobs(model, collator(chosen), processor.tokenizer)
+        logp_theta, _ = level_logprobs(model, collator(chosen), processor.tokenizer,
+                                       **schema_kwargs(level_logprobs, schema))
         out.update({ex.video_id: logp_theta[j].double().exp().numpy() for j, ex in enumerate(chosen)})
     return out
 
@@ -191,30 +200,38 @@ def aso_distributions(pi_ref_path: str | Path, aso_checkpoint: str | Path, cfg: 
     from vqalib.train.collator import load_examples
 
     cached = load_pi_ref(pi_ref_path)
-    examples = {e.video_id: e for e in load_examples(cfg.data_dir, cfg.split, cfg.sample_size, cfg.data_seed)}
+    loaded = load_examples(cfg.data_dir, cfg.split, cfg.sample_size, cfg.data_seed)
+    schema = getattr(loaded, "schema", None)
+    examples = {e.video_id: e for e in loaded}
     theta = level_distributions(aso_checkpoint, cfg, video_ids)
+    tkw = {"schema": schema} if schema is not None else {}
     out = {}
     for vid in video_ids:
         ex = examples[vid]
         lr = cached[vid].double()
-        target = optimal_policy(lr, reward_abs(torch.tensor(ex.targets(), dtype=torch.float64), beta), lam)
+        reward = reward_abs(torch.tensor(ex.targets(**tkw), dtype=torch.float64), beta, **schema_kwargs(reward_abs, schema))
+        target = optimal_policy(lr, reward, lam, **schema_kwargs(optimal_policy, schema))
         out[vid] = {"pi_ref": lr.exp().numpy(), "pi_star": target.numpy(), "pi_theta": theta[vid],
-                    "target": np.asarray(ex.targets())}
+                    "target": np.asarray(ex.targets(**tkw))}
     return out
 
 
-def plot_aso_distributions(dists: dict[str, dict[str, np.ndarray]], dims: Sequence[str] = DIMENSION_KEYS):
-    """Grid of ``seaborn.barplot`` panels: rows = clips, columns = dimensions; probability per
-    level with ``hue`` = pi_ref / pi* / pi_theta (long form ``clip, dimension, level, policy,
-    probability``), the human level marked by a dashed line."""
+def plot_aso_distributions(dists: dict[str, dict[str, np.ndarray]], dims: Sequence[str] | None = None, *,
+                           schema: RatingSchema | str | None = None):
+    """Grid of ``seaborn.barplot`` panels: rows = clips, columns = dimensions (default: every dimension of
+    the rating ``schema``, None: the paper's); probability per level with ``hue`` = pi_ref / pi* / pi_theta
+    (long form ``clip, dimension, level, policy, probability``), the human level marked by a dashed line."""
     import seaborn as sns
 
     from vqalib.eval import plots
 
+    schema = rating.resolve(schema)
+    keys, strings = schema.keys, schema.strings
+    dims = list(keys) if dims is None else list(dims)
     names = {"pi_ref": "π_ref (SFT)", "pi_star": "π* (target)", "pi_theta": "π_θ (ASO)"}
-    long = pd.DataFrame([{"clip": vid, "dimension": dim, "level": LEVEL_STRINGS[i], "policy": names[key],
-                          "probability": float(d[key][DIMENSION_KEYS.index(dim)][i])}
-                         for vid, d in dists.items() for dim in dims for key in names for i in range(len(LEVELS))])
+    long = pd.DataFrame([{"clip": vid, "dimension": dim, "level": strings[i], "policy": names[key],
+                          "probability": float(d[key][keys.index(dim)][i])}
+                         for vid, d in dists.items() for dim in dims for key in names for i in range(schema.n_levels)])
     palette = dict(zip(names.values(), ("0.6", "C1", "C0")))
     with plots.theme():
         n = len(dists)
@@ -223,12 +240,12 @@ def plot_aso_distributions(dists: dict[str, dict[str, np.ndarray]], dims: Sequen
             for c, dim in enumerate(dims):
                 ax = axes[r][c]
                 sub = long[(long["clip"] == vid) & (long["dimension"] == dim)]
-                sns.barplot(data=sub, x="level", y="probability", hue="policy", order=list(LEVEL_STRINGS),
+                sns.barplot(data=sub, x="level", y="probability", hue="policy", order=list(strings),
                             hue_order=list(names.values()), palette=palette, errorbar=None, legend=r == c == 0, ax=ax)
-                target = float(d["target"][DIMENSION_KEYS.index(dim)])
-                ax.axvline(int(level_index(target)), color="k", ls="--", lw=1,
+                target = float(d["target"][keys.index(dim)])
+                ax.axvline(int(schema.index(schema.snap(target))), color="k", ls="--", lw=1,
                            label="human level" if r == c == 0 else None)
-                ax.set(title=NAME_OF[dim] if r == 0 else "", xlabel="level (score points)" if r == n - 1 else "",
+                ax.set(title=schema.name_of(dim) if r == 0 else "", xlabel="level (score points)" if r == n - 1 else "",
                        ylabel=f"{vid}\nprobability" if c == 0 else "")
                 ax.tick_params(axis="x", rotation=90)
         handles, labels = axes[0][0].get_legend_handles_labels()
@@ -251,7 +268,8 @@ def star_name(eps: float) -> str:
 
 def label_mass_table(pi_ref: dict[str, torch.Tensor], targets: dict[str, Sequence[float]], eps: float,
                      lam: float = 1.0, beta: float = 1.0,
-                     pi_theta: dict[str, dict[str, np.ndarray]] | None = None) -> pd.DataFrame:
+                     pi_theta: dict[str, dict[str, np.ndarray]] | None = None, *,
+                     schema: RatingSchema | str | None = None) -> pd.DataFrame:
     """One row per (clip, dimension) of the cached π_ref: the probability each distribution gives the
     human level s*, sorted from the smallest π_ref(s*) up (ties: clip id, then dimension order).
 
@@ -262,11 +280,14 @@ def label_mass_table(pi_ref: dict[str, torch.Tensor], targets: dict[str, Sequenc
     ``{model name: {video_id: probabilities [5, 9]}}`` (:func:`level_distributions`), one column per
     model, NaN on clips it was not read on.
     Columns: ``video_id, dimension, label, π_ref, π* (ε=0), π* (ε=eps)`` (probabilities of s*, π*
-    by paper Eq. 8 with R = −β|s − s*|) and the model names."""
+    by paper Eq. 8 with R = −β|s − s*|) and the model names. ``schema``: the rating schema (its D
+    dimensions and K levels: π_ref is ``[D, K]``, ``0 < eps < 1/K``; None: the paper's 5 x 9)."""
     from vqalib.method.aso import label_mass, optimal_policy, reward_abs
 
-    if not 0 < eps < 1 / 9:
-        raise ValueError(f"eps={eps}: the floor compared with the paper's π* must satisfy 0 < eps < 1/9")
+    schema = rating.resolve(schema)
+    k_levels, dim_keys = schema.n_levels, list(schema.keys)
+    if not 0 < eps < 1 / k_levels:
+        raise ValueError(f"eps={eps}: the floor compared with the paper's π* must satisfy 0 < eps < 1/{k_levels}")
     ids = sorted(pi_ref)
     missing = [v for v in ids if v not in targets]
     if missing:
@@ -274,18 +295,21 @@ def label_mass_table(pi_ref: dict[str, torch.Tensor], targets: dict[str, Sequenc
                        f"pass the labels of the split π_ref was cached on")
     lp = torch.stack([pi_ref[v].double() for v in ids])  # [N, 5, 9]
     s_star = torch.tensor([list(targets[v]) for v in ids], dtype=torch.float64)  # [N, 5]
-    R = reward_abs(s_star, beta)
-    cols = {REF: label_mass(lp.exp(), s_star), STAR0: label_mass(optimal_policy(lp, R, lam), s_star),
-            star_name(eps): label_mass(optimal_policy(lp, R, lam, eps=eps), s_star)}
-    n = len(DIMENSION_KEYS)
-    frame = pd.DataFrame({"video_id": np.repeat(ids, n), "dimension": DIMENSION_KEYS * len(ids),
+    R = reward_abs(s_star, beta, **schema_kwargs(reward_abs, schema))
+    mass_kw = schema_kwargs(label_mass, schema)
+    pol_kw = schema_kwargs(optimal_policy, schema)
+    cols = {REF: label_mass(lp.exp(), s_star, **mass_kw),
+            STAR0: label_mass(optimal_policy(lp, R, lam, **pol_kw), s_star, **mass_kw),
+            star_name(eps): label_mass(optimal_policy(lp, R, lam, eps=eps, **pol_kw), s_star, **mass_kw)}
+    n = len(dim_keys)
+    frame = pd.DataFrame({"video_id": np.repeat(ids, n), "dimension": dim_keys * len(ids),
                           "label": s_star.reshape(-1).numpy(), **{k: v.reshape(-1).numpy() for k, v in cols.items()}})
     for name, dists in (pi_theta or {}).items():
         have = [v for v in ids if v in dists]
-        p = torch.as_tensor(np.stack([dists[v] for v in have])) if have else torch.zeros(0, n, 9)
-        got = dict(zip(have, label_mass(p, s_star[[ids.index(v) for v in have]]).numpy())) if have else {}
+        p = torch.as_tensor(np.stack([dists[v] for v in have])) if have else torch.zeros(0, n, k_levels)
+        got = dict(zip(have, label_mass(p, s_star[[ids.index(v) for v in have]], **mass_kw).numpy())) if have else {}
         frame[name] = np.concatenate([got[v] if v in got else np.full(n, np.nan) for v in ids])
-    frame["_dim"] = frame["dimension"].map(DIMENSION_KEYS.index)
+    frame["_dim"] = frame["dimension"].map(dim_keys.index)
     return frame.sort_values([REF, "video_id", "_dim"], kind="stable").drop(columns="_dim").reset_index(drop=True)
 
 
@@ -326,10 +350,11 @@ class ZeroMassCase:
     thresholds: tuple[float, ...]
     lam: float = 1.0
     beta: float = 1.0
+    schema: RatingSchema = rating.PAPER
 
     def at_label(self) -> dict[str, float]:
         """The probability of the human level under each distribution, for the chosen pair."""
-        row = self.case[self.case["level"] == LEVEL_STRINGS[level_index(self.label)]]
+        row = self.case[self.case["level"] == self.schema.string(self.label)]
         return dict(zip(row["distribution"], row["probability"].astype(float)))
 
     def verdict(self) -> str:
@@ -339,12 +364,12 @@ class ZeroMassCase:
         lo = float(min(self.thresholds))
         n_low = int(self.counts.loc[self.counts["threshold"] == lo, "n_pairs"].iloc[0])
         total = int(self.counts["n_total"].iloc[0])
-        far = max(self.label - float(LEVELS[0]), float(LEVELS[-1]) - self.label)  # the largest |s - s*|
+        far = max(self.label - self.schema.lo, self.schema.hi - self.label)  # the largest |s - s*|
         head = (f"{n_low} of {total} (clip, dimension) pairs of the training set have π_ref(s*) < {lo:g}. "
                 if n_low else
                 f"No (clip, dimension) pair of the {total} in the training set has π_ref(s*) < {lo:g}, so this "
                 f"model shows the limitation only in its weak form. ")
-        text = (head + f"On the pair with the smallest π_ref(s*) (clip {self.video_id}, {NAME_OF[self.dimension]}, "
+        text = (head + f"On the pair with the smallest π_ref(s*) (clip {self.video_id}, {self.schema.name_of(self.dimension)}, "
                 f"human level {self.label:.1f}) π_ref gives the human level {p[REF]:.1e} and π* gives it {p[STAR0]:.1e} "
                 + (f"({p[STAR0] / p[REF]:.1f}× π_ref; re-weighting by exp(R/λ) raises no level more than "
                    f"exp(β·{far:g}/λ) = {math.exp(self.beta * far / self.lam):.0f}×)" if p[REF] > 0
@@ -363,7 +388,7 @@ class ZeroMassCase:
 
 def zero_mass_case(pi_ref_path: str | Path, cfg: Any, eps: float, checkpoints: dict[str, str | Path] | None = None,
                    lam: float = 1.0, beta: float = 1.0, thresholds: Sequence[float] = LOW_MASS_THRESHOLDS,
-                   max_read: int = 256) -> ZeroMassCase:
+                   max_read: int = 256, *, schema: RatingSchema | str | None = None) -> ZeroMassCase:
     """The paper's limitation (Appendix E) on a real run: the training pair where the cached π_ref puts
     the least mass on the human level s*, with π_ref, π* (ε=0), π* (ε=``eps``) and π_θ of each
     checkpoint in ``checkpoints`` (``{legend name: folder}``, read by :func:`level_distributions`)
@@ -372,29 +397,33 @@ def zero_mass_case(pi_ref_path: str | Path, cfg: Any, eps: float, checkpoints: d
     ``cfg``: the ASO config whose data, split, sampling, rationale and instruction π_ref was cached
     with. The checkpoints are read on the chosen clip and on the clips of the pairs below
     ``max(thresholds)``, lowest π_ref(s*) first, at most ``max_read`` clips (``n_read`` in
-    ``counts`` says how many pairs that covered). λ, β: those of the run (paper: 1, 1)."""
+    ``counts`` says how many pairs that covered). λ, β: those of the run (paper: 1, 1). ``schema``: the rating
+    schema of the run's data (None: the one the data folder holds, the paper's without one)."""
     from vqalib.method.aso import optimal_policy, reward_abs
     from vqalib.train.collator import load_examples
 
+    loaded = load_examples(cfg.data_dir, cfg.split, cfg.sample_size, cfg.data_seed)
+    schema = rating.resolve(schema if schema is not None else getattr(loaded, "schema", None))
     pi_ref = load_pi_ref(pi_ref_path)
-    targets = {e.video_id: e.targets() for e in load_examples(cfg.data_dir, cfg.split, cfg.sample_size, cfg.data_seed)}
-    table = label_mass_table(pi_ref, targets, eps, lam, beta)
+    targets = {e.video_id: (e.targets() if schema.is_paper else e.targets(schema)) for e in loaded}
+    table = label_mass_table(pi_ref, targets, eps, lam, beta, schema=schema)
     first = table.iloc[0]
     vid, dim, label = str(first["video_id"]), str(first["dimension"]), float(first["label"])
     low = table[table[REF] < max(thresholds)]
     read = list(dict.fromkeys([vid, *low["video_id"]]))[:max(1, max_read)]
     theta = {name: level_distributions(path, cfg, read) for name, path in (checkpoints or {}).items()}
-    table = label_mass_table(pi_ref, targets, eps, lam, beta, theta)
-    d = DIMENSION_KEYS.index(dim)
+    table = label_mass_table(pi_ref, targets, eps, lam, beta, theta, schema=schema)
+    d = schema.keys.index(dim)
     lp = pi_ref[vid][d].double()
-    R = reward_abs(label, beta)
-    dists = {REF: lp.exp().numpy(), STAR0: optimal_policy(lp, R, lam).numpy(),
+    R = reward_abs(label, beta, **schema_kwargs(reward_abs, schema))
+    pol_kw = schema_kwargs(optimal_policy, schema)
+    dists = {REF: lp.exp().numpy(), STAR0: optimal_policy(lp, R, lam, **pol_kw).numpy(),
              **{name: th[vid][d] for name, th in theta.items()},
-             star_name(eps): optimal_policy(lp, R, lam, eps=eps).numpy()}
-    case = pd.DataFrame([{"level": LEVEL_STRINGS[i], "distribution": name, "probability": float(p[i])}
-                         for name, p in dists.items() for i in range(len(LEVELS))])
+             star_name(eps): optimal_policy(lp, R, lam, eps=eps, **pol_kw).numpy()}
+    case = pd.DataFrame([{"level": schema.strings[i], "distribution": name, "probability": float(p[i])}
+                         for name, p in dists.items() for i in range(schema.n_levels)])
     return ZeroMassCase(table, low_mass_counts(table, thresholds), case, vid, dim, label, eps, tuple(thresholds),
-                        lam, beta)
+                        lam, beta, schema)
 
 
 def plot_zero_mass_case(zm: ZeroMassCase):
@@ -408,14 +437,14 @@ def plot_zero_mass_case(zm: ZeroMassCase):
     order = list(dict.fromkeys(zm.case["distribution"]))
     c = sns.color_palette(plots.THEME["palette"])  # explicit colours: bars and points must match
     palette = dict(zip(order, [(0.6, 0.6, 0.6), c[1], *[c[i] for i in (0, 2, 4, 5)][:len(order) - 3], c[3]]))
-    k = level_index(zm.label)
+    k = zm.schema.index(zm.label)
     floor = max(float(zm.case["probability"][zm.case["probability"] > 0].min()) / 3, 1e-12)
     logged = zm.case.assign(probability=zm.case["probability"].clip(lower=floor))
     with plots.theme():
         fig, axes = plots.subplots(1, 2, figsize=(11, 3.4))
-        sns.barplot(data=zm.case, x="level", y="probability", hue="distribution", order=list(LEVEL_STRINGS),
+        sns.barplot(data=zm.case, x="level", y="probability", hue="distribution", order=list(zm.schema.strings),
                     hue_order=order, palette=palette, saturation=1, errorbar=None, legend=False, ax=axes[0][0])
-        sns.pointplot(data=logged, x="level", y="probability", hue="distribution", order=list(LEVEL_STRINGS),
+        sns.pointplot(data=logged, x="level", y="probability", hue="distribution", order=list(zm.schema.strings),
                       hue_order=order, palette=palette, errorbar=None, dodge=0.5, linestyle="none",
                       markers="o", ax=axes[0][1])
         axes[0][1].set_yscale("log")
@@ -423,7 +452,7 @@ def plot_zero_mass_case(zm: ZeroMassCase):
             ax.axvline(k, color="k", ls="--", lw=1)
             ax.set(xlabel="level (score points)", ylabel=f"probability ({scale})")
         sns.move_legend(axes[0][1], "upper left", bbox_to_anchor=(1.02, 1), title="")
-        fig.suptitle(f"clip {zm.video_id}, {NAME_OF[zm.dimension]}: human level {zm.label:.1f} (dashed)")
+        fig.suptitle(f"clip {zm.video_id}, {zm.schema.name_of(zm.dimension)}: human level {zm.label:.1f} (dashed)")
     return fig
 
 
