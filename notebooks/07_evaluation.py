@@ -235,12 +235,13 @@ if compared:  # issue 20: both views of every method, labelled; the verdict belo
 if not BENCHMARK_DIR:
     print("BENCHMARK_DIR is empty: cross-benchmark section skipped")
 else:
+    from vqalib.eval.combine import all_combinations
+    from vqalib.eval.predictions_file import schema_of_frames
     from vqalib.inference.benchmark import format_row, run_benchmark, table2
-    from vqalib.data.mos import COMBINATIONS
 
     table2_rows, binfo = run_benchmark(
         BENCHMARK, BENCHMARK_DIR, BENCHMARK_MODEL, labels=BENCHMARK_LABELS or None, split=BENCHMARK_SPLIT or None,
-        labels_root=LABELS_DIR or None, mode=BENCHMARK_MODE, combinations=list(COMBINATIONS), n_boot=N_BOOT,
+        labels_root=LABELS_DIR or None, mode=BENCHMARK_MODE, combinations="all", n_boot=N_BOOT,
         seed=SEED, device=DEVICE, output=resolve_path(RUN_DIR) / "benchmarks" / BENCHMARK / f"{BENCHMARK_MODE}.csv")
     bench = binfo["bench"]
     print(bench.summary())
@@ -250,7 +251,8 @@ else:
 if BENCHMARK_DIR:  # predictions files RUN_DIR/predictions/<model>@<benchmark>.jsonl are further rows
     bpreds = stage_files.benchmark_predictions(RUN_DIR, BENCHMARK)
     if bpreds:
-        table2_rows = pd.concat([table2_rows, table2(bench, bpreds, list(COMBINATIONS), n_boot=N_BOOT, seed=SEED)],
+        combos = all_combinations(schema_of_frames(list(bpreds.values())))  # the files' rating schema
+        table2_rows = pd.concat([table2_rows, table2(bench, bpreds, combos, n_boot=N_BOOT, seed=SEED)],
                                 ignore_index=True)
     run.save_table(table2_rows, f"table2_{BENCHMARK}", index=False)
     run.log_metrics({f"table2/{BENCHMARK}/{r['model']}/{r['combination']}/{k}": r[k]

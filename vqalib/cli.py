@@ -254,7 +254,7 @@ def _benchmark(argv: Sequence[str]) -> int:
     import pandas as pd
 
     from vqalib.inference.benchmark import format_row, run_benchmark
-    from vqalib.data.mos import BENCHMARKS, COMBINATIONS
+    from vqalib.data.mos import BENCHMARKS
 
     ap = argparse.ArgumentParser(prog="python -m vqalib benchmark",
                                  description="Score a public MOS benchmark's videos and print a Table 2 row.",
@@ -266,13 +266,15 @@ def _benchmark(argv: Sequence[str]) -> int:
     ap.add_argument("--split", default=None, help="LSVQ: test (default) | 1080p | train; each reads its own file "
                     "(labels_train_test.csv selects test/train by is_test, labels_test_1080p.csv is 1080p)")
     ap.add_argument("--output", "-o", default=None, type=cli_path, help="scores file (default runs/benchmarks/NAME/SPLIT/MODEL.MODE.csv)")
-    ap.add_argument("--combination", default="mean_quality", help=f"one of {list(COMBINATIONS)}, or 'all'")
+    ap.add_argument("--combination", default=None, help="which predicted dimensions answer the single MOS: "
+                    "mean_quality, mean5 (the paper's five) or mean_all, a dimension key, or 'all' (one row each); "
+                    "default: the checkpoint's rating schema's rule (mean_quality for the paper's)")
     ap.add_argument("--readout", default="expected_score", choices=["expected_score", "argmax_score", "parsed_score"])
     ap.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of the CIs")
     ap.add_argument("--table", default=None, type=cli_path, help="also write the rows to this CSV")
     _scorer_args(ap)
     args = ap.parse_args(argv)
-    combos = list(COMBINATIONS) if args.combination == "all" else [args.combination]
+    combos = None if args.combination is None else "all" if args.combination == "all" else [args.combination]
     from vqalib.inference.benchmark import check_readout, default_output
 
     try:
@@ -322,7 +324,6 @@ def _videos_arg(text: str) -> tuple[str, str]:
 def _benchmark_suite(argv: Sequence[str]) -> int:
     import argparse
 
-    from vqalib.data.mos import COMBINATIONS
     from vqalib.inference.shards import world
     from vqalib.inference.suite import format_markdown, run_suite, side_by_side
 
@@ -339,8 +340,8 @@ def _benchmark_suite(argv: Sequence[str]) -> int:
                     "(default ../shared/data/labels)")
     ap.add_argument("--output-dir", default="runs/benchmarks/suite", type=cli_path,
                     help="scores files, suite.csv, suite.md and suite.json")
-    ap.add_argument("--combination", default="mean_quality", choices=list(COMBINATIONS),
-                    help="which predicted dimensions answer the single MOS")
+    ap.add_argument("--combination", default=None, help="which predicted dimensions answer the single MOS "
+                    "(mean_quality, mean5, mean_all or a dimension key); default: the checkpoint's rating schema's rule")
     ap.add_argument("--readout", default="expected_score", choices=["expected_score", "argmax_score", "parsed_score"])
     ap.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of the CIs")
     _scorer_args(ap)

@@ -10,14 +10,13 @@ from vqalib.schema.levels import DIMENSION_KEYS
 from vqalib.data.mos import (
     BENCHMARKS,
     LabelFileError,
-    benchmark_scores,
-    combine_predictions,
     load_benchmark,
     read_fastvqa_labels,
     read_videval_metadata,
     to_1_5,
 )
 
+from vqalib.eval.combine import benchmark_scores, combine_predictions
 from conftest import SHARED_DATA
 
 SHARED = SHARED_DATA

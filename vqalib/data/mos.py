@@ -20,7 +20,7 @@ the whole 1-5 range. SRCC / KRCC / PLCC do not depend on this choice (the map is
 ``scale="observed"`` is available for comparison.
 
 Which prediction is compared with the MOS (one overall rating) is a choice, see
-:data:`COMBINATIONS` and ``data_cards/public_mos_benchmarks.md``: by default ``"mean_quality"``,
+:mod:`vqalib.eval.combine` and ``data_cards/public_mos_benchmarks.md``: by default ``"mean_quality"``,
 the mean of the four *quality* dimensions (Motion Amplitude measures how much motion there is,
 not how good the video is, so it is left out); ``"mean5"`` or any single dimension key are options.
 """
@@ -38,7 +38,6 @@ import numpy as np
 import pandas as pd
 
 from vqalib.schema import rating as RS
-from vqalib.schema.levels import DIMENSION_KEYS
 from vqalib.core.runs import relative_note, resolve_path
 from vqalib.video.frames import VIDEO_EXTENSIONS
 
@@ -113,35 +112,6 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
                           "the LSVQ label CSVs (labels_train_test.csv, labels_test_1080p.csv) from "
                           "https://github.com/baidut/PatchVQ", {"LSVQ/labels.txt": ("test", "1080p")}),
 }
-
-#: How the five predicted dimensions become one score to compare with an overall MOS (the paper's schema;
-#: any schema: :func:`combination_dims`).
-COMBINATIONS: dict[str, tuple[str, ...]] = {
-    "mean_quality": ("motion_quality", "aesthetic_quality", "content_quality", "clarity_quality"),
-    "mean5": DIMENSION_KEYS,
-    **{k: (k,) for k in DIMENSION_KEYS},
-}
-
-
-def combinations(schema: "RS.RatingSchema | str | None" = None) -> dict[str, tuple[str, ...]]:
-    """The combinations of a schema's dimensions (the paper's: :data:`COMBINATIONS`): ``mean_quality``
-    (the quality dimensions), ``mean_all`` (every dimension; ``mean5`` for the paper's), ``benchmark``
-    (the schema's benchmark rule: its ``benchmark_dimension``, else the quality mean), and each
-    dimension key alone."""
-    s = RS.resolve(schema)
-    if s.is_paper:
-        return {**COMBINATIONS, "benchmark": COMBINATIONS["mean_quality"]}
-    bench = (s.benchmark_dimension,) if s.benchmark_dimension else s.quality_keys
-    return {"mean_quality": s.quality_keys, "mean_all": s.keys, "benchmark": bench, **{k: (k,) for k in s.keys}}
-
-
-def combination_dims(how: str, schema: "RS.RatingSchema | str | None" = None) -> tuple[str, ...]:
-    """The dimensions ``how`` averages under ``schema``; raises ``ValueError`` naming the choices."""
-    combos = combinations(schema)
-    if how not in combos:
-        raise ValueError(f"how={how!r}; choose one of {list(combos)}")
-    return combos[how]
-
 
 def default_labels_root() -> Path:
     """``../shared/data/labels`` next to the checkout (tests/benchmarks only; users pass their own)."""
@@ -623,42 +593,3 @@ def load_benchmark(name: str, video_root: str | os.PathLike, split: str | None =
     if strict and len(bs.missing):
         raise FileNotFoundError(bs.summary(show=20))
     return bs
-
-
-def combine_predictions(pred: pd.DataFrame, how: str = "mean_quality", readout: str = "expected_score",
-                        schema: "RS.RatingSchema | str | None" = None) -> pd.DataFrame:
-    """One score per video from per-dimension prediction rows: the mean of the dimensions in
-    ``COMBINATIONS[how]`` of column ``readout`` (``expected_score``, ``parsed_score`` or ``argmax_score``).
-
-    Returns ``video_id, score, n_dims`` where ``score`` is NaN (and counted by the caller) when
-    any needed dimension is missing or has no value (e.g. an unparsed answer): never a partial mean.
-    ``schema`` (default the paper's) gives the combinations (:func:`combinations`).
-    """
-    dims = combination_dims(how, schema)
-    if readout not in ("expected_score", "parsed_score", "argmax_score"):
-        raise ValueError(f"readout={readout!r}; choose expected_score, parsed_score or argmax_score")
-    wide = pred[pred["dimension"].isin(dims)].pivot_table(index="video_id", columns="dimension", values=readout,
-                                                          aggfunc="first", dropna=False)
-    wide = wide.reindex(columns=list(dims))
-    n_dims = wide.notna().sum(axis=1)
-    score = wide.mean(axis=1).where(n_dims == len(dims))
-    return pd.DataFrame({"video_id": wide.index.astype(str), "score": score.to_numpy(), "n_dims": n_dims.to_numpy()})
-
-
-def benchmark_scores(bench: BenchmarkSet, pred: pd.DataFrame, how: str = "mean_quality",
-                     readout: str = "expected_score",
-                     schema: "RS.RatingSchema | str | None" = None) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Join a benchmark's MOS (1-5) with combined predictions.
-
-    Returns the joined frame (``video_id, mos, mos_1to5, score``) and counts: ``n_available``
-    (videos found locally), ``n_predicted`` (with a score), ``n_no_prediction`` (found but no
-    usable prediction, listed in ``no_prediction``).
-    """
-    comb = combine_predictions(pred, how, readout, schema=schema)
-    joined = bench.available[["video_id", "mos", "mos_1to5"]].merge(comb, on="video_id", how="left")
-    no_pred = joined["score"].isna()
-    info = {"benchmark": bench.name, "split": bench.split, "combination": how, "readout": readout,
-            "n_listed": bench.n_listed, "n_missing_videos": len(bench.missing), "n_available": len(bench.available),
-            "n_predicted": int((~no_pred).sum()), "n_no_prediction": int(no_pred.sum()),
-            "no_prediction": joined.loc[no_pred, "video_id"].tolist()}
-    return joined, info

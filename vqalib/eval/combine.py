@@ -31,6 +31,17 @@ def combination_names(schema: RatingSchema | str | None = None) -> list[str]:
     return ["benchmark", "mean_quality", "mean_all", "mean5", *schema.keys]
 
 
+def all_combinations(schema: RatingSchema | str | None = None) -> list[str]:
+    """What ``--combination all`` reports, one row each: the paper's ``mean_quality``, ``mean5`` and the five
+    dimensions; for another schema ``mean_quality`` (when it marks quality dimensions), ``mean_all`` and each
+    dimension."""
+    schema = rating.resolve(schema)
+    if schema.is_paper:
+        return ["mean_quality", "mean5", *schema.keys]
+    return [*(["mean_quality"] if schema.quality_keys else []), *(["mean_all"] if schema.n_dims > 1 else []),
+            *schema.keys]
+
+
 def default_combination(schema: RatingSchema | str | None = None) -> str:
     """The name the schema's benchmark rule resolves to: its ``benchmark_dimension`` when set, else
     ``"mean_quality"`` (the paper's protocol)."""
@@ -75,10 +86,12 @@ def combine_predictions(pred: pd.DataFrame, how: str = "mean_quality", readout: 
 
 def benchmark_scores(bench, pred: pd.DataFrame, how: str = "mean_quality", readout: str = "expected_score", *,
                      schema: RatingSchema | str | None = None) -> tuple[pd.DataFrame, dict]:
-    """:func:`vqalib.data.mos.benchmark_scores` with the combination resolved on ``schema``: the
-    benchmark's MOS (``mos``, ``mos_1to5``, ``mos_schema``: on the schema's ``[lo, hi]``) joined with the combined predictions, and the counts; the info
-    also records ``combined_dimensions``. With the paper's schema the numbers are those of
-    :func:`vqalib.data.mos.benchmark_scores`."""
+    """Join a benchmark's MOS with the combined predictions (combination ``how`` resolved on ``schema``).
+
+    Returns the joined frame (``video_id, mos, mos_1to5, mos_schema, score, n_dims``; ``mos_schema`` is the
+    MOS on the schema's ``[lo, hi]``) and counts: ``n_available`` (videos found locally), ``n_predicted``
+    (with a score), ``n_no_prediction`` (found but no usable prediction, listed in ``no_prediction``); the
+    info also records ``combined_dimensions``."""
     comb = combine_predictions(pred, how, readout, schema=schema)
     joined = bench.available[["video_id", "mos", "mos_1to5"]].merge(comb, on="video_id", how="left")
     sch = rating.resolve(schema)
@@ -94,5 +107,5 @@ def benchmark_scores(bench, pred: pd.DataFrame, how: str = "mean_quality", reado
     return joined, info
 
 
-__all__ = ["READOUTS", "benchmark_scores", "combination_dims", "combination_names", "combine_predictions",
+__all__ = ["READOUTS", "all_combinations", "benchmark_scores", "combination_dims", "combination_names", "combine_predictions",
            "default_combination"]

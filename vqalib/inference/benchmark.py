@@ -121,7 +121,7 @@ def default_output(name: str, model: str, mode: str, split: str = "all") -> Path
 
 def run_benchmark(name: str, videos: str | os.PathLike, model: Any = "tiny", *, labels: str | os.PathLike | None = None,
                   split: str | None = None, output: str | os.PathLike | None = None, mode: str = "fast",
-                  combinations: Iterable[str] | None = None, readout: str = "expected_score",
+                  combinations: Iterable[str] | str | None = None, readout: str = "expected_score",
                   n_boot: int = 1000, seed: int = 0, scale: str = "nominal", limit: int | None = None,
                   labels_root: str | os.PathLike | None = None,
                   progress: bool = False, scorer=None, bench=None,
@@ -135,7 +135,8 @@ def run_benchmark(name: str, videos: str | os.PathLike, model: Any = "tiny", *, 
     ``readout="parsed_score"`` needs ``mode="generate"`` (raises ``ValueError`` before scoring otherwise).
     ``bench``: a :class:`vqalib.data.mos.BenchmarkSet` already loaded (the CLI reads the labels before it
     loads the model, so a label error costs no model load); else it is loaded from the arguments.
-    ``combinations`` None: the scorer's rating schema's benchmark rule (:mod:`vqalib.eval.combine`); a
+    ``combinations`` None: the scorer's rating schema's benchmark rule (:mod:`vqalib.eval.combine`); ``"all"``:
+    every combination of that schema (:func:`vqalib.eval.combine.all_combinations`); a
     ``schema=`` keyword reaches the :class:`~vqalib.inference.scorer.Scorer` (default: the checkpoint's).
     """
     from vqalib.inference.scorer import Scorer, to_prediction_rows
@@ -156,6 +157,10 @@ def run_benchmark(name: str, videos: str | os.PathLike, model: Any = "tiny", *, 
     run = scorer.score(items, out, progress=progress)
     label = str(scorer.info.get("model"))
     schema = getattr(scorer, "schema", None)
+    if isinstance(combinations, str) and combinations == "all":
+        from vqalib.eval.combine import all_combinations
+
+        combinations = all_combinations(schema)
     table = table2(bench, {label: to_prediction_rows(run.rows, schema=schema)}, combinations, readout,
                    n_boot=n_boot, seed=seed, n_failed={label: int((run.rows["status"] != "ok").sum())},
                    schema=schema)

@@ -13,7 +13,7 @@ returns the Table 2 row: SRCC, PLCC (raw and after the 4-parameter logistic), KR
 intervals, found / missing / failed counts. A benchmark without videos gives a row of NaN with the
 reason; nothing is skipped silently. Each row also records its protocol: readout mode, frames (fps,
 max frames, max pixels), the readout and which predicted dimensions answer the single MOS
-(:data:`vqalib.data.mos.COMBINATIONS`).
+(:mod:`vqalib.eval.combine`).
 
 :func:`side_by_side` puts the published numbers of ``data_cards/published_results.csv`` (each with its
 source, training data and protocol; PLCC-only sources and best-of-several-splits results are marked
