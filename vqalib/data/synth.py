@@ -825,13 +825,13 @@ def simulate_ratings(latent_rows: list[dict], pilot_ids: set[int], cfg: SynthCon
     the degradations applied to the paper dimensions it derives from.
     """
     schema = RS.resolve(schema)
-    if not schema.is_paper:
-        return _simulate_ratings_schema(latent_rows, pilot_ids, cfg, rng, schema)
-    keys = L.DIMENSION_KEYS
+    keys = schema.keys
+    unit = schema.span / (L.SCORE_MAX - L.SCORE_MIN)  # rater error in schema units per paper unit (1 on the paper's)
+    latent = "levels" if schema.is_paper else "schema_levels"
     R = cfg.n_raters
-    bias = rng.normal(0, cfg.rater_bias_sd, size=R)
-    dim_bias = rng.normal(0, cfg.rater_dim_bias_sd, size=(R, len(keys)))
-    noise_sd = rng.uniform(*cfg.rater_noise, size=R)
+    bias = rng.normal(0, cfg.rater_bias_sd, size=R) * unit
+    dim_bias = rng.normal(0, cfg.rater_dim_bias_sd, size=(R, len(keys))) * unit
+    noise_sd = rng.uniform(*cfg.rater_noise, size=R) * unit
     rows: list[dict] = []
     lo, hi = cfg.raters_per_clip
     for phase in ("pilot", "final"):
@@ -844,12 +844,12 @@ def simulate_ratings(latent_rows: list[dict], pilot_ids: set[int], cfg: SynthCon
             raters = np.sort(rng.choice(R, size=k, replace=False))
             for r in raters:
                 for j, dim in enumerate(keys):
-                    level = lat["levels"][dim]
-                    raw = level + bf * (bias[r] + dim_bias[r, j]) + nf * noise_sd[r] * rng.normal()
-                    score = float(L.snap_to_grid(raw))
+                    raw = lat[latent][dim] + bf * (bias[r] + dim_bias[r, j]) + nf * noise_sd[r] * rng.normal()
+                    score = float(schema.snap(raw))
                     if rng.random() < cfg.careless_rate[phase]:
-                        score = float(L.LEVELS[rng.integers(0, L.N_LEVELS)])
-                    tags = _rater_tags(dim, lat["applied"][dim], score, phase, cfg, rng)
+                        score = float(schema.values[rng.integers(0, schema.n_levels)])
+                    tags = _rater_tags(dim, lat["applied"][dim], score, phase, cfg, rng) if schema.is_paper else \
+                        _schema_rater_tags(schema, dim, lat, score, phase, cfg, rng)
                     rows.append({"video_id": lat["video_id"], "rater": f"r{r:02d}", "phase": phase,
                                  "dimension": dim, "score": score, "tags": tags, "comment": ""})
     raters_truth = [{"rater": f"r{r:02d}", "bias": round(float(bias[r]), 4),
@@ -888,43 +888,14 @@ def schema_latents(levels: dict[str, float], schema: "RS.RatingSchema") -> dict[
     return out
 
 
-def _simulate_ratings_schema(latent_rows: list[dict], pilot_ids: set[int], cfg: SynthConfig, rng: np.random.Generator,
-                             schema: "RS.RatingSchema") -> tuple[list[dict], list[dict]]:
-    """:func:`simulate_ratings` for a schema other than the paper's."""
-    keys = schema.keys
-    unit = schema.span / (L.SCORE_MAX - L.SCORE_MIN)  # rater error in schema units per paper unit
-    R = cfg.n_raters
-    bias = rng.normal(0, cfg.rater_bias_sd, size=R) * unit
-    dim_bias = rng.normal(0, cfg.rater_dim_bias_sd, size=(R, len(keys))) * unit
-    noise_sd = rng.uniform(*cfg.rater_noise, size=R) * unit
-    rows: list[dict] = []
-    lo, hi = cfg.raters_per_clip
-    for phase in ("pilot", "final"):
-        nf = cfg.pilot_noise_factor if phase == "pilot" else 1.0
-        bf = cfg.pilot_bias_factor if phase == "pilot" else 1.0
-        for i, lat in enumerate(latent_rows):
-            if phase == "pilot" and i not in pilot_ids:
-                continue
-            k = int(rng.integers(lo, hi + 1))
-            raters = np.sort(rng.choice(R, size=k, replace=False))
-            for r in raters:
-                for j, dim in enumerate(keys):
-                    raw = lat["schema_levels"][dim] + bf * (bias[r] + dim_bias[r, j]) + nf * noise_sd[r] * rng.normal()
-                    score = float(schema.snap(raw))
-                    if rng.random() < cfg.careless_rate[phase]:
-                        score = float(schema.values[rng.integers(0, schema.n_levels)])
-                    valid = schema.dimension(dim).tags
-                    applied = [t for src in latent_sources(dim) for t in lat["applied"].get(src, []) if t in valid]
-                    draws = rng.random(len(valid))
-                    tags = [] if score >= schema.hi else [t for t, u in zip(valid, draws)
-                                                          if t in applied and u < cfg.tag_hit[phase]]
-                    rows.append({"video_id": lat["video_id"], "rater": f"r{r:02d}", "phase": phase,
-                                 "dimension": dim, "score": score, "tags": tags, "comment": ""})
-    raters_truth = [{"rater": f"r{r:02d}", "bias": round(float(bias[r]), 4),
-                     "dimension_bias": {d: round(float(dim_bias[r, j]), 4) for j, d in enumerate(keys)},
-                     "noise_sd_final": round(float(noise_sd[r]), 4),
-                     "noise_sd_pilot": round(float(noise_sd[r] * cfg.pilot_noise_factor), 4)} for r in range(R)]
-    return rows, raters_truth
+def _schema_rater_tags(schema: "RS.RatingSchema", dim: str, lat: dict, score: float, phase: str, cfg: SynthConfig,
+                       rng: np.random.Generator) -> list[str]:
+    """A rater's tags on another schema's dimension: its own tags among the degradations applied to the paper
+    dimensions it derives from, each ticked with probability ``tag_hit``; none at the top level."""
+    valid = schema.dimension(dim).tags
+    applied = [t for src in latent_sources(dim) for t in lat["applied"].get(src, []) if t in valid]
+    draws = rng.random(len(valid))
+    return [] if score >= schema.hi else [t for t, u in zip(valid, draws) if t in applied and u < cfg.tag_hit[phase]]
 
 
 def _rater_tags(dim: str, applied: list[str], score: float, phase: str, cfg: SynthConfig,

@@ -237,26 +237,21 @@ class RatingSchema:
 
         Unchanged when the dimension has no ``raw_range``. Not snapped. ``dimension`` may be omitted
         when the schema has one dimension."""
-        d = self._dim_for_raw(dimension)
-        arr = np.asarray(raw, dtype=float)
-        if d.raw_range is None:
-            out = arr
-        else:
-            a, b = d.raw_range
-            frac = (arr - a) / (b - a)
-            out = self.lo + (frac if d.higher_is_better else 1.0 - frac) * self.span
-        return float(out) if np.ndim(out) == 0 else out
+        return self._linear(raw, dimension, to_levels=True)
 
     def to_raw(self, x, dimension: str | None = None):
         """The inverse of :meth:`from_raw`: scores on the schema's scale back on the raters' scale."""
+        return self._linear(x, dimension, to_levels=False)
+
+    def _linear(self, x, dimension: str | None, to_levels: bool):
         d = self._dim_for_raw(dimension)
         arr = np.asarray(x, dtype=float)
         if d.raw_range is None:
             out = arr
         else:
-            a, b = d.raw_range
-            frac = (arr - self.lo) / self.span
-            out = a + (frac if d.higher_is_better else 1.0 - frac) * (b - a)
+            (a, b), (c, e) = (d.raw_range, (self.lo, self.hi)) if to_levels else ((self.lo, self.hi), d.raw_range)
+            frac = (arr - a) / (b - a)
+            out = c + (frac if d.higher_is_better else 1.0 - frac) * (e - c)
         return float(out) if np.ndim(out) == 0 else out
 
     def _dim_for_raw(self, dimension: str | None) -> Dimension:
