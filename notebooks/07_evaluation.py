@@ -33,6 +33,7 @@ RUN_DIR: str = "runs/demo"  # run folder; predictions are read from RUN_DIR/pred
 DATA_DIR: str = ""  # dataset for creating base predictions when missing; empty means the embedded sample dataset
 SAMPLE_SIZE: str = "default"  # sample dataset size when DATA_DIR is empty: smoke | default | large
 SEED: int = 0  # seed of the bootstrap resampling (and of the base-prediction run)
+SCHEMA: str = ""  # rating schema of the sample dataset when DATA_DIR is empty (as notebooks 01-06): paper | mos9 | qalign5 | int10 | a .json/.yaml file; empty means the paper's
 CREATE_BASE: bool = True  # run the untrained model to create predictions/base.jsonl when it is missing
 BASE_MODEL: str = "tiny-pretrained"  # model for the base predictions (notebook 04 writes them with its MODEL): tiny-pretrained, tiny, a hub id or a local folder
 DEVICE: str = "cpu"  # device for the base-prediction run
@@ -67,7 +68,8 @@ pd.set_option("display.precision", 3)
 pd.set_option("display.width", 200)
 
 if CREATE_BASE:
-    base_path, created = ev.ensure_base_predictions(RUN_DIR, DATA_DIR, SAMPLE_SIZE, SEED, BASE_MODEL, SPLIT, DEVICE)
+    base_path, created = ev.ensure_base_predictions(RUN_DIR, DATA_DIR, SAMPLE_SIZE, SEED, BASE_MODEL, SPLIT, DEVICE,
+                                                    schema=SCHEMA)
     print(("created " if created else "found ") + str(base_path))
 
 preds, manifests = stage_files.table1_predictions(RUN_DIR)

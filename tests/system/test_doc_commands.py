@@ -146,6 +146,9 @@ DECISIONS: dict[str, Run | Check | Skip | InSnippet] = {
                                                    "check_snippets_in_sync"),
     **{c: InSnippet("score_sample.sh") for c in snippet_lines("score_sample.sh")},
     **{c: InSnippet("train_own.sh") for c in snippet_lines("train_own.sh") if " run-notebooks " not in c},
+    # any_schema.sh: run in order, for int10 and mos9, by tests/integration/test_schema_pipeline.py
+    **{c: InSnippet("any_schema.sh") for c in snippet_lines("any_schema.sh")},
+    "python -m vqalib import-labels": Skip(FRAGMENT),
     "python -m vqalib run-notebooks -p DATA_DIR runs/sample --run-dir runs/mine_notebooks": Check(
         "the whole chain on the data (~10-60 min); tests/unit/test_notebooks.py runs every notebook in smoke mode",
         "check_overrides_typed"),

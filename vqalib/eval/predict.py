@@ -325,7 +325,8 @@ def predict_to_file(path, *, model: str = "tiny", data_dir: str = "", sample_siz
     """Load ``model`` ("tiny", a hub id or a checkpoint folder), predict a dataset split and write
     ``path`` (JSONL rows) plus its manifest with :func:`vqalib.eval.predictions_file.write_predictions`.
 
-    ``data_dir`` empty means the embedded sample dataset (``sample_size``, ``seed``); ``max_videos``
+    ``data_dir`` empty means the embedded sample dataset (``sample_size``, ``seed``, generated on the model's
+    or the given rating schema); ``max_videos``
     > 0 limits the clips (0 = all). ``instruction`` must be the one the model was trained with
     (default: the rating schema's, :func:`default_instruction`). ``schema``: the rating schema (None: the
     checkpoint's saved one, :func:`checkpoint_schema`, else the dataset's); the file's manifest records it.
@@ -339,10 +340,12 @@ def predict_to_file(path, *, model: str = "tiny", data_dir: str = "", sample_siz
     from vqalib.data.synth import dataset_root
     from vqalib.video.frames import SamplingConfig
 
-    root = dataset_root(data_dir, sample_size, seed)
     model_path = resolve_path(model) if resolve_path(model).exists() else model  # else "tiny" / a hub id
+    wanted = schema if schema is not None else checkpoint_schema(model_path)
+    # no data_dir: the embedded sample, generated on the model's (or the asked) schema
+    root = dataset_root(data_dir, sample_size, seed, schema=None if data_dir else wanted)
     dataset = load_dataset(root)
-    schema = data_schema(dataset, schema if schema is not None else checkpoint_schema(model_path))
+    schema = data_schema(dataset, wanted)
     net, processor = load_model_and_processor(str(model_path), device_map=None if device == "cpu" else device)
     sampling = sampling or SamplingConfig()
     res = predict(net, processor, dataset, split=split, sampling=sampling, max_new_tokens=max_new_tokens,

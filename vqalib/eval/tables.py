@@ -391,9 +391,10 @@ def cross_benchmark_table(bench, preds: Mapping[str, pd.DataFrame], combinations
 
 def ensure_base_predictions(run_dir: str, data_dir: str = "", sample_size: str = "default", seed: int = 0,
                             model: str = "tiny", split: str = "test", device: str = "cpu",
-                            max_videos: int = 0) -> tuple[Any, bool]:
+                            max_videos: int = 0, schema: Any = None) -> tuple[Any, bool]:
     """``RUN_DIR/predictions/base.jsonl``: returned as is when it exists, else created by running
-    the (untrained) model through ``vqalib.eval.predict.predict`` on the ``split`` videos of the dataset.
+    the (untrained) model through ``vqalib.eval.predict.predict`` on the ``split`` videos of the dataset
+    (``schema``: its rating schema, a preset name or file; None: the dataset's, the paper's for the sample).
 
     Returns ``(path, created)``. Needs ``vqalib.eval.predict`` (model half of issue 4); raises a clear
     error naming the missing piece otherwise, never writes a placeholder.
@@ -409,7 +410,7 @@ def ensure_base_predictions(run_dir: str, data_dir: str = "", sample_size: str =
         raise RuntimeError(f"{path} does not exist and vqalib.eval.predict is not available ({e}); "
                            "write predictions files with vqalib.eval.predictions_file.write_predictions, or update vqalib") from e
     return predict_mod.predict_to_file(path, model=model, data_dir=data_dir, sample_size=sample_size, seed=seed,
-                                       split=split, device=device, max_videos=max_videos), True
+                                       split=split, device=device, max_videos=max_videos, schema=schema or None), True
 
 
 # --------------------------------------------------------------------------- methods over seeds

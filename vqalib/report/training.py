@@ -27,8 +27,8 @@ def write_stage_predictions(run_dir: str, name: str, checkpoint: str | Path, cfg
                             limit: int = 0, max_new_tokens: int = 96, batch_size: int = 16,
                             progress: bool = True) -> tuple[Path, pd.DataFrame]:
     """Predict ``split`` with a trained checkpoint (or ``"tiny"`` / a hub id, for the untrained base
-    model) through :func:`vqalib.eval.predict.predict_to_file`, with the data, sampling settings and
-    instruction of ``cfg``, into ``RUN_DIR/predictions/<name>.jsonl`` (its manifest also holds the
+    model) through :func:`vqalib.eval.predict.predict_to_file`, with the data, rating schema, sampling settings
+    and instruction of ``cfg``, into ``RUN_DIR/predictions/<name>.jsonl`` (its manifest also holds the
     checkpoint's training manifest). Returns (path, rows as written)."""
     from vqalib.eval.predict import predict_to_file
     from vqalib.eval.predictions_file import read_predictions
@@ -41,7 +41,8 @@ def write_stage_predictions(run_dir: str, name: str, checkpoint: str | Path, cfg
         sample_size=cfg.sample_size, seed=cfg.data_seed, split=split, device=resolve_device(cfg.device), max_videos=limit,
         sampling=sampling_config(cfg),
         max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress, instruction=cfg.instruction or None,
-        extra_manifest={"stage": name, "training": read_manifest(ckpt) if ckpt.exists() else {}})
+        extra_manifest={"stage": name, "training": read_manifest(ckpt) if ckpt.exists() else {}},
+        schema=getattr(cfg, "rating_schema", "") or None)
     rows, _ = read_predictions(path)
     return path, rows
 
