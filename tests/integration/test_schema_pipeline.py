@@ -26,7 +26,7 @@ from vqalib.schema import rating
 ROOT = Path(__file__).resolve().parents[2]
 SNIPPET = ROOT / "docs" / "snippets" / "any_schema.sh"
 TIMEOUT = 900
-ONE_STEP = ["max_steps=1", "max_clips=4", "batch_size=2", "report_to=none", "logging_steps=1", "warmup_steps=0",
+ONE_STEP = ["max_steps=1", "max_clips=4", "report_to=none", "logging_steps=1", "warmup_steps=0",
             "eval_every_seconds=0"]
 GRPO = ["num_generations=2", "max_new_tokens=24", "batch_size=1"]
 
@@ -40,7 +40,7 @@ def snippet_commands(preset: str) -> list[str]:
 def argv(cmd: str, runs: Path) -> list[str]:
     out = [sys.executable if a == "python" else a.replace("runs/", f"{runs}/") for a in shlex.split(cmd)]
     if " train " in cmd:
-        out += ONE_STEP + (GRPO if " grpo " in cmd else [])
+        out += ONE_STEP + (GRPO if " grpo " in cmd else ["batch_size=2"])
     if " score " in cmd:
         out += ["--num-workers", "0", "--no-progress"]
     return out
@@ -54,7 +54,7 @@ def run(args: list[str]) -> subprocess.CompletedProcess:
 
 def test_snippet_is_the_one_in_the_readme():
     assert "<!-- snippet: any_schema.sh -->" in (ROOT / "README.md").read_text()
-    assert [c.split()[3] for c in snippet_commands("int10") if " train " in c] == ["sft", "aso", "grpo"]
+    assert [c.split()[4] for c in snippet_commands("int10") if " train " in c] == ["sft", "aso", "grpo"]
 
 
 @pytest.mark.parametrize("preset", ["int10", "mos9"])

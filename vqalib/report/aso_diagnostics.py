@@ -39,12 +39,12 @@ def sharpness_table(cfg: CommonConfig, n_clips: int) -> tuple[pd.DataFrame, list
     CUDA cache) before returning ``(table, the clips measured)``."""
     from vqalib.train.aso_trainer import pi_ref_sharpness
     from vqalib.train.base import load_policy
-    from vqalib.train.collator import FrameCache, load_examples
+    from vqalib.train.collator import FrameCache, examples_for
     from vqalib.train.common import sampling_config
 
     device = resolve_device(cfg.device)
     model, processor = load_policy(cfg)
-    examples = load_examples(cfg.data_dir, cfg.split, cfg.sample_size, cfg.data_seed, n_clips)
+    examples = examples_for(cfg, n_clips)
     table = pi_ref_sharpness(model.to(device), processor, examples, FrameCache(sampling_config(cfg)), device=device,
                              instruction=cfg.instruction)
     del model

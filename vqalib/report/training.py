@@ -170,11 +170,11 @@ def level_distributions(checkpoint: str | Path, cfg: Any, video_ids: Sequence[st
     from vqalib.model.loading import load_model_and_processor
     from vqalib.train.aso_trainer import level_logprobs
     from vqalib.train.common import sampling_config
-    from vqalib.train.collator import FrameCache, VideoCollator, load_examples
+    from vqalib.train.collator import FrameCache, VideoCollator, examples_for
 
     model, processor = load_model_and_processor(str(resolve_path(checkpoint)))
     model.eval()
-    loaded = load_examples(cfg.data_dir, cfg.split, cfg.sample_size, cfg.data_seed)
+    loaded = examples_for(cfg)
     schema = getattr(loaded, "schema", None)  # the dataset's rating schema (its D dimensions, K levels)
     examples = {e.video_id: e for e in loaded}
     missing = [v for v in video_ids if v not in examples]
@@ -196,12 +196,12 @@ def aso_distributions(pi_ref_path: str | Path, aso_checkpoint: str | Path, cfg: 
                       lam: float, beta: float) -> dict[str, dict[str, np.ndarray]]:
     """For a few training clips: pi_ref (cached SFT distribution), pi* (closed form) and pi_theta
     (the trained ASO model, same teacher-forced answer, :func:`level_distributions`) per dimension,
-    as probabilities [5, 9]."""
+    as probabilities [D, K] of the data's rating schema (also under ``"schema"``)."""
     from vqalib.method.aso import optimal_policy, reward_abs
-    from vqalib.train.collator import load_examples
+    from vqalib.train.collator import examples_for
 
     cached = load_pi_ref(pi_ref_path)
-    loaded = load_examples(cfg.data_dir, cfg.split, cfg.sample_size, cfg.data_seed)
+    loaded = examples_for(cfg)
     schema = getattr(loaded, "schema", None)
     examples = {e.video_id: e for e in loaded}
     theta = level_distributions(aso_checkpoint, cfg, video_ids)
@@ -213,19 +213,21 @@ def aso_distributions(pi_ref_path: str | Path, aso_checkpoint: str | Path, cfg: 
         reward = reward_abs(torch.tensor(ex.targets(**tkw), dtype=torch.float64), beta, **schema_kwargs(reward_abs, schema))
         target = optimal_policy(lr, reward, lam, **schema_kwargs(optimal_policy, schema))
         out[vid] = {"pi_ref": lr.exp().numpy(), "pi_star": target.numpy(), "pi_theta": theta[vid],
-                    "target": np.asarray(ex.targets(**tkw))}
+                    "target": np.asarray(ex.targets(**tkw)), "schema": rating.resolve(schema)}
     return out
 
 
 def plot_aso_distributions(dists: dict[str, dict[str, np.ndarray]], dims: Sequence[str] | None = None, *,
                            schema: RatingSchema | str | None = None):
     """Grid of ``seaborn.barplot`` panels: rows = clips, columns = dimensions (default: every dimension of
-    the rating ``schema``, None: the paper's); probability per level with ``hue`` = pi_ref / pi* / pi_theta
+    the rating ``schema``; None: the one :func:`aso_distributions` recorded, else the paper's); probability per level with ``hue`` = pi_ref / pi* / pi_theta
     (long form ``clip, dimension, level, policy, probability``), the human level marked by a dashed line."""
     import seaborn as sns
 
     from vqalib.eval import plots
 
+    if schema is None and dists:
+        schema = next(iter(dists.values())).get("schema")
     schema = rating.resolve(schema)
     keys, strings = schema.keys, schema.strings
     dims = list(keys) if dims is None else list(dims)
@@ -401,9 +403,9 @@ def zero_mass_case(pi_ref_path: str | Path, cfg: Any, eps: float, checkpoints: d
     ``counts`` says how many pairs that covered). λ, β: those of the run (paper: 1, 1). ``schema``: the rating
     schema of the run's data (None: the one the data folder holds, the paper's without one)."""
     from vqalib.method.aso import optimal_policy, reward_abs
-    from vqalib.train.collator import load_examples
+    from vqalib.train.collator import examples_for
 
-    loaded = load_examples(cfg.data_dir, cfg.split, cfg.sample_size, cfg.data_seed)
+    loaded = examples_for(cfg)
     schema = rating.resolve(schema if schema is not None else getattr(loaded, "schema", None))
     pi_ref = load_pi_ref(pi_ref_path)
     targets = {e.video_id: (e.targets() if schema.is_paper else e.targets(schema)) for e in loaded}

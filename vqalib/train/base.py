@@ -537,7 +537,7 @@ def run_stage(cfg: CommonConfig, trainer_cls: type[VQATrainer], *, with_answers:
     ``eval_every_seconds > 0``, else none)."""
     from vqalib.train import budget as budget_mod
     from vqalib.model.loading import attention_parts
-    from vqalib.train.collator import VideoCollator, frame_cache, load_examples
+    from vqalib.train.collator import VideoCollator, frame_cache, examples_for
 
     t0 = time.time()
     t_start = budget_mod._now()
@@ -545,8 +545,7 @@ def run_stage(cfg: CommonConfig, trainer_cls: type[VQATrainer], *, with_answers:
     threads = cpu_threads(cfg)
     out = resolve_path(cfg.output_dir)
     model, processor = load_policy(cfg)
-    examples = load_examples(cfg.data_dir, cfg.split, cfg.sample_size, cfg.data_seed, cfg.max_clips,
-                             schema=cfg.rating_schema)
+    examples = examples_for(cfg, cfg.max_clips)
     schema = examples.schema
     check_init_schema(cfg, schema)
     missing = examples.missing_report()

@@ -202,6 +202,13 @@ def check_schema(data: rating.RatingSchema, wanted: Any, where: str, source: str
     return data
 
 
+def examples_for(cfg: Any, max_clips: int = 0) -> "Examples":
+    """:func:`load_examples` with a training config's data settings (``data_dir``, ``split``, ``sample_size``,
+    ``data_seed``, ``rating_schema``): the clips a stage of ``cfg`` trains on."""
+    return load_examples(cfg.data_dir, cfg.split, cfg.sample_size, cfg.data_seed, max_clips,
+                         schema=getattr(cfg, "rating_schema", ""))
+
+
 def load_examples(data_dir: str = "", split: str = "train", sample_size: str = "default", data_seed: int = 0,
                   max_clips: int = 0, phase: str = "final", schema: Any = None) -> Examples:
     """The clips of one split with their aggregated labels (``vqalib.data.dataset.aggregate``) and rationales,
