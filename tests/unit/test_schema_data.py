@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from vqalib.data.dataset import (DataValidationError, aggregate, from_ratings_csv, label_coverage, label_targets,
@@ -169,7 +168,6 @@ def test_mos_row_rules(tmp_path):
     assert issues["bad_phase"].message == "a MOS row (rater 'mos') has phase 'pilot'"
     assert issues["out_of_range"].line == 3
     assert issues["mixed_mos"].line == 5 and "keep either the per-rater ratings or one MOS row" in issues["mixed_mos"].fix
-    bad = [i for i in _issues(tmp_path, min_raters=1)[1].values() if i.kind == "bad_value"]
     ds = load_dataset(tmp_path, strict=False, min_raters=1)
     msgs = [i.message for i in ds.report.issues if i.kind == "bad_value"]
     assert msgs == ["std=-1.0 is not a number >= 0", "std=0.3 on a per-rater rating (rater 'b')"]
