@@ -74,10 +74,16 @@ def sample_data_parser():
 
 
 def _schema_arg(text: str):
-    """``--schema``: a preset name as it is, else a file path from the working directory."""
-    from vqalib.schema.rating import PRESETS
+    """``--schema``: a preset name, else a file path from the working directory; read at once, so a typo or a bad
+    file is a usage error naming it (argparse prints it and exits 2)."""
+    import argparse
 
-    return text if text in PRESETS else cli_path(text)
+    from vqalib.schema.rating import PRESETS, get_schema
+
+    try:
+        return get_schema(text if text in PRESETS else cli_path(text))
+    except (ValueError, OSError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _import_labels(argv: Sequence[str]) -> int:
@@ -94,8 +100,16 @@ def _import_labels(argv: Sequence[str]) -> int:
           + (", listed in unmatched_labels.csv" if info["n_unmatched"] else "") + ")")
     print(f"rating schema: {ds.schema!r}" + (f"; std from {info['std_column']!r}" if info.get("std_column") else "")
           + ("; DMOS flipped" if info.get("dmos") else ""))
-    if ds.report is not None and not ds.report.ok:
+    if ds.report is not None and not ds.report.ok:  # rows refused: the written folder lacks them, so say so and fail
         print(ds.report.summary(), file=sys.stderr)
+        print(f"error: {sum(ds.report.counts().values())} problem(s) in the labels (above); {args.out} holds only the "
+              f"{len(ds.ratings)} accepted label(s). If scores are out of range, the schema's raw_range must be the "
+              f"label file's scale ({info.get('scale')}): leave raw_range out of --schema to take it from the file",
+              file=sys.stderr)
+        return 1
+    if len(ds.ratings) == 0:
+        print(f"error: no label was imported into {args.out}", file=sys.stderr)
+        return 1
     return 0
 
 

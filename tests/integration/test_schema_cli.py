@@ -55,3 +55,20 @@ def test_sample_data_with_a_schema_file_subprocess(tmp_path):
     assert ds.schema == schema and set(ds.ratings.score) <= {1.0, 2.0, 3.0}
     info = json.loads((tmp_path / "out" / "dataset.json").read_text())
     assert info["rating_schema"]["fingerprint"] == schema.fingerprint()
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "labels").is_dir(), reason="../shared/data is absent")
+def test_import_labels_fails_when_labels_are_refused(tmp_path):
+    """A schema whose raw range is not the file's scale (KoNViD's 1-5 read as 0-1 DMOS) refuses every MOS: the
+    command says so and exits 1, never 0 with an empty dataset."""
+    schema = RS.make_schema("csiq", [{"name": "Overall Quality", "raw_range": [0, 1], "higher_is_better": False}],
+                            RS.MOS9.values)
+    schema.save(tmp_path / "csiq.json")
+    videos = tmp_path / "konvid"
+    videos.mkdir()
+    os.symlink(SHARED_DATA / "videos" / "konvid" / "10053703034.mp4", videos / "10053703034.mp4")
+    proc = _run(["import-labels", "KoNViD", "--videos", "konvid", "--out", "data/k", "--schema", "csiq.json",
+                 "--labels", str(SHARED_DATA / "labels" / "fastvqa" / "KoNViD" / "labels.txt")], tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "out_of_range" in proc.stderr and "holds only the 0 accepted label(s)" in proc.stderr
+    assert "raw_range must be the label file's scale" in proc.stderr

@@ -137,3 +137,25 @@ def test_key_of_accepts_display_names():
     assert R.MOS9.key_of("overall quality") == "overall_quality"
     with pytest.raises(ValueError, match="overall_quality"):
         R.MOS9.key_of("clarity_quality")
+
+
+def test_same_as_ignores_the_name_and_same_answers_ignores_the_raw_scale():
+    renamed = R.schema_from_dict({**R.INT10.to_dict(), "name": "mine"})
+    assert renamed != R.INT10 and renamed.same_as(R.INT10) and not renamed.differences(R.INT10)
+    dmos = R.make_schema("d", [{"name": "Overall Quality", "raw_range": [0, 100], "higher_is_better": False,
+                               "description": R.MOS9.dimensions[0].description}], R.MOS9.values, R.MOS9.strings, R.MOS9.keywords, benchmark_dimension="overall_quality")
+    assert dmos.same_answers(R.MOS9) and not dmos.same_as(R.MOS9)
+    assert dmos.differences(R.MOS9, "mine", "preset") == [
+        "overall_quality raw_range: (0.0, 100.0) (mine) vs None (preset)",
+        "overall_quality higher_is_better: False (mine) vs True (preset)"]
+    assert not R.QALIGN5.same_answers(R.MOS9)
+    assert "level strings: ['bad', 'poor', 'fair', 'good', 'excellent'] (a)" in "\n".join(R.QALIGN5.differences(R.MOS9, "a", "b"))
+
+
+def test_a_preset_typo_and_a_broken_yaml_are_named(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown rating schema 'int01': no preset of that name \(did you mean 'int10'\?\)"):
+        R.get_schema(tmp_path / "int01")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: a\ndimensions: [\n")
+    with pytest.raises(R.SchemaError, match=r"bad\.yaml: not valid YAML"):
+        R.get_schema(bad)

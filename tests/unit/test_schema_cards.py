@@ -71,7 +71,7 @@ def test_every_sample_data_command_parses():
     cmds = _commands("python -m vqalib sample-data")
     assert cmds
     for argv in cmds:
-        assert sample_data_parser().parse_args(argv).schema in RS.PRESETS
+        assert sample_data_parser().parse_args(argv).schema in RS.PRESETS.values()
 
 
 def test_python_snippet_keywords_are_from_ratings_csv_options():

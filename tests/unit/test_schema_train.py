@@ -299,3 +299,38 @@ def test_aso_refuses_an_eps_floor_too_large_for_the_schema_s_levels():
     exs = Examples([_ex("a", {"visual_quality": 8.0, "temporal_consistency": 2.0, "text_alignment": 3.0})], INT10)
     with pytest.raises(ValueError, match=r"1/10"):
         prepare_aso(cfg, None, None, exs, None, progress=False)
+
+
+def test_a_checkpoint_of_the_same_answers_starts_a_stage_on_data_with_another_raw_scale(tmp_path):
+    """A KoNViD import (raw 1-5) flipped to DMOS keeps the dimensions and levels: its SFT checkpoint starts ASO
+    on it (the data's schema is used); other levels are refused listing what differs."""
+    from vqalib.schema import rating
+    from vqalib.train.base import check_init_schema
+    from vqalib.train.common import load_config, write_manifest
+
+    mos = rating.make_schema("konvid-mos-mos9", [{"name": "Overall Quality", "raw_range": [1, 5]}], MOS9.values,
+                             MOS9.strings, MOS9.keywords, benchmark_dimension="overall_quality")
+    dmos = rating.make_schema("konvid-dmos", [{"name": "Overall Quality", "raw_range": [1, 5], "higher_is_better": False}],
+                              MOS9.values, MOS9.strings, MOS9.keywords, benchmark_dimension="overall_quality")
+    sft = tmp_path / "sft"
+    sft.mkdir()
+    write_manifest(load_config("sft", None, {"output_dir": str(sft)}), sft)
+    mos.save(sft)
+    cfg = load_config("aso", None, {"init_from": str(sft), "output_dir": str(tmp_path / "aso")})
+    assert check_init_schema(cfg, dmos) == mos
+    assert check_init_schema(cfg, MOS9) == mos
+    with pytest.raises(ValueError, match=r"level values: \[1\.0, 2\.0, 3\.0, 4\.0, 5\.0\] \(the data's\)"):
+        check_init_schema(cfg, rating.QALIGN5)
+
+
+def test_rating_schema_setting_names_what_differs(tmp_path):
+    from vqalib.schema import rating
+    from vqalib.train.collator import check_schema
+
+    renamed = rating.schema_from_dict({**MOS9.to_dict(), "name": "my-mos"})
+    assert check_schema(MOS9, renamed, "d") is MOS9  # the same schema under another name
+    konvid = rating.make_schema("konvid", [{"name": "Overall Quality", "raw_range": [1, 5]}], MOS9.values,
+                                MOS9.strings, MOS9.keywords, benchmark_dimension="overall_quality")
+    with pytest.raises(ValueError, match=r"overall_quality raw_range: \(1\.0, 5\.0\) \(the dataset's\) vs None "
+                                         r"\(rating_schema\).*drop rating_schema"):
+        check_schema(konvid, "mos9", "d")

@@ -257,8 +257,9 @@ def folder_schema(root: str | os.PathLike, schema: "RatingSchema | str | None" =
     saved = RS.load_schema(saved_file)
     if schema is not None:
         asked = RS.get_schema(schema)
-        if asked.fingerprint() != saved.fingerprint():
-            raise ValueError(f"{saved_file} holds the rating schema {saved!r}, but schema={asked!r} was given; the "
+        if not asked.same_as(saved):
+            raise ValueError(f"{saved_file} holds the rating schema {saved.name!r}, but schema={asked.name!r} was given "
+                             f"({'; '.join(saved.differences(asked, 'saved', 'given'))}); the "
                              f"data were written for the saved one: drop schema= (or pass the saved one), or convert "
                              f"the data and save them with the new schema")
     return saved

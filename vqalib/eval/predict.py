@@ -59,15 +59,19 @@ class Predictions:
 
 
 def data_schema(data, schema: RatingSchema | str | None = None) -> RatingSchema:
-    """``schema`` when given, else the dataset's (``VQADataset.schema``), else the paper's. Raises
-    ``ValueError`` naming both when ``schema`` differs from the dataset's."""
+    """The dataset's rating schema (``VQADataset.schema``), else ``schema``, else the paper's. Raises
+    ``ValueError`` listing the differences when ``schema`` (the model's) writes other answers than the
+    dataset's (``RatingSchema.same_answers``)."""
     own = getattr(data, "schema", None)
     if schema is None:
         return rating.resolve(own if isinstance(own, RatingSchema) else None)
     schema = rating.resolve(schema)
-    if isinstance(own, RatingSchema) and own != schema:
-        raise ValueError(f"the data's rating schema {own!r} is not the model's {schema!r}: evaluate a model on data "
-                         "rated on its own schema")
+    if isinstance(own, RatingSchema):
+        if not own.same_answers(schema):
+            raise ValueError(f"the data's rating schema {own.name!r} is not the model's {schema.name!r} "
+                             f"({'; '.join(own.differences(schema, 'the data', 'the model'))}): evaluate a model on data "
+                             "rated on the dimensions and levels it writes")
+        return own  # the same answers; the data's raw ranges and direction
     return schema
 
 

@@ -301,6 +301,37 @@ class RatingSchema:
         out = np.diff(cdf)
         return out / out.sum()
 
+    # -- comparing -------------------------------------------------------------------------------
+    def same_answers(self, other: "RatingSchema") -> bool:
+        """True when a model trained on one writes what the other's labels say: the same dimension keys and
+        names, level values, strings and keywords, in the same order (the schema's name, raw ranges,
+        directions, target rule and benchmark rule may differ)."""
+        return (self.keys, self.names, self.values, self.strings, self.keywords) == \
+            (other.keys, other.names, other.values, other.strings, other.keywords)
+
+    def same_as(self, other: "RatingSchema") -> bool:
+        """Equal but for the schema's ``name`` (a preset and a file stating the same schema are the same)."""
+        return self.to_dict() | {"name": ""} == other.to_dict() | {"name": ""}
+
+    def differences(self, other: "RatingSchema", mine: str = "this", theirs: str = "that") -> list[str]:
+        """What differs between two schemas, one readable line each (empty when :meth:`same_as`); ``mine`` and
+        ``theirs`` name the two sides in the lines."""
+        out = []
+        for what, a, b in (("dimension keys", self.keys, other.keys), ("dimension names", self.names, other.names),
+                           ("level values", self.values, other.values), ("level strings", self.strings, other.strings),
+                           ("keywords", self.keywords, other.keywords), ("target rule", self.target_rule, other.target_rule),
+                           ("benchmark dimension", self.benchmark_dimension, other.benchmark_dimension),
+                           ("min_std", self.min_std, other.min_std)):
+            if a != b:
+                out.append(f"{what}: {list(a) if isinstance(a, tuple) else a} ({mine}) vs "
+                           f"{list(b) if isinstance(b, tuple) else b} ({theirs})")
+        if self.keys == other.keys:
+            for d, e in zip(self.dimensions, other.dimensions):
+                for f in ("raw_range", "higher_is_better", "quality", "description", "tags"):
+                    if getattr(d, f) != getattr(e, f):
+                        out.append(f"{d.key} {f}: {getattr(d, f)} ({mine}) vs {getattr(e, f)} ({theirs})")
+        return out
+
     # -- saving ----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form; :func:`schema_from_dict` reads it back to an equal schema."""
@@ -465,7 +496,10 @@ def load_schema(path: str | os.PathLike) -> RatingSchema:
     if p.suffix.lower() in (".yaml", ".yml"):
         import yaml
 
-        data = yaml.safe_load(text)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise SchemaError(f"{p}: not valid YAML ({e})") from e
     else:
         try:
             data = json.loads(text)
@@ -488,8 +522,12 @@ def get_schema(spec: "RatingSchema | str | os.PathLike | Mapping[str, Any] | Non
         return PRESETS[s]
     if Path(s).exists():
         return load_schema(s)
-    raise ValueError(f"unknown rating schema {s!r}: use a preset ({list(PRESETS)}) or the path of a "
-                     f".json/.yaml file or of a folder holding {SCHEMA_FILE}")
+    import difflib
+
+    close = difflib.get_close_matches(Path(s).name, list(PRESETS), n=1)
+    raise ValueError(f"unknown rating schema {Path(s).name!r}: no preset of that name"
+                     + (f" (did you mean {close[0]!r}?)" if close else "") + f" and no file at {s}; use a preset "
+                     f"({list(PRESETS)}) or the path of a .json/.yaml file or of a folder holding {SCHEMA_FILE}")
 
 
 def resolve(schema: "RatingSchema | str | None") -> RatingSchema:

@@ -321,17 +321,19 @@ def checkpoint_schema(folder: str | os.PathLike) -> rating.RatingSchema | None:
 
 
 def check_init_schema(cfg: CommonConfig, schema: rating.RatingSchema) -> rating.RatingSchema | None:
-    """Refuse a stage whose ``init_from`` checkpoint was trained on another rating schema than its data's
-    ``schema`` (``ValueError`` naming both and the fix); returns the checkpoint's schema (``None``: no
+    """Refuse a stage whose ``init_from`` checkpoint writes other answers than its data's ``schema`` (other
+    dimensions, levels, strings or keywords: ``RatingSchema.same_answers``; a raw range, direction or target
+    rule may differ, the data's is used) with a ``ValueError`` listing the differences and the fix; returns the checkpoint's schema (``None``: no
     ``init_from``, or a folder that is no stage's output)."""
     if not cfg.init_from:
         return None
     folder = resolve_path(cfg.init_from)
     ckpt = checkpoint_schema(folder)
-    if ckpt is not None and ckpt != schema:
-        raise ValueError(f"init_from={cfg.init_from!r} was trained on the rating schema {ckpt!r} ({folder / rating.SCHEMA_FILE}), "
-                         f"but the {cfg.stage} dataset ({cfg.data_dir or 'the sample dataset'}) is rated with {schema!r}: "
-                         f"the checkpoint writes other dimensions or levels than the data's labels. Start from a "
+    if ckpt is not None and not ckpt.same_answers(schema):
+        diff = "; ".join(schema.differences(ckpt, "the data's", "the checkpoint's"))
+        raise ValueError(f"init_from={cfg.init_from!r} was trained on the rating schema {ckpt.name!r} ({folder / rating.SCHEMA_FILE}), "
+                         f"but the {cfg.stage} dataset ({cfg.data_dir or 'the sample dataset'}) is rated with {schema.name!r}, "
+                         f"and the checkpoint writes other dimensions or levels than the data's labels ({diff}). Start from a "
                          f"checkpoint trained on this schema (run SFT on this dataset first) or use data of the "
                          f"checkpoint's schema")
     return ckpt

@@ -191,14 +191,15 @@ def dataset_schema(ds: Any, root: str | os.PathLike | None = None) -> rating.Rat
 
 
 def check_schema(data: rating.RatingSchema, wanted: Any, where: str, source: str = "rating_schema") -> rating.RatingSchema:
-    """``data`` when ``wanted`` (a schema, preset name, file, or empty) is empty or equal to it; else raise
-    naming both. ``where`` names the dataset, ``source`` what asked for ``wanted``."""
+    """``data`` when ``wanted`` (a schema, preset name, file, or empty) is empty or the same schema (the name
+    aside, :meth:`~vqalib.schema.rating.RatingSchema.same_as`); else raise listing the differences. ``where`` names the dataset, ``source`` what asked for ``wanted``."""
     if wanted in (None, ""):
         return data
     w = rating.get_schema(wanted)
-    if w != data:
-        raise ValueError(f"{source}={wanted!r} gives the rating schema {w!r}, but the dataset {where} is rated with "
-                         f"{data!r}; drop {source} (the dataset's schema is used) or train on a dataset of that schema")
+    if not w.same_as(data):
+        diff = "; ".join(data.differences(w, "the dataset's", source))
+        raise ValueError(f"{source}={wanted!r} is not the rating schema the dataset {where} is rated with ({diff}); "
+                         f"drop {source} (the dataset's own schema is used) or train on a dataset of that schema")
     return data
 
 
