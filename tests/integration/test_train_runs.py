@@ -87,7 +87,7 @@ def test_aso_with_eps_floor_and_the_zero_mass_case(sft_dir, tmp_path):
     want = report.aso_distributions(out / "pi_ref.pt", out, cfg, [zm.video_id], 1.0, 1.0)[zm.video_id]
     for name, key in ((report.REF, "pi_ref"), (report.STAR0, "pi_star"), ("π_θ after ASO", "pi_theta")):
         got = zm.case[zm.case["distribution"] == name]["probability"].to_numpy()
-        np.testing.assert_allclose(got, want[key][report.DIMENSION_KEYS.index(d)], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(got, want[key][zm.schema.keys.index(d)], rtol=1e-5, atol=1e-7)
     at = zm.at_label()
     assert at[report.star_name(0.05)] > at[report.STAR0] and zm.verdict()
     assert len(report.plot_zero_mass_case(zm).axes) >= 2
