@@ -51,7 +51,6 @@ import pandas as pd
 
 from vqalib.core.bootstrap import BootstrapCI, bootstrap_values, percentile_ci
 from vqalib.method.readout import check_distributions
-from vqalib.eval.schema_calls import schema_kwargs, takes_schema
 from vqalib.schema import rating
 from vqalib.schema.rating import RatingSchema
 
@@ -341,14 +340,7 @@ def _check_dists(dists, where: str = "distributions", schema: RatingSchema | Non
     if d.ndim != 2 or d.shape[1] != schema.n_levels:
         named = "" if schema.is_paper else f" (K={schema.n_levels} levels of the {schema.name!r} rating schema)"
         raise ValueError(f"{where}: expected shape [n, {schema.n_levels}]{named}, got {d.shape}")
-    if schema.is_paper or takes_schema(check_distributions):
-        return check_distributions(d, where, **schema_kwargs(check_distributions, schema))
-    bad = np.flatnonzero(~np.isfinite(d).all(axis=1) | (d < -1e-9).any(axis=1) | (np.abs(d.sum(axis=1) - 1) > 1e-4))
-    if bad.size:  # readout.check_distributions' rule on K levels
-        i = int(bad[0])
-        raise ValueError(f"{where}: row {i} is not a probability distribution over the {schema.n_levels} levels "
-                         f"(sum {d[i].sum():.6f}, values {np.round(d[i], 4).tolist()}); {bad.size} bad row(s) in all")
-    return d
+    return check_distributions(d, where, schema=schema)
 
 
 @dataclass

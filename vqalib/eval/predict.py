@@ -43,7 +43,6 @@ from vqalib.schema.rating import RatingSchema
 from vqalib.model.generation import SUPPRESSED_TOKENS, GenerationSettings, describe, generate
 from vqalib.model.inputs import build_batch
 from vqalib.method.distributions import level_logprobs, number_continuation_ids
-from vqalib.eval.schema_calls import schema_kwargs, takes_schema
 
 #: Tokens the model must never generate (vision placeholders and markers): :data:`vqalib.model.generation.SUPPRESSED_TOKENS`.
 VISION_TOKENS = SUPPRESSED_TOKENS
@@ -130,7 +129,7 @@ def _canonical_text(rationale: str, values: list[float | None], upto: int,
                     schema: RatingSchema | None = None) -> str:
     """Rationale + strict lines for dimensions ``0..upto`` (dimension ``upto`` with a placeholder)."""
     schema = rating.resolve(schema)
-    kw = schema_kwargs(prompts.score_line, schema)
+    kw = {"schema": schema}
     lines = []
     for d in range(upto + 1):
         v = values[d] if d < upto else schema.lo  # only the text before this score is used
@@ -141,11 +140,9 @@ def _canonical_text(rationale: str, values: list[float | None], upto: int,
 
 def continuation_ids(tokenizer, schema: RatingSchema | None = None) -> tuple[int, ...] | None:
     """The tokens that extend a bare integer to its level (``"3"`` read as 3.0, as the parser does) for
-    the schema's level strings: :func:`vqalib.method.distributions.number_continuation_ids` (the paper's
-    strings without a schema-aware method layer); None for a schema whose strings have no such form."""
+    the schema's level strings: :func:`vqalib.method.distributions.number_continuation_ids` for the paper's
+    strings; None for a schema whose strings have no such form."""
     schema = rating.resolve(schema)
-    if takes_schema(number_continuation_ids):
-        return number_continuation_ids(tokenizer, schema=schema)
     return number_continuation_ids(tokenizer) if schema.strings == rating.PAPER.strings else None
 
 
@@ -158,9 +155,9 @@ def score_answers(model, processor, videos: Sequence, texts: Sequence[str], inst
     schema = rating.resolve(schema)
     keys, levels = schema.keys, schema.levels
     n = len(texts)
-    parse_kw = schema_kwargs(prompts.parse_answer, schema)
-    batch_kw = schema_kwargs(build_batch, schema)
-    lp_kw = schema_kwargs(level_logprobs, schema)
+    parse_kw = {"schema": schema}
+    batch_kw = {"schema": schema}
+    lp_kw = {"schema": schema}
     parses = [prompts.parse_answer(t, **parse_kw) for t in texts]
     dist = np.full((n, schema.n_dims, schema.n_levels), np.nan)
     outside = np.full((n, schema.n_dims), np.nan)
@@ -249,7 +246,7 @@ def predict(model, processor, data, split: str | None = "test", sampling=None, m
             continue
         # on the model's device: a model trained on a GPU is evaluated there during training (vqalib.train.budget)
         batch = build_batch(processor, videos, instruction=instruction,
-                            **schema_kwargs(build_batch, schema)).to(next(model.parameters()).device)
+                            schema=schema).to(next(model.parameters()).device)
         texts = generate_answers(model, processor, batch, max_new_tokens)
         dist, outside, kinds, parses = score_answers(model, processor, videos, texts, instruction, schema=schema)
         for j, rec in enumerate(chunk):

@@ -54,7 +54,6 @@ import torch
 from vqalib.schema import prompts, rating
 from vqalib.schema.levels import DIMENSION_KEYS
 from vqalib.schema.rating import RatingSchema
-from vqalib.eval.schema_calls import schema_kwargs
 
 MODES = ("fast", "generate")
 #: The level that fills the earlier dimensions' score lines of the fast readout's fixed answer.
@@ -75,7 +74,7 @@ def fast_answer(schema: RatingSchema | str | None = None) -> str:
     schema = rating.resolve(schema)
     if schema.is_paper:
         return FAST_ANSWER
-    kw = schema_kwargs(prompts.score_line, schema)
+    kw = {"schema": schema}
     return "\n".join(prompts.score_line(k, fast_fill(schema), **kw) for k in schema.keys)
 
 STATUS_OK = "ok"
@@ -292,7 +291,7 @@ class _Collate:
             t0 = time.perf_counter()
             answers = [self.answer] * len(prep.videos) if self.answer is not None else None
             prep.batch = build_batch(self.processor, prep.videos, answers, instruction=self.instruction,
-                                     **schema_kwargs(build_batch, self.schema))
+                                     schema=self.schema)
             prep.processor_s = time.perf_counter() - t0
         return prep
 
@@ -451,7 +450,7 @@ class Scorer:
         from vqalib.method.distributions import level_logprobs
 
         with torch.no_grad():
-            lp, out = level_logprobs(self.model, batch.to(self.device), **schema_kwargs(level_logprobs, self.schema))
+            lp, out = level_logprobs(self.model, batch.to(self.device), schema=self.schema)
         return lp.float().exp().cpu().numpy().astype(float), out.float().cpu().numpy().astype(float)
 
     def run_batch(self, videos: Sequence[Any], batch=None) -> BatchResult:
@@ -463,7 +462,7 @@ class Scorer:
         if batch is None:
             answers = [self.answer] * len(videos) if self.mode == "fast" else None
             batch = build_batch(self.processor, videos, answers, instruction=self.instruction,
-                                **schema_kwargs(build_batch, self.schema))
+                                schema=self.schema)
         self._sync()
         t0 = time.perf_counter()
         if self.mode == "fast":

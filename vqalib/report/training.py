@@ -17,7 +17,6 @@ import torch
 
 from vqalib.schema import rating
 from vqalib.schema.rating import RatingSchema
-from vqalib.eval.schema_calls import schema_kwargs
 from vqalib.core.runs import resolve_path
 from vqalib.train.common import CommonConfig
 from vqalib.core.runs import read_manifest
@@ -181,13 +180,13 @@ def level_distributions(checkpoint: str | Path, cfg: Any, video_ids: Sequence[st
     if missing:
         raise KeyError(f"clips {missing[:3]} are not in the {cfg.split!r} split of {cfg.data_dir or cfg.sample_size!r}")
     collator = VideoCollator(processor, FrameCache(sampling_config(cfg)), rationale=cfg.rationale,
-                             instruction=cfg.instruction, **schema_kwargs(VideoCollator.__init__, schema))
+                             instruction=cfg.instruction, schema=schema)
     out: dict[str, np.ndarray] = {}
     ids = list(video_ids)
     for i in range(0, len(ids), batch_size):
         chosen = [examples[v] for v in ids[i:i + batch_size]]
         logp_theta, _ = level_logprobs(model, collator(chosen), processor.tokenizer,
-                                       **schema_kwargs(level_logprobs, schema))
+                                       schema=schema)
         out.update({ex.video_id: logp_theta[j].double().exp().numpy() for j, ex in enumerate(chosen)})
     return out
 
@@ -210,8 +209,8 @@ def aso_distributions(pi_ref_path: str | Path, aso_checkpoint: str | Path, cfg: 
     for vid in video_ids:
         ex = examples[vid]
         lr = cached[vid].double()
-        reward = reward_abs(torch.tensor(ex.targets(**tkw), dtype=torch.float64), beta, **schema_kwargs(reward_abs, schema))
-        target = optimal_policy(lr, reward, lam, **schema_kwargs(optimal_policy, schema))
+        reward = reward_abs(torch.tensor(ex.targets(**tkw), dtype=torch.float64), beta, schema=schema)
+        target = optimal_policy(lr, reward, lam, schema=schema)
         out[vid] = {"pi_ref": lr.exp().numpy(), "pi_star": target.numpy(), "pi_theta": theta[vid],
                     "target": np.asarray(ex.targets(**tkw)), "schema": rating.resolve(schema)}
     return out
@@ -298,9 +297,9 @@ def label_mass_table(pi_ref: dict[str, torch.Tensor], targets: dict[str, Sequenc
                        f"pass the labels of the split π_ref was cached on")
     lp = torch.stack([pi_ref[v].double() for v in ids])  # [N, 5, 9]
     s_star = torch.tensor([list(targets[v]) for v in ids], dtype=torch.float64)  # [N, 5]
-    R = reward_abs(s_star, beta, **schema_kwargs(reward_abs, schema))
-    mass_kw = schema_kwargs(label_mass, schema)
-    pol_kw = schema_kwargs(optimal_policy, schema)
+    R = reward_abs(s_star, beta, schema=schema)
+    mass_kw = {"schema": schema}
+    pol_kw = {"schema": schema}
     cols = {REF: label_mass(lp.exp(), s_star, **mass_kw),
             STAR0: label_mass(optimal_policy(lp, R, lam, **pol_kw), s_star, **mass_kw),
             star_name(eps): label_mass(optimal_policy(lp, R, lam, eps=eps, **pol_kw), s_star, **mass_kw)}
@@ -418,8 +417,8 @@ def zero_mass_case(pi_ref_path: str | Path, cfg: Any, eps: float, checkpoints: d
     table = label_mass_table(pi_ref, targets, eps, lam, beta, theta, schema=schema)
     d = schema.keys.index(dim)
     lp = pi_ref[vid][d].double()
-    R = reward_abs(label, beta, **schema_kwargs(reward_abs, schema))
-    pol_kw = schema_kwargs(optimal_policy, schema)
+    R = reward_abs(label, beta, schema=schema)
+    pol_kw = {"schema": schema}
     dists = {REF: lp.exp().numpy(), STAR0: optimal_policy(lp, R, lam, **pol_kw).numpy(),
              **{name: th[vid][d] for name, th in theta.items()},
              star_name(eps): optimal_policy(lp, R, lam, eps=eps, **pol_kw).numpy()}
