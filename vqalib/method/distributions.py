@@ -207,6 +207,11 @@ class LevelTrie:
                 raise KeyError(f"no trie node for the token path {tuple(path)}")
         return n
 
+    def leaves(self) -> list[int]:
+        """Nodes that are no other node's parent: one sequence per leaf covers every node's context."""
+        parents = set(self.node_parent)
+        return [n for n in range(self.n_nodes) if n not in parents]
+
     def ancestors(self, n: int) -> list[int]:
         """Nodes on the path from the root to ``n`` (inclusive), root excluded."""
         out = []
@@ -224,6 +229,26 @@ def _unwrap(model):
     return m.get_base_model() if hasattr(m, "get_base_model") else m
 
 
+def _frame_time_inputs(batch, rows=None) -> dict[str, torch.Tensor]:
+    """``{"second_per_grid_ts": ...}`` for a batch of a family that reads frame times through M-RoPE
+    (Qwen2.5-VL; ``rows`` selects clips), else ``{}`` (Qwen3-VL and Qwen3.5 read them as text)."""
+    spg = batch.get("second_per_grid_ts") if hasattr(batch, "get") else None
+    if spg is None:
+        return {}
+    return {"second_per_grid_ts": spg if rows is None else spg[rows]}
+
+
+def reads_tree_mask(model) -> bool:
+    """Whether every language-model layer attends through the attention mask (a 4-D tree mask is then
+    honoured). False for a model with recurrent layers (Qwen3.5's ``linear_attention``, the gated delta
+    rule): :func:`level_logprobs_raw` then scores the trie's branches as sequences of their own.
+    The family adapter declares the same (``vqalib.model.family.ModelFamily.tree_mask``; a test checks both)."""
+    cfg = _unwrap(model).config
+    text = getattr(cfg, "text_config", None) or cfg
+    kinds = set(getattr(text, "layer_types", None) or ())
+    return kinds <= {"full_attention", "sliding_attention"}
+
+
 def position_ids(model, batch) -> torch.Tensor:
     """The position ids the model uses for ``batch``: M-RoPE ``[3, B, L]`` for Qwen2-VL-family
     models (from the model's own ``get_rope_index``), else 1-D ``[B, L]`` from the mask."""
@@ -232,8 +257,7 @@ def position_ids(model, batch) -> torch.Tensor:
     if owner is not None:
         pos, _ = owner.get_rope_index(
             batch["input_ids"], mm_token_type_ids=batch["mm_token_type_ids"],
-            video_grid_thw=batch.get("video_grid_thw"), second_per_grid_ts=batch.get("second_per_grid_ts"),
-            attention_mask=batch["attention_mask"])
+            video_grid_thw=batch.get("video_grid_thw"), attention_mask=batch["attention_mask"], **_frame_time_inputs(batch))
         return pos
     am = batch["attention_mask"].long()
     return (am.cumsum(-1) - 1).clamp(min=0)
@@ -372,31 +396,11 @@ def level_logprobs_raw(model, batch, level_ids: Sequence[Sequence[int]] | None =
     """
     level_ids, sp, schema = _levels_and_positions(batch, level_ids, score_positions, schema)
     strings = _strings_for(schema, level_ids, continue_ids)
-    cfg = _unwrap(model).config  # the language model reads the tree mask: its sub-config decides (issue 19)
-    attns = [getattr(c, "_attn_implementation", "sdpa") or "sdpa" for c in (cfg, getattr(cfg, "text_config", None)) if c is not None]
-    attn = next((a for a in attns if a not in ("sdpa", "eager")), "sdpa")
-    if attn not in ("sdpa", "eager"):
-        raise ValueError(f"level_logprobs needs attn_implementation 'sdpa' or 'eager' (a 4-D tree mask); the model "
-                         f"uses {attn!r}. Reload with load_model_and_processor(..., attn_implementation='sdpa').")
     trie = LevelTrie.build(level_ids)
-    dtype = _model_dtype(model)
-    pos = position_ids(model, batch)
-    ids, pos_all, mm, mask, E = _tree_inputs(batch, pos, sp, trie, dtype)
-    L = batch["input_ids"].shape[1]
-    seq_pos = return_logits if torch.is_tensor(return_logits) else None
-    if seq_pos is not None:  # the asked sequence positions, then the E tree positions, per row
-        seq_pos = seq_pos.to(device=ids.device, dtype=torch.long)
-        keep = torch.cat([seq_pos, torch.arange(L, L + E, device=ids.device).expand(ids.shape[0], E)], 1)
+    if reads_tree_mask(model):
+        logp_tok, seq_logits = _tree_pass(model, batch, sp, trie, return_logits)
     else:
-        keep = 0 if return_logits else E
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos_all, mm_token_type_ids=mm,
-                pixel_values_videos=batch["pixel_values_videos"], video_grid_thw=batch["video_grid_thw"],
-                second_per_grid_ts=batch.get("second_per_grid_ts"), logits_to_keep=keep,
-                use_cache=False)
-    logp_tok = torch.log_softmax(out.logits[:, -E:].float(), dim=-1)  # [B, E, V]
-    blk = 1 + trie.n_nodes
-    B = ids.shape[0]
-    logp_tok = logp_tok.view(B, sp.shape[1], blk, -1)
+        logp_tok, seq_logits = _branch_pass(model, batch, sp, trie, return_logits)
     ends = prefix_levels(level_ids)
     cols = []
     for s, steps in enumerate(trie.steps):
@@ -411,9 +415,122 @@ def level_logprobs_raw(model, batch, level_ids: Sequence[Sequence[int]] | None =
         raw = _add_integer_form(raw, logp_tok, trie, level_ids, continue_ids, strings)
     missing = (sp <= 0)[:, :, None].expand_as(raw)
     raw = raw.masked_fill(missing, float("nan"))
+    return (raw, seq_logits) if seq_logits is not None else raw
+
+
+def _tree_pass(model, batch, sp: torch.Tensor, trie: LevelTrie, return_logits):
+    """``(logp_tok [B, D, 1 + nodes, V], sequence logits or None)`` from one tree-masked pass (module docstring)."""
+    cfg = _unwrap(model).config  # the language model reads the tree mask: its sub-config decides (issue 19)
+    attns = [getattr(c, "_attn_implementation", "sdpa") or "sdpa" for c in (cfg, getattr(cfg, "text_config", None)) if c is not None]
+    attn = next((a for a in attns if a not in ("sdpa", "eager")), "sdpa")
+    if attn not in ("sdpa", "eager"):
+        raise ValueError(f"level_logprobs needs attn_implementation 'sdpa' or 'eager' (a 4-D tree mask); the model "
+                         f"uses {attn!r}. Reload with load_model_and_processor(..., attn_implementation='sdpa').")
+    dtype = _model_dtype(model)
+    pos = position_ids(model, batch)
+    ids, pos_all, mm, mask, E = _tree_inputs(batch, pos, sp, trie, dtype)
+    L = batch["input_ids"].shape[1]
+    seq_pos = return_logits if torch.is_tensor(return_logits) else None
+    if seq_pos is not None:  # the asked sequence positions, then the E tree positions, per row
+        seq_pos = seq_pos.to(device=ids.device, dtype=torch.long)
+        keep = torch.cat([seq_pos, torch.arange(L, L + E, device=ids.device).expand(ids.shape[0], E)], 1)
+    else:
+        keep = 0 if return_logits else E
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos_all, mm_token_type_ids=mm,
+                pixel_values_videos=batch["pixel_values_videos"], video_grid_thw=batch["video_grid_thw"],
+                logits_to_keep=keep, use_cache=False, **_frame_time_inputs(batch))
+    logp_tok = torch.log_softmax(out.logits[:, -E:].float(), dim=-1)  # [B, E, V]
+    logp_tok = logp_tok.view(ids.shape[0], sp.shape[1], 1 + trie.n_nodes, -1)
     if seq_pos is not None:
-        return raw, out.logits[:, :seq_pos.shape[1]]
-    return (raw, out.logits[:, :L]) if return_logits else raw
+        return logp_tok, out.logits[:, :seq_pos.shape[1]]
+    return logp_tok, (out.logits[:, :L] if return_logits else None)
+
+
+def _clip_slices(batch) -> list[slice]:
+    """The rows of ``pixel_values_videos`` that belong to each clip of the batch."""
+    sizes = [int(g.prod()) for g in batch["video_grid_thw"]]
+    starts = [sum(sizes[:b]) for b in range(len(sizes))]
+    return [slice(a, a + n) for a, n in zip(starts, sizes)]
+
+
+def _branch_pass(model, batch, sp: torch.Tensor, trie: LevelTrie, return_logits):
+    """``(logp_tok [B, D, 1 + nodes, V], sequence logits or None)`` for a model with recurrent layers.
+
+    One batched forward over a sequence per (clip, dimension, trie leaf): the clip's unpadded tokens up to
+    the dimension's score position, then the leaf's path. Rows are left-padded so that every prefix ends in
+    the same column; the logits at that column and the path's give the root's and every node's next-token
+    distribution (a node sits on the path of each leaf below it; any one is read). Each row is a plain
+    causal pass, so the values are those of independent passes; the cost is one pass per row (the video is
+    encoded again per row). The sequence's own logits (``return_logits``) come from one more plain pass.
+    """
+    ids, am, mm_all = batch["input_ids"], batch["attention_mask"].bool(), batch["mm_token_type_ids"]
+    B, D = sp.shape
+    dev = ids.device
+    leaves = trie.leaves() or [-1]
+    paths = {leaf: ([trie.node_tokens[n] for n in trie.ancestors(leaf)] if leaf >= 0 else []) for leaf in leaves}
+    slot = {}  # (leaf, depth k) -> block slot read there: 0 = root, n + 1 = node n
+    for leaf in leaves:
+        for k, n in enumerate(([] if leaf < 0 else trie.ancestors(leaf))):
+            slot.setdefault(n, (leaf, k + 1))
+    clips = _clip_slices(batch)
+    rows = []  # (b, d, leaf, prefix ids, prefix mm types)
+    for b in range(B):
+        keep = am[b]
+        for d in range(D):
+            p = int(sp[b, d])
+            if p <= 0:
+                continue
+            p -= int((~keep[:p]).sum())
+            for leaf in leaves:
+                rows.append((b, d, leaf, ids[b, keep][:p], mm_all[b, keep][:p]))
+    V = None
+    blk = 1 + trie.n_nodes
+    if not rows:
+        logp_tok = None
+    else:
+        P0 = max(len(r[3]) for r in rows)
+        depth = max(len(paths[leaf]) for leaf in leaves)
+        T = P0 + depth
+        pad = 0  # padded positions are masked out
+        N = len(rows)
+        r_ids = torch.full((N, T), pad, dtype=ids.dtype, device=dev)
+        r_am = torch.zeros((N, T), dtype=batch["attention_mask"].dtype, device=dev)
+        r_mm = torch.zeros((N, T), dtype=mm_all.dtype, device=dev)
+        for i, (b, d, leaf, pre, mm) in enumerate(rows):
+            path = torch.tensor(paths[leaf], dtype=ids.dtype, device=dev)
+            off = P0 - len(pre)
+            r_ids[i, off:P0] = pre
+            r_mm[i, off:P0] = mm
+            r_ids[i, P0:P0 + len(path)] = path
+            r_am[i, off:P0 + len(path)] = 1
+        order = [r[0] for r in rows]
+        out = model(input_ids=r_ids, attention_mask=r_am, mm_token_type_ids=r_mm,
+                    pixel_values_videos=torch.cat([batch["pixel_values_videos"][clips[b]] for b in order]),
+                    video_grid_thw=batch["video_grid_thw"][order], use_cache=False,
+                    logits_to_keep=torch.arange(P0 - 1, T, device=dev), **_frame_time_inputs(batch, order))
+        lp = torch.log_softmax(out.logits.float(), dim=-1)  # [N, 1 + depth, V]
+        V = lp.shape[-1]
+        logp_tok = torch.full((B, D, blk, V), float("nan"), device=dev)
+        index = {(b, d, leaf): i for i, (b, d, leaf, _, _) in enumerate(rows)}
+        for (b, d, leaf), i in index.items():
+            if leaf == leaves[0]:
+                logp_tok[b, d, 0] = lp[i, 0]
+        for n, (leaf, k) in slot.items():
+            for (b, d, lf), i in index.items():
+                if lf == leaf:
+                    logp_tok[b, d, n + 1] = lp[i, k]
+    seq_logits = None
+    if torch.is_tensor(return_logits) or return_logits:
+        seq_pos = return_logits if torch.is_tensor(return_logits) else None
+        keep = seq_pos.to(device=dev, dtype=torch.long) if seq_pos is not None else 0
+        out = model(input_ids=ids, attention_mask=batch["attention_mask"], mm_token_type_ids=mm_all,
+                    pixel_values_videos=batch["pixel_values_videos"], video_grid_thw=batch["video_grid_thw"],
+                    use_cache=False, logits_to_keep=keep, **_frame_time_inputs(batch))
+        seq_logits = out.logits
+        V = V or seq_logits.shape[-1]
+    if logp_tok is None:
+        logp_tok = torch.full((B, D, blk, V or 1), float("nan"), device=dev)
+    return logp_tok, seq_logits
 
 
 def normalise(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -455,7 +572,7 @@ def example_inputs(batch, b: int) -> dict[str, torch.Tensor]:
         "mm_token_type_ids": batch["mm_token_type_ids"][b, keep][None],
         "pixel_values_videos": batch["pixel_values_videos"][start: start + sizes[b]],
         "video_grid_thw": grids[b: b + 1],
-        "second_per_grid_ts": batch["second_per_grid_ts"][b: b + 1],
+        **_frame_time_inputs(batch, slice(b, b + 1)),
     }
 
 
@@ -495,7 +612,7 @@ def level_logprobs_independent(model, batch, level_ids: Sequence[Sequence[int]] 
                                                          torch.zeros(n, ids.shape[1] - p, dtype=torch.long, device=ids.device)], 1),
                             pixel_values_videos=ex["pixel_values_videos"].repeat(n, 1),
                             video_grid_thw=ex["video_grid_thw"].repeat(n, 1),
-                            second_per_grid_ts=ex["second_per_grid_ts"].repeat(n), use_cache=False,
+                            **{k: v.repeat(n) for k, v in _frame_time_inputs(ex).items()}, use_cache=False,
                             logits_to_keep=ids.shape[1] - p + 1)  # logits from position p - 1 on
                 lp = torch.log_softmax(res.logits.float(), dim=-1)
                 for row, i in enumerate(g):

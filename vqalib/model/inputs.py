@@ -33,13 +33,15 @@ schema's (``prompts.instruction(schema)``). The paper's batch is unchanged.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
 
-from vqalib.schema import prompts, rating
 from vqalib.method.distributions import level_token_ids
+from vqalib.model.family import family_of
+from vqalib.schema import prompts, rating
 
 #: Keys of a :class:`Batch` that the model's forward accepts.
 MODEL_KEYS = ("input_ids", "attention_mask", "pixel_values_videos", "video_grid_thw",
@@ -78,8 +80,29 @@ def _frames_and_metadata(video) -> tuple[Any, dict[str, Any]]:
                     "sample the clip with vqalib.video.frames.sample_video(path, SamplingConfig(...)) first")
 
 
-def sampling_record(video, grid_thw: Sequence[int], second_per_grid_t: float, patch_size: int) -> dict[str, Any]:
-    """What was fed to the model for one clip: fps, frames, pixels (saved with predictions)."""
+_SECONDS = re.compile(r"<(\d+(?:\.\d+)?) seconds>")
+
+
+def patch_times(video, temporal_patch_size: int = 2) -> list[float]:
+    """The presentation time of each temporal patch of a sampled clip, seconds: the mean of its first and
+    last frame's time (the last patch padded with the last frame, as the processor pads). What a Qwen3-VL
+    family model must read before each patch's vision tokens (rounded to 0.1 s in the text)."""
+    ts = [float(t) for t in getattr(video, "timestamps", [])]
+    if not ts:
+        return []
+    while len(ts) % temporal_patch_size:
+        ts.append(ts[-1])
+    return [(ts[i] + ts[i + temporal_patch_size - 1]) / 2 for i in range(0, len(ts), temporal_patch_size)]
+
+
+def times_in_text(tokenizer, ids: Sequence[int]) -> list[float]:
+    """The ``<t seconds>`` times written in a tokenised prompt (Qwen3-VL, Qwen3.5), in order."""
+    return [float(x) for x in _SECONDS.findall(tokenizer.decode(list(ids)))]
+
+
+def sampling_record(video, grid_thw: Sequence[int], second_per_grid_t: float | None, patch_size: int) -> dict[str, Any]:
+    """What was fed to the model for one clip: fps, frames, pixels (saved with predictions).
+    ``second_per_grid_t`` is None for a family that reads frame times as text (``patch_times`` then)."""
     frames, meta = _frames_and_metadata(video)
     t, h, w = (int(x) for x in grid_thw)
     n = len(meta.get("frames_indices") or frames)
@@ -91,7 +114,9 @@ def sampling_record(video, grid_thw: Sequence[int], second_per_grid_t: float, pa
         "sampled_fps": (n / meta["total_num_frames"] * meta["fps"]) if meta.get("fps") and meta.get("total_num_frames") else None,
         "frame_height": int(frames.shape[1]), "frame_width": int(frames.shape[2]),
         "model_height": h * patch_size, "model_width": w * patch_size,
-        "grid_thw": [t, h, w], "second_per_grid_t": float(second_per_grid_t),
+        "grid_thw": [t, h, w],
+        "second_per_grid_t": float(second_per_grid_t) if second_per_grid_t is not None else None,
+        "patch_times": [round(x, 4) for x in patch_times(video)],
         "backend": getattr(video, "backend", None),
         "hdr": getattr(video, "hdr", None),  # "pq" / "hlg": an HDR source, read as its 8-bit RGB (not tone-mapped)
     }
@@ -133,19 +158,19 @@ def build_batch(processor, videos: Sequence, answers: Sequence[str] | None = Non
         raise ValueError(f"{len(videos)} videos but {len(answers)} answers; give one answer per video")
     if not len(videos):
         raise ValueError("build_batch: no videos")
+    fam = family_of(processor)
     tok = processor.tokenizer
     pad_id = tok.pad_token_id
     end_id = tok.convert_tokens_to_ids("<|im_end|>")
-    prompt_text = processor.apply_chat_template(prompts.build_messages(instruction), tokenize=False,
-                                                add_generation_prompt=True)
+    prompt_text = fam.prompt_text(processor, prompts.build_messages(instruction))
     patch = int(processor.video_processor.patch_size)
     rows, grids, pix, spg, sampling, prompt_lens, parses, positions = [], [], [], [], [], [], [], []
     for i, video in enumerate(videos):
-        frames, meta = _frames_and_metadata(video)
+        frames, _ = _frames_and_metadata(video)
+        meta = fam.video_metadata(video)
         kw: dict[str, Any] = {"do_sample_frames": False, "cap_pixels_per_frame": False}
         if pixels == "keep":
-            hw = int(frames.shape[1]) * int(frames.shape[2])
-            kw["size"] = {"shortest_edge": hw, "longest_edge": hw}
+            kw.update(fam.frame_size_kwargs(frames))
         enc = processor(text=[prompt_text], videos=[frames], video_metadata=[meta], return_tensors="pt", **kw)
         ids = enc["input_ids"][0].tolist()
         mm = enc["mm_token_type_ids"][0].tolist()
@@ -170,8 +195,10 @@ def build_batch(processor, videos: Sequence, answers: Sequence[str] | None = Non
         parses.append(parse)
         grids.append(enc["video_grid_thw"])
         pix.append(enc["pixel_values_videos"])
-        spg.extend(float(x) for x in enc["second_per_grid_ts"])
-        sampling.append(sampling_record(video, enc["video_grid_thw"][0].tolist(), spg[-1], patch))
+        if "second_per_grid_ts" in enc:
+            spg.extend(float(x) for x in enc["second_per_grid_ts"])
+        sampling.append(sampling_record(video, enc["video_grid_thw"][0].tolist(),
+                                        spg[-1] if "second_per_grid_ts" in enc else None, patch))
 
     length = max(len(r[0]) for r in rows)
     B = len(rows)
@@ -190,7 +217,9 @@ def build_batch(processor, videos: Sequence, answers: Sequence[str] | None = Non
         score_pos[b] = torch.tensor([p + off if p >= 0 else -1 for p in positions[b]])
     batch = Batch(input_ids=input_ids, attention_mask=attention,
                   pixel_values_videos=torch.cat(pix, dim=0), video_grid_thw=torch.cat(grids, dim=0),
-                  second_per_grid_ts=torch.tensor(spg), mm_token_type_ids=mm_types)
+                  mm_token_type_ids=mm_types)
+    if fam.frame_times == "mrope":
+        batch["second_per_grid_ts"] = torch.tensor(spg)
     if answers is not None:
         batch["labels"] = labels_t
     batch.score_positions = score_pos

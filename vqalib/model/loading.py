@@ -26,32 +26,40 @@ import torch
 
 from vqalib.core.runs import resolve_path
 from vqalib.model.attention import attention_implementation
-from vqalib.model.tiny import TINY, TINY_PRETRAINED, build_tiny
+from vqalib.model.family import QWEN2_5_VL, check_tokenizer, family_of, get_family
+from vqalib.model.tiny import TINY, TINY_PRETRAINED, TINY_QWEN3_5, TINY_QWEN3_VL, build_tiny, build_tiny_family
 
-#: LoRA targets: the language model's attention and MLP projections only. The Qwen2.5-VL vision
-#: tower also has ``*_proj`` modules (its MLP), so the pattern is anchored on ``language_model``.
-DEFAULT_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+#: LoRA targets of Qwen2.5-VL and Qwen3-VL: the language model's attention and MLP projections only. The
+#: vision towers also have ``*_proj`` modules, so the pattern is anchored on ``language_model``. Each family's
+#: own targets are ``vqalib.model.family.ModelFamily.lora_targets`` (Qwen3.5 adds its linear-attention
+#: projections); ``LoraSettings(target_modules="family")`` (the default) takes the loaded model's.
+DEFAULT_LORA_TARGETS = QWEN2_5_VL.lora_targets
 
 
 @dataclass
 class LoraSettings:
     """LoRA adapter settings (peft ``LoraConfig``).
 
-    ``target_modules`` is a regex (matched against full module names) or a list of module-name
-    suffixes; the default adapts the language model's attention and MLP projections.
+    ``target_modules`` is a regex (matched against full module names), a list of module-name
+    suffixes, or ``"family"`` (default): the model family's language-model projections
+    (:attr:`vqalib.model.family.ModelFamily.lora_targets`), never the vision tower.
     """
 
     r: int = 16
     alpha: int = 32
     dropout: float = 0.05
-    target_modules: str | list[str] = DEFAULT_LORA_TARGETS
+    target_modules: str | list[str] = "family"
     bias: str = "none"
 
-    def to_peft(self):
+    def to_peft(self, family=None):
+        """peft ``LoraConfig``; ``family`` (a :class:`vqalib.model.family.ModelFamily`) resolves ``"family"``."""
         from peft import LoraConfig
 
+        targets = self.target_modules
+        if targets == "family":
+            targets = (family or QWEN2_5_VL).lora_targets
         return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
-                          target_modules=self.target_modules, bias=self.bias, task_type="CAUSAL_LM")
+                          target_modules=targets, bias=self.bias, task_type="CAUSAL_LM")
 
 
 def resolve_model_path(model: str | os.PathLike) -> str:
@@ -63,6 +71,8 @@ def resolve_model_path(model: str | os.PathLike) -> str:
     working directory (naming its absolute path)."""
     if str(model) == TINY:
         return str(build_tiny())
+    if str(model) in (TINY_QWEN3_VL, TINY_QWEN3_5):
+        return str(build_tiny_family(get_family(str(model))))
     if str(model) == TINY_PRETRAINED:
         from vqalib.model.pretrain import ensure_pretrained_tiny
 
@@ -77,8 +87,9 @@ def resolve_model_path(model: str | os.PathLike) -> str:
                                 f"{here.resolve()} is in the working directory; pass that absolute path")
     if here.is_absolute() or text.startswith((".", "~")) or text.count("/") > 1:
         raise FileNotFoundError(f"model folder {p} not found (relative paths are taken from the project root); "
-                                "pass an existing checkpoint folder, 'tiny', 'tiny-pretrained' or a hub id "
-                                "like Qwen/Qwen2.5-VL-7B-Instruct")
+                                "pass an existing checkpoint folder, a tiny preset ('tiny', 'tiny-pretrained', "
+                                f"'{TINY_QWEN3_VL}', '{TINY_QWEN3_5}') or a hub id like Qwen/Qwen2.5-VL-7B-Instruct, "
+                                "Qwen/Qwen3-VL-8B-Instruct or Qwen/Qwen3.5-9B")
     return text
 
 
@@ -148,6 +159,13 @@ def load_model_and_processor(model: str | os.PathLike = TINY, *, dtype: str | to
     qcfg = quantization_config(quantization, torch_dtype if isinstance(torch_dtype, torch.dtype)
                                and torch_dtype != torch.float32 else torch.bfloat16)
     processor = AutoProcessor.from_pretrained(path)
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path)
+    family = family_of(config)
+    text_cfg = getattr(config, "text_config", None) or config
+    check_tokenizer(processor.tokenizer, getattr(text_cfg, "vocab_size", None), where=str(path))
+    processor.vqalib_family = family.name
     kwargs: dict[str, Any] = {"dtype": torch_dtype}
     if device_map is not None:
         kwargs["device_map"] = device_map
@@ -161,6 +179,7 @@ def load_model_and_processor(model: str | os.PathLike = TINY, *, dtype: str | to
         kwargs["quantization_config"] = qcfg
     net = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
     net.vqalib_source = str(model)
+    net.vqalib_family = family.name
     if freeze_vision:
         visual = vision_tower(net)
         for p in visual.parameters():
@@ -172,7 +191,7 @@ def load_model_and_processor(model: str | os.PathLike = TINY, *, dtype: str | to
 
         if qcfg is not None:
             net = prepare_model_for_kbit_training(net, use_gradient_checkpointing=gradient_checkpointing)
-        net = get_peft_model(net, lora.to_peft())
+        net = get_peft_model(net, lora.to_peft(family))
     return net, processor
 
 
@@ -268,5 +287,7 @@ def load_adapter_checkpoint(adapter: str | os.PathLike, *, dtype: str | torch.dt
     if proc_dir is not None:
         from transformers import AutoProcessor
 
+        family = processor.vqalib_family
         processor = AutoProcessor.from_pretrained(str(proc_dir))
+        processor.vqalib_family = family
     return net, processor

@@ -192,6 +192,140 @@ def publish_folder(tmp: Path, final: Path, overwrite: bool = False) -> Path:
     return final
 
 
+#: The tiny presets of the Qwen3-VL and Qwen3.5 families (:func:`build_tiny_family`).
+TINY_QWEN3_VL = "tiny-qwen3-vl"
+TINY_QWEN3_5 = "tiny-qwen3.5"
+#: Every tiny preset name ``--model`` takes.
+TINY_PRESETS: tuple[str, ...] = (TINY, TINY_PRETRAINED, TINY_QWEN3_VL, TINY_QWEN3_5)
+
+
 def is_tiny_preset(model: Any) -> bool:
-    """Whether ``model`` names a tiny preset: ``"tiny"`` or ``"tiny-pretrained"``."""
-    return str(model) in (TINY, TINY_PRETRAINED)
+    """Whether ``model`` names a tiny preset (:data:`TINY_PRESETS`)."""
+    return str(model) in TINY_PRESETS
+
+
+# --------------------------------------------------------------------------- tiny presets of the other families
+
+#: Sizes of each family's tiny preset (the real config shrunk; everything not named stays as in the real
+#: ``config.json``: vocabulary, special token ids, rope theta and its interleaved M-RoPE, patch 16, merge 2,
+#: tied embeddings, Qwen3.5's layer pattern of linear and full attention).
+FAMILY_TINY_SIZES: dict[str, dict[str, dict[str, Any]]] = {
+    "qwen3_vl": dict(
+        text=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                  intermediate_size=192, initializer_range=0.1, mrope_section=[2, 3, 3]),
+        vision=dict(depth=2, hidden_size=64, num_heads=4, intermediate_size=128, deepstack_visual_indexes=[1],
+                    initializer_range=0.1)),
+    "qwen3_5": dict(
+        text=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=32,
+                  intermediate_size=192, initializer_range=0.1, layer_types=["linear_attention", "full_attention"],
+                  linear_num_key_heads=2, linear_num_value_heads=2, linear_key_head_dim=16, linear_value_head_dim=16,
+                  mrope_section=[2, 1, 1]),
+        vision=dict(depth=2, hidden_size=64, num_heads=4, intermediate_size=128, deepstack_visual_indexes=[],
+                    initializer_range=0.1)),
+}
+#: Environment variable naming a folder that holds ``qwen3_vl/``, ``qwen3_5/`` ... (default ``../shared/data``).
+REFERENCE_FILES_ENV = "VQALIB_REFERENCE_FILES"
+
+
+def reference_folder(family) -> Path:
+    """The folder with a family's real ``config.json``, processor and tokenizer files (no weights):
+    ``$VQALIB_REFERENCE_FILES/<family>`` or ``../shared/data/<family>`` beside the project. Raises
+    ``FileNotFoundError`` naming both places and the files needed."""
+    from vqalib.core.runs import project_root
+    from vqalib.model.family import get_family
+
+    fam = get_family(family) if isinstance(family, str) else family
+    roots = [Path(os.environ[REFERENCE_FILES_ENV])] if os.environ.get(REFERENCE_FILES_ENV) else []
+    roots.append(project_root().parent / "shared" / "data")
+    for root in roots:
+        d = root / fam.reference_folder
+        if (d / "config.json").is_file() and (d / "tokenizer_config.json").is_file():
+            return d
+    raise FileNotFoundError(
+        f"the {fam.tiny_preset} preset is built from {fam.label}'s real config, processor and tokenizer files "
+        f"(config.json, tokenizer.json, tokenizer_config.json, preprocessor_config.json, video_preprocessor_config.json, "
+        f"the chat template), looked for in {' and '.join(str(r / fam.reference_folder) for r in roots)}; download them "
+        f"from {fam.example_hub_id} (no weights needed) into a '{fam.reference_folder}' folder and point "
+        f"{REFERENCE_FILES_ENV} at its parent")
+
+
+def shrink_family_config(family, text: dict[str, Any] | None = None, vision: dict[str, Any] | None = None):
+    """A family's real config (:func:`reference_folder`) with the tiny preset's sizes
+    (:data:`FAMILY_TINY_SIZES`, overridden by ``text`` / ``vision``), in float32. Raises when the M-RoPE
+    sections do not fill the rotary half of a head (the model would misbehave silently)."""
+    from transformers import AutoConfig
+
+    from vqalib.model.family import get_family
+
+    fam = get_family(family) if isinstance(family, str) else family
+    d = json.loads((reference_folder(fam) / "config.json").read_text())
+    sizes = FAMILY_TINY_SIZES[fam.name]
+    t = copy.deepcopy({**sizes["text"], **(text or {})})
+    v = copy.deepcopy({**sizes["vision"], **(vision or {})})
+    section = t.pop("mrope_section")
+    tc = d["text_config"]
+    rope_key = "rope_parameters" if "rope_parameters" in tc else "rope_scaling"
+    rope = dict(tc[rope_key])
+    rope["mrope_section"] = section
+    rotary = int(t["head_dim"] * float(rope.get("partial_rotary_factor", 1.0)))
+    if sum(section) * 2 != rotary:
+        raise ValueError(f"mrope_section {section} sums to {sum(section)}, must be half the rotary dimension "
+                         f"{rotary // 2} (head_dim {t['head_dim']} x partial_rotary_factor)")
+    tc.update(t)
+    tc[rope_key] = rope
+    d["vision_config"].update(v)
+    d["vision_config"]["out_hidden_size"] = t["hidden_size"]
+    for sub in (d, tc, d["vision_config"]):  # random weights are built in float32
+        for key in ("dtype", "torch_dtype"):
+            if key in sub:
+                sub[key] = "float32"
+    return AutoConfig.for_model(**d)
+
+
+def _family_key(fam, seed: int) -> str:
+    ref = reference_folder(fam)
+    files = {p.name: p.stat().st_size for p in sorted(ref.iterdir()) if p.is_file() and p.suffix in (".json", ".jinja", ".txt")}
+    blob = json.dumps({"family": fam.name, "seed": seed, "sizes": FAMILY_TINY_SIZES[fam.name], "files": files,
+                       "config": (ref / "config.json").read_text(), "v": 1}, sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()[:10]
+
+
+def build_tiny_family(family, path: str | os.PathLike | None = None, *, seed: int = 0, overwrite: bool = False) -> Path:
+    """Write a family's tiny preset folder and return it: a randomly initialised model of the real
+    architecture class from the real config shrunk (:func:`shrink_family_config`), with the family's real
+    processor, tokenizer, chat template and (where the family has one) ``generation_config.json`` - so the
+    project's code meets the same files a hub checkpoint brings. ``"qwen2_5_vl"`` is :func:`build_tiny`.
+
+    Default location ``<cache>/models/<preset>-<hash of sizes and reference files>``, reused when complete.
+    """
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from vqalib.model.family import check_tokenizer, get_family
+
+    fam = get_family(family) if isinstance(family, str) else family
+    if fam.name == "qwen2_5_vl":
+        return build_tiny(path, seed=seed, overwrite=overwrite)
+    out = Path(path) if path is not None else cache_dir() / "models" / f"{fam.tiny_preset}-{_family_key(fam, seed)}"
+    if (out / ".complete").is_file() and not overwrite:
+        return out
+    final = out
+    out = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    ref = reference_folder(fam)
+    processor = AutoProcessor.from_pretrained(str(ref))
+    cfg = shrink_family_config(fam)
+    check_tokenizer(processor.tokenizer, cfg.text_config.vocab_size, where=str(ref))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForImageTextToText.from_config(cfg)
+    if (ref / "generation_config.json").is_file():  # the checkpoint's own sampling defaults, as a hub folder has them
+        from transformers import GenerationConfig
+
+        model.generation_config = GenerationConfig.from_pretrained(str(ref))
+    model.save_pretrained(str(out))
+    processor.save_pretrained(str(out))
+    (out / "vqalib_tiny.json").write_text(json.dumps(
+        {"family": fam.name, "seed": seed, "reference_files": str(ref), "sizes": FAMILY_TINY_SIZES[fam.name],
+         "n_params": sum(p.numel() for p in model.parameters())}, indent=2))
+    return publish_folder(out, final, overwrite)
