@@ -453,6 +453,27 @@ def _clip_slices(batch) -> list[slice]:
     return [slice(a, a + n) for a, n in zip(starts, sizes)]
 
 
+def _video_once(model, batch, order: list[int], clips: list[slice]) -> dict:
+    """The video inputs of the branch rows (clip ``order[i]`` for row ``i``): the clips' vision features,
+    encoded once per clip and handed to every row (``mm_encoder_outputs``) when the model takes them,
+    else each row's pixels (the vision tower then runs once per row). Differentiable either way."""
+    import inspect
+
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    base = _unwrap(model)
+    owner = next((m for m in (getattr(base, "model", None), base) if hasattr(m, "get_video_features")), None)
+    if owner is not None and "mm_encoder_outputs" in inspect.signature(type(base).forward).parameters:
+        feats = owner.get_video_features(batch["pixel_values_videos"], batch["video_grid_thw"], return_dict=True)
+        rows = {"pooler_output": tuple(feats.pooler_output[b] for b in order)}
+        deepstack = getattr(feats, "deepstack_features", None)  # Qwen3-VL: per layer, a tuple per clip
+        if deepstack is not None:
+            rows["deepstack_features"] = [tuple(layer[b] for b in order) for layer in deepstack]
+        out_type = type(feats) if deepstack is not None else BaseModelOutputWithPooling
+        return {"mm_encoder_outputs": {"video": out_type(**rows)}}
+    return {"pixel_values_videos": torch.cat([batch["pixel_values_videos"][clips[b]] for b in order])}
+
+
 def _branch_pass(model, batch, sp: torch.Tensor, trie: LevelTrie, return_logits):
     """``(logp_tok [B, D, 1 + nodes, V], sequence logits or None)`` for a model with recurrent layers.
 
@@ -460,8 +481,9 @@ def _branch_pass(model, batch, sp: torch.Tensor, trie: LevelTrie, return_logits)
     the dimension's score position, then the leaf's path. Rows are left-padded so that every prefix ends in
     the same column; the logits at that column and the path's give the root's and every node's next-token
     distribution (a node sits on the path of each leaf below it; any one is read). Each row is a plain
-    causal pass, so the values are those of independent passes; the cost is one pass per row (the video is
-    encoded again per row). The sequence's own logits (``return_logits``) come from one more plain pass.
+    causal pass, so the values are those of independent passes. The video is encoded once per clip
+    (:func:`_video_once`); the language model runs once per row (B x D x leaves rows: 25 per clip for the
+    paper's 9 levels, 5 leaves). The sequence's own logits (``return_logits``) come from one more plain pass.
     """
     ids, am, mm_all = batch["input_ids"], batch["attention_mask"].bool(), batch["mm_token_type_ids"]
     B, D = sp.shape
@@ -505,9 +527,9 @@ def _branch_pass(model, batch, sp: torch.Tensor, trie: LevelTrie, return_logits)
             r_am[i, off:P0 + len(path)] = 1
         order = [r[0] for r in rows]
         out = model(input_ids=r_ids, attention_mask=r_am, mm_token_type_ids=r_mm,
-                    pixel_values_videos=torch.cat([batch["pixel_values_videos"][clips[b]] for b in order]),
                     video_grid_thw=batch["video_grid_thw"][order], use_cache=False,
-                    logits_to_keep=torch.arange(P0 - 1, T, device=dev), **_frame_time_inputs(batch, order))
+                    logits_to_keep=torch.arange(P0 - 1, T, device=dev), **_frame_time_inputs(batch, order),
+                    **_video_once(model, batch, order, clips))
         lp = torch.log_softmax(out.logits.float(), dim=-1)  # [N, 1 + depth, V]
         V = lp.shape[-1]
         logp_tok = torch.full((B, D, blk, V), float("nan"), device=dev)
