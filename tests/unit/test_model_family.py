@@ -221,6 +221,14 @@ def test_default_lora_adapts_only_language_model_projections(preset):
         assert suffixes == lm
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
+    # bench/gpu_check.py's memory table counts LoRA parameters on the same family targets: what peft adapts
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    import gpu_check
+
+    counts = gpu_check.param_counts(model.get_base_model().config, lora_r=LoraSettings().r)
+    assert counts["lora"] == sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 @pytest.mark.parametrize("fam", NEW_FAMILIES, ids=[f.name for f in NEW_FAMILIES])

@@ -131,7 +131,7 @@ class SamplingConfig:
     max_pixels: per-frame pixel budget (``None`` keeps the decoded size); frames are resized
         keeping aspect ratio to sides that are multiples of ``patch_factor``.
         The default 256 * 28 * 28 = 200,704 pixels (e.g. 588 x 336 for 16:9) gives 256 merged
-        visual tokens per pair of frames at factor 28 (196 at factor 32: 448 x 448 -> 14 x 14).
+        visual tokens per pair of frames at factor 28 (at most 196 at factor 32: 448 x 448 -> 14 x 14).
     min_pixels: lower bound of the same resize (upscales tiny frames), as in ``smart_resize``;
         default (``None``) ``4 * patch_factor**2`` (2 x 2 merged patches: 3136 at 28, 4096 at 32).
     frame_multiple: the frame count is rounded down to a multiple of this (Qwen temporal patch 2).
@@ -147,6 +147,8 @@ class SamplingConfig:
         Qwen2.5-VL, :data:`PATCH_FACTOR`; 32: Qwen3-VL and Qwen3.5). Take it from the model family
         (``vqalib.model.family.family_of(model).patch_factor``; ``vqalib.train.common.sampling_config``
         and the scorer's ``default_sampling`` do), so the sampled frames reach the model at their size.
+        ``dataclasses.replace(cfg, patch_factor=32)`` keeps ``cfg``'s resolved ``min_pixels``; add
+        ``min_pixels=None`` to derive it for the new factor.
     """
 
     fps: float = 2.0
