@@ -20,6 +20,11 @@ What runs, per stage (``--stages``; each stage's settings are read from its ``en
   largest square frame within ``max_pixels`` (32 frames of 448 x 448 = 200704 pixels: 16 x 32 x 32
   patches, 4096 video tokens), through the real collator (``VideoCollator``: processor, answer
   text under the configured ``rationale``, labels, score positions);
+* the model family: everything that differs between Qwen-VL families comes from the family adapter
+  (``vqalib.model.family.family_of`` of the checkpoint): the frame side is a multiple of its
+  ``patch_factor`` (28 here), the LoRA parameters of the memory table are counted on its ``lora_targets``
+  (what ``LoraSettings()`` adapts when the trainers load the model), the batch is built by the collator
+  through it; the output records it (``model.family`` and each stage's ``family``);
 * the step: ``Trainer.train()`` of the stage's own trainer class (``SFTTrainer``, ``ASOTrainer``,
   ``GRPOTrainer``) for one warm-up step and ``--steps`` timed steps, built as ``train_sft`` /
   ``train_aso`` / ``train_grpo`` build it (``training_arguments``, the reference policy, the
@@ -282,18 +287,21 @@ def param_counts(cfg, lora_r: int = 16) -> dict[str, int]:
     """Parameter counts of the architecture ``cfg`` (built on the meta device, no memory): ``total``,
     ``vision``, ``lm`` (everything outside the vision tower), ``embed_head`` (input embeddings + lm_head),
     ``lm_linear`` (the LM's attention/MLP ``nn.Linear`` weights: what 4-bit quantises and LoRA adapts),
-    ``vision_linear`` (the vision tower's ``nn.Linear`` weights) and ``lora`` (LoRA r=``lora_r`` parameters on those, ``vqalib.model.loading.DEFAULT_LORA_TARGETS``)."""
+    ``vision_linear`` (the vision tower's ``nn.Linear`` weights) and ``lora`` (LoRA r=``lora_r`` parameters on the
+    modules the model family's LoRA targets: ``vqalib.model.family.family_of(cfg).lora_targets``, what
+    ``LoraSettings()`` adapts). The model is built as the family's ``model_class``."""
     import torch
-    from transformers import Qwen2_5_VLForConditionalGeneration
+    import transformers
 
-    from vqalib.model.loading import DEFAULT_LORA_TARGETS
+    from vqalib.model.family import family_of
 
+    family = family_of(cfg)
     with torch.device("meta"):
-        model = Qwen2_5_VLForConditionalGeneration(cfg)
+        model = getattr(transformers, family.model_class)(cfg)
     total = sum(p.numel() for p in model.parameters())
     vision = sum(p.numel() for n, p in model.named_parameters() if ".visual." in f".{n}")
     emb = model.get_input_embeddings().weight.numel() + model.get_output_embeddings().weight.numel()
-    pat = re.compile(DEFAULT_LORA_TARGETS)
+    pat = re.compile(family.lora_targets)
     lin = vis_lin = lora = 0
     for name, m in model.named_modules():
         if not isinstance(m, torch.nn.Linear) or name.endswith("lm_head"):
@@ -528,7 +536,10 @@ def build_checkpoint(folder: Path, dry_run: bool, max_pixels: int, device: str) 
     gc.collect()
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
-    return {"n_params": n, "build_and_save_s": time.perf_counter() - t0, "config": architecture_numbers(cfg)}
+    from vqalib.model.family import family_of
+
+    return {"n_params": n, "build_and_save_s": time.perf_counter() - t0, "config": architecture_numbers(cfg),
+            **family_of(cfg).describe()}
 
 
 class _StepClock:
@@ -604,14 +615,15 @@ def run_stage_check(stage: str, ckpt: Path, args, work: Path) -> dict[str, Any]:
 
     from vqalib.train.base import load_policy, make_reference
     from vqalib.train.collator import VideoCollator
-    from vqalib.train.common import training_arguments
+    from vqalib.train.common import config_family, training_arguments
 
     kind, cfg_file, _ = STAGES[stage]
     cfg = stage_config(stage, args, ckpt, work)
     if cfg.finetune == "qlora" and (args.dry_run or not args.env.get("bitsandbytes")):
         why = "needs CUDA" if args.dry_run else "bitsandbytes is not installed here"
         return {"stage": stage, "config": cfg_file, "skipped": f"QLoRA's 4-bit base {why}"}
-    side = frame_side(cfg.max_pixels)
+    family = config_family(cfg)  # the checkpoint's config.json: frame sides and LoRA targets are the family's
+    side = frame_side(cfg.max_pixels, family.patch_factor)
     model, processor = load_policy(cfg)
     extra: dict[str, Any] = {}
     examples = synthetic_examples(cfg.max_steps * cfg.batch_size)
@@ -671,7 +683,8 @@ def run_stage_check(stage: str, ckpt: Path, args, work: Path) -> dict[str, Any]:
     n = len(rows)
     s = sum(r["s"] for r in rows) / n
     res: dict[str, Any] = {
-        "stage": stage, "config": cfg_file, "finetune": cfg.finetune, "gradient_checkpointing": cfg.gradient_checkpointing,
+        "stage": stage, "config": cfg_file, "family": family.name, "finetune": cfg.finetune,
+        "gradient_checkpointing": cfg.gradient_checkpointing,
         "freeze_vision": cfg.freeze_vision, "frames": cache.frames, "frame_side": side, "batch": cfg.batch_size,
         "seq_tokens": seq_tokens, "video_tokens": n_video, "timed_steps": n, "s_per_step": s,
         "s_per_step_all": [r["s"] for r in rows], "peak_GiB": max(r["peak_bytes"] for r in rows) / 2**30,

@@ -40,14 +40,18 @@ from vqalib.core.runs import cli_path
 
 #: --model's rule, shown under score's and benchmark's --help
 _MODEL_RULE = ("--model is a folder in the working directory when one exists there, else a folder under the project "
-               "root, else a hub id (or 'tiny', 'tiny-pretrained').")
+               "root, else a hub id or a tiny preset. Any of the three model families: Qwen2.5-VL "
+               "(Qwen/Qwen2.5-VL-7B-Instruct, 'tiny', 'tiny-pretrained'), Qwen3-VL (Qwen/Qwen3-VL-8B-Instruct, "
+               "'tiny-qwen3-vl') and Qwen3.5 (Qwen/Qwen3.5-9B, 'tiny-qwen3.5'); a folder's family is read from its "
+               "config.json (a LoRA adapter's from its base model).")
 _SCORE_EPILOG = ("Paths: VIDEOS and --output are from the working directory; the entries of a .txt or .csv video "
                  "list are from the list file's folder. " + _MODEL_RULE)
 _BENCHMARK_EPILOG = "Paths: --videos, --labels, --output and --table are from the working directory. " + _MODEL_RULE
 
 
 def _model_arg(p: str) -> str:
-    """``--model``: a local folder (from the working directory) when one exists, else a hub id or 'tiny'."""
+    """``--model``: a local folder (from the working directory) when one exists, else a hub id or a tiny preset
+    (``tiny``, ``tiny-pretrained``, ``tiny-qwen3-vl``, ``tiny-qwen3.5``)."""
     return cli_path(p) if os.path.exists(os.path.expanduser(p)) else p
 
 
@@ -148,7 +152,10 @@ def import_labels_parser():
 
 
 def _scorer_args(ap) -> None:
-    ap.add_argument("--model", default="tiny", type=_model_arg, help="hub id, local folder, run checkpoint (LoRA adapters too) or 'tiny'")
+    ap.add_argument("--model", default="tiny", type=_model_arg,
+                    help="hub id (Qwen2.5-VL, Qwen3-VL or Qwen3.5, e.g. Qwen/Qwen3-VL-8B-Instruct), local folder, run "
+                         "checkpoint (LoRA adapters too) or a tiny preset: tiny, tiny-pretrained, tiny-qwen3-vl, "
+                         "tiny-qwen3.5")
     ap.add_argument("--mode", default="fast", choices=["fast", "generate"],
                     help="fast: level distributions only, one pass; generate: rationale + parsed scores + distributions")
     ap.add_argument("--batch-size", type=int, default=4)

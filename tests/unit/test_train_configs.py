@@ -209,3 +209,90 @@ def test_cli_rejects_bad_config(capsys):
     assert "rationale=full teacher-forces rationales that name the score" in capsys.readouterr().err
     assert main(["sft", "--set", "finetun=lora"]) == 2
     assert "unknown sft config key 'finetun'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ issue 24: Qwen3-VL-8B-Instruct beside the 7B configs
+
+ROOT = Path(__file__).resolve().parents[2]
+QWEN3_VL_8B = sorted((ROOT / "env" / "train_configs").glob("*_qwen3vl_8b*.yaml"))
+#: each Qwen3-VL-8B config and the 7B config it is the counterpart of
+COUNTERPART = {"sft_qwen3vl_8b_lora": "sft_7b_lora", "grpo_qwen3vl_8b_lora": "grpo_7b_lora", "aso_qwen3vl_8b_lora": "aso_7b"}
+
+
+def test_qwen3_vl_8b_configs_are_shipped_for_every_stage():
+    assert sorted(p.stem for p in QWEN3_VL_8B) == sorted(COUNTERPART)
+
+
+@pytest.mark.parametrize("path", QWEN3_VL_8B, ids=[p.stem for p in QWEN3_VL_8B])
+def test_qwen3_vl_8b_configs_hold_what_the_7b_configs_hold(path):
+    """LoRA, bf16, model Qwen/Qwen3-VL-8B-Instruct of the Qwen3-VL family; the 7B configs' checks (paper values
+    in test_shipped_configs_load; DataLoader workers within a frame budget in test_frame_cache.py) hold; every
+    other setting equals the 7B counterpart's except the run folders and what LoRA on one GPU changes (ASO:
+    full FT on 8 GPUs x grad_accum 4 -> LoRA with grad_accum 32 and the LoRA lr of notebook 06's qwen7b_lora set)."""
+    import dataclasses
+
+    from vqalib.model.family import QWEN3_VL, family_of
+    from vqalib.train.common import config_family, sampling_config, training_arguments
+
+    stage = path.stem.split("_")[0]
+    cfg = load_config(stage, path)
+    assert isinstance(cfg, {"sft": SFTConfig, "grpo": GRPOConfig, "aso": ASOConfig}[stage])
+    assert cfg.model == "Qwen/Qwen3-VL-8B-Instruct" and cfg.finetune == "lora" and cfg.bf16
+    assert family_of(cfg.model) is QWEN3_VL and config_family(cfg) is QWEN3_VL  # init_from absent here: the model's
+    # the 7B configs' paper values (test_shipped_configs_load)
+    assert cfg.device == "cuda" and cfg.batch_size * cfg.grad_accum == 32
+    if stage == "aso":
+        assert cfg.lam == 1.0 and cfg.beta == 1.0 and cfg.rationale_loss == "kl"
+    if stage == "grpo":
+        assert cfg.num_generations == 8 and cfg.kl_coef == 0.1
+    # the 7B configs' worker and frame-cache budget (tests/unit/test_frame_cache.py)
+    cpu = load_config(stage, path, ["device=cpu", "output_dir=runs/test_frame_cache"])
+    assert cpu.num_workers > 0 and 0 < (1 + cpu.num_workers) * cpu.frame_cache_mb <= 4096 and cpu.frame_disk_cache_mb > 0
+    args = training_arguments(cpu)
+    assert args.dataloader_num_workers == cpu.num_workers and args.dataloader_persistent_workers
+    # frames at Qwen3-VL's factor 32: 448 x 448 stays 448 x 448
+    s = sampling_config(cfg)
+    assert s.patch_factor == 32 and s.min_pixels == 4 * 32 * 32
+    from vqalib.video.frames import resized_size
+
+    assert resized_size(448, 448, s) == (448, 448) and resized_size(1080, 1920, s) == (320, 576)
+    # every other setting is the 7B counterpart's
+    ref = load_config(stage, ROOT / "env" / "train_configs" / f"{COUNTERPART[path.stem]}.yaml")
+    a, b = dataclasses.asdict(cfg), dataclasses.asdict(ref)
+    differ = {k for k in a if a[k] != b[k]}
+    allowed = {"model", "output_dir", "init_from"}
+    if stage == "aso":
+        allowed |= {"finetune", "grad_accum", "lr"}
+        assert (ref.finetune, ref.grad_accum * 8, cfg.grad_accum) == ("full", 32, 32) and cfg.lr == 5e-5
+    assert differ <= allowed, sorted(differ - allowed)
+    assert "qwen3vl" in cfg.output_dir and (not cfg.init_from or "qwen3vl" in cfg.init_from)
+
+
+def test_config_family_follows_init_from_then_model(tmp_path):
+    """The family a config trains (what its frame size follows): the init_from checkpoint's when it exists
+    (a full model by its config.json, an adapter folder by its base), else the model's (tiny preset, hub id)."""
+    import json
+
+    from vqalib.model.family import QWEN2_5_VL, QWEN3_5, QWEN3_VL
+    from vqalib.train.common import config_family, sampling_config
+
+    assert config_family(load_config("sft", None, ["model=tiny"])) is QWEN2_5_VL
+    assert config_family(load_config("sft", None, ["model=tiny-qwen3.5"])) is QWEN3_5
+    assert config_family(load_config("sft", None, ["model=Qwen/Qwen3.5-9B"])) is QWEN3_5
+    full = tmp_path / "sft"
+    full.mkdir()
+    (full / "config.json").write_text(json.dumps({"model_type": "qwen3_vl"}))
+    assert config_family(load_config("aso", None, [f"init_from={full}", "model=tiny"])) is QWEN3_VL
+    qlora = tmp_path / "sft_q"
+    (qlora / "adapter").mkdir(parents=True)
+    (qlora / "adapter" / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "Qwen/Qwen3.5-9B"}))
+    assert config_family(load_config("aso", None, [f"init_from={qlora}", "model=tiny"])) is QWEN3_5
+    # a missing init_from (not trained yet): the model's
+    assert config_family(load_config("grpo", None, [f"init_from={tmp_path / 'none'}", "model=tiny"])) is QWEN2_5_VL
+    # the Qwen2.5-VL sampling is the one before the field existed (factor 28, min_pixels 3136)
+    s = sampling_config(load_config("sft", None, ["model=tiny", "max_pixels=12544"]))
+    assert (s.patch_factor, s.min_pixels, s.max_pixels) == (28, 3136, 12544)
+    s = sampling_config(load_config("sft", None, ["model=tiny-qwen3-vl", "max_pixels=12544"]))
+    assert (s.patch_factor, s.min_pixels, s.max_pixels) == (32, 4096, 12544)
+    with pytest.raises(ValueError, match="not a model folder, a tiny preset"):
+        config_family(load_config("sft", None, ["model=someone/llava-video-7b"]))

@@ -209,7 +209,10 @@ def load_scoring_model(model: str | os.PathLike, device: str = "auto", dtype: st
 
     saved = checkpoint_schema(adapter) if adapter is not None else None
     saved = saved if saved is not None else (checkpoint_schema(p) if p.is_dir() else None)
+    from vqalib.model.family import family_of
+
     info = {"model": str(model), "resolved": str(src), "adapter": str(adapter) if adapter else None,
+            "family": family_of(net).name,
             "device": device, "dtype": dtype, "checkpoint_sampling": sampling, "tiny": is_tiny_preset(model),
             "rating_schema": saved.to_dict() if saved is not None else None}
 
@@ -219,17 +222,26 @@ def load_scoring_model(model: str | os.PathLike, device: str = "auto", dtype: st
 
 def default_sampling(info: dict[str, Any]):
     """Sampling for scoring: the checkpoint's own settings when saved with it, the tiny preset's
-    frame size for ``"tiny"``, else :class:`vqalib.video.frames.SamplingConfig` defaults (2 fps, <= 32 frames)."""
+    frame budget for a tiny preset (``TINY_FRAME_PIXELS``, 112 x 112: 112 x 112 frames for ``tiny``, 96 x 96
+    for ``tiny-qwen3-vl`` / ``tiny-qwen3.5``), else :class:`vqalib.video.frames.SamplingConfig` defaults
+    (2 fps, <= 32 frames, 200,704 pixels).
+
+    Frame sides are multiples of the model family's ``patch_factor`` (``info["family"]``, set by
+    :func:`load_scoring_model`; 28 for Qwen2.5-VL, 32 for Qwen3-VL and Qwen3.5), also for a checkpoint
+    whose saved settings predate the field; without ``info["family"]`` the factor stays 28 (Qwen2.5-VL)."""
+    from vqalib.model.family import get_family
     from vqalib.model.tiny import TINY_FRAME_PIXELS
     from vqalib.video.frames import SamplingConfig
 
+    fam = get_family(info["family"]) if info.get("family") else None
+    factor = {"patch_factor": fam.patch_factor} if fam is not None else {}
     saved = info.get("checkpoint_sampling")
     if saved:
         known = set(SamplingConfig.__dataclass_fields__)
-        return SamplingConfig(**{k: v for k, v in saved.items() if k in known})
+        return SamplingConfig(**{**factor, **{k: v for k, v in saved.items() if k in known}})
     if info.get("tiny"):
-        return SamplingConfig(max_pixels=TINY_FRAME_PIXELS, max_frames=8)
-    return SamplingConfig()
+        return SamplingConfig(max_pixels=TINY_FRAME_PIXELS, max_frames=8, **factor)
+    return SamplingConfig(**factor)
 
 
 # --------------------------------------------------------------------------- decoding in workers
@@ -418,6 +430,10 @@ class Scorer:
                 "dtype": str(next(model.parameters()).dtype).replace("torch.", ""), "tiny": False})
         else:
             self.model, self.processor, self.info = load_scoring_model(model, device, dtype)
+        if not self.info.get("family"):  # a loaded model: its family sets the frame size of the default sampling
+            from vqalib.model.family import family_of
+
+            self.info["family"] = family_of(self.model).name
         self.device = torch.device(self.info["device"] if self.info["device"] != "auto" else "cpu")
         self.mode = mode
         self.sampling = sampling or default_sampling(self.info)

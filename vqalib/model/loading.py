@@ -150,7 +150,12 @@ def load_model_and_processor(model: str | os.PathLike = TINY, *, dtype: str | to
     ``"auto"`` (default) chooses per part (:func:`attention_implementation`): the vision tower on
     flash-attention when installed on CUDA, the language model on ``sdpa`` for the tree mask; a
     dict ``{"text_config": ..., "vision_config": ...}`` is passed to transformers as is.
-    Returns ``(model, processor)``.
+    ``model`` may be of any supported family (:mod:`vqalib.model.family`: Qwen2.5-VL, Qwen3-VL, Qwen3.5; a hub
+    id, a folder, or a tiny preset ``tiny``, ``tiny-pretrained``, ``tiny-qwen3-vl``, ``tiny-qwen3.5``); the model
+    and the processor carry its name (``vqalib_family``) and ``lora`` targets its language-model projections.
+    Returns ``(model, processor)``. Raises ``ValueError`` naming the folder when its config is of no supported
+    family, or when its tokenizer loaded without its vocabulary (fewer than 256 tokens: a Qwen3.5 folder
+    without ``tokenizer.json``; the message says to put it there).
     """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -163,8 +168,11 @@ def load_model_and_processor(model: str | os.PathLike = TINY, *, dtype: str | to
 
     config = AutoConfig.from_pretrained(path)
     family = family_of(config)
-    text_cfg = getattr(config, "text_config", None) or config
-    check_tokenizer(processor.tokenizer, getattr(text_cfg, "vocab_size", None), where=str(path))
+    # refused: a tokenizer below the 256 byte symbols (Qwen3_5Tokenizer without tokenizer.json loads 33 tokens from
+    # vocab.json + merges.txt, 9 from a saved folder). Not compared with the embedding rows: a folder may pair a
+    # smaller tokenizer with a larger embedding by design (bench/gpu_check.py: the project's 782-token tokenizer on
+    # the 7B's 152,064 rows); build_tiny_family compares them, on the real reference files.
+    check_tokenizer(processor.tokenizer, where=str(path))
     processor.vqalib_family = family.name
     kwargs: dict[str, Any] = {"dtype": torch_dtype}
     if device_map is not None:

@@ -25,7 +25,10 @@ from vqalib.core.runs import cache_dir
 TINY = "tiny"
 #: The tiny preset with its vision tower pre-trained on unrated generated clips (:mod:`vqalib.model.pretrain`).
 TINY_PRETRAINED = "tiny-pretrained"
-#: The size of the frames the tiny preset's processor is configured for (pixels per frame).
+#: The frame budget of the tiny presets (pixels per frame; ``SamplingConfig.max_pixels`` of the tiny configs and
+#: of the scorer's default for a tiny preset): 112 x 112 frames at Qwen2.5-VL's factor 28 (4 x 4 merged vision
+#: tokens per temporal patch); 96 x 96 at Qwen3-VL's / Qwen3.5's factor 32 (3 x 3), the largest 32-multiple
+#: square within the budget and the nearest in pixels (9216 vs 16384 for 128 x 128).
 TINY_FRAME_PIXELS = 112 * 112
 
 TINY_TEXT_DEFAULTS: dict[str, Any] = dict(

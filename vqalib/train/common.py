@@ -41,7 +41,7 @@ BUDGET_SCHEDULERS: tuple[str, ...] = ("constant", "constant_with_warmup", "inver
 class CommonConfig:
     """Fields every stage has. Paths are resolved against the project root."""
 
-    model: str = "tiny"  # "tiny" preset, a hub id, or a local checkpoint folder
+    model: str = "tiny"  # a tiny preset (tiny | tiny-pretrained | tiny-qwen3-vl | tiny-qwen3.5), a hub id of a supported family (Qwen/Qwen2.5-VL-7B-Instruct, Qwen/Qwen3-VL-8B-Instruct, Qwen/Qwen3.5-9B), or a local model / checkpoint folder
     init_from: str = ""  # checkpoint folder to start from (GRPO/ASO: the SFT checkpoint); overrides `model`
     data_dir: str = ""  # dataset folder; empty -> the embedded sample dataset
     sample_size: str = "default"  # sample dataset size when data_dir is empty: smoke | default | large
@@ -435,10 +435,37 @@ class TrainResult:
         return pd.DataFrame(rows)
 
 
-def sampling_config(cfg: CommonConfig):
-    """The ``vqalib.video.frames.SamplingConfig`` of a training config (saved with every checkpoint)."""
+def config_family(cfg: CommonConfig):
+    """The :class:`vqalib.model.family.ModelFamily` a config trains: its ``init_from`` checkpoint's when that
+    folder exists (a full model by its ``config.json``, an adapter-only checkpoint by its adapter's base model),
+    else its ``model``'s (a tiny preset, a folder under the project root, or a hub id matched by name).
+    Raises ``ValueError`` naming the model when it is of no supported family (Qwen2.5-VL, Qwen3-VL, Qwen3.5)."""
+    from vqalib.model.family import family_of
+    from vqalib.model.loading import adapter_folder
+    from vqalib.model.tiny import is_tiny_preset
+
+    if cfg.init_from:
+        p = resolve_path(cfg.init_from)
+        if p.is_dir():
+            return family_of(adapter_folder(p) or p)
+    if is_tiny_preset(cfg.model):
+        return family_of(cfg.model)
+    p = resolve_path(cfg.model)
+    return family_of(adapter_folder(p) or p) if p.is_dir() else family_of(str(cfg.model))
+
+
+def sampling_config(cfg: CommonConfig, family=None):
+    """The ``vqalib.video.frames.SamplingConfig`` of a training config (saved with every checkpoint).
+
+    Frame sides are multiples of the model family's ``patch_factor`` (``family``, default
+    :func:`config_family`: 28 for Qwen2.5-VL, 32 for Qwen3-VL and Qwen3.5), so sampled frames reach the
+    model at their size; ``min_pixels`` is 2 x 2 merged patches (``4 * factor**2``), at most ``max_pixels``.
+    The tiny budget (``max_pixels`` 112 x 112 = 12544) gives 112 x 112 frames at factor 28 and 96 x 96 at 32
+    (the largest 32-multiple square within the budget: 3 x 3 merged vision tokens per temporal patch)."""
     from vqalib.video.frames import SamplingConfig
 
+    factor = (family or config_family(cfg)).patch_factor
     max_frames = max(2, cfg.max_frames - cfg.max_frames % 2)
     return SamplingConfig(fps=cfg.fps, min_frames=min(4, max_frames), max_frames=max_frames,
-                          max_pixels=cfg.max_pixels, min_pixels=min(4 * 28 * 28, cfg.max_pixels))
+                          max_pixels=cfg.max_pixels, min_pixels=min(4 * factor * factor, cfg.max_pixels),
+                          patch_factor=factor)

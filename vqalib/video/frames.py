@@ -39,15 +39,19 @@ Geometry (see :func:`probe`): frames come out **as a player shows them**. The di
 backends; other angles are refused. A non-square sample aspect ratio (SAR, anamorphic video) is
 corrected: the displayed size is ``(round(coded_width * SAR), coded_height)``, swapped by a 90 or
 270 degree rotation, and frames are resized to it (or, with ``max_pixels``, straight to the
-28-multiple size of that aspect). ``SampledVideo.width``/``height`` are this displayed size;
+``patch_factor``-multiple size of that aspect). ``SampledVideo.width``/``height`` are this displayed size;
 ``coded_width``/``coded_height``, ``rotation``, ``mirrored`` and ``sample_aspect_ratio`` record
 what the file stores.
 
 Frame size: with ``max_pixels`` set, each frame is resized keeping its displayed aspect ratio so
-that height and width are multiples of 28 (Qwen2.5-VL's 14-pixel patch times the 2x2 spatial
-merge) and ``height * width <= max_pixels`` (the same rule as transformers' ``smart_resize``,
-bicubic as in the Qwen processor). Give the processor ``size={"shortest_edge": cfg.min_pixels,
-"longest_edge": cfg.max_pixels}`` and it keeps these frames as they are.
+that height and width are multiples of ``SamplingConfig.patch_factor`` (the model family's vision
+patch times its 2x2 spatial merge: 28 for Qwen2.5-VL's 14-pixel patch, 32 for Qwen3-VL's and Qwen3.5's
+16-pixel patch; ``vqalib.model.family.ModelFamily.patch_factor``) and ``height * width <= max_pixels``
+(the same rule as transformers' ``smart_resize``, bicubic as in the Qwen processor). Give the
+processor ``size={"shortest_edge": cfg.min_pixels, "longest_edge": cfg.max_pixels}`` (Qwen2.5-VL; the
+family's ``frame_size_kwargs`` for the others) and it keeps these frames as they are. A frame whose
+sides are not multiples of the model's factor is resized again by the processor (e.g. 112 x 112 at
+factor 28 reaches a factor-32 model as 96 x 96).
 
 Backends: decord (primary; random access with ``get_batch(indices)``) and PyAV (fallback and
 selectable; seeks to the keyframe before each needed frame and decodes forward only as far as
@@ -74,7 +78,8 @@ import numpy as np
 
 Backend = Literal["auto", "decord", "pyav"]
 
-#: Qwen2.5-VL: 14-pixel patches merged 2x2 -> frame sides must be multiples of 28.
+#: Qwen2.5-VL: 14-pixel patches merged 2x2 -> frame sides must be multiples of 28 (the default of
+#: ``SamplingConfig.patch_factor``; Qwen3-VL and Qwen3.5: 16-pixel patches, 32).
 PATCH_FACTOR: int = 28
 #: Frames per temporal patch of the Qwen2-VL / Qwen2.5-VL video processor (``temporal_patch_size``).
 TEMPORAL_PATCH: int = 2
@@ -124,10 +129,11 @@ class SamplingConfig:
     fps: target frames per second (paper: 2.0).
     min_frames, max_frames: clamp on the number of frames; both multiples of ``frame_multiple``.
     max_pixels: per-frame pixel budget (``None`` keeps the decoded size); frames are resized
-        keeping aspect ratio to sides that are multiples of 28 (Qwen patch 14 x merge 2).
+        keeping aspect ratio to sides that are multiples of ``patch_factor``.
         The default 256 * 28 * 28 = 200,704 pixels (e.g. 588 x 336 for 16:9) gives 256 merged
-        visual tokens per pair of frames.
-    min_pixels: lower bound of the same resize (upscales tiny frames), as in ``smart_resize``.
+        visual tokens per pair of frames at factor 28 (at most 196 at factor 32: 448 x 448 -> 14 x 14).
+    min_pixels: lower bound of the same resize (upscales tiny frames), as in ``smart_resize``;
+        default (``None``) ``4 * patch_factor**2`` (2 x 2 merged patches: 3136 at 28, 4096 at 32).
     frame_multiple: the frame count is rounded down to a multiple of this (Qwen temporal patch 2).
         ``min_frames=1, frame_multiple=1`` samples a one-frame clip (the processor repeats the
         frame to fill its 2-frame temporal patch).
@@ -137,19 +143,34 @@ class SamplingConfig:
         docstring, rule 2); ``None`` turns this off (other models, or to keep ``min_frames``).
     backend: ``"auto"`` (decord if installed, PyAV if decord is missing or fails on a file),
         ``"decord"`` or ``"pyav"``.
+    patch_factor: frame sides are multiples of this: the model's vision patch x spatial merge (28:
+        Qwen2.5-VL, :data:`PATCH_FACTOR`; 32: Qwen3-VL and Qwen3.5). Take it from the model family
+        (``vqalib.model.family.family_of(model).patch_factor``; ``vqalib.train.common.sampling_config``
+        and the scorer's ``default_sampling`` do), so the sampled frames reach the model at their size.
+        ``dataclasses.replace(cfg, patch_factor=32)`` keeps ``cfg``'s resolved ``min_pixels``; add
+        ``min_pixels=None`` to derive it for the new factor.
     """
 
     fps: float = 2.0
     min_frames: int = 4
     max_frames: int = 32
     max_pixels: int | None = 256 * 28 * 28
-    min_pixels: int = 4 * 28 * 28
+    min_pixels: int | None = None  # None: 4 * patch_factor**2 (set in __post_init__)
     frame_multiple: int = 2
     backend: Backend = "auto"
     tokens_per_second: float | None = 2.0
+    patch_factor: int = PATCH_FACTOR
 
     def __post_init__(self) -> None:
         problems = []
+        factor_ok = isinstance(self.patch_factor, int) and not isinstance(self.patch_factor, bool) \
+            and self.patch_factor >= 2
+        if not factor_ok:
+            problems.append(f"patch_factor={self.patch_factor!r} must be an int >= 2 (vision patch x spatial merge: "
+                            f"{PATCH_FACTOR} for Qwen2.5-VL, 32 for Qwen3-VL and Qwen3.5)")
+        if self.min_pixels is None and factor_ok:
+            self.min_pixels = 4 * self.patch_factor ** 2
+        factor = self.patch_factor if factor_ok else PATCH_FACTOR
         if not (isinstance(self.fps, (int, float)) and self.fps > 0 and math.isfinite(self.fps)):
             problems.append(f"fps={self.fps!r} must be a positive number")
         if not (isinstance(self.frame_multiple, int) and self.frame_multiple >= 1):
@@ -161,8 +182,9 @@ class SamplingConfig:
                     problems.append(f"{name}={v!r} must be a positive multiple of frame_multiple={self.frame_multiple}")
             if isinstance(self.min_frames, int) and isinstance(self.max_frames, int) and self.min_frames > self.max_frames:
                 problems.append(f"min_frames={self.min_frames} > max_frames={self.max_frames}")
-        if self.max_pixels is not None and not (isinstance(self.max_pixels, int) and self.max_pixels >= PATCH_FACTOR**2):
-            problems.append(f"max_pixels={self.max_pixels!r} must be None or an int >= {PATCH_FACTOR**2}")
+        if self.max_pixels is not None and not (isinstance(self.max_pixels, int) and self.max_pixels >= factor**2):
+            problems.append(f"max_pixels={self.max_pixels!r} must be None or an int >= {factor**2} (one "
+                            f"{factor} x {factor} merged patch at patch_factor={factor})")
         if not (isinstance(self.min_pixels, int) and self.min_pixels >= 1):
             problems.append(f"min_pixels={self.min_pixels!r} must be a positive int")
         elif self.max_pixels is not None and isinstance(self.max_pixels, int) and self.min_pixels > self.max_pixels:
@@ -403,14 +425,15 @@ def select_frames(info: VideoInfo, cfg: SamplingConfig) -> tuple[np.ndarray, np.
 
 
 def resized_size(height: int, width: int, cfg: SamplingConfig) -> tuple[int, int]:
-    """Target ``(height, width)``: multiples of 28, aspect kept, pixels within [min_pixels, max_pixels].
+    """Target ``(height, width)``: multiples of ``cfg.patch_factor`` (28 by default), aspect kept, pixels
+    within [min_pixels, max_pixels].
 
-    Same rule as transformers' ``smart_resize(height, width, factor=28, min_pixels, max_pixels)``.
+    Same rule as transformers' ``smart_resize(height, width, factor=cfg.patch_factor, min_pixels, max_pixels)``.
     With ``cfg.max_pixels=None`` the decoded size is kept.
     """
     if cfg.max_pixels is None:
         return height, width
-    return smart_resize(height, width, factor=PATCH_FACTOR, min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels)
+    return smart_resize(height, width, factor=cfg.patch_factor, min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels)
 
 
 def smart_resize(height: int, width: int, factor: int = PATCH_FACTOR, min_pixels: int = 56 * 56,
