@@ -129,12 +129,12 @@ def test_the_default_notebook_config_is_the_tiny_yaml_but_for_the_notebook_field
 
 @pytest.mark.parametrize("stage", list(NOTEBOOK_OF))
 def test_every_parameter_set_resolves_to_a_valid_config(stage, tmp_path):
-    """Each named set (smoke, qwen7b_lora) builds a config that validates; ASO reads pi_ref after score-free
+    """Each named set (smoke, qwen7b_lora, qwen3vl8b_lora) builds a config that validates; ASO reads pi_ref after score-free
     text or at the keyword (issue 9, issue 20)."""
     from vqalib.train.collator import SCORE_FREE_MODES
 
     stem = NOTEBOOK_OF[stage]
-    assert {"smoke", "qwen7b_lora"} <= set(_param_sets(stem))
+    assert {"smoke", "qwen7b_lora", "qwen3vl8b_lora"} <= set(_param_sets(stem))
     for name in _param_sets(stem):
         params = yaml.safe_load((ROOT / "notebooks" / "params" / f"{stem}.{name}.yaml").read_text()) or {}
         cfg, _ = notebook_config(stem, {**params, "DATA_DIR": params.get("DATA_DIR", "/data/my_vqa"),
@@ -143,3 +143,18 @@ def test_every_parameter_set_resolves_to_a_valid_config(stage, tmp_path):
         assert cfg.warmup_steps >= 0 and cfg.logging_steps >= 1, name
         if stage == "aso":
             assert cfg.on_policy or cfg.rationale in SCORE_FREE_MODES or cfg.target_position == "keyword", name
+
+
+@pytest.mark.parametrize("stage", ["sft", "grpo", "aso"])
+def test_the_qwen3_vl_parameter_set_trains_qwen3_vl(stage, tmp_path):
+    """The qwen3vl8b_lora set trains Qwen3-VL-8B-Instruct (LoRA, bf16), its frames sampled at 32-pixel
+    multiples; the qwen7b_lora set stays Qwen2.5-VL at 28."""
+    from vqalib.train.common import config_family, sampling_config
+
+    stem = NOTEBOOK_OF[stage]
+    for name, family, factor in (("qwen3vl8b_lora", "qwen3_vl", 32), ("qwen7b_lora", "qwen2_5_vl", 28)):
+        params = yaml.safe_load((ROOT / "notebooks" / "params" / f"{stem}.{name}.yaml").read_text()) or {}
+        cfg, _ = notebook_config(stem, {**params, "DATA_DIR": "/data/my_vqa", "RUN_DIR": str(tmp_path)})
+        assert config_family(cfg).name == family, (name, cfg.model)
+        assert sampling_config(cfg).patch_factor == factor
+        assert cfg.finetune == "lora" and cfg.bf16, name
