@@ -102,6 +102,7 @@ class InSnippet:
 
 
 GPU_7B = "needs a CUDA GPU (config: device cuda, bf16) and Qwen/Qwen2.5-VL-7B-Instruct from the hub"
+GPU_8B = "needs a CUDA GPU (config: device cuda, bf16) and Qwen/Qwen3-VL-8B-Instruct from the hub"
 MULTI_GPU = "needs several GPUs (accelerate launch with DDP / DeepSpeed ZeRO-2 / FSDP)"
 BENCH = "a benchmark: minutes of timing runs; `make bench` runs it and docs/benchmarks.md records the results"
 MULTI_PROC = ("run by tests/system/test_multiprocess.py (2 processes, gloo, CPU); its last test checks docs/training.md "
@@ -179,6 +180,19 @@ DECISIONS: dict[str, Run | Check | Skip | InSnippet] = {
     "env/train_configs/sft_7b.yaml": Check(MULTI_GPU, "check_accelerate"),
     "accelerate launch --config_file env/accelerate_fsdp.yaml -m vqalib train aso --config "
     "env/train_configs/aso_7b.yaml": Check(MULTI_GPU, "check_accelerate"),
+    # ---- README, model families (issue 24)
+    "python -m vqalib score runs/sample/clips --model tiny-qwen3-vl -o runs/scores/tiny_qwen3vl.csv": Run(
+        subs=[("python", PY), ("runs/sample/clips", "{sample}/clips"), ("runs/scores/tiny_qwen3vl.csv", "{tmp}/q3vl.csv")],
+        extra=["--limit", "4"]),
+    "python -m vqalib score runs/sample/clips --model tiny-qwen3.5 -o runs/scores/tiny_qwen35.csv": Run(
+        subs=[("python", PY), ("runs/sample/clips", "{sample}/clips"), ("runs/scores/tiny_qwen35.csv", "{tmp}/q35.csv")],
+        extra=["--limit", "4"]),
+    "python -m vqalib run-notebooks --params qwen3vl8b_lora -p DATA_DIR /data/my_vqa --run-dir runs/real_qwen3vl": Check(
+        GPU_8B, "check_param_set_and_overrides"),
+    "python -m vqalib train sft --config env/train_configs/sft_qwen3vl_8b_lora.yaml --set data_dir=/data/my_vqa": Check(
+        GPU_8B, "check_print_config"),
+    "python -m vqalib train sft --config env/train_configs/sft_7b_lora.yaml --set data_dir=/data/my_vqa "
+    "model=Qwen/Qwen3.5-9B": Check("needs a CUDA GPU and Qwen/Qwen3.5-9B from the hub", "check_print_config"),
     # ---- docs/results.md (generated) and docs/scoring.md
     REPORT_DEMO.removesuffix(" -o docs/results.md"): Check("needs runs/demo, written by `make demo`",
                                                            "check_report_on_a_run_folder"),
