@@ -6,7 +6,11 @@ hidden 64, 2 layers, 4 heads / 2 KV heads (head_dim 16, so ``mrope_section`` [2,
 8 = head_dim / 2), intermediate 192; vision depth 2, hidden 64, 4 heads, patch 14, temporal
 patch 2, merge 2, ``tokens_per_second`` 2; ``initializer_range`` 0.1 (with the default 0.02 the
 tiny model learns the answer format and the marginal score distribution, then stalls).
-"""
+
+``tiny-qwen3-vl`` and ``tiny-qwen3.5`` (:func:`build_tiny_family`): the real Qwen3-VL-2B-Instruct and
+Qwen3.5-0.8B ``config.json`` shrunk (:data:`FAMILY_TINY_SIZES`; text hidden 64, 2 layers - Qwen3.5 one
+linear-attention and one full-attention layer -, vision depth 2), random weights, and the real processor,
+tokenizer and chat template (:func:`reference_folder`: ``../shared/data`` or ``$VQALIB_REFERENCE_FILES``).
 
 from __future__ import annotations
 
