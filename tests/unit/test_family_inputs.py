@@ -278,6 +278,7 @@ def test_vision_cache_gives_the_unpatched_forward(fam):
     assert cache.n_videos == 6 and cache.n_encoded == 2  # 3 asked per call; 2 distinct, encoded once in the block
     diff = float((plain - cached).abs().max())
     MEASURED[f"{preset}/vision_cache"] = diff
+    print(f"\n{preset}: logits with the vision cache vs without max |diff| = {diff:.2e}")
     torch.testing.assert_close(cached, plain, atol=TOL, rtol=0)
     torch.testing.assert_close(again, plain, atol=TOL, rtol=0)
     if preset == "tiny-qwen3-vl":  # the deepstack features matter: without them the logits differ
