@@ -2,8 +2,8 @@
 ``tiny-qwen3.5`` (the real configs shrunk, the real processor and tokenizer files), LoRA, one step each,
 on two clips of the generated smoke dataset.
 
-Checked per family: the checkpoints are written and load again as that family; the stage manifests
-record the family; ASO's level scores come from the family's pass (tree-masked for Qwen3-VL, the batched
+Checked per family: the checkpoints are written and load again as that family; the adapter holds the
+family's LoRA targets (never the vision tower); the stage manifests record the family; ASO's level scores come from the family's pass (tree-masked for Qwen3-VL, the batched
 branch pass for Qwen3.5's recurrent layers) with the values of plain teacher-forced passes (1e-5); the
 score file of the fast readout holds a distribution and an expected score per dimension for every clip,
 and generate mode's answers pass the family's decoder (no think block reaches the parser or the file)."""
@@ -85,6 +85,15 @@ def test_sft_aso_score_on_a_tiny_family(preset, tmp_path, monkeypatch):
         "tree" if fam.tree_mask else "branches")
     assert (sft / "config.json").is_file() and (sft / "adapter" / "adapter_config.json").is_file()
     assert family_of(sft) is fam and family_of(sft / "adapter") is fam
+    # the adapter holds the family's LoRA targets: the language model's projections (Qwen3.5: also its
+    # linear-attention ones), never the vision tower
+    assert json.loads((sft / "adapter" / "adapter_config.json").read_text())["target_modules"] == fam.lora_targets
+    from safetensors import safe_open
+
+    with safe_open(str(sft / "adapter" / "adapter_model.safetensors"), "pt") as f:
+        names = list(f.keys())
+    assert names and not any("visual" in n for n in names)
+    assert ("in_proj_qkv" in " ".join(names)) is (fam is QWEN3_5)
     t_sft = time.perf_counter()
 
     # ---- ASO (cached pi_ref read from the SFT model, one step), the level passes watched
