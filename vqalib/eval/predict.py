@@ -40,11 +40,12 @@ import torch
 
 from vqalib.schema import prompts, rating
 from vqalib.schema.rating import RatingSchema
-from vqalib.model.generation import SUPPRESSED_TOKENS, GenerationSettings, describe, generate
+from vqalib.model.generation import SUPPRESSED_TOKENS, GenerationSettings, decode_answers, describe, generate, suppressed_tokens
 from vqalib.model.inputs import build_batch
 from vqalib.method.distributions import level_logprobs, number_continuation_ids
 
-#: Tokens the model must never generate (vision placeholders and markers): :data:`vqalib.model.generation.SUPPRESSED_TOKENS`.
+#: Tokens no model generates (vision placeholders and markers): :data:`vqalib.model.generation.SUPPRESSED_TOKENS`;
+#: a call suppresses its family's list (:func:`vqalib.model.generation.suppressed_tokens`, with the think tags).
 VISION_TOKENS = SUPPRESSED_TOKENS
 
 
@@ -111,8 +112,10 @@ def items_from(data, split: str | None = "test", *, schema: RatingSchema | str |
 def generate_ids(model, processor, batch, max_new_tokens: int = 256) -> torch.Tensor:
     """Greedy new token ids [B, n] for a prompt-only batch (left padded), vision tokens suppressed.
 
-    ``generate`` receives the video inputs, ``mm_token_type_ids``, ``video_grid_thw`` and
-    ``second_per_grid_ts`` (so M-RoPE positions are used); generation stops at ``<|im_end|>``.
+    ``generate`` receives the video inputs, ``mm_token_type_ids``, ``video_grid_thw`` and, for a family
+    that reads frame times through M-RoPE (Qwen2.5-VL), ``second_per_grid_ts`` (the batch holds what the
+    family's model takes, :func:`vqalib.model.inputs.build_batch`); generation stops at ``<|im_end|>``.
+    The family's suppressed tokens (vision and grounding markers, think tags) are never generated.
     The decoding parameters are :meth:`vqalib.model.generation.GenerationSettings.greedy` (no repetition
     penalty, one beam), whatever the checkpoint's ``generation_config.json`` says.
     """
@@ -120,9 +123,10 @@ def generate_ids(model, processor, batch, max_new_tokens: int = 256) -> torch.Te
 
 
 def generate_answers(model, processor, batch, max_new_tokens: int = 256) -> list[str]:
-    """Greedy answer texts (special tokens dropped) for a prompt-only batch; see :func:`generate_ids`."""
-    return processor.tokenizer.batch_decode(generate_ids(model, processor, batch, max_new_tokens),
-                                            skip_special_tokens=True)
+    """Greedy answer texts for a prompt-only batch (see :func:`generate_ids`), as the parser reads them:
+    special tokens dropped and a leading ``<think>...</think>`` block removed by the model's family
+    (:func:`vqalib.model.generation.decode_answers`)."""
+    return decode_answers(processor, generate_ids(model, processor, batch, max_new_tokens), model)
 
 
 def _canonical_text(rationale: str, values: list[float | None], upto: int,
@@ -273,7 +277,7 @@ def predict(model, processor, data, split: str | None = "test", sampling=None, m
     manifest = {
         "model": describe_model(model), "sampling": sampling.to_dict(), "split": split,
         "parameters": {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "decoding": "greedy",
-                       "instruction": instruction or default_instruction(schema), "suppressed_tokens": list(VISION_TOKENS)},
+                       "instruction": instruction or default_instruction(schema), "suppressed_tokens": list(suppressed_tokens(processor, model))},
         "generation": describe(GenerationSettings.greedy(max_new_tokens), processor, model),
         "n_items": len(records), "n_scored": len(clip_info), "n_failed_videos": len(failures),
         "failures": failures, "parse_status_counts": counts, "clips": clip_info,

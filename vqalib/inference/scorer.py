@@ -535,10 +535,14 @@ class Scorer:
         return describe(GenerationSettings.greedy(self.max_new_tokens), self.processor, self.model)
 
     def manifest(self) -> dict[str, Any]:
+        from vqalib.model.generation import model_family
         from vqalib.model.loading import describe_model
         from vqalib.core.runs import environment_info
 
+        fam = model_family(self.processor, self.model)  # None for a model of no supported family
         return {"model": self.info.get("model"), "mode": self.mode, "sampling": self.sampling.to_dict(),
+                # the model family: how frame times reached it, its level pass, its chat-template options
+                "model_family": fam.describe() if fam is not None else None,
                 "instruction": self.instruction or prompts.INSTRUCTION,
                 "max_new_tokens": self.max_new_tokens if self.mode == "generate" else None,
                 # every decoding parameter of generate mode, none from the checkpoint (vqalib.model.generation)

@@ -28,17 +28,20 @@ import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import torch
 
-#: Tokens the model must never generate: vision placeholders and markers (a sampled ``<|video_pad|>``
-#: would make the next forward count more video placeholders than video features), grounding markers.
-SUPPRESSED_TOKENS: tuple[str, ...] = ("<|video_pad|>", "<|image_pad|>", "<|vision_start|>", "<|vision_end|>",
-                                      "<|vision_pad|>", "<|box_start|>", "<|box_end|>", "<|quad_start|>",
-                                      "<|quad_end|>", "<|object_ref_start|>", "<|object_ref_end|>")
+from vqalib.model.family import STOP_TOKENS as _FAMILY_STOP_TOKENS
+from vqalib.model.family import VISION_AND_GROUNDING_TOKENS, ModelFamily, family_of
+
+#: Tokens every family never generates: vision placeholders and markers (a sampled ``<|video_pad|>`` would make
+#: the next forward count more video placeholders than video features), grounding markers. Kept for old
+#: imports; a call suppresses its family's list (:func:`suppressed_tokens`: these plus the think tags of
+#: Qwen3-VL and Qwen3.5, :attr:`vqalib.model.family.ModelFamily.suppressed_tokens`).
+SUPPRESSED_TOKENS: tuple[str, ...] = VISION_AND_GROUNDING_TOKENS
 #: Tokens that end an answer: the chat turn end, then the document end (Qwen's ``eos_token_id`` pair).
-STOP_TOKENS: tuple[str, ...] = ("<|im_end|>", "<|endoftext|>")
+STOP_TOKENS: tuple[str, ...] = _FAMILY_STOP_TOKENS
 
 
 @dataclass(frozen=True)
@@ -106,17 +109,56 @@ def _tokenizer(processor: Any) -> Any:
     return getattr(processor, "tokenizer", processor)
 
 
+def model_family(processor: Any, model: Any | None = None) -> ModelFamily | None:
+    """The family of ``model`` (else of ``processor``): :func:`vqalib.model.family.family_of`; ``None`` when
+    neither tells it (a bare tokenizer without a model, e.g. in a unit test), and then only the tokens every
+    family shares are suppressed and no think block is dropped."""
+    for obj in (model, processor):
+        if obj is None:
+            continue
+        try:
+            return family_of(obj)
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def suppressed_tokens(processor: Any, model: Any | None = None) -> tuple[str, ...]:
+    """The token strings generation never samples for this model: its family's
+    :attr:`~vqalib.model.family.ModelFamily.suppressed_tokens` (vision and grounding markers, plus
+    ``<think>`` / ``</think>`` for Qwen3-VL and Qwen3.5), else :data:`SUPPRESSED_TOKENS`."""
+    fam = model_family(processor, model)
+    return fam.suppressed_tokens if fam is not None else SUPPRESSED_TOKENS
+
+
 def suppressed_token_ids(processor: Any, model: Any | None = None) -> list[int]:
-    """Ids of :data:`SUPPRESSED_TOKENS` in the tokenizer's vocabulary, plus the vision token ids the
-    model's config names (``video_token_id``, ``image_token_id``, ``vision_start/end_token_id``)."""
+    """Ids of :func:`suppressed_tokens` in the tokenizer's vocabulary (absent ones skipped), plus the vision
+    token ids the model's config names (``video_token_id``, ``image_token_id``, ``vision_start/end_token_id``)."""
     vocab = _tokenizer(processor).get_vocab()
-    ids = {int(vocab[t]) for t in SUPPRESSED_TOKENS if t in vocab}
+    ids = {int(vocab[t]) for t in suppressed_tokens(processor, model) if t in vocab}
     cfg = getattr(model, "config", None)
     for name in ("video_token_id", "image_token_id", "vision_start_token_id", "vision_end_token_id"):
         v = getattr(cfg, name, None) if cfg is not None else None
         if isinstance(v, int):
             ids.add(v)
     return sorted(ids)
+
+
+def answer_texts(processor: Any, texts: Sequence[str], model: Any | None = None) -> list[str]:
+    """Generated answers as the parser must read them: each through its family's
+    :meth:`~vqalib.model.family.ModelFamily.answer_text` (a leading ``<think>...</think>`` block dropped;
+    unchanged for Qwen2.5-VL or an unknown family)."""
+    fam = model_family(processor, model)
+    return [fam.answer_text(t) if fam is not None else t for t in texts]
+
+
+def decode_answers(processor: Any, ids: torch.Tensor, model: Any | None = None) -> list[str]:
+    """Generated ids ``[B, n]`` -> answer texts: decoded with special tokens dropped (``<|im_end|>``,
+    padding; the think tags are not special tokens and stay), then :func:`answer_texts`. Every decode of a
+    generated answer that reaches the parser (prediction, ``score``, GRPO and on-policy ASO rollouts) goes
+    through here, so a think block never reaches the parser."""
+    texts = _tokenizer(processor).batch_decode(ids, skip_special_tokens=True)
+    return answer_texts(processor, texts, model)
 
 
 def stop_token_ids(processor: Any) -> list[int]:
@@ -200,10 +242,15 @@ def generate(model: torch.nn.Module, processor: Any, inputs: dict[str, torch.Ten
 
 
 def describe(settings: GenerationSettings, processor: Any | None = None, model: Any | None = None) -> dict[str, Any]:
-    """The record of a run's generation for manifests: the settings, the suppressed and stop tokens,
-    and (given ``model``) the checkpoint's own ``generation_config`` entries that were *not* used."""
-    out: dict[str, Any] = {**settings.to_dict(), "suppressed_tokens": list(SUPPRESSED_TOKENS),
+    """The record of a run's generation for manifests: the settings, the suppressed tokens (the family's,
+    given a processor or model; then also ``model_family``) and stop tokens, and (given ``model``) the
+    checkpoint's own ``generation_config`` entries that were *not* used."""
+    fam = model_family(processor, model) if (processor is not None or model is not None) else None
+    out: dict[str, Any] = {**settings.to_dict(),
+                           "suppressed_tokens": list(fam.suppressed_tokens if fam is not None else SUPPRESSED_TOKENS),
                            "stop_tokens": list(STOP_TOKENS)}
+    if fam is not None:
+        out["model_family"] = fam.name
     if processor is not None:
         out.update(suppress_token_ids=suppressed_token_ids(processor, model), eos_token_id=stop_token_ids(processor),
                    pad_token_id=pad_token_id(processor))

@@ -65,7 +65,6 @@ from vqalib.schema import rating
 from vqalib.train.base import VQATrainer, make_reference, reference_mode, run_stage
 from vqalib.train.collator import ClipExample, FrameCache, VideoCollator, model_inputs, schema_kw
 from vqalib.train.common import ASOConfig, TrainResult
-from vqalib.core.runs import read_manifest
 from vqalib.train.token_logits import answer_logit_positions, rationale_ce_at, rationale_kl_at
 
 
@@ -74,13 +73,15 @@ def level_logprobs(model: Any, batch: dict[str, Any], tokenizer: Any, return_log
     """log pi over the K levels of ``schema`` (the paper's 9) at each dimension's score position:
     ([B, D, K], outside mass [B, D]).
 
-    Thin wrapper over :func:`vqalib.method.distributions.level_logprobs` (one tree-masked pass) taking a collated batch;
-    ``return_logits=True`` adds the sequence's teacher-forced logits [B, L, V] from the same pass."""
+    Thin wrapper over :func:`vqalib.method.distributions.level_logprobs` taking a collated batch: one pass of the
+    model family's kind (tree-masked; one batched pass over the trie's branches for Qwen3.5's recurrent
+    layers, :attr:`vqalib.model.family.ModelFamily.tree_mask`). ``return_logits=True`` adds the sequence's
+    teacher-forced logits [B, L, V] (from the same pass, or one more plain pass for the branch pass)."""
     from vqalib.method.distributions import level_logprobs as _llp
     from vqalib.method.distributions import level_token_ids
 
     return _llp(model, model_inputs(batch), level_token_ids(tokenizer, **schema_kw(schema)), batch["score_positions"],
-                return_logits=return_logits)
+                return_logits=return_logits, schema=schema)
 
 
 def keyword_logprobs_raw(model: Any, batch: dict[str, Any], tokenizer: Any,

@@ -13,6 +13,12 @@ checkpoint (``init_from``: ASO and GRPO from SFT) refuses a dataset of another s
 checkpoint was trained on (:func:`check_init_schema`). Every checkpoint folder a stage writes (the final
 one and each ``checkpoint-N``) gets ``rating_schema.json``, and the stage manifest
 ``"rating_schema": schema.to_dict()`` and ``"missing_labels"`` (the clip x dimension labels left out).
+
+Model family (issue 24): the stage manifest records ``"model_family"``
+(:meth:`vqalib.model.family.ModelFamily.describe`: family, label, how frame times reach the model, the
+level scorer's pass, the chat-template options) of the policy it trained; a stage that generates (GRPO,
+on-policy ASO) records its rollout settings with the family's suppressed and stop token ids
+(:func:`vqalib.model.generation.describe` given the processor and model).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from transformers import Trainer, TrainerCallback
 
 from vqalib.core.runs import MANIFEST_NAME, resolve_path
 from vqalib.core.runs import read_manifest
+from vqalib.model.family import family_of
 from vqalib.schema import rating
 from vqalib.train.common import (
     CommonConfig, TrainResult, cpu_threads, resolve_device, sampling_config, seed_everything, training_arguments, write_manifest,
@@ -547,6 +554,14 @@ def run_stage(cfg: CommonConfig, trainer_cls: type[VQATrainer], *, with_answers:
     threads = cpu_threads(cfg)
     out = resolve_path(cfg.output_dir)
     model, processor = load_policy(cfg)
+    family = family_of(model).describe()  # the manifest's record of the model family (vqalib.model.family)
+    if cfg.stage == "grpo" or getattr(cfg, "on_policy", False):  # rollouts: the family's suppressed tokens
+        from vqalib.model.generation import GenerationSettings, describe
+
+        family_extra = {"model_family": family,
+                        "generation": describe(GenerationSettings.from_config(cfg), processor, model)}
+    else:
+        family_extra = {"model_family": family}
     examples = examples_for(cfg, cfg.max_clips)
     schema = examples.schema
     check_init_schema(cfg, schema)
@@ -577,7 +592,7 @@ def run_stage(cfg: CommonConfig, trainer_cls: type[VQATrainer], *, with_answers:
         _tqdm_progress(trainer)
     if trainer.is_world_process_zero():
         write_manifest(cfg, out, sampling_config=sampling.to_dict(), n_train_clips=len(examples), status="training",
-                       rating_schema=schema.to_dict(), missing_labels=missing)
+                       rating_schema=schema.to_dict(), missing_labels=missing, **family_extra)
     train_out = trainer.train(resume_from_checkpoint=find_resume_checkpoint(cfg))
     wall = time.time() - t0
     metrics = dict(train_out.metrics)
@@ -586,7 +601,7 @@ def run_stage(cfg: CommonConfig, trainer_cls: type[VQATrainer], *, with_answers:
                sampling_config=sampling.to_dict(), budget=budget, curve=clock.rows,
                n_train_clips=len(examples), status="done", wall_s=wall, torch_threads=threads, train_metrics=metrics,
                log_history=list(trainer.state.log_history), frames_decoded=cache.n_decoded, frames_from_disk_cache=cache.n_from_disk,
-               attention=attention_parts(model),
+               attention=attention_parts(model), **family_extra,
                base_model=read_manifest(resolve_path(cfg.init_from)).get("config", {}).get("model", cfg.model)
                if cfg.init_from else cfg.model)
     return TrainResult(output_dir=out, log_history=list(trainer.state.log_history), metrics=metrics, wall_s=wall,

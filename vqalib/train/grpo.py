@@ -1,12 +1,14 @@
 """Stage II (the paper's baseline): GRPO with the video in every rollout.
 
 Per optimisation step and prompt (one clip), G completions are sampled from the current policy
-*with the video inputs* (``pixel_values_videos``, ``video_grid_thw``, ``second_per_grid_ts`` and
-``mm_token_type_ids``, without which Qwen2.5-VL silently drops M-RoPE). Vision special tokens
-(``<|video_pad|>``, ``<|image_pad|>``, ``<|vision_start|>``, ...) are suppressed during sampling: a
-sampled ``<|video_pad|>`` would make the next forward count more video placeholders than video
-features and fail (or, worse, misalign). Each completion is parsed
-(:func:`vqalib.schema.prompts.parse_answer`) and rewarded per dimension with the paper's ``R_acc + R_dist``
+*with the video inputs* (``pixel_values_videos``, ``video_grid_thw``, ``mm_token_type_ids``, without which
+the model silently drops M-RoPE, and ``second_per_grid_ts`` for a family that reads frame times through
+M-RoPE; Qwen3-VL / Qwen3.5 read them as text in the prompt, :mod:`vqalib.model.family`). The family's
+suppressed tokens (``<|video_pad|>``, ``<|image_pad|>``, ``<|vision_start|>``, ..., and the think tags of
+Qwen3-VL / Qwen3.5) are never sampled: a sampled ``<|video_pad|>`` would make the next forward count more
+video placeholders than video features and fail (or, worse, misalign). Each completion is decoded through
+the family (:func:`vqalib.model.generation.decode_answers`: a leading think block never reaches the parser)
+and parsed (:func:`vqalib.schema.prompts.parse_answer`) and rewarded per dimension with the paper's ``R_acc + R_dist``
 plus a format reward (:mod:`vqalib.method.grpo_math`); an unparsable dimension earns 0 and is counted
 in the logs (``n_unparsable``), never given a random score. Advantages are normalised within each
 group, per dimension by default (``group_by``; see :mod:`vqalib.method.grpo_math`), and the loss
@@ -28,8 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vqalib.model.generation import (SUPPRESSED_TOKENS, GenerationSettings, generate, pad_token_id, stop_token_ids,
-                               suppressed_token_ids)
+from vqalib.model.generation import (SUPPRESSED_TOKENS, GenerationSettings, decode_answers, generate, pad_token_id,
+                                     stop_token_ids, suppressed_token_ids)
 from vqalib.train.base import VQATrainer, make_reference, reference_mode, run_stage
 from vqalib.train.collator import VideoCollator, model_inputs, schema_kw
 from vqalib.train.common import GRPOConfig, TrainResult
@@ -39,7 +41,7 @@ VISION_TOKENS: tuple[str, ...] = SUPPRESSED_TOKENS
 
 
 def vision_token_ids(processor: Any, model: Any | None = None) -> list[int]:
-    """Ids that must never be sampled: :func:`vqalib.model.generation.suppressed_token_ids`."""
+    """Ids that must never be sampled (the family's): :func:`vqalib.model.generation.suppressed_token_ids`."""
     return suppressed_token_ids(processor, model)
 
 
@@ -62,11 +64,11 @@ def sample_completions(model: Any, processor: Any, prompt: dict[str, torch.Tenso
     complete sampling parameters; without it they are built from ``max_new_tokens``, ``temperature``,
     ``top_p`` and ``do_sample`` (no other filter, no penalty). Nothing comes from the checkpoint's
     ``generation_config``. Returns ``completion`` ids [N, L], ``mask`` [N, L] (through the first
-    eos), decoded ``texts`` and the ``settings`` used."""
+    eos), decoded ``texts`` (:func:`vqalib.model.generation.decode_answers`: special tokens dropped, a
+    leading think block removed by the family) and the ``settings`` used."""
     if settings is None:
         settings = (GenerationSettings.sampling(max_new_tokens, temperature, top_p) if do_sample
                     else GenerationSettings.greedy(max_new_tokens))
-    tok = getattr(processor, "tokenizer", processor)
     eos_ids, pad = stop_token_ids(processor), pad_token_id(processor)
     was_training = model.training
     model.eval()
@@ -75,7 +77,7 @@ def sample_completions(model: Any, processor: Any, prompt: dict[str, torch.Tenso
     finally:
         model.train(was_training)
     mask = completion_mask(completion, eos_ids)
-    texts = tok.batch_decode(completion * mask + pad * (1 - mask), skip_special_tokens=True)
+    texts = decode_answers(processor, completion * mask + pad * (1 - mask), model)
     return {"completion": completion, "mask": mask, "texts": texts, "settings": settings}
 
 
