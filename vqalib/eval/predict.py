@@ -41,6 +41,7 @@ import torch
 from vqalib.schema import prompts, rating
 from vqalib.schema.rating import RatingSchema
 from vqalib.model.generation import SUPPRESSED_TOKENS, GenerationSettings, decode_answers, describe, generate, suppressed_tokens
+from vqalib.model.family import family_of
 from vqalib.model.inputs import build_batch
 from vqalib.method.distributions import level_logprobs, number_continuation_ids
 
@@ -215,7 +216,8 @@ def predict(model, processor, data, split: str | None = "test", sampling=None, m
     parsed_score, expected_score, argmax_score, dist, outside_mass, raw_text, parse_status``)
     plus ``raw_value, off_grid, parse_reason`` (why a dimension did not parse, e.g. "score on another
     scale (4/10), not out of 5"; null when it did) and ``dist_prefix``. ``sampling`` is a
-    :class:`vqalib.video.frames.SamplingConfig` (default: 2 fps, the config's defaults).
+    :class:`vqalib.video.frames.SamplingConfig` (default: 2 fps, the config's defaults, frame sides multiples
+    of the model family's ``patch_factor``).
     """
     from vqalib.model.loading import describe_model
     from vqalib.video.frames import SamplingConfig, VideoDecodeError, sample_video
@@ -223,7 +225,7 @@ def predict(model, processor, data, split: str | None = "test", sampling=None, m
     schema = data_schema(data, schema)
     if instruction is None and not schema.is_paper:
         instruction = default_instruction(schema)
-    sampling = sampling or SamplingConfig()
+    sampling = sampling or SamplingConfig(patch_factor=family_of(processor).patch_factor)
     items = items_from(data, split, schema=schema)
     if limit is not None:
         items = items.head(limit)
@@ -352,7 +354,7 @@ def predict_to_file(path, *, model: str = "tiny", data_dir: str = "", sample_siz
     dataset = load_dataset(root)
     schema = data_schema(dataset, wanted)
     net, processor = load_model_and_processor(str(model_path), device_map=None if device == "cpu" else device)
-    sampling = sampling or SamplingConfig()
+    sampling = sampling or SamplingConfig(patch_factor=family_of(processor).patch_factor)
     res = predict(net, processor, dataset, split=split, sampling=sampling, max_new_tokens=max_new_tokens,
                   batch_size=batch_size, progress=progress, limit=max_videos or None, instruction=instruction,
                   schema=schema)

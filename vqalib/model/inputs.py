@@ -34,7 +34,6 @@ schema's (``prompts.instruction(schema)``). The paper's batch is unchanged.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch

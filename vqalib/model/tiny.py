@@ -11,6 +11,7 @@ tiny model learns the answer format and the marginal score distribution, then st
 Qwen3.5-0.8B ``config.json`` shrunk (:data:`FAMILY_TINY_SIZES`; text hidden 64, 2 layers - Qwen3.5 one
 linear-attention and one full-attention layer -, vision depth 2), random weights, and the real processor,
 tokenizer and chat template (:func:`reference_folder`: ``../shared/data`` or ``$VQALIB_REFERENCE_FILES``).
+"""
 
 from __future__ import annotations
 
