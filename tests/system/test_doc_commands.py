@@ -181,6 +181,8 @@ DECISIONS: dict[str, Run | Check | Skip | InSnippet] = {
     "accelerate launch --config_file env/accelerate_fsdp.yaml -m vqalib train aso --config "
     "env/train_configs/aso_7b.yaml": Check(MULTI_GPU, "check_accelerate"),
     # ---- README, model families (issue 24)
+    "bench/bench_family_level_pass.py": Skip(BENCH),
+    "OMP_NUM_THREADS=2 .venv/bin/python bench/bench_family_level_pass.py --clips 2 --frames 8": Skip(BENCH),
     "python -m vqalib score runs/sample/clips --model tiny-qwen3-vl -o runs/scores/tiny_qwen3vl.csv": Run(
         subs=[("python", PY), ("runs/sample/clips", "{sample}/clips"), ("runs/scores/tiny_qwen3vl.csv", "{tmp}/q3vl.csv")],
         extra=["--limit", "4"]),
@@ -192,7 +194,8 @@ DECISIONS: dict[str, Run | Check | Skip | InSnippet] = {
     "python -m vqalib train sft --config env/train_configs/sft_qwen3vl_8b_lora.yaml --set data_dir=/data/my_vqa": Check(
         GPU_8B, "check_print_config"),
     "python -m vqalib train sft --config env/train_configs/sft_7b_lora.yaml --set data_dir=/data/my_vqa "
-    "model=Qwen/Qwen3.5-9B": Check("needs a CUDA GPU and Qwen/Qwen3.5-9B from the hub", "check_print_config"),
+    "model=Qwen/Qwen3.5-9B output_dir=runs/qwen35/checkpoints/sft": Check(
+        "needs a CUDA GPU and Qwen/Qwen3.5-9B from the hub", "check_print_config"),
     # ---- docs/results.md (generated) and docs/scoring.md
     REPORT_DEMO.removesuffix(" -o docs/results.md"): Check("needs runs/demo, written by `make demo`",
                                                            "check_report_on_a_run_folder"),

@@ -28,8 +28,8 @@ PRESETS = [f.tiny_preset for f in FAMILIES.values()]  # tiny, tiny-qwen3-vl, tin
 NEW_FAMILIES = [QWEN3_VL, QWEN3_5]
 HUB_IDS = {
     "qwen2_5_vl": ["Qwen/Qwen2.5-VL-7B-Instruct", "Qwen/Qwen2.5-VL-72B-Instruct-AWQ", "qwen2_5_vl-3b"],
-    "qwen3_vl": ["Qwen/Qwen3-VL-8B-Instruct", "Qwen/Qwen3-VL-2B-Instruct", "Qwen/Qwen3-VL-30B-A3B-Thinking"],
-    "qwen3_5": ["Qwen/Qwen3.5-9B", "Qwen/Qwen3.5-0.8B", "Qwen/Qwen3.5-397B-A17B"],
+    "qwen3_vl": ["Qwen/Qwen3-VL-8B-Instruct", "Qwen/Qwen3-VL-2B-Instruct", "Qwen/Qwen3-VL-4B-Thinking"],
+    "qwen3_5": ["Qwen/Qwen3.5-9B", "Qwen/Qwen3.5-0.8B", "Qwen/Qwen3.5-27B"],
 }
 
 
@@ -132,6 +132,11 @@ def test_an_unsupported_model_is_a_value_error_that_says_what_is_supported(tmp_p
 
     for hub_id in ("Qwen/Qwen2-VL-7B-Instruct", "llava-hf/LLaVA-NeXT-Video-7B-hf", "meta-llama/Llama-3.1-8B"):
         with pytest.raises(ValueError, match=re.escape(repr(hub_id)) + ".*Qwen/Qwen3-VL-8B-Instruct"):
+            family_of(hub_id)
+    for hub_id, dense in (("Qwen/Qwen3-VL-30B-A3B-Instruct", "Qwen/Qwen3-VL-8B-Instruct"),
+                          ("Qwen/Qwen3-VL-235B-A22B-Thinking", "Qwen/Qwen3-VL-8B-Instruct"),
+                          ("Qwen/Qwen3.5-397B-A17B", "Qwen/Qwen3.5-9B")):  # mixture-of-experts names: not taken by name
+        with pytest.raises(ValueError, match=re.escape(repr(hub_id)) + " is a mixture-of-experts.*" + re.escape(dense)):
             family_of(hub_id)
     other = tmp_path / "llava"
     other.mkdir()
@@ -359,3 +364,31 @@ def test_scoring_model_info_names_the_family(preset):
     _, _, info = load_scoring_model(preset, "cpu")
     assert info["family"] == get_family(preset).name and info["tiny"]
     assert default_sampling(info).patch_factor == 32
+
+
+def test_reference_files_variable_is_the_only_place_looked_in(tmp_path, monkeypatch):
+    """VQALIB_REFERENCE_FILES set but without the family's files: refused, naming the folder (no silent
+    fallback to ../shared/data)."""
+    from vqalib.model.tiny import REFERENCE_FILES_ENV, reference_folder
+
+    monkeypatch.setenv(REFERENCE_FILES_ENV, str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "qwen3_vl")) + ".*Qwen/Qwen3-VL-8B-Instruct"):
+        reference_folder("qwen3_vl")
+
+
+def test_a_stage_warns_when_model_names_another_family_than_init_from(tmp_path):
+    """init_from wins over model; a model of another family is named in a warning (it is not trained)."""
+    from vqalib.train.base import _warn_model_unused
+    from vqalib.train.common import CONFIG_CLASSES
+
+    ckpt = tmp_path / "sft"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text(json.dumps({"model_type": "qwen3_vl"}))
+    cfg = CONFIG_CLASSES["aso"](model="tiny-qwen3.5", init_from=str(ckpt))
+    with pytest.warns(UserWarning, match=r"model='tiny-qwen3.5' \(Qwen3.5\) is not used.*a Qwen3-VL checkpoint"):
+        _warn_model_unused(cfg, ckpt)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_model_unused(CONFIG_CLASSES["aso"](model="tiny-qwen3-vl", init_from=str(ckpt)), ckpt)

@@ -238,8 +238,12 @@ def _family_of_name(model: str | os.PathLike) -> ModelFamily:
                          "model family")
     for f in FAMILIES.values():
         if f.hub_name_pattern and re.search(f.hub_name_pattern, text, re.I):
+            if re.search(r"-A\d+(\.\d+)?B\b", text, re.I):  # Qwen's mixture-of-experts names: Qwen3-VL-30B-A3B, Qwen3.5-35B-A3B
+                raise ValueError(f"{text!r} is a mixture-of-experts {f.label} model (model_type {f.name}_moe), which "
+                                 f"vqalib does not support; use a dense one such as {f.example_hub_id}")
             return f
-    raise ValueError(f"{text!r}: not a model folder, a tiny preset ({', '.join(f.tiny_preset for f in FAMILIES.values())})"
+    presets = ["tiny-pretrained"] + [f.tiny_preset for f in FAMILIES.values()]
+    raise ValueError(f"{text!r}: not a model folder, a tiny preset ({', '.join(sorted(presets))})"
                      " or a hub id of a supported family (e.g. " + ", ".join(f.example_hub_id for f in FAMILIES.values())
                      + ")")
 
@@ -257,7 +261,8 @@ def check_tokenizer(tokenizer, vocab_size: int | None = None, where: str = "") -
         of = f" for a model with {vocab_size} embedding rows" if vocab_size else ""
         raise ValueError(f"{where or 'tokenizer'}: {type(tokenizer).__name__} loaded {n} tokens{of}, an implausibly "
                          "small vocabulary (it was built without its vocabulary). Put the model's tokenizer.json in "
-                         "the folder (Qwen3.5's tokenizer needs it; vocab.json + merges.txt alone give an empty BPE)")
+                         "the folder, as the hub checkpoint has it (Qwen3.5's tokenizer built from vocab.json + "
+                         "merges.txt alone is empty, without an error)")
 
 
 def mapping_of(obj: Mapping[str, Any], family: ModelFamily) -> dict[str, Any]:

@@ -237,14 +237,15 @@ REFERENCE_FILES_ENV = "VQALIB_REFERENCE_FILES"
 
 def reference_folder(family) -> Path:
     """The folder with a family's real ``config.json``, processor and tokenizer files (no weights):
-    ``$VQALIB_REFERENCE_FILES/<family>`` or ``../shared/data/<family>`` beside the project. Raises
-    ``FileNotFoundError`` naming both places and the files needed."""
+    ``$VQALIB_REFERENCE_FILES/<family>`` when the variable is set (only there), else ``../shared/data/<family>``
+    beside the project. Raises ``FileNotFoundError`` naming the place looked in and the files needed."""
     from vqalib.core.runs import project_root
     from vqalib.model.family import get_family
 
     fam = get_family(family) if isinstance(family, str) else family
-    roots = [Path(os.environ[REFERENCE_FILES_ENV])] if os.environ.get(REFERENCE_FILES_ENV) else []
-    roots.append(project_root().parent / "shared" / "data")
+    # a folder named by the variable is the one asked for: no silent fallback to ../shared/data
+    roots = [Path(os.environ[REFERENCE_FILES_ENV])] if os.environ.get(REFERENCE_FILES_ENV) else \
+        [project_root().parent / "shared" / "data"]
     for root in roots:
         d = root / fam.reference_folder
         if (d / "config.json").is_file() and (d / "tokenizer_config.json").is_file():

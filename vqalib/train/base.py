@@ -134,6 +134,25 @@ def check_fits_device(trainer: Trainer, cfg: CommonConfig, ref_model: torch.nn.M
             "(optim=adamw_bnb_8bit, bitsandbytes); see docs/training.md 'Real size'")
 
 
+def _warn_model_unused(cfg: CommonConfig, init_from: Path) -> None:
+    """Warn when ``model`` names another model family than the ``init_from`` checkpoint the stage starts from
+    (``init_from`` wins: ``model`` is then unused, and the manifest's ``base_model`` / ``model_family`` say what
+    was trained). Silent when the families agree or ``model``'s cannot be told without loading it."""
+    import warnings
+
+    from vqalib.model.family import family_of
+    from vqalib.model.loading import adapter_folder
+
+    try:
+        wanted, got = family_of(str(cfg.model)), family_of(adapter_folder(init_from) or init_from)
+    except (TypeError, ValueError):
+        return
+    if wanted is not got:
+        warnings.warn(f"model={cfg.model!r} ({wanted.label}) is not used: the stage starts from init_from={cfg.init_from!r}, "
+                      f"a {got.label} checkpoint, and trains that; set model to a {got.label} model (or init_from to a "
+                      f"{wanted.label} checkpoint) to silence this", UserWarning, stacklevel=3)
+
+
 def load_policy(cfg: CommonConfig):
     """Load (model, processor) for training as the config says.
 
@@ -162,6 +181,7 @@ def load_policy(cfg: CommonConfig):
                 f"init_from={cfg.init_from!r}: no checkpoint at {p}; run the previous stage first "
                 f"(e.g. `python -m vqalib train sft ...` or notebook 04) or set init_from to an existing folder")
         source = str(p)
+        _warn_model_unused(cfg, p)
     device = resolve_device(cfg.device)
     if cfg.finetune == "qlora" and device == "cpu":
         raise RuntimeError("finetune=qlora loads the base model in 4 bit with bitsandbytes, which needs a CUDA GPU; "
