@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from unittest import mock
 
@@ -30,7 +29,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from bench_scoring import _time as _best  # noqa: E402  (best of n: (seconds, last result))
 from model_helpers import synthetic_clip  # noqa: E402
 from vqalib.method import distributions as D  # noqa: E402
 from vqalib.model.family import family_of  # noqa: E402
@@ -38,15 +39,6 @@ from vqalib.model.inputs import build_batch  # noqa: E402
 from vqalib.model.loading import load_model_and_processor  # noqa: E402
 from vqalib.schema import prompts  # noqa: E402
 from vqalib.schema.levels import DIMENSION_KEYS  # noqa: E402
-
-
-def _best(fn, repeats: int):
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
 
 
 def _pixels_per_row(model, batch, order, clips):
