@@ -490,10 +490,13 @@ def _branch_pass(model, batch, sp: torch.Tensor, trie: LevelTrie, return_logits)
     dev = ids.device
     leaves = trie.leaves() or [-1]
     paths = {leaf: ([trie.node_tokens[n] for n in trie.ancestors(leaf)] if leaf >= 0 else []) for leaf in leaves}
-    slot = {}  # (leaf, depth k) -> block slot read there: 0 = root, n + 1 = node n
-    for leaf in leaves:
+    reads: dict[int, list[tuple[int, int]]] = {leaf: [] for leaf in leaves}  # leaf -> (block slot, kept position)
+    seen: set[int] = set()
+    for leaf in leaves:  # each node is read from the first leaf below it; slot n + 1 = node n, at depth k + 1
         for k, n in enumerate(([] if leaf < 0 else trie.ancestors(leaf))):
-            slot.setdefault(n, (leaf, k + 1))
+            if n not in seen:
+                seen.add(n)
+                reads[leaf].append((n + 1, k + 1))
     clips = _clip_slices(batch)
     rows = []  # (b, d, leaf, prefix ids, prefix mm types)
     for b in range(B):
@@ -533,14 +536,11 @@ def _branch_pass(model, batch, sp: torch.Tensor, trie: LevelTrie, return_logits)
         lp = torch.log_softmax(out.logits.float(), dim=-1)  # [N, 1 + depth, V]
         V = lp.shape[-1]
         logp_tok = torch.full((B, D, blk, V), float("nan"), device=dev)
-        index = {(b, d, leaf): i for i, (b, d, leaf, _, _) in enumerate(rows)}
-        for (b, d, leaf), i in index.items():
-            if leaf == leaves[0]:
+        for i, (b, d, leaf, _, _) in enumerate(rows):
+            if leaf == leaves[0]:  # the root (slot 0): the prefix's last position, the same in every row
                 logp_tok[b, d, 0] = lp[i, 0]
-        for n, (leaf, k) in slot.items():
-            for (b, d, lf), i in index.items():
-                if lf == leaf:
-                    logp_tok[b, d, n + 1] = lp[i, k]
+            for slot, k in reads[leaf]:
+                logp_tok[b, d, slot] = lp[i, k]
     seq_logits = None
     if torch.is_tensor(return_logits) or return_logits:
         seq_pos = return_logits if torch.is_tensor(return_logits) else None

@@ -15,8 +15,8 @@ a processor class or a family name themselves. What a family decides:
   (``<think>\\n\\n</think>\\n\\n``) unless ``enable_thinking=True``; it is passed explicitly (off), so the
   answer the model writes, and the parser reads, comes after it. :meth:`ModelFamily.answer_text` drops a
   think block a model writes anyway.
-* **model inputs** - the keys of a batch the model's forward takes (Qwen3-VL and Qwen3.5 take no
-  ``second_per_grid_ts``).
+* **model inputs** - a batch holds ``second_per_grid_ts`` only for a family whose frame times are
+  M-RoPE's (Qwen3-VL and Qwen3.5 take none).
 * **the level scorer's pass** - ``tree_mask``: every language-model layer attends through the attention
   mask, so the K-level scores of a dimension come from one tree-masked pass
   (:func:`vqalib.method.distributions.level_logprobs_raw`). Qwen3.5's linear-attention (gated delta rule)
@@ -42,7 +42,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 #: Tokens generation never samples, in every family (absent ones are skipped): vision placeholders and
 #: markers (a sampled ``<|video_pad|>`` would make the next forward count more video placeholders than video
@@ -84,12 +84,6 @@ class ModelFamily:
     def template_kwargs(self) -> dict[str, Any]:
         """Extra ``apply_chat_template`` arguments, set explicitly (e.g. ``enable_thinking=False``)."""
         return dict(self.chat_template_options)
-
-    @property
-    def model_input_keys(self) -> tuple[str, ...]:
-        """The batch keys the model's forward / ``generate`` take."""
-        keys = ("input_ids", "attention_mask", "pixel_values_videos", "video_grid_thw", "mm_token_type_ids", "labels")
-        return keys + (("second_per_grid_ts",) if self.frame_times == "mrope" else ())
 
     @property
     def suppressed_tokens(self) -> tuple[str, ...]:
@@ -158,7 +152,6 @@ QWEN3_5 = ModelFamily(
 
 #: The supported families by name (the transformers ``model_type``).
 FAMILIES: dict[str, ModelFamily] = {f.name: f for f in (QWEN2_5_VL, QWEN3_VL, QWEN3_5)}
-_MODEL_TYPES = {"qwen2_5_vl": "qwen2_5_vl", "qwen3_vl": "qwen3_vl", "qwen3_5": "qwen3_5"}
 
 
 def get_family(name: str) -> ModelFamily:
@@ -173,17 +166,10 @@ def get_family(name: str) -> ModelFamily:
 
 
 def _from_model_type(model_type: str | None, where: str) -> ModelFamily:
-    if model_type in _MODEL_TYPES:
-        return FAMILIES[_MODEL_TYPES[model_type]]
+    if model_type in FAMILIES:  # a family's name is its transformers model_type
+        return FAMILIES[model_type]
     raise ValueError(f"{where}: model_type {model_type!r} is not a supported family; vqalib trains and scores "
                      + ", ".join(f"{f.label} ({f.name})" for f in FAMILIES.values()))
-
-
-def _unwrap(model):
-    m = model
-    while hasattr(m, "module") and hasattr(m.module, "config"):
-        m = m.module
-    return m.get_base_model() if hasattr(m, "get_base_model") else m
 
 
 def family_of(obj: Any) -> ModelFamily:
@@ -203,7 +189,11 @@ def family_of(obj: Any) -> ModelFamily:
         return get_family(fam)
     if isinstance(obj, (str, os.PathLike)):
         return _family_of_name(obj)
-    cfg = getattr(_unwrap(obj), "config", None) if hasattr(obj, "parameters") else None
+    cfg = None
+    if hasattr(obj, "parameters"):  # a model, also under DDP / peft wrappers
+        from vqalib.method.distributions import _unwrap
+
+        cfg = getattr(_unwrap(obj), "config", None)
     if cfg is None and hasattr(obj, "model_type") and hasattr(obj, "to_dict"):
         cfg = obj
     if cfg is not None:
@@ -225,7 +215,7 @@ def _family_of_name(model: str | os.PathLike) -> ModelFamily:
             return f
     p = Path(os.path.expanduser(text))
     if p.is_dir():
-        for folder in (p, p.parent):
+        for folder in (p, p / "adapter", p.parent):  # p/adapter: an adapter-only (QLoRA) stage's output
             cfg = folder / "config.json"
             if cfg.is_file():
                 return _from_model_type(json.loads(cfg.read_text()).get("model_type"), str(cfg))
@@ -265,10 +255,5 @@ def check_tokenizer(tokenizer, vocab_size: int | None = None, where: str = "") -
                          "merges.txt alone is empty, without an error)")
 
 
-def mapping_of(obj: Mapping[str, Any], family: ModelFamily) -> dict[str, Any]:
-    """The entries of a batch (``obj``) the family's model takes (see :attr:`ModelFamily.model_input_keys`)."""
-    return {k: v for k, v in obj.items() if k in family.model_input_keys}
-
-
 __all__ = ["ModelFamily", "FAMILIES", "QWEN2_5_VL", "QWEN3_VL", "QWEN3_5", "STOP_TOKENS", "MIN_VOCAB",
-           "VISION_AND_GROUNDING_TOKENS", "check_tokenizer", "family_of", "get_family", "mapping_of"]
+           "VISION_AND_GROUNDING_TOKENS", "check_tokenizer", "family_of", "get_family"]

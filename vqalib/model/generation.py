@@ -245,7 +245,7 @@ def describe(settings: GenerationSettings, processor: Any | None = None, model: 
     """The record of a run's generation for manifests: the settings, the suppressed tokens (the family's,
     given a processor or model; then also ``model_family``) and stop tokens, and (given ``model``) the
     checkpoint's own ``generation_config`` entries that were *not* used."""
-    fam = model_family(processor, model) if (processor is not None or model is not None) else None
+    fam = model_family(processor, model)
     out: dict[str, Any] = {**settings.to_dict(),
                            "suppressed_tokens": list(fam.suppressed_tokens if fam is not None else SUPPRESSED_TOKENS),
                            "stop_tokens": list(STOP_TOKENS)}

@@ -140,11 +140,8 @@ def _warn_model_unused(cfg: CommonConfig, init_from: Path) -> None:
     was trained). Silent when the families agree or ``model``'s cannot be told without loading it."""
     import warnings
 
-    from vqalib.model.family import family_of
-    from vqalib.model.loading import adapter_folder
-
     try:
-        wanted, got = family_of(str(cfg.model)), family_of(adapter_folder(init_from) or init_from)
+        wanted, got = family_of(str(cfg.model)), family_of(init_from)  # a folder: its config, or its adapter's base
     except (TypeError, ValueError):
         return
     if wanted is not got:

@@ -441,17 +441,16 @@ def config_family(cfg: CommonConfig):
     else its ``model``'s (a tiny preset, a folder under the project root, or a hub id matched by name).
     Raises ``ValueError`` naming the model when it is of no supported family (Qwen2.5-VL, Qwen3-VL, Qwen3.5)."""
     from vqalib.model.family import family_of
-    from vqalib.model.loading import adapter_folder
     from vqalib.model.tiny import is_tiny_preset
 
     if cfg.init_from:
         p = resolve_path(cfg.init_from)
         if p.is_dir():
-            return family_of(adapter_folder(p) or p)
+            return family_of(p)  # a folder: its config.json, or its adapter's base model
     if is_tiny_preset(cfg.model):
         return family_of(cfg.model)
     p = resolve_path(cfg.model)
-    return family_of(adapter_folder(p) or p) if p.is_dir() else family_of(str(cfg.model))
+    return family_of(p) if p.is_dir() else family_of(str(cfg.model))
 
 
 def sampling_config(cfg: CommonConfig, family=None):
